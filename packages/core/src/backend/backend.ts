@@ -1,0 +1,138 @@
+/**
+ * The Backend contract: the only thing a compute backend implements.
+ *
+ * A backend owns storage and runs numeric kernels on it. It knows nothing of autograd, modules or DoRA:
+ * gradients, caching, detaching and merging live in core. Every tensor a kernel sees is dense, row-major
+ * and contiguous (views such as reshape are handled by core without calling the backend).
+ *
+ * Kernels are synchronous *to enqueue*: a GPU backend may return a handle whose contents are computed
+ * later. Only `download` waits.
+ */
+import type { DType, TypedArrayFor } from '../dtype.js';
+
+/** What a kernel receives for each tensor: the backend's own handle plus shape and dtype. */
+export interface TensorInfo<H = unknown> {
+  readonly data: H;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'greater' | 'equal';
+export type UnaryOp =
+  | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'reciprocal' | 'square'
+  | 'relu' | 'step' | 'sigmoid' | 'silu' | 'gelu' | 'geluTanh' | 'tanh' | 'sin' | 'cos'
+  | 'isFinite';
+export type ReduceOp = 'sum' | 'max' | 'min' | 'mean';
+
+export interface MatMulOptions {
+  /** Use aᵀ (the last two axes of a). */
+  readonly transposeA?: boolean;
+  /** Use bᵀ (the last two axes of b). */
+  readonly transposeB?: boolean;
+}
+
+/** Conv2d hyper-parameters, NCHW activations and OIHW weights as in PyTorch. */
+export interface Conv2dParams {
+  readonly stride: readonly [number, number];
+  readonly padding: readonly [number, number];
+  readonly dilation: readonly [number, number];
+  readonly groups: number;
+}
+
+export interface WeightNormOptions {
+  /**
+   * W is stored [in, out] (transformers Conv1D, or Embedding's [vocab, dim] seen as [dim, vocab]ᵀ):
+   * the norm is taken per column of W, i.e. per row of Wᵀ.
+   */
+  readonly transposeW?: boolean;
+}
+
+/**
+ * The kernels every backend implements. Shapes follow numpy broadcasting where noted.
+ * `H` is the backend's storage handle type.
+ */
+export interface BackendKernels<H = unknown> {
+  // ---- storage
+  /** Copies host values into backend storage. `values.length` equals the product of `shape`. */
+  upload(values: TypedArrayFor<DType>, shape: readonly number[], dtype: DType): H;
+  /** Reads a tensor back to the host. The only asynchronous operation. */
+  download(t: TensorInfo<H>): Promise<TypedArrayFor<DType>>;
+  /** Frees storage. Called exactly once per handle by core. */
+  release(data: H): void;
+  /** Number of storage buffers alive (for leak tests). */
+  liveBuffers(): number;
+  /** A tensor of `shape` filled with `value`. */
+  fill(shape: readonly number[], value: number, dtype: DType): H;
+
+  // ---- linear algebra
+  /** Batched matmul over the last two axes; leading axes broadcast. a [..., M, K] · b [..., K, N]. */
+  matmul(a: TensorInfo<H>, b: TensorInfo<H>, options: MatMulOptions, outShape: readonly number[]): H;
+
+  // ---- elementwise
+  /** Broadcasting binary op; comparisons return 1/0 in float32. */
+  binary(op: BinaryOp, a: TensorInfo<H>, b: TensorInfo<H>, outShape: readonly number[]): H;
+  unary(op: UnaryOp, a: TensorInfo<H>): H;
+  /** a * scale + offset, elementwise (cheap affine; used for scalar arithmetic without uploads). */
+  affine(a: TensorInfo<H>, scale: number, offset: number): H;
+  /** cond ? a : b with broadcasting (cond non-zero = true). */
+  where(cond: TensorInfo<H>, a: TensorInfo<H>, b: TensorInfo<H>, outShape: readonly number[]): H;
+
+  // ---- reductions
+  /** Reduces over `axes` (sorted, unique, non-empty); the output keeps size-1 axes (`outShape`). */
+  reduce(op: ReduceOp, a: TensorInfo<H>, axes: readonly number[], outShape: readonly number[]): H;
+  /** Index of the maximum along the last axis, int32, shape without the last axis. */
+  argMax(a: TensorInfo<H>): H;
+  /** Softmax (or log-softmax) along the last axis. */
+  softmax(a: TensorInfo<H>, log: boolean): H;
+
+  // ---- indexing
+  /** Rows of a 2-D table: out[i, :] = table[indices[i], :]. indices int32 of any shape (flattened). */
+  gather(table: TensorInfo<H>, indices: TensorInfo<H>): H;
+  /** The transpose of gather: out [numRows, cols] = Σ over i with indices[i] = row of updates[i, :]. */
+  scatterAdd(indices: TensorInfo<H>, updates: TensorInfo<H>, numRows: number): H;
+
+  // ---- layout
+  transpose(a: TensorInfo<H>, perm: readonly number[]): H;
+  slice(a: TensorInfo<H>, begin: readonly number[], size: readonly number[]): H;
+  concat(tensors: readonly TensorInfo<H>[], axis: number, outShape: readonly number[]): H;
+  cast(a: TensorInfo<H>, dtype: DType): H;
+
+  // ---- convolution (NCHW / OIHW)
+  conv2d(x: TensorInfo<H>, w: TensorInfo<H>, p: Conv2dParams, outShape: readonly number[]): H;
+  /** dL/dx given dL/dy and the weight. */
+  conv2dBackpropInput(dy: TensorInfo<H>, w: TensorInfo<H>, p: Conv2dParams, xShape: readonly number[]): H;
+  /** dL/dw given the input and dL/dy. */
+  conv2dBackpropFilter(x: TensorInfo<H>, dy: TensorInfo<H>, p: Conv2dParams, wShape: readonly number[]): H;
+}
+
+/**
+ * Optional fused kernels. Core has a composite default for each (see `fused.ts`); a backend provides one
+ * only to be faster, and the conformance suite checks it against the composite.
+ */
+export interface FusedKernels<H = unknown> {
+  /**
+   * ‖W + scale·B·A‖ per output feature, float32 accumulation, without materialising B·A.
+   * W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r] → [out].
+   */
+  weightNorm?(w: TensorInfo<H>, a: TensorInfo<H>, b: TensorInfo<H>, scale: number, options: WeightNormOptions): H;
+  /**
+   * bias + g ⊙ (base + scale·lora); base and lora [..., out], g [out], bias [out] or absent.
+   */
+  doraCompose?(base: TensorInfo<H>, lora: TensorInfo<H>, g: TensorInfo<H>, scale: number, bias: TensorInfo<H> | null): H;
+}
+
+export interface BackendCapabilities {
+  /** Dtypes the backend can store (float32 and int32 are required). */
+  readonly dtypes: readonly DType[];
+  /** True when tensors live off the host (a GPU), so host round trips are expensive. */
+  readonly offHost: boolean;
+}
+
+export interface Backend<H = unknown> extends BackendKernels<H>, FusedKernels<H> {
+  readonly name: string;
+  readonly capabilities: BackendCapabilities;
+  /** Waits until all enqueued work is done (no-op on synchronous backends). */
+  sync(): Promise<void>;
+  /** Frees every resource; the backend is unusable afterwards. */
+  dispose(): void;
+}

@@ -1,0 +1,49 @@
+/**
+ * Typed errors. Each names its culprit (file, key, module, op, shapes) in the message and carries the
+ * details as fields, so callers can branch on `instanceof` or `name` and the CLI can print one line.
+ */
+export class DoraError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Two shapes that must agree do not. */
+export class ShapeError extends DoraError {}
+
+/** A dtype the operation cannot take. */
+export class DTypeError extends DoraError {}
+
+/** A backend lacks a kernel the caller needs. */
+export class MissingKernelError extends DoraError {
+  constructor(
+    readonly op: string,
+    readonly backend: string,
+  ) {
+    super(`backend '${backend}' has no kernel '${op}'`);
+  }
+}
+
+/** A tensor was used after dispose(). */
+export class DisposedTensorError extends DoraError {}
+
+/** No backend could be created, or an unknown one was named. */
+export class BackendError extends DoraError {}
+
+/** A safetensors file is malformed; `file` and `key` (when known) say where. */
+export class SafetensorsError extends DoraError {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly key?: string,
+  ) {
+    super(`${file}${key !== undefined ? ` [${key}]` : ''}: ${message}`);
+  }
+}
+
+/** A state dict does not fit a module: a missing, unexpected or mis-shaped key. */
+export class StateDictError extends DoraError {}
+
+/** Invalid configuration or argument. */
+export class ConfigError extends DoraError {}
