@@ -1,0 +1,2 @@
+export * from './dora.js';
+export * from './geometry.js';

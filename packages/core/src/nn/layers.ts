@@ -1,0 +1,250 @@
+/**
+ * The layers PEFT targets and the pieces models are built from, with PyTorch's parameter names, shapes
+ * and default initialisation.
+ */
+import type { Backend } from '../backend/backend.js';
+import { ConfigError, ShapeError } from '../errors.js';
+import { conv2d, conv2dParams, type Conv2dOptions, dropoutMask, embedding, layerNorm, linear, matmulLastAxis, mul, rmsNorm } from '../ops/index.js';
+import { add, gelu, geluTanh, relu, silu, tanh } from '../ops/elementwise.js';
+import type { Conv2dParams } from '../backend/backend.js';
+import { defaultRandom, type Random } from '../random.js';
+import { shapeStr } from '../tensor/shape.js';
+import { getDefaultBackend, Parameter, type Tensor, tensor } from '../tensor/tensor.js';
+import { Module } from './module.js';
+
+export interface LayerOptions {
+  readonly backend?: Backend;
+  readonly random?: Random;
+}
+
+/** A module with a single-tensor forward — everything PEFT can wrap. */
+export abstract class Layer extends Module {
+  abstract forward(x: Tensor): Tensor;
+}
+
+function uniformParam(shape: number[], bound: number, o: LayerOptions): Parameter {
+  const r = o.random ?? defaultRandom;
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Parameter(tensor(r.fillUniform(n, -bound, bound), shape, { backend: o.backend ?? getDefaultBackend() }));
+}
+
+function normalParam(shape: number[], std: number, o: LayerOptions): Parameter {
+  const r = o.random ?? defaultRandom;
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Parameter(tensor(r.fillNormal(n, 0, std), shape, { backend: o.backend ?? getDefaultBackend() }));
+}
+
+function constParam(shape: number[], value: number, o: LayerOptions): Parameter {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return new Parameter(tensor(new Float32Array(n).fill(value), shape, { backend: o.backend ?? getDefaultBackend() }));
+}
+
+/** y = x·Wᵀ + b; weight [out, in]; PyTorch's kaiming_uniform(a=√5) ⇒ U(±1/√in) for weight and bias. */
+export class Linear extends Layer {
+  weight: Parameter;
+  bias: Parameter | null;
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    options: LayerOptions & { bias?: boolean } = {},
+  ) {
+    super();
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = uniformParam([outFeatures, inFeatures], bound, options);
+    this.bias = options.bias === false ? null : uniformParam([outFeatures], bound, options);
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** transformers' Conv1D (GPT-2): weight stored [in, out] (nx, nf); y = x·W + b. Init N(0, 0.02), bias 0. */
+export class Conv1D extends Layer {
+  weight: Parameter;
+  bias: Parameter;
+
+  constructor(
+    readonly nf: number,
+    readonly nx: number,
+    options: LayerOptions = {},
+  ) {
+    super();
+    this.weight = normalParam([nx, nf], 0.02, options);
+    this.bias = constParam([nf], 0, options);
+  }
+
+  get inFeatures(): number {
+    return this.nx;
+  }
+
+  get outFeatures(): number {
+    return this.nf;
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.shape[x.rank - 1] !== this.nx) throw new ShapeError(`Conv1D: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(this.weight.shape)}`);
+    return add(matmulLastAxis(x, this.weight, false), this.bias);
+  }
+}
+
+/** Lookup table; weight [num, dim] ~ N(0, 1) as PyTorch. Input: int32 ids. */
+export class Embedding extends Layer {
+  weight: Parameter;
+
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    options: LayerOptions = {},
+  ) {
+    super();
+    this.weight = normalParam([numEmbeddings, embeddingDim], 1, options);
+  }
+
+  forward(ids: Tensor): Tensor {
+    return embedding(this.weight, ids);
+  }
+}
+
+/** NCHW convolution; weight [out, in/groups, kh, kw]; PyTorch's default init U(±1/√fan_in). */
+export class Conv2d extends Layer {
+  weight: Parameter;
+  bias: Parameter | null;
+  readonly params: Conv2dParams;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: number | readonly [number, number],
+    options: LayerOptions & Conv2dOptions & { bias?: boolean } = {},
+  ) {
+    super();
+    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    this.params = conv2dParams(options);
+    const g = this.params.groups;
+    if (inChannels % g || outChannels % g) throw new ConfigError(`Conv2d: channels ${inChannels}→${outChannels} not divisible by groups ${g}`);
+    const fanIn = (inChannels / g) * kh * kw;
+    const bound = 1 / Math.sqrt(fanIn);
+    this.weight = uniformParam([outChannels, inChannels / g, kh, kw], bound, options);
+    this.bias = options.bias === false ? null : uniformParam([outChannels], bound, options);
+  }
+
+  get kernelSize(): [number, number] {
+    return [this.weight.shape[2]!, this.weight.shape[3]!];
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.params);
+  }
+}
+
+export class LayerNorm extends Layer {
+  weight: Parameter;
+  bias: Parameter;
+
+  constructor(
+    readonly normalizedShape: number,
+    readonly eps = 1e-5,
+    options: LayerOptions = {},
+  ) {
+    super();
+    this.weight = constParam([normalizedShape], 1, options);
+    this.bias = constParam([normalizedShape], 0, options);
+  }
+
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+export class RMSNorm extends Layer {
+  weight: Parameter;
+
+  constructor(
+    readonly hiddenSize: number,
+    readonly eps = 1e-6,
+    options: LayerOptions = {},
+  ) {
+    super();
+    this.weight = constParam([hiddenSize], 1, options);
+  }
+
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.weight, this.eps);
+  }
+}
+
+export class ReLU extends Layer {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+
+export class SiLU extends Layer {
+  forward(x: Tensor): Tensor {
+    return silu(x);
+  }
+}
+
+export class Tanh extends Layer {
+  forward(x: Tensor): Tensor {
+    return tanh(x);
+  }
+}
+
+/** GELU; approximate 'tanh' is transformers' gelu_new / PyTorch's approximate='tanh'. */
+export class GELU extends Layer {
+  constructor(readonly approximate: 'none' | 'tanh' = 'none') {
+    super();
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.approximate === 'tanh' ? geluTanh(x) : gelu(x);
+  }
+}
+
+/** Inverted dropout in train mode; identity in eval mode or with p = 0. */
+export class Dropout extends Layer {
+  /** Tests can inject the mask (already scaled by 1/(1−p)) that the next forward uses. */
+  _nextMask: Tensor | null = null;
+
+  constructor(
+    readonly p = 0.5,
+    readonly _random: Random = defaultRandom,
+  ) {
+    super();
+    if (p < 0 || p >= 1) throw new ConfigError(`Dropout: p must be in [0, 1), got ${p}`);
+  }
+
+  forward(x: Tensor): Tensor {
+    if (!this.training || this.p === 0) return x;
+    const mask = this._nextMask ?? dropoutMask(x.shape, this.p, () => this._random.next(), x);
+    this._nextMask = null;
+    return mul(x, mask);
+  }
+}
+
+/** Runs children in order ('0', '1', … keys). */
+export class Sequential extends Layer {
+  private _n = 0;
+
+  constructor(...layers: Layer[]) {
+    super();
+    for (const l of layers) (this as unknown as Record<string, Layer>)[String(this._n++)] = l;
+  }
+
+  get length(): number {
+    return this._n;
+  }
+
+  at(i: number): Layer {
+    return (this as unknown as Record<string, Layer>)[String(i)]!;
+  }
+
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (let i = 0; i < this._n; i++) y = this.at(i).forward(y);
+    return y;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The optional fused kernels with their composite defaults. A backend that implements `weightNorm` or
+ * `doraCompose` is used directly; otherwise the same numbers come from primitive kernels.
+ */
+import type { WeightNormOptions } from '../backend/backend.js';
+import { ShapeError } from '../errors.js';
+import { record } from '../tensor/autograd.js';
+import { noGrad } from '../tensor/scope.js';
+import { shapeStr } from '../tensor/shape.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { add, mul, mulScalar, sqrt, sumTo } from './elementwise.js';
+import { reshape, transpose } from './layout.js';
+import { matmul } from './matmul.js';
+import { sum } from './reduce.js';
+import { backendOf, wrap } from './util.js';
+
+/**
+ * ‖W + scale·B·A‖ per output feature → [out]. Never differentiable: DoRA treats the norm as a constant
+ * (paper §4.3). W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r].
+ */
+export function weightNorm(w: Tensor, a: Tensor, b: Tensor, scale: number, options: WeightNormOptions = {}): Tensor {
+  const be = backendOf('weightNorm', w, a, b);
+  const tw = !!options.transposeW;
+  const [out, inF] = tw ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
+  if (w.rank !== 2 || a.rank !== 2 || b.rank !== 2 || a.shape[1] !== inF || b.shape[0] !== out || a.shape[0] !== b.shape[1]) {
+    throw new ShapeError(
+      `weightNorm: W ${shapeStr(w.shape)}${tw ? ' (transposed)' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
+    );
+  }
+  if (be.weightNorm) return wrap(be, be.weightNorm(w.info, a.info, b.info, scale, { transposeW: tw }), [out], 'float32');
+  return noGrad(() => weightNormComposite(w, a, b, scale, tw));
+}
+
+/** The reference: materialises B·A (out×in floats). */
+export function weightNormComposite(w: Tensor, a: Tensor, b: Tensor, scale: number, transposeW: boolean): Tensor {
+  const wOi = transposeW ? transpose(w, [1, 0]) : w;
+  const v = add(wOi, mulScalar(matmul(b, a), scale));
+  return sqrt(sum(mul(v, v), 1));
+}
+
+/**
+ * bias + g ⊙ (base + scale·lora) with base and lora [..., out], g [out]. Differentiable in base, lora, g
+ * and bias.
+ */
+export function doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
+  const be = backendOf('doraCompose', base, lora, g, ...(bias ? [bias] : []));
+  const out = base.shape[base.rank - 1]!;
+  if (!sameShapes(base, lora) || g.size !== out || (bias && bias.size !== out)) {
+    throw new ShapeError(
+      `doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit`,
+    );
+  }
+  const g1 = reshape(g, [out]);
+  const b1 = bias ? reshape(bias, [out]) : null;
+  const y = be.doraCompose
+    ? wrap(be, be.doraCompose(base.info, lora.info, g1.info, scale, b1?.info ?? null), base.shape, 'float32')
+    : noGrad(() => doraComposeComposite(base, lora, g1, scale, b1));
+  return record('doraCompose', y, [base, lora, g, bias], [base, lora, g1], (dy, [sb, sl, sg]) => {
+    const gdy = base.requiresGrad || lora.requiresGrad ? mul(dy, sg!) : null;
+    return [
+      base.requiresGrad ? gdy : null,
+      lora.requiresGrad ? mulScalar(gdy!, scale) : null,
+      g.requiresGrad ? reshape(sumTo(mul(dy, add(sb!, mulScalar(sl!, scale))), [out]), g.shape) : null,
+      bias?.requiresGrad ? reshape(sumTo(dy, [out]), bias.shape) : null,
+    ];
+  });
+}
+
+function sameShapes(a: Tensor, b: Tensor): boolean {
+  return a.rank === b.rank && a.shape.every((d, i) => d === b.shape[i]);
+}
+
+export function doraComposeComposite(base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
+  const y = mul(g, add(base, mulScalar(lora, scale)));
+  return bias ? add(bias, y) : y;
+}
