@@ -51,14 +51,17 @@ export const BINARY: Readonly<Record<BinaryOp, (a: tf.Tensor, b: tf.Tensor) => t
   equal: (a, b) => asFloat(tf.equal(a, b)),
 };
 
-/** a·scale + offset; integer tensors stay integer when the coefficients are integers. */
+/**
+ * a·scale + offset. Integer tensors with integer coefficients stay in int32 arithmetic; otherwise the result
+ * is computed in float32 (and cast back to the input's dtype by the caller, as core declares).
+ */
 export function affine(x: tf.Tensor, scale: number, offset: number): tf.Tensor {
   const dtype = x.dtype === 'int32' && Number.isInteger(scale) && Number.isInteger(offset) ? 'int32' : 'float32';
   let y = dtype === x.dtype ? x : tf.cast(x, dtype);
   if (scale !== 1) y = tf.mul(y, tf.scalar(scale, dtype));
   if (offset !== 0) y = tf.add(y, tf.scalar(offset, dtype));
-  // A kernel must return a fresh handle: core releases it independently of the input.
-  return y === x ? tf.clone(x) : y;
+  // Unchanged input: the backend's run() hands back an alias, never the input's own handle.
+  return y;
 }
 
 /** cond ? a : b with broadcasting; any non-zero condition is true. */

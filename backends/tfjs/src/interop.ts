@@ -1,22 +1,29 @@
 /**
- * tf.Tensor ⇄ dorajs interop at the Backend level (TensorInfo), without copying data.
+ * tf.Tensor ⇄ dorajs Tensor, without copying data (tfjs' reference-counted buffers are shared).
  *
- * - `fromTf(backend, tensor)` → a TensorInfo owned by dorajs (release it with `backend.release(info.data)`);
- *   the caller's tensor stays valid and stays the caller's to dispose.
- * - `toTf(backend, info)` → a tf.Tensor owned by the caller (dispose it); it stays valid after dorajs
- *   releases the handle.
- * Both share tfjs' reference-counted data buffer (tf.clone), so neither copies.
+ *   fromTf(tfTensor, backend): Tensor   — dorajs owns the result (dispose it); the tf.Tensor stays the
+ *                                         caller's, valid and to be disposed by the caller.
+ *   toTf(tensor): tf.Tensor             — the caller owns the result (dispose it); it stays valid after the
+ *                                         dorajs tensor is disposed. `tensor` must live on a TfjsBackend.
+ *
+ * 'bool' tf tensors become float32 1/0 (a copy); complex64 and string are refused.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { TfInfo, TfjsBackend } from './tfjs-backend.js';
+import { BackendError, fromHandle, type DType, type Tensor } from '@dorajs/core';
+import { TfjsBackend, type TfInfo } from './tfjs-backend.js';
 
-export function fromTf(backend: TfjsBackend, tensor: tf.Tensor): TfInfo {
-  const data = backend.adopt(tensor);
-  return { data, shape: data.shape, dtype: data.dtype as TfInfo['dtype'] };
+export function fromTf(tensor: tf.Tensor, backend: TfjsBackend): Tensor {
+  const handle = backend.adopt(tensor);
+  return fromHandle(backend, handle, handle.shape, handle.dtype as DType);
 }
 
-export function toTf(backend: TfjsBackend, info: TfInfo): tf.Tensor {
-  const borrowed = backend.tfTensorOf(info);
-  // A reshape made by tfTensorOf is already a fresh tensor the caller can own; otherwise clone the handle.
-  return borrowed === info.data ? borrowed.clone() : borrowed;
+export function toTf(tensor: Tensor): tf.Tensor {
+  const backend = tensor.backend;
+  if (!(backend instanceof TfjsBackend)) {
+    throw new BackendError(
+      `toTf: tensor ${tensor.toString()} lives on backend '${backend.name}', not on a TfjsBackend; ` +
+        `create it on createTfjsBackend() or move it there (Parameter.moveTo) first`,
+    );
+  }
+  return backend.tfTensorOf(tensor.info as TfInfo);
 }

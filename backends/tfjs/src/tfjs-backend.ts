@@ -90,13 +90,13 @@ export class TfjsBackend implements Backend<tf.Tensor> {
 
   fill(shape: readonly number[], value: number, dtype: DType): tf.Tensor {
     const tfDtype = this.checkDtype('fill', dtype);
-    return this.run('fill', [], shape, () => tf.fill([...shape], value, tfDtype));
+    return this.run('fill', [], shape, tfDtype, () => tf.fill([...shape], value, tfDtype));
   }
 
   // ---- linear algebra
 
   matmul(a: TfInfo, b: TfInfo, options: MatMulOptions, outShape: readonly number[]): tf.Tensor {
-    return this.run('matmul', [a, b], outShape, () =>
+    return this.run('matmul', [a, b], outShape, 'float32', () =>
       batchedMatMul(view(a), view(b), options.transposeA ?? false, options.transposeB ?? false, outShape),
     );
   }
@@ -104,33 +104,34 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   // ---- elementwise
 
   binary(op: BinaryOp, a: TfInfo, b: TfInfo, outShape: readonly number[]): tf.Tensor {
-    return this.run(op, [a, b], outShape, () => BINARY[op](view(a), view(b)));
+    const dtype = op === 'greater' || op === 'equal' ? 'float32' : a.dtype;
+    return this.run(op, [a, b], outShape, dtype, () => BINARY[op](view(a), view(b)));
   }
 
   unary(op: UnaryOp, a: TfInfo): tf.Tensor {
-    return this.run(op, [a], a.shape, () => UNARY[op](view(a)));
+    return this.run(op, [a], a.shape, a.dtype, () => UNARY[op](view(a)));
   }
 
   affine(a: TfInfo, scale: number, offset: number): tf.Tensor {
-    return this.run('affine', [a], a.shape, () => affine(view(a), scale, offset));
+    return this.run('affine', [a], a.shape, a.dtype, () => affine(view(a), scale, offset));
   }
 
   where(cond: TfInfo, a: TfInfo, b: TfInfo, outShape: readonly number[]): tf.Tensor {
-    return this.run('where', [cond, a, b], outShape, () => select(view(cond), view(a), view(b)));
+    return this.run('where', [cond, a, b], outShape, a.dtype, () => select(view(cond), view(a), view(b)));
   }
 
   // ---- reductions
 
   reduce(op: ReduceOp, a: TfInfo, axes: readonly number[], outShape: readonly number[]): tf.Tensor {
-    return this.run(`reduce.${op}`, [a], outShape, () => REDUCERS[op](view(a), [...axes]));
+    return this.run(`reduce.${op}`, [a], outShape, a.dtype, () => REDUCERS[op](view(a), [...axes]));
   }
 
   argMax(a: TfInfo): tf.Tensor {
-    return this.run('argMax', [a], a.shape.slice(0, -1), () => tf.argMax(view(a), -1));
+    return this.run('argMax', [a], a.shape.slice(0, -1), 'int32', () => tf.argMax(view(a), -1));
   }
 
   softmax(a: TfInfo, log: boolean): tf.Tensor {
-    return this.run(log ? 'logSoftmax' : 'softmax', [a], a.shape, () =>
+    return this.run(log ? 'logSoftmax' : 'softmax', [a], a.shape, a.dtype, () =>
       log ? tf.logSoftmax(view(a), -1) : tf.softmax(view(a), -1),
     );
   }
@@ -139,7 +140,7 @@ export class TfjsBackend implements Backend<tf.Tensor> {
 
   gather(table: TfInfo, indices: TfInfo): tf.Tensor {
     const n = sizeOf(indices.shape);
-    return this.run('gather', [table, indices], [n, table.shape[1]!], () =>
+    return this.run('gather', [table, indices], [n, table.shape[1]!], table.dtype, () =>
       tf.gather(view(table), tf.reshape(indices.data, [n]), 0),
     );
   }
@@ -147,7 +148,7 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   scatterAdd(indices: TfInfo, updates: TfInfo, numRows: number): tf.Tensor {
     const n = sizeOf(indices.shape);
     const cols = n === 0 ? (updates.shape[updates.shape.length - 1] ?? 1) : sizeOf(updates.shape) / n;
-    return this.run('scatterAdd', [indices, updates], [numRows, cols], () =>
+    return this.run('scatterAdd', [indices, updates], [numRows, cols], updates.dtype, () =>
       n === 0
         ? tf.zeros([numRows, cols], updates.dtype as TfDType)
         : // tf.scatterND sums the updates of repeated indices, which is exactly scatter-add.
@@ -158,34 +159,34 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   // ---- layout
 
   transpose(a: TfInfo, perm: readonly number[]): tf.Tensor {
-    return this.run('transpose', [a], perm.map((p) => a.shape[p]!), () => tf.transpose(view(a), [...perm]));
+    return this.run('transpose', [a], perm.map((p) => a.shape[p]!), a.dtype, () => tf.transpose(view(a), [...perm]));
   }
 
   slice(a: TfInfo, begin: readonly number[], size: readonly number[]): tf.Tensor {
-    return this.run('slice', [a], size, () => tf.slice(view(a), [...begin], [...size]));
+    return this.run('slice', [a], size, a.dtype, () => tf.slice(view(a), [...begin], [...size]));
   }
 
   concat(tensors: readonly TfInfo[], axis: number, outShape: readonly number[]): tf.Tensor {
-    return this.run('concat', tensors, outShape, () => tf.concat(tensors.map(view), axis));
+    return this.run('concat', tensors, outShape, tensors[0]?.dtype ?? 'float32', () => tf.concat(tensors.map(view), axis));
   }
 
   cast(a: TfInfo, dtype: DType): tf.Tensor {
     const tfDtype = this.checkDtype('cast', dtype);
-    return this.run('cast', [a], a.shape, () => tf.cast(view(a), tfDtype));
+    return this.run('cast', [a], a.shape, tfDtype, () => tf.cast(view(a), tfDtype));
   }
 
   // ---- convolution
 
   conv2d(x: TfInfo, w: TfInfo, p: Conv2dParams, outShape: readonly number[]): tf.Tensor {
-    return this.run('conv2d', [x, w], outShape, () => conv2dForward(view4(x), view4(w), p));
+    return this.run('conv2d', [x, w], outShape, 'float32', () => conv2dForward(view4(x), view4(w), p));
   }
 
   conv2dBackpropInput(dy: TfInfo, w: TfInfo, p: Conv2dParams, xShape: readonly number[]): tf.Tensor {
-    return this.run('conv2dBackpropInput', [dy, w], xShape, () => conv2dBackpropInput(view4(dy), view4(w), p, xShape));
+    return this.run('conv2dBackpropInput', [dy, w], xShape, 'float32', () => conv2dBackpropInput(view4(dy), view4(w), p, xShape));
   }
 
   conv2dBackpropFilter(x: TfInfo, dy: TfInfo, p: Conv2dParams, wShape: readonly number[]): tf.Tensor {
-    return this.run('conv2dBackpropFilter', [x, dy], wShape, () =>
+    return this.run('conv2dBackpropFilter', [x, dy], wShape, 'float32', () =>
       conv2dBackpropFilter(view4(x), view4(dy), p, wShape),
     );
   }
@@ -195,30 +196,31 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   weightNorm(w: TfInfo, a: TfInfo, b: TfInfo, scale: number, options: WeightNormOptions): tf.Tensor {
     const transposeW = options.transposeW ?? false;
     const out = b.shape[0]!;
-    return this.run('weightNorm', [w, a, b], [out], () => weightNorm(view(w), view(a), view(b), scale, transposeW));
+    return this.run('weightNorm', [w, a, b], [out], 'float32', () => weightNorm(view(w), view(a), view(b), scale, transposeW));
   }
 
   // ---- interop
 
   /**
-   * Takes a tf.Tensor into this backend without copying its data: the handle is a tfjs clone sharing the
+   * Takes a tf.Tensor into this backend without copying its data: the handle is a new tf.Tensor sharing the
    * data buffer, so core may release it while the caller keeps (and must still dispose) the original.
    * 'bool' tensors become float32 1/0, as the contract's comparisons do (that one is a copy).
    */
   adopt(tensor: tf.Tensor): tf.Tensor {
     if (tensor.isDisposed) throw new DisposedTensorError(`tfjs adopt: the tf.Tensor ${formatShape(tensor.shape)} is disposed`);
-    if (tensor.dtype === 'bool') return this.run('adopt', [], null, () => tf.cast(tensor, 'float32'));
-    this.checkDtype('adopt', tensor.dtype);
-    return this.run('adopt', [], null, () => tf.clone(tensor));
+    if (tensor.dtype === 'bool') return this.run('adopt', [], null, 'float32', () => tf.cast(tensor, 'float32'));
+    const dtype = this.checkDtype('adopt', tensor.dtype);
+    return this.run('adopt', [], null, dtype, () => alias(tensor));
   }
 
   /**
-   * The tf.Tensor behind a handle, shaped as `info` says (a reshape shares the data). Borrowed: it is valid
-   * until core releases the handle; `tf.clone` it to keep it longer.
+   * A new tf.Tensor sharing the handle's data (no copy), shaped as `info` says. The caller owns and disposes
+   * it; it stays valid after core releases the handle.
    */
   tfTensorOf(info: TfInfo): tf.Tensor {
     this.checkAlive('tfTensorOf', [info]);
-    return sameShape(info.data.shape, info.shape) ? info.data : tf.reshape(info.data, [...info.shape]);
+    this.activate();
+    return alias(info.data, info.shape);
   }
 
   // ---- lifecycle
@@ -248,16 +250,24 @@ export class TfjsBackend implements Backend<tf.Tensor> {
 
   /**
    * Runs one kernel: activates this instance's tfjs backend, frees intermediates, checks the result's shape
-   * against the caller's `outShape`, and turns tfjs' plain errors into typed ones naming the op and shapes.
+   * against the caller's `outShape`, casts it to the dtype core declares for the op, and turns tfjs' plain errors into typed ones naming the op and shapes.
    */
-  private run(op: string, inputs: readonly TfInfo[], outShape: readonly number[] | null, compute: () => tf.Tensor): tf.Tensor {
+  private run(
+    op: string,
+    inputs: readonly TfInfo[],
+    outShape: readonly number[] | null,
+    outDtype: DType,
+    compute: () => tf.Tensor,
+  ): tf.Tensor {
     this.activate();
     let out: tf.Tensor;
     try {
       out = tf.tidy(() => {
-        const result = compute();
+        let result = compute();
+        // tfjs promotes differently (mean of int32 is float32, …); core declares the dtype, so follow it.
+        if (result.dtype !== outDtype) result = tf.cast(result, this.checkDtype(op, outDtype));
         // Core releases outputs and inputs independently, so never hand back an input's own tensor.
-        return inputs.some((i) => i.data === result) ? tf.clone(result) : result;
+        return inputs.some((i) => i.data === result) ? alias(result) : result;
       });
     } catch (e) {
       this.checkAlive(op, inputs);
@@ -284,6 +294,14 @@ export class TfjsBackend implements Backend<tf.Tensor> {
     if ((DTYPES as readonly string[]).includes(dtype)) return dtype as TfDType;
     throw new DTypeError(`tfjs ${op}: dtype '${dtype}' is not supported (tfjs stores ${DTYPES.join(', ')})`);
   }
+}
+
+/**
+ * A new tf.Tensor on the same data buffer (tfjs reference-counts it). tf.reshape is the one op that aliases on
+ * every tfjs backend; tf.clone copies on wasm.
+ */
+export function alias(t: tf.Tensor, shape: readonly number[] = t.shape): tf.Tensor {
+  return tf.reshape(t, [...shape]);
 }
 
 /** The handle seen with the shape core gives it: core's views (reshape) never reach the backend. */
