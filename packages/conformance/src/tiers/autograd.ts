@@ -1,0 +1,93 @@
+/**
+ * Tier: core autograd on this backend — analytic gradients of every differentiable op vs finite
+ * differences, and no leaked buffers across forward/backward loops.
+ */
+import { describe, expect, it } from 'vitest';
+import { backward, type Backend, Linear, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
+import { gradCheck } from './grad-check.js';
+
+type Case = { id: string; shapes: number[][]; fn: (t: Tensor[]) => Tensor; positive?: boolean };
+
+const CASES: Case[] = [
+  { id: 'add-broadcast', shapes: [[3, 4], [4]], fn: ([a, b]) => ops.add(a!, b!) },
+  { id: 'sub-broadcast', shapes: [[2, 3, 4], [3, 1]], fn: ([a, b]) => ops.sub(a!, b!) },
+  { id: 'mul-broadcast', shapes: [[3, 4], [1, 4]], fn: ([a, b]) => ops.mul(a!, b!) },
+  { id: 'div', shapes: [[3, 4], [3, 4]], fn: ([a, b]) => ops.div(a!, b!), positive: true },
+  { id: 'matmul', shapes: [[3, 5], [5, 4]], fn: ([a, b]) => ops.matmul(a!, b!) },
+  { id: 'matmul-tA', shapes: [[5, 3], [5, 4]], fn: ([a, b]) => ops.matmul(a!, b!, { transposeA: true }) },
+  { id: 'matmul-tB', shapes: [[3, 5], [4, 5]], fn: ([a, b]) => ops.matmul(a!, b!, { transposeB: true }) },
+  { id: 'matmul-tAtB', shapes: [[5, 3], [4, 5]], fn: ([a, b]) => ops.matmul(a!, b!, { transposeA: true, transposeB: true }) },
+  { id: 'matmul-batched-broadcast', shapes: [[2, 1, 3, 5], [3, 5, 2]], fn: ([a, b]) => ops.matmul(a!, b!) },
+  { id: 'linear', shapes: [[2, 3, 5], [4, 5], [4]], fn: ([x, w, b]) => ops.linear(x!, w!, b!) },
+  { id: 'exp', shapes: [[7]], fn: ([a]) => ops.exp(a!) },
+  { id: 'log', shapes: [[7]], fn: ([a]) => ops.log(a!), positive: true },
+  { id: 'sqrt', shapes: [[7]], fn: ([a]) => ops.sqrt(a!), positive: true },
+  { id: 'rsqrt', shapes: [[7]], fn: ([a]) => ops.rsqrt(a!), positive: true },
+  { id: 'tanh', shapes: [[7]], fn: ([a]) => ops.tanh(a!) },
+  { id: 'sigmoid', shapes: [[7]], fn: ([a]) => ops.sigmoid(a!) },
+  { id: 'silu', shapes: [[7]], fn: ([a]) => ops.silu(a!) },
+  { id: 'gelu', shapes: [[7]], fn: ([a]) => ops.gelu(a!) },
+  { id: 'gelu-tanh', shapes: [[7]], fn: ([a]) => ops.geluTanh(a!) },
+  { id: 'relu', shapes: [[7]], fn: ([a]) => ops.relu(a!) },
+  { id: 'square', shapes: [[7]], fn: ([a]) => ops.square(a!) },
+  { id: 'sum-axes', shapes: [[2, 3, 4]], fn: ([a]) => ops.sum(a!, [0, 2]) },
+  { id: 'mean-keep', shapes: [[2, 3, 4]], fn: ([a]) => ops.mean(a!, -1, true) },
+  { id: 'softmax', shapes: [[3, 6]], fn: ([a]) => ops.softmax(a!) },
+  { id: 'log-softmax', shapes: [[3, 6]], fn: ([a]) => ops.logSoftmax(a!) },
+  { id: 'transpose', shapes: [[2, 3, 4]], fn: ([a]) => ops.transpose(a!, [2, 0, 1]) },
+  { id: 'slice', shapes: [[4, 5]], fn: ([a]) => ops.slice(a!, [1, 2], [2, 3]) },
+  { id: 'concat', shapes: [[2, 3], [2, 2]], fn: ([a, b]) => ops.concat([a!, b!], 1) },
+  { id: 'layer-norm', shapes: [[3, 6], [6], [6]], fn: ([x, w, b]) => ops.layerNorm(x!, w!, b!, 1e-5) },
+  { id: 'rms-norm', shapes: [[3, 6], [6]], fn: ([x, w]) => ops.rmsNorm(x!, w!, 1e-6) },
+  { id: 'conv2d', shapes: [[2, 4, 5, 5], [6, 2, 3, 3]], fn: ([x, w]) => ops.conv2d(x!, w!, null, { stride: 2, padding: 1, dilation: 1, groups: 2 }) },
+  { id: 'conv2d-dilated', shapes: [[1, 2, 6, 6], [3, 2, 2, 2]], fn: ([x, w]) => ops.conv2d(x!, w!, null, { padding: 1, dilation: 2 }) },
+  { id: 'dora-compose', shapes: [[3, 4], [3, 4], [4], [4]], fn: ([b, l, g, bias]) => ops.doraCompose(b!, l!, g!, 0.5, bias!) },
+];
+
+export interface AutogradTierOptions {
+  readonly create: () => Promise<Backend> | Backend;
+  /** Bound on |fd − analytic| / max|grad|; float32 central differences with h = 1e-2 land near 1e-5; the default allows 2e-3. */
+  readonly tolerance?: number;
+  readonly skip?: Readonly<Record<string, string>>;
+}
+
+export function defineAutogradTier(opts: AutogradTierOptions): void {
+  describe('tier: autograd (analytic vs finite differences)', () => {
+    for (const c of CASES) {
+      const id = `autograd/${c.id}`;
+      const reason = opts.skip?.[id];
+      (reason ? it.skip : it)(`${id}${reason ? ` — skipped: ${reason}` : ''}`, async () => {
+        const backend = await opts.create();
+        const rng = new Random(c.id.length * 7919);
+        const inputs = c.shapes.map((shape) => {
+          const n = shape.reduce((a, b) => a * b, 1);
+          const values = c.positive ? rng.fillUniform(n, 0.5, 2) : rng.fillUniform(n, -1.5, 1.5);
+          return { values, shape };
+        });
+        const err = await gradCheck(backend, c.fn, inputs, { seed: 3, probes: 6 });
+        expect(err, `${id}: worst |fd − analytic| / max|grad| = ${err}`).toBeLessThanOrEqual(opts.tolerance ?? 2e-3);
+      });
+    }
+    const leakId = 'autograd/no-leak';
+    it(leakId, async () => {
+      const backend = await opts.create();
+      const lin = new Linear(6, 4, { backend });
+      const x = tensor(new Random(5).fillUniform(12, -1, 1), [2, 6], { backend });
+      const start = backend.liveBuffers();
+      for (let i = 0; i < 5; i++) {
+        tidy(() => backward(ops.sum(ops.gelu(lin.forward(x)))));
+        for (const p of lin.parameters()) {
+          p.grad?.dispose();
+          p.grad = null;
+        }
+        // a forward that is never differentiated must not keep its activations alive either
+        tidy(() => {
+          ops.softmax(lin.forward(x));
+        });
+      }
+      expect(backend.liveBuffers()).toBe(start);
+      x.dispose();
+      lin.dispose();
+    });
+  });
+}

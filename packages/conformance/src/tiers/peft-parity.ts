@@ -1,0 +1,187 @@
+/**
+ * Tier: PEFT parity of the core DoRA/LoRA math. Every layer-level fixture case is rebuilt from core layers,
+ * the adapter tensors are read straight from PEFT's adapter_model.safetensors, and the outputs, gradients,
+ * merged weights and AdamW steps are compared with what PEFT 0.21.0 computed.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  AdamW, backward, type Backend, composeAdapter, Conv2d, deltaWeight, doraMerge, doraWeightNorm, Embedding, type LayerGeometry, Layer,
+  Linear, loraBranch, loraScaling, magnitudeScale, type Module, ops, Parameter, type Tensor, tidy,
+} from '@dorajs/core';
+import { buildFixtureModel, type FixtureCase, fixturesAvailable, loadBaseWeights, loadFixtureCase, relativeError, upload } from './peft-fixtures.js';
+
+type BaseLayer = Linear | Embedding | Conv2d;
+
+/** A minimal adapter wrapper: just enough to drive the core math the way PEFT's layers do. */
+class DoraTestLayer extends Layer {
+  constructor(
+    readonly base_layer: BaseLayer,
+    readonly A: Parameter,
+    readonly B: Parameter,
+    readonly m: Parameter | null,
+    readonly _scale: number,
+  ) {
+    super();
+  }
+
+  get geo(): LayerGeometry {
+    const b = this.base_layer;
+    return b instanceof Embedding ? { kind: 'embedding' } : b instanceof Conv2d ? { kind: 'conv2d', groups: b.params.groups } : { kind: 'linear' };
+  }
+
+  forward(x: Tensor): Tensor {
+    const b = this.base_layer;
+    const geo = this.geo;
+    const base =
+      b instanceof Embedding ? ops.embedding(b.weight, x) : b instanceof Conv2d ? ops.conv2d(x, b.weight, null, b.params) : ops.linear(x, b.weight, null);
+    const lora = loraBranch(geo, x, this.A, this.B, b instanceof Conv2d ? b.params : undefined);
+    const g = this.m ? magnitudeScale(this.m, doraWeightNorm(geo, b.weight, this.A, this.B, this._scale)) : null;
+    const bias = b instanceof Embedding ? null : b.bias;
+    return composeAdapter(geo, base, lora, this._scale, g, bias);
+  }
+
+  /** The merged base layer weight: DoRA's f ⊙ (W + Δ), or LoRA's W + Δ. */
+  mergedWeight(): Tensor {
+    const w = this.base_layer.weight;
+    return tidy(() => {
+      const delta = deltaWeight(this.geo, w, this.A, this.B, this._scale);
+      return this.m ? doraMerge(this.geo, w, delta, this.m, doraWeightNorm(this.geo, w, this.A, this.B, this._scale)) : ops.add(w, delta);
+    });
+  }
+}
+
+function attachAdapters(model: Module, fc: FixtureCase, backend: Backend, adapterDir: 'adapter' | 'adapter_trained' = 'adapter'): Map<string, DoraTestLayer> {
+  const { r, lora_alpha, use_dora, target_modules } = fc.meta.config;
+  const scale = loraScaling(lora_alpha, r);
+  const layers = new Map<string, DoraTestLayer>();
+  for (const path of target_modules) {
+    const base = model.getSubmodule(path) as BaseLayer;
+    const prefix = `base_model.model.${path}`;
+    const emb = base instanceof Embedding;
+    const file = `${fc.name}/${adapterDir}/adapter_model.safetensors`;
+    const get = (k: string) => new Parameter(upload(fc.adapter, `${prefix}.${k}`, backend, file));
+    const A = get(emb ? 'lora_embedding_A' : 'lora_A.weight');
+    const B = get(emb ? 'lora_embedding_B' : 'lora_B.weight');
+    const m = use_dora ? get('lora_magnitude_vector') : null;
+    const layer = new DoraTestLayer(base, A, B, m, scale);
+    model.setSubmodule(path, layer);
+    layers.set(path, layer);
+  }
+  model.requiresGrad(false);
+  for (const l of layers.values()) for (const p of [l.A, l.B, l.m]) if (p) p.requiresGrad = true;
+  return layers;
+}
+
+const LAYER_CASES = ['linear', 'linear3d', 'embedding', 'conv2d', 'lora_plain', 'mlp_adamw'] as const;
+
+export interface ParityTierOptions {
+  readonly create: () => Promise<Backend> | Backend;
+  readonly fixturesDir: string;
+  /** Relative error bound: 1e-5 on CPU, 1e-4 on GPU. */
+  readonly tolerance: number;
+  readonly skip?: Readonly<Record<string, string>>;
+}
+
+export function definePeftParityTier(opts: ParityTierOptions): void {
+  const available = fixturesAvailable(opts.fixturesDir);
+  describe('tier: PEFT parity (core DoRA math vs PEFT 0.21.0 fixtures)', () => {
+    for (const name of LAYER_CASES) {
+      const id = `parity/${name}`;
+      const reason = !available ? `fixtures not found at ${opts.fixturesDir}` : opts.skip?.[id];
+      const test = reason ? it.skip : it;
+      test(`${id}${reason ? ` — skipped: ${reason}` : ''}`, async () => {
+        const backend = await opts.create();
+        await checkCase(loadFixtureCase(opts.fixturesDir, name), backend, opts.tolerance);
+      });
+    }
+  });
+}
+
+async function expectClose(label: string, actual: Tensor, expected: Tensor, tol: number): Promise<void> {
+  const e = relativeError(await actual.float32(), await expected.float32());
+  expect(e, `${label}: relative error ${e}`).toBeLessThanOrEqual(tol);
+}
+
+async function checkCase(fc: FixtureCase, backend: Backend, tol: number): Promise<void> {
+  const T = (k: string) => upload(fc.tensors, k, backend, `${fc.name}/tensors.safetensors`);
+  const model = buildFixtureModel(fc.name, backend);
+  loadBaseWeights(model, fc, backend);
+  const floatInput = fc.tensors.has('input.x');
+  const x = T(floatInput ? 'input.x' : 'input.ids');
+
+  await expectClose('out.base', tidy(() => model.forward(x)), T('out.base'), tol);
+  const layers = attachAdapters(model, fc, backend);
+
+  model.eval();
+  const isTrainingCase = !!fc.meta.adamw;
+  if (!isTrainingCase) await expectClose('out.dora', tidy(() => model.forward(x)), T('out.dora'), tol);
+  model.train();
+  if (floatInput) x.requiresGrad = true;
+  const out = model.forward(x);
+  if (!isTrainingCase) await expectClose('out.train', out, T('out.train'), tol);
+  const loss = ops.sum(ops.mul(out, T('grad.R')));
+  backward(loss);
+  for (const [path, l] of layers) {
+    const emb = l.base_layer instanceof Embedding;
+    const names: [string, Parameter | null][] = [
+      [emb ? 'lora_embedding_A.default' : 'lora_A.default.weight', l.A],
+      [emb ? 'lora_embedding_B.default' : 'lora_B.default.weight', l.B],
+      ['lora_magnitude_vector.default.weight', l.m],
+    ];
+    for (const [k, p] of names) {
+      if (!p) continue;
+      expect(p.grad, `${path}.${k} has a gradient`).not.toBeNull();
+      await expectClose(`grad ${path}.${k}`, p.grad!, T(`grad.base_model.model.${path}.${k}`), tol);
+    }
+  }
+  if (floatInput && fc.tensors.has('grad.input.x')) await expectClose('grad.input.x', x.grad!, T('grad.input.x'), tol);
+  loss.dispose();
+  out.dispose();
+
+  if (fc.meta.adamw) await checkAdamw(fc, model, layers, x, T, tol);
+
+  // Merged weights (of the trained adapter in training cases) and the merged model's output.
+  model.eval();
+  for (const [path, l] of layers) {
+    const merged = l.mergedWeight();
+    await expectClose(`merged ${path}.weight`, merged, upload(fc.merged, `${path}.weight`, backend, `${fc.name}/merged.safetensors`), tol);
+    model.setSubmodule(path, l.base_layer);
+    l.base_layer.weight.assign(merged);
+  }
+  await expectClose('out.merged', tidy(() => model.forward(x)), T('out.merged'), tol);
+}
+
+async function checkAdamw(
+  fc: FixtureCase,
+  model: Module & { forward(x: Tensor): Tensor },
+  layers: Map<string, DoraTestLayer>,
+  x: Tensor,
+  T: (k: string) => Tensor,
+  tol: number,
+): Promise<void> {
+  const a = fc.meta.adamw!;
+  const params = [...layers.values()].flatMap((l) => [l.A, l.B, l.m]).filter((p): p is Parameter => p !== null);
+  for (const p of params) p.grad = null;
+  x.requiresGrad = false;
+  const opt = new AdamW(params, { lr: a.lr, betas: a.betas, eps: a.eps, weightDecay: a.weight_decay });
+  for (let step = 0; step < a.steps; step++) {
+    const out = model.forward(x);
+    const loss = ops.mulScalar(ops.sum(ops.mul(out, T('grad.R'))), 1 / out.size);
+    backward(loss);
+    opt.step();
+    opt.zeroGrad();
+    loss.dispose();
+    out.dispose();
+  }
+  opt.dispose();
+  for (const [path, l] of layers) {
+    const names: [string, Parameter | null][] = [
+      ['lora_A.default.weight', l.A],
+      ['lora_B.default.weight', l.B],
+      ['lora_magnitude_vector.default.weight', l.m],
+    ];
+    for (const [k, p] of names) if (p) await expectClose(`trained ${path}.${k}`, p, T(`trained.base_model.model.${path}.${k}`), tol);
+  }
+  model.eval();
+  await expectClose('out.trained', tidy(() => model.forward(x)), T('out.trained'), tol);
+}
