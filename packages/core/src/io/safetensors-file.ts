@@ -38,7 +38,9 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     const handle = await openOrThrow(path);
     try {
-      const { size } = await handle.stat();
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new SafetensorsError('not a regular file', path);
+      const size = stats.size;
       const prefix = await readExactly(handle, 0, Math.min(HEADER_LENGTH_BYTES, size), path);
       const length = readHeaderLength(prefix, size, path);
       const headerBytes = await readExactly(handle, HEADER_LENGTH_BYTES, length, path);
@@ -150,7 +152,12 @@ async function readExactly(handle: FileHandle, position: number, length: number,
   const bytes = new Uint8Array(length);
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await handle.read(bytes, done, length - done, position + done);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(bytes, done, length - done, position + done));
+    } catch (error) {
+      throw new SafetensorsError(`cannot read: ${(error as Error).message}`, file);
+    }
     if (bytesRead === 0) {
       throw new SafetensorsError(`file ended after ${position + done} bytes (it changed while being read?)`, file);
     }

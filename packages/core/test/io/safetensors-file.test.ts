@@ -91,6 +91,15 @@ describe('openSafetensors (lazy reads)', () => {
     await expect(openSafetensors(path)).rejects.toThrowError(`${path}: cannot open`);
   });
 
+  it('names a folder given as a file, and a read after close', async () => {
+    await expect(openSafetensors(folder)).rejects.toThrowError(`${folder}: not a regular file`);
+    const path = join(folder, 'model.safetensors');
+    await saveSafetensors(path, weights);
+    const file = await openSafetensors(path);
+    await file.close();
+    await expect(file.read('ids')).rejects.toThrowError(`${path}: cannot read`);
+  });
+
   it('still reads the other keys of a file holding a dtype it cannot decode', async () => {
     const text = '{"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"u":{"dtype":"U8","shape":[2],"data_offsets":[8,10]}}';
     const header = new TextEncoder().encode(text);
