@@ -1,0 +1,208 @@
+/**
+ * Fused DoRA weight norm: n[o] = ‖W[o,:] + s·(B·A)[o,:]‖ in one pass over W, float32 accumulation.
+ *
+ * B·A is never stored: it is formed tile by tile in registers like a matmul with K = r (the operand tiles
+ * sit in workgroup memory), W's tile is added in the epilogue and squared into running sums. A workgroup
+ * owns 64 output features and one slice of the input dimension; the slices' partial sums (splits × out
+ * floats) are added and square-rooted by a second, tiny dispatch. That split keeps enough workgroups in
+ * flight when `out` is small relative to the GPU.
+ *
+ * Layouts: Linear and Conv2d ([out, in·kh·kw]) read W row-major with the input dimension contiguous;
+ * `transposeW` (Conv1D, Embedding) reads W as [in, out] with the output dimension contiguous. In both,
+ * each thread handles 4 contiguous W elements (one vec4, or two u32 of packed bf16) in each of 4 rows.
+ */
+import { DTypeError, ShapeError, type DType, type WeightNormOptions } from '@dorajs/core';
+import type { GpuTensor, KernelContext } from '../context.js';
+import type { Program } from '../runtime.js';
+import { grid } from '../shapes.js';
+import { bindInput, bindOutput, loadF32, storageType } from '../wgsl/common.js';
+import type { TensorArg } from './elementwise.js';
+
+/** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
+const TILE = 64;
+const RK = 16;
+/** Workgroups to aim for: enough to fill a large GPU several times over. */
+const TARGET_WORKGROUPS = 1024;
+
+function normProgram(wType: 'float32' | 'bfloat16', aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
+  // "slow" indexes W's rows, "fast" its contiguous columns. Normal: slow = o, fast = i. Transposed: swapped.
+  const wBinding = vec ? (wType === 'bfloat16' ? 'vec2<u32>' : 'vec4<f32>') : storageType(wType);
+  const wLoad = vec
+    ? wType === 'bfloat16'
+      ? `let w2 = W[(slow * P.fastDim + fast) / 4u];
+        let w4 = vec4<f32>(bitcast<f32>(w2.x << 16u), bitcast<f32>(w2.x & 0xffff0000u), bitcast<f32>(w2.y << 16u), bitcast<f32>(w2.y & 0xffff0000u));`
+      : `let w4 = W[(slow * P.fastDim + fast) / 4u];`
+    : `var w4 = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c++) { if (fast + c < P.fastDim) { w4[c] = ${loadF32('W', wType, 'slow * P.fastDim + fast + c')}; } }`;
+  // B is [out, r] (contiguous along k); A is [r, in] (contiguous along i).
+  const loadB = (dst: string, p0: string) => `
+    for (var q = 0u; q < ${(TILE * RK) / 256}u; q++) {
+      let idx = lid + q * 256u;
+      let p = idx / ${RK}u;
+      let k = idx % ${RK}u;
+      var v = 0.0;
+      if (${p0} + p < P.outDim && k0 + k < P.r) { v = ${loadF32('Bm', bType, `(${p0} + p) * P.r + k0 + k`)}; }
+      ${dst}[k * ${TILE / 4}u + p / 4u][p % 4u] = v;
+    }`;
+  const loadA = (dst: string, p0: string) => `
+    for (var q = 0u; q < ${(TILE * RK) / 256}u; q++) {
+      let idx = lid + q * 256u;
+      let k = idx / ${TILE}u;
+      let p = idx % ${TILE}u;
+      var v = 0.0;
+      if (${p0} + p < P.inDim && k0 + k < P.r) { v = ${loadF32('Am', aType, `(k0 + k) * P.inDim + ${p0} + p`)}; }
+      ${dst}[k * ${TILE / 4}u + p / 4u][p % 4u] = v;
+    }`;
+  // Normal: slow operand = B (rows o, fixed per workgroup), fast = A (columns i, per step).
+  // Transposed: slow operand = A (rows i, per step), fast = B (columns o, fixed per workgroup).
+  const slowShared = 'Ss';
+  const fastShared = 'Fs';
+  const loadFixed = transposeW ? loadB(fastShared, 'tile0') : loadB(slowShared, 'tile0');
+  const loadStep = transposeW ? loadA(slowShared, 'step0') : loadA(fastShared, 'step0');
+  const slowBase = transposeW ? 'step0' : 'tile0';
+  const fastBase = transposeW ? 'tile0' : 'step0';
+  const epilogue = transposeW
+    ? `        let v = w4 + P.scale * acc[j];
+        sq4 = fma(v, v, sq4);`
+    : `        let v = w4 + P.scale * acc[j];
+        sq[j] += dot(v, v);`;
+  return {
+    key: `weight-norm:${wType}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`,
+    name: `weightNorm${transposeW ? ' (transposed W)' : ''}`,
+    uniforms: {
+      scalars: [['outDim', 'u32'], ['inDim', 'u32'], ['fastDim', 'u32'], ['slowDim', 'u32'], ['r', 'u32'], ['chunk', 'u32'], ['scale', 'f32']],
+      dims: 0,
+    },
+    outputs: 1,
+    inputs: 3,
+    source: () => `${bindOutput(1, 'partial', 'f32')}
+${bindInput(2, 'W', wBinding)}
+${bindInput(3, 'Am', storageType(aType))}
+${bindInput(4, 'Bm', storageType(bType))}
+var<workgroup> Ss: array<vec4<f32>, ${(RK * TILE) / 4}>;
+var<workgroup> Fs: array<vec4<f32>, ${(RK * TILE) / 4}>;
+var<workgroup> red: array<f32, ${TILE * 16}>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let tx = lid3.x;
+  let ty = lid3.y;
+  let tile0 = wid.x * ${TILE}u;
+  let split = wid.y;
+  let begin = split * P.chunk;
+  let end = min(begin + P.chunk, P.inDim);
+  var sq = vec4<f32>(0.0);
+  var sq4 = vec4<f32>(0.0);
+  ${oneChunk ? `let k0 = 0u;\n${loadFixed}` : ''}
+  for (var step0 = begin; step0 < end; step0 += ${TILE}u) {
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < P.r; k0 += ${RK}u) {
+      ${oneChunk ? '' : loadFixed}
+      ${loadStep}
+      workgroupBarrier();
+      for (var k = 0u; k < ${RK}u; k++) {
+        let s4 = ${slowShared}[k * ${TILE / 4}u + ty];
+        let f4 = ${fastShared}[k * ${TILE / 4}u + tx];
+        acc[0] = fma(vec4<f32>(s4.x), f4, acc[0]);
+        acc[1] = fma(vec4<f32>(s4.y), f4, acc[1]);
+        acc[2] = fma(vec4<f32>(s4.z), f4, acc[2]);
+        acc[3] = fma(vec4<f32>(s4.w), f4, acc[3]);
+      }
+      workgroupBarrier();
+    }
+    let fast = ${fastBase} + tx * 4u;
+    for (var j = 0u; j < 4u; j++) {
+      let slow = ${slowBase} + ty * 4u + j;
+      if (slow < P.slowDim && fast < P.fastDim${transposeW ? ' && slow < end' : ''}) {
+        ${wLoad}
+${epilogue}
+      }
+    }
+  }
+  // Sum the per-thread squares of each output feature across the threads that share it.
+${
+  transposeW
+    ? `  for (var c = 0u; c < 4u; c++) { red[ty * ${TILE}u + tx * 4u + c] = sq4[c]; }
+  workgroupBarrier();
+  if (lid < ${TILE}u) {
+    var t = 0.0;
+    for (var y = 0u; y < 16u; y++) { t += red[y * ${TILE}u + lid]; }
+    let o = tile0 + lid;
+    if (o < P.outDim) { partial[split * P.outDim + o] = t; }
+  }`
+    : `  for (var j = 0u; j < 4u; j++) { red[(ty * 4u + j) * 16u + tx] = sq[j]; }
+  workgroupBarrier();
+  if (lid < ${TILE}u) {
+    var t = 0.0;
+    for (var x = 0u; x < 16u; x++) { t += red[lid * 16u + x]; }
+    let o = tile0 + lid;
+    if (o < P.outDim) { partial[split * P.outDim + o] = t; }
+  }`
+}
+}`,
+  };
+}
+
+const finishProgram: Program = {
+  key: 'weight-norm-finish',
+  name: 'weightNorm finish',
+  uniforms: { scalars: [['outDim', 'u32'], ['splits', 'u32']], dims: 0 },
+  outputs: 1,
+  inputs: 1,
+  source: () => `${bindOutput(1, 'norm', 'f32')}
+${bindInput(2, 'partial', 'f32')}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * 64u;
+  if (o >= P.outDim) { return; }
+  var t = 0.0;
+  for (var s = 0u; s < P.splits; s++) { t += partial[s * P.outDim + o]; }
+  norm[o] = sqrt(t);
+}`,
+};
+
+export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, scale: number, options: WeightNormOptions): GpuTensor {
+  const transposeW = options.transposeW ?? false;
+  if (w.shape.length < 2 || a.shape.length < 2 || b.shape.length < 2) {
+    throw new ShapeError(`webgpu weightNorm: W [${w.shape.join(', ')}], A [${a.shape.join(', ')}], B [${b.shape.join(', ')}] must be 2-D (or Conv2d 4-D)`);
+  }
+  // Conv2d weights [out, in, kh, kw] (A [r, in, kh, kw], B [out, r, 1, 1]) are the [out, in·kh·kw] case.
+  const flat = (shape: readonly number[]) => [shape[0]!, shape.slice(1).reduce((p, d) => p * d, 1)] as const;
+  const [w0, w1] = flat(w.shape);
+  const [r, inA] = flat(a.shape);
+  const [outB, rB] = flat(b.shape);
+  const [outDim, inDim] = transposeW ? [w1, w0] : [w0, w1];
+  if (inA !== inDim || outB !== outDim || rB !== r || (transposeW && w.shape.length !== 2)) {
+    throw new ShapeError(
+      `webgpu weightNorm: W [${w.shape.join(', ')}]${transposeW ? ' (transposed)' : ''}, A [${a.shape.join(', ')}], B [${b.shape.join(', ')}] disagree`,
+    );
+  }
+  const wType = w.t.dtype;
+  if (wType !== 'float32' && wType !== 'bfloat16') throw new DTypeError(`webgpu weightNorm: W must be float32 or bfloat16, got ${wType}`);
+  const fastDim = transposeW ? outDim : inDim;
+  const slowDim = transposeW ? inDim : outDim;
+  const vec = fastDim % 4 === 0;
+  const tiles = Math.ceil(outDim / TILE);
+  const steps = Math.ceil(inDim / TILE);
+  const splits = Math.max(1, Math.min(steps, Math.ceil(TARGET_WORKGROUPS / tiles)));
+  const chunk = Math.ceil(steps / splits) * TILE;
+  const usedSplits = Math.ceil(inDim / chunk) || 1;
+  const partial = ctx.scratch(usedSplits * outDim * 4);
+  const program = normProgram(wType, a.t.dtype, b.t.dtype, transposeW, vec, r <= RK);
+  ctx.rt.dispatch({
+    program,
+    outputs: [partial],
+    inputs: [w.t.buf, a.t.buf, b.t.buf],
+    scalars: { outDim, inDim, fastDim, slowDim, r, chunk, scale },
+    workgroups: [tiles, usedSplits],
+  });
+  const out = ctx.alloc('float32', outDim);
+  ctx.rt.dispatch({
+    program: finishProgram,
+    outputs: [out.buf],
+    inputs: [partial],
+    scalars: { outDim, splits: usedSplits },
+    workgroups: grid(Math.ceil(outDim / 64), ctx.rt.limits.maxComputeWorkgroupsPerDimension),
+  });
+  ctx.releaseScratch(partial);
+  return out;
+}
