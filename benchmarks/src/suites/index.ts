@@ -1,2 +1,2 @@
 // One line per suite, each a default-exported BenchSuite; `pnpm bench` runs them in this order.
-export {};
+export { default as safetensorsIo } from './safetensors-io.js';
