@@ -1,0 +1,58 @@
+/**
+ * Training's typed errors. Each names its culprit (file and line, label and range, model folder) so the
+ * CLI can print one line and callers can branch on `instanceof`.
+ */
+import { DoraError } from '@dorajs/core';
+
+/** A dataset file or record is malformed: `file` and (when known) the 1-based `line` say where. */
+export class DatasetError extends DoraError {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly line?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}${line !== undefined ? `:${line}` : ''}: ${message}`, options);
+  }
+}
+
+/** A class label outside [0, numClasses). */
+export class LabelOutOfRangeError extends DoraError {
+  constructor(
+    readonly label: number,
+    readonly numClasses: number,
+    readonly where: string,
+  ) {
+    super(`${where}: label ${label} is outside [0, ${numClasses})`);
+  }
+}
+
+/** A model folder that is not an architecture dorajs can fine-tune (or lacks a file it needs). */
+export class UnsupportedModelError extends DoraError {
+  constructor(
+    message: string,
+    readonly folder: string,
+  ) {
+    super(`${folder}: ${message}`);
+  }
+}
+
+/** A checkpoint that cannot be resumed from: missing files, or state that does not fit the run. */
+export class CheckpointError extends DoraError {
+  constructor(
+    message: string,
+    readonly folder: string,
+  ) {
+    super(`${folder}: ${message}`);
+  }
+}
+
+/** The loss became NaN or infinite: training cannot continue meaningfully. */
+export class NonFiniteLossError extends DoraError {
+  constructor(
+    readonly step: number,
+    readonly loss: number,
+  ) {
+    super(`loss is ${loss} at step ${step}: lower the learning rate or check the data`);
+  }
+}

@@ -1,0 +1,10 @@
+export * from './errors.js';
+export * from './loss.js';
+export * from './schedule.js';
+export * from './grad-clip.js';
+export * from './data-order.js';
+export * from './metrics.js';
+export * from './model-checkpointer.js';
+export { writeDirAtomic } from './atomic-dir.js';
+export { type LogEntry, type TrainerState, TRAINER_STATE_FILE, OPTIMIZER_FILE, collectGenerators } from './trainer-state.js';
+export * from './trainer.js';
