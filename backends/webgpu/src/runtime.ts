@@ -244,7 +244,11 @@ export class GpuRuntime {
 
   /** Submits everything recorded so far. */
   flush(): void {
-    if (!this.encoder) return;
+    if (!this.encoder) {
+      // Nothing unsubmitted can reference a parked buffer, so they are reusable now.
+      this.pool.afterSubmit();
+      return;
+    }
     this.endPass();
     if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformStaging, 0, this.uniformUsed / 4);
     this.device.queue.submit([this.encoder.finish()]);

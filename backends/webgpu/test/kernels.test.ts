@@ -226,6 +226,21 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     expect(relError(got, ref.out)).toBeLessThan(1e-5);
   });
 
+  it.each([
+    ['tiled', [128, 64], [64, 128], false],
+    ['tiled Bᵀ', [64, 64], [64, 64], true],
+    ['tiled edges', [30, 50], [50, 20], false],
+    ['gemv Bᵀ', [1, 64], [48, 64], true],
+    ['small K', [9, 8], [8, 40], false],
+  ] as const)('matmul with bf16-stored B (%s) equals float32 B on the same values', async (_n, aShape, bShape, transB) => {
+    const a = randn(size(aShape), 31);
+    const bits = Uint16Array.from(randn(size(bShape), 32), (v) => f32ToBf16(v));
+    const rounded = Float32Array.from(bits, bf16ToF32);
+    const ref = matmulRef(a, aShape, rounded, bShape, false, transB);
+    const got = await down(be.matmul(up(a, [...aShape]), up(bits, [...bShape], 'bfloat16'), { transposeB: transB }, ref.shape), ref.shape);
+    expect(relError(got, ref.out)).toBeLessThan(1e-5);
+  });
+
   it('conv2d and both gradients (stride, padding, dilation, groups)', async () => {
     const p = { stride: [2, 1] as [number, number], padding: [1, 2] as [number, number], dilation: [1, 2] as [number, number], groups: 2 };
     const [N, C, H, W, O, KH, KW] = [2, 4, 7, 6, 6, 3, 2];
