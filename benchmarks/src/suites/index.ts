@@ -1,2 +1,3 @@
 // One line per suite, each a default-exported BenchSuite; `pnpm bench` runs them in this order.
 export { default as safetensorsIo } from './safetensors-io.js';
+export { default as cpuPeers } from './cpu-peers.js';
