@@ -1,0 +1,55 @@
+/**
+ * The model types this package implements, keyed by config.json's `model_type`. The loader dispatches
+ * here; adding an architecture is one entry.
+ */
+import type { JsonObject } from './config/config-fields.js';
+import { ModelConfigError, UnsupportedModelError } from './errors.js';
+import { parseGPT2Config } from './gpt2/gpt2-config.js';
+import { GPT2LMHeadModel } from './gpt2/gpt2-model.js';
+import { parseLlamaConfig } from './llama/llama-config.js';
+import { LlamaForCausalLM } from './llama/llama-model.js';
+import type { CausalLM, ModelOptions } from './shared/causal-lm.js';
+
+export interface Architecture {
+  readonly modelType: string;
+  /** transformers' `base_model_prefix`: checkpoints saved from the backbone alone omit it from keys. */
+  readonly basePrefix: string;
+  /**
+   * Checkpoint keys that are buffers, not parameters (GPT-2's causal-mask `attn.bias`, old Llama's
+   * `rotary_emb.inv_freq`): not loaded, but kept so a saved checkpoint has the same names.
+   */
+  readonly isBuffer: (key: string) => boolean;
+  /** Builds the model from a parsed config.json object (`file` names it in errors). */
+  readonly create: (json: JsonObject, file: string, options: ModelOptions) => CausalLM;
+}
+
+const ARCHITECTURES: readonly Architecture[] = [
+  {
+    modelType: 'llama',
+    basePrefix: 'model',
+    isBuffer: (key) => key.endsWith('.rotary_emb.inv_freq'),
+    create: (json, file, options) => new LlamaForCausalLM(parseLlamaConfig(json, file), options),
+  },
+  {
+    modelType: 'gpt2',
+    basePrefix: 'transformer',
+    isBuffer: (key) => /(^|\.)attn\.(masked_)?bias$/.test(key),
+    create: (json, file, options) => new GPT2LMHeadModel(parseGPT2Config(json, file), options),
+  },
+];
+
+export const SUPPORTED_MODEL_TYPES: readonly string[] = ARCHITECTURES.map((a) => a.modelType);
+
+/** The architecture for `modelType`; `file` names the config in the error for an unknown one. */
+export function architectureFor(modelType: string, file: string): Architecture {
+  const arch = ARCHITECTURES.find((a) => a.modelType === modelType);
+  if (!arch) throw new UnsupportedModelError(modelType, file, SUPPORTED_MODEL_TYPES);
+  return arch;
+}
+
+/** Builds a model from a config.json object, dispatching on its `model_type`. */
+export function createModel(json: JsonObject, options: ModelOptions = {}, file = 'config.json'): CausalLM {
+  const modelType = json['model_type'];
+  if (typeof modelType !== 'string') throw new ModelConfigError(`must be a string naming the architecture, got ${JSON.stringify(modelType)}`, file, 'model_type');
+  return architectureFor(modelType, file).create(json, file, options);
+}

@@ -1,0 +1,130 @@
+/**
+ * Errors raised by model construction, loading and saving. Each names its culprit (file, key, field,
+ * id) in the message and keeps it as a field, so the CLI can print one line and callers can branch.
+ */
+import { ConfigError, DoraError, ShapeError, StateDictError } from '@dorajs/core';
+
+/** A `model_type` this package does not implement. */
+export class UnsupportedModelError extends ConfigError {
+  constructor(
+    readonly modelType: string,
+    readonly file: string,
+    readonly supported: readonly string[],
+  ) {
+    super(`${file}: unsupported model_type '${modelType}' (supported: ${supported.join(', ')})`);
+  }
+}
+
+/** A config.json field is missing, has the wrong type, or a value the model cannot honour. */
+export class ModelConfigError extends ConfigError {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly field: string,
+  ) {
+    super(`${file}: '${field}' ${message}`);
+  }
+}
+
+/** The model folder has no `model.safetensors` and no `model.safetensors.index.json`. */
+export class NoWeightsError extends DoraError {
+  constructor(
+    readonly dir: string,
+    detail = '',
+  ) {
+    super(`${dir}: no weights found (expected model.safetensors or model.safetensors.index.json)${detail}`);
+  }
+}
+
+/** The checkpoint lacks a tensor the model needs. */
+export class MissingWeightError extends StateDictError {
+  constructor(
+    readonly key: string,
+    readonly file: string,
+  ) {
+    super(`${file}: missing weight '${key}'`);
+  }
+}
+
+/** A checkpoint tensor's shape differs from the parameter it should fill. */
+export class WeightShapeError extends StateDictError {
+  constructor(
+    readonly key: string,
+    readonly file: string,
+    readonly expected: readonly number[],
+    readonly actual: readonly number[],
+  ) {
+    super(`${file}: weight '${key}' has shape [${actual.join(', ')}], the model expects [${expected.join(', ')}]`);
+  }
+}
+
+/** A shard index (`model.safetensors.index.json`) is malformed or points at a missing file. */
+export class ShardIndexError extends DoraError {
+  constructor(
+    message: string,
+    readonly file: string,
+  ) {
+    super(`${file}: ${message}`);
+  }
+}
+
+/** Token ids that cannot be fed to the model: out of vocabulary, not integers, not rectangular. */
+export class TokenIdsError extends ShapeError {
+  constructor(
+    message: string,
+    readonly source: string,
+  ) {
+    super(`${source}: ${message}`);
+  }
+}
+
+/** A model folder cannot be read (no config.json, invalid JSON) or written (file-system failure). */
+export class ModelFolderError extends DoraError {
+  constructor(
+    message: string,
+    readonly path: string,
+  ) {
+    super(`${path}: ${message}`);
+  }
+}
+
+/** A checkpoint tensor that should fill a parameter is not a float type (F32, BF16, F16). */
+export class WeightDTypeError extends StateDictError {
+  constructor(
+    readonly key: string,
+    readonly file: string,
+    readonly dtype: string,
+  ) {
+    super(`${file}: weight '${key}' is ${dtype}; parameters load from F32, BF16 or F16`);
+  }
+}
+
+/** The output folder of `saveModel` already exists and is not empty. */
+export class OutputExistsError extends DoraError {
+  constructor(readonly dir: string) {
+    super(`${dir}: output folder exists and is not empty; refusing to overwrite it`);
+  }
+}
+
+/** A RoPE variant (`rope_type`) other than the ones implemented. */
+export class UnsupportedRopeError extends ModelConfigError {
+  constructor(
+    readonly ropeType: string,
+    file: string,
+    field: string,
+  ) {
+    super(`is rope_type '${ropeType}'; only 'default' RoPE is supported`, file, field);
+  }
+}
+
+/** An `activation_function` / `hidden_act` name without an implementation here. */
+export class UnsupportedActivationError extends ModelConfigError {
+  constructor(
+    readonly activation: string,
+    file: string,
+    field: string,
+    supported: readonly string[],
+  ) {
+    super(`is '${activation}', which is not supported (supported: ${supported.join(', ')})`, file, field);
+  }
+}

@@ -1,0 +1,12 @@
+export * from './errors.js';
+export { ConfigFields, type JsonObject } from './config/config-fields.js';
+export { ACTIVATION_NAMES, activationByName, type Activation } from './shared/activations.js';
+export { causalMask, causalSelfAttention, splitHeads, type AttentionInputs } from './shared/attention.js';
+export { CausalLM, type CausalLMConfig, type ModelOptions } from './shared/causal-lm.js';
+export { applyRope, ropeInverseFrequencies, ropeTables, type RopeTables } from './shared/rope.js';
+export { checkIdsTensor, tokenIds, validateTokenIds, type TokenIdsInput, type TokenIdsOptions } from './shared/token-ids.js';
+export { parseLlamaConfig, type LlamaConfig } from './llama/llama-config.js';
+export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from './llama/llama-model.js';
+export { parseGPT2Config, type GPT2Config } from './gpt2/gpt2-config.js';
+export { GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, GPT2Model } from './gpt2/gpt2-model.js';
+export { architectureFor, createModel, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';

@@ -1,0 +1,134 @@
+/**
+ * Loads a Hugging Face model folder. Every check that needs only headers (architecture, missing keys,
+ * shapes, dtypes) runs before any tensor data is read; then tensors are streamed one at a time — read,
+ * widened to float32, uploaded, released — so the host never holds more than one tensor of the
+ * checkpoint, and the backend holds each weight once.
+ */
+import { join } from 'node:path';
+import { type Backend, fromHostTensor, type Parameter, type Random, sameShape } from '@dorajs/core';
+import { openSafetensors, type SafetensorsFile } from '@dorajs/core/node';
+import { architectureFor, type Architecture } from '../architectures.js';
+import { MissingWeightError, ModelConfigError, WeightDTypeError, WeightShapeError } from '../errors.js';
+import type { CausalLM } from '../shared/causal-lm.js';
+import { findWeights, type ModelConfigFile, readModelConfig, WEIGHTS_INDEX_FILE, type WeightsLayout } from './model-folder.js';
+import { unloadedWeights } from './unloaded-weights.js';
+
+/** One tensor of the checkpoint as the file stores it. */
+export interface CheckpointTensor {
+  readonly key: string;
+  /** File name inside the model folder. */
+  readonly file: string;
+  /** safetensors dtype in the file (F32, BF16, …): what a saver writes back. */
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  /** The model's state-dict name this tensor fills, or null (buffers and other non-parameters). */
+  readonly parameter: string | null;
+}
+
+/** Everything needed to write a checkpoint with the same names, layout and dtypes. */
+export interface CheckpointInfo {
+  /** The folder the model was loaded from. */
+  readonly dir: string;
+  readonly modelType: string;
+  readonly config: ModelConfigFile;
+  readonly layout: WeightsLayout;
+  /** Each weights file's `__metadata__`. */
+  readonly fileMetadata: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** File by file, in each file's order. */
+  readonly tensors: readonly CheckpointTensor[];
+  /** Keys that fill no parameter and are not known buffers (kept, not loaded): worth a warning. */
+  readonly unexpectedKeys: readonly string[];
+}
+
+export interface LoadedModel {
+  /** In eval mode, as transformers' from_pretrained leaves it. */
+  readonly model: CausalLM;
+  readonly checkpoint: CheckpointInfo;
+}
+
+export interface LoadModelOptions {
+  readonly backend: Backend;
+  /** Drives dropout during training; default: core's default generator. */
+  readonly random?: Random;
+}
+
+export async function loadModel(dir: string, options: LoadModelOptions): Promise<LoadedModel> {
+  const config = await readModelConfig(dir);
+  const modelType = config.json['model_type'];
+  if (typeof modelType !== 'string') {
+    throw new ModelConfigError(`must be a string naming the architecture, got ${JSON.stringify(modelType)}`, config.path, 'model_type');
+  }
+  const arch = architectureFor(modelType, config.path);
+  const layout = await findWeights(dir);
+  const model = arch.create(config.json, config.path, unloadedWeights(options.random));
+  const files = new Map<string, SafetensorsFile>();
+  try {
+    for (const file of layout.files) files.set(file, await openSafetensors(join(dir, file)));
+    const plan = planLoad(model, arch, layout, files, dir);
+    for (const { tensor, parameter } of plan.loads) {
+      const source = files.get(tensor.file)!;
+      const value = fromHostTensor(await source.read(tensor.key), options.backend, { file: source.file, key: tensor.key });
+      parameter.assign(value);
+      value.dispose();
+    }
+    const fileMetadata = new Map([...files].map(([name, f]) => [name, f.metadata]));
+    return { model: model.eval(), checkpoint: { dir, modelType, config, layout, fileMetadata, tensors: plan.tensors, unexpectedKeys: plan.unexpectedKeys } };
+  } catch (error) {
+    model.dispose();
+    throw error;
+  } finally {
+    for (const f of files.values()) await f.close();
+  }
+}
+
+interface LoadPlan {
+  readonly tensors: CheckpointTensor[];
+  /** One read per distinct parameter (a tied weight stored under two keys is read once). */
+  readonly loads: { tensor: CheckpointTensor; parameter: Parameter }[];
+  readonly unexpectedKeys: string[];
+}
+
+const FLOAT_DTYPES = new Set(['F32', 'BF16', 'F16']);
+
+/** Matches checkpoint keys to parameters using headers only; throws before any data is read. */
+function planLoad(
+  model: CausalLM,
+  arch: Architecture,
+  layout: WeightsLayout,
+  files: ReadonlyMap<string, SafetensorsFile>,
+  dir: string,
+): LoadPlan {
+  const params = model.stateDict();
+  const tensors: CheckpointTensor[] = [];
+  const loads: LoadPlan['loads'] = [];
+  const filled = new Set<Parameter>();
+  for (const [file, source] of files) {
+    for (const key of source.keys) {
+      // With an index, it decides which shard owns a key (a stray copy elsewhere is not read).
+      if (layout.kind === 'sharded' && layout.weightMap.get(key) !== file) continue;
+      const entry = source.entry(key);
+      const name = params.has(key) ? key : params.has(`${arch.basePrefix}.${key}`) ? `${arch.basePrefix}.${key}` : null;
+      const tensor: CheckpointTensor = { key, file, dtype: entry.dtype, shape: entry.shape, parameter: name };
+      tensors.push(tensor);
+      if (name === null) continue;
+      const parameter = params.get(name)!;
+      if (!sameShape(parameter.shape, entry.shape)) throw new WeightShapeError(key, source.file, parameter.shape, entry.shape);
+      if (!FLOAT_DTYPES.has(entry.dtype)) throw new WeightDTypeError(key, source.file, entry.dtype);
+      if (filled.has(parameter)) continue;
+      filled.add(parameter);
+      loads.push({ tensor, parameter });
+    }
+  }
+  if (layout.kind === 'sharded') {
+    for (const [key, file] of layout.weightMap) {
+      if (!files.get(file)!.has(key)) throw new MissingWeightError(key, join(dir, file));
+    }
+  }
+  const weightsFile = join(dir, layout.kind === 'single' ? layout.files[0] : WEIGHTS_INDEX_FILE);
+  for (const [name, parameter] of params) {
+    if (!filled.has(parameter)) throw new MissingWeightError(name, weightsFile);
+  }
+  // Unknown keys are kept (a saver writes them back unchanged) and reported, as transformers warns.
+  const unexpectedKeys = tensors.filter((t) => t.parameter === null && !arch.isBuffer(t.key)).map((t) => t.key);
+  return { tensors, loads, unexpectedKeys };
+}

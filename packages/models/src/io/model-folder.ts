@@ -1,0 +1,107 @@
+/**
+ * What a Hugging Face model folder holds: `config.json`, and weights either in one `model.safetensors`
+ * or in shards listed by `model.safetensors.index.json` (`weight_map`: tensor key → shard file).
+ * transformers prefers the single file when both exist; so do we.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isJsonObject, type JsonObject } from '../config/config-fields.js';
+import { ModelFolderError, NoWeightsError, ShardIndexError } from '../errors.js';
+
+export const CONFIG_FILE = 'config.json';
+export const WEIGHTS_FILE = 'model.safetensors';
+export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+
+/** Files copied next to saved weights when present: they describe the model, not its values. */
+export const COMPANION_FILES: readonly string[] = [
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
+  'chat_template.json',
+];
+
+export interface ModelConfigFile {
+  /** The file's exact text, so a saved folder carries it byte for byte. */
+  readonly text: string;
+  readonly json: JsonObject;
+  readonly path: string;
+}
+
+export type WeightsLayout =
+  | { readonly kind: 'single'; readonly files: readonly [string] }
+  | {
+      readonly kind: 'sharded';
+      /** Shard file names in first-use order. */
+      readonly files: readonly string[];
+      /** The parsed index, re-written by the saver. */
+      readonly index: JsonObject;
+      /** Tensor key → shard file name. */
+      readonly weightMap: ReadonlyMap<string, string>;
+    };
+
+export async function readModelConfig(dir: string): Promise<ModelConfigFile> {
+  const path = join(dir, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ModelFolderError(`cannot read ${CONFIG_FILE}: ${(error as Error).message}`, path);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ModelFolderError(`is not valid JSON: ${(error as Error).message}`, path);
+  }
+  if (!isJsonObject(json)) throw new ModelFolderError('must hold a JSON object', path);
+  return { text, json, path };
+}
+
+export async function findWeights(dir: string): Promise<WeightsLayout> {
+  if (await exists(join(dir, WEIGHTS_FILE))) return { kind: 'single', files: [WEIGHTS_FILE] };
+  const indexPath = join(dir, WEIGHTS_INDEX_FILE);
+  if (await exists(indexPath)) return readShardIndex(dir, indexPath);
+  const hint = (await exists(join(dir, 'pytorch_model.bin'))) ? ' — found pytorch_model.bin, but only safetensors weights are read' : '';
+  throw new NoWeightsError(dir, hint);
+}
+
+async function readShardIndex(dir: string, indexPath: string): Promise<WeightsLayout> {
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (error) {
+    throw new ShardIndexError(`cannot be read as JSON: ${(error as Error).message}`, indexPath);
+  }
+  const map = isJsonObject(index) ? index['weight_map'] : undefined;
+  if (!isJsonObject(index) || !isJsonObject(map)) throw new ShardIndexError("must be an object with a 'weight_map' object", indexPath);
+  const weightMap = new Map<string, string>();
+  const files: string[] = [];
+  for (const [key, file] of Object.entries(map)) {
+    // Shards live beside the index: a path would let a downloaded index read any file.
+    if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
+      throw new ShardIndexError(`weight_map['${key}'] must be a shard file name in the same folder, got ${JSON.stringify(file)}`, indexPath);
+    }
+    weightMap.set(key, file);
+    if (!files.includes(file)) files.push(file);
+  }
+  if (files.length === 0) throw new NoWeightsError(dir, ` — ${WEIGHTS_INDEX_FILE} lists no tensors`);
+  for (const file of files) {
+    if (!(await exists(join(dir, file)))) throw new ShardIndexError(`lists shard '${file}', which does not exist`, indexPath);
+  }
+  return { kind: 'sharded', files, index, weightMap };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
