@@ -22,21 +22,31 @@ export abstract class Layer extends Module {
   abstract forward(x: Tensor): Tensor;
 }
 
+/** The Parameter takes its own reference to the storage; the temporary must let go of its one. */
+function paramFrom(values: Float32Array, shape: number[], o: LayerOptions): Parameter {
+  const t = tensor(values, shape, { backend: o.backend ?? getDefaultBackend() });
+  try {
+    return new Parameter(t);
+  } finally {
+    t.dispose();
+  }
+}
+
 function uniformParam(shape: number[], bound: number, o: LayerOptions): Parameter {
   const r = o.random ?? defaultRandom;
   const n = shape.reduce((a, b) => a * b, 1);
-  return new Parameter(tensor(r.fillUniform(n, -bound, bound), shape, { backend: o.backend ?? getDefaultBackend() }));
+  return paramFrom(r.fillUniform(n, -bound, bound), shape, o);
 }
 
 function normalParam(shape: number[], std: number, o: LayerOptions): Parameter {
   const r = o.random ?? defaultRandom;
   const n = shape.reduce((a, b) => a * b, 1);
-  return new Parameter(tensor(r.fillNormal(n, 0, std), shape, { backend: o.backend ?? getDefaultBackend() }));
+  return paramFrom(r.fillNormal(n, 0, std), shape, o);
 }
 
 function constParam(shape: number[], value: number, o: LayerOptions): Parameter {
   const n = shape.reduce((a, b) => a * b, 1);
-  return new Parameter(tensor(new Float32Array(n).fill(value), shape, { backend: o.backend ?? getDefaultBackend() }));
+  return paramFrom(new Float32Array(n).fill(value), shape, o);
 }
 
 /** y = x·Wᵀ + b; weight [out, in]; PyTorch's kaiming_uniform(a=√5) ⇒ U(±1/√in) for weight and bias. */
