@@ -1,0 +1,435 @@
+/**
+ * The CPU backend: every kernel of the Backend contract on typed arrays, single-threaded. It is also the
+ * reference the conformance suite compares other backends with, so it favours exactness (float64
+ * accumulation everywhere) where that costs nothing in JavaScript.
+ */
+import {
+  allocFor,
+  type AnyTypedArray,
+  type Backend,
+  BackendError,
+  type BackendCapabilities,
+  type BinaryOp,
+  broadcastShapes,
+  ConfigError,
+  type Conv2dParams,
+  type DType,
+  DisposedTensorError,
+  DTypeError,
+  type MatMulOptions,
+  type ReduceOp,
+  sameShape,
+  ShapeError,
+  shapeStr,
+  sizeOf,
+  type TensorInfo,
+  type TypedArrayFor,
+  type UnaryOp,
+  type WeightNormOptions,
+} from '@dorajs/core';
+import { planBroadcast } from './kernels/broadcast.js';
+import { castInto, encodeScalar } from './kernels/cast.js';
+import { conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
+import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
+import { doraComposeInto, weightNormColumns, weightNormRows } from './kernels/fused.js';
+import { gatherInto, scatterAddInto } from './kernels/indexing.js';
+import { concatInto, sliceInto, transposeInto } from './kernels/layout.js';
+import { matmulInto, matmulShapes } from './kernels/matmul.js';
+import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
+import { CpuStorage, LiveCounter } from './storage.js';
+
+export type CpuInfo = TensorInfo<CpuStorage>;
+
+export interface CpuBackendOptions {
+  /**
+   * The most threads the kernels may use (default 1). Every kernel of this version runs on the calling
+   * thread, so the effective count, `backend.threads`, is 1 whatever is asked; worker-thread kernels are
+   * planned and will honour this bound.
+   */
+  readonly threads?: number;
+}
+
+const ALL_DTYPES = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'] as const satisfies readonly DType[];
+type Numeric = Float32Array | Int32Array;
+
+export class CpuBackend implements Backend<CpuStorage> {
+  readonly name = 'cpu';
+  readonly capabilities: BackendCapabilities = { dtypes: ALL_DTYPES, offHost: false };
+  /** Threads the kernels actually use (see `CpuBackendOptions.threads`). */
+  readonly threads = 1;
+  /** The bound that was asked for. */
+  readonly maxThreads: number;
+  private readonly live = new LiveCounter();
+  private disposed = false;
+
+  constructor(options: CpuBackendOptions = {}) {
+    const threads = options.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1) throw new ConfigError(`cpu backend: threads must be a positive integer, got ${threads}`);
+    this.maxThreads = threads;
+  }
+
+  // ---- storage
+
+  upload(values: TypedArrayFor<DType>, shape: readonly number[], dtype: DType): CpuStorage {
+    this.checkShape('upload', shape);
+    if (!(values instanceof arrayTypeOf(dtype))) {
+      throw new DTypeError(`cpu upload: ${dtype} needs a ${arrayTypeOf(dtype).name}, got ${describeArray(values)}`);
+    }
+    if (values.length !== sizeOf(shape)) throw new ShapeError(`cpu upload: ${values.length} values do not fill shape ${shapeStr(shape)}`);
+    return this.make(values.slice());
+  }
+
+  download(t: CpuInfo): Promise<TypedArrayFor<DType>> {
+    return Promise.resolve(this.read('download', t).slice() as TypedArrayFor<DType>);
+  }
+
+  release(data: CpuStorage): void {
+    if (!(data instanceof CpuStorage)) throw new BackendError(`cpu release: ${describeArray(data)} is not a cpu storage handle`);
+    if (data.owner !== this.live) throw new BackendError('cpu release: the handle belongs to another cpu backend instance');
+    data.markReleased();
+  }
+
+  liveBuffers(): number {
+    return this.live.count;
+  }
+
+  fill(shape: readonly number[], value: number, dtype: DType): CpuStorage {
+    this.checkShape('fill', shape);
+    return this.make(allocFor(dtype, sizeOf(shape)).fill(encodeScalar(value, dtype)));
+  }
+
+  // ---- linear algebra
+
+  matmul(a: CpuInfo, b: CpuInfo, options: MatMulOptions, outShape: readonly number[]): CpuStorage {
+    const av = this.readFloat('matmul', a);
+    const bv = this.readFloat('matmul', b);
+    const ta = options.transposeA ?? false;
+    const tb = options.transposeB ?? false;
+    const shapes = matmulShapes(a.shape, b.shape, ta, tb, outShape);
+    const out = new Float32Array(sizeOf(outShape));
+    matmulInto(av, a.shape, bv, b.shape, ta, tb, shapes, out);
+    return this.make(out);
+  }
+
+  // ---- elementwise
+
+  binary(op: BinaryOp, a: CpuInfo, b: CpuInfo, outShape: readonly number[]): CpuStorage {
+    const av = this.readNumeric(op, a);
+    const bv = this.readNumeric(op, b);
+    if (a.dtype !== b.dtype) throw new DTypeError(`cpu ${op}: dtypes differ (${a.dtype} ${shapeStr(a.shape)} and ${b.dtype} ${shapeStr(b.shape)})`);
+    this.checkBroadcast(op, [a.shape, b.shape], outShape);
+    const isCompare = op === 'greater' || op === 'equal';
+    const out = isCompare || a.dtype === 'float32' ? new Float32Array(sizeOf(outShape)) : new Int32Array(sizeOf(outShape));
+    binaryInto(op, av, bv, out, planBroadcast(op, outShape, [a.shape, b.shape]));
+    return this.make(out);
+  }
+
+  unary(op: UnaryOp, a: CpuInfo): CpuStorage {
+    const x = this.readNumeric(op, a);
+    if (a.dtype === 'int32' && !INT_UNARY.has(op)) throw new DTypeError(`cpu ${op}: needs float32, got int32 ${shapeStr(a.shape)}`);
+    const out = x instanceof Float32Array ? new Float32Array(x.length) : new Int32Array(x.length);
+    unaryInto(op, x, out);
+    return this.make(out);
+  }
+
+  affine(a: CpuInfo, scale: number, offset: number): CpuStorage {
+    const x = this.readNumeric('affine', a);
+    const out = x instanceof Float32Array ? new Float32Array(x.length) : new Int32Array(x.length);
+    affineInto(x, scale, offset, out);
+    return this.make(out);
+  }
+
+  where(cond: CpuInfo, a: CpuInfo, b: CpuInfo, outShape: readonly number[]): CpuStorage {
+    const cv = this.read('where', cond);
+    if (cond.dtype === 'bfloat16' || cond.dtype === 'float16') throw new DTypeError(`cpu where: condition must not be ${cond.dtype}; cast it first`);
+    const av = this.readNumeric('where', a);
+    const bv = this.readNumeric('where', b);
+    if (a.dtype !== b.dtype) throw new DTypeError(`cpu where: branches differ in dtype (${a.dtype} and ${b.dtype})`);
+    this.checkBroadcast('where', [cond.shape, a.shape, b.shape], outShape);
+    const out = a.dtype === 'float32' ? new Float32Array(sizeOf(outShape)) : new Int32Array(sizeOf(outShape));
+    whereInto(cv, av, bv, out, planBroadcast('where', outShape, [cond.shape, a.shape, b.shape]));
+    return this.make(out);
+  }
+
+  // ---- reductions
+
+  reduce(op: ReduceOp, a: CpuInfo, axes: readonly number[], outShape: readonly number[]): CpuStorage {
+    const x = this.readNumeric(op, a);
+    if (a.dtype === 'int32' && op === 'mean') throw new DTypeError(`cpu mean: needs float32, got int32 ${shapeStr(a.shape)}`);
+    const rank = a.shape.length;
+    if (axes.length === 0 || axes.some((ax, i) => !Number.isInteger(ax) || ax < 0 || ax >= rank || (i > 0 && ax <= axes[i - 1]!))) {
+      throw new ShapeError(`cpu ${op}: axes [${axes.join(', ')}] must be sorted, unique, non-empty and within rank ${rank}`);
+    }
+    const kept = a.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    if (!sameShape(kept, outShape)) throw new ShapeError(`cpu ${op}: reducing ${shapeStr(a.shape)} over [${axes.join(', ')}] gives ${shapeStr(kept)}, not ${shapeStr(outShape)}`);
+    if (op !== 'sum' && op !== 'mean' && axes.some((ax) => a.shape[ax] === 0)) throw new ShapeError(`cpu ${op}: cannot reduce an empty axis of ${shapeStr(a.shape)}`);
+    const out = x instanceof Float32Array ? new Float32Array(sizeOf(kept)) : new Int32Array(sizeOf(kept));
+    reduceInto(op, x, a.shape, axes, out);
+    return this.make(out);
+  }
+
+  argMax(a: CpuInfo): CpuStorage {
+    const x = this.readNumeric('argMax', a);
+    const last = a.shape[a.shape.length - 1];
+    if (last === undefined || last === 0) throw new ShapeError(`cpu argMax: needs a non-empty last axis, got ${shapeStr(a.shape)}`);
+    const out = new Int32Array(x.length / last);
+    argMaxInto(x, last, out);
+    return this.make(out);
+  }
+
+  softmax(a: CpuInfo, log: boolean): CpuStorage {
+    const x = this.readFloat(log ? 'logSoftmax' : 'softmax', a);
+    if (a.shape.length === 0) throw new ShapeError(`cpu softmax: needs at least one axis, got a scalar`);
+    const out = new Float32Array(x.length);
+    softmaxInto(x, a.shape[a.shape.length - 1]!, log, out);
+    return this.make(out);
+  }
+
+  // ---- indexing
+
+  gather(table: CpuInfo, indices: CpuInfo): CpuStorage {
+    const tv = this.readNumeric('gather', table);
+    const iv = this.readInt('gather', indices);
+    if (table.shape.length !== 2) throw new ShapeError(`cpu gather: the table must be 2-D, got ${shapeStr(table.shape)}`);
+    const [rows, cols] = table.shape as [number, number];
+    const out = tv instanceof Float32Array ? new Float32Array(iv.length * cols) : new Int32Array(iv.length * cols);
+    gatherInto(tv, rows, cols, iv, out);
+    return this.make(out);
+  }
+
+  scatterAdd(indices: CpuInfo, updates: CpuInfo, numRows: number): CpuStorage {
+    const iv = this.readInt('scatterAdd', indices);
+    const uv = this.readFloat('scatterAdd', updates);
+    const cols = updates.shape[updates.shape.length - 1] ?? 1;
+    if (!Number.isInteger(numRows) || numRows < 0) throw new ShapeError(`cpu scatterAdd: numRows must be a non-negative integer, got ${numRows}`);
+    if (uv.length !== iv.length * cols) {
+      throw new ShapeError(`cpu scatterAdd: updates ${shapeStr(updates.shape)} do not hold one row of ${cols} per index of ${shapeStr(indices.shape)}`);
+    }
+    const out = new Float32Array(numRows * cols);
+    scatterAddInto(iv, uv, cols, numRows, out);
+    return this.make(out);
+  }
+
+  // ---- layout
+
+  transpose(a: CpuInfo, perm: readonly number[]): CpuStorage {
+    const x = this.read('transpose', a);
+    const rank = a.shape.length;
+    if (perm.length !== rank || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
+      throw new ShapeError(`cpu transpose: [${perm.join(', ')}] is not a permutation of the axes of ${shapeStr(a.shape)}`);
+    }
+    const out = allocFor(a.dtype, x.length);
+    transposeInto(x, a.shape, perm, out);
+    return this.make(out);
+  }
+
+  slice(a: CpuInfo, begin: readonly number[], size: readonly number[]): CpuStorage {
+    const x = this.read('slice', a);
+    const rank = a.shape.length;
+    const fits = (d: number) => {
+      const b = begin[d]!;
+      const s = size[d]!;
+      return Number.isInteger(b) && Number.isInteger(s) && b >= 0 && s >= 0 && b + s <= a.shape[d]!;
+    };
+    if (begin.length !== rank || size.length !== rank || !a.shape.every((_, d) => fits(d))) {
+      throw new ShapeError(`cpu slice: begin [${begin.join(', ')}] size [${size.join(', ')}] does not fit ${shapeStr(a.shape)}`);
+    }
+    const out = allocFor(a.dtype, sizeOf(size));
+    sliceInto(x, a.shape, begin, size, out);
+    return this.make(out);
+  }
+
+  concat(tensors: readonly CpuInfo[], axis: number, outShape: readonly number[]): CpuStorage {
+    const first = tensors[0];
+    if (!first) throw new ShapeError('cpu concat: needs at least one tensor');
+    const rank = first.shape.length;
+    if (!Number.isInteger(axis) || axis < 0 || axis >= rank) throw new ShapeError(`cpu concat: axis ${axis} out of range for rank ${rank}`);
+    const parts = tensors.map((t) => {
+      const values = this.read('concat', t);
+      if (t.dtype !== first.dtype || t.shape.length !== rank || t.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
+        throw new ShapeError(`cpu concat: ${shapeStr(t.shape)} ${t.dtype} does not fit ${shapeStr(first.shape)} ${first.dtype} along axis ${axis}`);
+      }
+      return { values, shape: t.shape };
+    });
+    const expected = first.shape.map((d, i) => (i === axis ? tensors.reduce((s, t) => s + t.shape[axis]!, 0) : d));
+    if (!sameShape(expected, outShape)) throw new ShapeError(`cpu concat: the result is ${shapeStr(expected)}, not ${shapeStr(outShape)}`);
+    const out = allocFor(first.dtype, sizeOf(expected));
+    concatInto(parts, axis, out);
+    return this.make(out);
+  }
+
+  cast(a: CpuInfo, dtype: DType): CpuStorage {
+    const x = this.read('cast', a);
+    arrayTypeOf(dtype);
+    const out = allocFor(dtype, x.length);
+    castInto(x, a.dtype, dtype, out);
+    return this.make(out);
+  }
+
+  // ---- convolution
+
+  conv2d(x: CpuInfo, w: CpuInfo, p: Conv2dParams, outShape: readonly number[]): CpuStorage {
+    const xv = this.readFloat('conv2d', x);
+    const wv = this.readFloat('conv2d', w);
+    const g = convGeometry('conv2d', x.shape, w.shape, p, outShape);
+    const out = new Float32Array(sizeOf(outShape));
+    conv2dForward(xv, wv, g, out);
+    return this.make(out);
+  }
+
+  conv2dBackpropInput(dy: CpuInfo, w: CpuInfo, p: Conv2dParams, xShape: readonly number[]): CpuStorage {
+    const dyv = this.readFloat('conv2dBackpropInput', dy);
+    const wv = this.readFloat('conv2dBackpropInput', w);
+    const g = convGeometry('conv2dBackpropInput', xShape, w.shape, p, dy.shape);
+    const dx = new Float32Array(sizeOf(xShape));
+    conv2dInputGrad(dyv, wv, g, dx);
+    return this.make(dx);
+  }
+
+  conv2dBackpropFilter(x: CpuInfo, dy: CpuInfo, p: Conv2dParams, wShape: readonly number[]): CpuStorage {
+    const xv = this.readFloat('conv2dBackpropFilter', x);
+    const dyv = this.readFloat('conv2dBackpropFilter', dy);
+    const g = convGeometry('conv2dBackpropFilter', x.shape, wShape, p, dy.shape);
+    const dw = new Float32Array(sizeOf(wShape));
+    conv2dFilterGrad(xv, dyv, g, dw);
+    return this.make(dw);
+  }
+
+  // ---- fused
+
+  /**
+   * W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r] → [out]. A conv weight may also be
+   * passed unflattened: trailing axes of W and A (and B's trailing 1×1) are read as one `in` axis.
+   */
+  weightNorm(w: CpuInfo, a: CpuInfo, b: CpuInfo, scale: number, options: WeightNormOptions): CpuStorage {
+    const wv = this.readFloat('weightNorm', w);
+    const av = this.readFloat('weightNorm', a);
+    const bv = this.readFloat('weightNorm', b);
+    const tw = options.transposeW ?? false;
+    const asMatrix = (s: readonly number[]): [number, number] => [s[0] ?? 0, s.length < 2 ? 0 : sizeOf(s.slice(1))];
+    const [w0, w1] = asMatrix(w.shape);
+    const [out, inF] = tw ? [w1, w0] : [w0, w1];
+    const [r, aIn] = asMatrix(a.shape);
+    const [bOut, bR] = asMatrix(b.shape);
+    if (w.shape.length < 2 || (tw && w.shape.length !== 2) || a.shape.length < 2 || b.shape.length < 2 || aIn !== inF || bOut !== out || bR !== r) {
+      throw new ShapeError(
+        `cpu weightNorm: W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
+      );
+    }
+    const norms = new Float32Array(out);
+    (tw ? weightNormColumns : weightNormRows)(wv, av, bv, out, inF, r, scale, norms);
+    return this.make(norms);
+  }
+
+  doraCompose(base: CpuInfo, lora: CpuInfo, g: CpuInfo, scale: number, bias: CpuInfo | null): CpuStorage {
+    const basev = this.readFloat('doraCompose', base);
+    const lorav = this.readFloat('doraCompose', lora);
+    const gv = this.readFloat('doraCompose', g);
+    const biasv = bias ? this.readFloat('doraCompose', bias) : null;
+    const out = base.shape[base.shape.length - 1] ?? 1;
+    if (!sameShape(base.shape, lora.shape) || gv.length !== out || (biasv && biasv.length !== out)) {
+      throw new ShapeError(
+        `cpu doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit [..., out], [..., out], [out], [out]`,
+      );
+    }
+    const y = new Float32Array(basev.length);
+    doraComposeInto(basev, lorav, gv, scale, biasv, out, y);
+    return this.make(y);
+  }
+
+  // ---- lifecycle
+
+  sync(): Promise<void> {
+    this.checkAlive('sync');
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+  }
+
+  // ---- helpers
+
+  private make(values: AnyTypedArray): CpuStorage {
+    return new CpuStorage(values, this.live);
+  }
+
+  private checkAlive(op: string): void {
+    if (this.disposed) throw new BackendError(`cpu ${op}: the backend was disposed`);
+  }
+
+  private checkShape(op: string, shape: readonly number[]): void {
+    this.checkAlive(op);
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError(`cpu ${op}: invalid shape ${shapeStr(shape)}`);
+  }
+
+  /** The values behind `t`, after checking the handle is live, ours, and matches its shape and dtype. */
+  private read(op: string, t: CpuInfo): AnyTypedArray {
+    this.checkAlive(op);
+    const h = t.data;
+    if (!(h instanceof CpuStorage)) throw new BackendError(`cpu ${op}: ${describeArray(h)} is not a cpu storage handle`);
+    if (h.released) throw new DisposedTensorError(`cpu ${op}: input ${shapeStr(t.shape)} ${t.dtype} was already released`);
+    if (h.owner !== this.live) throw new BackendError(`cpu ${op}: input ${shapeStr(t.shape)} belongs to another cpu backend instance`);
+    if (!(h.values instanceof arrayTypeOf(t.dtype))) {
+      throw new DTypeError(`cpu ${op}: input ${shapeStr(t.shape)} claims ${t.dtype} but holds a ${h.values.constructor.name}`);
+    }
+    if (h.values.length !== sizeOf(t.shape)) throw new ShapeError(`cpu ${op}: input ${shapeStr(t.shape)} holds ${h.values.length} elements`);
+    return h.values;
+  }
+
+  private readNumeric(op: string, t: CpuInfo): Numeric {
+    const v = this.read(op, t);
+    if (!(v instanceof Float32Array || v instanceof Int32Array)) {
+      throw new DTypeError(`cpu ${op}: needs float32 or int32, got ${t.dtype} ${shapeStr(t.shape)}; cast it first`);
+    }
+    return v;
+  }
+
+  private readFloat(op: string, t: CpuInfo): Float32Array {
+    const v = this.read(op, t);
+    if (!(v instanceof Float32Array)) throw new DTypeError(`cpu ${op}: needs float32, got ${t.dtype} ${shapeStr(t.shape)}`);
+    return v;
+  }
+
+  private readInt(op: string, t: CpuInfo): Int32Array {
+    const v = this.read(op, t);
+    if (!(v instanceof Int32Array)) throw new DTypeError(`cpu ${op}: indices must be int32, got ${t.dtype} ${shapeStr(t.shape)}`);
+    return v;
+  }
+
+  private checkBroadcast(op: string, shapes: readonly (readonly number[])[], outShape: readonly number[]): void {
+    const expected = shapes.reduce<readonly number[]>((acc, s) => broadcastShapes(acc, s, `cpu ${op}`), []);
+    if (!sameShape(expected, outShape)) {
+      throw new ShapeError(`cpu ${op}: inputs ${shapes.map(shapeStr).join(', ')} broadcast to ${shapeStr(expected)}, not ${shapeStr(outShape)}`);
+    }
+  }
+}
+
+type ArrayType = Float32ArrayConstructor | Int32ArrayConstructor | Uint16ArrayConstructor | Int8ArrayConstructor | Uint8ArrayConstructor;
+
+function arrayTypeOf(dtype: DType): ArrayType {
+  switch (dtype) {
+    case 'float32':
+      return Float32Array;
+    case 'int32':
+      return Int32Array;
+    case 'bfloat16':
+    case 'float16':
+      return Uint16Array;
+    case 'int8':
+      return Int8Array;
+    case 'uint8':
+      return Uint8Array;
+    default:
+      throw new DTypeError(`cpu: unknown dtype '${String(dtype)}'`);
+  }
+}
+
+function describeArray(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  return typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
+}
+
+export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
+  return new CpuBackend(options);
+}

@@ -1,0 +1,2 @@
+export { CpuBackend, createCpuBackend, type CpuBackendOptions, type CpuInfo } from './cpu-backend.js';
+export type { CpuStorage } from './storage.js';

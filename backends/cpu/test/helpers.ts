@@ -1,0 +1,25 @@
+import type { DType } from '@dorajs/core';
+import type { CpuBackend, CpuInfo } from '../src/index.js';
+
+/** Uploads plain numbers as a tensor of `dtype` (float32 by default). */
+export function up(backend: CpuBackend, values: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): CpuInfo {
+  const array = dtype === 'int32' ? Int32Array.from(values) : dtype === 'float32' ? Float32Array.from(values) : dtype === 'int8' ? Int8Array.from(values) : dtype === 'uint8' ? Uint8Array.from(values) : Uint16Array.from(values);
+  return { data: backend.upload(array, shape, dtype), shape, dtype };
+}
+
+export async function down(backend: CpuBackend, data: CpuInfo['data'], shape: readonly number[], dtype: DType = 'float32'): Promise<number[]> {
+  return Array.from(await backend.download({ data, shape, dtype }));
+}
+
+/** Deterministic values in [-1, 1) (xorshift32). */
+export function seeded(n: number, seed = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = (s >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}

@@ -1,0 +1,93 @@
+import { BackendError, ConfigError, DisposedTensorError, DTypeError, registeredBackends, resolveBackend, ShapeError } from '@dorajs/core';
+import { describe, expect, it } from 'vitest';
+import { CpuBackend, createCpuBackend } from '../src/index.js';
+import { up } from './helpers.js';
+
+describe('cpu backend storage', () => {
+  it('counts live handles and returns to zero after releases', () => {
+    const b = createCpuBackend();
+    const x = up(b, [1, 2, 3], [3]);
+    const y = b.unary('exp', x);
+    expect(b.liveBuffers()).toBe(2);
+    b.release(x.data);
+    b.release(y);
+    expect(b.liveBuffers()).toBe(0);
+  });
+
+  it('rejects a second release and any use of a released handle', () => {
+    const b = createCpuBackend();
+    const x = up(b, [1, 2], [2]);
+    b.release(x.data);
+    expect(() => b.release(x.data)).toThrow(DisposedTensorError);
+    expect(() => b.unary('neg', x)).toThrow(DisposedTensorError);
+    expect(b.liveBuffers()).toBe(0);
+  });
+
+  it('rejects handles of another instance, and foreign objects', () => {
+    const a = createCpuBackend();
+    const b = createCpuBackend();
+    const x = up(a, [1], [1]);
+    expect(() => b.release(x.data)).toThrow(/another cpu backend/);
+    expect(() => b.unary('neg', x)).toThrow(BackendError);
+    expect(() => b.release({} as never)).toThrow(BackendError);
+  });
+
+  it('copies on upload and on download', async () => {
+    const b = createCpuBackend();
+    const host = Float32Array.from([1, 2]);
+    const x = b.upload(host, [2], 'float32');
+    host[0] = 99;
+    const d1 = await b.download({ data: x, shape: [2], dtype: 'float32' });
+    (d1 as Float32Array)[1] = 42;
+    expect(Array.from(await b.download({ data: x, shape: [2], dtype: 'float32' }))).toEqual([1, 2]);
+  });
+
+  it('checks uploads: array type against dtype, length against shape', () => {
+    const b = createCpuBackend();
+    expect(() => b.upload(new Int32Array(2), [2], 'float32')).toThrow(DTypeError);
+    expect(() => b.upload(new Float32Array(3), [2, 2], 'float32')).toThrow(ShapeError);
+    expect(() => b.upload(new Float32Array(0), [-1], 'float32')).toThrow(ShapeError);
+    expect(b.liveBuffers()).toBe(0);
+  });
+
+  it('checks that a tensor info matches its handle', () => {
+    const b = createCpuBackend();
+    const x = up(b, [1, 2, 3, 4], [4]);
+    expect(() => b.unary('neg', { ...x, shape: [5] })).toThrow(ShapeError);
+    expect(() => b.unary('neg', { ...x, dtype: 'int32' })).toThrow(DTypeError);
+  });
+
+  it('stores narrow dtypes as raw bits and fills them encoded', async () => {
+    const b = createCpuBackend();
+    const h = b.fill([2], 1.5, 'bfloat16');
+    expect(Array.from(await b.download({ data: h, shape: [2], dtype: 'bfloat16' }))).toEqual([0x3fc0, 0x3fc0]);
+    const f = b.fill([1], -2, 'float16');
+    expect(Array.from(await b.download({ data: f, shape: [1], dtype: 'float16' }))).toEqual([0xc000]);
+    expect(() => b.unary('exp', { data: h, shape: [2], dtype: 'bfloat16' })).toThrow(/cast it first/);
+  });
+
+  it('refuses work after dispose', () => {
+    const b = createCpuBackend();
+    const x = up(b, [1], [1]);
+    b.dispose();
+    expect(() => b.unary('neg', x)).toThrow(/disposed/);
+    expect(() => b.fill([1], 0, 'float32')).toThrow(BackendError);
+  });
+
+  it('validates the threads option', () => {
+    expect(createCpuBackend({ threads: 1 }).threads).toBe(1);
+    expect(() => createCpuBackend({ threads: 0 })).toThrow(ConfigError);
+    expect(() => createCpuBackend({ threads: 1.5 })).toThrow(ConfigError);
+    // A bound, not a demand: every kernel runs on the calling thread for now.
+    const b = createCpuBackend({ threads: 4 });
+    expect([b.threads, b.maxThreads]).toEqual([1, 4]);
+  });
+
+  it('registers as "cpu" through the register entry', async () => {
+    await import('../src/register.js');
+    expect(registeredBackends()).toContain('cpu');
+    const { backend, reason } = await resolveBackend('cpu');
+    expect(backend).toBeInstanceOf(CpuBackend);
+    expect(reason).toBe('requested: cpu');
+  });
+});
