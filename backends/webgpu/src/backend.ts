@@ -81,6 +81,11 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     this.rt.pool.stats.largestRequest = 0;
   }
 
+  /** Forces one matmul program from now on ('auto' restores the choice by shape). */
+  setMatmulVariant(variant: MatmulVariant): void {
+    this.ctx.options.matmulVariant = variant;
+  }
+
   /** Submits recorded work without waiting for it. */
   flush(): void {
     this.rt.flush();

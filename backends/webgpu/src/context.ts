@@ -15,7 +15,7 @@ export type MatmulVariant = 'auto' | 'tiled' | 'gemv' | 'smallK';
 
 export interface KernelOptions {
   /** Forces one matmul program for every shape (tests, benchmarks). */
-  readonly matmulVariant: MatmulVariant;
+  matmulVariant: MatmulVariant;
   /** Use subgroup operations where the device has them. */
   readonly subgroups: boolean;
 }

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 export { createWebGpuBackend, WebGpuBackend, type WebGpuBackendOptions, type WebGpuStats } from './backend.js';
 export type { GpuTensor, MatmulVariant } from './context.js';
 export { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
