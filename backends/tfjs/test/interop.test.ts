@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BackendError, DTypeError, ops, tensor, type Backend } from '@dorajs/core';
+import { BackendError, DTypeError, Linear, ops, ReLU, Sequential, tensor, tidy, type Backend, type Tensor } from '@dorajs/core';
 import { createTfjsBackend, fromTf, toTf, type TfjsBackend } from '../src/index.js';
 import { TF_BACKENDS } from './helpers.js';
 
@@ -49,6 +49,28 @@ describe.each(TF_BACKENDS)('tf.Tensor interop on tfjs-%s', (tfBackend) => {
     expect(() => fromTf(c, be)).toThrow(DTypeError);
     expect(() => fromTf(c, be)).toThrow(/adopt: dtype 'string'/);
     for (const t of [ids, mask, c]) t.dispose();
+  });
+
+  it('loads a model from tf tensors and hands its output back to tf (the docs example, without the adapter)', async () => {
+    const tfWeights: Record<string, tf.Tensor> = {
+      '0.weight': tf.tensor2d([1, 0, 0, 1, 1, 1], [3, 2]),
+      '0.bias': tf.tensor1d([0, 0, -5]),
+      '2.weight': tf.tensor2d([1, 2, 3], [1, 3]),
+    };
+    const model = new Sequential(new Linear(2, 3, { backend: be }), new ReLU(), new Linear(3, 1, { backend: be, bias: false }));
+    const state = new Map<string, Tensor>(Object.entries(tfWeights).map(([k, t]) => [k, fromTf(t, be)]));
+    model.loadStateDict(state);
+    state.forEach((t) => t.dispose());
+    const x = fromTf(tf.tensor2d([2, 3], [1, 2]), be);
+    const liveBefore = be.liveBuffers();
+    const y = tidy(() => toTf(model.forward(x))); // tidy frees the dorajs intermediates; y is a tf.Tensor
+    expect(be.liveBuffers()).toBe(liveBefore);
+    // h = relu([2, 3, 5 − 5]) = [2, 3, 0]; y = 2 + 6 + 0
+    expect(Array.from(await y.data())).toEqual([8]);
+    expect(Object.values(tfWeights).every((t) => !t.isDisposed)).toBe(true);
+    y.dispose();
+    x.dispose();
+    Object.values(tfWeights).forEach((t) => t.dispose());
   });
 
   it('toTf names the backend when the tensor is not on tfjs', () => {

@@ -43,7 +43,10 @@ async function loadBackendCpu(): Promise<Backend | string> {
     const mod = (await import(specifier)) as { createCpuBackend(): Backend | Promise<Backend> };
     return await mod.createCpuBackend();
   } catch (e) {
-    return `backend-cpu unavailable (${(e as Error).message.split('\n')[0]})`;
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ERR_MODULE_NOT_FOUND'
+      ? 'no backend-cpu rows: @dorajs/backend-cpu is not installed or not built'
+      : `no backend-cpu rows: it failed to start (${(e as Error).message.split('\n')[0]})`;
   }
 }
 
@@ -121,11 +124,17 @@ function note(peer: Peer, gflops: number, ...extra: (string | undefined)[]): str
   return [peer.notes, perThread, ...extra].filter(Boolean).join('; ');
 }
 
-/** ratio = reference time / this time for the same op and shape. */
+/**
+ * ratio = reference time / this time for the same op and shape. When the thread counts differ, the notes
+ * also give the ratio per core (issue 9 judges backend-cpu per core against tfjs-wasm).
+ */
 function withRatios(rows: BenchResult[]): BenchResult[] {
   return rows.map((row) => {
     const ref = rows.find((r) => r.backend === REFERENCE && r.name === row.name && r.shape === row.shape);
-    return ref ? { ...row, ratio: ref.medianMs / row.medianMs, ratioTo: REFERENCE } : row;
+    if (!ref) return row;
+    const ratio = ref.medianMs / row.medianMs;
+    const perCore = row.threads === ref.threads ? '' : `; ${((ratio * ref.threads) / row.threads).toFixed(2)}× per core`;
+    return { ...row, ratio, ratioTo: REFERENCE, notes: `${row.notes ?? ''}${perCore}` };
   });
 }
 
