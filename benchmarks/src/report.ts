@@ -17,7 +17,13 @@ export function renderMarkdown(file: ResultsFile): string {
     const rows = file.results.filter((r) => r.suite === suite);
     lines.push('', `## ${suite}`, '');
     const where = machineLine(run.machine) === machineLine(file.machine) ? '' : ` on ${machineLine(run.machine)}`;
-    lines.push(`Measured ${day(run.date)}${where}${run.quick ? ' (quick run: fewer sizes and iterations)' : ''}.`, '');
+    const caveats = [
+      run.quick ? 'quick run: fewer sizes and iterations' : '',
+      run.loadAverage !== undefined && run.loadAverage > run.machine.cores
+        ? `load average ${run.loadAverage} on ${run.machine.cores} cores: other processes competed, times are pessimistic`
+        : '',
+    ].filter((c) => c.length > 0);
+    lines.push(`Measured ${day(run.date)}${where}${caveats.length > 0 ? ` (${caveats.join('; ')})` : ''}.`, '');
     lines.push(...table(rows));
   }
   return `${lines.join('\n')}\n`;

@@ -15,6 +15,11 @@ export interface SuiteRun {
   date: string;
   machine: Machine;
   quick: boolean;
+  /**
+   * 1-minute load average when the suite started (absent in older files). Above the core count, other
+   * processes competed for the CPU and the times are pessimistic.
+   */
+  loadAverage?: number;
 }
 
 export interface ResultsFile {

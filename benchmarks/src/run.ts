@@ -1,5 +1,6 @@
 /** Runs the selected suites and updates the results file and the markdown report. */
 import { mkdir } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { dirname } from 'node:path';
 import { SuiteSkipped, type BenchSuite } from './harness.js';
 import { describeMachine, machineLine } from './machine.js';
@@ -31,13 +32,15 @@ export async function runBenchmarks(opts: RunOptions): Promise<RunSummary> {
   const summary: RunSummary = { ran: [], skipped: [], failed: [] };
   for (const suite of selected) {
     opts.log(`\n== ${suite.name}${opts.quick ? ' (quick)' : ''}`);
+    const startedAt = new Date().toISOString();
+    const loadAverage = Math.round(loadavg()[0]! * 100) / 100;
     try {
       const results = await suite.run({ quick: opts.quick });
       for (const r of results) {
         const extra = [r.gflops && `${r.gflops.toFixed(2)} GFLOP/s`, r.ratio && `${r.ratio.toFixed(2)}× vs ${r.ratioTo}`];
         opts.log(`${r.name} ${r.backend} ${r.shape} t=${r.threads}: ${r.medianMs.toFixed(3)} ms ${extra.filter(Boolean).join(', ')}`);
       }
-      outcomes.push({ suite: suite.name, run: { ...now, date: new Date().toISOString() }, results });
+      outcomes.push({ suite: suite.name, run: { ...now, date: startedAt, loadAverage }, results });
       summary.ran.push(suite.name);
     } catch (error) {
       if (error instanceof SuiteSkipped) {
