@@ -38,12 +38,13 @@ export function checkIdsTensor(ids: Tensor, source: string): void {
 }
 
 function fromNested(rows: readonly (readonly number[])[], source: string): { values: Int32Array; shape: [number, number] } {
-  if (rows.length === 0) throw new TokenIdsError('ids must be a non-empty [[…], …] array', source);
-  const seq = rows[0]?.length ?? 0;
+  const first = rows[0];
+  if (!Array.isArray(first) || first.length === 0) throw new TokenIdsError('ids must be a non-empty [[…], …] array', source);
+  const seq = first.length;
   const values = new Int32Array(rows.length * seq);
   rows.forEach((row, b) => {
     if (!Array.isArray(row)) throw new TokenIdsError(`row ${b} is not an array`, source);
-    if (row.length !== seq || seq === 0) {
+    if (row.length !== seq) {
       throw new TokenIdsError(`ids are not rectangular: row 0 has ${seq} ids, row ${b} has ${row.length}`, source);
     }
     row.forEach((id, s) => {
