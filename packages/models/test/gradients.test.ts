@@ -65,7 +65,7 @@ describe.each([
         const bumped = (delta: number): Weights => {
           const copy = Float64Array.from(base);
           copy[i]! += delta;
-          return new Map([...weights, [key, copy]]);
+          return new Map<string, Float32Array | Float64Array>([...weights, [key, copy]]);
         };
         want.push((objective(bumped(h)) - objective(bumped(-h))) / (2 * h));
         got.push(grad[i]!);
