@@ -35,16 +35,17 @@ run() {
   [[ -f $dawn ]] || xz -dkc "$dawn.xz" > "$dawn"
   if python3 -c 'import torch, peft; assert torch.cuda.is_available()' 2>/dev/null; then
     echo "== torch_reference.py"
-    timeout 240 python3 "$here/torch_reference.py" "$out/torch.json" --skip-model > "$out/torch.log" 2>&1 || echo "torch_reference.py failed (see torch.log)"
-    tail -n 30 "$out/torch.log"
+    timeout 240 python3 "$here/torch_reference.py" "$out/torch.json" --skip-model > /tmp/torch.log 2>&1 || echo "torch_reference.py failed"
+    tail -n 30 /tmp/torch.log
   else
-    echo "== torch_reference.py skipped: no PyTorch with CUDA here" | tee "$out/torch.log"
+    echo "== torch_reference.py skipped: no PyTorch with CUDA here"
   fi
   for section in matmul weightnorm dispatch dora; do
     echo "== webgpu $section"
-    timeout 150 node .gpu/bench.mjs "$section" "$out/webgpu-$section.json" $small --torch "$out/torch.json" 2> "$out/webgpu-$section.err"
+    # stderr stays out of $OUT (few files come back); Dawn's warnings are noise unless the section fails.
+    timeout 150 node .gpu/bench.mjs "$section" "$out/webgpu-$section.json" $small --torch "$out/torch.json" 2> /tmp/webgpu-$section.err
     local rc=$?
-    [[ $rc -ne 0 ]] && { echo "section $section exited $rc"; tail -n 20 "$out/webgpu-$section.err"; }
+    [[ $rc -ne 0 ]] && { echo "section $section exited $rc"; tail -n 20 /tmp/webgpu-$section.err; }
   done
   echo "== summary"
   node .gpu/bench.mjs summary "$out"

@@ -68,6 +68,8 @@ export class GpuRuntime {
   private lostError: DeviceLostError | null = null;
   private disposed = false;
   private readonly stagingFree: GPUBuffer[] = [];
+  // The typed-array form of setBindGroup skips a JS array conversion in Dawn's bindings.
+  private readonly dynamicOffset = new Uint32Array(1);
   private readonly onUncaptured = (ev: Event): void => {
     const err = (ev as GPUUncapturedErrorEvent).error;
     this.record(new GpuValidationError(`WebGPU error: ${err.message}`));
@@ -157,7 +159,10 @@ export class GpuRuntime {
     let compiled = this.pipelines.get(program.key);
     if (compiled) return compiled;
     const { key: layoutKey, layout } = this.bindGroupLayout(program.outputs, program.inputs);
-    const code = `${uniformStructWgsl(program.uniforms)}\n${program.source()}`;
+    // `enable` directives must precede every declaration, the uniform struct included.
+    const body = program.source();
+    const enables = body.match(/^enable [^;]+;$/gm) ?? [];
+    const code = `${enables.join('\n')}\n${uniformStructWgsl(program.uniforms)}\n${body.replace(/^enable [^;]+;$/gm, '')}`;
     if (typeof process !== 'undefined' && process.env?.DORA_WEBGPU_DUMP_SHADERS) {
       console.error(`// ---- ${program.name} (${program.key})\n${code}`);
     }
@@ -220,7 +225,8 @@ export class GpuRuntime {
       pass.setPipeline(compiled.pipeline);
       this.passPipeline = compiled.pipeline;
     }
-    pass.setBindGroup(0, this.bindGroup(compiled, call), [offset]);
+    this.dynamicOffset[0] = offset;
+    pass.setBindGroup(0, this.bindGroup(compiled, call), this.dynamicOffset, 0, 1);
     pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
   }

@@ -52,8 +52,10 @@ export async function timeGpu(be: WebGpuBackend, reps: number, trials: number, c
 
 /** Enough repetitions that one trial takes about `targetMs` given a first estimate of one call. */
 export async function calibratedReps(be: WebGpuBackend, targetMs: number, call: () => GpuTensor | GpuTensor[]): Promise<number> {
-  const one = await timeGpu(be, 1, 1, call);
-  return Math.max(1, Math.min(2000, Math.round(targetMs / Math.max(one, 1e-3))));
+  // timeGpu warms up first, so pipeline compilation does not shrink the estimate; 10 calls amortise the
+  // submit-and-wait round trip of the estimate itself.
+  const one = await timeGpu(be, 10, 1, call);
+  return Math.max(10, Math.min(5000, Math.round(targetMs / Math.max(one, 1e-3))));
 }
 
 export interface MeasureContext {
@@ -65,7 +67,7 @@ export interface MeasureContext {
   readonly trialMs: number;
 }
 
-export async function measureMatmul(c: MeasureContext, n: number, variants: readonly MatmulVariant[]): Promise<BenchResult[]> {
+export async function measureMatmul(c: MeasureContext, n: number, variants: readonly MatmulVariant[], note = ''): Promise<BenchResult[]> {
   const rows: BenchResult[] = [];
   const a = uploadRandom(c.be, [n, n], 1);
   const b = uploadRandom(c.be, [n, n], 2);
@@ -73,7 +75,7 @@ export async function measureMatmul(c: MeasureContext, n: number, variants: read
     c.be.setMatmulVariant(variant);
     const call = () => c.be.matmul(a, b, {}, [n, n]);
     const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
-    rows.push({ name: 'matmul fp32', backend: c.label, shape: `${n}x${n}x${n}`, medianMs: ms, gflops: gflopsOf(2 * n ** 3, ms), threads: 1, notes: `variant ${variant}` });
+    rows.push({ name: 'matmul fp32', backend: c.label, shape: `${n}x${n}x${n}`, medianMs: ms, gflops: gflopsOf(2 * n ** 3, ms), threads: 1, notes: `variant ${variant}${note}` });
   }
   c.be.setMatmulVariant('auto');
   for (const t of [a, b]) c.be.release(t.data);
@@ -90,7 +92,7 @@ export async function measureGemv(c: MeasureContext, n: number, k: number): Prom
   return [{ name: 'gemv fp32 (x·Wᵀ)', backend: c.label, shape: `1x${k} · ${n}x${k}ᵀ`, medianMs: ms, gbps: gbpsOf(n * k * 4, ms), threads: 1 }];
 }
 
-export async function measureWeightNorm(c: MeasureContext, out: number, inn: number, r: number, dtype: 'float32' | 'bfloat16', floorGbps?: number): Promise<BenchResult[]> {
+export async function measureWeightNorm(c: MeasureContext, out: number, inn: number, r: number, dtype: 'float32' | 'bfloat16', floorGbps?: number, note = ''): Promise<BenchResult[]> {
   const w = uploadRandom(c.be, [out, inn], 5, 1, dtype);
   const a = uploadRandom(c.be, [r, inn], 6, 0.01);
   const b = uploadRandom(c.be, [out, r], 7, 0.01);
@@ -107,7 +109,7 @@ export async function measureWeightNorm(c: MeasureContext, out: number, inn: num
     gbps: gbpsOf(bytes, ms),
     ...(floorMs !== undefined ? { ratio: floorMs / ms, ratioTo: 'read-once floor' } : {}),
     threads: 1,
-    notes: floorMs !== undefined ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor` : 'effective GB/s of W',
+    notes: (floorMs !== undefined ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor` : 'effective GB/s of W') + note,
   }];
 }
 

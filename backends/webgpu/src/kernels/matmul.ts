@@ -334,9 +334,22 @@ export function chooseMatmulVariant(M: number, K: number): Exclude<MatmulVariant
   return 'tiled';
 }
 
+function env(name: string): string | undefined {
+  return typeof process !== 'undefined' ? process.env?.[name] : undefined;
+}
+
 function envVariant(): MatmulVariant | undefined {
-  const v = typeof process !== 'undefined' ? process.env?.DORA_WEBGPU_MATMUL : undefined;
+  const v = env('DORA_WEBGPU_MATMUL');
   return v === 'tiled' || v === 'gemv' || v === 'smallK' ? v : undefined;
+}
+
+/** `DORA_WEBGPU_TILE=TMxTNxBK` (e.g. 8x8x16) forces the tiled program's blocking, for tuning runs. */
+function envTile(): TileConfig | undefined {
+  const m = /^(4|8)x(4|8)x(8|16|32)$/.exec(env('DORA_WEBGPU_TILE') ?? '');
+  if (!m) return undefined;
+  const cfg = { TM: Number(m[1]), TN: Number(m[2]), BK: Number(m[3]) };
+  // Every thread must load at least one vec4 of each operand tile.
+  return 16 * cfg.TM * cfg.BK >= 1024 && 16 * cfg.TN * cfg.BK >= 1024 ? cfg : undefined;
 }
 
 export function matmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): GpuTensor {
@@ -375,7 +388,7 @@ export function matmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: 
       workgroups: [Math.ceil(s.N / 64), Math.ceil(s.M / 16), s.batch],
     });
   } else {
-    const cfg = s.M >= 256 && s.N >= 256 ? LARGE_TILE : SMALL_TILE;
+    const cfg = envTile() ?? (s.M >= 256 && s.N >= 256 ? LARGE_TILE : SMALL_TILE);
     const BM = 16 * cfg.TM;
     const BN = 16 * cfg.TN;
     const aligned = s.M % BM === 0 && s.N % BN === 0 && s.K % cfg.BK === 0;

@@ -183,7 +183,8 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
   const vec = fastDim % 4 === 0;
   const tiles = Math.ceil(outDim / TILE);
   const steps = Math.ceil(inDim / TILE);
-  const splits = Math.max(1, Math.min(steps, Math.ceil(TARGET_WORKGROUPS / tiles)));
+  const target = Number(typeof process !== 'undefined' ? process.env?.DORA_WEBGPU_WN_WORKGROUPS : undefined) || TARGET_WORKGROUPS;
+  const splits = Math.max(1, Math.min(steps, Math.ceil(target / tiles)));
   const chunk = Math.ceil(steps / splits) * TILE;
   const usedSplits = Math.ceil(inDim / chunk) || 1;
   const partial = ctx.scratch(usedSplits * outDim * 4);
