@@ -46,15 +46,15 @@ export class MissingWeightError extends StateDictError {
   }
 }
 
-/** A checkpoint tensor's shape differs from the parameter it should fill. */
+/** A checkpoint tensor's shape differs from the parameter it corresponds to. */
 export class WeightShapeError extends StateDictError {
   constructor(
     readonly key: string,
     readonly file: string,
-    readonly expected: readonly number[],
-    readonly actual: readonly number[],
+    readonly modelShape: readonly number[],
+    readonly checkpointShape: readonly number[],
   ) {
-    super(`${file}: weight '${key}' has shape [${actual.join(', ')}], the model expects [${expected.join(', ')}]`);
+    super(`${file}: weight '${key}' is [${checkpointShape.join(', ')}] in the checkpoint but [${modelShape.join(', ')}] in the model`);
   }
 }
 

@@ -197,7 +197,7 @@ describe('bad input', () => {
     const error = await rejection(loadModel(dir, { backend: cpu() }));
     expect(error).toBeInstanceOf(WeightShapeError);
     expect(error.message).toBe(
-      `${join(dir, 'model.safetensors')}: weight 'model.layers.0.mlp.down_proj.weight' has shape [16, 24], the model expects [16, 30]`,
+      `${join(dir, 'model.safetensors')}: weight 'model.layers.0.mlp.down_proj.weight' is [16, 24] in the checkpoint but [16, 30] in the model`,
     );
   });
 

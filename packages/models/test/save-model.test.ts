@@ -99,7 +99,7 @@ describe('saveModel', () => {
     const narrower = createModel({ ...config, intermediate_size: 8 }, { backend: cpu() });
     const shape = await rejection(saveModel(narrower, join(tmp.dir, 'b'), { like: checkpoint }));
     expect(shape).toBeInstanceOf(WeightShapeError);
-    expect(shape.message).toBe("model LlamaForCausalLM: weight 'model.layers.0.mlp.gate_proj.weight' has shape [8, 32], the model expects [64, 32]");
+    expect(shape.message).toBe("model LlamaForCausalLM: weight 'model.layers.0.mlp.down_proj.weight' is [32, 64] in the checkpoint but [32, 8] in the model");
 
     // An adapter-wrapped layer keeps its weight under base_layer until merged and unloaded.
     const wrapped = createModel(config, { backend: cpu() });

@@ -53,7 +53,7 @@ function matchParameters(model: Module, like: CheckpointInfo): Map<string, Param
     if (t.parameter === null) continue;
     const p = own.get(t.parameter);
     if (!p) throw new MissingWeightError(t.parameter, `model ${model.typeName} (merge and unload adapters before saving)`);
-    if (!sameShape(p.shape, t.shape)) throw new WeightShapeError(t.key, `model ${model.typeName}`, t.shape, p.shape);
+    if (!sameShape(p.shape, t.shape)) throw new WeightShapeError(t.key, `model ${model.typeName}`, p.shape, t.shape);
     out.set(t.parameter, p);
   }
   return out;
