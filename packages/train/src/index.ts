@@ -8,3 +8,7 @@ export * from './model-checkpointer.js';
 export { writeDirAtomic } from './atomic-dir.js';
 export { type LogEntry, type TrainerState, TRAINER_STATE_FILE, OPTIMIZER_FILE, collectGenerators } from './trainer-state.js';
 export * from './trainer.js';
+export * from './evaluate.js';
+export * from './mnist/data.js';
+export * from './mnist/model.js';
+export * from './mnist/pretrain.js';
