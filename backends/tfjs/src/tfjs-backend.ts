@@ -127,7 +127,11 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   }
 
   argMax(a: TfInfo): tf.Tensor {
-    return this.run('argMax', [a], a.shape.slice(0, -1), 'int32', () => tf.argMax(view(a), -1));
+    return this.run('argMax', [a], a.shape.slice(0, -1), 'int32', () => {
+      const x = view(a);
+      // tfjs skips NaN; PyTorch (and the reference) treat NaN as the maximum.
+      return tf.argMax(x.dtype === 'float32' ? tf.where(tf.isNaN(x), tf.fill(x.shape, Infinity), x) : x, -1);
+    });
   }
 
   softmax(a: TfInfo, log: boolean): tf.Tensor {

@@ -167,6 +167,29 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
       expect((await read(be, wrap(be.unary('step', info(be, [-Infinity, 0, 1e-30, Infinity], [4])), [4])))).toEqual([0, 0, 1, 1]);
     });
 
+    it('special values as PyTorch (and the reference backend) give them', async () => {
+      const un = async (op: UnaryOp, v: number[], dtype: 'float32' | 'int32' = 'float32') =>
+        read(be, wrap(be.unary(op, info(be, v, [v.length], dtype)), [v.length], dtype));
+      expect(await un('sign', [NaN, -3, 0, 1e-30, -1e-30])).toEqual([NaN, -1, 0, 1, -1]);
+      for (const op of ['silu', 'gelu', 'geluTanh'] as const) {
+        const [atNegInf, atNaN, atInf] = await un(op, [-Infinity, NaN, Infinity]);
+        expect(atNegInf).toBeCloseTo(0, 12);
+        expect(atNaN).toBeNaN();
+        expect(atInf).toBe(Infinity);
+      }
+      expect(await un('relu', [NaN, -1])).toEqual([NaN, 0]);
+      expect(await un('isFinite', [2 ** 31 - 1, -5], 'int32')).toEqual([1, 1]);
+      const bin = async (op: Parameters<TfjsBackend['binary']>[0], a: number[], b: number[], dtype: 'float32' | 'int32' = 'float32') =>
+        read(be, wrap(be.binary(op, info(be, a, [a.length], dtype), info(be, b, [b.length], dtype), [a.length]), [a.length], dtype));
+      expect(await bin('max', [NaN, 1, Infinity], [0, NaN, NaN])).toEqual([NaN, NaN, NaN]);
+      expect(await bin('min', [NaN, 1, -Infinity], [0, NaN, NaN])).toEqual([NaN, NaN, NaN]);
+      // int32 division truncates toward zero and gives 0 for a zero divisor (C, and the reference backend).
+      expect(await bin('div', [7, -7, 7, -7, 6, 5], [2, 2, -2, -2, -3, 0], 'int32')).toEqual([3, -3, -3, 3, -2, 0]);
+      expect(await bin('pow', [2, -3, 0], [10, 3, -1], 'int32')).toEqual([1024, -27, 0]);
+      const am = be.argMax(info(be, [1, NaN, 3, -Infinity, -Infinity, -Infinity], [2, 3]));
+      expect(await read(be, wrap(am, [2], 'int32'))).toEqual([1, 0]);
+    });
+
     it('binary ops broadcast, comparisons give float32 1/0', async () => {
       const a = info(be, [1, 2, 3, 4, 5, 6], [2, 3]);
       const b = info(be, [2, 2, 4], [3]);
