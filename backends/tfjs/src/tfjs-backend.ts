@@ -247,8 +247,9 @@ export class TfjsBackend implements Backend<tf.Tensor> {
     activateTfBackend(this.runtime.name);
   }
 
+  /** Registers a result as a live handle. tf.keep: a tf.tidy of the caller's must not dispose core's storage. */
   private own(t: tf.Tensor): tf.Tensor {
-    this.live.add(t);
+    this.live.add(tf.keep(t));
     return t;
   }
 

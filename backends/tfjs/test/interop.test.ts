@@ -73,6 +73,15 @@ describe.each(TF_BACKENDS)('tf.Tensor interop on tfjs-%s', (tfBackend) => {
     Object.values(tfWeights).forEach((t) => t.dispose());
   });
 
+  it('dorajs tensors made inside a tf.tidy of the caller survive it', async () => {
+    const kept = tf.tidy(() => {
+      const t = fromTf(tf.tensor1d([1, 2, 3]), be);
+      return ops.mulScalar(t, 2);
+    });
+    expect(Array.from(await kept.data())).toEqual([2, 4, 6]);
+    kept.dispose();
+  });
+
   it('toTf names the backend when the tensor is not on tfjs', () => {
     const foreign = { name: 'cpu' } as Backend;
     const fake = { backend: foreign, toString: () => 'Tensor([1], float32, cpu)' } as unknown as Parameters<typeof toTf>[0];
