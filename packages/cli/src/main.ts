@@ -1,0 +1,73 @@
+/**
+ * `dora <command> [options]`: dispatch, help, and the error contract (one stderr line, exit code 1).
+ */
+import { helpText, parseFlags, type CommandSpec, type ParsedFlags } from './args.js';
+import { reportError, UsageError } from './errors.js';
+
+export interface CommandContext {
+  readonly flags: ParsedFlags;
+  /** Progress and status lines (stderr). */
+  readonly log: (text: string) => void;
+  /** Results (stdout). */
+  readonly out: (text: string) => void;
+}
+
+export interface Command {
+  readonly spec: CommandSpec;
+  run(ctx: CommandContext): Promise<void>;
+}
+
+export interface Io {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+}
+
+const defaultIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+
+type Loader = () => Promise<Command>;
+
+const COMMANDS: Readonly<Record<string, Loader>> = {
+  run: async () => (await import('./commands/run.js')).runCommand,
+  merge: async () => (await import('./commands/merge.js')).mergeCommand,
+  finetune: async () => (await import('./commands/finetune.js')).finetuneCommand,
+};
+
+function topHelp(): string {
+  return [
+    'Usage: dora <command> [options]',
+    '',
+    'DoRA and LoRA adapters in the PEFT format, on cpu, webgpu or tfjs backends.',
+    '',
+    'Commands:',
+    '  run        run a Hugging Face model (with an adapter, optionally merged) on token ids',
+    '  merge      merge an adapter into a model and write the merged checkpoint',
+    '  finetune   fine-tune an adapter (DoRA by default); with no --model/--data, the MNIST demo',
+    '',
+    "Run 'dora <command> --help' for a command's options.",
+    '',
+  ].join('\n');
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: readonly string[], io: Io = defaultIo): Promise<number> {
+  const [name, ...rest] = argv;
+  const debug = rest.includes('--debug');
+  try {
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      io.out(topHelp());
+      return name === undefined ? 1 : 0;
+    }
+    const load = COMMANDS[name];
+    if (!load) throw new UsageError(`unknown command '${name}' (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    const command = await load();
+    const flags = parseFlags(command.spec, rest);
+    if (flags.help) {
+      io.out(helpText(command.spec));
+      return 0;
+    }
+    await command.run({ flags, log: io.err, out: io.out });
+    return 0;
+  } catch (e) {
+    return reportError(e, debug, io.err);
+  }
+}
