@@ -1,12 +1,12 @@
 import { type Backend, Dropout, Layer, Linear, ops, Random, ReLU, Sequential, type Tensor, tensor } from '@dorajs/core';
-import { createTfjsBackend } from '@dorajs/backend-tfjs';
+import { createCpuBackend } from '@dorajs/backend-cpu';
 import type { Batch } from '../src/index.js';
 
 let shared: Promise<Backend> | null = null;
 
 /** One backend for the whole test file (starting one is not free). */
 export function testBackend(): Promise<Backend> {
-  shared ??= createTfjsBackend();
+  shared ??= Promise.resolve(createCpuBackend());
   return shared;
 }
 
