@@ -74,12 +74,13 @@ describe.each(TF_BACKENDS)('tf.Tensor interop on tfjs-%s', (tfBackend) => {
   });
 
   it('dorajs tensors made inside a tf.tidy of the caller survive it', async () => {
-    const kept = tf.tidy(() => {
-      const t = fromTf(tf.tensor1d([1, 2, 3]), be);
-      return ops.mulScalar(t, 2);
+    let kept: Tensor | undefined;
+    // Returns nothing: tf.tidy would otherwise find (and spare) the tf.Tensor inside the returned dorajs tensor.
+    tf.tidy(() => {
+      kept = ops.mulScalar(fromTf(tf.tensor1d([1, 2, 3]), be), 2);
     });
-    expect(Array.from(await kept.data())).toEqual([2, 4, 6]);
-    kept.dispose();
+    expect(Array.from(await kept!.data())).toEqual([2, 4, 6]);
+    kept!.dispose();
   });
 
   it('toTf names the backend when the tensor is not on tfjs', () => {
