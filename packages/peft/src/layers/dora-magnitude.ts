@@ -43,6 +43,11 @@ export class DoraMagnitude extends Module {
     return this._cache !== null;
   }
 
+  /** Floats the cache holds: 2·out (norm and g) when filled, never an out×in matrix. */
+  get cachedElements(): number {
+    return this._cache ? this._cache.norm.size + this._cache.g.size : 0;
+  }
+
   clearCache(): void {
     if (!this._cache) return;
     this._cache.norm.dispose();
