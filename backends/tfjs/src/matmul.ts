@@ -19,15 +19,23 @@ export function batchedMatMul(
   const matA = a.shape.slice(-2) as [number, number];
   const matB = b.shape.slice(-2) as [number, number];
   const batch = broadcastShapes('matmul', batchA, batchB);
-  const n = outShape[outShape.length - 1]!;
 
-  // A weight shared by every batch entry: fold the batch into rows and run one large GEMM.
-  if (!transposeA && sizeOf(batchB) === 1) {
-    const rows = tf.reshape(tf.broadcastTo(a, [...batch, ...matA]), [-1, matA[1]]);
-    return tf.reshape(tf.matMul(rows, tf.reshape(b, matB), false, transposeB), [...batch, matA[0], n]);
-  }
   const total = sizeOf(batch);
-  const a3 = tf.reshape(sizeOf(batchA) === total ? a : tf.broadcastTo(a, [...batch, ...matA]), [total, ...matA]);
-  const b3 = tf.reshape(sizeOf(batchB) === total ? b : tf.broadcastTo(b, [...batch, ...matB]), [total, ...matB]);
+  // A weight shared by every batch entry (a Linear layer on [batch, seq, in]): fold the batch into rows and
+  // run one large GEMM instead of `total` small ones.
+  if (!transposeA && sizeOf(batchB) === 1) {
+    const rows = tf.reshape(expandBatch(a, batchA, batch, matA), [total * matA[0], matA[1]]);
+    return tf.reshape(tf.matMul(rows, tf.reshape(b, matB), false, transposeB), [...outShape]);
+  }
+  const a3 = tf.reshape(expandBatch(a, batchA, batch, matA), [total, ...matA]);
+  const b3 = tf.reshape(expandBatch(b, batchB, batch, matB), [total, ...matB]);
   return tf.reshape(tf.matMul(a3, b3, transposeA, transposeB), [...outShape]);
+}
+
+/**
+ * The operand materialised over the full batch, only when broadcasting actually repeats it: a batch of the
+ * same size is already laid out right (its extra axes are 1s), and tf.broadcastTo would copy it anyway.
+ */
+function expandBatch(t: tf.Tensor, own: readonly number[], batch: readonly number[], mat: readonly [number, number]): tf.Tensor {
+  return sizeOf(own) === sizeOf(batch) ? t : tf.broadcastTo(t, [...batch, ...mat]);
 }
