@@ -39,11 +39,11 @@ export async function addWeightedAdapter(
     throw new UnsupportedAdapterOperationError(`add_weighted_adapter: combination_type '${combination}' is not implemented by dorajs (supported: 'cat', 'linear')`);
   }
   const layers = peft.loraLayers().filter((l) => adapters.some((a) => l.settings(a)));
-  const ranks = layers.map((l) => rankOf(l, adapters, combination));
-  const newRank = Math.max(...ranks);
-  if (combination === 'linear' && new Set(ranks).size > 1) {
-    throw new LoraConfigError('All adapters must have the same r value when using combination_type linear.');
+  if (combination === 'linear') {
+    const ranks = new Set(layers.flatMap((l) => adapters.map((a) => l.settings(a)?.r).filter((r) => r !== undefined)));
+    if (ranks.size > 1) throw new LoraConfigError('All adapters must have the same r value when using combination_type linear.');
   }
+  const newRank = Math.max(...layers.map((l) => rankOf(l, adapters, combination)));
   const grouped = layers.find((l) => l.geometry.kind === 'conv2d' && (l.geometry.groups ?? 1) > 1);
   if (grouped) throw new UnsupportedAdapterOperationError(`add_weighted_adapter: Conv2d '${grouped._path}' has groups > 1; its B cannot be concatenated`);
 
