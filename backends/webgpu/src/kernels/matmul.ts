@@ -83,7 +83,8 @@ interface TileConfig {
   readonly BK: number;
 }
 
-const LARGE_TILE: TileConfig = { TM: 8, TN: 8, BK: 16 };
+// 4×8 per thread (64×128 tiles) measured fastest at 4096³ on the H200 (25.7 vs 22.2 TFLOP/s for 8×8).
+const LARGE_TILE: TileConfig = { TM: 4, TN: 8, BK: 16 };
 const SMALL_TILE: TileConfig = { TM: 4, TN: 4, BK: 16 };
 
 function widenBf16x4(w: string): string {
