@@ -1,0 +1,176 @@
+/**
+ * Tier 3: the optional fused kernels against the composite the suite builds from primitive kernels on the
+ * same backend (matmul, affine, binary, unary square/sqrt, reduce), and against float64 host values.
+ * A backend without a fused kernel skips these cases: core then uses its own composite.
+ *
+ * Accumulation: a weight norm must not overflow for |W| ≈ 1e18 rows of 64 (squares ≈ 1e36, sum ≈ 6e37,
+ * still finite in float32, so even a plain float32 sum passes), and a zero row must give exactly 0. The
+ * tiny-magnitude case (|W| ≈ 1e-25, squares underflow float32) is passed only by accumulating in wider
+ * precision or scaling; a float32 backend may skip it with that reason.
+ */
+import type { Backend, TensorInfo } from '@dorajs/core';
+import { assertClose } from '../compare.js';
+import type { SeededRandom } from '../prng.js';
+import type { CaseContext, ConformanceCase, ConformanceTier } from '../types.js';
+
+const T = 'fused';
+
+export interface WeightNormCase {
+  readonly id: string;
+  readonly title: string;
+  readonly out: number;
+  readonly inF: number;
+  readonly r: number;
+  readonly scale: number;
+  /** W stored [in, out] (Conv1D, Embedding). */
+  readonly transposeW?: boolean;
+  /** Draw for W (default normal); A and B are normal·0.5. */
+  readonly drawW?: (r: SeededRandom) => number;
+  /** Rows (output features) whose W and B are zeroed: their norm must be exactly 0. */
+  readonly zeroRows?: readonly number[];
+  /** Also require closeness to the float64 norm only (the float32 composite underflows here). */
+  readonly hostOnly?: boolean;
+  readonly seed: number;
+}
+
+const signed = (lo: number, hi: number) => (r: SeededRandom) => r.uniform(lo, hi) * (r.next() < 0.5 ? -1 : 1);
+
+export const WEIGHT_NORM_CASES: readonly WeightNormCase[] = [
+  { id: 'linear', title: 'Linear layout W [7, 300], r 6 (K beyond a tile, r not a multiple of 4)', out: 7, inF: 300, r: 6, scale: 2, seed: 900 },
+  { id: 'linear-odd', title: 'W [13, 33], r 3', out: 13, inF: 33, r: 3, scale: 0.5, seed: 901 },
+  { id: 'transposed', title: 'transposeW: W stored [in 50, out 9] (transformers Conv1D)', out: 9, inF: 50, r: 3, scale: 0.5, transposeW: true, seed: 902 },
+  { id: 'embedding', title: 'transposeW: an Embedding [vocab 40, dim 12], norm per dim over the vocabulary', out: 12, inF: 40, r: 4, scale: 1, transposeW: true, seed: 903 },
+  { id: 'conv2d-view', title: 'Conv2d weight [6, 3, 3, 3] viewed as [6, 27], A [4, 27], B [6, 4]', out: 6, inF: 27, r: 4, scale: 1, seed: 904 },
+  { id: 'rank-1', title: 'r = 1, out = 1', out: 1, inF: 17, r: 1, scale: 3, seed: 905 },
+  { id: 'scale-zero', title: 'scale 0 gives ‖W‖ per row', out: 5, inF: 19, r: 2, scale: 0, seed: 906 },
+  { id: 'zero-row', title: 'rows 0 and 3 of W and B are zero: their norm is exactly 0', out: 5, inF: 16, r: 2, scale: 1, zeroRows: [0, 3], seed: 907 },
+  { id: 'zero-row-transposed', title: 'transposeW with zero output features 1 and 4', out: 6, inF: 10, r: 2, scale: 1, transposeW: true, zeroRows: [1, 4], seed: 908 },
+  { id: 'large-magnitudes', title: '|W| ≈ 1e18 (squares ≈ 1e36): finite, not Inf', out: 4, inF: 64, r: 2, scale: 1, drawW: signed(0.5e18, 1e18), seed: 909 },
+  { id: 'tiny-magnitudes', title: '|W| ≈ 1e-25 (squares underflow float32): needs wide accumulation', out: 3, inF: 64, r: 2, scale: 1, drawW: signed(0.5e-25, 1e-25), hostOnly: true, seed: 910 },
+];
+
+interface WeightNormInputs {
+  readonly w: Float32Array;
+  readonly a: Float32Array;
+  readonly b: Float32Array;
+  readonly wShape: number[];
+}
+
+function weightNormInputs(ctx: CaseContext, wc: WeightNormCase): WeightNormInputs {
+  const r = ctx.random(wc.seed);
+  const w = r.float32(wc.out * wc.inF, wc.drawW);
+  const a = r.float32(wc.r * wc.inF, (q) => q.normal() * 0.5);
+  const b = r.float32(wc.out * wc.r, (q) => q.normal() * 0.5);
+  // Tiny weights with a normal-sized adapter would drown them: scale the adapter with W.
+  if (wc.drawW) for (let i = 0; i < b.length; i++) b[i] = Math.fround(b[i]! * Math.abs(w[0]!));
+  for (const o of wc.zeroRows ?? []) {
+    for (let i = 0; i < wc.inF; i++) w[wc.transposeW ? i * wc.out + o : o * wc.inF + i] = 0;
+    for (let j = 0; j < wc.r; j++) b[o * wc.r + j] = 0;
+  }
+  return { w, a, b, wShape: wc.transposeW ? [wc.inF, wc.out] : [wc.out, wc.inF] };
+}
+
+/** ‖W_oi + s·B·A‖ per row in float64. */
+export function weightNormHost(w: ArrayLike<number>, a: ArrayLike<number>, b: ArrayLike<number>, out: number, inF: number, r: number, scale: number, transposeW: boolean): Float64Array {
+  const norms = new Float64Array(out);
+  for (let o = 0; o < out; o++) {
+    let sum = 0;
+    for (let i = 0; i < inF; i++) {
+      let ba = 0;
+      for (let j = 0; j < r; j++) ba += b[o * r + j]! * a[j * inF + i]!;
+      const v = w[transposeW ? i * out + o : o * inF + i]! + scale * ba;
+      sum += v * v;
+    }
+    norms[o] = Math.sqrt(sum);
+  }
+  return norms;
+}
+
+/** The composite default, from primitive kernels only: sqrt(Σ_in (W_oi + s·B·A)²). */
+function weightNormComposite(ctx: CaseContext, w: TensorInfo, a: TensorInfo, b: TensorInfo, scale: number, transposeW: boolean): TensorInfo {
+  const k: Backend = ctx.backend;
+  const [out, inF] = [b.shape[0]!, a.shape[1]!];
+  const ba = ctx.own(k.matmul(b, a, {}, [out, inF]), [out, inF], 'float32');
+  const sba = ctx.own(k.affine(ba, scale, 0), [out, inF], 'float32');
+  const woi = transposeW ? ctx.own(k.transpose(w, [1, 0]), [out, inF], 'float32') : w;
+  const v = ctx.own(k.binary('add', woi, sba, [out, inF]), [out, inF], 'float32');
+  const sq = ctx.own(k.unary('square', v), [out, inF], 'float32');
+  const sum = ctx.own(k.reduce('sum', sq, [1], [out, 1]), [out, 1], 'float32');
+  return ctx.own(k.unary('sqrt', sum), [out, 1], 'float32');
+}
+
+function weightNormCase(wc: WeightNormCase): ConformanceCase {
+  return {
+    id: `${T}/weightNorm.${wc.id}`,
+    title: `weightNorm: ${wc.title}`,
+    async run(ctx) {
+      const fused = ctx.backend.weightNorm?.bind(ctx.backend);
+      if (!fused) return ctx.skip('the backend has no fused weightNorm (core uses its composite)');
+      const { w, a, b, wShape } = weightNormInputs(ctx, wc);
+      const [wt, at, bt] = [ctx.tensor(w, wShape), ctx.tensor(a, [wc.r, wc.inF]), ctx.tensor(b, [wc.out, wc.r])];
+      const norms = ctx.own(fused(wt, at, bt, wc.scale, { transposeW: !!wc.transposeW }), [wc.out], 'float32');
+      const got = await ctx.read(norms);
+      const host = weightNormHost(w, a, b, wc.out, wc.inF, wc.r, wc.scale, !!wc.transposeW);
+      // Squares are positive: no cancellation, so a plain relative bound applies.
+      assertClose(`weightNorm.${wc.id} vs float64`, got, Float32Array.from(host), ctx.closeOptions());
+      for (const o of wc.zeroRows ?? []) {
+        if (got[o] !== 0) throw new Error(`weightNorm.${wc.id}: row ${o} of W and B is zero, its norm is ${got[o]}, expected exactly 0`);
+      }
+      if (wc.hostOnly) return;
+      const composite = await ctx.read(weightNormComposite(ctx, wt, at, bt, wc.scale, !!wc.transposeW));
+      assertClose(`weightNorm.${wc.id} vs the composite`, got, composite, ctx.closeOptions());
+    },
+  };
+}
+
+export interface DoraComposeCase {
+  readonly id: string;
+  readonly title: string;
+  readonly shape: readonly number[];
+  readonly scale: number;
+  readonly bias: boolean;
+  readonly seed: number;
+}
+
+export const DORA_COMPOSE_CASES: readonly DoraComposeCase[] = [
+  { id: 'rank3-bias', title: 'base/lora [2,3,5], g [5], bias [5]', shape: [2, 3, 5], scale: 0.5, bias: true, seed: 950 },
+  { id: 'rank2-no-bias', title: 'base/lora [4,7], g [7], no bias', shape: [4, 7], scale: 2, bias: false, seed: 951 },
+  { id: 'rank1', title: 'a single row [9] with bias', shape: [9], scale: 1.25, bias: true, seed: 952 },
+];
+
+function doraComposeCase(dc: DoraComposeCase): ConformanceCase {
+  return {
+    id: `${T}/doraCompose.${dc.id}`,
+    title: `doraCompose: ${dc.title}`,
+    async run(ctx) {
+      const fused = ctx.backend.doraCompose?.bind(ctx.backend);
+      if (!fused) return ctx.skip('the backend has no fused doraCompose (core uses its composite)');
+      const k = ctx.backend;
+      const out = dc.shape[dc.shape.length - 1]!;
+      const size = dc.shape.reduce((p, d) => p * d, 1);
+      const r = ctx.random(dc.seed);
+      const [base, lora] = [r.float32(size), r.float32(size)];
+      const g = r.float32(out, (q) => q.uniform(-2, 2));
+      g[0] = 0; // a zero magnitude scale leaves only the bias
+      const bias = dc.bias ? r.float32(out) : null;
+      const [bt, lt, gt] = [ctx.tensor(base, dc.shape), ctx.tensor(lora, dc.shape), ctx.tensor(g, [out])];
+      const biasT = bias ? ctx.tensor(bias, [out]) : null;
+      const y = ctx.own(fused(bt, lt, gt, dc.scale, biasT), dc.shape, 'float32');
+      const got = await ctx.read(y);
+      const host = Float32Array.from(base, (v, i) => (bias ? bias[i % out]! : 0) + g[i % out]! * (v + dc.scale * lora[i]!));
+      assertClose(`doraCompose.${dc.id} vs float64`, got, host, ctx.closeOptions());
+      // composite: bias + g ⊙ (base + scale·lora)
+      const sl = ctx.own(k.affine(lt, dc.scale, 0), dc.shape, 'float32');
+      const sum = ctx.own(k.binary('add', bt, sl, dc.shape), dc.shape, 'float32');
+      const scaled = ctx.own(k.binary('mul', gt, sum, dc.shape), dc.shape, 'float32');
+      const composite = biasT ? ctx.own(k.binary('add', biasT, scaled, dc.shape), dc.shape, 'float32') : scaled;
+      assertClose(`doraCompose.${dc.id} vs the composite`, got, await ctx.read(composite), ctx.closeOptions());
+    },
+  };
+}
+
+export const fusedTier: ConformanceTier = {
+  id: T,
+  title: 'fused kernels against their composites and float64',
+  cases: [...WEIGHT_NORM_CASES.map(weightNormCase), ...DORA_COMPOSE_CASES.map(doraComposeCase)],
+};

@@ -1,0 +1,9 @@
+import type { ConformanceTier } from '../types.js';
+import { fusedTier } from './fused.js';
+import { primitiveTier } from './primitives.js';
+import { referenceTier } from './reference.js';
+
+/** The kernel tiers every backend runs, in order. */
+export const kernelTiers: readonly ConformanceTier[] = [primitiveTier, referenceTier, fusedTier];
+
+export { fusedTier, primitiveTier, referenceTier };
