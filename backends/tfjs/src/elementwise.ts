@@ -52,9 +52,17 @@ function sign(x: tf.Tensor): tf.Tensor {
   return tf.where(tf.isNaN(x), x, s);
 }
 
+/**
+ * tfjs negates and takes absolute values of int32 through float32 (2³¹ − 1 → −2³¹); a subtraction from an
+ * int32 zero stays exact.
+ */
+function intNeg(x: tf.Tensor): tf.Tensor {
+  return tf.sub(tf.scalar(0, 'int32'), x);
+}
+
 export const UNARY: Readonly<Record<UnaryOp, (x: tf.Tensor) => tf.Tensor>> = {
-  neg: (x) => tf.neg(x),
-  abs: (x) => tf.abs(x),
+  neg: (x) => (x.dtype === 'int32' ? intNeg(x) : tf.neg(x)),
+  abs: (x) => (x.dtype === 'int32' ? tf.where(tf.less(x, tf.scalar(0, 'int32')), intNeg(x), x) : tf.abs(x)),
   exp: (x) => tf.exp(x),
   log: (x) => tf.log(x),
   sqrt: (x) => tf.sqrt(x),

@@ -71,7 +71,11 @@ export class TfjsBackend implements Backend<tf.Tensor> {
     this.checkAlive('download', [t]);
     this.activate();
     const values = await t.data.data();
-    // tfjs-cpu hands out its backing array; copy so the caller may mutate the result.
+    const Want = t.dtype === 'int32' ? Int32Array : Float32Array;
+    // tfjs-cpu casts int32/bool → float32 without converting (the float32 tensor keeps an Int32Array or
+    // Uint8Array); converting here also rounds as a real float32 would (2²⁴ + 1 → 2²⁴).
+    if (!(values instanceof Want)) return Want.from(values as ArrayLike<number>) as TypedArrayFor<DType>;
+    // tfjs-cpu hands out its backing array; copy so the caller may mutate the result (wasm already copied).
     return (this.runtime.name === 'wasm' ? values : values.slice()) as TypedArrayFor<DType>;
   }
 
