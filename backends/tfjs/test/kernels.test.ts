@@ -271,6 +271,18 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
       expect(i.dtype).toBe('int32');
       expect(await read(be, wrap(i, [3], 'int32'))).toEqual([1, -1, 2]);
     });
+    it('int32 stays exact at the extremes, and float32 results are real float32 arrays', async () => {
+      const ints = info(be, [2 ** 31 - 1, -(2 ** 31 - 1), -3], [3], 'int32');
+      expect(await read(be, wrap(be.unary('neg', ints), [3], 'int32'))).toEqual([-(2 ** 31 - 1), 2 ** 31 - 1, 3]);
+      expect(await read(be, wrap(be.unary('abs', ints), [3], 'int32'))).toEqual([2 ** 31 - 1, 2 ** 31 - 1, 3]);
+      const asFloat = be.cast(info(be, [2 ** 24 + 1, -5], [2], 'int32'), 'float32');
+      const values = await be.download(wrap(asFloat, [2]));
+      expect(values).toBeInstanceOf(Float32Array);
+      expect(Array.from(values)).toEqual([2 ** 24, -5]);
+      const cmp = be.binary('greater', info(be, [1, 2], [2]), info(be, [2, 1], [2]), [2]);
+      expect(await be.download(wrap(cmp, [2]))).toBeInstanceOf(Float32Array);
+    });
+
     it('refuses an outShape that disagrees with the result, naming both', () => {
       expect(() => be.concat([info(be, [1, 2], [1, 2])], 0, [2, 2])).toThrow(/produced \[1, 2\], the caller expects \[2, 2\]/);
     });
