@@ -3,3 +3,4 @@ export { default as safetensorsIo } from './safetensors-io.js';
 export { default as cpuPeers } from './cpu-peers.js';
 export { default as webgpuKernels } from './webgpu-kernels.js';
 export { default as cpuMatmul } from './cpu-matmul.js';
+export { default as modelLoad } from './model-load.js';

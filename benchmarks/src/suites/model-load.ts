@@ -1,0 +1,182 @@
+/**
+ * Loading a Hugging Face folder with @dorajs/models: a random Llama of ~100M parameters (~10M in quick
+ * runs) written as F32 and as BF16, loaded onto the CPU backend. Reports load time and the high-water
+ * marks of RSS and ArrayBuffer memory above the level before loading, sampled while it runs — a
+ * streamed load should peak near one copy of the float32 weights plus one tensor in flight.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCpuBackend } from '@dorajs/backend-cpu';
+import { f32ToBf16, type HostTensor } from '@dorajs/core';
+import { saveSafetensors } from '@dorajs/core/node';
+import { loadModel } from '@dorajs/models/node';
+import { gbpsOf, timeIt, type BenchResult, type BenchSuite } from '../harness.js';
+
+interface LlamaSize {
+  vocab: number;
+  hidden: number;
+  intermediate: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+}
+
+const FULL: LlamaSize = { vocab: 32000, hidden: 768, intermediate: 2048, layers: 8, heads: 12, kvHeads: 4 };
+const QUICK: LlamaSize = { vocab: 8000, hidden: 256, intermediate: 704, layers: 8, heads: 8, kvHeads: 4 };
+
+/** Names and shapes of a Llama checkpoint (untied head), as transformers writes them. */
+function llamaTensors(s: LlamaSize): [string, number[]][] {
+  const d = s.hidden / s.heads;
+  const out: [string, number[]][] = [['model.embed_tokens.weight', [s.vocab, s.hidden]]];
+  for (let l = 0; l < s.layers; l++) {
+    const p = `model.layers.${l}.`;
+    out.push(
+      [`${p}self_attn.q_proj.weight`, [s.heads * d, s.hidden]],
+      [`${p}self_attn.k_proj.weight`, [s.kvHeads * d, s.hidden]],
+      [`${p}self_attn.v_proj.weight`, [s.kvHeads * d, s.hidden]],
+      [`${p}self_attn.o_proj.weight`, [s.hidden, s.heads * d]],
+      [`${p}mlp.gate_proj.weight`, [s.intermediate, s.hidden]],
+      [`${p}mlp.up_proj.weight`, [s.intermediate, s.hidden]],
+      [`${p}mlp.down_proj.weight`, [s.hidden, s.intermediate]],
+      [`${p}input_layernorm.weight`, [s.hidden]],
+      [`${p}post_attention_layernorm.weight`, [s.hidden]],
+    );
+  }
+  out.push(['model.norm.weight', [s.hidden]], ['lm_head.weight', [s.vocab, s.hidden]]);
+  return out;
+}
+
+/** Small uniform values from an LCG: the numbers do not matter, only the bytes moved. */
+function randomValues(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let state = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out[i] = (state / 2 ** 32 - 0.5) * 0.04;
+  }
+  return out;
+}
+
+async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 'BF16'): Promise<{ params: number; bytes: number }> {
+  const tensors = new Map<string, HostTensor>();
+  let params = 0;
+  llamaTensors(s).forEach(([key, shape], i) => {
+    const values = randomValues(shape.reduce((a, b) => a * b, 1), i + 1);
+    params += values.length;
+    tensors.set(key, dtype === 'F32' ? { dtype, shape, data: values } : { dtype, shape, data: Uint16Array.from(values, f32ToBf16) });
+  });
+  await saveSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  const config = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: s.vocab,
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    rope_parameters: { rope_type: 'default', rope_theta: 10000 },
+    tie_word_embeddings: false,
+  };
+  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  return { params, bytes: params * (dtype === 'F32' ? 4 : 2) };
+}
+
+interface Memory {
+  /** High-water marks above the level before loading. */
+  peakRss: number;
+  peakArrayBuffers: number;
+  /** What the loaded model keeps, after a garbage collection. */
+  keptArrayBuffers: number;
+}
+
+/**
+ * Measures one load in a fresh Node process: this one has just written the checkpoint and has loaded it
+ * for timing, and V8 may hold on to some of that (or free it mid-load) which would skew a baseline.
+ * The child samples every 2 ms while the load runs.
+ */
+const CHILD = `
+const [dir, modelsUrl, cpuUrl] = process.argv.slice(1);
+const { loadModel } = await import(modelsUrl);
+const { createCpuBackend } = await import(cpuUrl);
+const backend = createCpuBackend();
+gc();
+const start = process.memoryUsage();
+const peak = { rss: start.rss, arrayBuffers: start.arrayBuffers };
+const sample = () => {
+  const m = process.memoryUsage();
+  peak.rss = Math.max(peak.rss, m.rss);
+  peak.arrayBuffers = Math.max(peak.arrayBuffers, m.arrayBuffers);
+};
+const timer = setInterval(sample, 2);
+const { model } = await loadModel(dir, { backend });
+sample();
+clearInterval(timer);
+gc();
+const after = process.memoryUsage();
+console.log(JSON.stringify({
+  peakRss: peak.rss - start.rss,
+  peakArrayBuffers: peak.arrayBuffers - start.arrayBuffers,
+  keptArrayBuffers: after.arrayBuffers - start.arrayBuffers,
+}));
+model.dispose();
+`;
+
+async function measureLoadMemory(dir: string): Promise<Memory> {
+  const args = ['--expose-gc', '--input-type=module', '-e', CHILD, dir, import.meta.resolve('@dorajs/models/node'), import.meta.resolve('@dorajs/backend-cpu')];
+  const { stdout } = await run(process.execPath, args);
+  return JSON.parse(stdout) as Memory;
+}
+
+function run(command: string, args: string[]): Promise<{ stdout: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { maxBuffer: 1 << 20 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`memory probe failed: ${stderr || error.message}`));
+      else resolve({ stdout });
+    });
+  });
+}
+
+const MIB = 2 ** 20;
+const mib = (bytes: number): string => `${(bytes / MIB).toFixed(0)} MiB`;
+
+const suite: BenchSuite = {
+  name: 'model-load',
+  async run({ quick }) {
+    const size = quick ? QUICK : FULL;
+    const results: BenchResult[] = [];
+    for (const dtype of ['F32', 'BF16'] as const) {
+      const dir = await mkdtemp(join(tmpdir(), 'dorajs-bench-load-'));
+      try {
+        const { params, bytes } = await writeCheckpoint(dir, size, dtype);
+        const backend = createCpuBackend();
+        const memory = await measureLoadMemory(dir);
+        const timing = await timeIt(
+          async () => {
+            const { model } = await loadModel(dir, { backend });
+            model.dispose();
+          },
+          { warmup: 0, iters: 3 },
+        );
+        results.push({
+          name: `load llama ${dtype.toLowerCase()}`,
+          backend: backend.name,
+          shape: `${(params / 1e6).toFixed(1)}M params (${size.layers}L h${size.hidden} v${size.vocab}), ${mib(bytes)} file`,
+          medianMs: timing.medianMs,
+          gbps: gbpsOf(bytes, timing.medianMs),
+          threads: 1,
+          notes:
+            `while loading: peak +${mib(memory.peakArrayBuffers)} ArrayBuffers, +${mib(memory.peakRss)} RSS; ` +
+            `the loaded model keeps +${mib(memory.keptArrayBuffers)} (float32 weights ${mib(params * 4)}); page cache warm`,
+        });
+        backend.dispose();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    return results;
+  },
+};
+export default suite;
