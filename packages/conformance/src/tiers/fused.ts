@@ -111,8 +111,10 @@ function weightNormCase(wc: WeightNormCase): ConformanceCase {
       const norms = ctx.own(fused(wt, at, bt, wc.scale, { transposeW: !!wc.transposeW }), [wc.out], 'float32');
       const got = await ctx.read(norms);
       const host = weightNormHost(w, a, b, wc.out, wc.inF, wc.r, wc.scale, !!wc.transposeW);
-      // Squares are positive: no cancellation, so a plain relative bound applies.
-      assertClose(`weightNorm.${wc.id} vs float64`, got, Float32Array.from(host), ctx.closeOptions());
+      // A sum of squares cannot cancel, so the bound is purely relative (an atol would hide a norm of
+      // 1e-24 that came out as 0).
+      const { rtol } = ctx.tolerance;
+      assertClose(`weightNorm.${wc.id} vs float64`, got, Float32Array.from(host), { tolerance: { rtol, atol: 0 } });
       for (const o of wc.zeroRows ?? []) {
         if (got[o] !== 0) throw new Error(`weightNorm.${wc.id}: row ${o} of W and B is zero, its norm is ${got[o]}, expected exactly 0`);
       }
