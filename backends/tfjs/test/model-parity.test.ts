@@ -1,0 +1,38 @@
+/**
+ * Whole models on tfjs: base-model logits of the tiny Llama and GPT-2 fixtures (transformers' `out.base`),
+ * through @dorajs/models, on tfjs-cpu and tfjs-wasm — attention, RoPE, RMSNorm/LayerNorm, gelu_new and
+ * embeddings exercised together, with nothing left alive afterwards.
+ */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { noGrad, tidy } from '@dorajs/core';
+import { readSafetensors } from '@dorajs/core/node';
+import { tokenIds } from '@dorajs/models';
+import { loadModel } from '@dorajs/models/node';
+import { createTfjsBackend, type TfjsBackend } from '../src/index.js';
+import { maxRelError, TF_BACKENDS } from './helpers.js';
+
+const FIXTURES = fileURLToPath(new URL('../../../fixtures/peft/', import.meta.url));
+
+describe.each(TF_BACKENDS)('model logits on tfjs-%s', (tfBackend) => {
+  let be: TfjsBackend;
+  beforeAll(async () => {
+    be = await createTfjsBackend({ tfBackend });
+  });
+  afterAll(() => be.dispose());
+
+  it.each(['llama', 'llama_embed', 'gpt2'])('%s matches transformers within 1e-5', async (name) => {
+    const { tensors } = await readSafetensors(join(FIXTURES, name, 'tensors.safetensors'));
+    const expected = tensors.get('out.base');
+    if (expected?.dtype !== 'F32') throw new Error(`${name}: out.base missing or not F32`);
+    const tfBefore = tf.memory().numTensors;
+    const { model } = await loadModel(join(FIXTURES, name, 'base'), { backend: be });
+    const ids = tokenIds(tensors.get('input.ids')!, { vocabSize: model.vocabSize, backend: be });
+    const logits = tidy(() => noGrad(() => model.forward(ids)));
+    expect(maxRelError(await logits.float32(), expected.data)).toBeLessThan(1e-5);
+    for (const t of [logits, ids, model]) t.dispose();
+    expect(tf.memory().numTensors).toBe(tfBefore);
+  });
+});
