@@ -110,7 +110,7 @@ function unaryExprF32(op: UnaryOp): string {
     case 'rsqrt': return 'inverseSqrt(x)';
     case 'reciprocal': return '1.0 / x';
     case 'square': return 'x * x';
-    case 'relu': return 'select(0.0, x, x > 0.0)';
+    case 'relu': return 'select(0.0, x, x > 0.0 || is_nan(x))';
     case 'step': return 'select(0.0, 1.0, x > 0.0)';
     case 'sigmoid': return 'sigmoid_f(x)';
     case 'silu': return 'x * sigmoid_f(x)';
@@ -212,8 +212,8 @@ function binaryExpr(op: BinaryOp, int: boolean): string {
     case 'sub': return 'x - y';
     case 'mul': return 'x * y';
     case 'div': return 'x / y';
-    case 'max': return 'max(x, y)';
-    case 'min': return 'min(x, y)';
+    case 'max': return 'max_nan(x, y)';
+    case 'min': return 'min_nan(x, y)';
     case 'pow': return 'pow_f(x, y)';
     case 'greater': return 'select(0.0, 1.0, x > y)';
     case 'equal': return 'select(0.0, 1.0, x == y)';

@@ -7,7 +7,8 @@ import type { DType, ReduceOp } from '@dorajs/core';
 import type { GpuTensor, KernelContext } from '../context.js';
 import type { Program } from '../runtime.js';
 import { assertRank, grid, MAX_RANK, padTo, sizeOf, stridesOf } from '../shapes.js';
-import { bindInput, bindOutput, DIMS_ACCESSOR, SPECIAL_FLOATS, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, loadI32, storageType } from '../wgsl/common.js';
+import { MATH_HELPERS } from '../wgsl/math.js';
+import { bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, loadI32, storageType } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
 
 /** Threads cooperating on one row. */
@@ -30,9 +31,9 @@ function combiner(op: ReduceOp, int: boolean): Combine {
     case 'mean':
       return { type, init: int ? '0' : '0.0', step: (acc, x) => `${acc} + ${x}` };
     case 'max':
-      return { type, init: int ? '-2147483647 - 1' : 'f32_neg_inf()', step: (acc, x) => `max(${acc}, ${x})` };
+      return { type, init: int ? '-2147483647 - 1' : 'f32_neg_inf()', step: (acc, x) => `${int ? 'max' : 'max_nan'}(${acc}, ${x})` };
     case 'min':
-      return { type, init: int ? '2147483647' : 'f32_pos_inf()', step: (acc, x) => `min(${acc}, ${x})` };
+      return { type, init: int ? '2147483647' : 'f32_pos_inf()', step: (acc, x) => `${int ? 'min' : 'min_nan'}(${acc}, ${x})` };
   }
 }
 
@@ -45,7 +46,7 @@ function rowProgram(op: ReduceOp, dtype: DType, int: boolean): Program {
     uniforms: { scalars: [['rows', 'u32'], ['cols', 'u32'], ['scale', 'f32']], dims: 0 },
     outputs: 1,
     inputs: 1,
-    source: () => `${SPECIAL_FLOATS}
+    source: () => `${MATH_HELPERS}
 ${bindOutput(1, 'out', c.type)}
 ${bindInput(2, 'a', storageType(dtype))}
 var<workgroup> partial: array<${c.type}, ${ROW_WG}>;
@@ -77,7 +78,7 @@ function generalProgram(op: ReduceOp, dtype: DType, int: boolean): Program {
     uniforms: { scalars: [['n', 'u32'], ['rank', 'u32'], ['nred', 'u32'], ['rcount', 'u32'], ['scale', 'f32']], dims: 4 * MAX_RANK },
     outputs: 1,
     inputs: 1,
-    source: () => `${SPECIAL_FLOATS}
+    source: () => `${MATH_HELPERS}
 ${DIMS_ACCESSOR}
 ${bindOutput(1, 'out', c.type)}
 ${bindInput(2, 'a', storageType(dtype))}
@@ -159,7 +160,7 @@ export function softmax(ctx: KernelContext, a: TensorArg, log: boolean): GpuTens
     uniforms: { scalars: [['rows', 'u32'], ['cols', 'u32']], dims: 0 },
     outputs: 1,
     inputs: 1,
-    source: () => `${SPECIAL_FLOATS}
+    source: () => `${MATH_HELPERS}
 ${bindOutput(1, 'out', 'f32')}
 ${bindInput(2, 'a', storageType(dtype))}
 var<workgroup> partial: array<f32, ${ROW_WG}>;
@@ -224,7 +225,7 @@ export function argMax(ctx: KernelContext, a: TensorArg): GpuTensor {
     uniforms: { scalars: [['rows', 'u32'], ['cols', 'u32']], dims: 0 },
     outputs: 1,
     inputs: 1,
-    source: () => `${SPECIAL_FLOATS}
+    source: () => `${MATH_HELPERS}
 ${bindOutput(1, 'out', 'i32')}
 ${bindInput(2, 'a', storageType(dtype))}
 var<workgroup> bestV: array<f32, ${ROW_WG}>;

@@ -23,14 +23,20 @@ fn erf_f(x: f32) -> f32 {
     t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return select(-y, y, x >= 0.0);
 }
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+// WGSL's max/min leave NaN operands unspecified; PyTorch propagates them.
+fn max_nan(x: f32, y: f32) -> f32 { return select(select(max(x, y), y, is_nan(y)), x, is_nan(x)); }
+fn min_nan(x: f32, y: f32) -> f32 { return select(select(min(x, y), y, is_nan(y)), x, is_nan(x)); }
 fn gelu_erf(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f(x * 0.7071067811865476)); }
 fn gelu_tanh(x: f32) -> f32 {
   return 0.5 * x * (1.0 + tanh_f(0.7978845608028654 * (x + 0.044715 * x * x * x)));
 }
 fn pow_f(a: f32, b: f32) -> f32 {
   if (b == 0.0) { return 1.0; }
+  // WGSL leaves pow(0, b) undefined; PyTorch gives 0 for b > 0 and +inf for b < 0.
+  if (a == 0.0) { return select(f32_pos_inf(), 0.0, b > 0.0); }
   let mag = pow(abs(a), b);
-  if (a >= 0.0) { return select(mag, 0.0, a == 0.0 && b > 0.0); }
+  if (a > 0.0) { return mag; }
   if (b != floor(b)) { return f32_nan(); }
   let odd = (i32(b) & 1) == 1;
   return select(mag, -mag, odd);
