@@ -35,7 +35,8 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
     num = Math.max(num, Math.abs(a[i]! - b[i]!));
     den = Math.max(den, Math.abs(b[i]!));
   }
-  return num / den;
+  // Both all-zero (an untouched zero bias) is a match, not 0/0.
+  return num === 0 ? 0 : num / den;
 }
 
 /** A fresh temporary folder, removed by the returned cleanup. */
