@@ -47,9 +47,16 @@ export function architectureFor(modelType: string, file: string): Architecture {
   return arch;
 }
 
+/** config.json's `model_type`; `file` names the config in the error when it is missing or not a string. */
+export function modelTypeOf(json: JsonObject, file: string): string {
+  const modelType = json['model_type'];
+  if (typeof modelType !== 'string') {
+    throw new ModelConfigError(`must be a string naming the architecture, got ${JSON.stringify(modelType)}`, file, 'model_type');
+  }
+  return modelType;
+}
+
 /** Builds a model from a config.json object, dispatching on its `model_type`. */
 export function createModel(json: JsonObject, options: ModelOptions = {}, file = 'config.json'): CausalLM {
-  const modelType = json['model_type'];
-  if (typeof modelType !== 'string') throw new ModelConfigError(`must be a string naming the architecture, got ${JSON.stringify(modelType)}`, file, 'model_type');
-  return architectureFor(modelType, file).create(json, file, options);
+  return architectureFor(modelTypeOf(json, file), file).create(json, file, options);
 }

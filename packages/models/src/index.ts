@@ -9,4 +9,4 @@ export { parseLlamaConfig, type LlamaConfig } from './llama/llama-config.js';
 export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from './llama/llama-model.js';
 export { parseGPT2Config, type GPT2Config } from './gpt2/gpt2-config.js';
 export { GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, GPT2Model } from './gpt2/gpt2-model.js';
-export { architectureFor, createModel, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';
+export { architectureFor, createModel, modelTypeOf, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';

@@ -7,8 +7,8 @@
 import { join } from 'node:path';
 import { type Backend, fromHostTensor, type Parameter, type Random, sameShape } from '@dorajs/core';
 import { openSafetensors, type SafetensorsFile } from '@dorajs/core/node';
-import { architectureFor, type Architecture } from '../architectures.js';
-import { MissingWeightError, ModelConfigError, WeightDTypeError, WeightShapeError } from '../errors.js';
+import { architectureFor, type Architecture, modelTypeOf } from '../architectures.js';
+import { MissingWeightError, WeightDTypeError, WeightShapeError } from '../errors.js';
 import type { CausalLM } from '../shared/causal-lm.js';
 import { findWeights, type ModelConfigFile, readModelConfig, WEIGHTS_INDEX_FILE, type WeightsLayout } from './model-folder.js';
 import { unloadedWeights } from './unloaded-weights.js';
@@ -54,10 +54,7 @@ export interface LoadModelOptions {
 
 export async function loadModel(dir: string, options: LoadModelOptions): Promise<LoadedModel> {
   const config = await readModelConfig(dir);
-  const modelType = config.json['model_type'];
-  if (typeof modelType !== 'string') {
-    throw new ModelConfigError(`must be a string naming the architecture, got ${JSON.stringify(modelType)}`, config.path, 'model_type');
-  }
+  const modelType = modelTypeOf(config.json, config.path);
   const arch = architectureFor(modelType, config.path);
   const layout = await findWeights(dir);
   const model = arch.create(config.json, config.path, unloadedWeights(options.random));
