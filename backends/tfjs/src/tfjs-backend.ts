@@ -204,7 +204,9 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   weightNorm(w: TfInfo, a: TfInfo, b: TfInfo, scale: number, options: WeightNormOptions): tf.Tensor {
     const transposeW = options.transposeW ?? false;
     const out = b.shape[0]!;
-    return this.run('weightNorm', [w, a, b], [out], 'float32', () => weightNorm(view(w), view(a), view(b), scale, transposeW));
+    return this.run('weightNorm', [w, a, b], [out], 'float32', () =>
+      weightNorm(view(w), view(a), view(b), scale, transposeW, !this.runtime.offHost),
+    );
   }
 
   // ---- interop

@@ -309,6 +309,16 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
       const y = be.weightNorm(info(be, w, tw ? [inF, out] : [out, inF]), info(be, a, [r, inF]), info(be, b, [out, r]), s, { transposeW: tw });
       expect(maxRelError(await read(be, wrap(y, [out])), norm(w, a, b, out, inF, r, s, tw))).toBeLessThan(1e-6);
     });
+
+    it.each([1e-25, 1e25])('rows whose squares leave float32 range (|W| ≈ %s) still get their norm', async (size) => {
+      const [out, inF, r] = [3, 4, 2];
+      const w = seeded(out * inF, 21).map((v) => v * size);
+      const a = seeded(r * inF, 22);
+      const zeros = new Float32Array(out * r);
+      const y = be.weightNorm(info(be, w, [out, inF]), info(be, a, [r, inF]), info(be, zeros, [out, r]), 1, {});
+      const expected = Array.from({ length: out }, (_, o) => Math.hypot(...w.subarray(o * inF, (o + 1) * inF)));
+      expect(maxRelError(await read(be, wrap(y, [out])), expected)).toBeLessThan(1e-6);
+    });
   });
 
   it('says which input was released when a kernel gets a dead handle', () => {
