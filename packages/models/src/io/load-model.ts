@@ -4,7 +4,7 @@
  * widened to float32, uploaded, released — so the host never holds more than one tensor of the
  * checkpoint, and the backend holds each weight once.
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type Backend, fromHostTensor, type Parameter, type Random, sameShape } from '@dorajs/core';
 import { openSafetensors, type SafetensorsFile } from '@dorajs/core/node';
 import { architectureFor, type Architecture, modelTypeOf } from '../architectures.js';
@@ -52,7 +52,9 @@ export interface LoadModelOptions {
   readonly random?: Random;
 }
 
-export async function loadModel(dir: string, options: LoadModelOptions): Promise<LoadedModel> {
+export async function loadModel(folder: string, options: LoadModelOptions): Promise<LoadedModel> {
+  // Absolute, so the checkpoint info still points at the source if the working directory changes before saving.
+  const dir = resolve(folder);
   const config = await readModelConfig(dir);
   const modelType = modelTypeOf(config.json, config.path);
   const arch = architectureFor(modelType, config.path);
