@@ -3,7 +3,7 @@
  * safetensors file. They carry the file's dtype names; `toFloat32` / `toInt32` widen them to the two
  * types dorajs computes with.
  */
-import { bf16ToF32, f16ToF32 } from '../dtype.js';
+import { f16ToF32 } from '../dtype.js';
 import { SafetensorsError } from '../errors.js';
 import type { SafetensorsDType } from './safetensors-dtypes.js';
 
@@ -47,7 +47,7 @@ export function toFloat32(tensor: HostTensor, origin: TensorOrigin): Float32Arra
     case 'F16':
       return widen(tensor.data, f16ToF32);
     case 'BF16':
-      return widen(tensor.data, bf16ToF32);
+      return widenBf16(tensor.data);
     default:
       throw new SafetensorsError(`expected a float tensor (F32, F16, BF16), found ${tensor.dtype}`, origin.file, origin.key);
   }
@@ -69,6 +69,13 @@ export function toInt32(tensor: HostTensor, origin: TensorOrigin): Int32Array {
     default:
       throw new SafetensorsError(`expected an integer tensor (I64, I32, I8, U8), found ${tensor.dtype}`, origin.file, origin.key);
   }
+}
+
+/** bf16 is the top half of a float32: a shift per element, no per-value conversion call. */
+function widenBf16(bits: Uint16Array): Float32Array {
+  const out = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = bits[i]! << 16;
+  return new Float32Array(out.buffer);
 }
 
 function widen(bits: Uint16Array, convert: (bits: number) => number): Float32Array {
