@@ -39,7 +39,9 @@ async function main(): Promise<number> {
 
 async function loadSuites(): Promise<BenchSuite[]> {
   try {
-    return Object.values(await import('./suites/index.js')) as BenchSuite[];
+    // A module namespace lists exports by name, not source order; sort by suite name so the order is explicit.
+    const suites = Object.values(await import('./suites/index.js')) as BenchSuite[];
+    return suites.sort((a, b) => a.name.localeCompare(b.name));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
       throw new Error(`a workspace package is not built; run \`pnpm build\` first (${(error as Error).message})`);
