@@ -42,8 +42,9 @@ export class CheckpointError extends DoraError {
   constructor(
     message: string,
     readonly folder: string,
+    options?: { cause?: unknown },
   ) {
-    super(`${folder}: ${message}`);
+    super(`${folder}: ${message}`, options);
   }
 }
 

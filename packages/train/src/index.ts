@@ -12,3 +12,6 @@ export * from './evaluate.js';
 export * from './mnist/data.js';
 export * from './mnist/model.js';
 export * from './mnist/pretrain.js';
+export * from './peft-checkpointer.js';
+export * from './finetune-options.js';
+export * from './mnist/finetune.js';
