@@ -3,7 +3,7 @@
  * `base_model.model` (so state-dict keys are PEFT's: `base_model.model.lin1.lora_A.default.weight`);
  * adapters are added, loaded, switched, disabled, merged and saved here.
  */
-import { type BackendSpec, Layer, type Module, type Random, type Tensor } from '@dorajs/core';
+import { type Backend, type BackendSpec, Layer, type Module, type Random, type Tensor } from '@dorajs/core';
 import type { LoraConfig } from './config/lora-config.js';
 import { AdapterNameError, LoraConfigError, MergeError } from './errors.js';
 import type { AdapterSource } from './io/adapter-source.js';
@@ -40,14 +40,14 @@ export interface FromPretrainedOptions extends PeftModelOptions {
   /** Keep the adapter trainable (default false: frozen, model in eval mode — as PEFT). */
   readonly isTrainable?: boolean;
   /** Run DoRA norms and merges on this backend (`true` = WebGPU) while the model stays where it is. */
-  readonly ephemeralGpuOffload?: boolean | import('@dorajs/core').Backend;
+  readonly ephemeralGpuOffload?: boolean | Backend;
   /** Move the model to this backend (after the adapter has been validated) before installing the adapter. */
   readonly backend?: BackendSpec;
 }
 
 export interface LoadAdapterOptions {
   readonly isTrainable?: boolean;
-  readonly ephemeralGpuOffload?: boolean | import('@dorajs/core').Backend;
+  readonly ephemeralGpuOffload?: boolean | Backend;
 }
 
 export interface MergeOptions {
@@ -160,7 +160,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
   }
 
   /** @internal the offload backend an adapter's config asks for. */
-  _offloadFor(config: LoraConfig): Promise<import('@dorajs/core').Backend | null> {
+  _offloadFor(config: LoraConfig): Promise<Backend | null> {
     return this._offload.forConfig(config);
   }
 
@@ -293,7 +293,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
 
   // ------------------------------------------------------------ merging
 
-  private async offloadForNames(names: readonly string[]): Promise<import('@dorajs/core').Backend | null> {
+  private async offloadForNames(names: readonly string[]): Promise<Backend | null> {
     for (const n of names) {
       const c = this.peftConfig.get(n);
       if (c && c.ephemeralGpuOffload) return this._offload.forConfig(c);

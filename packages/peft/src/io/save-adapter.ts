@@ -4,7 +4,7 @@
  * drop the adapter name and the magnitude's `.weight`. `default` goes into the directory itself, every
  * other adapter into a subfolder of its name.
  */
-import { type HostTensor, toHostTensor } from '@dorajs/core';
+import { type HostTensor, type Tensor, toHostTensor } from '@dorajs/core';
 import { configToJsonText } from '../config/config-json.js';
 import type { LoraConfig } from '../config/lora-config.js';
 import { AdapterNameError } from '../errors.js';
@@ -12,9 +12,9 @@ import { isLoraLayer } from '../layers/kinds.js';
 import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
 import type { PeftModel } from '../peft-model.js';
 import type { TargetKind } from '../tuner/inject.js';
-import { adapterFileKeys, MODEL_PREFIX, savesEmbeddingLayer } from './adapter-keys.js';
-import { LoraEmbedding } from '../layers/lora-embedding.js';
 import { LoraConv2d } from '../layers/lora-conv2d.js';
+import { LoraEmbedding } from '../layers/lora-embedding.js';
+import { adapterFileKeys, MODEL_PREFIX, savesEmbeddingLayer } from './adapter-keys.js';
 
 export interface SavePretrainedOptions {
   /** Adapters to save (default: all). */
@@ -31,7 +31,7 @@ export async function adapterFileTensors(peft: PeftModel, name: string, saveEmbe
   const config = peft.peftConfig.get(name);
   if (!config) throw new AdapterNameError(`no adapter named '${name}'`);
   const out = new Map<string, HostTensor>();
-  const put = async (key: string, t: import('@dorajs/core').Tensor) => out.set(key, await toHostTensor(t, 'F32'));
+  const put = async (key: string, t: Tensor) => out.set(key, await toHostTensor(t, 'F32'));
   const model = peft.getBaseModel();
   for (const [path, m] of model.namedModules()) {
     if (isLoraLayer(m)) {

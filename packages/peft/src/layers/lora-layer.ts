@@ -7,6 +7,7 @@
  */
 import {
   composeAdapter,
+  DoraError,
   composeAdapterDropout,
   deltaWeight,
   doraMerge,
@@ -144,13 +145,11 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
    */
   addAdapter(name: string, settings: AdapterSettings, t: AdapterTensors, random?: Random): void {
     if (this._settings.has(name)) throw new AdapterNameError(`module '${this._path}' already has an adapter named '${name}'`);
+    if (settings.useDora && !t.m) throw new DoraError(`module '${this._path}': DoRA adapter '${name}' was given no magnitude`);
     this._settings.set(name, settings);
     this.lora_dropout.set(name, new Dropout(settings.dropout, random));
     this.setAdapterWeights(name, t.a, t.b);
-    if (settings.useDora) {
-      if (!t.m) throw new AdapterNameError(`module '${this._path}': DoRA adapter '${name}' needs a magnitude`);
-      this.lora_magnitude_vector.set(name, new DoraMagnitude(new Parameter(t.m)));
-    }
+    if (settings.useDora) this.lora_magnitude_vector.set(name, new DoraMagnitude(new Parameter(t.m!)));
     this.lora_dropout.get(name)!.training = this.training;
   }
 

@@ -4,7 +4,7 @@
  * throws on anything wrong); `applyInjection` then wraps the layers and installs tensors that were all
  * computed beforehand.
  */
-import { Conv1D, Conv2d, Embedding, Layer, Linear, loraScaling, type Module, type Random, type Tensor } from '@dorajs/core';
+import { type Backend, Conv1D, Conv2d, Embedding, Layer, Linear, loraScaling, type Module, type Random, type Tensor } from '@dorajs/core';
 import type { LoraConfig } from '../config/lora-config.js';
 import { AdapterNameError, LoraConfigError, TargetNotFoundError } from '../errors.js';
 import type { AdapterSettings, AdapterShapes, AdapterTensors, LoraLayer } from '../layers/lora-layer.js';
@@ -17,7 +17,6 @@ import { initialAdapterWeights, initialMagnitude } from '../layers/init-weights.
 import { warn, type PeftWarningCode } from '../warnings.js';
 import { expandAllLinear, isExcluded, isTarget, isTargetableLayer, matchesModuleList, rankAndAlpha, type TargetableLayer } from './targeting.js';
 import { runOffloaded } from './offload.js';
-import type { Backend } from '@dorajs/core';
 
 export type TargetKind = 'linear' | 'conv1d' | 'embedding' | 'conv2d';
 
