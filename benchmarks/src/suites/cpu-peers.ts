@@ -6,6 +6,7 @@
  * (4096×4096, r 16; quick: 1024×1024) through core's `ops.weightNorm`, i.e. the backend's fused kernel when
  * it has one and core's composite otherwise. Ratios are against tfjs-wasm (> 1 = faster than tfjs-wasm).
  */
+import { availableParallelism } from 'node:os';
 import { ops, tensor, type Backend, type TensorInfo } from '@dorajs/core';
 import { createTfjsBackend, type TfjsBackend } from '@dorajs/backend-tfjs';
 import { gbpsOf, gflopsOf, timeIt, type BenchResult, type BenchSuite, type Timing } from '../harness.js';
@@ -40,8 +41,9 @@ async function createPeers(): Promise<{ peers: Peer[]; missing: string[] }> {
 async function loadBackendCpu(): Promise<Backend | string> {
   const specifier = '@dorajs/backend-cpu';
   try {
-    const mod = (await import(specifier)) as { createCpuBackend(): Backend | Promise<Backend> };
-    return await mod.createCpuBackend();
+    const mod = (await import(specifier)) as { createCpuBackend(o?: { threads?: number }): Backend | Promise<Backend> };
+    // Every core it may use; rows report the threads it really used, and the per-core ratio when that differs.
+    return await mod.createCpuBackend({ threads: availableParallelism() });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return code === 'ERR_MODULE_NOT_FOUND'
