@@ -3,11 +3,12 @@
  * strides (so every transpose is just a choice of strides and never a copy).
  *
  * Large products follow the Goto/BLIS scheme: B is packed per KC×NC block and A per MC×KC block into
- * contiguous panels, and a 4×4 register-blocked micro-kernel runs over the panels. The panels are
- * float64: JavaScript multiplies in float64 anyway, so converting once while packing saves a conversion
- * per use in the micro-kernel, and products accumulate in float64 (one float32 rounding per K block).
- * M = 1 and N = 1 take streaming GEMV paths; tiny products a plain triple loop.
+ * contiguous panels, and a 4×4 register-blocked micro-kernel (asm.js, see asm-kernel.ts) runs over the
+ * panels. The panels are float64: JavaScript multiplies in float64 anyway, so converting once while
+ * packing saves a conversion per use in the micro-kernel, and products accumulate in float64 (one
+ * float32 rounding per K block). M = 1 and N = 1 take streaming GEMV paths; tiny products a plain loop.
  */
+import { type MicroKernel, MicroKernelModule } from './asm-kernel.js';
 
 const MR = 4;
 const NR = 4;
@@ -28,12 +29,21 @@ export interface Operand {
   readonly colStride: number;
 }
 
-let packed = new Float64Array(0);
-const edgeTile = new Float64Array(MR * NR);
+/** Heap layout, in float64 elements: the A block, then the B block, then one 4×4 result tile. */
+const B_AT = MC * KC;
+const TILE_AT = B_AT + NC * KC;
+/** asm.js heaps are a power of two of at least 4 KiB: 4 MiB holds the 2.3 MiB of panels. */
+const HEAP_BYTES = 1 << 22;
 
-function packSpace(size: number): Float64Array {
-  if (packed.length < size) packed = new Float64Array(size);
-  return packed;
+let heap: { values: Float64Array; micro: MicroKernel } | null = null;
+
+/** The packing buffer and the micro-kernel bound to it, created on the first blocked product. */
+function packingHeap(): { values: Float64Array; micro: MicroKernel } {
+  if (!heap) {
+    const buffer = new ArrayBuffer(HEAP_BYTES);
+    heap = { values: new Float64Array(buffer), micro: MicroKernelModule(globalThis, null, buffer) };
+  }
+  return heap;
 }
 
 /**
@@ -123,27 +133,40 @@ function naive(m: number, n: number, k: number, a: Operand, b: Operand, c: Float
 }
 
 function blocked(m: number, n: number, k: number, a: Operand, b: Operand, c: Float32Array, cOffset: number, ldc: number): void {
-  const kcMax = Math.min(k, KC);
-  const aSize = roundUp(Math.min(m, MC), MR) * kcMax;
-  const buf = packSpace(aSize + roundUp(Math.min(n, NC), NR) * kcMax);
+  const { values: buf, micro } = packingHeap();
   for (let jc = 0; jc < n; jc += NC) {
     const nc = Math.min(NC, n - jc);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = Math.min(KC, k - pc);
-      packB(b, pc, kc, jc, nc, buf, aSize);
+      packB(b, pc, kc, jc, nc, buf, B_AT);
       for (let ic = 0; ic < m; ic += MC) {
         const mc = Math.min(MC, m - ic);
         packA(a, ic, mc, pc, kc, buf);
         for (let jr = 0; jr < nc; jr += NR) {
           const nr = Math.min(NR, nc - jr);
-          const pb = aSize + jr * kc;
+          const pb = (B_AT + jr * kc) * 8;
           for (let ir = 0; ir < mc; ir += MR) {
-            microKernel(kc, buf, ir * kc, pb, c, cOffset + (ic + ir) * ldc + jc + jr, ldc, Math.min(MR, mc - ir), nr);
+            micro.kernel(kc, ir * kc * 8, pb, TILE_AT * 8);
+            addTile(buf, c, cOffset + (ic + ir) * ldc + jc + jr, ldc, Math.min(MR, mc - ir), nr);
           }
         }
       }
     }
   }
+}
+
+/** C[0..mr, 0..nr] += the tile the micro-kernel left in the heap (edge tiles computed on zero padding). */
+function addTile(buf: Float64Array, c: Float32Array, ci: number, ldc: number, mr: number, nr: number): void {
+  if (mr === MR && nr === NR) {
+    for (let i = 0, t = TILE_AT, o = ci; i < MR; i++, t += NR, o += ldc) {
+      c[o]! += buf[t]!;
+      c[o + 1]! += buf[t + 1]!;
+      c[o + 2]! += buf[t + 2]!;
+      c[o + 3]! += buf[t + 3]!;
+    }
+    return;
+  }
+  for (let i = 0; i < mr; i++) for (let j = 0; j < nr; j++) c[ci + i * ldc + j]! += buf[TILE_AT + i * NR + j]!;
 }
 
 /** A[i0 .. i0+mc, p0 .. p0+kc] → panels of MR rows, k-major inside a panel, zero-padded to MR rows. */
@@ -176,46 +199,4 @@ function packB(b: Operand, p0: number, kc: number, j0: number, nc: number, buf: 
       for (let p = 0; p < kc; p++) buf[panel + p * NR + j] = data[src + p * rowStride]!;
     }
   }
-}
-
-/**
- * The 4×4 register block: 16 accumulators live in registers across the whole K block while one
- * 4-vector of A and one of B are loaded per step. Edge tiles (mr or nr < 4) compute on the zero
- * padding and store only their valid part.
- */
-function microKernel(kc: number, p: Float64Array, pa: number, pb: number, c: Float32Array, ci: number, ldc: number, mr: number, nr: number): void {
-  let c00 = 0, c01 = 0, c02 = 0, c03 = 0;
-  let c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-  let c20 = 0, c21 = 0, c22 = 0, c23 = 0;
-  let c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-  const end = pa + kc * MR;
-  for (; pa < end; pa = (pa + MR) | 0, pb = (pb + NR) | 0) {
-    const a0 = p[pa]!, a1 = p[(pa + 1) | 0]!, a2 = p[(pa + 2) | 0]!, a3 = p[(pa + 3) | 0]!;
-    const b0 = p[pb]!, b1 = p[(pb + 1) | 0]!, b2 = p[(pb + 2) | 0]!, b3 = p[(pb + 3) | 0]!;
-    c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
-    c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
-    c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
-    c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
-  }
-  if (mr === MR && nr === NR) {
-    let o = ci;
-    c[o]! += c00; c[o + 1]! += c01; c[o + 2]! += c02; c[o + 3]! += c03;
-    o += ldc;
-    c[o]! += c10; c[o + 1]! += c11; c[o + 2]! += c12; c[o + 3]! += c13;
-    o += ldc;
-    c[o]! += c20; c[o + 1]! += c21; c[o + 2]! += c22; c[o + 3]! += c23;
-    o += ldc;
-    c[o]! += c30; c[o + 1]! += c31; c[o + 2]! += c32; c[o + 3]! += c33;
-    return;
-  }
-  const t = edgeTile;
-  t[0] = c00; t[1] = c01; t[2] = c02; t[3] = c03;
-  t[4] = c10; t[5] = c11; t[6] = c12; t[7] = c13;
-  t[8] = c20; t[9] = c21; t[10] = c22; t[11] = c23;
-  t[12] = c30; t[13] = c31; t[14] = c32; t[15] = c33;
-  for (let i = 0; i < mr; i++) for (let j = 0; j < nr; j++) c[ci + i * ldc + j]! += t[i * NR + j]!;
-}
-
-function roundUp(x: number, to: number): number {
-  return Math.ceil(x / to) * to;
 }
