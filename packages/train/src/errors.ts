@@ -27,8 +27,11 @@ export class LabelOutOfRangeError extends DoraError {
   }
 }
 
-/** A model folder that is not an architecture dorajs can fine-tune (or lacks a file it needs). */
-export class UnsupportedModelError extends DoraError {
+/**
+ * A model folder or weights file the job cannot use: a missing tokenizer.json, weights that are not the
+ * expected model. (An unknown `model_type` is @dorajs/models' UnsupportedModelError.)
+ */
+export class ModelFolderError extends DoraError {
   constructor(
     message: string,
     readonly folder: string,

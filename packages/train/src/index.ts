@@ -15,3 +15,7 @@ export * from './mnist/pretrain.js';
 export * from './peft-checkpointer.js';
 export * from './finetune-options.js';
 export * from './mnist/finetune.js';
+export * from './text/jsonl.js';
+export * from './text/tokenizer.js';
+export * from './text/dataset.js';
+export * from './text/finetune.js';

@@ -9,7 +9,7 @@ import {
   loadMnistDigits,
   MNIST_BASE_FILE,
   mnistSplit,
-  UnsupportedModelError,
+  ModelFolderError,
 } from '../src/index.js';
 import { testBackend } from './helpers.js';
 
@@ -56,6 +56,6 @@ describe('the shipped pretrained base', () => {
   });
 
   it('names the file when it is not an MnistCnn checkpoint', async () => {
-    await expect(loadMnistBase(backend, '/nonexistent/base.safetensors')).rejects.toThrow(UnsupportedModelError);
+    await expect(loadMnistBase(backend, '/nonexistent/base.safetensors')).rejects.toThrow(ModelFolderError);
   });
 });

@@ -6,7 +6,7 @@
 import { type Backend, Conv2d, fromHostTensor, Layer, Linear, ops, Random, type Tensor } from '@dorajs/core';
 import { readSafetensors } from '@dorajs/core/node';
 import { fileURLToPath } from 'node:url';
-import { UnsupportedModelError } from '../errors.js';
+import { ModelFolderError } from '../errors.js';
 import { MNIST_CLASSES, MNIST_SIDE } from './data.js';
 
 /** Where the shipped pretrained base lives (regenerate with `scripts/pretrain-mnist.mjs`). */
@@ -50,7 +50,7 @@ export function isMnistInput(x: Tensor): boolean {
 export async function loadMnistBase(backend: Backend, file = MNIST_BASE_FILE): Promise<MnistCnn> {
   const model = new MnistCnn({ backend });
   const contents = await readSafetensors(file).catch((e: unknown) => {
-    throw new UnsupportedModelError(`cannot read the MNIST base weights: ${(e as Error).message}`, file);
+    throw new ModelFolderError(`cannot read the MNIST base weights: ${(e as Error).message}`, file);
   });
   const values = new Map<string, Tensor>();
   for (const [key, host] of contents.tensors) values.set(key, fromHostTensor(host, backend, { file, key }));
@@ -58,7 +58,7 @@ export async function loadMnistBase(backend: Backend, file = MNIST_BASE_FILE): P
     model.loadStateDict(values);
   } catch (e) {
     model.dispose();
-    throw new UnsupportedModelError(`not an MnistCnn checkpoint: ${(e as Error).message}`, file);
+    throw new ModelFolderError(`not an MnistCnn checkpoint: ${(e as Error).message}`, file);
   } finally {
     for (const v of values.values()) v.dispose();
   }

@@ -1,0 +1,153 @@
+/**
+ * `dora finetune --model <hf folder> --data file.jsonl`: causal-LM fine-tuning of a Llama or GPT-2 folder
+ * from @dorajs/models with a DoRA (or LoRA) adapter, as PEFT's examples/dora_finetuning/dora_finetuning.py
+ * does (labels = input ids, pad = eos, AdamW with weight decay 0.01 and a linear schedule). The adapter
+ * and the tokenizer files are written to `output`.
+ */
+import { ConfigError, Random } from '@dorajs/core';
+import { loadModel } from '@dorajs/models/node';
+import { getPeftModel, LoraConfig } from '@dorajs/peft';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { backendFor, type FinetuneOptions, parseTargetModules, resolveHyperParameters, type ResolvedHyperParameters } from '../finetune-options.js';
+import { formatMetrics } from '../metrics.js';
+import { peftCheckpointer } from '../peft-checkpointer.js';
+import { Trainer } from '../trainer.js';
+import { collateCausalLm, type TokenizedExample, tokenizeRecords } from './dataset.js';
+import { readJsonlTexts } from './jsonl.js';
+import { loadTokenizer } from './tokenizer.js';
+
+/** PEFT's example targets Llama's seven projections; GPT-2's Conv1D layers play the same roles. */
+export const DEFAULT_TEXT_TARGETS: Readonly<Record<string, readonly string[]>> = {
+  llama: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  gpt2: ['c_attn', 'c_proj', 'c_fc'],
+};
+
+export const TEXT_FINETUNE_DEFAULTS: Omit<ResolvedHyperParameters, 'useDora'> = {
+  loraR: 8,
+  loraAlpha: 16,
+  loraDropout: 0.05,
+  batchSize: 1,
+  gradAccum: 16,
+  maxSteps: 20,
+  evalStep: 10,
+  lr: 3e-4,
+  seed: 42,
+};
+
+export interface TextFinetuneOptions extends FinetuneOptions {
+  /** A Hugging Face model folder: config.json, model.safetensors (or shards), tokenizer.json. */
+  readonly model: string;
+  /** JSON lines, one {"text": "…"} per line. */
+  readonly data: string;
+  /** Tokens per example after truncation (PEFT's --cutoff_len). Default 512. */
+  readonly cutoffLen?: number;
+  /** Examples held out for eval_loss (the file's last ones). Default: 10%, at most 500, none below 10 records. */
+  readonly valSetSize?: number;
+  /** Linear warm-up steps. Default: 10% of maxSteps. */
+  readonly warmupSteps?: number;
+}
+
+export interface TextFinetuneResult {
+  readonly backend: string;
+  readonly modelType: string;
+  readonly trainExamples: number;
+  readonly evalExamples: number;
+  readonly skippedRecords: number;
+  /** eval_loss before training (null without an eval split). */
+  readonly evalLossBefore: number | null;
+  readonly evalMetrics: Readonly<Record<string, number>> | null;
+  /** train_runtime, train_samples_per_second, train_steps_per_second, train_loss, epoch. */
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly adapterDir: string | null;
+}
+
+function defaultValSetSize(records: number): number {
+  return records < 10 ? 0 : Math.min(500, Math.max(1, Math.floor(records / 10)));
+}
+
+export async function runTextFinetune(options: TextFinetuneOptions): Promise<TextFinetuneResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const h = resolveHyperParameters(options, TEXT_FINETUNE_DEFAULTS);
+  const cutoffLen = options.cutoffLen ?? 512;
+  if (!Number.isInteger(cutoffLen) || cutoffLen < 2) throw new ConfigError(`cutoffLen must be an integer ≥ 2, got ${cutoffLen}`);
+  const { backend, reason } = await backendFor(options.backend);
+
+  // Cheap checks first: the data file and the tokenizer fail before any weight is read.
+  const records = await readJsonlTexts(options.data);
+  const random = new Random(h.seed);
+  const { model, checkpoint } = await loadModel(options.model, { backend, random });
+  let peft: Awaited<ReturnType<typeof getPeftModel>> | null = null;
+  try {
+    const eosConfig = checkpoint.config.json['eos_token_id'];
+    const eosFromConfig = typeof eosConfig === 'number' ? eosConfig : Array.isArray(eosConfig) && typeof eosConfig[0] === 'number' ? eosConfig[0] : null;
+    const tokenizer = await loadTokenizer(options.model, eosFromConfig);
+    const { examples, skipped } = tokenizeRecords(records, tokenizer, { cutoffLen, vocabSize: model.vocabSize, file: options.data });
+    const valSetSize = Math.min(options.valSetSize ?? defaultValSetSize(examples.length), examples.length - 1);
+    const train = examples.slice(0, examples.length - valSetSize);
+    const evalSet = examples.slice(examples.length - valSetSize);
+    const targets = parseTargetModules(options.targetModules, DEFAULT_TEXT_TARGETS[checkpoint.modelType] ?? []);
+
+    log(`model: ${checkpoint.modelType} from ${options.model}; backend: ${backend.name} (${reason})`);
+    log(`data: ${train.length} train / ${evalSet.length} eval examples from ${basename(options.data)}${skipped ? ` (${skipped} records with < 2 tokens skipped)` : ''}, cutoff ${cutoffLen} tokens`);
+    const config = new LoraConfig({ r: h.loraR, loraAlpha: h.loraAlpha, loraDropout: h.loraDropout, targetModules: targets, useDora: h.useDora, taskType: 'CAUSAL_LM', bias: 'none' });
+    peft = await getPeftModel(model, config, 'default', { random });
+    peft.train();
+    log(`${h.useDora ? 'DoRA' : 'LoRA'}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${targets.join(', ')}; ${peft.printTrainableParameters(() => {})}`);
+
+    const pm = peft;
+    const trainer = new Trainer<TokenizedExample>({
+      model: pm,
+      objective: 'causal-lm',
+      trainDataset: train,
+      ...(evalSet.length ? { evalDataset: evalSet } : {}),
+      collate: collateCausalLm(backend, tokenizer.eosId ?? 0),
+      checkpointer: peftCheckpointer(pm),
+      args: {
+        maxSteps: h.maxSteps,
+        batchSize: h.batchSize,
+        gradAccum: h.gradAccum,
+        lr: h.lr,
+        evalStep: h.evalStep,
+        seed: h.seed,
+        weightDecay: 0.01,
+        warmupSteps: options.warmupSteps ?? Math.floor(h.maxSteps / 10),
+      },
+      callbacks: {
+        onStepEnd: (p) => options.onProgress?.({ ...p, method: h.useDora ? 'dora' : 'lora' }),
+        onLog: (e) => log(`step ${e.step}: loss ${e.loss?.toFixed(4)}, lr ${e.learning_rate?.toExponential(2)}, grad_norm ${e.grad_norm?.toFixed(3)}`),
+        onEvaluate: (m, step) => log(`step ${step}: eval_loss ${m.eval_loss!.toFixed(4)}`),
+      },
+    });
+    try {
+      const evalLossBefore = evalSet.length ? (await trainer.evaluate()).eval_loss! : null;
+      const out = await trainer.train();
+      const evalMetrics = evalSet.length ? await trainer.evaluate() : null;
+      log(formatMetrics('train', out.metrics));
+      if (evalMetrics) log(formatMetrics('eval', evalMetrics));
+      let adapterDir: string | null = null;
+      if (options.output) {
+        await pm.savePretrained(options.output);
+        await mkdir(options.output, { recursive: true });
+        for (const f of tokenizer.files) await copyFile(f, join(options.output, basename(f)));
+        adapterDir = options.output;
+        log(`adapter (PEFT format) and tokenizer written to ${adapterDir}`);
+      }
+      return {
+        backend: backend.name,
+        modelType: checkpoint.modelType,
+        trainExamples: train.length,
+        evalExamples: evalSet.length,
+        skippedRecords: skipped,
+        evalLossBefore,
+        evalMetrics,
+        metrics: out.metrics,
+        adapterDir,
+      };
+    } finally {
+      trainer.dispose();
+    }
+  } finally {
+    (peft ?? model).dispose();
+  }
+}
