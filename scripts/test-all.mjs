@@ -102,7 +102,9 @@ for (const t of lint.tasks.filter((t) => t.task === 'lint:pack')) {
   if (ok) passed += 1;
   else failed += 1;
 }
-for (const t of [...tests.tasks, ...lint.tasks].filter(failedTask)) {
+// A build that fails runs (and fails) in both steps: count it once.
+const otherFailures = new Map([...tests.tasks, ...lint.tasks].filter(failedTask).map((t) => [t.taskId, t]));
+for (const t of otherFailures.values()) {
   if (t.task === 'lint:pack' || (t.task === 'test' && (counts.get(t.package)?.failed ?? 0) > 0)) continue;
   report.push(`  ${t.taskId}: FAILED (exit ${t.execution?.exitCode}) without a counted test failure`);
   failed += 1;
