@@ -169,18 +169,34 @@ function addTile(buf: Float64Array, c: Float32Array, ci: number, ldc: number, mr
   for (let i = 0; i < mr; i++) for (let j = 0; j < nr; j++) c[ci + i * ldc + j]! += buf[TILE_AT + i * NR + j]!;
 }
 
-/** A[i0 .. i0+mc, p0 .. p0+kc] → panels of MR rows, k-major inside a panel, zero-padded to MR rows. */
+/**
+ * A[i0 .. i0+mc, p0 .. p0+kc] → panels of MR rows, k-major inside a panel, zero-padded to MR rows. The loop
+ * order follows the source: along k when A's rows are contiguous, along i when A is stored transposed, so
+ * the reads stream instead of striding through memory a cache line (and a page) per element.
+ */
 function packA(a: Operand, i0: number, mc: number, p0: number, kc: number, buf: Float64Array): void {
   const { data, offset, rowStride, colStride } = a;
   for (let ir = 0; ir < mc; ir += MR) {
     const panel = ir * kc;
-    for (let i = 0; i < MR; i++) {
-      if (ir + i >= mc) {
-        for (let p = 0; p < kc; p++) buf[panel + p * MR + i] = 0;
-        continue;
+    const rows = Math.min(MR, mc - ir);
+    const src = offset + (i0 + ir) * rowStride + p0 * colStride;
+    if (colStride === 1 || rows < MR) {
+      for (let i = 0; i < MR; i++) {
+        if (i >= rows) {
+          for (let p = 0; p < kc; p++) buf[panel + p * MR + i] = 0;
+          continue;
+        }
+        const row = src + i * rowStride;
+        for (let p = 0; p < kc; p++) buf[panel + p * MR + i] = data[row + p * colStride]!;
       }
-      const src = offset + (i0 + ir + i) * rowStride + p0 * colStride;
-      for (let p = 0; p < kc; p++) buf[panel + p * MR + i] = data[src + p * colStride]!;
+    } else {
+      for (let p = 0, q = panel; p < kc; p++, q += MR) {
+        const col = src + p * colStride;
+        buf[q] = data[col]!;
+        buf[q + 1] = data[col + rowStride]!;
+        buf[q + 2] = data[col + 2 * rowStride]!;
+        buf[q + 3] = data[col + 3 * rowStride]!;
+      }
     }
   }
 }
@@ -190,13 +206,25 @@ function packB(b: Operand, p0: number, kc: number, j0: number, nc: number, buf: 
   const { data, offset, rowStride, colStride } = b;
   for (let jr = 0; jr < nc; jr += NR) {
     const panel = at + jr * kc;
+    const cols = Math.min(NR, nc - jr);
+    const src = offset + p0 * rowStride + (j0 + jr) * colStride;
+    if (colStride === 1 && cols === NR) {
+      for (let p = 0, q = panel; p < kc; p++, q += NR) {
+        const row = src + p * rowStride;
+        buf[q] = data[row]!;
+        buf[q + 1] = data[row + 1]!;
+        buf[q + 2] = data[row + 2]!;
+        buf[q + 3] = data[row + 3]!;
+      }
+      continue;
+    }
     for (let j = 0; j < NR; j++) {
-      if (jr + j >= nc) {
+      if (j >= cols) {
         for (let p = 0; p < kc; p++) buf[panel + p * NR + j] = 0;
         continue;
       }
-      const src = offset + p0 * rowStride + (j0 + jr + j) * colStride;
-      for (let p = 0; p < kc; p++) buf[panel + p * NR + j] = data[src + p * rowStride]!;
+      const col = src + j * colStride;
+      for (let p = 0; p < kc; p++) buf[panel + p * NR + j] = data[col + p * rowStride]!;
     }
   }
 }
