@@ -22,7 +22,7 @@ describe('asm.js micro-kernel', () => {
         const k = M(globalThis, null, heap);
         const h = new Float64Array(heap);
         for (let i = 0; i < 8; i++) { h[i] = i + 1; h[8 + i] = 1; }
-        k.kernel(2, 0, 64, 256);
+        k.kernel(2, 0, 64, 256, 32);
         console.log(JSON.stringify({ asm: %IsAsmWasmCode(M), tile: Array.from(h.subarray(32, 48)) }));`;
       writeFileSync(join(dir, 'probe.mjs'), probe);
       const out = JSON.parse(execFileSync(process.execPath, ['--allow-natives-syntax', join(dir, 'probe.mjs')], { encoding: 'utf8' }));

@@ -13,9 +13,15 @@
 export interface MicroKernel {
   /**
    * The 4×4 register block: reads a 4×kc panel of A at byte offset `pa` and a kc×4 panel of B at `pb`
-   * (both k-major, float64) and stores the 16 sums, row-major, at byte offset `pc`.
+   * (both k-major, float64) and stores the 16 sums at byte offset `pc`, rows `ldc` bytes apart.
    */
-  kernel(kc: number, pa: number, pb: number, pc: number): void;
+  kernel(kc: number, pa: number, pb: number, pc: number, ldc: number): void;
+  /**
+   * Every 4×4 tile of an mc×nc block (both multiples of 4): A panels from `pa`, B panels from `pb`,
+   * results stored into the C block at `pc` with rows `ldc` bytes apart. One call per block keeps the
+   * JavaScript↔asm.js transitions out of the tile loop, which matters when kc (the rank, for LoRA) is small.
+   */
+  macro(mc: number, nc: number, kc: number, pa: number, pb: number, pc: number, ldc: number): void;
 }
 
 /* eslint-disable no-var */
@@ -23,11 +29,12 @@ export function MicroKernelModule(stdlib: typeof globalThis, _foreign: unknown, 
   'use asm';
   var H = new stdlib.Float64Array(heap);
   var imul = stdlib.Math.imul;
-  function kernel(kc: number, pa: number, pb: number, pc: number): void {
+  function kernel(kc: number, pa: number, pb: number, pc: number, ldc: number): void {
     kc = kc | 0;
     pa = pa | 0;
     pb = pb | 0;
     pc = pc | 0;
+    ldc = ldc | 0;
     var c00 = 0.0, c01 = 0.0, c02 = 0.0, c03 = 0.0, c10 = 0.0, c11 = 0.0, c12 = 0.0, c13 = 0.0;
     var c20 = 0.0, c21 = 0.0, c22 = 0.0, c23 = 0.0, c30 = 0.0, c31 = 0.0, c32 = 0.0, c33 = 0.0;
     var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
@@ -65,18 +72,42 @@ export function MicroKernelModule(stdlib: typeof globalThis, _foreign: unknown, 
     H[(pc + 8) >> 3] = c01;
     H[(pc + 16) >> 3] = c02;
     H[(pc + 24) >> 3] = c03;
-    H[(pc + 32) >> 3] = c10;
-    H[(pc + 40) >> 3] = c11;
-    H[(pc + 48) >> 3] = c12;
-    H[(pc + 56) >> 3] = c13;
-    H[(pc + 64) >> 3] = c20;
-    H[(pc + 72) >> 3] = c21;
-    H[(pc + 80) >> 3] = c22;
-    H[(pc + 88) >> 3] = c23;
-    H[(pc + 96) >> 3] = c30;
-    H[(pc + 104) >> 3] = c31;
-    H[(pc + 112) >> 3] = c32;
-    H[(pc + 120) >> 3] = c33;
+    pc = (pc + ldc) | 0;
+    H[pc >> 3] = c10;
+    H[(pc + 8) >> 3] = c11;
+    H[(pc + 16) >> 3] = c12;
+    H[(pc + 24) >> 3] = c13;
+    pc = (pc + ldc) | 0;
+    H[pc >> 3] = c20;
+    H[(pc + 8) >> 3] = c21;
+    H[(pc + 16) >> 3] = c22;
+    H[(pc + 24) >> 3] = c23;
+    pc = (pc + ldc) | 0;
+    H[pc >> 3] = c30;
+    H[(pc + 8) >> 3] = c31;
+    H[(pc + 16) >> 3] = c32;
+    H[(pc + 24) >> 3] = c33;
   }
-  return { kernel: kernel };
+  function macro(mc: number, nc: number, kc: number, pa: number, pb: number, pc: number, ldc: number): void {
+    mc = mc | 0;
+    nc = nc | 0;
+    kc = kc | 0;
+    pa = pa | 0;
+    pb = pb | 0;
+    pc = pc | 0;
+    ldc = ldc | 0;
+    var panel = 0, ir = 0, jr = 0, b = 0, a = 0, c = 0;
+    panel = imul(kc, 32);
+    for (jr = 0; (jr | 0) < (nc | 0); jr = (jr + 4) | 0) {
+      b = (pb + imul(jr >> 2, panel)) | 0;
+      a = pa;
+      c = (pc + (jr << 3)) | 0;
+      for (ir = 0; (ir | 0) < (mc | 0); ir = (ir + 4) | 0) {
+        kernel(kc, a, b, c, ldc);
+        a = (a + panel) | 0;
+        c = (c + (ldc << 2)) | 0;
+      }
+    }
+  }
+  return { kernel: kernel, macro: macro };
 }

@@ -1,65 +1,60 @@
 /**
  * The fused DoRA kernels.
  *
- * weightNorm computes ‖W + s·B·A‖ per output feature without ever holding B·A: one output row (or, for
- * transposeW, one input row of the stored [in, out] W) of B·A at a time goes into a small float64
- * buffer, so the extra memory is O(in + out), never O(out·in).
+ * weightNorm computes ‖W + s·B·A‖ per output feature without ever holding B·A: a block of 32 rows of
+ * B·A (32 input-feature rows of (B·A)ᵀ for transposeW) at a time is formed by the GEMM into a small
+ * buffer and consumed at once, so the extra memory is 32·max(in, out) floats, never out·in.
  *
  * The sum of squares accumulates in float64 rather than float32 (or compensated float32). In JavaScript
  * float64 costs nothing extra, and it removes both failure modes of a float32 sum: squares of weights
  * above ~1.8e19 (or a long row of ~1e18 values) no longer overflow to Inf, squares below ~1e-23 no
  * longer flush to 0, and the accumulated rounding error (~in·2⁻⁵³ relative) stays far below the one
- * float32 rounding of the result. The result is the float32 rounding of the (near-exact) norm.
+ * float32 rounding of the result. B·A itself is rounded to float32 once, as the composite does.
  */
+import { gemm } from './gemm.js';
+
+/** Rows of B·A formed per GEMM call: enough to amortise packing A, small enough to stay in L2. */
+const BLOCK = 32;
 
 /** W [out, in], A [r, in], B [out, r] → norms [out]. */
 export function weightNormRows(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scale: number, norms: Float32Array): void {
-  const row = new Float64Array(inF);
-  for (let o = 0; o < out; o++) {
-    row.fill(0);
-    const bRow = o * r;
-    let j = 0;
-    // Four rows of A per pass over the buffer: a quarter of the buffer traffic.
-    for (; j + 4 <= r; j += 4) {
-      const b0 = b[bRow + j]!, b1 = b[bRow + j + 1]!, b2 = b[bRow + j + 2]!, b3 = b[bRow + j + 3]!;
-      const a0 = j * inF, a1 = a0 + inF, a2 = a1 + inF, a3 = a2 + inF;
-      for (let i = 0; i < inF; i++) row[i]! += b0 * a[a0 + i]! + b1 * a[a1 + i]! + b2 * a[a2 + i]! + b3 * a[a3 + i]!;
+  const block = Math.min(BLOCK, out);
+  const ba = new Float32Array(block * inF);
+  for (let o0 = 0; o0 < out; o0 += block) {
+    const rows = Math.min(block, out - o0);
+    gemm(rows, inF, r, { data: b, offset: o0 * r, rowStride: r, colStride: 1 }, { data: a, offset: 0, rowStride: inF, colStride: 1 }, ba, 0, inF, false);
+    for (let i = 0; i < rows; i++) {
+      const wRow = (o0 + i) * inF;
+      const t = i * inF;
+      let sumSq = 0;
+      for (let k = 0; k < inF; k++) {
+        const v = w[wRow + k]! + scale * ba[t + k]!;
+        sumSq += v * v;
+      }
+      norms[o0 + i] = Math.sqrt(sumSq);
     }
-    for (; j < r; j++) {
-      const bj = b[bRow + j]!;
-      const aj = j * inF;
-      for (let i = 0; i < inF; i++) row[i]! += bj * a[aj + i]!;
-    }
-    const wRow = o * inF;
-    let sumSq = 0;
-    for (let i = 0; i < inF; i++) {
-      const v = w[wRow + i]! + scale * row[i]!;
-      sumSq += v * v;
-    }
-    norms[o] = Math.sqrt(sumSq);
   }
 }
 
 /**
  * W stored [in, out] (Conv1D, Embedding): the norm of each column of W + s·(B·A)ᵀ. Walks W in storage
- * order, one stored row (fixed input feature i) at a time, with column i of B·A = B·A[:, i] in a buffer.
+ * order, a block of stored rows (input features) at a time, with the matching rows of (B·A)ᵀ = Aᵀ·Bᵀ.
  */
 export function weightNormColumns(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scale: number, norms: Float32Array): void {
-  const bt = new Float64Array(r * out); // Bᵀ, so the inner loop is contiguous
-  for (let o = 0; o < out; o++) for (let j = 0; j < r; j++) bt[j * out + o] = b[o * r + j]!;
-  const col = new Float64Array(out);
+  const block = Math.min(BLOCK, inF);
+  const baT = new Float32Array(block * out);
   const sumSq = new Float64Array(out);
-  for (let i = 0; i < inF; i++) {
-    col.fill(0);
-    for (let j = 0; j < r; j++) {
-      const aji = a[j * inF + i]!;
-      const bj = j * out;
-      for (let o = 0; o < out; o++) col[o]! += aji * bt[bj + o]!;
-    }
-    const wRow = i * out;
-    for (let o = 0; o < out; o++) {
-      const v = w[wRow + o]! + scale * col[o]!;
-      sumSq[o]! += v * v;
+  for (let i0 = 0; i0 < inF; i0 += block) {
+    const rows = Math.min(block, inF - i0);
+    // Aᵀ[i, j] = a[j·in + i] and Bᵀ[j, o] = b[o·r + j]: both are strided views, no copies.
+    gemm(rows, out, r, { data: a, offset: i0, rowStride: 1, colStride: inF }, { data: b, offset: 0, rowStride: 1, colStride: r }, baT, 0, out, false);
+    for (let i = 0; i < rows; i++) {
+      const wRow = (i0 + i) * out;
+      const t = i * out;
+      for (let o = 0; o < out; o++) {
+        const v = w[wRow + o]! + scale * baT[t + o]!;
+        sumSq[o]! += v * v;
+      }
     }
   }
   for (let o = 0; o < out; o++) norms[o] = Math.sqrt(sumSq[o]!);

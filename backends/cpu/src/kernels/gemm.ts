@@ -29,10 +29,10 @@ export interface Operand {
   readonly colStride: number;
 }
 
-/** Heap layout, in float64 elements: the A block, then the B block, then one 4×4 result tile. */
+/** Heap layout, in float64 elements: the packed A block, the packed B block, the MC×NC result block. */
 const B_AT = MC * KC;
-const TILE_AT = B_AT + NC * KC;
-/** asm.js heaps are a power of two of at least 4 KiB: 4 MiB holds the 2.3 MiB of panels. */
+const C_AT = B_AT + NC * KC;
+/** asm.js heaps are a power of two of at least 4 KiB: 4 MiB holds the 3.25 MiB of blocks. */
 const HEAP_BYTES = 1 << 22;
 
 let heap: { values: Float64Array; micro: MicroKernel } | null = null;
@@ -136,37 +136,31 @@ function blocked(m: number, n: number, k: number, a: Operand, b: Operand, c: Flo
   const { values: buf, micro } = packingHeap();
   for (let jc = 0; jc < n; jc += NC) {
     const nc = Math.min(NC, n - jc);
+    const ncPad = roundUp(nc, NR);
     for (let pc = 0; pc < k; pc += KC) {
       const kc = Math.min(KC, k - pc);
       packB(b, pc, kc, jc, nc, buf, B_AT);
       for (let ic = 0; ic < m; ic += MC) {
         const mc = Math.min(MC, m - ic);
         packA(a, ic, mc, pc, kc, buf);
-        for (let jr = 0; jr < nc; jr += NR) {
-          const nr = Math.min(NR, nc - jr);
-          const pb = (B_AT + jr * kc) * 8;
-          for (let ir = 0; ir < mc; ir += MR) {
-            micro.kernel(kc, ir * kc * 8, pb, TILE_AT * 8);
-            addTile(buf, c, cOffset + (ic + ir) * ldc + jc + jr, ldc, Math.min(MR, mc - ir), nr);
-          }
-        }
+        micro.macro(roundUp(mc, MR), ncPad, kc, 0, B_AT * 8, C_AT * 8, ncPad * 8);
+        addBlock(buf, ncPad, c, cOffset + ic * ldc + jc, ldc, mc, nc);
       }
     }
   }
 }
 
-/** C[0..mr, 0..nr] += the tile the micro-kernel left in the heap (edge tiles computed on zero padding). */
-function addTile(buf: Float64Array, c: Float32Array, ci: number, ldc: number, mr: number, nr: number): void {
-  if (mr === MR && nr === NR) {
-    for (let i = 0, t = TILE_AT, o = ci; i < MR; i++, t += NR, o += ldc) {
-      c[o]! += buf[t]!;
-      c[o + 1]! += buf[t + 1]!;
-      c[o + 2]! += buf[t + 2]!;
-      c[o + 3]! += buf[t + 3]!;
-    }
-    return;
+/** C[0..mc, 0..nc] += the block the macro-kernel left in the heap (its zero-padded edges are dropped). */
+function addBlock(buf: Float64Array, ldb: number, c: Float32Array, ci: number, ldc: number, mc: number, nc: number): void {
+  for (let i = 0; i < mc; i++) {
+    const src = C_AT + i * ldb;
+    const dst = ci + i * ldc;
+    for (let j = 0; j < nc; j++) c[dst + j]! += buf[src + j]!;
   }
-  for (let i = 0; i < mr; i++) for (let j = 0; j < nr; j++) c[ci + i * ldc + j]! += buf[TILE_AT + i * NR + j]!;
+}
+
+function roundUp(x: number, to: number): number {
+  return Math.ceil(x / to) * to;
 }
 
 /**
