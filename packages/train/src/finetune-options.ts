@@ -18,7 +18,7 @@ export interface FinetuneOptions {
   readonly loraR?: number;
   readonly loraAlpha?: number;
   readonly loraDropout?: number;
-  /** Module names or suffixes; a comma-separated string is split. */
+  /** Module names or suffixes (a comma-separated string is split), or PEFT's 'all-linear'. */
   readonly targetModules?: readonly string[] | string;
   readonly batchSize?: number;
   readonly gradAccum?: number;
@@ -37,9 +37,12 @@ export interface FinetuneOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Splits a comma list and drops blanks: "q_proj, v_proj" → ['q_proj', 'v_proj']. */
-export function parseTargetModules(value: readonly string[] | string | undefined, fallback: readonly string[]): string[] {
+export type TargetModules = string[] | 'all-linear';
+
+/** Splits a comma list and drops blanks: "q_proj, v_proj" → ['q_proj', 'v_proj']; 'all-linear' passes through. */
+export function parseTargetModules(value: readonly string[] | string | undefined, fallback: readonly string[]): TargetModules {
   if (value === undefined) return [...fallback];
+  if (value === 'all-linear') return value;
   const list = (typeof value === 'string' ? value.split(',') : value).map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) throw new ConfigError('targetModules is empty');
   return list;
@@ -84,4 +87,9 @@ export function resolveHyperParameters(o: FinetuneOptions, defaults: Omit<Resolv
   if (!Number.isFinite(h.loraAlpha)) throw new ConfigError(`loraAlpha must be a number, got ${h.loraAlpha}`);
   if (!Number.isInteger(h.seed)) throw new ConfigError(`seed must be an integer, got ${h.seed}`);
   return h;
+}
+
+/** For report lines. */
+export function describeTargets(targets: TargetModules): string {
+  return typeof targets === 'string' ? targets : targets.join(', ');
 }

@@ -19,3 +19,4 @@ export * from './text/jsonl.js';
 export * from './text/tokenizer.js';
 export * from './text/dataset.js';
 export * from './text/finetune.js';
+export * from './summary.js';

@@ -6,7 +6,7 @@
  */
 import { type Backend, noGrad, ops, Random, type Tensor, tidy } from '@dorajs/core';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
-import { backendFor, type FinetuneMethod, type FinetuneOptions, parseTargetModules, resolveHyperParameters, type ResolvedHyperParameters } from '../finetune-options.js';
+import { backendFor, type FinetuneMethod, type FinetuneOptions, describeTargets, parseTargetModules, resolveHyperParameters, type TargetModules, type ResolvedHyperParameters } from '../finetune-options.js';
 import { formatMetrics } from '../metrics.js';
 import { peftCheckpointer } from '../peft-checkpointer.js';
 import { Trainer } from '../trainer.js';
@@ -144,7 +144,7 @@ interface RunContext {
   readonly output: string | undefined;
 }
 
-async function trainOne(backend: Backend, method: FinetuneMethod, h: ResolvedHyperParameters, targets: string[], ctx: RunContext): Promise<MnistRunResult> {
+async function trainOne(backend: Backend, method: FinetuneMethod, h: ResolvedHyperParameters, targets: TargetModules, ctx: RunContext): Promise<MnistRunResult> {
   const label = method === 'dora' ? 'DoRA' : 'LoRA';
   const model = await loadMnistBase(backend, ctx.baseFile);
   const config = new LoraConfig({
@@ -157,7 +157,7 @@ async function trainOne(backend: Backend, method: FinetuneMethod, h: ResolvedHyp
   });
   const peft = await getPeftModel(model, config, 'default', { random: new Random(h.seed) });
   const trainableParameters = peft.getNbTrainableParameters().trainable;
-  ctx.log(`${label}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${targets.join(', ')} + ${MNIST_HEAD} (modules_to_save); ${peft.printTrainableParameters(() => {})}`);
+  ctx.log(`${label}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)} + ${MNIST_HEAD} (modules_to_save); ${peft.printTrainableParameters(() => {})}`);
   const trainer = new Trainer<DigitExample>({
     model: peft,
     objective: 'classification',

@@ -9,7 +9,7 @@ import { loadModel } from '@dorajs/models/node';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { backendFor, type FinetuneOptions, parseTargetModules, resolveHyperParameters, type ResolvedHyperParameters } from '../finetune-options.js';
+import { backendFor, type FinetuneOptions, describeTargets, parseTargetModules, resolveHyperParameters, type ResolvedHyperParameters } from '../finetune-options.js';
 import { formatMetrics } from '../metrics.js';
 import { peftCheckpointer } from '../peft-checkpointer.js';
 import { Trainer } from '../trainer.js';
@@ -93,7 +93,7 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
     const config = new LoraConfig({ r: h.loraR, loraAlpha: h.loraAlpha, loraDropout: h.loraDropout, targetModules: targets, useDora: h.useDora, taskType: 'CAUSAL_LM', bias: 'none' });
     peft = await getPeftModel(model, config, 'default', { random });
     peft.train();
-    log(`${h.useDora ? 'DoRA' : 'LoRA'}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${targets.join(', ')}; ${peft.printTrainableParameters(() => {})}`);
+    log(`${h.useDora ? 'DoRA' : 'LoRA'}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)}; ${peft.printTrainableParameters(() => {})}`);
 
     const pm = peft;
     const trainer = new Trainer<TokenizedExample>({
