@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Tolerance } from './compare.js';
 import { CaseSkipped, RunContext } from './context.js';
 import { kernelTiers } from './tiers/index.js';
+import { modelTiers } from './tiers/models.js';
 import type { ConformanceCase, ConformanceTier } from './types.js';
 
 export interface BackendConformanceOptions {
@@ -28,15 +29,20 @@ export interface BackendConformanceOptions {
   readonly tolerance?: Partial<Tolerance>;
   /** Case id → reason. Those cases show as skipped with the reason in their title. Unknown ids are an error. */
   readonly skip?: Readonly<Record<string, string>>;
-  /** More tiers to run after the kernel tiers (their case ids share the namespace). */
+  /** More tiers to run after the built-in ones (their case ids share the namespace). */
   readonly tiers?: readonly ConformanceTier[];
+  /**
+   * Folder of the PEFT 0.21.0 golden fixtures for the parity tier (default: this repository's
+   * fixtures/peft). Where it is missing, the parity cases skip with the path as reason.
+   */
+  readonly fixturesDir?: string;
 }
 
 export const HOST_TOLERANCE: Tolerance = { rtol: 1e-5, atol: 1e-6 };
 export const OFF_HOST_TOLERANCE: Tolerance = { rtol: 1e-4, atol: 1e-5 };
 
 export function defineBackendConformance(options: BackendConformanceOptions): void {
-  const tiers = [...kernelTiers, ...(options.tiers ?? [])];
+  const tiers = [...kernelTiers, ...modelTiers(options.fixturesDir), ...(options.tiers ?? [])];
   const skip = options.skip ?? {};
   checkIds(tiers, skip);
 

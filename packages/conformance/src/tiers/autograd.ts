@@ -2,8 +2,8 @@
  * Tier: core autograd on this backend — analytic gradients of every differentiable op vs finite
  * differences, and no leaked buffers across forward/backward loops.
  */
-import { describe, expect, it } from 'vitest';
-import { backward, type Backend, Linear, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
+import { backward, Linear, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
+import type { ConformanceCase, ConformanceTier } from '../types.js';
 import { gradCheck } from './grad-check.js';
 
 type Case = { id: string; shapes: number[][]; fn: (t: Tensor[]) => Tensor; positive?: boolean };
@@ -44,50 +44,51 @@ const CASES: Case[] = [
   { id: 'dora-compose', shapes: [[3, 4], [3, 4], [4], [4]], fn: ([b, l, g, bias]) => ops.doraCompose(b!, l!, g!, 0.5, bias!) },
 ];
 
-export interface AutogradTierOptions {
-  readonly create: () => Promise<Backend> | Backend;
-  /** Bound on |fd − analytic| / max|grad|; float32 central differences with h = 1e-2 land near 1e-5; the default allows 2e-3. */
-  readonly tolerance?: number;
-  readonly skip?: Readonly<Record<string, string>>;
-}
+/** float32 central differences with h = 1e-2 land near 1e-5 of the largest gradient; this allows 2e-3. */
+const FD_TOLERANCE = 2e-3;
 
-export function defineAutogradTier(opts: AutogradTierOptions): void {
-  describe('tier: autograd (analytic vs finite differences)', () => {
-    for (const c of CASES) {
-      const id = `autograd/${c.id}`;
-      const reason = opts.skip?.[id];
-      (reason ? it.skip : it)(`${id}${reason ? ` — skipped: ${reason}` : ''}`, async () => {
-        const backend = await opts.create();
-        const rng = new Random(c.id.length * 7919);
-        const inputs = c.shapes.map((shape) => {
-          const n = shape.reduce((a, b) => a * b, 1);
-          const values = c.positive ? rng.fillUniform(n, 0.5, 2) : rng.fillUniform(n, -1.5, 1.5);
-          return { values, shape };
-        });
-        const err = await gradCheck(backend, c.fn, inputs, { seed: 3, probes: 6 });
-        expect(err, `${id}: worst |fd − analytic| / max|grad| = ${err}`).toBeLessThanOrEqual(opts.tolerance ?? 2e-3);
-      });
-    }
-    const leakId = 'autograd/no-leak';
-    it(leakId, async () => {
-      const backend = await opts.create();
-      const lin = new Linear(6, 4, { backend });
-      const x = tensor(new Random(5).fillUniform(12, -1, 1), [2, 6], { backend });
-      const start = backend.liveBuffers();
-      for (let i = 0; i < 5; i++) {
-        tidy(() => backward(ops.sum(ops.gelu(lin.forward(x)))));
-        for (const p of lin.parameters()) {
-          p.grad?.dispose();
-          p.grad = null;
+export const autogradTier: ConformanceTier = {
+  id: 'autograd',
+  title: 'core autograd on this backend: analytic gradients vs finite differences, no leaks',
+  cases: [
+    ...CASES.map(
+      (c): ConformanceCase => ({
+        id: `autograd/${c.id}`,
+        title: `gradients of ${c.id} match finite differences`,
+        async run(ctx) {
+          const rng = new Random(c.id.length * 7919);
+          const inputs = c.shapes.map((shape) => {
+            const n = shape.reduce((a, b) => a * b, 1);
+            return { values: c.positive ? rng.fillUniform(n, 0.5, 2) : rng.fillUniform(n, -1.5, 1.5), shape };
+          });
+          const err = await gradCheck(ctx.backend, c.fn, inputs, { seed: 3, probes: 6 });
+          if (!(err <= FD_TOLERANCE)) throw new Error(`autograd/${c.id}: worst |fd − analytic| / max|grad| = ${err} > ${FD_TOLERANCE}`);
+        },
+      }),
+    ),
+    {
+      id: 'autograd/no-leak',
+      title: 'forward/backward loops (and forwards never differentiated) leave no live buffers',
+      async run(ctx) {
+        const backend = ctx.backend;
+        const lin = new Linear(6, 4, { backend });
+        const x = tensor(new Random(5).fillUniform(12, -1, 1), [2, 6], { backend });
+        const start = backend.liveBuffers();
+        for (let i = 0; i < 5; i++) {
+          tidy(() => backward(ops.sum(ops.gelu(lin.forward(x)))));
+          for (const p of lin.parameters()) {
+            p.grad?.dispose();
+            p.grad = null;
+          }
+          tidy(() => {
+            ops.softmax(lin.forward(x));
+          });
         }
-        // a forward that is never differentiated must not keep its activations alive either
-        tidy(() => {
-          ops.softmax(lin.forward(x));
-        });
-      }
-      expect(backend.liveBuffers()).toBe(start);
-      x.dispose();
-      lin.dispose();
-    });
-  });
-}
+        const end = backend.liveBuffers();
+        x.dispose();
+        lin.dispose();
+        if (end !== start) throw new Error(`autograd/no-leak: ${end - start} buffers leaked over 5 steps`);
+      },
+    },
+  ],
+};

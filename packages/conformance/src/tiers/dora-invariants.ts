@@ -3,13 +3,14 @@
  * B = 0 ⇒ the base output; merged ≈ unmerged; unmerge restores W; the zero-norm guard; the magnitude
  * receives a non-zero gradient; analytic gradients of a whole DoRA layer match finite differences.
  */
-import { describe, expect, it } from 'vitest';
 import {
   backward, type Backend, composeAdapter, deltaWeight, doraMerge, doraUnmerge, doraWeightNorm, type LayerGeometry, loraBranch, magnitudeScale,
   ops, Random, type Tensor, tensor, tidy,
 } from '@dorajs/core';
+import type { CaseContext, ConformanceCase, ConformanceTier } from '../types.js';
 import { gradCheck } from './grad-check.js';
-import { relativeError } from './peft-fixtures.js';
+import { type Owned, withOwned } from './owned.js';
+import { relativeError } from './relative-error.js';
 
 interface Kind {
   readonly id: string;
@@ -55,7 +56,7 @@ function mergedForward(k: Kind, x: Tensor, w: Tensor, bias: Tensor | null): Tens
   return k.geo.kind === 'conv2d' ? ops.add(y, ops.reshape(bias, [1, -1, 1, 1])) : ops.add(y, bias);
 }
 
-function make(k: Kind, backend: Backend, seed: number, opts: { zeroB?: boolean; zeroRow?: number } = {}) {
+function make(k: Kind, backend: Backend, own: Owned, seed: number, opts: { zeroB?: boolean; zeroRow?: number } = {}) {
   const rng = new Random(seed);
   const n = (s: number[]) => s.reduce((p, d) => p * d, 1);
   const rand = (s: number[]) => rng.fillUniform(n(s), -1, 1);
@@ -66,13 +67,12 @@ function make(k: Kind, backend: Backend, seed: number, opts: { zeroB?: boolean; 
   const bv = opts.zeroB ? new Float32Array(n(k.b)) : rand(k.b);
   if (opts.zeroRow !== undefined) zeroFeature(k, wv, bv, opts.zeroRow);
   return {
-    x,
-    xValues: k.integerInput ? null : (x as Tensor),
-    w: tensor(wv, k.w, { backend }),
-    a: tensor(rand(k.a), k.a, { backend }),
-    b: tensor(bv, k.b, { backend }),
-    m: tensor(rng.fillUniform(k.out, 0.5, 2), [k.out], { backend }),
-    bias: k.bias ? tensor(rand(k.bias), k.bias, { backend }) : null,
+    x: own.add(x),
+    w: own.add(tensor(wv, k.w, { backend })),
+    a: own.add(tensor(rand(k.a), k.a, { backend })),
+    b: own.add(tensor(bv, k.b, { backend })),
+    m: own.add(tensor(rng.fillUniform(k.out, 0.5, 2), [k.out], { backend })),
+    bias: k.bias ? own.add(tensor(rand(k.bias), k.bias, { backend })) : null,
   };
 }
 
@@ -89,104 +89,117 @@ function zeroFeature(k: Kind, w: Float32Array, b: Float32Array, f: number): void
   b.fill(0, f * rb, (f + 1) * rb);
 }
 
-export interface DoraTierOptions {
-  readonly create: () => Promise<Backend> | Backend;
-  /** Relative error bound for equalities that hold up to float32 rounding. */
-  readonly tolerance: number;
-  readonly skip?: Readonly<Record<string, string>>;
+const S = 1.5;
+
+async function expectRel(what: string, actual: Tensor, expected: Tensor, bound: number): Promise<void> {
+  const e = relativeError(await actual.float32(), await expected.float32());
+  if (!(e <= bound)) throw new Error(`${what}: relative error ${e} > ${bound}`);
 }
 
-export function defineDoraInvariantsTier(opts: DoraTierOptions): void {
-  const s = 1.5;
-  describe('tier: DoRA invariants', () => {
-    for (const k of KINDS) {
-      const test = (name: string, fn: () => Promise<void>) => {
-        const id = `dora/${k.id}/${name}`;
-        const reason = opts.skip?.[id];
-        (reason ? it.skip : it)(`${id}${reason ? ` — skipped: ${reason}` : ''}`, fn);
-      };
+type Check = (k: Kind, ctx: CaseContext, own: Owned) => Promise<void>;
 
-      test('zero-B-is-base', async () => {
-        const backend = await opts.create();
-        const t = make(k, backend, 11, { zeroB: true });
-        // m initialised as PEFT does: ‖W + s·B·A‖ = ‖W‖
-        const m = doraWeightNorm(k.geo, t.w, t.a, t.b, s);
-        const y = tidy(() => doraForward(k, t.x, t.w, t.a, t.b, m, t.bias, s));
-        const base = tidy(() => mergedForward(k, t.x, t.w, t.bias));
-        expect(relativeError(await y.float32(), await base.float32())).toBeLessThanOrEqual(opts.tolerance);
-      });
-
-      test('merged-equals-unmerged', async () => {
-        const backend = await opts.create();
-        const t = make(k, backend, 12);
-        const y = tidy(() => doraForward(k, t.x, t.w, t.a, t.b, t.m, t.bias, s));
-        const merged = tidy(() => doraMerge(k.geo, t.w, deltaWeight(k.geo, t.w, t.a, t.b, s), t.m, doraWeightNorm(k.geo, t.w, t.a, t.b, s)));
-        const ym = tidy(() => mergedForward(k, t.x, merged, t.bias));
-        expect(relativeError(await ym.float32(), await y.float32())).toBeLessThanOrEqual(opts.tolerance);
-      });
-
-      test('unmerge-restores-weight', async () => {
-        const backend = await opts.create();
-        const t = make(k, backend, 13);
-        const restored = tidy(() => {
-          const delta = deltaWeight(k.geo, t.w, t.a, t.b, s);
-          const norm = doraWeightNorm(k.geo, t.w, t.a, t.b, s);
+const CHECKS: Record<string, { title: string; run: Check }> = {
+  'zero-B-is-base': {
+    title: 'B = 0 with m = ‖W‖ gives the base output',
+    async run(k, ctx, own) {
+      const t = make(k, ctx.backend, own, 11, { zeroB: true });
+      const m = own.add(doraWeightNorm(k.geo, t.w, t.a, t.b, S));
+      const y = own.add(tidy(() => doraForward(k, t.x, t.w, t.a, t.b, m, t.bias, S)));
+      const base = own.add(tidy(() => mergedForward(k, t.x, t.w, t.bias)));
+      await expectRel('DoRA output with B = 0 vs base', y, base, ctx.tolerance.rtol);
+    },
+  },
+  'merged-equals-unmerged': {
+    title: 'the merged weight gives the unmerged output',
+    async run(k, ctx, own) {
+      const t = make(k, ctx.backend, own, 12);
+      const y = own.add(tidy(() => doraForward(k, t.x, t.w, t.a, t.b, t.m, t.bias, S)));
+      const merged = own.add(tidy(() => doraMerge(k.geo, t.w, deltaWeight(k.geo, t.w, t.a, t.b, S), t.m, doraWeightNorm(k.geo, t.w, t.a, t.b, S))));
+      const ym = own.add(tidy(() => mergedForward(k, t.x, merged, t.bias)));
+      await expectRel('merged vs unmerged output', ym, y, ctx.tolerance.rtol);
+    },
+  },
+  'unmerge-restores-weight': {
+    title: 'unmerge restores W',
+    async run(k, ctx, own) {
+      const t = make(k, ctx.backend, own, 13);
+      const restored = own.add(
+        tidy(() => {
+          const delta = deltaWeight(k.geo, t.w, t.a, t.b, S);
+          const norm = doraWeightNorm(k.geo, t.w, t.a, t.b, S);
           return doraUnmerge(k.geo, doraMerge(k.geo, t.w, delta, t.m, norm), delta, t.m, norm);
-        });
-        expect(relativeError(await restored.float32(), await t.w.float32())).toBeLessThanOrEqual(opts.tolerance * 10);
+        }),
+      );
+      await expectRel('unmerged weight vs W', restored, t.w, ctx.tolerance.rtol * 10);
+    },
+  },
+  'zero-norm-guard': {
+    title: 'a feature whose norm is exactly 0 outputs the bias alone; merge stays finite and unmerge restores W',
+    async run(k, ctx, own) {
+      const f = 2;
+      const t = make(k, ctx.backend, own, 14, { zeroRow: f });
+      const norm = await own.add(doraWeightNorm(k.geo, t.w, t.a, t.b, S)).float32();
+      if (norm[f] !== 0) throw new Error(`norm of feature ${f} is ${norm[f]}, expected exactly 0`);
+      const y = await own.add(tidy(() => doraForward(k, t.x, t.w, t.a, t.b, t.m, t.bias, S))).float32();
+      if (!y.every(Number.isFinite)) throw new Error('DoRA output has NaN/Inf where a norm is 0');
+      const biasF = t.bias ? (await t.bias.float32())[f]! : 0;
+      const featureAxisLast = k.geo.kind !== 'conv2d';
+      const plane = featureAxisLast ? 1 : k.x[2]! * k.x[3]!;
+      for (let i = 0; i < y.length; i++) {
+        const feature = featureAxisLast ? i % k.out : Math.floor(i / plane) % k.out;
+        if (feature === f && Math.abs(y[i]! - biasF) > 1e-6) throw new Error(`output ${i} of the zero-norm feature is ${y[i]}, expected the bias ${biasF}`);
+      }
+      const { merged, restored } = tidy(() => {
+        const delta = deltaWeight(k.geo, t.w, t.a, t.b, S);
+        const n = doraWeightNorm(k.geo, t.w, t.a, t.b, S);
+        const mw = doraMerge(k.geo, t.w, delta, t.m, n);
+        return { merged: mw, restored: doraUnmerge(k.geo, mw, delta, t.m, n) };
       });
+      own.add(merged);
+      own.add(restored);
+      if (!(await merged.float32()).every(Number.isFinite)) throw new Error('merged weight has NaN/Inf where a norm is 0');
+      await expectRel('unmerged weight vs W', restored, t.w, ctx.tolerance.rtol * 10);
+    },
+  },
+  'magnitude-gets-gradient': {
+    title: 'the magnitude receives a finite, non-zero gradient',
+    async run(k, ctx, own) {
+      const t = make(k, ctx.backend, own, 15);
+      const m = own.add(tensor(await t.m.float32(), [k.out], { backend: ctx.backend, requiresGrad: true }));
+      tidy(() => backward(ops.sum(ops.square(doraForward(k, t.x, t.w, t.a, t.b, m, t.bias, S)))));
+      const g = await m.grad!.float32();
+      if (!g.some((v) => v !== 0) || !g.every(Number.isFinite)) throw new Error(`magnitude gradient is ${Array.from(g).join(', ')}`);
+    },
+  },
+  'gradients-match-finite-differences': {
+    title: 'gradients of A, B and m match finite differences (with the norm held constant, as DoRA detaches it)',
+    async run(k, ctx, own) {
+      const t = make(k, ctx.backend, own, 16);
+      const values = async (x: Tensor) => ({ values: await x.float32(), shape: [...x.shape] });
+      const inputs = [await values(t.a), await values(t.b), await values(t.m)];
+      const norm = own.add(doraWeightNorm(k.geo, t.w, t.a, t.b, S));
+      const conv = k.geo.kind === 'conv2d' ? CONV : undefined;
+      const err = await gradCheck(
+        ctx.backend,
+        ([a, b, m]) => composeAdapter(k.geo, baseOf(k, t.x, t.w), loraBranch(k.geo, t.x, a!, b!, conv), S, magnitudeScale(m!, norm), t.bias),
+        inputs,
+        { probes: 6 },
+      );
+      if (!(err <= 2e-3)) throw new Error(`worst |fd − analytic| / max|grad| = ${err} > 2e-3`);
+    },
+  },
+};
 
-      test('zero-norm-guard', async () => {
-        const backend = await opts.create();
-        const f = 2;
-        const t = make(k, backend, 14, { zeroRow: f });
-        const norm = await doraWeightNorm(k.geo, t.w, t.a, t.b, s).float32();
-        expect(norm[f]).toBe(0);
-        const y = await tidy(() => doraForward(k, t.x, t.w, t.a, t.b, t.m, t.bias, s)).float32();
-        expect(y.every(Number.isFinite)).toBe(true);
-        // feature f of the output is the bias alone (or 0 without bias)
-        const biasF = t.bias ? (await t.bias.float32())[f]! : 0;
-        const featureAxisLast = k.geo.kind !== 'conv2d';
-        const plane = featureAxisLast ? 1 : k.x[2]! * k.x[3]!;
-        for (let i = 0; i < y.length; i++) {
-          const feature = featureAxisLast ? i % k.out : Math.floor(i / plane) % k.out;
-          if (feature === f) expect(y[i]).toBeCloseTo(biasF, 6);
-        }
-        const delta = deltaWeight(k.geo, t.w, t.a, t.b, s);
-        const n = doraWeightNorm(k.geo, t.w, t.a, t.b, s);
-        const merged = doraMerge(k.geo, t.w, delta, t.m, n);
-        expect((await merged.float32()).every(Number.isFinite)).toBe(true);
-        const restored = doraUnmerge(k.geo, merged, delta, t.m, n);
-        expect(relativeError(await restored.float32(), await t.w.float32())).toBeLessThanOrEqual(opts.tolerance * 10);
-      });
-
-      test('magnitude-gets-gradient', async () => {
-        const backend = await opts.create();
-        const t = make(k, backend, 15);
-        const m = tensor(await t.m.float32(), [k.out], { backend, requiresGrad: true });
-        const loss = ops.sum(ops.square(doraForward(k, t.x, t.w, t.a, t.b, m, t.bias, s)));
-        backward(loss);
-        const g = await m.grad!.float32();
-        expect(g.some((v) => v !== 0)).toBe(true);
-        expect(g.every(Number.isFinite)).toBe(true);
-      });
-
-      test('gradients-match-finite-differences', async () => {
-        const backend = await opts.create();
-        const t = make(k, backend, 16);
-        const values = async (x: Tensor) => ({ values: await x.float32(), shape: [...x.shape] });
-        const inputs = [await values(t.a), await values(t.b), await values(t.m)];
-        // The norm is a constant in DoRA's backward (paper §4.3), so the finite differences hold it fixed too.
-        const norm = doraWeightNorm(k.geo, t.w, t.a, t.b, s);
-        const conv = k.geo.kind === 'conv2d' ? CONV : undefined;
-        const err = await gradCheck(
-          backend,
-          ([a, b, m]) => composeAdapter(k.geo, baseOf(k, t.x, t.w), loraBranch(k.geo, t.x, a!, b!, conv), s, magnitudeScale(m!, norm), t.bias),
-          inputs,
-          { probes: 6 },
-        );
-        expect(err, `worst |fd − analytic| / max|grad| = ${err}`).toBeLessThanOrEqual(2e-3);
-      });
-    }
-  });
-}
+export const doraInvariantsTier: ConformanceTier = {
+  id: 'dora',
+  title: 'DoRA invariants for Linear, Conv1D (fan-in-fan-out), Embedding and Conv2d',
+  cases: KINDS.flatMap((k) =>
+    Object.entries(CHECKS).map(
+      ([name, check]): ConformanceCase => ({
+        id: `dora/${k.id}.${name}`,
+        title: check.title,
+        run: (ctx) => withOwned((own) => check.run(k, ctx, own)),
+      }),
+    ),
+  ),
+};

@@ -26,8 +26,8 @@ export async function gradCheck(
   const rValues = rng.fillUniform(out0.size, -1, 1);
   const r = tensor(rValues, out0.shape, { backend });
   out0.dispose();
-  const out = fn(inputs);
-  const loss = ops.sum(ops.mul(out, r));
+  // The scope frees the intermediates; the graph keeps what backward needs.
+  const loss = tidy(() => ops.sum(ops.mul(fn(inputs), r)));
   backward(loss);
   const lossAt = async (vals: Float32Array[]): Promise<number> => {
     const t = noGrad(() =>
@@ -57,7 +57,6 @@ export async function gradCheck(
     }
   }
   loss.dispose();
-  out.dispose();
   r.dispose();
   for (const t of inputs) t.dispose();
   return worst;

@@ -103,15 +103,4 @@ export function loadBaseWeights(model: Module, fc: FixtureCase, backend: Backend
   for (const t of values.values()) t.dispose();
 }
 
-/** max|a − b| / max|b| */
-export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    const d = Math.abs(a[i]! - b[i]!);
-    num = Number.isNaN(d) ? Infinity : Math.max(num, d);
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return den === 0 ? num : num / den;
-}
+export { relativeError } from './relative-error.js';

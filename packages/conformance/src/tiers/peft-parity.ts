@@ -3,11 +3,12 @@
  * the adapter tensors are read straight from PEFT's adapter_model.safetensors, and the outputs, gradients,
  * merged weights and AdamW steps are compared with what PEFT 0.21.0 computed.
  */
-import { describe, expect, it } from 'vitest';
 import {
   AdamW, backward, type Backend, composeAdapter, Conv2d, deltaWeight, doraMerge, doraWeightNorm, Embedding, type LayerGeometry, Layer,
-  Linear, loraBranch, loraScaling, magnitudeScale, type Module, ops, Parameter, type Tensor, tidy,
+  type Linear, loraBranch, loraScaling, magnitudeScale, type Module, ops, Parameter, type Tensor, tidy,
 } from '@dorajs/core';
+import type { ConformanceCase, ConformanceTier } from '../types.js';
+import { type Owned, withOwned } from './owned.js';
 import { buildFixtureModel, type FixtureCase, fixturesAvailable, loadBaseWeights, loadFixtureCase, relativeError, upload } from './peft-fixtures.js';
 
 type BaseLayer = Linear | Embedding | Conv2d;
@@ -50,7 +51,7 @@ class DoraTestLayer extends Layer {
   }
 }
 
-function attachAdapters(model: Module, fc: FixtureCase, backend: Backend, adapterDir: 'adapter' | 'adapter_trained' = 'adapter'): Map<string, DoraTestLayer> {
+function attachAdapters(model: Module, fc: FixtureCase, backend: Backend, own: Owned): Map<string, DoraTestLayer> {
   const { r, lora_alpha, use_dora, target_modules } = fc.meta.config;
   const scale = loraScaling(lora_alpha, r);
   const layers = new Map<string, DoraTestLayer>();
@@ -58,8 +59,8 @@ function attachAdapters(model: Module, fc: FixtureCase, backend: Backend, adapte
     const base = model.getSubmodule(path) as BaseLayer;
     const prefix = `base_model.model.${path}`;
     const emb = base instanceof Embedding;
-    const file = `${fc.name}/${adapterDir}/adapter_model.safetensors`;
-    const get = (k: string) => new Parameter(upload(fc.adapter, `${prefix}.${k}`, backend, file));
+    const file = `${fc.name}/adapter/adapter_model.safetensors`;
+    const get = (k: string) => own.add(new Parameter(own.add(upload(fc.adapter, `${prefix}.${k}`, backend, file))));
     const A = get(emb ? 'lora_embedding_A' : 'lora_A.weight');
     const B = get(emb ? 'lora_embedding_B' : 'lora_B.weight');
     const m = use_dora ? get('lora_magnitude_vector') : null;
@@ -74,52 +75,54 @@ function attachAdapters(model: Module, fc: FixtureCase, backend: Backend, adapte
 
 const LAYER_CASES = ['linear', 'linear3d', 'embedding', 'conv2d', 'lora_plain', 'mlp_adamw'] as const;
 
-export interface ParityTierOptions {
-  readonly create: () => Promise<Backend> | Backend;
-  readonly fixturesDir: string;
-  /** Relative error bound: 1e-5 on CPU, 1e-4 on GPU. */
-  readonly tolerance: number;
-  readonly skip?: Readonly<Record<string, string>>;
-}
+/** Where this repository keeps the PEFT fixtures (packages/conformance/{src,dist}/tiers → fixtures/peft). */
+export const DEFAULT_FIXTURES_DIR = new URL('../../../../fixtures/peft/', import.meta.url).pathname;
 
-export function definePeftParityTier(opts: ParityTierOptions): void {
-  const available = fixturesAvailable(opts.fixturesDir);
-  describe('tier: PEFT parity (core DoRA math vs PEFT 0.21.0 fixtures)', () => {
-    for (const name of LAYER_CASES) {
-      const id = `parity/${name}`;
-      const reason = !available ? `fixtures not found at ${opts.fixturesDir}` : opts.skip?.[id];
-      const test = reason ? it.skip : it;
-      test(`${id}${reason ? ` — skipped: ${reason}` : ''}`, async () => {
-        const backend = await opts.create();
-        await checkCase(loadFixtureCase(opts.fixturesDir, name), backend, opts.tolerance);
-      });
-    }
-  });
+/** The PEFT parity tier over the fixtures in `fixturesDir`; the bound is the suite's rtol (1e-5 CPU, 1e-4 GPU). */
+export function peftParityTier(fixturesDir: string = DEFAULT_FIXTURES_DIR): ConformanceTier {
+  return {
+    id: 'parity',
+    title: 'PEFT parity of the core DoRA math (PEFT 0.21.0 fixtures: outputs, gradients, merges, AdamW)',
+    cases: LAYER_CASES.map(
+      (name): ConformanceCase => ({
+        id: `parity/${name}`,
+        title: `fixture '${name}' through core layers and the DoRA math`,
+        async run(ctx) {
+          if (!fixturesAvailable(fixturesDir)) ctx.skip(`PEFT fixtures not found at ${fixturesDir}`);
+          await withOwned((own) => checkCase(loadFixtureCase(fixturesDir, name), ctx.backend, ctx.tolerance.rtol, own));
+        },
+      }),
+    ),
+  };
 }
 
 async function expectClose(label: string, actual: Tensor, expected: Tensor, tol: number): Promise<void> {
   const e = relativeError(await actual.float32(), await expected.float32());
-  expect(e, `${label}: relative error ${e}`).toBeLessThanOrEqual(tol);
+  if (!(e <= tol)) throw new Error(`${label}: relative error ${e} > ${tol}`);
 }
 
-async function checkCase(fc: FixtureCase, backend: Backend, tol: number): Promise<void> {
-  const T = (k: string) => upload(fc.tensors, k, backend, `${fc.name}/tensors.safetensors`);
-  const model = buildFixtureModel(fc.name, backend);
+async function checkCase(fc: FixtureCase, backend: Backend, tol: number, own: Owned): Promise<void> {
+  const T = (k: string) => own.add(upload(fc.tensors, k, backend, `${fc.name}/tensors.safetensors`));
+  const model = own.add(buildFixtureModel(fc.name, backend));
   loadBaseWeights(model, fc, backend);
   const floatInput = fc.tensors.has('input.x');
   const x = T(floatInput ? 'input.x' : 'input.ids');
 
-  await expectClose('out.base', tidy(() => model.forward(x)), T('out.base'), tol);
-  const layers = attachAdapters(model, fc, backend);
+  await expectClose('out.base', own.add(tidy(() => model.forward(x))), T('out.base'), tol);
+  const layers = attachAdapters(model, fc, backend, own);
 
   model.eval();
   const isTrainingCase = !!fc.meta.adamw;
-  if (!isTrainingCase) await expectClose('out.dora', tidy(() => model.forward(x)), T('out.dora'), tol);
+  if (!isTrainingCase) await expectClose('out.dora', own.add(tidy(() => model.forward(x))), T('out.dora'), tol);
   model.train();
   if (floatInput) x.requiresGrad = true;
-  const out = model.forward(x);
+  const R = T('grad.R');
+  // Intermediates die with the scope; the graph keeps what backward needs.
+  const { out, loss } = tidy(() => {
+    const y = model.forward(x);
+    return { out: y, loss: ops.sum(ops.mul(y, R)) };
+  });
   if (!isTrainingCase) await expectClose('out.train', out, T('out.train'), tol);
-  const loss = ops.sum(ops.mul(out, T('grad.R')));
   backward(loss);
   for (const [path, l] of layers) {
     const emb = l.base_layer instanceof Embedding;
@@ -130,7 +133,7 @@ async function checkCase(fc: FixtureCase, backend: Backend, tol: number): Promis
     ];
     for (const [k, p] of names) {
       if (!p) continue;
-      expect(p.grad, `${path}.${k} has a gradient`).not.toBeNull();
+      if (!p.grad) throw new Error(`${path}.${k} has no gradient`);
       await expectClose(`grad ${path}.${k}`, p.grad!, T(`grad.base_model.model.${path}.${k}`), tol);
     }
   }
@@ -138,17 +141,17 @@ async function checkCase(fc: FixtureCase, backend: Backend, tol: number): Promis
   loss.dispose();
   out.dispose();
 
-  if (fc.meta.adamw) await checkAdamw(fc, model, layers, x, T, tol);
+  if (fc.meta.adamw) await checkAdamw(fc, model, layers, x, T, tol, own);
 
   // Merged weights (of the trained adapter in training cases) and the merged model's output.
   model.eval();
   for (const [path, l] of layers) {
-    const merged = l.mergedWeight();
-    await expectClose(`merged ${path}.weight`, merged, upload(fc.merged, `${path}.weight`, backend, `${fc.name}/merged.safetensors`), tol);
+    const merged = own.add(l.mergedWeight());
+    await expectClose(`merged ${path}.weight`, merged, own.add(upload(fc.merged, `${path}.weight`, backend, `${fc.name}/merged.safetensors`)), tol);
     model.setSubmodule(path, l.base_layer);
     l.base_layer.weight.assign(merged);
   }
-  await expectClose('out.merged', tidy(() => model.forward(x)), T('out.merged'), tol);
+  await expectClose('out.merged', own.add(tidy(() => model.forward(x))), T('out.merged'), tol);
 }
 
 async function checkAdamw(
@@ -158,20 +161,24 @@ async function checkAdamw(
   x: Tensor,
   T: (k: string) => Tensor,
   tol: number,
+  own: Owned,
 ): Promise<void> {
   const a = fc.meta.adamw!;
   const params = [...layers.values()].flatMap((l) => [l.A, l.B, l.m]).filter((p): p is Parameter => p !== null);
-  for (const p of params) p.grad = null;
+  for (const p of params) {
+    p.grad?.dispose();
+    p.grad = null;
+  }
   x.requiresGrad = false;
   const opt = new AdamW(params, { lr: a.lr, betas: a.betas, eps: a.eps, weightDecay: a.weight_decay });
   for (let step = 0; step < a.steps; step++) {
-    const out = model.forward(x);
-    const loss = ops.mulScalar(ops.sum(ops.mul(out, T('grad.R'))), 1 / out.size);
-    backward(loss);
+    const R = T('grad.R');
+    tidy(() => {
+      const out = model.forward(x);
+      backward(ops.mulScalar(ops.sum(ops.mul(out, R)), 1 / out.size));
+    });
     opt.step();
     opt.zeroGrad();
-    loss.dispose();
-    out.dispose();
   }
   opt.dispose();
   for (const [path, l] of layers) {
@@ -183,5 +190,5 @@ async function checkAdamw(
     for (const [k, p] of names) if (p) await expectClose(`trained ${path}.${k}`, p, T(`trained.base_model.model.${path}.${k}`), tol);
   }
   model.eval();
-  await expectClose('out.trained', tidy(() => model.forward(x)), T('out.trained'), tol);
+  await expectClose('out.trained', own.add(tidy(() => model.forward(x))), T('out.trained'), tol);
 }

@@ -13,7 +13,7 @@ import { conv2d, type Conv2dOptions, gather } from '../ops/nn.js';
 import { reshape, transpose } from '../ops/layout.js';
 import { matmul, matmulLastAxis } from '../ops/matmul.js';
 import { weightNorm } from '../ops/fused.js';
-import { noGrad } from '../tensor/scope.js';
+import { noGrad, tidy } from '../tensor/scope.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
 import { type LayerGeometry, matrixView } from './geometry.js';
@@ -26,9 +26,12 @@ export function loraScaling(alpha: number, r: number, useRslora = false): number
 
 /** ‖W + s·B·A‖ per output feature, detached: [out] (PEFT shapes it per layer kind; see magnitudeShape). */
 export function doraWeightNorm(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
-  return noGrad(() => {
-    const v = matrixView(geo, w, a, b);
-    return weightNorm(v.w, v.a, v.b, scale, { transposeW: v.transposeW });
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    return noGrad(() => {
+      const v = matrixView(geo, w, a, b);
+      return weightNorm(v.w, v.a, v.b, scale, { transposeW: v.transposeW });
+    });
   });
 }
 
@@ -42,29 +45,35 @@ export function magnitudeShape(geo: LayerGeometry, out: number): number[] {
  * Returns [out].
  */
 export function magnitudeScale(m: Tensor, norm: Tensor): Tensor {
-  const out = norm.size;
-  if (m.size !== out) throw new ShapeError(`DoRA magnitude ${shapeStr(m.shape)} does not match ${out} output features`);
-  const m1 = reshape(m, [out]);
-  const zero = equal(norm, full([], 0, { backend: norm.backend }));
-  // Divide by 1 where the norm is 0 so the masked branch stays finite in backward too.
-  const safe = where(zero, full([], 1, { backend: norm.backend }), norm);
-  return where(zero, full([], 0, { backend: norm.backend }), div(m1, safe));
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const out = norm.size;
+    if (m.size !== out) throw new ShapeError(`DoRA magnitude ${shapeStr(m.shape)} does not match ${out} output features`);
+    const m1 = reshape(m, [out]);
+    const zero = equal(norm, full([], 0, { backend: norm.backend }));
+    // Divide by 1 where the norm is 0 so the masked branch stays finite in backward too.
+    const safe = where(zero, full([], 1, { backend: norm.backend }), norm);
+    return where(zero, full([], 0, { backend: norm.backend }), div(m1, safe));
+  });
 }
 
 /** The LoRA branch without its scale: B(A(x)) in the layer's own operator. */
 export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, conv?: Conv2dOptions): Tensor {
-  switch (geo.kind) {
-    case 'linear':
-      return matmulLastAxis(matmulLastAxis(x, a, true), b, true);
-    case 'embedding':
-      // lookup(x, Aᵀ) · Bᵀ
-      return matmulLastAxis(gather(transpose(a, [1, 0]), x), b, true);
-    case 'conv2d': {
-      const c = conv ?? {};
-      const h = conv2d(x, a, null, { stride: c.stride ?? 1, padding: c.padding ?? 0, dilation: c.dilation ?? 1, groups: 1 });
-      return conv2d(h, b, null, { groups: geo.groups ?? 1 });
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    switch (geo.kind) {
+      case 'linear':
+        return matmulLastAxis(matmulLastAxis(x, a, true), b, true);
+      case 'embedding':
+        // lookup(x, Aᵀ) · Bᵀ
+        return matmulLastAxis(gather(transpose(a, [1, 0]), x), b, true);
+      case 'conv2d': {
+        const c = conv ?? {};
+        const h = conv2d(x, a, null, { stride: c.stride ?? 1, padding: c.padding ?? 0, dilation: c.dilation ?? 1, groups: 1 });
+        return conv2d(h, b, null, { groups: geo.groups ?? 1 });
+      }
     }
-  }
+  });
 }
 
 /**
@@ -72,15 +81,18 @@ export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, 
  * (g given), bias + base + s·lora for LoRA (g null). Conv2d results have their features on axis 1.
  */
 export function composeAdapter(geo: LayerGeometry, base: Tensor, lora: Tensor, scale: number, g: Tensor | null, bias: Tensor | null): Tensor {
-  if (geo.kind === 'conv2d') {
-    const out = base.shape[1]!;
-    let y = add(base, mulScalar(lora, scale));
-    if (g) y = mul(reshape(g, [1, out, 1, 1]), y);
-    return bias ? add(y, reshape(bias, [1, out, 1, 1])) : y;
-  }
-  if (g) return doraCompose(base, lora, g, scale, bias);
-  const y = add(base, mulScalar(lora, scale));
-  return bias ? add(y, bias) : y;
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    if (geo.kind === 'conv2d') {
+      const out = base.shape[1]!;
+      let y = add(base, mulScalar(lora, scale));
+      if (g) y = mul(reshape(g, [1, out, 1, 1]), y);
+      return bias ? add(y, reshape(bias, [1, out, 1, 1])) : y;
+    }
+    if (g) return doraCompose(base, lora, g, scale, bias);
+    const y = add(base, mulScalar(lora, scale));
+    return bias ? add(y, bias) : y;
+  });
 }
 
 /**
@@ -88,28 +100,34 @@ export function composeAdapter(geo: LayerGeometry, base: Tensor, lora: Tensor, s
  * where `baseDropped` = x̃·Wᵀ and `loraDropped` = B(A(x̃)) use the dropped-out input.
  */
 export function composeAdapterDropout(geo: LayerGeometry, result: Tensor, baseDropped: Tensor, loraDropped: Tensor, scale: number, g: Tensor): Tensor {
-  const shaped = geo.kind === 'conv2d' ? reshape(g, [1, g.size, 1, 1]) : g;
-  return add(result, add(mul(addScalar(shaped, -1), baseDropped), mul(shaped, mulScalar(loraDropped, scale))));
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const shaped = geo.kind === 'conv2d' ? reshape(g, [1, g.size, 1, 1]) : g;
+    return add(result, add(mul(addScalar(shaped, -1), baseDropped), mul(shaped, mulScalar(loraDropped, scale))));
+  });
 }
 
 /** s·ΔW in W's stored layout (what merging adds to W). */
 export function deltaWeight(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
-  return noGrad(() => {
-    switch (geo.kind) {
-      case 'linear': {
-        const ba = mulScalar(matmul(b, a), scale);
-        return geo.fanInFanOut ? transpose(ba, [1, 0]) : ba;
-      }
-      case 'embedding':
-        return mulScalar(transpose(matmul(b, a), [1, 0]), scale);
-      case 'conv2d': {
-        if ((geo.groups ?? 1) !== 1) {
-          throw new ConfigError(`merging a Conv2d adapter with groups ${geo.groups} is not possible: its delta is not a grouped kernel (PEFT refuses too)`);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    return noGrad(() => {
+      switch (geo.kind) {
+        case 'linear': {
+          const ba = mulScalar(matmul(b, a), scale);
+          return geo.fanInFanOut ? transpose(ba, [1, 0]) : ba;
         }
-        const r = a.shape[0]!;
-        return mulScalar(reshape(matmul(reshape(b, [w.shape[0]!, r]), reshape(a, [r, -1])), w.shape), scale);
+        case 'embedding':
+          return mulScalar(transpose(matmul(b, a), [1, 0]), scale);
+        case 'conv2d': {
+          if ((geo.groups ?? 1) !== 1) {
+            throw new ConfigError(`merging a Conv2d adapter with groups ${geo.groups} is not possible: its delta is not a grouped kernel (PEFT refuses too)`);
+          }
+          const r = a.shape[0]!;
+          return mulScalar(reshape(matmul(reshape(b, [w.shape[0]!, r]), reshape(a, [r, -1])), w.shape), scale);
+        }
       }
-    }
+    });
   });
 }
 
@@ -122,15 +140,21 @@ function factorView(geo: LayerGeometry, f: Tensor): Tensor {
 
 /** W ← f ⊙ (W + Δ) with f = m / norm (norm taken from the unmerged base). Returns the new weight. */
 export function doraMerge(geo: LayerGeometry, w: Tensor, delta: Tensor, m: Tensor, normBase: Tensor): Tensor {
-  return noGrad(() => mul(factorView(geo, magnitudeScale(m, normBase)), add(w, delta)));
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    return noGrad(() => mul(factorView(geo, magnitudeScale(m, normBase)), add(w, delta)));
+  });
 }
 
 /** Inverse of doraMerge: W ← W / f − Δ; rows with f = 0 (zero norm ⇒ W + Δ = 0) come back as −Δ. */
 export function doraUnmerge(geo: LayerGeometry, merged: Tensor, delta: Tensor, m: Tensor, normBase: Tensor): Tensor {
-  return noGrad(() => {
-    const f = factorView(geo, magnitudeScale(m, normBase));
-    const zero = equal(f, full([], 0, { backend: f.backend }));
-    const safe = where(zero, full([], 1, { backend: f.backend }), f);
-    return sub(where(zero, full([], 0, { backend: f.backend }), div(merged, safe)), delta);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    return noGrad(() => {
+      const f = factorView(geo, magnitudeScale(m, normBase));
+      const zero = equal(f, full([], 0, { backend: f.backend }));
+      const safe = where(zero, full([], 1, { backend: f.backend }), f);
+      return sub(where(zero, full([], 0, { backend: f.backend }), div(merged, safe)), delta);
+    });
   });
 }

@@ -7,6 +7,7 @@
  *   embedding  [num, dim]             [r, num]           [dim, r]          columns of W (one norm per dim)
  *   conv2d     [out, in/g, kh, kw]    [r, in, kh, kw]    [out, r/g, 1, 1]  over in·kh·kw per out channel
  */
+import { tidy } from '../tensor/scope.js';
 import { ShapeError } from '../errors.js';
 import { concat, narrow, reshape } from '../ops/layout.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -56,18 +57,21 @@ export function matrixView(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor):
  * dense [out, groups·k] matrix it stands for — so norms and deltas of grouped convs are the true ones.
  */
 export function blockDiagonal(m: Tensor, groups: number): Tensor {
-  const [out, k] = m.shape as [number, number];
-  const rows = out / groups;
-  const be = m.backend;
-  const blocks: Tensor[] = [];
-  for (let g = 0; g < groups; g++) {
-    const parts: Tensor[] = [];
-    if (g > 0) parts.push(full([rows, g * k], 0, { backend: be }));
-    parts.push(rowsOf(m, g * rows, rows));
-    if (g < groups - 1) parts.push(full([rows, (groups - 1 - g) * k], 0, { backend: be }));
-    blocks.push(parts.length === 1 ? parts[0]! : concat(parts, 1));
-  }
-  return concat(blocks, 0);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const [out, k] = m.shape as [number, number];
+    const rows = out / groups;
+    const be = m.backend;
+    const blocks: Tensor[] = [];
+    for (let g = 0; g < groups; g++) {
+      const parts: Tensor[] = [];
+      if (g > 0) parts.push(full([rows, g * k], 0, { backend: be }));
+      parts.push(rowsOf(m, g * rows, rows));
+      if (g < groups - 1) parts.push(full([rows, (groups - 1 - g) * k], 0, { backend: be }));
+      blocks.push(parts.length === 1 ? parts[0]! : concat(parts, 1));
+    }
+    return concat(blocks, 0);
+  });
 }
 
 const rowsOf = (m: Tensor, start: number, n: number) => narrow(m, 0, start, n);

@@ -11,6 +11,7 @@ import { defaultRandom, type Random } from '../random.js';
 import { shapeStr } from '../tensor/shape.js';
 import { getDefaultBackend, Parameter, type Tensor, tensor } from '../tensor/tensor.js';
 import { Module } from './module.js';
+import { tidy } from '../tensor/scope.js';
 
 export interface LayerOptions {
   readonly backend?: Backend;
@@ -95,7 +96,7 @@ export class Conv1D extends Layer {
 
   forward(x: Tensor): Tensor {
     if (x.shape[x.rank - 1] !== this.nx) throw new ShapeError(`Conv1D: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(this.weight.shape)}`);
-    return add(matmulLastAxis(x, this.weight, false), this.bias);
+    return tidy(() => add(matmulLastAxis(x, this.weight, false), this.bias));
   }
 }
 
@@ -229,9 +230,10 @@ export class Dropout extends Layer {
 
   forward(x: Tensor): Tensor {
     if (!this.training || this.p === 0) return x;
-    const mask = this._nextMask ?? dropoutMask(x.shape, this.p, () => this._random.next(), x);
+    const injected = this._nextMask;
     this._nextMask = null;
-    return mul(x, mask);
+    // The mask lives on in mul's backward; the scope frees our handle to it.
+    return tidy(() => mul(x, injected ?? dropoutMask(x.shape, this.p, () => this._random.next(), x)));
   }
 }
 
@@ -253,8 +255,10 @@ export class Sequential extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    let y = x;
-    for (let i = 0; i < this._n; i++) y = this.at(i).forward(y);
-    return y;
+    return tidy(() => {
+      let y = x;
+      for (let i = 0; i < this._n; i++) y = this.at(i).forward(y);
+      return y;
+    });
   }
 }

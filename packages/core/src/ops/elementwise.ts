@@ -1,3 +1,4 @@
+import { tidy } from '../tensor/scope.js';
 import type { BinaryOp, UnaryOp } from '../backend/backend.js';
 import type { DType } from '../dtype.js';
 import { DoraError, DTypeError } from '../errors.js';
@@ -17,12 +18,15 @@ function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 
 /** Sums a broadcast gradient back down to `shape`. */
 export function sumTo(g: Tensor, shape: Shape): Tensor {
-  if (sameShape(g.shape, shape)) return g;
-  const axes = broadcastedAxes(shape, g.shape);
-  const b = g.backend;
-  const kept = g.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-  const reduced = axes.length ? wrap(b, b.reduce('sum', g.info, axes, kept), kept, g.dtype) : g;
-  return reshape(reduced, shape);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    if (sameShape(g.shape, shape)) return g;
+    const axes = broadcastedAxes(shape, g.shape);
+    const b = g.backend;
+    const kept = g.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const reduced = axes.length ? wrap(b, b.reduce('sum', g.info, axes, kept), kept, g.dtype) : g;
+    return reshape(reduced, shape);
+  });
 }
 
 export function add(a: Tensor, b: Tensor): Tensor {

@@ -33,9 +33,12 @@ export function weightNorm(w: Tensor, a: Tensor, b: Tensor, scale: number, optio
 
 /** The reference: materialises B·A (out×in floats). */
 export function weightNormComposite(w: Tensor, a: Tensor, b: Tensor, scale: number, transposeW: boolean): Tensor {
-  const wOi = transposeW ? transpose(w, [1, 0]) : w;
-  const v = add(wOi, mulScalar(matmul(b, a), scale));
-  return sqrt(sum(mul(v, v), 1));
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const wOi = transposeW ? transpose(w, [1, 0]) : w;
+    const v = add(wOi, mulScalar(matmul(b, a), scale));
+    return sqrt(sum(mul(v, v), 1));
+  });
 }
 
 /**
@@ -43,32 +46,35 @@ export function weightNormComposite(w: Tensor, a: Tensor, b: Tensor, scale: numb
  * and bias.
  */
 export function doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
-  const be = backendOf('doraCompose', base, lora, g, ...(bias ? [bias] : []));
-  const out = base.shape[base.rank - 1]!;
-  if (!sameShapes(base, lora) || g.size !== out || (bias && bias.size !== out)) {
-    throw new ShapeError(
-      `doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit`,
-    );
-  }
-  const g1 = reshape(g, [out]);
-  const b1 = bias ? reshape(bias, [out]) : null;
-  const y = be.doraCompose
-    ? wrap(be, be.doraCompose(base.info, lora.info, g1.info, scale, b1?.info ?? null), base.shape, 'float32')
-    : noGrad(() => doraComposeComposite(base, lora, g1, scale, b1));
-  // Backward allocates at most one activation-sized temporary at a time (each inner tidy frees its
-  // product before the next), so DoRA's step peaks barely above LoRA's.
-  return record('doraCompose', y, [base, lora, g, bias], [base, lora, g1], (dy, [sb, sl, sg]) => [
-    base.requiresGrad ? mul(dy, sg!) : null,
-    lora.requiresGrad ? mul(dy, tidy(() => mulScalar(sg!, scale))) : null,
-    g.requiresGrad
-      ? tidy(() => {
-          const dBase = tidy(() => sumTo(mul(dy, sb!), [out]));
-          const dLora = tidy(() => sumTo(mul(dy, sl!), [out]));
-          return reshape(add(dBase, mulScalar(dLora, scale)), g.shape);
-        })
-      : null,
-    bias?.requiresGrad ? reshape(sumTo(dy, [out]), bias.shape) : null,
-  ]);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const be = backendOf('doraCompose', base, lora, g, ...(bias ? [bias] : []));
+    const out = base.shape[base.rank - 1]!;
+    if (!sameShapes(base, lora) || g.size !== out || (bias && bias.size !== out)) {
+      throw new ShapeError(
+        `doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit`,
+      );
+    }
+    const g1 = reshape(g, [out]);
+    const b1 = bias ? reshape(bias, [out]) : null;
+    const y = be.doraCompose
+      ? wrap(be, be.doraCompose(base.info, lora.info, g1.info, scale, b1?.info ?? null), base.shape, 'float32')
+      : noGrad(() => doraComposeComposite(base, lora, g1, scale, b1));
+    // Backward allocates at most one activation-sized temporary at a time (each inner tidy frees its
+    // product before the next), so DoRA's step peaks barely above LoRA's.
+    return record('doraCompose', y, [base, lora, g, bias], [base, lora, g1], (dy, [sb, sl, sg]) => [
+      base.requiresGrad ? mul(dy, sg!) : null,
+      lora.requiresGrad ? mul(dy, tidy(() => mulScalar(sg!, scale))) : null,
+      g.requiresGrad
+        ? tidy(() => {
+            const dBase = tidy(() => sumTo(mul(dy, sb!), [out]));
+            const dLora = tidy(() => sumTo(mul(dy, sl!), [out]));
+            return reshape(add(dBase, mulScalar(dLora, scale)), g.shape);
+          })
+        : null,
+      bias?.requiresGrad ? reshape(sumTo(dy, [out]), bias.shape) : null,
+    ]);
+  });
 }
 
 function sameShapes(a: Tensor, b: Tensor): boolean {
@@ -76,6 +82,9 @@ function sameShapes(a: Tensor, b: Tensor): boolean {
 }
 
 export function doraComposeComposite(base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
-  const y = mul(g, add(base, mulScalar(lora, scale)));
-  return bias ? add(bias, y) : y;
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const y = mul(g, add(base, mulScalar(lora, scale)));
+    return bias ? add(bias, y) : y;
+  });
 }

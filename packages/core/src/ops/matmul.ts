@@ -1,3 +1,4 @@
+import { tidy } from '../tensor/scope.js';
 import type { MatMulOptions } from '../backend/backend.js';
 import { ShapeError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
@@ -40,19 +41,25 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Tenso
 
 /** x·Wᵀ (+ bias) for x [..., in] and W [out, in] — PyTorch's F.linear. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  if (x.shape[x.rank - 1] !== weight.shape[1]) {
-    throw new ShapeError(`linear: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`);
-  }
-  const y = matmulLastAxis(x, weight, true);
-  return bias ? addBias(y, bias) : y;
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    if (x.shape[x.rank - 1] !== weight.shape[1]) {
+      throw new ShapeError(`linear: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`);
+    }
+    const y = matmulLastAxis(x, weight, true);
+    return bias ? addBias(y, bias) : y;
+  });
 }
 
 /** x [..., k] · w (w [k, n], or [n, k] with transposeW) with the leading axes of x flattened into rows. */
 export function matmulLastAxis(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
-  const lead = x.shape.slice(0, -1);
-  const x2 = x.rank === 2 ? x : reshapeRows(x);
-  const y = matmul(x2, w, { transposeB: transposeW });
-  return x.rank === 2 ? y : reshapeBack(y, [...lead, y.shape[1]!]);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const lead = x.shape.slice(0, -1);
+    const x2 = x.rank === 2 ? x : reshapeRows(x);
+    const y = matmul(x2, w, { transposeB: transposeW });
+    return x.rank === 2 ? y : reshapeBack(y, [...lead, y.shape[1]!]);
+  });
 }
 
 const reshapeRows = (x: Tensor) => reshape(x, [-1, x.shape[x.rank - 1]!]);

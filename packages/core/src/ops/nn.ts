@@ -1,3 +1,4 @@
+import { tidy } from '../tensor/scope.js';
 import type { Conv2dParams } from '../backend/backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
@@ -71,16 +72,19 @@ export function conv2dOutShape(x: readonly number[], w: readonly number[], p: Co
 
 /** 2-D convolution, NCHW input and OIHW weight (PyTorch layout); bias [out] optional. */
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
-  const be = backendOf('conv2d', x, w);
-  requireFloat('conv2d', x);
-  const p = conv2dParams(options);
-  const shape = conv2dOutShape(x.shape, w.shape, p);
-  const y = wrap(be, be.conv2d(x.info, w.info, p, shape), shape, 'float32');
-  const out = record('conv2d', y, [x, w], [x, w], (g, [sx, sw]) => [
-    x.requiresGrad ? wrap(g.backend, g.backend.conv2dBackpropInput(g.info, sw!.info, p, x.shape), x.shape, 'float32') : null,
-    w.requiresGrad ? wrap(g.backend, g.backend.conv2dBackpropFilter(sx!.info, g.info, p, w.shape), w.shape, 'float32') : null,
-  ]);
-  return bias ? add(out, reshape(bias, [1, -1, 1, 1])) : out;
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const be = backendOf('conv2d', x, w);
+    requireFloat('conv2d', x);
+    const p = conv2dParams(options);
+    const shape = conv2dOutShape(x.shape, w.shape, p);
+    const y = wrap(be, be.conv2d(x.info, w.info, p, shape), shape, 'float32');
+    const out = record('conv2d', y, [x, w], [x, w], (g, [sx, sw]) => [
+      x.requiresGrad ? wrap(g.backend, g.backend.conv2dBackpropInput(g.info, sw!.info, p, x.shape), x.shape, 'float32') : null,
+      w.requiresGrad ? wrap(g.backend, g.backend.conv2dBackpropFilter(sx!.info, g.info, p, w.shape), w.shape, 'float32') : null,
+    ]);
+    return bias ? add(out, reshape(bias, [1, -1, 1, 1])) : out;
+  });
 }
 
 /** Multiplies by a host-built keep mask scaled by 1/(1−p) (PyTorch's inverted dropout). */
@@ -99,19 +103,25 @@ export function dropoutMask(shape: readonly number[], p: number, random: () => n
 
 /** LayerNorm over the last axis (biased variance, as PyTorch). */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
-  const mu = mean(x, -1, true);
-  const xc = sub(x, mu);
-  const variance = mean(mul(xc, xc), -1, true);
-  let y = mul(xc, rsqrt(addScalar(variance, eps)));
-  if (weight) y = mul(y, weight);
-  if (bias) y = add(y, bias);
-  return y;
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const mu = mean(x, -1, true);
+    const xc = sub(x, mu);
+    const variance = mean(mul(xc, xc), -1, true);
+    let y = mul(xc, rsqrt(addScalar(variance, eps)));
+    if (weight) y = mul(y, weight);
+    if (bias) y = add(y, bias);
+    return y;
+  });
 }
 
 /** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (Llama's order). */
 export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
-  const y = mul(x, rsqrt(addScalar(mean(mul(x, x), -1, true), eps)));
-  return weight ? mul(weight, y) : y;
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const y = mul(x, rsqrt(addScalar(mean(mul(x, x), -1, true), eps)));
+    return weight ? mul(weight, y) : y;
+  });
 }
 
 /**
@@ -119,24 +129,27 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
  * (PyTorch's default −100). Returns a scalar.
  */
 export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = -100): Tensor {
-  if (logits.rank !== 2 || logits.shape[0] !== targets.length) {
-    throw new ShapeError(`crossEntropy: logits ${shapeStr(logits.shape)} do not match ${targets.length} targets`);
-  }
-  const [n, c] = logits.shape as [number, number];
-  const flatIdx = new Int32Array(n);
-  const weights = new Float32Array(n);
-  let counted = 0;
-  for (let i = 0; i < n; i++) {
-    const t = targets[i]!;
-    if (t === ignoreIndex) continue;
-    if (t < 0 || t >= c) throw new ShapeError(`crossEntropy: target ${t} at row ${i} is outside [0, ${c})`);
-    flatIdx[i] = i * c + t;
-    weights[i] = 1;
-    counted++;
-  }
-  const be = logits.backend;
-  const logp = reshape(logSoftmax(logits), [n * c, 1]);
-  const picked = reshape(gather(logp, tensor(flatIdx, [n], { backend: be })), [n]);
-  const weighted = mul(picked, tensor(weights, [n], { backend: be }));
-  return mulScalar(neg(sum(weighted)), counted ? 1 / counted : 0);
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    if (logits.rank !== 2 || logits.shape[0] !== targets.length) {
+      throw new ShapeError(`crossEntropy: logits ${shapeStr(logits.shape)} do not match ${targets.length} targets`);
+    }
+    const [n, c] = logits.shape as [number, number];
+    const flatIdx = new Int32Array(n);
+    const weights = new Float32Array(n);
+    let counted = 0;
+    for (let i = 0; i < n; i++) {
+      const t = targets[i]!;
+      if (t === ignoreIndex) continue;
+      if (t < 0 || t >= c) throw new ShapeError(`crossEntropy: target ${t} at row ${i} is outside [0, ${c})`);
+      flatIdx[i] = i * c + t;
+      weights[i] = 1;
+      counted++;
+    }
+    const be = logits.backend;
+    const logp = reshape(logSoftmax(logits), [n * c, 1]);
+    const picked = reshape(gather(logp, tensor(flatIdx, [n], { backend: be })), [n]);
+    const weighted = mul(picked, tensor(weights, [n], { backend: be }));
+    return mulScalar(neg(sum(weighted)), counted ? 1 / counted : 0);
+  });
 }

@@ -1,3 +1,4 @@
+import { tidy } from '../tensor/scope.js';
 import type { ReduceOp } from '../backend/backend.js';
 import { DoraError, ShapeError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
@@ -16,11 +17,14 @@ function normAxes(x: Tensor, axes: number | readonly number[] | undefined, op: s
 }
 
 function rawReduce(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean): Tensor {
-  const be = backendOf(op, x);
-  requireFloat(op, x);
-  const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-  const out = wrap(be, be.reduce(op, x.info, axes, kept), kept, x.dtype);
-  return keepDims ? out : reshape(out, x.shape.filter((_, i) => !axes.includes(i)));
+  // Composite: intermediates are freed here; the graph keeps what backward needs.
+  return tidy(() => {
+    const be = backendOf(op, x);
+    requireFloat(op, x);
+    const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    const out = wrap(be, be.reduce(op, x.info, axes, kept), kept, x.dtype);
+    return keepDims ? out : reshape(out, x.shape.filter((_, i) => !axes.includes(i)));
+  });
 }
 
 /** Broadcasts g (keep-dims shape) back to `shape` by adding zeros. */
