@@ -98,6 +98,7 @@ export function argMaxInto(x: Numeric, rowLength: number, out: Int32Array): void
  */
 export function softmaxInto(x: Float32Array, rowLength: number, log: boolean, out: Float32Array): void {
   const rows = rowLength === 0 ? 0 : x.length / rowLength;
+  const shifted = new Float64Array(rowLength); // x − max, kept in float64 so exp runs once per element
   for (let r = 0; r < rows; r++) {
     const base = r * rowLength;
     let max = -Infinity;
@@ -107,13 +108,14 @@ export function softmaxInto(x: Float32Array, rowLength: number, log: boolean, ou
     }
     // An all −∞ row has max −∞ and x − max = NaN below, which is the answer we want.
     let sum = 0;
-    for (let i = 0; i < rowLength; i++) sum += Math.exp(x[base + i]! - max);
     if (log) {
+      for (let i = 0; i < rowLength; i++) sum += Math.exp((shifted[i] = x[base + i]! - max));
       const logSum = Math.log(sum);
-      for (let i = 0; i < rowLength; i++) out[base + i] = x[base + i]! - max - logSum;
+      for (let i = 0; i < rowLength; i++) out[base + i] = shifted[i]! - logSum;
     } else {
+      for (let i = 0; i < rowLength; i++) sum += (shifted[i] = Math.exp(x[base + i]! - max));
       const inv = 1 / sum;
-      for (let i = 0; i < rowLength; i++) out[base + i] = Math.exp(x[base + i]! - max) * inv;
+      for (let i = 0; i < rowLength; i++) out[base + i] = shifted[i]! * inv;
     }
   }
 }
