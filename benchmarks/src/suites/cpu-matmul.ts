@@ -50,14 +50,25 @@ const suite: BenchSuite = {
 };
 export default suite;
 
-/** undefined when the backend refuses that many threads (its kernels are single-threaded for now). */
+/**
+ * undefined when the backend cannot use that many threads: it refuses them (ConfigError) or takes them as
+ * a bound and reports fewer in `backend.threads` (backend-cpu's kernels are single-threaded for now), so
+ * no row claims threads it did not use.
+ */
 function createBackend(threads: number): Backend | undefined {
+  let backend: Backend;
   try {
-    return createCpuBackend({ threads });
+    backend = createCpuBackend({ threads });
   } catch (error) {
     if (threads > 1 && error instanceof ConfigError) return undefined;
     throw error;
   }
+  const used = (backend as { threads?: unknown }).threads;
+  if (typeof used === 'number' && used < threads) {
+    backend.dispose();
+    return undefined;
+  }
+  return backend;
 }
 
 async function timeBackendMatmul(backend: Backend, a: Float32Array, b: Float32Array, n: number, quick: boolean): Promise<number> {
