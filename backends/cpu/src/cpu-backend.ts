@@ -17,6 +17,7 @@ import {
   DisposedTensorError,
   DTypeError,
   type MatMulOptions,
+  MissingKernelError,
   type ReduceOp,
   sameShape,
   ShapeError,
@@ -155,6 +156,7 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   reduce(op: ReduceOp, a: CpuInfo, axes: readonly number[], outShape: readonly number[]): CpuStorage {
     const x = this.readNumeric(op, a);
+    if (op !== 'sum' && op !== 'mean' && op !== 'max' && op !== 'min') throw new MissingKernelError(`reduce '${String(op)}'`, 'cpu');
     if (a.dtype === 'int32' && op === 'mean') throw new DTypeError(`cpu mean: needs float32, got int32 ${shapeStr(a.shape)}`);
     const rank = a.shape.length;
     if (axes.length === 0 || axes.some((ax, i) => !Number.isInteger(ax) || ax < 0 || ax >= rank || (i > 0 && ax <= axes[i - 1]!))) {
@@ -260,7 +262,7 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   cast(a: CpuInfo, dtype: DType): CpuStorage {
     const x = this.read('cast', a);
-    arrayTypeOf(dtype);
+    arrayTypeOf(dtype); // throws a DTypeError naming an unknown target dtype
     const out = allocFor(dtype, x.length);
     castInto(x, a.dtype, dtype, out);
     return this.make(out);

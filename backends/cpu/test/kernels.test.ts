@@ -110,3 +110,13 @@ describe('layouts the suite does not pin', () => {
     expect(out.slice(0, 6)).toEqual([0, 4, 8, 12, 16, 20]);
   });
 });
+
+describe('unknown ops', () => {
+  it('are a MissingKernelError naming the op, never a silent zero', () => {
+    const x = up(b, [1, 2], [2]);
+    expect(() => b.unary('cbrt' as never, x)).toThrow(/no kernel 'cbrt'/);
+    expect(() => b.binary('mod' as never, x, x, [2])).toThrow(/no kernel 'mod'/);
+    expect(() => b.reduce('prod' as never, x, [0], [1])).toThrow(/no kernel 'reduce 'prod''/);
+    expect(() => b.cast(x, 'float64' as never)).toThrow(DTypeError);
+  });
+});

@@ -2,7 +2,7 @@
  * Elementwise kernels. Each loop is written once per op with the op chosen outside the loop, so the hot
  * loop has no call and no branch on the op (a function-per-op table would make the loop megamorphic).
  */
-import type { AnyTypedArray, BinaryOp, UnaryOp } from '@dorajs/core';
+import { type AnyTypedArray, type BinaryOp, MissingKernelError, type UnaryOp } from '@dorajs/core';
 import type { BroadcastPlan } from './broadcast.js';
 import { erf, gelu, geluTanh, sigmoid, silu } from './scalar-math.js';
 
@@ -55,6 +55,8 @@ export function binaryInto(op: BinaryOp, a: Numeric, b: Numeric, out: Numeric, p
       case 'equal':
         for (let i = o; i < end; i++, ia += sa, ib += sb) out[i] = a[ia]! === b[ib]! ? 1 : 0;
         break;
+      default:
+        throw unknownOp(op);
     }
   }
 }
@@ -136,7 +138,14 @@ export function unaryInto(op: UnaryOp, x: Numeric, out: Numeric): void {
     case 'isFinite':
       for (let i = 0; i < n; i++) out[i] = Number.isFinite(x[i]!) ? 1 : 0;
       break;
+    default:
+      throw unknownOp(op);
   }
+}
+
+/** `never` makes a new op in the contract a compile error here; the throw covers callers outside TypeScript. */
+function unknownOp(op: never): MissingKernelError {
+  return new MissingKernelError(String(op), 'cpu');
 }
 
 export function affineInto(x: Numeric, scale: number, offset: number, out: Numeric): void {
