@@ -233,7 +233,7 @@ export class Trainer<E> {
   /** Runs until `maxSteps` optimizer steps have been taken (continuing a resumed run). */
   async train(options: TrainCallOptions = {}): Promise<TrainOutput> {
     if (options.resumeFromCheckpoint !== undefined) await this.resume(options.resumeFromCheckpoint);
-    const { maxSteps, gradAccum, batchSize, maxGradNorm, evalStep, loggingSteps, saveStep } = this.args;
+    const { maxSteps, maxGradNorm, evalStep, loggingSteps, saveStep } = this.args;
     const start = performance.now();
     const firstStep = this.globalStep;
     let samples = 0;
@@ -243,34 +243,8 @@ export class Trainer<E> {
     while (this.globalStep < maxSteps) {
       const lr = this.args.lr * this.schedule(this.globalStep);
       for (const o of this.optimizers) o.lr = lr;
-      const micro: Batch[] = [];
-      for (let i = 0; i < gradAccum; i++) micro.push(this.collate(this.dataOrder.next(batchSize).map((j) => this.train_.get(j))));
-      const normalizer = micro.reduce((n, b) => n + this.countTargets(b), 0);
-      let lossSum: Tensor | null = null;
-      for (const batch of micro) {
-        try {
-          const loss = tidy(() => {
-            const l = this.loss(this.forward(batch.input), batch, normalizer);
-            backward(l);
-            return ops.detach(l);
-          });
-          const next: Tensor = lossSum ? tidy(() => noGrad(() => ops.add(lossSum!, loss))) : loss;
-          if (lossSum) {
-            lossSum.dispose();
-            loss.dispose();
-          }
-          lossSum = next;
-        } finally {
-          batch.input.dispose();
-        }
-        samples += batch.size;
-      }
-      const stepLoss = (await lossSum!.float32())[0]!;
-      lossSum!.dispose();
-      if (!Number.isFinite(stepLoss)) {
-        this.zeroGrad();
-        throw new NonFiniteLossError(this.globalStep + 1, stepLoss);
-      }
+      const { loss: stepLoss, samples: stepSamples } = await this.accumulateGradients();
+      samples += stepSamples;
       const gradNorm = maxGradNorm > 0 ? await clipGradNorm(this.trainable(), maxGradNorm) : Number.NaN;
       for (const o of this.optimizers) o.step();
       this.zeroGrad();
@@ -319,6 +293,50 @@ export class Trainer<E> {
     };
     this.logHistory.push({ ...metrics, step: this.globalStep });
     return { globalStep: this.globalStep, trainingLoss, metrics };
+  }
+
+  /**
+   * Forward and backward over `gradAccum` micro-batches, leaving the summed gradients in `.grad`. Returns
+   * the step's loss (read back once) and its example count. On any error nothing stays allocated.
+   */
+  private async accumulateGradients(): Promise<{ loss: number; samples: number }> {
+    const { gradAccum, batchSize } = this.args;
+    const micro: Batch[] = [];
+    let lossSum: Tensor | null = null;
+    try {
+      for (let i = 0; i < gradAccum; i++) micro.push(this.collate(this.dataOrder.next(batchSize).map((j) => this.train_.get(j))));
+      // Every micro-batch is normalised by the whole step's target count (transformers' num_items_in_batch).
+      const normalizer = micro.reduce((n, b) => n + this.countTargets(b), 0);
+      let samples = 0;
+      while (micro.length) {
+        const batch = micro.shift()!;
+        try {
+          const loss = tidy(() => {
+            const l = this.loss(this.forward(batch.input), batch, normalizer);
+            backward(l);
+            return ops.detach(l);
+          });
+          const previous: Tensor | null = lossSum;
+          lossSum = previous ? tidy(() => noGrad(() => ops.add(previous, loss))) : loss;
+          if (previous) {
+            previous.dispose();
+            loss.dispose();
+          }
+        } finally {
+          batch.input.dispose();
+        }
+        samples += batch.size;
+      }
+      const loss = (await lossSum!.float32())[0]!;
+      if (!Number.isFinite(loss)) throw new NonFiniteLossError(this.globalStep + 1, loss);
+      return { loss, samples };
+    } catch (e) {
+      for (const b of micro) b.input.dispose();
+      this.zeroGrad();
+      throw e;
+    } finally {
+      (lossSum as Tensor | null)?.dispose();
+    }
   }
 
   /** `eval_loss` (mean over counted targets), `eval_accuracy` (classification) and speed metrics. */

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointError, type ModelCheckpointer, parameterCheckpointer, Trainer, type TrainingArguments } from '../src/index.js';
+import { CheckpointError, LabelOutOfRangeError, type ModelCheckpointer, parameterCheckpointer, Trainer, type TrainingArguments } from '../src/index.js';
 import { bitsEqual, blobs, collateFor, type Example, Mlp, snapshot, testBackend } from './helpers.js';
 
 const FEATURES = 6;
@@ -143,6 +143,38 @@ describe('Trainer', () => {
     });
     await expect(other.train({ resumeFromCheckpoint: true })).rejects.toThrow(CheckpointError);
     other.dispose();
+  });
+
+  it('a bad batch mid-step raises a typed error and leaves nothing allocated', async () => {
+    const model = new Mlp(backend, FEATURES, 16, CLASSES, 3);
+    const bad = [...train.slice(0, 12), { x: new Float32Array(FEATURES), label: 7 }];
+    const t = new Trainer<Example>({
+      model,
+      objective: 'classification',
+      trainDataset: bad,
+      collate: collateFor(backend, FEATURES),
+      args: { batchSize: 4, gradAccum: 4, maxSteps: 3, shuffle: false },
+    });
+    const before = backend.liveBuffers();
+    await expect(t.train()).rejects.toThrow(LabelOutOfRangeError);
+    expect(backend.liveBuffers()).toBe(before);
+    expect(model.parameters().every((p) => p.grad === null)).toBe(true);
+    t.dispose();
+  });
+
+  it('stops on a non-finite loss, naming the step', async () => {
+    const model = new Mlp(backend, FEATURES, 16, CLASSES, 3);
+    const poisoned = train.map((e, i) => (i === 5 ? { ...e, x: new Float32Array(FEATURES).fill(Number.NaN) } : e));
+    const t = new Trainer<Example>({
+      model,
+      objective: 'classification',
+      trainDataset: poisoned,
+      collate: collateFor(backend, FEATURES),
+      args: { batchSize: 4, maxSteps: 3, shuffle: false },
+    });
+    await expect(t.train()).rejects.toThrow(/loss is NaN at step 2/);
+    expect(t.globalStep).toBe(1);
+    t.dispose();
   });
 
   it('gradient accumulation matches one large batch', async () => {
