@@ -3,7 +3,7 @@
  * strides (so every transpose is just a choice of strides and never a copy).
  *
  * Large products follow the Goto/BLIS scheme: B is packed per KC×NC block and A per MC×KC block into
- * contiguous panels, and a 4×4 register-blocked micro-kernel (asm.js, see asm-kernel.ts) runs over the
+ * contiguous panels, and a 4×2 register-blocked micro-kernel (asm.js, see asm-kernel.ts) runs over the
  * panels. The panels are float64: JavaScript multiplies in float64 anyway, so converting once while
  * packing saves a conversion per use in the micro-kernel, and products accumulate in float64 (one
  * float32 rounding per K block). M = 1 and N = 1 take streaming GEMV paths; tiny products a plain loop.
@@ -11,8 +11,8 @@
 import { type MicroKernel, MicroKernelModule } from './asm-kernel.js';
 
 const MR = 4;
-const NR = 4;
-/** K block: a 4×KC float64 panel of A and of B (8 KiB each) stay in L1 during the micro-kernel. */
+const NR = 2;
+/** K block: a 4×KC and a KC×2 float64 panel (8 and 4 KiB) stay in L1 during the micro-kernel. */
 const KC = 256;
 /** M block: the packed MC×KC block of A (256 KiB) stays in L2. */
 const MC = 128;
@@ -220,8 +220,6 @@ function packB(b: Operand, p0: number, kc: number, j0: number, nc: number, buf: 
         const row = src + p * rowStride;
         buf[q] = data[row]!;
         buf[q + 1] = data[row + 1]!;
-        buf[q + 2] = data[row + 2]!;
-        buf[q + 3] = data[row + 3]!;
       }
       continue;
     }
