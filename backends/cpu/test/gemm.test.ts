@@ -29,7 +29,7 @@ function maxError(c: Float32Array, ref: Float64Array, ldc: number, n: number, cO
 }
 
 describe('gemm paths', () => {
-  // Sizes chosen to cross every block edge: MR/NR = 4, KC = 256, MC = 128, NC = 1024, and the GEMV/naive paths.
+  // Sizes chosen to cross every block edge: MR = 4, NR = 2, KC = 256, MC = 128, NC = 1024, and the GEMV/naive paths.
   const cases: [number, number, number][] = [
     [1, 37, 300], // GEMV over rows
     [29, 1, 300], // GEMV over columns

@@ -28,7 +28,7 @@ export interface MicroKernel {
  * Why 4×2 and not 4×4: x86-64 code gets 16 float registers. A 4×4 block needs 16 accumulators plus the 8
  * loaded values, so V8 spills half the accumulators to the stack and every step pays a load and a store
  * for each; 4×2 keeps its 8 accumulators, 4 + 2 operands and a temporary in registers. Measured on the
- * 2-core reference machine: ~12% faster at 960³ (4×2, 3×3 and 4×4 at 4.5, 4.6 and 4.0 GFLOP/s under load).
+ * 2-core reference machine, interleaved runs: 4×2 ~5.1 GFLOP/s at 1024³ against 4×4 ~4.5 (3×3 was close to 4×2).
  */
 /* eslint-disable no-var */
 export function MicroKernelModule(stdlib: typeof globalThis, _foreign: unknown, heap: ArrayBuffer): MicroKernel {
