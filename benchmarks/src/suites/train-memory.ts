@@ -1,9 +1,9 @@
 /**
  * Shared by the train-* suites: a backend wrapper that counts the bytes of every live storage handle and
  * remembers the high-water mark — the same notion as PyTorch's max_memory_allocated, for any backend
- * whose handles expose their typed array (`values` on backend-cpu).
+ * whose handles say their size (backend-cpu and backend-webgpu).
  */
-import type { Backend } from '@dorajs/core';
+import { type Backend, BYTES_PER_ELEMENT, type DType } from '@dorajs/core';
 
 export interface MemoryTracked {
   readonly backend: Backend;
@@ -14,9 +14,12 @@ export interface MemoryTracked {
   resetPeak(): void;
 }
 
+/** backend-cpu handles hold their typed array (`values`); backend-webgpu's say `size` elements of `dtype`. */
 function bytesOf(handle: unknown): number {
-  const values = (handle as { values?: ArrayBufferView } | null)?.values;
-  return values && ArrayBuffer.isView(values) ? values.byteLength : 0;
+  const h = handle as { values?: unknown; size?: unknown; dtype?: unknown } | null;
+  if (h?.values && ArrayBuffer.isView(h.values)) return h.values.byteLength;
+  if (typeof h?.size === 'number' && typeof h.dtype === 'string' && h.dtype in BYTES_PER_ELEMENT) return h.size * BYTES_PER_ELEMENT[h.dtype as DType];
+  return 0;
 }
 
 const NOT_HANDLES = new Set(['download', 'release', 'liveBuffers', 'sync', 'dispose']);
@@ -62,3 +65,12 @@ export function trackMemory(inner: Backend): MemoryTracked {
 }
 
 export const MiB = 2 ** 20;
+
+/**
+ * Milliseconds of CPU time this process has used. On a shared machine, wall time swings with other
+ * processes' load while CPU time counts only our own work, so CPU-backend ratios use it.
+ */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
