@@ -52,7 +52,7 @@ const ALL_DTYPES: readonly DType[] = ['float32', 'int32', 'bfloat16', 'float16',
 
 export class WebGpuBackend implements Backend<GpuTensor> {
   readonly name = 'webgpu';
-  readonly capabilities: BackendCapabilities = { dtypes: ALL_DTYPES, offHost: true };
+  readonly capabilities: BackendCapabilities;
   private readonly rt: GpuRuntime;
   private readonly ctx: KernelContext;
   private readonly released = new WeakSet<GpuTensor>();
@@ -64,6 +64,8 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     private readonly destroyDevice: boolean,
     options: WebGpuBackendOptions = {},
   ) {
+    // A CPU rasterizer behind WebGPU (Mesa llvmpipe, SwiftShader) is slower than the CPU backend: 'auto' skips it.
+    this.capabilities = { dtypes: ALL_DTYPES, offHost: true, software: /llvmpipe|swiftshader|lavapipe|softpipe/i.test(description) };
     this.rt = new GpuRuntime(device, { maxPoolBytes: options.maxPoolBytes });
     this.ctx = new KernelContext(this.rt, {
       matmulVariant: options.matmulVariant ?? 'auto',

@@ -48,6 +48,20 @@ describe.each(CASES)('dora run / merge on the $name fixture ($backend)', ({ name
   });
 });
 
+describe('--backend auto', () => {
+  it('picks a backend, says which on stderr, and never prefers an emulated GPU over the CPU backend', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'logits.safetensors');
+    const r = await dora('run', '--model', join(FIXTURES, 'llama', 'base'), '--adapter', join(FIXTURES, 'llama', 'adapter'), '--ids', idsJson('llama', dir), '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    const line = r.stderr.split('\n').find((l) => l.startsWith('dora: backend '))!;
+    expect(line).toMatch(/^dora: backend (cpu|webgpu|tfjs) \(auto: /);
+    if (line.includes('software device')) expect(line).toMatch(/^dora: backend cpu /);
+    const expected = readTensors(join(FIXTURES, 'llama', 'tensors.safetensors'));
+    expect(relativeError(floats(readTensors(out), 'logits'), floats(expected, 'out.dora'))).toBeLessThanOrEqual(1e-4);
+  });
+});
+
 describe('help', () => {
   it.each(['run', 'merge', 'finetune'])('dora %s --help lists its flags and --backend', async (cmd) => {
     const r = await dora(cmd, '--help');

@@ -128,6 +128,11 @@ export interface BackendCapabilities {
   readonly dtypes: readonly DType[];
   /** True when tensors live off the host (a GPU), so host round trips are expensive. */
   readonly offHost: boolean;
+  /**
+   * True when the device is emulated on the CPU (e.g. WebGPU on Mesa llvmpipe): 'auto' then prefers
+   * another backend. Asking for the backend by name still uses it.
+   */
+  readonly software?: boolean;
 }
 
 export interface Backend<H = unknown> extends BackendKernels<H>, FusedKernels<H> {

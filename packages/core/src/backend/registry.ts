@@ -54,14 +54,25 @@ export async function resolveBackend(spec: BackendSpec = 'auto'): Promise<Resolv
     .filter(([, r]) => r.priority >= 0)
     .sort((a, b) => b[1].priority - a[1].priority);
   const failures: string[] = [];
+  let softwareFallback: { backend: Backend; name: string } | null = null;
+  const after = () => (failures.length ? ` after ${failures.join('; ')}` : '');
   for (const [name, reg] of candidates) {
+    let backend: Backend;
     try {
-      const backend = await reg.factory();
-      const skipped = failures.length ? ` after ${failures.join('; ')}` : '';
-      return { backend, reason: `auto: ${name}${skipped}` };
+      backend = await reg.factory();
     } catch (e) {
       failures.push(`${name} unavailable (${(e as Error).message})`);
+      continue;
     }
+    // An emulated GPU loses to the real CPU backend; keep it only as a last resort.
+    if (backend.capabilities.software && !softwareFallback) {
+      softwareFallback = { backend, name };
+      failures.push(`${name} skipped (software device)`);
+      continue;
+    }
+    softwareFallback?.backend.dispose();
+    return { backend, reason: `auto: ${name}${after()}` };
   }
+  if (softwareFallback) return { backend: softwareFallback.backend, reason: `auto: ${softwareFallback.name} (software device; nothing else could start)` };
   throw new BackendError(`no backend could start: ${failures.join('; ') || 'none registered'}`);
 }
