@@ -3,14 +3,30 @@
  * model stays where it is. Inputs are copied there, the result is copied back, and every temporary on the
  * offload backend is released before returning — so it holds memory only for the duration of one layer.
  */
-import { type Backend, noGrad, resolveBackend, type Tensor, tensor, tidy } from '@dorajs/core';
+import { type Backend, noGrad, registeredBackends, resolveBackend, type Tensor, tensor, tidy } from '@dorajs/core';
 import type { LoraConfig } from '../config/lora-config.js';
 
 /** `true` → the WebGPU backend (resolveBackend('webgpu')); a Backend → itself; false → none. */
 export async function resolveOffloadBackend(spec: boolean | Backend | undefined): Promise<Backend | null> {
   if (!spec) return null;
-  if (spec === true) return (await resolveBackend('webgpu')).backend;
+  if (spec === true) {
+    if (!registeredBackends().includes('webgpu')) await registerWebGpuIfInstalled();
+    return (await resolveBackend('webgpu')).backend;
+  }
   return spec;
+}
+
+/**
+ * `true` means "the WebGPU backend": register it on first use when @dorajs/backend-webgpu is installed, so
+ * callers need no side-effect import. Without the package, resolveBackend's error says how to add it.
+ */
+async function registerWebGpuIfInstalled(): Promise<void> {
+  const specifier = '@dorajs/backend-webgpu/register';
+  try {
+    await import(/* optional peer */ specifier);
+  } catch {
+    // not installed: resolveBackend('webgpu') raises a BackendError naming the package to install
+  }
 }
 
 export async function copyToBackend(t: Tensor, backend: Backend): Promise<Tensor> {
