@@ -20,7 +20,7 @@ import {
   DoraError,
 } from '@dorajs/core';
 import type { PoolStats } from './buffer-pool.js';
-import { KernelContext, type GpuTensor, type MatmulVariant } from './context.js';
+import { KernelContext, type GpuTensor, type MatmulTuning, type MatmulVariant, type WeightNormVariant } from './context.js';
 import { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './kernels/conv2d.js';
 import { doraCompose } from './kernels/dora-compose.js';
@@ -40,8 +40,17 @@ export interface WebGpuBackendOptions extends DeviceRequest {
   readonly destroyDevice?: boolean;
   /** Force one matmul program for every shape; also `DORA_WEBGPU_MATMUL=tiled|gemv|smallK`. */
   readonly matmulVariant?: MatmulVariant;
+  /** Force one weight-norm program where it applies; also `DORA_WEBGPU_WN=rows|tiles`. */
+  readonly weightNormVariant?: WeightNormVariant;
+  /**
+   * Fold a `doraCompose` into the matmul that produced its base, and a `weightNorm` into a GEMV over the
+   * same W, by deferring matmuls until their result is read (default true; `DORA_WEBGPU_FUSE=0` disables).
+   */
+  readonly fuse?: boolean;
   /** Free buffer bytes kept for reuse (default 1 GiB). */
   readonly maxPoolBytes?: number;
+  /** Bytes of each of the 4 uniform arenas holding kernel parameters (default 256 KiB; small in tests). */
+  readonly uniformArenaBytes?: number;
 }
 
 export interface WebGpuStats extends RuntimeStats, PoolStats {
@@ -66,10 +75,14 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   ) {
     // A CPU rasterizer behind WebGPU (Mesa llvmpipe, SwiftShader) is slower than the CPU backend: 'auto' skips it.
     this.capabilities = { dtypes: ALL_DTYPES, offHost: true, software: /llvmpipe|swiftshader|lavapipe|softpipe/i.test(description) };
-    this.rt = new GpuRuntime(device, { maxPoolBytes: options.maxPoolBytes });
+    this.rt = new GpuRuntime(device, { maxPoolBytes: options.maxPoolBytes, uniformArenaBytes: options.uniformArenaBytes });
+    const env = typeof process !== 'undefined' ? process.env : undefined;
     this.ctx = new KernelContext(this.rt, {
       matmulVariant: options.matmulVariant ?? 'auto',
+      weightNormVariant: options.weightNormVariant ?? 'auto',
       subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
+      fuse: options.fuse ?? env?.DORA_WEBGPU_FUSE !== '0',
+      tuning: {},
     });
   }
 
@@ -86,6 +99,31 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   /** Forces one matmul program from now on ('auto' restores the choice by shape). */
   setMatmulVariant(variant: MatmulVariant): void {
     this.ctx.options.matmulVariant = variant;
+  }
+
+  /** Forces one weight-norm program from now on ('auto' restores the choice by shape). */
+  setWeightNormVariant(variant: WeightNormVariant): void {
+    this.ctx.options.weightNormVariant = variant;
+  }
+
+  /**
+   * Overrides the programs' blocking (tests, tuning runs); `{}` restores the defaults. The environment
+   * variables `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK` and `DORA_WEBGPU_ROWS` do the same for a process.
+   */
+  setTuning(tuning: MatmulTuning): void {
+    this.rt.flushDeferred();
+    this.ctx.options.tuning = { ...tuning };
+  }
+
+  /** Turns lazy fusion (see `WebGpuBackendOptions.fuse`) on or off; deferred work is recorded first. */
+  setFusion(on: boolean): void {
+    this.rt.flushDeferred();
+    this.ctx.options.fuse = on;
+  }
+
+  /** Whether subgroup operations are in use (the device has `subgroups` and they were not turned off). */
+  get usesSubgroups(): boolean {
+    return this.ctx.options.subgroups;
   }
 
   /** Submits recorded work without waiting for it. */

@@ -66,11 +66,16 @@ export class BufferPool {
     this.parked.push(buf);
   }
 
-  /** Called right after a queue submit. */
-  afterSubmit(): void {
+  /** Called right after a queue submit; buffers `stillNeeded` accepts (by unrecorded work) stay parked. */
+  afterSubmit(stillNeeded?: (buf: GpuBuffer) => boolean): void {
     if (this.parked.length === 0) return;
     let destroyed = false;
+    const keep: GpuBuffer[] = [];
     for (const buf of this.parked) {
+      if (stillNeeded?.(buf)) {
+        keep.push(buf);
+        continue;
+      }
       if (this.freeBytes + buf.size > this.maxFreeBytes) {
         buf.buffer.destroy();
         this.stats.ownedBytes -= buf.size;
@@ -82,7 +87,7 @@ export class BufferPool {
       list.push(buf);
       this.freeBytes += buf.size;
     }
-    this.parked = [];
+    this.parked = keep;
     if (destroyed) this.onDestroy();
   }
 

@@ -12,12 +12,29 @@ export interface GpuTensor {
 }
 
 export type MatmulVariant = 'auto' | 'tiled' | 'gemv' | 'smallK';
+/** `rows`: one pass streaming W's rows (Linear layout); `tiles`: B·A tiles in workgroup memory, any layout. */
+export type WeightNormVariant = 'auto' | 'rows' | 'tiles';
 
 export interface KernelOptions {
   /** Forces one matmul program for every shape (tests, benchmarks). */
   matmulVariant: MatmulVariant;
+  /** Forces one weight-norm program where it applies (tests, benchmarks). */
+  weightNormVariant: WeightNormVariant;
   /** Use subgroup operations where the device has them. */
-  readonly subgroups: boolean;
+  subgroups: boolean;
+  /** Defer matmuls so that a following doraCompose / weightNorm can fold into them. */
+  fuse: boolean;
+  /** Tuning overrides (tests, benchmarks); each also has an environment variable, see `setTuning`. */
+  tuning: MatmulTuning;
+}
+
+export interface MatmulTuning {
+  /** Tiled program blocking `TMxTNxBK` (TM, TN ∈ {4, 8}), e.g. '8x8x8'. */
+  tile?: string;
+  /** K slices of the tiled program (1: no split). */
+  splitK?: number;
+  /** Rows per workgroup of the row-streaming GEMV / weight-norm programs (1, 2, 4 or 8). */
+  rows?: number;
 }
 
 export class KernelContext {

@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" />
 export { createWebGpuBackend, WebGpuBackend, type WebGpuBackendOptions, type WebGpuStats } from './backend.js';
-export type { GpuTensor, MatmulVariant } from './context.js';
+export type { GpuTensor, MatmulTuning, MatmulVariant, WeightNormVariant } from './context.js';
 export { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
 export { BackendDisposedError, DeviceLostError, GpuOutOfMemoryError, GpuValidationError, WebGpuUnavailableError } from './errors.js';
 export { chooseMatmulVariant } from './kernels/matmul.js';

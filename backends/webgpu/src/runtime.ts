@@ -1,8 +1,18 @@
 /**
  * The GPU side of the backend: compiled pipelines cached by program key, bind groups cached by buffer
- * identity, dispatches recorded into one open compute pass and submitted lazily, and readback. Kernel
- * parameters go into one uniform buffer per batch at 256-byte dynamic offsets, so a dispatch costs no
- * buffer creation and, in steady state, no bind-group creation either.
+ * identity, dispatches recorded into one open compute pass and submitted lazily, and readback.
+ *
+ * Host cost per dispatch is dominated by Dawn's native calls (each a few µs in Node), so a dispatch makes
+ * as few as possible: kernel parameters live in content-addressed uniform slots (identical parameters,
+ * the common case in any loop, reuse one slot), which lets bind groups be static: `setBindGroup` without
+ * dynamic offsets is about half the cost, it is skipped when the group is already bound, and
+ * `setPipeline` is skipped when unchanged. In steady state a dispatch creates nothing and writes nothing.
+ *
+ * Deferred dispatches (`defer`) let kernels fuse lazily: a matmul can be held back until something reads
+ * its output, so a following `doraCompose` or `weightNorm` over the same operands can be folded into it.
+ * Reordering is safe because, within a batch, every buffer has a single writer: outputs are fresh pool
+ * buffers and released buffers are not reused before the next submit. A deferred op is emitted before
+ * any dispatch that reads what it writes, and before any submit or readback.
  */
 import { BufferPool, type GpuBuffer } from './buffer-pool.js';
 import { BackendDisposedError, DeviceLostError, GpuOutOfMemoryError, GpuValidationError } from './errors.js';
@@ -38,6 +48,36 @@ export interface RuntimeStats {
   readbacks: number;
   pipelines: number;
   bindGroupsCreated: number;
+  /** Distinct parameter blocks written since the slots were last recycled. */
+  uniformSlots: number;
+  /** Deferred ops folded into a later kernel (see `defer`). */
+  fused: number;
+}
+
+/** A dispatch (or a few) held back so that a later kernel may fold itself into it. */
+export interface PendingOp {
+  readonly kind: string;
+  /** Buffers the op writes: a dispatch reading one of them forces the op out first. */
+  readonly writes: readonly GpuBuffer[];
+  /** Buffers the op reads (checked against earlier deferred ops when it is deferred). */
+  readonly reads: readonly GpuBuffer[];
+  /** Records the op's dispatches. */
+  emit(): void;
+}
+
+interface UniformSlot {
+  readonly id: number;
+  readonly arena: UniformArena;
+  readonly offset: number;
+  readonly words: number;
+}
+
+interface UniformArena {
+  readonly buffer: GPUBuffer;
+  readonly words: Uint32Array;
+  used: number;
+  dirtyFrom: number;
+  dirtyTo: number;
 }
 
 interface CompiledProgram {
@@ -47,29 +87,36 @@ interface CompiledProgram {
   readonly uniformSize: number;
 }
 
-const UNIFORM_ALIGN = 256;
-const UNIFORM_CAPACITY = 64 * 1024;
+const ARENA_BYTES = 256 * 1024;
+const MAX_ARENAS = 4;
 const MAX_BIND_GROUPS_CACHED = 8192;
+const MAX_PENDING = 4;
+/** Dispatches per submit: bounds the work (and the parked buffers) a batch holds back. */
+const MAX_BATCH_DISPATCHES = 1024;
 
 export class GpuRuntime {
-  readonly stats: RuntimeStats = { dispatches: 0, submits: 0, readbacks: 0, pipelines: 0, bindGroupsCreated: 0 };
+  readonly stats: RuntimeStats = { dispatches: 0, submits: 0, readbacks: 0, pipelines: 0, bindGroupsCreated: 0, uniformSlots: 0, fused: 0 };
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, CompiledProgram>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly pipelineLayouts = new Map<string, GPUPipelineLayout>();
   private bindGroups = new Map<string, GPUBindGroup>();
-  private readonly uniformStaging = new Uint32Array(UNIFORM_CAPACITY / 4);
-  private readonly uniformBuffer: GPUBuffer;
-  private uniformUsed = 0;
+  private readonly arenas: UniformArena[] = [];
+  private slots = new Map<number, UniformSlot | UniformSlot[]>();
+  private nextSlotId = 1;
+  private readonly slotAlign: number;
+  private readonly arenaBytes: number;
+  private readonly scratchWords = new Uint32Array(1024);
+  private pending: PendingOp[] = [];
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private passPipeline: GPUComputePipeline | null = null;
+  private passBindGroup: GPUBindGroup | null = null;
+  private batchDispatches = 0;
   private pendingError: Error | null = null;
   private lostError: DeviceLostError | null = null;
   private disposed = false;
   private readonly stagingFree: GPUBuffer[] = [];
-  // The typed-array form of setBindGroup skips a JS array conversion in Dawn's bindings.
-  private readonly dynamicOffset = new Uint32Array(1);
   private readonly onUncaptured = (ev: Event): void => {
     const err = (ev as GPUUncapturedErrorEvent).error;
     this.record(new GpuValidationError(`WebGPU error: ${err.message}`));
@@ -79,18 +126,15 @@ export class GpuRuntime {
 
   constructor(
     readonly device: GPUDevice,
-    options: { maxPoolBytes?: number } = {},
+    options: { maxPoolBytes?: number; uniformArenaBytes?: number } = {},
   ) {
+    this.arenaBytes = options.uniformArenaBytes ?? ARENA_BYTES;
     this.pool = new BufferPool(
       (size, usage) => this.createBuffer(size, usage),
       options.maxPoolBytes ?? 1 << 30,
       () => this.bindGroups.clear(),
     );
-    this.uniformBuffer = device.createBuffer({
-      label: 'dora uniforms',
-      size: UNIFORM_CAPACITY,
-      usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
-    });
+    this.slotAlign = Math.max(16, device.limits.minUniformBufferOffsetAlignment);
     device.addEventListener('uncapturederror', this.onUncaptured);
     this.lost = device.lost.then((info) => {
       const err = new DeviceLostError(info.reason ?? 'unknown', info.message);
@@ -139,7 +183,7 @@ export class GpuRuntime {
     let layout = this.layouts.get(key);
     if (!layout) {
       const entries: GPUBindGroupLayoutEntry[] = [
-        { binding: 0, visibility: ShaderStageCompute, buffer: { type: 'uniform', hasDynamicOffset: true } },
+        { binding: 0, visibility: ShaderStageCompute, buffer: { type: 'uniform' } },
       ];
       for (let i = 0; i < outputs + inputs; i++) {
         entries.push({
@@ -191,14 +235,122 @@ export class GpuRuntime {
     return this.pipelines.has(key);
   }
 
+  // ---- uniform slots
+
+  /** The slot holding exactly these parameter words (`scratchWords[0, words)`), written once per batch at most. */
+  private uniformSlot(words: number): UniformSlot {
+    const w = this.scratchWords;
+    let h = 0x811c9dc5 ^ words;
+    for (let i = 0; i < words; i++) h = Math.imul(h ^ w[i]!, 0x01000193);
+    const found = this.slots.get(h);
+    if (found) {
+      const list = Array.isArray(found) ? found : [found];
+      for (const slot of list) if (slot.words === words && this.sameWords(slot, words)) return slot;
+    }
+    const slot = this.allocSlot(words);
+    slot.arena.words.set(w.subarray(0, words), slot.offset / 4);
+    slot.arena.dirtyFrom = Math.min(slot.arena.dirtyFrom, slot.offset);
+    slot.arena.dirtyTo = Math.max(slot.arena.dirtyTo, slot.offset + words * 4);
+    if (!found) this.slots.set(h, slot);
+    else if (Array.isArray(found)) found.push(slot);
+    else this.slots.set(h, [found, slot]);
+    this.stats.uniformSlots++;
+    return slot;
+  }
+
+  private sameWords(slot: UniformSlot, words: number): boolean {
+    const a = slot.arena.words;
+    const base = slot.offset / 4;
+    for (let i = 0; i < words; i++) if (a[base + i] !== this.scratchWords[i]) return false;
+    return true;
+  }
+
+  private allocSlot(words: number): UniformSlot {
+    const bytes = Math.ceil((words * 4) / this.slotAlign) * this.slotAlign;
+    let arena = this.arenas.find((a) => a.used + bytes <= this.arenaBytes);
+    if (!arena && this.arenas.length < MAX_ARENAS) {
+      const buffer = this.device.createBuffer({ label: 'dora uniforms', size: this.arenaBytes, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+      arena = { buffer, words: new Uint32Array(this.arenaBytes / 4), used: 0, dirtyFrom: this.arenaBytes, dirtyTo: 0 };
+      this.arenas.push(arena);
+    }
+    if (!arena) {
+      // Every slot is taken (parameters that change on every call): submit what uses them, then recycle.
+      // Later queue writes are ordered after the submitted work, so overwriting the slots is safe.
+      this.submit();
+      this.slots.clear();
+      this.bindGroups.clear();
+      this.stats.uniformSlots = 0;
+      for (const a of this.arenas) a.used = 0;
+      arena = this.arenas[0]!;
+    }
+    const slot = { id: this.nextSlotId++, arena, offset: arena.used, words };
+    arena.used += bytes;
+    return slot;
+  }
+
+  private writeUniforms(): void {
+    for (const a of this.arenas) {
+      if (a.dirtyTo <= a.dirtyFrom) continue;
+      this.device.queue.writeBuffer(a.buffer, a.dirtyFrom, a.words, a.dirtyFrom / 4, (a.dirtyTo - a.dirtyFrom) / 4);
+      a.dirtyFrom = this.arenaBytes;
+      a.dirtyTo = 0;
+    }
+  }
+
+  // ---- deferred ops
+
+  /**
+   * Holds `op` back (see the file comment). Earlier deferred ops whose outputs it reads are emitted first,
+   * so a deferred op never depends on another one.
+   */
+  defer(op: PendingOp): void {
+    this.check();
+    this.emitReaders(op.reads);
+    this.pending.push(op);
+    if (this.pending.length > MAX_PENDING) this.pending.shift()!.emit();
+  }
+
+  /** Removes and returns the first deferred op `match` accepts: the caller fuses it into its own dispatch. */
+  takePending(match: (op: PendingOp) => boolean): PendingOp | null {
+    const i = this.pending.findIndex(match);
+    if (i < 0) return null;
+    this.stats.fused++;
+    return this.pending.splice(i, 1)[0]!;
+  }
+
+  /** Emits every deferred op that writes one of `buffers`. */
+  private emitReaders(buffers: readonly GpuBuffer[]): void {
+    if (this.pending.length === 0) return;
+    for (let i = 0; i < this.pending.length; ) {
+      const op = this.pending[i]!;
+      if (op.writes.some((b) => buffers.includes(b))) {
+        this.pending.splice(i, 1);
+        op.emit();
+      } else {
+        i++;
+      }
+    }
+  }
+
+  /** Records every deferred op now (without submitting). */
+  flushDeferred(): void {
+    this.check();
+    this.emitAll();
+  }
+
+  private emitAll(): void {
+    while (this.pending.length > 0) this.pending.shift()!.emit();
+  }
+
   // ---- recording
 
-  private ensurePass(uniformBytesNeeded: number): GPUComputePassEncoder {
-    if (this.encoder && this.uniformUsed + uniformBytesNeeded > UNIFORM_CAPACITY) this.flush();
+  private ensurePass(): GPUComputePassEncoder {
+    if (this.encoder && this.batchDispatches >= MAX_BATCH_DISPATCHES) this.submit();
     if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'dora batch' });
     if (!this.pass) {
       this.pass = this.encoder.beginComputePass();
       this.passPipeline = null;
+      this.passBindGroup = null;
     }
     return this.pass;
   }
@@ -208,36 +360,42 @@ export class GpuRuntime {
       this.pass.end();
       this.pass = null;
       this.passPipeline = null;
+      this.passBindGroup = null;
     }
   }
 
   dispatch(call: DispatchCall): void {
     this.check();
+    if (this.pending.length > 0) this.emitReaders(call.inputs);
     const [x, y = 1, z = 1] = call.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const compiled = this.compile(call.program);
-    const slot = Math.ceil(compiled.uniformSize / UNIFORM_ALIGN) * UNIFORM_ALIGN;
-    const pass = this.ensurePass(slot);
-    const offset = this.uniformUsed;
-    packUniforms(call.program.uniforms, call.scalars ?? {}, call.dims ?? [], this.uniformStaging, offset / 4);
-    this.uniformUsed += slot;
+    const words = compiled.uniformSize / 4;
+    this.scratchWords.fill(0, 0, words);
+    packUniforms(call.program.uniforms, call.scalars ?? {}, call.dims ?? [], this.scratchWords, 0);
+    const slot = this.uniformSlot(words);
+    const group = this.bindGroup(compiled, slot, call);
+    const pass = this.ensurePass();
     if (this.passPipeline !== compiled.pipeline) {
       pass.setPipeline(compiled.pipeline);
       this.passPipeline = compiled.pipeline;
     }
-    this.dynamicOffset[0] = offset;
-    pass.setBindGroup(0, this.bindGroup(compiled, call), this.dynamicOffset, 0, 1);
+    if (this.passBindGroup !== group) {
+      pass.setBindGroup(0, group);
+      this.passBindGroup = group;
+    }
     pass.dispatchWorkgroups(x, y, z);
+    this.batchDispatches++;
     this.stats.dispatches++;
   }
 
-  private bindGroup(compiled: CompiledProgram, call: DispatchCall): GPUBindGroup {
-    let key = `${compiled.layoutKey}|${compiled.uniformSize}`;
+  private bindGroup(compiled: CompiledProgram, slot: UniformSlot, call: DispatchCall): GPUBindGroup {
+    let key = `${compiled.layoutKey}|${slot.id}`;
     for (const b of call.outputs) key += `,${b.id}`;
     for (const b of call.inputs) key += `,${b.id}`;
     let group = this.bindGroups.get(key);
     if (group) return group;
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.uniformBuffer, offset: 0, size: compiled.uniformSize } }];
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: slot.arena.buffer, offset: slot.offset, size: compiled.uniformSize } }];
     let binding = 1;
     for (const b of call.outputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
     for (const b of call.inputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
@@ -248,20 +406,31 @@ export class GpuRuntime {
     return group;
   }
 
-  /** Submits everything recorded so far. */
+  /** Submits everything recorded so far, deferred ops included. */
   flush(): void {
+    this.emitAll();
+    this.submit();
+  }
+
+  /** Submits what is recorded; deferred ops stay deferred (they reference no uniform slot yet). */
+  private submit(): void {
     if (!this.encoder) {
       // Nothing unsubmitted can reference a parked buffer, so they are reusable now.
-      this.pool.afterSubmit();
+      this.afterSubmit();
       return;
     }
     this.endPass();
-    if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformStaging, 0, this.uniformUsed / 4);
+    this.writeUniforms();
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
-    this.uniformUsed = 0;
+    this.batchDispatches = 0;
     this.stats.submits++;
-    this.pool.afterSubmit();
+    this.afterSubmit();
+  }
+
+  private afterSubmit(): void {
+    const pending = this.pending;
+    this.pool.afterSubmit(pending.length ? (b) => pending.some((op) => op.reads.includes(b) || op.writes.includes(b)) : undefined);
   }
 
   // ---- data movement
@@ -284,8 +453,9 @@ export class GpuRuntime {
   async read(src: GpuBuffer, bytes: number): Promise<ArrayBuffer> {
     this.check();
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    this.emitAll();
     const staging = this.takeStaging(size);
-    this.ensurePass(0);
+    this.ensurePass();
     this.endPass();
     this.encoder!.copyBufferToBuffer(src.buffer, 0, staging, 0, size);
     this.flush();
@@ -343,7 +513,9 @@ export class GpuRuntime {
     this.pool.trim();
     for (const s of this.stagingFree) s.destroy();
     this.stagingFree.length = 0;
-    this.uniformBuffer.destroy();
+    for (const a of this.arenas) a.buffer.destroy();
+    this.arenas.length = 0;
+    this.pending = [];
     this.pipelines.clear();
     this.bindGroups.clear();
     if (destroyDevice) this.device.destroy();

@@ -1,6 +1,10 @@
 /**
  * Fused DoRA weight norm: n[o] = ‖W[o,:] + s·(B·A)[o,:]‖ in one pass over W, float32 accumulation.
  *
+ * Two programs. `rows` (`rows.ts`, the default for the Linear layout with in % 4 == 0, float32 A and
+ * r ≤ 128) streams W's rows in one dispatch and can share its read of W with a GEMV over the same W that
+ * is still deferred (DoRA's uncached decode step: `x·Wᵀ` and the norm from one pass). `tiles`, below,
+ * serves every layout:
  * B·A is never stored: it is formed tile by tile in registers like a matmul with K = r (the operand tiles
  * sit in workgroup memory), W's tile is added in the epilogue and squared into running sums. A workgroup
  * owns 64 output features and one slice of the input dimension; the slices' partial sums (splits × out
@@ -17,6 +21,8 @@ import type { Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { bindInput, bindOutput, loadF32, storageType } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
+import { forcedRows, isPendingMatmul } from './matmul.js';
+import { ROWS_MAX_RANK, rowsProgram } from './rows.js';
 
 /** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
 const TILE = 64;
@@ -178,6 +184,7 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
   }
   const wType = w.t.dtype;
   if (wType !== 'float32' && wType !== 'bfloat16') throw new DTypeError(`webgpu weightNorm: W must be float32 or bfloat16, got ${wType}`);
+  if (useRows(ctx, transposeW, inDim, r, a.t.dtype, outDim)) return rowsNorm(ctx, w, a, b, scale, outDim, inDim, r);
   const fastDim = transposeW ? outDim : inDim;
   const slowDim = transposeW ? inDim : outDim;
   const vec = fastDim % 4 === 0;
@@ -205,5 +212,38 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
     workgroups: grid(Math.ceil(outDim / 64), ctx.rt.limits.maxComputeWorkgroupsPerDimension),
   });
   ctx.releaseScratch(partial);
+  return out;
+}
+
+function useRows(ctx: KernelContext, transposeW: boolean, inDim: number, r: number, aType: DType, outDim: number): boolean {
+  const env = typeof process !== 'undefined' ? process.env?.DORA_WEBGPU_WN : undefined;
+  const forced = ctx.options.weightNormVariant !== 'auto' ? ctx.options.weightNormVariant : env === 'rows' || env === 'tiles' ? env : 'auto';
+  const possible = !transposeW && inDim % 4 === 0 && aType === 'float32' && r >= 1 && r <= ROWS_MAX_RANK && ctx.maxInvocations >= 256;
+  if (!possible || forced === 'tiles') return false;
+  // With few rows the split-input `tiles` program keeps more workgroups busy.
+  return forced === 'rows' || outDim >= 1024;
+}
+
+/** The `rows` program, sharing W's read with a deferred GEMV x·Wᵀ over the same W when there is one. */
+function rowsNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, scale: number, outDim: number, inDim: number, r: number): GpuTensor {
+  const wType = w.t.dtype as 'float32' | 'bfloat16';
+  const out = ctx.alloc('float32', outDim);
+  const gemv = ctx.options.fuse
+    ? ctx.rt.takePending((op) => isPendingMatmul(op) && !!op.plan.rows && op.plan.rows.w.buf === w.t.buf && op.plan.rows.batch === 1 && op.plan.rows.N === outDim && op.plan.rows.K === inDim)
+    : null;
+  const rows = gemv && isPendingMatmul(gemv) ? gemv.plan.rows! : null;
+  const R = rows?.R ?? forcedRows(ctx) ?? 4;
+  const program = rowsProgram({
+    rows: R, gemv: rows !== null, rank: r, wType, bType: b.t.dtype, compose: false, composeBias: false, subgroups: ctx.options.subgroups,
+  });
+  const [x, y] = grid(Math.ceil(outDim / R), ctx.rt.limits.maxComputeWorkgroupsPerDimension);
+  ctx.rt.dispatch({
+    program,
+    outputs: rows && gemv && isPendingMatmul(gemv) ? [gemv.plan.out.buf, out.buf] : [out.buf],
+    inputs: rows ? [rows.x, w.t.buf, a.t.buf, b.t.buf] : [w.t.buf, a.t.buf, b.t.buf],
+    scalars: { N: outDim, K: inDim, r, batchRank: 0, scale, escale: 0 },
+    dims: [],
+    workgroups: [x, y, 1],
+  });
   return out;
 }

@@ -1,0 +1,213 @@
+/**
+ * Row-streaming kernels over a row-major matrix W [rows, cols] (the Linear weight layout), one pass over
+ * W with coalesced 16-byte reads:
+ * - GEMV `y = x·Wᵀ` (decode, M = 1);
+ * - the DoRA weight norm `‖W[o,:] + s·(B·A)[o,:]‖` per row, with B·A formed in registers from A held per
+ *   thread (r ≤ 16 at once) and B's rows in workgroup memory: no buffer of rows·cols values, no second pass;
+ * - both at once (`y` and the norm from one read of W: DoRA's uncached decode step).
+ *
+ * A workgroup owns ROWS consecutive rows and all columns; thread t reads columns [4t, 4t+4) of every 1024.
+ * That keeps A's slice in registers across the ROWS rows (A is read once per workgroup, from cache) and
+ * makes every row's reduction a single workgroup reduction at the end, with subgroup operations where the
+ * device has them. Requires cols % 4 == 0, x and A float32, W float32 or bfloat16 (widened in registers).
+ *
+ * The optional compose epilogue writes y' = bias + g ⊙ (y + s·lora) beside y (see `doraCompose`).
+ */
+import type { DType } from '@dorajs/core';
+import type { Program } from '../runtime.js';
+import { bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType } from '../wgsl/common.js';
+import { MAX_RANK } from '../shapes.js';
+
+export const ROWS_WORKGROUP = 256;
+/** Largest rank the norm variant keeps B's rows for in workgroup memory. */
+export const ROWS_MAX_RANK = 128;
+/** A's rows held in registers at once. */
+const KC_MAX = 16;
+
+export interface RowsConfig {
+  /** Rows per workgroup (compile-time). */
+  readonly rows: number;
+  readonly gemv: boolean;
+  /** The norm variant's rank r (compile-time: sizes the register chunk of A), 0 without the norm. */
+  readonly rank: number;
+  readonly wType: 'float32' | 'bfloat16';
+  readonly bType: DType;
+  readonly compose: boolean;
+  readonly composeBias: boolean;
+  readonly subgroups: boolean;
+}
+
+export const ROWS_UNIFORMS = {
+  scalars: [['N', 'u32'], ['K', 'u32'], ['r', 'u32'], ['batchRank', 'u32'], ['scale', 'f32'], ['escale', 'f32']],
+  dims: 3 * MAX_RANK,
+} as const;
+
+export function rowsProgram(cfg: RowsConfig): Program {
+  const { rows: R, gemv, rank, wType, compose, subgroups } = cfg;
+  const norm = rank > 0;
+  const KC = Math.min(rank, KC_MAX);
+  const exact = rank <= KC_MAX;
+  const WG = ROWS_WORKGROUP;
+  const nred = (gemv ? R : 0) + (norm ? R : 0);
+  const bf16 = wType === 'bfloat16';
+  const wLoad = (idx: string) =>
+    bf16
+      ? `widen_bf16x4(W[(${idx}) / 4u])`
+      : `W[(${idx}) / 4u]`;
+
+  // Bindings: outputs first (y, then norm or the composed y'), inputs after.
+  const bindings: string[] = [];
+  let binding = 1;
+  if (gemv) bindings.push(bindOutput(binding++, 'C', 'f32'));
+  if (norm) bindings.push(bindOutput(binding++, 'NORM', 'f32'));
+  if (compose) bindings.push(bindOutput(binding++, 'Y', 'f32'));
+  if (gemv) bindings.push(bindInput(binding++, 'X', 'vec4<f32>'));
+  bindings.push(bindInput(binding++, 'W', bf16 ? 'vec2<u32>' : 'vec4<f32>'));
+  if (norm) {
+    bindings.push(bindInput(binding++, 'Am', 'vec4<f32>'));
+    bindings.push(bindInput(binding++, 'Bm', storageType(cfg.bType)));
+  }
+  if (compose) {
+    bindings.push(bindInput(binding++, 'LORA', 'f32'));
+    bindings.push(bindInput(binding++, 'G', 'f32'));
+    if (cfg.composeBias) bindings.push(bindInput(binding++, 'BIAS', 'f32'));
+  }
+
+  const body: string[] = [];
+  for (let rr = 0; rr < R; rr++) {
+    body.push(`      {
+        let w = ${wLoad(`bBase + min(row0 + ${rr}u, P.N - 1u) * P.K + c`)};`);
+    if (gemv) body.push(`        dots[${rr}] += dot(w, xv);`);
+    if (norm) body.push(`        let v = w + P.scale * ba[${rr}];
+        sq[${rr}] = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, sq[${rr}]))));`);
+    body.push('      }');
+  }
+
+  // B·A for this column slice: ba[rr] = Σ_k B[row0 + rr, k] · A[k, c..c+3].
+  const baLines: string[] = [];
+  if (norm) {
+    baLines.push(`      var ba: array<vec4<f32>, ${R}>;`);
+    const chunk = (k0: string) => {
+      const lines: string[] = [];
+      for (let kk = 0; kk < KC; kk++) {
+        const k = `${k0} + ${kk}u`;
+        lines.push(
+          exact
+            ? `        let a${kk} = Am[((${k}) * P.K + c) / 4u];`
+            : `        var a${kk} = vec4<f32>(0.0);
+        if (${k} < P.r) { a${kk} = Am[((${k}) * P.K + c) / 4u]; }`,
+        );
+      }
+      for (let rr = 0; rr < R; rr++) {
+        for (let kk = 0; kk < KC; kk++) lines.push(`        ba[${rr}] = fma(vec4<f32>(Bs[${rr * ROWS_MAX_RANK}u + ${k0} + ${kk}u]), a${kk}, ba[${rr}]);`);
+      }
+      return lines.join('\n');
+    };
+    if (exact) baLines.push(`      {\n${chunk('0u')}\n      }`);
+    else baLines.push(`      for (var k0 = 0u; k0 < P.r; k0 += ${KC}u) {\n${chunk('k0')}\n      }`);
+  }
+
+  // Per-row sums across the workgroup: red[j][*] for j < nred (dots first, then squares).
+  const values = [...(gemv ? Array.from({ length: R }, (_, i) => `dots[${i}]`) : []), ...(norm ? Array.from({ length: R }, (_, i) => `sq[${i}]`) : [])];
+  const reduce = subgroups
+    ? `  // Subgroups are taken to be consecutive invocations (true of every implementation for 1-D workgroups).
+  let nsg = ${WG}u / sgsize;
+${values.map((v, j) => `  let s${j} = subgroupAdd(${v});`).join('\n')}
+  if (sgid == 0u) {
+${values.map((_, j) => `    red[${j * (WG / 4)}u + lid / sgsize] = s${j};`).join('\n')}
+  }
+  workgroupBarrier();
+  var total = 0.0;
+  if (lid < ${nred}u) {
+    for (var i = 0u; i < nsg; i++) { total += red[lid * ${WG / 4}u + i]; }
+  }`
+    : `${values.map((v, j) => `  red[${j * WG}u + lid] = ${v};`).join('\n')}
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      for (var j = 0u; j < ${nred}u; j++) { red[j * ${WG}u + lid] += red[j * ${WG}u + lid + s]; }
+    }
+    workgroupBarrier();
+  }
+  var total = 0.0;
+  if (lid < ${nred}u) { total = red[lid * ${WG}u]; }`;
+
+  const writes: string[] = [];
+  if (gemv) {
+    writes.push(`  if (lid < ${R}u) {
+    let o = row0 + lid;
+    if (o < P.N) {
+      C[wid.z * P.N + o] = total;${
+        compose
+          ? `
+      let yo = fma(P.escale, LORA[wid.z * P.N + o], total) * G[o];
+      Y[wid.z * P.N + o] = ${cfg.composeBias ? 'BIAS[o] + yo' : 'yo'};`
+          : ''
+      }
+    }
+  }`);
+  }
+  if (norm) {
+    const j0 = gemv ? R : 0;
+    writes.push(`  if (lid >= ${j0}u && lid < ${j0 + R}u) {
+    let o = row0 + lid - ${j0}u;
+    if (o < P.N) { NORM[o] = sqrt(total); }
+  }`);
+  }
+
+  const key = `rows:${R}:${gemv ? 'gemv' : ''}${norm ? `+norm${rank <= KC_MAX ? rank : 'k'}:${cfg.bType}` : ''}:${wType}${compose ? (cfg.composeBias ? ':compose+bias' : ':compose') : ''}${subgroups ? ':sg' : ''}`;
+  return {
+    key,
+    name: `${gemv ? 'gemv' : ''}${gemv && norm ? ' + ' : ''}${norm ? 'weightNorm' : ''} rows${compose ? ' + compose' : ''}`,
+    uniforms: ROWS_UNIFORMS,
+    outputs: (gemv ? 1 : 0) + (norm ? 1 : 0) + (compose ? 1 : 0),
+    inputs: (gemv ? 1 : 0) + 1 + (norm ? 2 : 0) + (compose ? (cfg.composeBias ? 3 : 2) : 0),
+    source: () => `${subgroups ? 'enable subgroups;' : ''}
+${DIMS_ACCESSOR}
+fn batch_offsets(bz: u32) -> vec2<u32> {
+  var rem = bz;
+  var off = vec2<u32>(0u, 0u);
+  for (var dd = i32(P.batchRank) - 1; dd >= 0; dd--) {
+    let d = u32(dd);
+    let c = rem % dim(d);
+    rem = rem / dim(d);
+    off += c * vec2<u32>(dim(${MAX_RANK}u + d), dim(${2 * MAX_RANK}u + d));
+  }
+  return off;
+}
+fn widen_bf16x4(w: vec2<u32>) -> vec4<f32> {
+  return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u), bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
+}
+${bindings.join('\n')}
+${norm ? `var<workgroup> Bs: array<f32, ${R * ROWS_MAX_RANK}>;` : ''}
+var<workgroup> red: array<f32, ${nred * (subgroups ? WG / 4 : WG)}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${
+      subgroups ? ', @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32' : ''
+    }) {
+  let row0 = (wid.x + wid.y * nwg.x) * ${R}u;
+  let offs = batch_offsets(wid.z);
+  let bBase = offs.y;
+${gemv ? '  let aBase = offs.x;' : ''}
+${
+  norm
+    ? `  for (var i = lid; i < ${R}u * P.r; i += ${WG}u) {
+    let rr = i / P.r;
+    let k = i % P.r;
+    Bs[rr * ${ROWS_MAX_RANK}u + k] = ${loadF32('Bm', cfg.bType, 'min(row0 + rr, P.N - 1u) * P.r + k')};
+  }
+  workgroupBarrier();`
+    : ''
+}
+${gemv ? `  var dots: array<f32, ${R}>;` : ''}
+${norm ? `  var sq: array<f32, ${R}>;` : ''}
+  for (var c = lid * 4u; c < P.K; c += ${WG * 4}u) {
+${gemv ? '    let xv = X[(aBase + c) / 4u];' : ''}
+${baLines.join('\n')}
+${body.join('\n')}
+  }
+${reduce}
+${writes.join('\n')}
+}`,
+  };
+}
