@@ -25,14 +25,14 @@ const skipReason = haveChromium ? '' : `no Chromium at ${chromiumPath}, skipping
 if (skipReason) console.warn(skipReason);
 
 const [T, inn, out, r, scale] = [6, 40, 24, 4, 2];
-const shapes: Record<string, number[]> = { x: [T, inn], w: [out, inn], a: [r, inn], b: [out, r], m: [out], bias: [out] };
+const shapes: Record<string, number[]> = { x: [T, inn], x1: [1, inn], w: [out, inn], a: [r, inn], b: [out, r], m: [out], bias: [out] };
 const values: Record<string, number[]> = {};
 Object.entries(shapes).forEach(([k, s], i) => (values[k] = Array.from(randn(s.reduce((p, d) => p * d, 1), 100 + i, k === 'm' ? 2 : 0.5))));
 
-async function cpuReference(): Promise<Float32Array> {
+async function cpuReference(input: 'x' | 'x1'): Promise<Float32Array> {
   const be = (await createCpuBackend()) as Backend;
   const up = (name: string): TensorInfo => ({ data: be.upload(Float32Array.from(values[name]!), shapes[name]!, 'float32'), shape: shapes[name]!, dtype: 'float32' });
-  const y = doraLinear(be, up('x'), { w: up('w'), a: up('a'), b: up('b'), m: up('m'), bias: up('bias'), scale }, []);
+  const y = doraLinear(be, up(input), { w: up('w'), a: up('a'), b: up('b'), m: up('m'), bias: up('bias'), scale }, []);
   return (await be.download(y)) as Float32Array;
 }
 
@@ -82,15 +82,20 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
       await page.goto(`http://127.0.0.1:${port}/`);
       await page.waitForFunction(() => (globalThis as unknown as { __result?: unknown }).__result !== undefined, null, { timeout: 90_000 });
       const result = (await page.evaluate(() => (globalThis as unknown as { __result: unknown }).__result)) as {
-        ok: boolean; adapter?: string; y?: number[]; error?: string; gpuErrors: string[];
+        ok: boolean; adapter?: string; y?: number[]; yDecode?: number[]; fused?: number; subgroups?: boolean; adapterSubgroups?: boolean;
+        error?: string; gpuErrors: string[];
       };
       const checks: [string, boolean][] = [
         [`page ran (${result.error ?? result.adapter})`, result.ok],
         ['no WebGPU errors', result.gpuErrors.length === 0 && consoleErrors.length === 0],
       ];
       if (result.ok) {
-        const err = relError(result.y!, await cpuReference());
+        const err = relError(result.y!, await cpuReference('x'));
         checks.push([`matches the CPU backend (rel err ${err.toExponential(2)})`, err < 1e-4]);
+        const errDecode = relError(result.yDecode!, await cpuReference('x1'));
+        checks.push([`decode step (GEMV and norm in one pass) matches the CPU backend (rel err ${errDecode.toExponential(2)})`, errDecode < 1e-4]);
+        checks.push([`the norm joined the GEMV (${result.fused} fused)`, result.fused === 1]);
+        checks.push([`subgroup operations in use where the adapter has them (${result.subgroups})`, result.subgroups === result.adapterSubgroups]);
       }
       for (const [name, ok] of checks) {
         if (ok) passed++;

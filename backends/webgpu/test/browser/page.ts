@@ -1,10 +1,12 @@
 /**
  * Runs in headless Chromium: a DoRA Linear forward (weightNorm + matmuls + doraCompose) on navigator.gpu
- * through the bundled backend. Inputs arrive in `window.__input`; the page sets `window.__result`.
+ * through the bundled backend, and a decode step (T = 1) in PEFT's order, where the GEMV and the row-
+ * streaming norm share one pass over W (with subgroup reductions where the adapter has `subgroups`, as
+ * SwiftShader does). Inputs arrive in `window.__input`; the page sets `window.__result`.
  */
 import type { TensorInfo } from '@dorajs/core';
 import { createWebGpuBackend, type GpuTensor } from '../../src/index.js';
-import { doraLinear } from '../helpers/dora-linear.js';
+import { doraLinear, doraLinearPeftOrder } from '../helpers/dora-linear.js';
 
 interface PageInput {
   readonly shapes: Record<string, number[]>;
@@ -16,6 +18,10 @@ interface PageResult {
   readonly ok: boolean;
   readonly adapter?: string;
   readonly y?: number[];
+  readonly yDecode?: number[];
+  readonly fused?: number;
+  readonly subgroups?: boolean;
+  readonly adapterSubgroups?: boolean;
   readonly error?: string;
   readonly gpuErrors: string[];
 }
@@ -26,7 +32,7 @@ const w = globalThis as unknown as { __input: PageInput; __result?: PageResult; 
 async function main(): Promise<PageResult> {
   if (!w.navigator.gpu) return { ok: false, error: 'navigator.gpu is undefined (secure context? --enable-unsafe-webgpu?)', gpuErrors: [] };
   const gpuErrors: string[] = [];
-  const be = await createWebGpuBackend();
+  const be = await createWebGpuBackend({ weightNormVariant: 'rows' });
   be.device.addEventListener('uncapturederror', (e) => gpuErrors.push((e as GPUUncapturedErrorEvent).error.message));
   const { shapes, values, scale } = w.__input;
   const up = (name: string): TensorInfo<GpuTensor> => ({
@@ -37,9 +43,21 @@ async function main(): Promise<PageResult> {
   const temps: GpuTensor[] = [];
   const y = doraLinear(be, up('x'), { w: up('w'), a: up('a'), b: up('b'), m: up('m'), bias: up('bias'), scale }, temps);
   const out = Array.from((await be.download(y)) as Float32Array);
-  const adapter = be.description;
+  const weights = { w: up('w'), a: up('a'), b: up('b'), m: up('m'), bias: up('bias'), scale };
+  const fused0 = be.stats().fused;
+  const yDecode = Array.from((await be.download(doraLinearPeftOrder(be, up('x1'), weights, temps))) as Float32Array);
+  const result = {
+    ok: true,
+    adapter: be.description,
+    y: out,
+    yDecode,
+    fused: be.stats().fused - fused0,
+    subgroups: be.usesSubgroups,
+    adapterSubgroups: be.device.features.has('subgroups'),
+    gpuErrors,
+  };
   be.dispose();
-  return { ok: true, adapter, y: out, gpuErrors };
+  return result;
 }
 
 main()

@@ -30,3 +30,23 @@ export function doraLinear<H>(be: Backend<H>, x: TensorInfo<H>, p: DoraLinearWei
   const lora = t(be.matmul(ax, p.b, { transposeB: true }, [...lead, out]), [...lead, out]);
   return t(be.doraCompose!(base, lora, g, p.scale, p.bias), [...lead, out]);
 }
+
+/**
+ * The same forward in the order PEFT's layer issues it (base matmul, LoRA branch, then the norm and g),
+ * which lets a backend fuse lazily: the WebGPU backend joins the norm to a deferred GEMV over W at T = 1.
+ */
+export function doraLinearPeftOrder<H>(be: Backend<H>, x: TensorInfo<H>, p: DoraLinearWeights<H>, temps: H[]): TensorInfo<H> {
+  const [out] = p.w.shape as [number, number];
+  const r = p.a.shape[0]!;
+  const lead = x.shape.slice(0, -1);
+  const t = (data: H, shape: readonly number[]): TensorInfo<H> => {
+    temps.push(data);
+    return { data, shape, dtype: 'float32' };
+  };
+  const base = t(be.matmul(x, p.w, { transposeB: true }, [...lead, out]), [...lead, out]);
+  const ax = t(be.matmul(x, p.a, { transposeB: true }, [...lead, r]), [...lead, r]);
+  const lora = t(be.matmul(ax, p.b, { transposeB: true }, [...lead, out]), [...lead, out]);
+  const norm = t(be.weightNorm!(p.w, p.a, p.b, p.scale, {}), [out]);
+  const g = t(be.binary('div', p.m, norm, [out]), [out]);
+  return t(be.doraCompose!(base, lora, g, p.scale, p.bias), [...lead, out]);
+}
