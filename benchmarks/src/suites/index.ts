@@ -7,3 +7,4 @@ export { default as cpuKernels } from './cpu-kernels.js';
 export { default as modelLoad } from './model-load.js';
 export { default as trainMnist } from './train-mnist.js';
 export { default as trainStep } from './train-step.js';
+export { default as trainWebgpu } from './train-webgpu.js';

@@ -52,7 +52,7 @@ async function run(useDora: boolean, dropout: number, steps: number, makeBackend
   }
 }
 
-interface Summary {
+export interface MnistSummary {
   /** Median over rounds of each transformers metric. */
   readonly metrics: Record<string, number>;
   /** Median optimizer step over every round: wall time, and CPU time of this process. */
@@ -64,13 +64,13 @@ interface Summary {
  * LoRA and DoRA alternate round by round, so a load change on a shared machine hits both alike; each
  * metric is the median over rounds.
  */
-export async function compare(dropout: number, rounds: number, steps: number, makeBackend: BackendFactory = () => createCpuBackend()): Promise<{ lora: Summary; dora: Summary }> {
+export async function compare(dropout: number, rounds: number, steps: number, makeBackend: BackendFactory = () => createCpuBackend()): Promise<{ lora: MnistSummary; dora: MnistSummary }> {
   const collected = { lora: [] as Awaited<ReturnType<typeof run>>[], dora: [] as Awaited<ReturnType<typeof run>>[] };
   for (let i = 0; i < rounds; i++) {
     collected.lora.push(await run(false, dropout, steps, makeBackend));
     collected.dora.push(await run(true, dropout, steps, makeBackend));
   }
-  const summarise = (runs: Awaited<ReturnType<typeof run>>[]): Summary => ({
+  const summarise = (runs: Awaited<ReturnType<typeof run>>[]): MnistSummary => ({
     // Rounded as transformers rounds speed metrics (a median of two values can carry float noise).
     metrics: Object.fromEntries(Object.keys(runs[0]!.metrics).map((k) => [k, round(median(runs.map((r) => r.metrics[k]!)), k === 'train_runtime' ? 4 : 3)])),
     stepMs: median(runs.flatMap((r) => r.stepMs)),
