@@ -1,0 +1,75 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { dora, FIXTURES, readTensors, tempDir } from './helpers.js';
+
+describe.each(['cpu', 'tfjs', 'webgpu'])('dora finetune --max-steps 2 (%s)', (backend) => {
+  it('trains the built-in MNIST job briefly and writes a PEFT-format DoRA adapter', async () => {
+    const out = join(tempDir(), 'adapter');
+    const r = await dora('finetune', '--max-steps', '2', '--output', out, '--backend', backend);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`backend ${backend}`);
+    expect(r.stdout).toMatch(/train_runtime/);
+    expect(r.stdout).toMatch(/train_samples_per_second/);
+    expect(r.stdout).toMatch(/train_steps_per_second/);
+    const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(config.peft_type).toBe('LORA');
+    expect(config.use_dora).toBe(true);
+    expect(config.inference_mode).toBe(true);
+    const keys = [...readTensors(join(out, 'adapter_model.safetensors')).keys()];
+    expect(keys.some((k) => k.startsWith('base_model.model.') && k.endsWith('.lora_magnitude_vector'))).toBe(true);
+    expect(keys.some((k) => k.endsWith('.lora_A.weight'))).toBe(true);
+  });
+});
+
+describe('dora finetune: bad input', () => {
+  const oneLine = (r: { code: number; stderr: string }, re: RegExp) => {
+    expect(r.code).toBe(1);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('dora: ') && !l.startsWith('dora: backend'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(re);
+  };
+
+  it('--model without --data, contradictory flags, bad numbers', async () => {
+    oneLine(await dora('finetune', '--model', join(FIXTURES, 'llama', 'base')), /^dora: UsageError: .*--data/);
+    oneLine(await dora('finetune', '--use-dora', '--no-dora'), /^dora: UsageError: /);
+    oneLine(await dora('finetune', '--lora-r', 'eight'), /^dora: UsageError: --lora-r expects an integer/);
+  });
+
+  it('a JSONL line that is not JSON names the file and the line', async () => {
+    const dir = tempDir();
+    const model = join(dir, 'model');
+    mkdirSync(model);
+    for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(model, f), readFileSync(join(FIXTURES, 'llama', 'base', f)));
+    writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tinyTokenizer()));
+    const data = join(dir, 'train.jsonl');
+    writeFileSync(data, '{"text": "a b"}\n{not json}\n');
+    const out = join(dir, 'out');
+    oneLine(await dora('finetune', '--model', model, '--data', data, '--output', out, '--backend', 'cpu', '--max-steps', '1'), /^dora: DatasetError: .*train\.jsonl:2: not valid JSON/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('a model folder of an unsupported architecture is named', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'mamba' }));
+    const data = join(dir, 'train.jsonl');
+    writeFileSync(data, '{"text": "a b"}\n');
+    oneLine(await dora('finetune', '--model', dir, '--data', data, '--backend', 'cpu'), /mamba/);
+  });
+});
+
+/** A word-level tokenizer.json over a few words (ids below the tiny Llama's vocabulary of 96). */
+function tinyTokenizer(): unknown {
+  const vocab: Record<string, number> = { '[UNK]': 0, a: 1, b: 2, c: 3 };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [{ id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: 'Whitespace' },
+    post_processor: null,
+    decoder: null,
+    model: { type: 'WordLevel', vocab, unk_token: '[UNK]' },
+  };
+}
