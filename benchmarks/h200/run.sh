@@ -35,15 +35,20 @@ run() {
   [[ -f $dawn ]] || xz -dkc "$dawn.xz" > "$dawn"
   if python3 -c 'import torch, peft; assert torch.cuda.is_available()' 2>/dev/null; then
     echo "== torch_reference.py"
-    timeout 240 python3 "$here/torch_reference.py" "$out/torch.json" --skip-model > /tmp/torch.log 2>&1 || echo "torch_reference.py failed"
+    timeout 100 python3 "$here/torch_reference.py" "$out/torch.json" --skip-model --quick > /tmp/torch.log 2>&1 || echo "torch_reference.py failed"
     tail -n 30 /tmp/torch.log
   else
     echo "== torch_reference.py skipped: no PyTorch with CUDA here"
   fi
+  # Per-section limits keep the whole run within a 6-minute device slot; rows are saved as they are measured.
+  # (llvmpipe at --small sizes is slower than that, so it gets three times as long.)
+  declare -A limit=([matmul]=80 [weightnorm]=60 [dispatch]=30 [dora]=60)
+  local scale=1
+  [[ -n $small ]] && scale=3
   for section in matmul weightnorm dispatch dora; do
-    echo "== webgpu $section"
+    echo "== webgpu $section ($(date +%T))"
     # stderr stays out of $OUT (few files come back); Dawn's warnings are noise unless the section fails.
-    timeout 150 node .gpu/bench.mjs "$section" "$out/webgpu-$section.json" $small --torch "$out/torch.json" 2> /tmp/webgpu-$section.err
+    timeout $((limit[$section] * scale)) node .gpu/bench.mjs "$section" "$out/webgpu-$section.json" $small --torch "$out/torch.json" 2> /tmp/webgpu-$section.err
     local rc=$?
     [[ $rc -ne 0 ]] && { echo "section $section exited $rc"; tail -n 20 /tmp/webgpu-$section.err; }
   done

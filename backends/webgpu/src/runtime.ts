@@ -134,7 +134,8 @@ export class GpuRuntime {
       options.maxPoolBytes ?? 1 << 30,
       () => this.bindGroups.clear(),
     );
-    this.slotAlign = Math.max(16, device.limits.minUniformBufferOffsetAlignment);
+    this.limits = copyLimits(device.limits);
+    this.slotAlign = Math.max(16, this.limits.minUniformBufferOffsetAlignment);
     device.addEventListener('uncapturederror', this.onUncaptured);
     this.lost = device.lost.then((info) => {
       const err = new DeviceLostError(info.reason ?? 'unknown', info.message);
@@ -143,9 +144,11 @@ export class GpuRuntime {
     });
   }
 
-  get limits(): GPUSupportedLimits {
-    return this.device.limits;
-  }
+  /**
+   * The device's limits, copied once: each `device.limits.x` is two native calls in Dawn's Node bindings,
+   * and kernels read limits on every dispatch.
+   */
+  readonly limits: GPUSupportedLimits;
 
   /** Throws the first recorded asynchronous failure (lost device, OOM, validation), if any. */
   check(): void {
@@ -164,7 +167,7 @@ export class GpuRuntime {
   }
 
   private createBuffer(size: number, usage: number): GPUBuffer {
-    const max = Math.min(this.device.limits.maxBufferSize, this.device.limits.maxStorageBufferBindingSize);
+    const max = Math.min(this.limits.maxBufferSize, this.limits.maxStorageBufferBindingSize);
     if (size > max) {
       throw new GpuOutOfMemoryError(`buffer of ${size} bytes exceeds the device limit of ${max} bytes`, size);
     }
@@ -520,4 +523,14 @@ export class GpuRuntime {
     this.bindGroups.clear();
     if (destroyDevice) this.device.destroy();
   }
+}
+
+function copyLimits(limits: GPUSupportedLimits): GPUSupportedLimits {
+  const copy: Record<string, unknown> = {};
+  // GPUSupportedLimits exposes its values as prototype getters, so enumerate with for…in.
+  for (const key in limits) {
+    const value = (limits as unknown as Record<string, unknown>)[key];
+    if (typeof value === 'number') copy[key] = value;
+  }
+  return Object.freeze(copy) as unknown as GPUSupportedLimits;
 }

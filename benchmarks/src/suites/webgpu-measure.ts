@@ -7,7 +7,7 @@
  * execution, so this is sustained throughput, the number a training or decoding loop sees.
  */
 import { f32ToBf16, type TensorInfo } from '@dorajs/core';
-import type { GpuTensor, MatmulVariant, WebGpuBackend } from '@dorajs/backend-webgpu';
+import type { GpuTensor, MatmulTuning, MatmulVariant, WebGpuBackend, WeightNormVariant } from '@dorajs/backend-webgpu';
 import { gbpsOf, gflopsOf, median, type BenchResult } from '../harness.js';
 
 type Info = TensorInfo<GpuTensor>;
@@ -67,10 +67,11 @@ export interface MeasureContext {
   readonly trialMs: number;
 }
 
-export async function measureMatmul(c: MeasureContext, n: number, variants: readonly MatmulVariant[], note = ''): Promise<BenchResult[]> {
+export async function measureMatmul(c: MeasureContext, n: number, variants: readonly MatmulVariant[], note = '', tuning: MatmulTuning = {}): Promise<BenchResult[]> {
   const rows: BenchResult[] = [];
   const a = uploadRandom(c.be, [n, n], 1);
   const b = uploadRandom(c.be, [n, n], 2);
+  c.be.setTuning(tuning);
   for (const variant of variants) {
     c.be.setMatmulVariant(variant);
     const call = () => c.be.matmul(a, b, {}, [n, n]);
@@ -78,26 +79,49 @@ export async function measureMatmul(c: MeasureContext, n: number, variants: read
     rows.push({ name: 'matmul fp32', backend: c.label, shape: `${n}x${n}x${n}`, medianMs: ms, gflops: gflopsOf(2 * n ** 3, ms), threads: 1, notes: `variant ${variant}${note}` });
   }
   c.be.setMatmulVariant('auto');
+  c.be.setTuning({});
   for (const t of [a, b]) c.be.release(t.data);
   return rows;
 }
 
-/** GEMV (decode): x[1, K] · W[N, K]ᵀ, memory-bound: reported in GB/s of W read. */
-export async function measureGemv(c: MeasureContext, n: number, k: number): Promise<BenchResult[]> {
-  const x = uploadRandom(c.be, [1, k], 3);
-  const w = uploadRandom(c.be, [n, k], 4);
-  const call = () => c.be.matmul(x, w, { transposeB: true }, [1, n]);
+/** A Linear layer's base product x·Wᵀ (x [T, in], W [out, in]): short T is where split-K matters. */
+export async function measureLinearMatmul(c: MeasureContext, T: number, out: number, inn: number, note = '', tuning: MatmulTuning = {}): Promise<BenchResult[]> {
+  const x = uploadRandom(c.be, [T, inn], 14);
+  const w = uploadRandom(c.be, [out, inn], 15);
+  c.be.setTuning(tuning);
+  const call = () => c.be.matmul(x, w, { transposeB: true }, [T, out]);
   const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
+  c.be.setTuning({});
   for (const t of [x, w]) c.be.release(t.data);
-  return [{ name: 'gemv fp32 (x·Wᵀ)', backend: c.label, shape: `1x${k} · ${n}x${k}ᵀ`, medianMs: ms, gbps: gbpsOf(n * k * 4, ms), threads: 1 }];
+  return [{ name: 'matmul fp32 x·Wᵀ', backend: c.label, shape: `${T}x${inn} · ${out}x${inn}ᵀ`, medianMs: ms, gflops: gflopsOf(2 * T * out * inn, ms), threads: 1, notes: note || undefined }];
 }
 
-export async function measureWeightNorm(c: MeasureContext, out: number, inn: number, r: number, dtype: 'float32' | 'bfloat16', floorGbps?: number, note = ''): Promise<BenchResult[]> {
+/** GEMV (decode): x[1, K] · W[N, K]ᵀ, memory-bound: reported in GB/s of W read. */
+export async function measureGemv(c: MeasureContext, n: number, k: number, note = '', tuning: MatmulTuning = {}, dtype: 'float32' | 'bfloat16' = 'float32'): Promise<BenchResult[]> {
+  const x = uploadRandom(c.be, [1, k], 3);
+  const w = uploadRandom(c.be, [n, k], 4, 1, dtype);
+  c.be.setTuning(tuning);
+  const call = () => c.be.matmul(x, w, { transposeB: true }, [1, n]);
+  const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
+  c.be.setTuning({});
+  for (const t of [x, w]) c.be.release(t.data);
+  const bytes = n * k * (dtype === 'float32' ? 4 : 2);
+  return [{ name: `gemv ${dtype === 'float32' ? 'fp32' : 'bf16 W'} (x·Wᵀ)`, backend: c.label, shape: `1x${k} · ${n}x${k}ᵀ`, medianMs: ms, gbps: gbpsOf(bytes, ms), threads: 1, notes: note || undefined }];
+}
+
+export async function measureWeightNorm(
+  c: MeasureContext, out: number, inn: number, r: number, dtype: 'float32' | 'bfloat16', floorGbps?: number, note = '',
+  variant: WeightNormVariant = 'auto', tuning: MatmulTuning = {},
+): Promise<BenchResult[]> {
   const w = uploadRandom(c.be, [out, inn], 5, 1, dtype);
   const a = uploadRandom(c.be, [r, inn], 6, 0.01);
   const b = uploadRandom(c.be, [out, r], 7, 0.01);
+  c.be.setWeightNormVariant(variant);
+  c.be.setTuning(tuning);
   const call = () => c.be.weightNorm(w, a, b, 2, {});
   const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
+  c.be.setWeightNormVariant('auto');
+  c.be.setTuning({});
   for (const t of [w, a, b]) c.be.release(t.data);
   const bytes = out * inn * (dtype === 'float32' ? 4 : 2);
   const floorMs = floorGbps ? bytes / (floorGbps * 1e6) : undefined;
@@ -136,17 +160,60 @@ export async function measureDispatch(c: MeasureContext, count: number): Promise
     total.push(((s2 - s0) * 1000) / count);
   }
   c.be.release(x.data);
+  const native = nativeCallCost(c.be.device, count);
   return [
     { name: 'dispatch host cost (record)', backend: c.label, shape: `${count} dispatches`, medianMs: median(record) / 1000, threads: 1, notes: `${median(record).toFixed(2)} µs per dispatch` },
     { name: 'dispatch cost (record+submit+wait)', backend: c.label, shape: `${count} dispatches`, medianMs: median(total) / 1000, threads: 1, notes: `${median(total).toFixed(2)} µs per dispatch` },
+    ...Object.entries(native).map(([call, us]) => ({
+      name: `native call ${call}`, backend: c.label, shape: `${count} calls`, medianMs: us / 1000, threads: 1,
+      notes: `${us.toFixed(2)} µs per call (the bindings' floor under any dispatch)`,
+    })),
   ];
 }
 
 /**
- * DoRA Linear forward (eval) vs LoRA's on the same kernels: LoRA y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ; DoRA adds the
- * weight norm (uncached) and composes with g = m/‖W + s·B·A‖ (cached: g precomputed).
+ * What the WebGPU bindings themselves cost per call on this host, with no library code around them: the
+ * floor under our per-dispatch cost (a dispatch needs at least `dispatchWorkgroups`, usually a bind group).
  */
-export async function measureDoraLinear(c: MeasureContext, out: number, inn: number, r: number, tokens: readonly number[]): Promise<BenchResult[]> {
+function nativeCallCost(device: GPUDevice, count: number): Record<string, number> {
+  const layout = device.createBindGroupLayout({ entries: [{ binding: 0, visibility: 4, buffer: { type: 'storage' } }] });
+  const pipeline = device.createComputePipeline({
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+    compute: { module: device.createShaderModule({ code: '@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n@compute @workgroup_size(1) fn main() { o[0] = 1.0; }' }), entryPoint: 'main' },
+  });
+  const buffer = device.createBuffer({ size: 256, usage: 0x80 });
+  const groups = [0, 1].map(() => device.createBindGroup({ layout, entries: [{ binding: 0, resource: { buffer } }] }));
+  const time = (f: (pass: GPUComputePassEncoder, i: number) => void): number => {
+    const samples: number[] = [];
+    for (let t = 0; t < 5; t++) {
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, groups[0]!);
+      const t0 = performance.now();
+      for (let i = 0; i < count; i++) f(pass, i);
+      samples.push(((performance.now() - t0) * 1000) / count);
+      pass.end();
+      device.queue.submit([encoder.finish()]);
+    }
+    return median(samples);
+  };
+  const out = {
+    dispatchWorkgroups: time((p) => p.dispatchWorkgroups(1)),
+    'setBindGroup (static)': time((p, i) => p.setBindGroup(0, groups[i & 1]!)),
+  };
+  buffer.destroy();
+  return out;
+}
+
+/**
+ * DoRA Linear forward (eval) vs LoRA's on the same kernels, in the order PEFT's layer issues them: the base
+ * product x·Wᵀ first, then the LoRA branch, then (uncached) the weight norm and g = m / norm, then the
+ * composition. LoRA: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ. DoRA: y = g ⊙ (x·Wᵀ + s·(x·Aᵀ)·Bᵀ) via doraCompose (cached:
+ * g precomputed). With lazy fusion (the default) the compose runs in the base matmul's epilogue, and at
+ * T = 1 the uncached norm shares the GEMV's pass over W.
+ */
+export async function measureDoraLinear(c: MeasureContext, out: number, inn: number, r: number, tokens: readonly number[], note = ''): Promise<BenchResult[]> {
   const be = c.be;
   const w = uploadRandom(be, [out, inn], 9);
   const a = uploadRandom(be, [r, inn], 10, 0.01);
@@ -171,25 +238,27 @@ export async function measureDoraLinear(c: MeasureContext, out: number, inn: num
     };
     const norm = be.weightNorm(w, a, b, s, {});
     const g = be.binary('div', m, info(norm, [out]), [out]);
-    const composeWith = (gg: GpuTensor) => {
+    const doraCached = () => {
       const [base, ax, lora] = branch();
-      const y = be.doraCompose(info(base, [T, out]), info(lora, [T, out]), info(gg, [out]), s, null);
+      const y = be.doraCompose(info(base, [T, out]), info(lora, [T, out]), info(g, [out]), s, null);
       return [base, ax, lora, y];
     };
-    const doraCached = () => composeWith(g);
     const doraUncached = () => {
+      const [base, ax, lora] = branch();
       const n = be.weightNorm(w, a, b, s, {});
       const gg = be.binary('div', m, info(n, [out]), [out]);
-      return [n, gg, ...composeWith(gg)];
+      const y = be.doraCompose(info(base, [T, out]), info(lora, [T, out]), info(gg, [out]), s, null);
+      return [base, ax, lora, n, gg, y];
     };
     const reps = await calibratedReps(be, c.trialMs, loraCall);
     const tLora = await timeGpu(be, reps, c.trials, loraCall);
     const tCached = await timeGpu(be, reps, c.trials, doraCached);
     const tUncached = await timeGpu(be, reps, c.trials, doraUncached);
     const shape = `${out}x${inn} r${r} T${T}`;
-    rows.push({ name: 'LoRA linear forward', backend: c.label, shape, medianMs: tLora, threads: 1 });
-    rows.push({ name: 'DoRA linear forward (cached norm)', backend: c.label, shape, medianMs: tCached, ratio: tLora / tCached, ratioTo: 'LoRA forward', threads: 1, notes: `${(tCached / tLora).toFixed(3)}x LoRA time` });
-    rows.push({ name: 'DoRA linear forward (uncached)', backend: c.label, shape, medianMs: tUncached, ratio: tLora / tUncached, ratioTo: 'LoRA forward', threads: 1, notes: `${(tUncached / tLora).toFixed(3)}x LoRA time` });
+    const extra = note ? `; ${note}` : '';
+    rows.push({ name: 'LoRA linear forward', backend: c.label, shape, medianMs: tLora, threads: 1, notes: note || undefined });
+    rows.push({ name: 'DoRA linear forward (cached norm)', backend: c.label, shape, medianMs: tCached, ratio: tLora / tCached, ratioTo: 'LoRA forward', threads: 1, notes: `${(tCached / tLora).toFixed(3)}x LoRA time${extra}` });
+    rows.push({ name: 'DoRA linear forward (uncached)', backend: c.label, shape, medianMs: tUncached, ratio: tLora / tUncached, ratioTo: 'LoRA forward', threads: 1, notes: `${(tUncached / tLora).toFixed(3)}x LoRA time${extra}` });
     be.release(g);
     be.release(norm);
     be.release(x.data);
