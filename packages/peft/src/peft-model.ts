@@ -171,6 +171,8 @@ export class PeftModel<M extends Module = Module> extends Layer {
 
   private assertNewName(name: string): void {
     if (!name || name === BASE_ADAPTER_NAME) throw new AdapterNameError(`'${name}' cannot be an adapter name`);
+    // Adapters are properties of ModuleDicts; names starting with '_' are private there, and dots would split state-dict keys.
+    if (name.startsWith('_') || name.includes('.')) throw new AdapterNameError(`'${name}' cannot be an adapter name: it may not start with '_' or contain '.'`);
     if (this.peftConfig.has(name)) throw new AdapterNameError(`an adapter named '${name}' already exists`);
   }
 

@@ -157,3 +157,15 @@ describe('loading a good adapter', () => {
     await expect(peft.loadAdapter({ config: good.config, weights: serializeSafetensors(good.tensors) }, 'default')).rejects.toThrow("an adapter named 'default' already exists");
   });
 });
+
+describe('adapter names', () => {
+  it.each(['_tmp', 'a.b'])("'%s' is refused with a typed error before anything is created", async (name) => {
+    const { AdapterNameError } = await import('../src/index.js');
+    const model = new MLP(cpu());
+    const keys = [...model.stateDict().keys()];
+    await expect(getPeftModel(model, new LoraConfig({ r: 2, targetModules: ['lin1'] }), name)).rejects.toThrow(AdapterNameError);
+    expect([...model.stateDict().keys()]).toEqual(keys);
+    const peft = await getPeftModel(new MLP(cpu()), new LoraConfig({ r: 2, targetModules: ['lin1'] }));
+    await expect(peft.addAdapter(name, new LoraConfig({ r: 2, targetModules: ['lin1'] }))).rejects.toThrow(AdapterNameError);
+  });
+});

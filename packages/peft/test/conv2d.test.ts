@@ -1,10 +1,10 @@
-/** Conv2d beyond PEFT: dilation (lora_A takes the base dilation) and groups (true grouped delta, no merge). */
+/** Conv2d beyond PEFT: dilation (lora_A takes the base dilation) and groups (true grouped delta; merge into a dense conv). */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Layer, Random, tensor } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
-import { collectWarnings, collectWarningsAsync, getPeftModel, LoraConfig, LoraConfigError, type LoraConv2d, MergeError, PeftModel } from '../src/index.js';
+import { collectWarnings, collectWarningsAsync, getPeftModel, LoraConfig, LoraConfigError, type LoraConv2d, PeftModel } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
 import { relError } from './helpers/fixtures.js';
@@ -72,18 +72,28 @@ describe('Conv2d with groups > 1', () => {
     expect(relError(m, expected)).toBeLessThan(1e-6);
   });
 
-  it('merging refuses with a typed error naming the module and leaves the weights alone', async () => {
+  it.each([true, false])('useDora %s: merging makes the dense conv the grouped base + true delta equal; unmerge restores the grouped base', async (useDora) => {
     const backend = cpu();
-    const { result: peft } = await collectWarningsAsync(() => getPeftModel(grouped(backend), new LoraConfig({ r: 2, targetModules: ['c1', 'c2'], useDora: true })));
+    const { result: peft } = await collectWarningsAsync(() => getPeftModel(grouped(backend), new LoraConfig({ r: 2, targetModules: ['c1', 'c2'], useDora })));
     perturb(peft, 1);
-    const before = await Promise.all(peft.loraLayers().map((l) => l.weight.float32()));
-    const err = await peft.mergeAdapter().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(MergeError);
-    expect((err as MergeError).module).toBe('c2');
-    await expect(peft.mergeAndUnload()).rejects.toThrow(/groups > 1/);
-    const after = await Promise.all(peft.loraLayers().map((l) => l.weight.float32()));
-    after.forEach((w, i) => expect(relError(w, before[i]!)).toBe(0));
-    expect(peft.loraLayers().every((l) => !l.merged)).toBe(true);
+    peft.eval();
+    const x = input(backend);
+    const unmerged = await peft.forward(x).float32();
+    const layer = peft.getBaseModel().getSubmodule('c2') as LoraConv2d;
+    const groupedWeight = await layer.weight.float32();
+    const [out, inPerGroup, kh, kw] = layer.weight.shape as [number, number, number, number];
+    await peft.mergeAdapter();
+    expect(layer.merged).toBe(true);
+    expect(layer.base_layer.params.groups).toBe(1);
+    expect(layer.weight.shape).toEqual([out, inPerGroup * 2, kh, kw]);
+    expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+    await peft.unmergeAdapter();
+    expect(layer.base_layer.params.groups).toBe(2);
+    expect(layer.weight.shape).toEqual([out, inPerGroup, kh, kw]);
+    expect(relError(await layer.weight.float32(), groupedWeight)).toBeLessThan(1e-5);
+    expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+    const merged = (await peft.mergeAndUnload({ safeMerge: true })) as Layer;
+    expect(relError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
   });
 
   it('a rank not divisible by groups is refused (as PEFT)', async () => {

@@ -1,10 +1,14 @@
 /**
  * LoRA/DoRA on a Conv2d: A is a conv with the base kernel, stride, padding — and, unlike PEFT, the base
  * dilation, so that the branch equals the merged delta — and groups 1; B is a 1×1 conv with the base groups.
- * With groups > 1 the norm uses the true grouped delta (core's geometry) and merging is refused, as PEFT.
+ *
+ * With groups > 1 the true delta B·A reaches every input channel (A is not grouped), so it is no grouped
+ * kernel: the norm uses it through core's block-diagonal geometry, and merging turns the base into the
+ * dense (groups 1) conv it equals — merged = unmerged exactly — and unmerging restores the grouped one.
+ * PEFT refuses to merge these layers.
  */
-import { type Conv2d, type LayerGeometry, loraBranch, ModuleDict, ops, Parameter, type Tensor } from '@dorajs/core';
-import { MergeError } from '../errors.js';
+import { blockDiagonal, Conv2d, type LayerGeometry, loraBranch, ModuleDict, ops, Parameter, type Tensor, tidy } from '@dorajs/core';
+import type { MergedAdapter, MergeSource } from './lora-layer.js';
 import { DoraMagnitude } from './dora-magnitude.js';
 import { type AdapterShapes, LoraLayer } from './lora-layer.js';
 import { LoraWeight } from './lora-weight.js';
@@ -61,10 +65,73 @@ export class LoraConv2d extends LoraLayer<Conv2d> {
     return a && b ? { a: a.weight, b: b.weight } : undefined;
   }
 
-  override assertMergeable(name: string): void {
-    const g = this.base_layer.params.groups;
-    if (g > 1) {
-      throw new MergeError(`Merging is not supported for Conv2d layers with groups > 1 (module '${this._path}', groups ${g}, adapter '${name}'): the LoRA delta is not a grouped kernel`, this._path, name);
+  /** The grouped base while a merge has made base_layer dense; null otherwise. */
+  private _groupedBase: Conv2d | null = null;
+
+  private get groups(): number {
+    return (this._groupedBase ?? this.base_layer).params.groups;
+  }
+
+  /** The dense [out, in, kh, kw] kernel a grouped one stands for (zeros outside each group's block). */
+  private densify(w: Tensor): Tensor {
+    const g = this.groups;
+    const [out, inPerGroup, kh, kw] = w.shape as [number, number, number, number];
+    if (g === 1 || inPerGroup * g !== (this._groupedBase ?? this.base_layer).inChannels) return w; // already dense
+    return ops.reshape(blockDiagonal(ops.reshape(w, [out, -1]), g), [out, inPerGroup * g, kh, kw]);
+  }
+
+  /** The grouped kernel back out of a dense one: each group's diagonal block. */
+  private groupedBlocks(dense: Tensor): Tensor {
+    const g = this.groups;
+    const [out, inChannels] = dense.shape as [number, number];
+    const o = out / g;
+    const i = inChannels / g;
+    return tidy(() => ops.concat(Array.from({ length: g }, (_, k) => ops.narrow(ops.narrow(dense, 0, k * o, o), 1, k * i, i)), 0));
+  }
+
+  /** A merge source whose B is the dense [out, r, 1, 1] matrix of the grouped one. */
+  private denseSource(src: MergeSource): MergeSource {
+    const [out, rPerGroup] = src.b.shape as [number, number];
+    return { ...src, b: ops.reshape(blockDiagonal(ops.reshape(src.b, [out, rPerGroup]), this.groups), [out, rPerGroup * this.groups, 1, 1]) };
+  }
+
+  private static readonly DENSE: LayerGeometry = { kind: 'conv2d', groups: 1 };
+
+  override computeMerge(wCurrent: Tensor, wBase: Tensor, sources: readonly MergeSource[]): { w: Tensor; norms: (Tensor | null)[] } {
+    if (this.groups === 1) return super.computeMerge(wCurrent, wBase, sources);
+    return tidy(() => super.computeMerge(this.densify(wCurrent), this.densify(wBase), sources.map((s) => this.denseSource(s)), LoraConv2d.DENSE));
+  }
+
+  override computeUnmerge(wMerged: Tensor, merged: readonly { source: MergeSource; norm: Tensor | null }[]): Tensor {
+    if (this.groups === 1) return super.computeUnmerge(wMerged, merged);
+    const dense = merged.map((m) => ({ ...m, source: this.denseSource(m.source) }));
+    return tidy(() => super.computeUnmerge(this.densify(wMerged), dense, LoraConv2d.DENSE));
+  }
+
+  override commitMerge(newWeight: Tensor, merged: readonly MergedAdapter[]): void {
+    if (this.groups > 1 && !this._groupedBase) {
+      const grouped = this.base_layer;
+      const [, , kh, kw] = newWeight.shape as [number, number, number, number];
+      const p = grouped.params;
+      const dense = new Conv2d(grouped.inChannels, grouped.outChannels, [kh, kw], { backend: newWeight.backend, stride: p.stride, padding: p.padding, dilation: p.dilation, groups: 1, bias: false });
+      dense.weight.dispose();
+      dense.weight = new Parameter(newWeight, grouped.weight.requiresGrad);
+      dense.bias = grouped.bias;
+      this._groupedBase = grouped;
+      this.base_layer = dense;
     }
+    super.commitMerge(newWeight, merged);
+  }
+
+  override commitUnmerge(newWeight: Tensor): void {
+    const grouped = this._groupedBase;
+    if (!grouped) return super.commitUnmerge(newWeight);
+    const dense = this.base_layer;
+    const blocks = this.groupedBlocks(newWeight);
+    this.base_layer = grouped;
+    this._groupedBase = null;
+    super.commitUnmerge(blocks);
+    blocks.dispose();
+    dense.weight.dispose();
   }
 }

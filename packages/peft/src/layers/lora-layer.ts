@@ -280,15 +280,15 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
    * unmerged base `wBase` so that merged = unmerged forward (PEFT ≤ 0.20 took it from the running weight,
    * issue #3608). Pure: returns the new weight and the norms; runs on whatever backend the inputs live on.
    */
-  computeMerge(wCurrent: Tensor, wBase: Tensor, sources: readonly MergeSource[]): { w: Tensor; norms: (Tensor | null)[] } {
+  computeMerge(wCurrent: Tensor, wBase: Tensor, sources: readonly MergeSource[], geometry: LayerGeometry = this.geometry): { w: Tensor; norms: (Tensor | null)[] } {
     return tidy(() => noGrad(() => {
       let w = wCurrent;
       const norms: (Tensor | null)[] = [];
       for (const src of sources) {
-        const delta = this.delta(wBase, src);
+        const delta = this.delta(wBase, src, geometry);
         if (src.m) {
-          const norm = doraWeightNorm(this.geometry, wBase, src.a, src.b, src.scale);
-          w = doraMerge(this.geometry, w, delta, src.m, norm);
+          const norm = doraWeightNorm(geometry, wBase, src.a, src.b, src.scale);
+          w = doraMerge(geometry, w, delta, src.m, norm);
           norms.push(norm);
         } else {
           w = ops.add(w, delta);
@@ -300,21 +300,21 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   }
 
   /** Inverse of computeMerge for already-merged adapters (last merged first). */
-  computeUnmerge(wMerged: Tensor, merged: readonly { source: MergeSource; norm: Tensor | null }[]): Tensor {
+  computeUnmerge(wMerged: Tensor, merged: readonly { source: MergeSource; norm: Tensor | null }[], geometry: LayerGeometry = this.geometry): Tensor {
     return tidy(() => noGrad(() => {
       let w = wMerged;
       for (let i = merged.length - 1; i >= 0; i--) {
         const { source, norm } = merged[i]!;
-        const delta = this.delta(w, source);
-        w = source.m && norm ? doraUnmerge(this.geometry, w, delta, source.m, norm) : ops.sub(w, delta);
+        const delta = this.delta(w, source, geometry);
+        w = source.m && norm ? doraUnmerge(geometry, w, delta, source.m, norm) : ops.sub(w, delta);
       }
       return w;
     }));
   }
 
-  private delta(w: Tensor, src: MergeSource): Tensor {
+  private delta(w: Tensor, src: MergeSource, geometry: LayerGeometry): Tensor {
     try {
-      return deltaWeight(this.geometry, w, src.a, src.b, src.scale);
+      return deltaWeight(geometry, w, src.a, src.b, src.scale);
     } catch (e) {
       throw new MergeError(`module '${this._path}', adapter '${src.name}': ${(e as Error).message}`, this._path, src.name);
     }

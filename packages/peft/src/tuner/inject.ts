@@ -114,7 +114,7 @@ export function planInjection(model: Module, configIn: LoraConfig, adapterName: 
           `Targeting a Conv2d ('${path}') with groups=${groups} and rank ${r}. Currently, support is limited to conv layers where the rank is divisible by groups. Either choose a different rank or do not target this specific layer.`,
         );
       }
-      if (groups > 1) warnings.push({ code: 'conv-groups', message: `LoRA adapter added to Conv2d layer '${path}' with groups > 1. Merging is not supported.` });
+      if (groups > 1) warnings.push({ code: 'conv-groups', message: `LoRA adapter added to Conv2d layer '${path}' with groups > 1: its delta is not grouped, so merging turns the layer into the equivalent dense (groups 1) conv (PEFT refuses to merge it).` });
       if (base.params.dilation.some((d) => d !== 1)) {
         const dil = `[${base.params.dilation.join(', ')}]`;
         warnings.push({
