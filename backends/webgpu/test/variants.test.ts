@@ -107,6 +107,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       [1, 7, 36, 'float32', 1],
       [2, 33, 1028, 'float32', 1],
       [4, 65, 2052, 'float32', 1],
+      [16, 40, 1028, 'float32', 1],
       [8, 17, 64, 'float32', 3],
       [4, 30, 1032, 'bfloat16', 1],
       [8, 9, 40, 'bfloat16', 2],
@@ -141,6 +142,8 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       // [rows per workgroup, out, in, r, W dtype]: ranks below, at and across the 16-row register chunk
       [4, 37, 44, 1, 'float32'],
       [4, 64, 1028, 16, 'float32'],
+      [16, 70, 2052, 16, 'float32'],
+      [16, 20, 40, 20, 'bfloat16'],
       [2, 21, 68, 17, 'float32'],
       [8, 19, 36, 33, 'float32'],
       [1, 5, 24, 128, 'float32'],

@@ -6,7 +6,7 @@
  * GPU time is wall time around `reps` enqueued calls and one `sync`, divided by `reps`: launches overlap
  * execution, so this is sustained throughput, the number a training or decoding loop sees.
  */
-import { f32ToBf16, type TensorInfo } from '@dorajs/core';
+import { bf16ToF32, f32ToBf16, type TensorInfo } from '@dorajs/core';
 import type { GpuTensor, MatmulTuning, MatmulVariant, WebGpuBackend, WeightNormVariant } from '@dorajs/backend-webgpu';
 import { gbpsOf, gflopsOf, median, type BenchResult } from '../harness.js';
 
@@ -31,6 +31,30 @@ export function uploadRandom(be: WebGpuBackend, shape: number[], seed: number, s
   const v = randomValues(n, seed, scale);
   const data = dtype === 'float32' ? be.upload(v, shape, 'float32') : be.upload(Uint16Array.from(v, f32ToBf16), shape, 'bfloat16');
   return { data, shape, dtype };
+}
+
+/** The values `uploadRandom` stores (bf16-rounded for bfloat16), for host-side spot checks. */
+function hostValues(n: number, seed: number, scale = 1, dtype: 'float32' | 'bfloat16' = 'float32'): Float32Array {
+  const v = randomValues(n, seed, scale);
+  return dtype === 'float32' ? v : Float32Array.from(v, (x) => bf16ToF32(f32ToBf16(x)));
+}
+
+/**
+ * Downloads `out` and compares `samples` of its entries with `expected(i)` computed on the host: a cheap
+ * correctness check of a full-size run (max |a − b| / max |b| over the samples).
+ */
+async function spotCheck(be: WebGpuBackend, out: GpuTensor, samples: number, expected: (i: number) => number): Promise<string> {
+  const got = (await be.download({ data: out, shape: [out.size], dtype: 'float32' })) as Float32Array;
+  let diff = 0;
+  let mag = 0;
+  for (let s = 0; s < samples; s++) {
+    const i = Math.floor(((s + 0.5) / samples) * out.size);
+    const e = expected(i);
+    diff = Math.max(diff, Math.abs(got[i]! - e));
+    mag = Math.max(mag, Math.abs(e));
+  }
+  const err = diff / (mag || 1);
+  return `checked ${samples} entries: rel err ${err.toExponential(1)}${err > 1e-4 ? ' WRONG' : ''}`;
 }
 
 /** Median over `trials` of (wall time of `reps` enqueued calls + sync) / reps, after one warm-up trial. */
@@ -71,12 +95,22 @@ export async function measureMatmul(c: MeasureContext, n: number, variants: read
   const rows: BenchResult[] = [];
   const a = uploadRandom(c.be, [n, n], 1);
   const b = uploadRandom(c.be, [n, n], 2);
+  const hostA = hostValues(n * n, 1);
+  const hostB = hostValues(n * n, 2);
   c.be.setTuning(tuning);
   for (const variant of variants) {
     c.be.setMatmulVariant(variant);
     const call = () => c.be.matmul(a, b, {}, [n, n]);
     const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
-    rows.push({ name: 'matmul fp32', backend: c.label, shape: `${n}x${n}x${n}`, medianMs: ms, gflops: gflopsOf(2 * n ** 3, ms), threads: 1, notes: `variant ${variant}${note}` });
+    const y = call();
+    const check = await spotCheck(c.be, y, 64, (i) => {
+      const [m, j] = [Math.floor(i / n), i % n];
+      let t = 0;
+      for (let k = 0; k < n; k++) t += hostA[m * n + k]! * hostB[k * n + j]!;
+      return t;
+    });
+    c.be.release(y);
+    rows.push({ name: 'matmul fp32', backend: c.label, shape: `${n}x${n}x${n}`, medianMs: ms, gflops: gflopsOf(2 * n ** 3, ms), threads: 1, notes: `variant ${variant}${note}; ${check}` });
   }
   c.be.setMatmulVariant('auto');
   c.be.setTuning({});
@@ -91,9 +125,18 @@ export async function measureLinearMatmul(c: MeasureContext, T: number, out: num
   c.be.setTuning(tuning);
   const call = () => c.be.matmul(x, w, { transposeB: true }, [T, out]);
   const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
+  const [hx, hw] = [hostValues(T * inn, 14), hostValues(out * inn, 15)];
+  const y = call();
+  const check = await spotCheck(c.be, y, 64, (i) => {
+    const [t, o] = [Math.floor(i / out), i % out];
+    let v = 0;
+    for (let k = 0; k < inn; k++) v += hx[t * inn + k]! * hw[o * inn + k]!;
+    return v;
+  });
+  c.be.release(y);
   c.be.setTuning({});
   for (const t of [x, w]) c.be.release(t.data);
-  return [{ name: 'matmul fp32 x·Wᵀ', backend: c.label, shape: `${T}x${inn} · ${out}x${inn}ᵀ`, medianMs: ms, gflops: gflopsOf(2 * T * out * inn, ms), threads: 1, notes: note || undefined }];
+  return [{ name: 'matmul fp32 x·Wᵀ', backend: c.label, shape: `${T}x${inn} · ${out}x${inn}ᵀ`, medianMs: ms, gflops: gflopsOf(2 * T * out * inn, ms), threads: 1, notes: `${note}; ${check}` }];
 }
 
 /** GEMV (decode): x[1, K] · W[N, K]ᵀ, memory-bound: reported in GB/s of W read. */
@@ -103,10 +146,18 @@ export async function measureGemv(c: MeasureContext, n: number, k: number, note 
   c.be.setTuning(tuning);
   const call = () => c.be.matmul(x, w, { transposeB: true }, [1, n]);
   const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
+  const [hx, hw] = [hostValues(k, 3), hostValues(n * k, 4, 1, dtype)];
+  const y = call();
+  const check = await spotCheck(c.be, y, 64, (o) => {
+    let v = 0;
+    for (let j = 0; j < k; j++) v += hx[j]! * hw[o * k + j]!;
+    return v;
+  });
+  c.be.release(y);
   c.be.setTuning({});
   for (const t of [x, w]) c.be.release(t.data);
   const bytes = n * k * (dtype === 'float32' ? 4 : 2);
-  return [{ name: `gemv ${dtype === 'float32' ? 'fp32' : 'bf16 W'} (x·Wᵀ)`, backend: c.label, shape: `1x${k} · ${n}x${k}ᵀ`, medianMs: ms, gbps: gbpsOf(bytes, ms), threads: 1, notes: note || undefined }];
+  return [{ name: `gemv ${dtype === 'float32' ? 'fp32' : 'bf16 W'} (x·Wᵀ)`, backend: c.label, shape: `1x${k} · ${n}x${k}ᵀ`, medianMs: ms, gbps: gbpsOf(bytes, ms), threads: 1, notes: `${note}${note ? '; ' : ''}${check}` }];
 }
 
 export async function measureWeightNorm(
@@ -120,6 +171,19 @@ export async function measureWeightNorm(
   c.be.setTuning(tuning);
   const call = () => c.be.weightNorm(w, a, b, 2, {});
   const ms = await timeGpu(c.be, await calibratedReps(c.be, c.trialMs, call), c.trials, call);
+  const [hw, ha, hb] = [hostValues(out * inn, 5, 1, dtype), hostValues(r * inn, 6, 0.01), hostValues(out * r, 7, 0.01)];
+  const norm = call();
+  const check = await spotCheck(c.be, norm, 16, (o) => {
+    let sq = 0;
+    for (let i = 0; i < inn; i++) {
+      let ba = 0;
+      for (let k = 0; k < r; k++) ba += hb[o * r + k]! * ha[k * inn + i]!;
+      const v = hw[o * inn + i]! + 2 * ba;
+      sq += v * v;
+    }
+    return Math.sqrt(sq);
+  });
+  c.be.release(norm);
   c.be.setWeightNormVariant('auto');
   c.be.setTuning({});
   for (const t of [w, a, b]) c.be.release(t.data);
@@ -133,7 +197,7 @@ export async function measureWeightNorm(
     gbps: gbpsOf(bytes, ms),
     ...(floorMs !== undefined ? { ratio: floorMs / ms, ratioTo: 'read-once floor' } : {}),
     threads: 1,
-    notes: (floorMs !== undefined ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor` : 'effective GB/s of W') + note,
+    notes: (floorMs !== undefined ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor` : 'effective GB/s of W') + `${note}; ${check}`,
   }];
 }
 

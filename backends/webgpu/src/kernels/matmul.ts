@@ -403,6 +403,14 @@ ${linearMain(WG, `  let i = index;
 
 // ---- gemv (M = 1)
 
+/**
+ * Rows per workgroup of the row-streaming GEMV: up to 8 (8 loads of W in flight per thread, x reused 8
+ * times), fewer when N is small so that there are still ~256 workgroups (x·Aᵀ has N = r rows).
+ */
+function gemvRowsPerWorkgroup(N: number): number {
+  return Math.min(8, Math.max(1, 2 ** Math.floor(Math.log2(Math.max(1, N / 256)))));
+}
+
 const GEMV_ROWS = 4;
 const GEMV_LANES = 64;
 
@@ -551,7 +559,7 @@ function forcedSplits(ctx: KernelContext): number | undefined {
 /** Rows per workgroup of the row-streaming programs forced by `setTuning` or `DORA_WEBGPU_ROWS`. */
 export function forcedRows(ctx: KernelContext): number | undefined {
   const n = ctx.options.tuning.rows ?? Number(env('DORA_WEBGPU_ROWS'));
-  return [1, 2, 4, 8].includes(n) ? n : undefined;
+  return [1, 2, 4, 8, 16].includes(n) ? n : undefined;
 }
 
 /** The compose epilogue y' = bias + g ⊙ (y + s·lora) a matmul may apply to its result (all float32). */
@@ -569,7 +577,7 @@ export interface MatmulPlan {
   /** Whether `emit` accepts a compose epilogue. */
   readonly composable: boolean;
   /** Set for the row-streaming GEMV x·Wᵀ (which a weight norm over the same W can join). */
-  readonly rows?: { readonly x: GpuBuffer; readonly w: GpuTensor; readonly N: number; readonly K: number; readonly batch: number; readonly R: number };
+  readonly rows?: { readonly x: GpuBuffer; readonly w: GpuTensor; readonly N: number; readonly K: number; readonly batch: number };
   emit(compose: ComposeArgs | null): void;
 }
 
@@ -620,13 +628,13 @@ function planMatmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: Mat
   if (variant === 'gemv') {
     const rowsOk = transB && s.K % 4 === 0 && aType === 'float32' && (bType === 'float32' || bType === 'bfloat16');
     if (rowsOk) {
-      const R = forcedRows(ctx) ?? 4;
+      const R = forcedRows(ctx) ?? gemvRowsPerWorkgroup(s.N);
       const wType = bType as 'float32' | 'bfloat16';
       const [x, y] = grid(Math.ceil(s.N / R), maxPerDim);
       return {
         out,
         composable: true,
-        rows: { x: a.t.buf, w: b.t, N: s.N, K: s.K, batch: s.batch, R },
+        rows: { x: a.t.buf, w: b.t, N: s.N, K: s.K, batch: s.batch },
         emit: (c) => {
           const program = rowsProgram({
             rows: R, gemv: true, rank: 0, wType, bType, compose: c !== null, composeBias: !!c?.bias, subgroups: ctx.options.subgroups,

@@ -23,6 +23,29 @@ export const ROWS_WORKGROUP = 256;
 export const ROWS_MAX_RANK = 128;
 /** A's rows held in registers at once. */
 const KC_MAX = 16;
+/** Values reduced at once by the workgroup-memory tree (bounds its workgroup memory). */
+const RED_CHUNK = 8;
+
+/** Tree reduction in workgroup memory, RED_CHUNK values at a time; thread j < values ends with `total` = Σ value j. */
+function sharedReduce(values: readonly string[], WG: number): string {
+  const lines: string[] = [];
+  for (let c0 = 0; c0 < values.length; c0 += RED_CHUNK) {
+    const chunk = values.slice(c0, c0 + RED_CHUNK);
+    lines.push(`${chunk.map((v, j) => `  red[${j * WG}u + lid] = ${v};`).join('\n')}
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      for (var j = 0u; j < ${chunk.length}u; j++) { red[j * ${WG}u + lid] += red[j * ${WG}u + lid + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (lid < ${chunk.length}u) { totals[${c0}u + lid] = red[lid * ${WG}u]; }
+  workgroupBarrier();`);
+  }
+  lines.push(`  var total = 0.0;
+  if (lid < ${values.length}u) { total = totals[lid]; }`);
+  return lines.join('\n');
+}
 
 export interface RowsConfig {
   /** Rows per workgroup (compile-time). */
@@ -73,38 +96,49 @@ export function rowsProgram(cfg: RowsConfig): Program {
     if (cfg.composeBias) bindings.push(bindInput(binding++, 'BIAS', 'f32'));
   }
 
+  // B's rows sit in workgroup memory as vec4s of 4 consecutive k (one broadcast read serves 16 FMAs).
+  const aLoads = (k0: string): string[] =>
+    Array.from({ length: KC }, (_, kk) => {
+      const k = `${k0} + ${kk}u`;
+      return exact
+        ? `      let a${kk} = Am[((${k}) * P.K + c) / 4u];`
+        : `      var a${kk} = vec4<f32>(0.0);
+      if (${k} < P.r) { a${kk} = Am[((${k}) * P.K + c) / 4u]; }`;
+    });
+  // (B·A)[row, c..c+3] from the A chunk in registers.
+  const baTerms = (rr: number, acc: string, k0: string | null): string[] => {
+    const lines: string[] = [];
+    for (let q = 0; q < Math.ceil(KC / 4); q++) {
+      lines.push(
+        k0 === null
+          ? `        let b${q} = Bs[${(rr * ROWS_MAX_RANK) / 4 + q}u];`
+          : `        let b${q} = Bs[${(rr * ROWS_MAX_RANK) / 4}u + (${k0}) / 4u + ${q}u];`,
+      );
+    }
+    for (let kk = 0; kk < KC; kk++) lines.push(`        ${acc} = fma(vec4<f32>(b${kk >> 2}[${kk & 3}]), a${kk}, ${acc});`);
+    return lines;
+  };
+
   const body: string[] = [];
+  if (norm && exact) body.push(...aLoads('0u'));
+  if (norm && !exact) {
+    // r > 16: B·A accumulates over chunks of 16 rows of A before W is added.
+    body.push(`      var ba: array<vec4<f32>, ${R}>;
+      for (var k0 = 0u; k0 < P.r; k0 += ${KC}u) {
+${aLoads('k0').join('\n')}`);
+    for (let rr = 0; rr < R; rr++) body.push(`        {\n${baTerms(rr, `ba[${rr}]`, 'k0').join('\n')}\n        }`);
+    body.push('      }');
+  }
   for (let rr = 0; rr < R; rr++) {
     body.push(`      {
         let w = ${wLoad(`bBase + min(row0 + ${rr}u, P.N - 1u) * P.K + c`)};`);
     if (gemv) body.push(`        dots[${rr}] += dot(w, xv);`);
-    if (norm) body.push(`        let v = w + P.scale * ba[${rr}];
+    if (norm) {
+      if (exact) body.push('        var ba = vec4<f32>(0.0);', ...baTerms(rr, 'ba', null));
+      body.push(`        let v = w + P.scale * ${exact ? 'ba' : `ba[${rr}]`};
         sq[${rr}] = fma(v.x, v.x, fma(v.y, v.y, fma(v.z, v.z, fma(v.w, v.w, sq[${rr}]))));`);
+    }
     body.push('      }');
-  }
-
-  // B·A for this column slice: ba[rr] = Σ_k B[row0 + rr, k] · A[k, c..c+3].
-  const baLines: string[] = [];
-  if (norm) {
-    baLines.push(`      var ba: array<vec4<f32>, ${R}>;`);
-    const chunk = (k0: string) => {
-      const lines: string[] = [];
-      for (let kk = 0; kk < KC; kk++) {
-        const k = `${k0} + ${kk}u`;
-        lines.push(
-          exact
-            ? `        let a${kk} = Am[((${k}) * P.K + c) / 4u];`
-            : `        var a${kk} = vec4<f32>(0.0);
-        if (${k} < P.r) { a${kk} = Am[((${k}) * P.K + c) / 4u]; }`,
-        );
-      }
-      for (let rr = 0; rr < R; rr++) {
-        for (let kk = 0; kk < KC; kk++) lines.push(`        ba[${rr}] = fma(vec4<f32>(Bs[${rr * ROWS_MAX_RANK}u + ${k0} + ${kk}u]), a${kk}, ba[${rr}]);`);
-      }
-      return lines.join('\n');
-    };
-    if (exact) baLines.push(`      {\n${chunk('0u')}\n      }`);
-    else baLines.push(`      for (var k0 = 0u; k0 < P.r; k0 += ${KC}u) {\n${chunk('k0')}\n      }`);
   }
 
   // Per-row sums across the workgroup: red[j][*] for j < nred (dots first, then squares).
@@ -121,16 +155,7 @@ ${values.map((_, j) => `    red[${j * (WG / 4)}u + lid / sgsize] = s${j};`).join
   if (lid < ${nred}u) {
     for (var i = 0u; i < nsg; i++) { total += red[lid * ${WG / 4}u + i]; }
   }`
-    : `${values.map((v, j) => `  red[${j * WG}u + lid] = ${v};`).join('\n')}
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      for (var j = 0u; j < ${nred}u; j++) { red[j * ${WG}u + lid] += red[j * ${WG}u + lid + s]; }
-    }
-    workgroupBarrier();
-  }
-  var total = 0.0;
-  if (lid < ${nred}u) { total = red[lid * ${WG}u]; }`;
+    : sharedReduce(values, WG);
 
   const writes: string[] = [];
   if (gemv) {
@@ -179,8 +204,9 @@ fn widen_bf16x4(w: vec2<u32>) -> vec4<f32> {
   return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u), bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
 }
 ${bindings.join('\n')}
-${norm ? `var<workgroup> Bs: array<f32, ${R * ROWS_MAX_RANK}>;` : ''}
-var<workgroup> red: array<f32, ${nred * (subgroups ? WG / 4 : WG)}>;
+${norm ? `var<workgroup> Bs: array<vec4<f32>, ${(R * ROWS_MAX_RANK) / 4}>;` : ''}
+var<workgroup> red: array<f32, ${subgroups ? nred * (WG / 4) : Math.min(nred, RED_CHUNK) * WG}>;
+${subgroups ? '' : `var<workgroup> totals: array<f32, ${nred}>;`}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${
       subgroups ? ', @builtin(subgroup_invocation_id) sgid: u32, @builtin(subgroup_size) sgsize: u32' : ''
@@ -194,7 +220,7 @@ ${
     ? `  for (var i = lid; i < ${R}u * P.r; i += ${WG}u) {
     let rr = i / P.r;
     let k = i % P.r;
-    Bs[rr * ${ROWS_MAX_RANK}u + k] = ${loadF32('Bm', cfg.bType, 'min(row0 + rr, P.N - 1u) * P.r + k')};
+    Bs[(rr * ${ROWS_MAX_RANK}u + k) / 4u][k % 4u] = ${loadF32('Bm', cfg.bType, 'min(row0 + rr, P.N - 1u) * P.r + k')};
   }
   workgroupBarrier();`
     : ''
@@ -203,7 +229,6 @@ ${gemv ? `  var dots: array<f32, ${R}>;` : ''}
 ${norm ? `  var sq: array<f32, ${R}>;` : ''}
   for (var c = lid * 4u; c < P.K; c += ${WG * 4}u) {
 ${gemv ? '    let xv = X[(aBase + c) / 4u];' : ''}
-${baLines.join('\n')}
 ${body.join('\n')}
   }
 ${reduce}

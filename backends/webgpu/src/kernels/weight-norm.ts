@@ -232,7 +232,8 @@ function rowsNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, 
     ? ctx.rt.takePending((op) => isPendingMatmul(op) && !!op.plan.rows && op.plan.rows.w.buf === w.t.buf && op.plan.rows.batch === 1 && op.plan.rows.N === outDim && op.plan.rows.K === inDim)
     : null;
   const rows = gemv && isPendingMatmul(gemv) ? gemv.plan.rows! : null;
-  const R = rows?.R ?? forcedRows(ctx) ?? 4;
+  // 16 rows per workgroup read A (from cache) once per 16 rows of W: A's traffic then equals W's at r = 16.
+  const R = forcedRows(ctx) ?? (r <= 16 ? 16 : 4);
   const program = rowsProgram({
     rows: R, gemv: rows !== null, rank: r, wType, bType: b.t.dtype, compose: false, composeBias: false, subgroups: ctx.options.subgroups,
   });
