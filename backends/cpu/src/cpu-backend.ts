@@ -1,10 +1,13 @@
 /**
- * The CPU backend: every kernel of the Backend contract on typed arrays, single-threaded. It is also the
- * reference the conformance suite compares other backends with, so it favours exactness (float64
- * accumulation everywhere) where that costs nothing in JavaScript.
+ * The CPU backend: every kernel of the Backend contract on typed arrays. Two implementations share this
+ * class: the JavaScript kernels (`kernels: 'js'`), the reference the conformance suite compares other
+ * backends with, which favours exactness (float64 accumulation everywhere) where that costs nothing in
+ * JavaScript; and the WebAssembly SIMD kernels (`kernels: 'wasm'`, the default where the engine has SIMD),
+ * whose tensors live in the wasm heap so the hot kernels (matmul, the fused weight norm, large elementwise
+ * ops and reductions) run in place and, with `threads` > 1, across worker threads. Kernels without a wasm
+ * version run the JavaScript code on the heap views.
  */
 import {
-  allocFor,
   type AnyTypedArray,
   type Backend,
   BackendError,
@@ -37,18 +40,40 @@ import { gatherInto, scatterAddInto } from './kernels/indexing.js';
 import { concatInto, sliceInto, transposeInto } from './kernels/layout.js';
 import { matmulInto, matmulShapes } from './kernels/matmul.js';
 import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
-import { CpuStorage, LiveCounter } from './storage.js';
+import { CpuStorage, HeapHome, LiveCounter } from './storage.js';
+import { wasmFeatures } from './wasm/features.js';
+import { WasmKernels } from './wasm/kernels.js';
+import { WasmRuntime } from './wasm/runtime.js';
 
 export type CpuInfo = TensorInfo<CpuStorage>;
 
 export interface CpuBackendOptions {
   /**
-   * The most threads the kernels may use (default 1). Every kernel of this version runs on the calling
-   * thread, so the effective count, `backend.threads`, is 1 whatever is asked; worker-thread kernels are
-   * planned and will honour this bound.
+   * Threads the wasm kernels may use, the calling thread included (default 1; 'auto' = every core the
+   * runtime reports). More than one needs the wasm kernels, a shared WebAssembly memory and worker threads
+   * (Node's worker_threads, or Web Workers on a cross-origin-isolated page); where any is missing the
+   * kernels run on the calling thread and `backend.threads` says 1.
    */
-  readonly threads?: number;
+  readonly threads?: number | 'auto';
+  /**
+   * 'wasm': WebAssembly SIMD kernels (ConfigError where the engine has no SIMD); 'js': the typed-array
+   * reference kernels; 'auto' (default): wasm where available.
+   */
+  readonly kernels?: 'auto' | 'wasm' | 'js';
+  /**
+   * Use relaxed-SIMD fused multiply-add where the engine has it (default true). FMA rounds once per
+   * multiply-add instead of twice; false gives the same code path as an engine without relaxed SIMD.
+   */
+  readonly fma?: boolean;
+  /**
+   * Multiply-adds (or elements, for memory-bound kernels) below which a kernel is not split across threads
+   * (default 2¹⁸). Tests lower it to run the threaded paths on small inputs.
+   */
+  readonly splitThreshold?: number;
 }
+
+/** Below this many multiply-adds a matmul, GEMV or norm is not worth waking other threads for. */
+const DEFAULT_SPLIT = 1 << 18;
 
 const ALL_DTYPES = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'] as const satisfies readonly DType[];
 type Numeric = Float32Array | Int32Array;
@@ -56,17 +81,37 @@ type Numeric = Float32Array | Int32Array;
 export class CpuBackend implements Backend<CpuStorage> {
   readonly name = 'cpu';
   readonly capabilities: BackendCapabilities = { dtypes: ALL_DTYPES, offHost: false };
-  /** Threads the kernels actually use (see `CpuBackendOptions.threads`). */
-  readonly threads = 1;
-  /** The bound that was asked for. */
+  /** Which kernels run: WebAssembly SIMD or the typed-array reference. */
+  readonly kernels: 'wasm' | 'js';
+  /** Whether the wasm kernels use relaxed-SIMD FMA. */
+  readonly fma: boolean;
+  /** Threads the kernels use, the calling thread included (see `CpuBackendOptions.threads`). */
+  readonly threads: number;
+  /** The number that was asked for. */
   readonly maxThreads: number;
   private readonly live = new LiveCounter();
+  private readonly home: HeapHome | null = null;
+  private readonly wasm: WasmKernels | null = null;
   private disposed = false;
 
   constructor(options: CpuBackendOptions = {}) {
-    const threads = options.threads ?? 1;
-    if (!Number.isInteger(threads) || threads < 1) throw new ConfigError(`cpu backend: threads must be a positive integer, got ${threads}`);
+    const asked = options.threads ?? 1;
+    const threads = asked === 'auto' ? availableCores() : asked;
+    if (!Number.isInteger(threads) || threads < 1) throw new ConfigError(`cpu backend: threads must be a positive integer or 'auto', got ${String(asked)}`);
     this.maxThreads = threads;
+    const choice = options.kernels ?? 'auto';
+    if (choice !== 'auto' && choice !== 'wasm' && choice !== 'js') throw new ConfigError(`cpu backend: kernels must be 'auto', 'wasm' or 'js', got '${String(choice)}'`);
+    const split = options.splitThreshold ?? DEFAULT_SPLIT;
+    if (!(split >= 0)) throw new ConfigError(`cpu backend: splitThreshold must be a non-negative number, got ${split}`);
+    const runtime = choice === 'js' ? null : WasmRuntime.get();
+    if (choice === 'wasm' && !runtime) throw new ConfigError('cpu backend: kernels: \'wasm\' needs WebAssembly with SIMD128, which this engine does not have');
+    this.kernels = runtime ? 'wasm' : 'js';
+    this.fma = runtime !== null && (options.fma ?? true) && wasmFeatures().relaxedSimd;
+    if (runtime) {
+      this.home = new HeapHome(runtime);
+      this.wasm = new WasmKernels(runtime, runtime.variant(this.fma), split);
+    }
+    this.threads = 1;
   }
 
   // ---- storage
@@ -77,7 +122,7 @@ export class CpuBackend implements Backend<CpuStorage> {
       throw new DTypeError(`cpu upload: ${dtype} needs a ${arrayTypeOf(dtype).name}, got ${describeArray(values)}`);
     }
     if (values.length !== sizeOf(shape)) throw new ShapeError(`cpu upload: ${values.length} values do not fill shape ${shapeStr(shape)}`);
-    return this.make(values.slice());
+    return this.copyOf(values);
   }
 
   download(t: CpuInfo): Promise<TypedArrayFor<DType>> {
@@ -96,7 +141,8 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   fill(shape: readonly number[], value: number, dtype: DType): CpuStorage {
     this.checkShape('fill', shape);
-    return this.make(allocFor(dtype, sizeOf(shape)).fill(encodeScalar(value, dtype)));
+    const v = encodeScalar(value, dtype);
+    return this.output(dtype, sizeOf(shape), (out) => out.fill(v), v !== 0);
   }
 
   // ---- linear algebra
@@ -107,9 +153,16 @@ export class CpuBackend implements Backend<CpuStorage> {
     const ta = options.transposeA ?? false;
     const tb = options.transposeB ?? false;
     const shapes = matmulShapes(a.shape, b.shape, ta, tb, outShape);
-    const out = new Float32Array(sizeOf(outShape));
-    matmulInto(av, a.shape, bv, b.shape, ta, tb, shapes, out);
-    return this.make(out);
+    const wasm = this.wasm;
+    const out = this.allocate('float32', sizeOf(outShape), !wasm);
+    try {
+      if (wasm && out.ptr && a.data.ptr && b.data.ptr) wasm.matmul(a.data.ptr, a.shape, b.data.ptr, b.shape, ta, tb, shapes, out.ptr);
+      else matmulInto(av, a.shape, bv, b.shape, ta, tb, shapes, out.values as Float32Array);
+    } catch (e) {
+      out.markReleased();
+      throw e;
+    }
+    return out;
   }
 
   // ---- elementwise
@@ -120,24 +173,19 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (a.dtype !== b.dtype) throw new DTypeError(`cpu ${op}: dtypes differ (${a.dtype} ${shapeStr(a.shape)} and ${b.dtype} ${shapeStr(b.shape)})`);
     this.checkBroadcast(op, [a.shape, b.shape], outShape);
     const isCompare = op === 'greater' || op === 'equal';
-    const out = isCompare || a.dtype === 'float32' ? new Float32Array(sizeOf(outShape)) : new Int32Array(sizeOf(outShape));
-    binaryInto(op, av, bv, out, planBroadcast(op, outShape, [a.shape, b.shape]));
-    return this.make(out);
+    const plan = planBroadcast(op, outShape, [a.shape, b.shape]);
+    return this.output(isCompare ? 'float32' : a.dtype, sizeOf(outShape), (out) => binaryInto(op, av, bv, out as Numeric, plan), false);
   }
 
   unary(op: UnaryOp, a: CpuInfo): CpuStorage {
     const x = this.readNumeric(op, a);
     if (a.dtype === 'int32' && !INT_UNARY.has(op)) throw new DTypeError(`cpu ${op}: needs float32, got int32 ${shapeStr(a.shape)}`);
-    const out = x instanceof Float32Array ? new Float32Array(x.length) : new Int32Array(x.length);
-    unaryInto(op, x, out);
-    return this.make(out);
+    return this.output(a.dtype, x.length, (out) => unaryInto(op, x, out as Numeric), false);
   }
 
   affine(a: CpuInfo, scale: number, offset: number): CpuStorage {
     const x = this.readNumeric('affine', a);
-    const out = x instanceof Float32Array ? new Float32Array(x.length) : new Int32Array(x.length);
-    affineInto(x, scale, offset, out);
-    return this.make(out);
+    return this.output(a.dtype, x.length, (out) => affineInto(x, scale, offset, out as Numeric), false);
   }
 
   where(cond: CpuInfo, a: CpuInfo, b: CpuInfo, outShape: readonly number[]): CpuStorage {
@@ -147,9 +195,8 @@ export class CpuBackend implements Backend<CpuStorage> {
     const bv = this.readNumeric('where', b);
     if (a.dtype !== b.dtype) throw new DTypeError(`cpu where: branches differ in dtype (${a.dtype} and ${b.dtype})`);
     this.checkBroadcast('where', [cond.shape, a.shape, b.shape], outShape);
-    const out = a.dtype === 'float32' ? new Float32Array(sizeOf(outShape)) : new Int32Array(sizeOf(outShape));
-    whereInto(cv, av, bv, out, planBroadcast('where', outShape, [cond.shape, a.shape, b.shape]));
-    return this.make(out);
+    const plan = planBroadcast('where', outShape, [cond.shape, a.shape, b.shape]);
+    return this.output(a.dtype, sizeOf(outShape), (out) => whereInto(cv, av, bv, out as Numeric, plan), false);
   }
 
   // ---- reductions
@@ -165,26 +212,20 @@ export class CpuBackend implements Backend<CpuStorage> {
     const kept = a.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     if (!sameShape(kept, outShape)) throw new ShapeError(`cpu ${op}: reducing ${shapeStr(a.shape)} over [${axes.join(', ')}] gives ${shapeStr(kept)}, not ${shapeStr(outShape)}`);
     if (op !== 'sum' && op !== 'mean' && axes.some((ax) => a.shape[ax] === 0)) throw new ShapeError(`cpu ${op}: cannot reduce an empty axis of ${shapeStr(a.shape)}`);
-    const out = x instanceof Float32Array ? new Float32Array(sizeOf(kept)) : new Int32Array(sizeOf(kept));
-    reduceInto(op, x, a.shape, axes, out);
-    return this.make(out);
+    return this.output(a.dtype, sizeOf(kept), (out) => reduceInto(op, x, a.shape, axes, out as Numeric), false);
   }
 
   argMax(a: CpuInfo): CpuStorage {
     const x = this.readNumeric('argMax', a);
     const last = a.shape[a.shape.length - 1];
     if (last === undefined || last === 0) throw new ShapeError(`cpu argMax: needs a non-empty last axis, got ${shapeStr(a.shape)}`);
-    const out = new Int32Array(x.length / last);
-    argMaxInto(x, last, out);
-    return this.make(out);
+    return this.output('int32', x.length / last, (out) => argMaxInto(x, last, out as Int32Array), false);
   }
 
   softmax(a: CpuInfo, log: boolean): CpuStorage {
     const x = this.readFloat(log ? 'logSoftmax' : 'softmax', a);
     if (a.shape.length === 0) throw new ShapeError(`cpu softmax: needs at least one axis, got a scalar`);
-    const out = new Float32Array(x.length);
-    softmaxInto(x, a.shape[a.shape.length - 1]!, log, out);
-    return this.make(out);
+    return this.output('float32', x.length, (out) => softmaxInto(x, a.shape[a.shape.length - 1]!, log, out as Float32Array), false);
   }
 
   // ---- indexing
@@ -194,9 +235,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     const iv = this.readInt('gather', indices);
     if (table.shape.length !== 2) throw new ShapeError(`cpu gather: the table must be 2-D, got ${shapeStr(table.shape)}`);
     const [rows, cols] = table.shape as [number, number];
-    const out = tv instanceof Float32Array ? new Float32Array(iv.length * cols) : new Int32Array(iv.length * cols);
-    gatherInto(tv, rows, cols, iv, out);
-    return this.make(out);
+    return this.output(table.dtype, iv.length * cols, (out) => gatherInto(tv, rows, cols, iv, out as Numeric), false);
   }
 
   scatterAdd(indices: CpuInfo, updates: CpuInfo, numRows: number): CpuStorage {
@@ -207,9 +246,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (uv.length !== iv.length * cols) {
       throw new ShapeError(`cpu scatterAdd: updates ${shapeStr(updates.shape)} do not hold one row of ${cols} per index of ${shapeStr(indices.shape)}`);
     }
-    const out = new Float32Array(numRows * cols);
-    scatterAddInto(iv, uv, cols, numRows, out);
-    return this.make(out);
+    return this.output('float32', numRows * cols, (out) => scatterAddInto(iv, uv, cols, numRows, out as Float32Array));
   }
 
   // ---- layout
@@ -220,9 +257,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (perm.length !== rank || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
       throw new ShapeError(`cpu transpose: [${perm.join(', ')}] is not a permutation of the axes of ${shapeStr(a.shape)}`);
     }
-    const out = allocFor(a.dtype, x.length);
-    transposeInto(x, a.shape, perm, out);
-    return this.make(out);
+    return this.output(a.dtype, x.length, (out) => transposeInto(x, a.shape, perm, out), false);
   }
 
   slice(a: CpuInfo, begin: readonly number[], size: readonly number[]): CpuStorage {
@@ -236,9 +271,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (begin.length !== rank || size.length !== rank || !a.shape.every((_, d) => fits(d))) {
       throw new ShapeError(`cpu slice: begin [${begin.join(', ')}] size [${size.join(', ')}] does not fit ${shapeStr(a.shape)}`);
     }
-    const out = allocFor(a.dtype, sizeOf(size));
-    sliceInto(x, a.shape, begin, size, out);
-    return this.make(out);
+    return this.output(a.dtype, sizeOf(size), (out) => sliceInto(x, a.shape, begin, size, out), false);
   }
 
   concat(tensors: readonly CpuInfo[], axis: number, outShape: readonly number[]): CpuStorage {
@@ -255,17 +288,13 @@ export class CpuBackend implements Backend<CpuStorage> {
     });
     const expected = first.shape.map((d, i) => (i === axis ? tensors.reduce((s, t) => s + t.shape[axis]!, 0) : d));
     if (!sameShape(expected, outShape)) throw new ShapeError(`cpu concat: the result is ${shapeStr(expected)}, not ${shapeStr(outShape)}`);
-    const out = allocFor(first.dtype, sizeOf(expected));
-    concatInto(parts, axis, out);
-    return this.make(out);
+    return this.output(first.dtype, sizeOf(expected), (out) => concatInto(parts, axis, out), false);
   }
 
   cast(a: CpuInfo, dtype: DType): CpuStorage {
     const x = this.read('cast', a);
     arrayTypeOf(dtype); // throws a DTypeError naming an unknown target dtype
-    const out = allocFor(dtype, x.length);
-    castInto(x, a.dtype, dtype, out);
-    return this.make(out);
+    return this.output(dtype, x.length, (out) => castInto(x, a.dtype, dtype, out), false);
   }
 
   // ---- convolution
@@ -274,27 +303,21 @@ export class CpuBackend implements Backend<CpuStorage> {
     const xv = this.readFloat('conv2d', x);
     const wv = this.readFloat('conv2d', w);
     const g = convGeometry('conv2d', x.shape, w.shape, p, outShape);
-    const out = new Float32Array(sizeOf(outShape));
-    conv2dForward(xv, wv, g, out);
-    return this.make(out);
+    return this.output('float32', sizeOf(outShape), (out) => conv2dForward(xv, wv, g, out as Float32Array));
   }
 
   conv2dBackpropInput(dy: CpuInfo, w: CpuInfo, p: Conv2dParams, xShape: readonly number[]): CpuStorage {
     const dyv = this.readFloat('conv2dBackpropInput', dy);
     const wv = this.readFloat('conv2dBackpropInput', w);
     const g = convGeometry('conv2dBackpropInput', xShape, w.shape, p, dy.shape);
-    const dx = new Float32Array(sizeOf(xShape));
-    conv2dInputGrad(dyv, wv, g, dx);
-    return this.make(dx);
+    return this.output('float32', sizeOf(xShape), (dx) => conv2dInputGrad(dyv, wv, g, dx as Float32Array));
   }
 
   conv2dBackpropFilter(x: CpuInfo, dy: CpuInfo, p: Conv2dParams, wShape: readonly number[]): CpuStorage {
     const xv = this.readFloat('conv2dBackpropFilter', x);
     const dyv = this.readFloat('conv2dBackpropFilter', dy);
     const g = convGeometry('conv2dBackpropFilter', x.shape, wShape, p, dy.shape);
-    const dw = new Float32Array(sizeOf(wShape));
-    conv2dFilterGrad(xv, dyv, g, dw);
-    return this.make(dw);
+    return this.output('float32', sizeOf(wShape), (dw) => conv2dFilterGrad(xv, dyv, g, dw as Float32Array));
   }
 
   // ---- fused
@@ -318,9 +341,7 @@ export class CpuBackend implements Backend<CpuStorage> {
         `cpu weightNorm: W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
       );
     }
-    const norms = new Float32Array(out);
-    (tw ? weightNormColumns : weightNormRows)(wv, av, bv, out, inF, r, scale, norms);
-    return this.make(norms);
+    return this.output('float32', out, (norms) => (tw ? weightNormColumns : weightNormRows)(wv, av, bv, out, inF, r, scale, norms as Float32Array), false);
   }
 
   doraCompose(base: CpuInfo, lora: CpuInfo, g: CpuInfo, scale: number, bias: CpuInfo | null): CpuStorage {
@@ -334,9 +355,7 @@ export class CpuBackend implements Backend<CpuStorage> {
         `cpu doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit [..., out], [..., out], [out], [out]`,
       );
     }
-    const y = new Float32Array(basev.length);
-    doraComposeInto(basev, lorav, gv, scale, biasv, out, y);
-    return this.make(y);
+    return this.output('float32', basev.length, (y) => doraComposeInto(basev, lorav, gv, scale, biasv, out, y as Float32Array), false);
   }
 
   // ---- lifecycle
@@ -347,13 +366,45 @@ export class CpuBackend implements Backend<CpuStorage> {
   }
 
   dispose(): void {
+    if (this.disposed) return;
     this.disposed = true;
+    this.wasm?.dispose();
   }
 
   // ---- helpers
 
-  private make(values: AnyTypedArray): CpuStorage {
-    return new CpuStorage(values, this.live);
+  /**
+   * A new handle of `length` elements: in the wasm heap when this backend runs the wasm kernels (and the heap
+   * can hold it), an ordinary typed array otherwise. Zero-filled unless `zero` is false (for kernels that
+   * write every element).
+   */
+  private allocate(dtype: DType, length: number, zero = true): CpuStorage {
+    const ctor = arrayTypeOf(dtype);
+    if (this.home && length > 0) {
+      const s = this.home.allocate(ctor, length, this.live, zero ? 'zero' : 'none');
+      if (s) return s;
+    }
+    return new CpuStorage(new ctor(length), this.live);
+  }
+
+  /** Allocates, lets `fill` write the values, and releases the handle again if `fill` throws. */
+  private output(dtype: DType, length: number, fill: (values: AnyTypedArray) => void, zero = true): CpuStorage {
+    const s = this.allocate(dtype, length, zero);
+    try {
+      fill(s.values);
+    } catch (e) {
+      s.markReleased();
+      throw e;
+    }
+    return s;
+  }
+
+  private copyOf(values: AnyTypedArray): CpuStorage {
+    if (this.home && values.length > 0) {
+      const s = this.home.allocate(arrayTypeOf(dtypeOfArray(values)), values.length, this.live, values);
+      if (s) return s;
+    }
+    return new CpuStorage(values.slice(), this.live);
   }
 
   private checkAlive(op: string): void {
@@ -375,8 +426,9 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (!(h.values instanceof arrayTypeOf(t.dtype))) {
       throw new DTypeError(`cpu ${op}: input ${shapeStr(t.shape)} claims ${t.dtype} but holds a ${h.values.constructor.name}`);
     }
-    if (h.values.length !== sizeOf(t.shape)) throw new ShapeError(`cpu ${op}: input ${shapeStr(t.shape)} holds ${h.values.length} elements`);
-    return h.values;
+    const values = h.values;
+    if (values.length !== sizeOf(t.shape)) throw new ShapeError(`cpu ${op}: input ${shapeStr(t.shape)} holds ${values.length} elements`);
+    return values;
   }
 
   private readNumeric(op: string, t: CpuInfo): Numeric {
@@ -425,6 +477,19 @@ function arrayTypeOf(dtype: DType): ArrayType {
     default:
       throw new DTypeError(`cpu: unknown dtype '${String(dtype)}'`);
   }
+}
+
+function dtypeOfArray(v: AnyTypedArray): DType {
+  if (v instanceof Float32Array) return 'float32';
+  if (v instanceof Int32Array) return 'int32';
+  if (v instanceof Uint16Array) return 'bfloat16'; // same storage as float16
+  if (v instanceof Int8Array) return 'int8';
+  return 'uint8';
+}
+
+function availableCores(): number {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  return Math.max(1, nav?.hardwareConcurrency ?? 1);
 }
 
 function describeArray(v: unknown): string {

@@ -1,7 +1,8 @@
 import { BackendError, ConfigError, DisposedTensorError, DTypeError, registeredBackends, resolveBackend, ShapeError } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import { CpuBackend, createCpuBackend } from '../src/index.js';
-import { up } from './helpers.js';
+import { WasmRuntime } from '../src/wasm/runtime.js';
+import { down, up } from './helpers.js';
 
 describe('cpu backend storage', () => {
   it('counts live handles and returns to zero after releases', () => {
@@ -89,5 +90,37 @@ describe('cpu backend storage', () => {
     const { backend, reason } = await resolveBackend('cpu');
     expect(backend).toBeInstanceOf(CpuBackend);
     expect(reason).toBe('requested: cpu');
+  });
+});
+
+describe('wasm heap storage', () => {
+  it('keeps tensors in the wasm heap and gives their blocks back on release', async () => {
+    const b = createCpuBackend({ kernels: 'wasm' });
+    const runtime = WasmRuntime.get()!;
+    const before = runtime.heap.allocatedBytes;
+    const x = up(b, [1, 2, 3], [3]);
+    expect(x.data.ptr).toBeGreaterThan(0);
+    expect(x.data.values.buffer).toBe(runtime.buffer);
+    const y = b.unary('neg', x);
+    expect(runtime.heap.allocatedBytes).toBeGreaterThan(before);
+    expect(await down(b, y, [3])).toEqual([-1, -2, -3]);
+    b.release(x.data);
+    b.release(y);
+    expect(runtime.heap.allocatedBytes).toBe(before);
+  });
+
+  it('empty tensors and the js kernels use ordinary arrays', () => {
+    const w = createCpuBackend({ kernels: 'wasm' });
+    expect(w.upload(new Float32Array(0), [0, 3], 'float32').ptr).toBe(0);
+    const j = createCpuBackend({ kernels: 'js' });
+    const h = j.upload(new Float32Array(2), [2], 'float32');
+    expect(h.ptr).toBe(0);
+    expect(h.values.buffer).toBeInstanceOf(ArrayBuffer);
+  });
+
+  it('rejects unknown kernel choices and thread counts', () => {
+    expect(() => createCpuBackend({ kernels: 'gpu' as never })).toThrow(ConfigError);
+    expect(() => createCpuBackend({ threads: 0 })).toThrow(ConfigError);
+    expect(() => createCpuBackend({ threads: 1.5 })).toThrow(ConfigError);
   });
 });

@@ -1,0 +1,78 @@
+/**
+ * The wasm runtime shared by every wasm-kernel backend of this JavaScript thread: one linear memory (shared,
+ * so worker threads can compute on it, where the engine allows), the allocator of that memory, and the
+ * kernel module compiled in its two variants (with relaxed-SIMD FMA and without). Tensors of all those
+ * backends live in this one heap; each backend keeps its own live-handle count.
+ */
+import { ModuleBuilder } from './encoder.js';
+import { wasmFeatures } from './features.js';
+import { emitGemm } from './gemm-wasm.js';
+import { HeapAllocator } from './heap.js';
+import { wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
+
+/** wasm32 addresses 4 GiB; V8 reserves the address space of a shared memory's maximum up front. */
+const MAX_PAGES = 65536;
+const PAGE = 65536;
+/** Low addresses are never handed out, so 0 can mean "no pointer". */
+const RESERVED = 1024;
+
+/** A kernel entry point: task index, byte address of its argument block, thread id (0 = calling thread). */
+export type TaskFn = (task: number, args: number, tid: number) => void;
+
+/** Exports of the kernel module that the host calls (or hands to worker threads by name). */
+export const TASK_EXPORTS = ['gemm_task', 'gemv_task'] as const;
+export type TaskName = (typeof TASK_EXPORTS)[number];
+
+export interface KernelVariant {
+  /** Uses f32x4.relaxed_madd (FMA). */
+  readonly fma: boolean;
+  readonly module: WasmModule;
+  readonly tasks: Readonly<Record<TaskName, TaskFn>>;
+  readonly exports: Readonly<Record<string, unknown>>;
+}
+
+/** The kernel module's bytes (exported for tests that validate every variant). */
+export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
+  const mb = new ModuleBuilder({ initialPages: 1, maximumPages: MAX_PAGES, shared });
+  emitGemm(mb, fma);
+  return mb.bytes();
+}
+
+export class WasmRuntime {
+  readonly memory: WasmMemory;
+  readonly shared: boolean;
+  readonly heap: HeapAllocator;
+  private readonly variants = new Map<boolean, KernelVariant>();
+
+  private constructor() {
+    this.shared = wasmFeatures().sharedMemory;
+    this.memory = new wasmApi!.Memory({ initial: 16, maximum: MAX_PAGES, ...(this.shared ? { shared: true } : {}) });
+    this.heap = new HeapAllocator(this.memory, RESERVED, MAX_PAGES * PAGE);
+  }
+
+  private static instance: WasmRuntime | null = null;
+
+  /** The runtime of this thread, or null where the engine has no WebAssembly SIMD. */
+  static get(): WasmRuntime | null {
+    if (!wasmFeatures().simd) return null;
+    return (WasmRuntime.instance ??= new WasmRuntime());
+  }
+
+  /** The kernels compiled with FMA (only where the engine has relaxed SIMD) or without. */
+  variant(fma: boolean): KernelVariant {
+    let v = this.variants.get(fma);
+    if (!v) {
+      const module = new wasmApi!.Module(kernelModuleBytes(fma, this.shared));
+      const { exports } = new wasmApi!.Instance(module, { env: { memory: this.memory } }) as WasmInstance;
+      const tasks = Object.fromEntries(TASK_EXPORTS.map((name) => [name, exports[name] as TaskFn])) as Record<TaskName, TaskFn>;
+      v = { fma, module, tasks, exports };
+      this.variants.set(fma, v);
+    }
+    return v;
+  }
+
+  /** The current buffer (a new object after the memory grows; views made earlier stay valid if shared). */
+  get buffer(): ArrayBuffer | SharedArrayBuffer {
+    return this.memory.buffer;
+  }
+}
