@@ -20,7 +20,7 @@ import {
   DoraError,
 } from '@dorajs/core';
 import type { PoolStats } from './buffer-pool.js';
-import { KernelContext, type GpuTensor, type MatmulTuning, type MatmulVariant, type WeightNormVariant } from './context.js';
+import { environmentOptions, KernelContext, type GpuTensor, type MatmulTuning, type MatmulVariant, type WeightNormVariant } from './context.js';
 import { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './kernels/conv2d.js';
 import { doraCompose } from './kernels/dora-compose.js';
@@ -65,6 +65,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   private readonly rt: GpuRuntime;
   private readonly ctx: KernelContext;
   private readonly released = new WeakSet<GpuTensor>();
+  private readonly envTuning: MatmulTuning;
 
   constructor(
     readonly device: GPUDevice,
@@ -76,13 +77,14 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     // A CPU rasterizer behind WebGPU (Mesa llvmpipe, SwiftShader) is slower than the CPU backend: 'auto' skips it.
     this.capabilities = { dtypes: ALL_DTYPES, offHost: true, software: /llvmpipe|swiftshader|lavapipe|softpipe/i.test(description) };
     this.rt = new GpuRuntime(device, { maxPoolBytes: options.maxPoolBytes, uniformArenaBytes: options.uniformArenaBytes });
-    const env = typeof process !== 'undefined' ? process.env : undefined;
+    const env = environmentOptions();
+    this.envTuning = env.tuning;
     this.ctx = new KernelContext(this.rt, {
-      matmulVariant: options.matmulVariant ?? 'auto',
-      weightNormVariant: options.weightNormVariant ?? 'auto',
+      matmulVariant: options.matmulVariant ?? env.matmulVariant ?? 'auto',
+      weightNormVariant: options.weightNormVariant ?? env.weightNormVariant ?? 'auto',
       subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
-      fuse: options.fuse ?? env?.DORA_WEBGPU_FUSE !== '0',
-      tuning: {},
+      fuse: options.fuse ?? (typeof process === 'undefined' || process.env?.DORA_WEBGPU_FUSE !== '0'),
+      tuning: { ...env.tuning },
     });
   }
 
@@ -107,12 +109,12 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   }
 
   /**
-   * Overrides the programs' blocking (tests, tuning runs); `{}` restores the defaults. The environment
-   * variables `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK` and `DORA_WEBGPU_ROWS` do the same for a process.
+   * Overrides the programs' blocking (tests, tuning runs); `{}` restores the defaults (those the
+   * environment gave at creation: `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK`, `DORA_WEBGPU_ROWS`, ...).
    */
   setTuning(tuning: MatmulTuning): void {
     this.rt.flushDeferred();
-    this.ctx.options.tuning = { ...tuning };
+    this.ctx.options.tuning = { ...this.envTuning, ...tuning };
   }
 
   /** Turns lazy fusion (see `WebGpuBackendOptions.fuse`) on or off; deferred work is recorded first. */
@@ -271,6 +273,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   }
 
   dispose(): void {
+    this.ctx.dropScratch();
     this.rt.dispose(this.destroyDevice);
   }
 }

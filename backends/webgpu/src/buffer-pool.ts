@@ -36,6 +36,8 @@ export class BufferPool {
   private readonly free = new Map<number, GpuBuffer[]>();
   private parked: GpuBuffer[] = [];
   private freeBytes = 0;
+  /** Bytes of released buffers waiting for the next submit. */
+  parkedBytes = 0;
   private nextId = 1;
   readonly stats: PoolStats = { created: 0, ownedBytes: 0, largestRequest: 0 };
 
@@ -64,6 +66,7 @@ export class BufferPool {
   /** The buffer becomes reusable after the next submit (see the file comment). */
   release(buf: GpuBuffer): void {
     this.parked.push(buf);
+    this.parkedBytes += buf.size;
   }
 
   /** Called right after a queue submit; buffers `stillNeeded` accepts (by unrecorded work) stay parked. */
@@ -88,6 +91,7 @@ export class BufferPool {
       this.freeBytes += buf.size;
     }
     this.parked = keep;
+    this.parkedBytes = keep.reduce((n, b) => n + b.size, 0);
     if (destroyed) this.onDestroy();
   }
 

@@ -1,6 +1,6 @@
 /** What every kernel function receives: the runtime, device capabilities and tuning knobs. */
 import type { DType } from '@dorajs/core';
-import type { GpuBuffer } from './buffer-pool.js';
+import { sizeClass, type GpuBuffer } from './buffer-pool.js';
 import type { GpuRuntime } from './runtime.js';
 import { storageBytes } from './storage.js';
 
@@ -33,12 +33,41 @@ export interface MatmulTuning {
   tile?: string;
   /** K slices of the tiled program (1: no split). */
   splitK?: number;
-  /** Rows per workgroup of the row-streaming GEMV / weight-norm programs (1, 2, 4 or 8). */
+  /** Rows per workgroup of the row-streaming GEMV / weight-norm programs (1, 2, 4, 8 or 16). */
   rows?: number;
+  /** Workgroups the `tiles` weight-norm program aims for (it splits the input dimension to get them). */
+  normWorkgroups?: number;
+}
+
+/**
+ * Variants and tuning forced through the environment (`DORA_WEBGPU_MATMUL`, `DORA_WEBGPU_WN`,
+ * `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK`, `DORA_WEBGPU_ROWS`, `DORA_WEBGPU_WN_WORKGROUPS`), read once
+ * when a backend is created: `process.env` lookups are too slow for every dispatch.
+ */
+export function environmentOptions(): { matmulVariant?: MatmulVariant; weightNormVariant?: WeightNormVariant; tuning: MatmulTuning } {
+  const env = typeof process !== 'undefined' ? process.env : undefined;
+  if (!env) return { tuning: {} };
+  const num = (v: string | undefined) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined);
+  const mm = env.DORA_WEBGPU_MATMUL;
+  const wn = env.DORA_WEBGPU_WN;
+  const tuning: MatmulTuning = {};
+  if (env.DORA_WEBGPU_TILE) tuning.tile = env.DORA_WEBGPU_TILE;
+  const splitK = num(env.DORA_WEBGPU_SPLITK);
+  if (splitK !== undefined) tuning.splitK = splitK;
+  const rows = num(env.DORA_WEBGPU_ROWS);
+  if (rows !== undefined) tuning.rows = rows;
+  const normWorkgroups = num(env.DORA_WEBGPU_WN_WORKGROUPS);
+  if (normWorkgroups !== undefined) tuning.normWorkgroups = normWorkgroups;
+  return {
+    matmulVariant: mm === 'tiled' || mm === 'gemv' || mm === 'smallK' ? mm : undefined,
+    weightNormVariant: wn === 'rows' || wn === 'tiles' ? wn : undefined,
+    tuning,
+  };
 }
 
 export class KernelContext {
   live = 0;
+  private readonly scratchFree = new Map<number, GpuBuffer[]>();
 
   constructor(
     readonly rt: GpuRuntime,
@@ -59,13 +88,28 @@ export class KernelContext {
     return { buf, dtype, size };
   }
 
-  /** A scratch buffer that is not a tensor (released with `releaseScratch`). */
+  /**
+   * A scratch buffer that is not a tensor (released with `releaseScratch`). Scratch is only ever written
+   * and read by dispatches, never by the host, and dispatches run in order, so a released scratch buffer
+   * is reusable at once, within the same batch: kernels with a partial-sum pass (split-K, the tiles weight
+   * norm) then use one buffer per size instead of a new one per call.
+   */
   scratch(bytes: number): GpuBuffer {
-    return this.rt.pool.acquire(bytes);
+    const size = sizeClass(bytes);
+    const reused = this.scratchFree.get(size)?.pop();
+    return reused ?? this.rt.pool.acquire(bytes);
   }
 
   releaseScratch(buf: GpuBuffer): void {
-    this.rt.pool.release(buf);
+    let list = this.scratchFree.get(buf.size);
+    if (!list) this.scratchFree.set(buf.size, (list = []));
+    list.push(buf);
+  }
+
+  /** Hands the scratch buffers back to the pool (which parks them until the next submit). */
+  dropScratch(): void {
+    for (const list of this.scratchFree.values()) for (const b of list) this.rt.pool.release(b);
+    this.scratchFree.clear();
   }
 
   release(t: GpuTensor): void {

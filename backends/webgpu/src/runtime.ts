@@ -32,6 +32,22 @@ export interface Program {
   source(): string;
 }
 
+const programCache = new Map<string, Program>();
+
+/**
+ * The program for `key`, built once per process: generating a kernel's WGSL pieces is far more host work
+ * than recording its dispatch, and a program is a pure function of its key.
+ */
+export function memoProgram(key: string, make: () => Program): Program {
+  let program = programCache.get(key);
+  if (!program) {
+    program = make();
+    if (program.key !== key) throw new Error(`program key mismatch: '${program.key}' built for '${key}'`);
+    programCache.set(key, program);
+  }
+  return program;
+}
+
 export interface DispatchCall {
   readonly program: Program;
   readonly outputs: readonly GpuBuffer[];
@@ -91,8 +107,16 @@ const ARENA_BYTES = 256 * 1024;
 const MAX_ARENAS = 4;
 const MAX_BIND_GROUPS_CACHED = 8192;
 const MAX_PENDING = 4;
-/** Dispatches per submit: bounds the work (and the parked buffers) a batch holds back. */
+/**
+ * Dispatches per submit: bounds the work a batch holds back. Large, because buffers released in a batch
+ * come back (in a different order) after each submit, and new pairings of buffers cost new bind groups.
+ */
 const MAX_BATCH_DISPATCHES = 1024;
+/**
+ * Bytes of released buffers a batch may hold parked (unusable until the submit): past this, submit, so a
+ * long batch of large temporaries recycles them instead of allocating (and zero-filling) new ones.
+ */
+const MAX_PARKED_BYTES = 512 * 1024 * 1024;
 
 export class GpuRuntime {
   readonly stats: RuntimeStats = { dispatches: 0, submits: 0, readbacks: 0, pipelines: 0, bindGroupsCreated: 0, uniformSlots: 0, fused: 0 };
@@ -313,6 +337,11 @@ export class GpuRuntime {
     if (this.pending.length > MAX_PENDING) this.pending.shift()!.emit();
   }
 
+  /** Whether a deferred op that `match` accepts exists. */
+  hasPending(match: (op: PendingOp) => boolean): boolean {
+    return this.pending.some(match);
+  }
+
   /** Removes and returns the first deferred op `match` accepts: the caller fuses it into its own dispatch. */
   takePending(match: (op: PendingOp) => boolean): PendingOp | null {
     const i = this.pending.findIndex(match);
@@ -348,7 +377,7 @@ export class GpuRuntime {
   // ---- recording
 
   private ensurePass(): GPUComputePassEncoder {
-    if (this.encoder && this.batchDispatches >= MAX_BATCH_DISPATCHES) this.submit();
+    if (this.encoder && (this.batchDispatches >= MAX_BATCH_DISPATCHES || this.pool.parkedBytes > MAX_PARKED_BYTES)) this.submit();
     if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'dora batch' });
     if (!this.pass) {
       this.pass = this.encoder.beginComputePass();

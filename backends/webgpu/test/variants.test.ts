@@ -76,6 +76,22 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
     });
 
+    it('reuses one scratch buffer for the K slices of consecutive matmuls in a batch, without mixing them up', async () => {
+      be.setTuning({ splitK: 4 });
+      const [M, K, N] = [12, 128, 20];
+      const inputs = [0, 1, 2].map((i) => [randn(M * K, 50 + i), randn(K * N, 60 + i)] as const);
+      const refs = inputs.map(([a, b]) => matmulRef(a, [M, K], b, [K, N], false, false).out);
+      const uploaded = inputs.map(([a, b]) => [up(a, [M, K]), up(b, [K, N])] as const);
+      await be.sync();
+      be.matmul(uploaded[0]![0], uploaded[0]![1], {}, [M, N]); // warm: creates the scratch buffer
+      be.flush();
+      be.resetLargestRequest();
+      const ys = uploaded.map(([a, b]) => be.matmul(a, b, {}, [M, N]));
+      be.flush();
+      expect(be.stats().largestRequest).toBe(M * N * 4); // the outputs only: the scratch was not requested again
+      for (let i = 0; i < 3; i++) expect(relError(await down(ys[i]!), refs[i]!)).toBeLessThan(1e-5);
+    });
+
     it('splits K by itself when the output has few tiles and K is long', async () => {
       const [M, K, N] = [16, 2048, 64];
       const a = randn(M * K, 5, 0.1);
@@ -163,6 +179,34 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const n = be.weightNorm(W, A, B, 1.3, {});
       expect(be.stats().largestRequest).toBe(out * 4); // the norms, nothing else
       expect(relError(await down(n), weightNormRef(wv, a, b, out, inn, r, 1.3, false))).toBeLessThan(1e-5);
+    });
+
+    it('by default, joins a deferred GEMV over the same W, and otherwise runs the tiles program', async () => {
+      const [out, inn, r] = [36, 64, 4];
+      const w = randn(out * inn, 40);
+      const a = randn(r * inn, 41, 0.5);
+      const b = randn(out * r, 42, 0.5);
+      const x = randn(inn, 43);
+      const [W, A, B, X] = [up(w, [out, inn]), up(a, [r, inn]), up(b, [out, r]), up(x, [1, inn])];
+      const ref = weightNormRef(w, a, b, out, inn, r, 2, false);
+      await be.sync();
+      let before = be.stats();
+      const alone = be.weightNorm(W, A, B, 2, {});
+      expect(be.stats().dispatches - before.dispatches).toBe(2);
+      before = be.stats();
+      const y = be.matmul(X, W, { transposeB: true }, [1, out]);
+      const joined = be.weightNorm(W, A, B, 2, {});
+      expect(be.stats().fused - before.fused).toBe(1);
+      expect(be.stats().dispatches - before.dispatches).toBe(1);
+      expect(relError(await down(alone), ref)).toBeLessThan(1e-5);
+      expect(relError(await down(joined), ref)).toBeLessThan(1e-5);
+      expect(relError(await down(y), matmulRef(x, [1, inn], w, [out, inn], false, true).out)).toBeLessThan(1e-5);
+      // A GEMV over another W (or with fusion off) leaves the norm alone.
+      before = be.stats();
+      be.matmul(X, up(w, [out, inn]), { transposeB: true }, [1, out]);
+      be.weightNorm(W, A, B, 2, {});
+      be.flush();
+      expect(be.stats().fused - before.fused).toBe(0);
     });
 
     it('takes one dispatch, and the tiles program where rows does not apply', async () => {

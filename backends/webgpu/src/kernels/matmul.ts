@@ -15,7 +15,7 @@
 import { DTypeError, ShapeError, type DType, type MatMulOptions } from '@dorajs/core';
 import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext, MatmulVariant } from '../context.js';
-import type { PendingOp, Program } from '../runtime.js';
+import { memoProgram, type PendingOp, type Program } from '../runtime.js';
 import { broadcastStrides, grid, MAX_RANK, padTo, sizeOf } from '../shapes.js';
 import { bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, storageType } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
@@ -26,11 +26,13 @@ interface MatmulShape {
   readonly N: number;
   readonly K: number;
   readonly batch: number;
-  readonly dims: number[];
+  readonly dims: readonly number[];
   readonly batchRank: number;
 }
 
 const BATCH_SLOTS = MAX_RANK - 2;
+/** The `dims` of a matmul without batch axes (the common case, kept off the per-call path). */
+const NO_BATCH_DIMS: number[] = [...padTo([], MAX_RANK, 1), ...padTo([], 2 * MAX_RANK)];
 
 function resolveShape(a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): MatmulShape {
   const ra = a.shape.length;
@@ -44,6 +46,7 @@ function resolveShape(a: TensorArg, b: TensorArg, options: MatMulOptions, outSha
       `webgpu matmul: [${a.shape.join(', ')}]${options.transposeA ? 'ᵀ' : ''} · [${b.shape.join(', ')}]${options.transposeB ? 'ᵀ' : ''} does not give [${outShape.join(', ')}]`,
     );
   }
+  if (ra === 2 && rb === 2) return { M: am, N: bn, K: ak, batch: 1, batchRank: 0, dims: NO_BATCH_DIMS };
   const outBatch = outShape.slice(0, -2);
   if (outBatch.length > BATCH_SLOTS) throw new ShapeError(`webgpu matmul: more than ${BATCH_SLOTS} batch axes in [${outShape.join(', ')}]`);
   const aStrides = broadcastStrides(a.shape.slice(0, -2), outBatch, 'matmul').map((s) => s * am * ak);
@@ -136,6 +139,11 @@ function tiledStorageBytes(cfg: TileConfig, transA: boolean, transB: boolean): n
  * edge workgroups check bounds (one program, a workgroup-uniform branch).
  */
 function tiledProgram(t: TiledKey): Program {
+  const key = `matmul-tiled:${t.cfg.TM}x${t.cfg.TN}x${t.cfg.BK}:${t.aType}:${t.bType}:${t.transA ? 'T' : 'N'}${t.transB ? 'T' : 'N'}:${t.vec ? 'vec4' : 'scalar'}${t.split ? ':split' : ''}:${t.epilogue}`;
+  return memoProgram(key, () => buildTiledProgram(t, key));
+}
+
+function buildTiledProgram(t: TiledKey, key: string): Program {
   const { cfg, aType, bType, transA, transB, vec, split, epilogue } = t;
   const { TM, TN, BK } = cfg;
   const BM = 16 * TM;
@@ -294,7 +302,7 @@ ${loads('B', true)}
   ].join('\n');
 
   return {
-    key: `matmul-tiled:${TM}x${TN}x${BK}:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}:${vec ? 'vec4' : 'scalar'}${split ? ':split' : ''}:${epilogue}`,
+    key,
     name: `matmul tiled ${BM}x${BN}${split ? ' split-K' : ''}${compose ? ' + compose' : ''}`,
     uniforms: UNIFORMS,
     outputs: compose ? 2 : 1,
@@ -369,6 +377,10 @@ ${storeLines(true)}
 
 /** Adds the K slices' partial products (and applies the compose epilogue, if any). */
 function splitReduceProgram(vec: boolean, epilogue: Epilogue): Program {
+  return memoProgram(`matmul-split-reduce:${vec ? 'vec4' : 'scalar'}:${epilogue}`, () => buildSplitReduceProgram(vec, epilogue));
+}
+
+function buildSplitReduceProgram(vec: boolean, epilogue: Epilogue): Program {
   const f4 = vec ? 'vec4<f32>' : 'f32';
   const compose = epilogue !== 'none';
   let binding = 1;
@@ -404,17 +416,21 @@ ${linearMain(WG, `  let i = index;
 // ---- gemv (M = 1)
 
 /**
- * Rows per workgroup of the row-streaming GEMV: up to 8 (8 loads of W in flight per thread, x reused 8
- * times), fewer when N is small so that there are still ~256 workgroups (x·Aᵀ has N = r rows).
+ * Rows per workgroup of the row-streaming GEMV: 4 (fastest of 4, 8, 16 at 4096×4096 on the H200), fewer
+ * when N is small so that there are still ~256 workgroups (x·Aᵀ has N = r rows).
  */
 function gemvRowsPerWorkgroup(N: number): number {
-  return Math.min(8, Math.max(1, 2 ** Math.floor(Math.log2(Math.max(1, N / 256)))));
+  return Math.min(4, Math.max(1, 2 ** Math.floor(Math.log2(Math.max(1, N / 256)))));
 }
 
 const GEMV_ROWS = 4;
 const GEMV_LANES = 64;
 
 function gemvProgram(aType: DType, bType: DType, transB: boolean, subgroups: boolean): Program {
+  return memoProgram(`matmul-gemv:${aType}:${bType}:${transB ? 'T' : 'N'}${subgroups && transB ? ':sg' : ''}`, () => buildGemvProgram(aType, bType, transB, subgroups));
+}
+
+function buildGemvProgram(aType: DType, bType: DType, transB: boolean, subgroups: boolean): Program {
   // transB (B is [N, K], the Linear weight layout): each output is a contiguous dot product reduced by
   // GEMV_LANES threads. Otherwise (B is [K, N]) each thread owns an output column, so reads of a row of B
   // are coalesced, and the workgroup's GEMV_ROWS rows split K.
@@ -493,6 +509,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // ---- small K
 
 function smallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean): Program {
+  return memoProgram(`matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, () => buildSmallKProgram(aType, bType, transA, transB));
+}
+
+function buildSmallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean): Program {
   return {
     key: `matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`,
     name: 'matmul small-K',
@@ -532,34 +552,33 @@ export function chooseMatmulVariant(M: number, K: number): Exclude<MatmulVariant
   return 'tiled';
 }
 
-function env(name: string): string | undefined {
-  return typeof process !== 'undefined' ? process.env?.[name] : undefined;
-}
+const parsedTiles = new Map<string, TileConfig | undefined>();
 
-function envVariant(): MatmulVariant | undefined {
-  const v = env('DORA_WEBGPU_MATMUL');
-  return v === 'tiled' || v === 'gemv' || v === 'smallK' ? v : undefined;
-}
-
-/** `DORA_WEBGPU_TILE=TMxTNxBK` (e.g. 8x8x8) forces the tiled program's blocking, for tuning runs. */
+/** A `TMxTNxBK` blocking (e.g. 8x8x8; TM, TN ∈ {4, 8}), from `setTuning` or `DORA_WEBGPU_TILE`. */
 export function parseTile(spec: string | undefined): TileConfig | undefined {
-  const m = /^(4|8)x(4|8)x(4|8|16|32)$/.exec(spec ?? '');
-  if (!m) return undefined;
-  const cfg = { TM: Number(m[1]), TN: Number(m[2]), BK: Number(m[3]) };
-  // Every thread must load at least one vec4 of each operand tile.
-  return 16 * cfg.TM * cfg.BK >= 1024 && 16 * cfg.TN * cfg.BK >= 1024 ? cfg : undefined;
+  if (!spec) return undefined;
+  if (parsedTiles.has(spec)) return parsedTiles.get(spec);
+  const m = /^(4|8)x(4|8)x(4|8|16|32)$/.exec(spec);
+  let cfg: TileConfig | undefined;
+  if (m) {
+    cfg = { TM: Number(m[1]), TN: Number(m[2]), BK: Number(m[3]) };
+    // Every thread must load at least one vec4 of each operand tile.
+    if (16 * cfg.TM * cfg.BK < 1024 || 16 * cfg.TN * cfg.BK < 1024) cfg = undefined;
+  }
+  parsedTiles.set(spec, cfg);
+  return cfg;
 }
 
 /** K slices forced by `setTuning` or `DORA_WEBGPU_SPLITK=n` (1: none). */
 function forcedSplits(ctx: KernelContext): number | undefined {
-  const n = ctx.options.tuning.splitK ?? Number(env('DORA_WEBGPU_SPLITK'));
-  return Number.isInteger(n) && n >= 1 ? n : undefined;
+  const n = ctx.options.tuning.splitK;
+  return n !== undefined && Number.isInteger(n) && n >= 1 ? n : undefined;
 }
 
 /** Rows per workgroup of the row-streaming programs forced by `setTuning` or `DORA_WEBGPU_ROWS`. */
 export function forcedRows(ctx: KernelContext): number | undefined {
-  const n = ctx.options.tuning.rows ?? Number(env('DORA_WEBGPU_ROWS'));
-  return [1, 2, 4, 8, 16].includes(n) ? n : undefined;
+  const n = ctx.options.tuning.rows;
+  return n !== undefined && [1, 2, 4, 8, 16].includes(n) ? n : undefined;
 }
 
 /** The compose epilogue y' = bias + g ⊙ (y + s·lora) a matmul may apply to its result (all float32). */
@@ -612,7 +631,7 @@ function planMatmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: Mat
   if (s.batch > ctx.rt.limits.maxComputeWorkgroupsPerDimension) {
     throw new ShapeError(`webgpu matmul: batch of ${s.batch} exceeds the device's workgroup grid`);
   }
-  let variant: MatmulVariant = ctx.options.matmulVariant !== 'auto' ? ctx.options.matmulVariant : (envVariant() ?? 'auto');
+  let variant: MatmulVariant = ctx.options.matmulVariant;
   if (variant === 'auto') variant = chooseMatmulVariant(s.M, s.K);
   if (variant === 'gemv' && s.M !== 1) variant = 'smallK';
   if (variant === 'tiled' && ctx.maxInvocations < 256) variant = 'smallK';
@@ -658,7 +677,7 @@ function planMatmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: Mat
     return simple(smallKProgram(aType, bType, transA, transB), [Math.ceil(s.N / 64), Math.ceil(s.M / 16), s.batch]);
   }
 
-  let cfg = parseTile(ctx.options.tuning.tile ?? env('DORA_WEBGPU_TILE')) ?? (s.M >= 512 && s.N >= 512 ? LARGE_TILE : SMALL_TILE);
+  let cfg = parseTile(ctx.options.tuning.tile) ?? (s.M >= 512 && s.N >= 512 ? LARGE_TILE : SMALL_TILE);
   if (tiledStorageBytes(cfg, transA, transB) > ctx.maxWorkgroupStorage) cfg = { ...cfg, BK: 8 };
   if (tiledStorageBytes(cfg, transA, transB) > ctx.maxWorkgroupStorage) cfg = SMALL_TILE;
   const BM = 16 * cfg.TM;

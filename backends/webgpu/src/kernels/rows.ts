@@ -14,7 +14,7 @@
  * The optional compose epilogue writes y' = bias + g ⊙ (y + s·lora) beside y (see `doraCompose`).
  */
 import type { DType } from '@dorajs/core';
-import type { Program } from '../runtime.js';
+import { memoProgram, type Program } from '../runtime.js';
 import { bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType } from '../wgsl/common.js';
 import { MAX_RANK } from '../shapes.js';
 
@@ -65,7 +65,18 @@ export const ROWS_UNIFORMS = {
   dims: 3 * MAX_RANK,
 } as const;
 
+function rowsKey(cfg: RowsConfig): string {
+  const norm = cfg.rank > 0 ? `+norm${cfg.rank <= KC_MAX ? cfg.rank : 'k'}:${cfg.bType}` : '';
+  const compose = cfg.compose ? (cfg.composeBias ? ':compose+bias' : ':compose') : '';
+  return `rows:${cfg.rows}:${cfg.gemv ? 'gemv' : ''}${norm}:${cfg.wType}${compose}${cfg.subgroups ? ':sg' : ''}`;
+}
+
 export function rowsProgram(cfg: RowsConfig): Program {
+  const key = rowsKey(cfg);
+  return memoProgram(key, () => buildRowsProgram(cfg, key));
+}
+
+function buildRowsProgram(cfg: RowsConfig, key: string): Program {
   const { rows: R, gemv, rank, wType, compose, subgroups } = cfg;
   const norm = rank > 0;
   const KC = Math.min(rank, KC_MAX);
@@ -180,7 +191,6 @@ ${values.map((_, j) => `    red[${j * (WG / 4)}u + lid / sgsize] = s${j};`).join
   }`);
   }
 
-  const key = `rows:${R}:${gemv ? 'gemv' : ''}${norm ? `+norm${rank <= KC_MAX ? rank : 'k'}:${cfg.bType}` : ''}:${wType}${compose ? (cfg.composeBias ? ':compose+bias' : ':compose') : ''}${subgroups ? ':sg' : ''}`;
   return {
     key,
     name: `${gemv ? 'gemv' : ''}${gemv && norm ? ' + ' : ''}${norm ? 'weightNorm' : ''} rows${compose ? ' + compose' : ''}`,

@@ -1,10 +1,9 @@
 /**
  * Fused DoRA weight norm: n[o] = ‖W[o,:] + s·(B·A)[o,:]‖ in one pass over W, float32 accumulation.
  *
- * Two programs. `rows` (`rows.ts`, the default for the Linear layout with in % 4 == 0, float32 A and
- * r ≤ 128) streams W's rows in one dispatch and can share its read of W with a GEMV over the same W that
- * is still deferred (DoRA's uncached decode step: `x·Wᵀ` and the norm from one pass). `tiles`, below,
- * serves every layout:
+ * Two programs. `rows` (`rows.ts`; Linear layout, in % 4 == 0, float32 A, r ≤ 128) streams W's rows in
+ * one dispatch; it is used when a GEMV over the same W is still deferred, so both come from one pass over
+ * W (DoRA's uncached decode step). `tiles`, below, serves every layout and is the default otherwise:
  * B·A is never stored: it is formed tile by tile in registers like a matmul with K = r (the operand tiles
  * sit in workgroup memory), W's tile is added in the epilogue and squared into running sums. A workgroup
  * owns 64 output features and one slice of the input dimension; the slices' partial sums (splits × out
@@ -17,7 +16,7 @@
  */
 import { DTypeError, ShapeError, type DType, type WeightNormOptions } from '@dorajs/core';
 import type { GpuTensor, KernelContext } from '../context.js';
-import type { Program } from '../runtime.js';
+import { memoProgram, type PendingOp, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { bindInput, bindOutput, loadF32, storageType } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
@@ -31,6 +30,11 @@ const RK = 16;
 const TARGET_WORKGROUPS = 1024;
 
 function normProgram(wType: 'float32' | 'bfloat16', aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
+  const key = `weight-norm:${wType}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`;
+  return memoProgram(key, () => buildNormProgram(wType, aType, bType, transposeW, vec, oneChunk));
+}
+
+function buildNormProgram(wType: 'float32' | 'bfloat16', aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
   // "slow" indexes W's rows, "fast" its contiguous columns. Normal: slow = o, fast = i. Transposed: swapped.
   const wBinding = vec ? (wType === 'bfloat16' ? 'vec2<u32>' : 'vec4<f32>') : storageType(wType);
   const wLoad = vec
@@ -184,13 +188,13 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
   }
   const wType = w.t.dtype;
   if (wType !== 'float32' && wType !== 'bfloat16') throw new DTypeError(`webgpu weightNorm: W must be float32 or bfloat16, got ${wType}`);
-  if (useRows(ctx, transposeW, inDim, r, a.t.dtype, outDim)) return rowsNorm(ctx, w, a, b, scale, outDim, inDim, r);
+  if (useRows(ctx, w, transposeW, inDim, r, a.t.dtype, outDim)) return rowsNorm(ctx, w, a, b, scale, outDim, inDim, r);
   const fastDim = transposeW ? outDim : inDim;
   const slowDim = transposeW ? inDim : outDim;
   const vec = fastDim % 4 === 0;
   const tiles = Math.ceil(outDim / TILE);
   const steps = Math.ceil(inDim / TILE);
-  const target = Number(typeof process !== 'undefined' ? process.env?.DORA_WEBGPU_WN_WORKGROUPS : undefined) || TARGET_WORKGROUPS;
+  const target = ctx.options.tuning.normWorkgroups || TARGET_WORKGROUPS;
   const splits = Math.max(1, Math.min(steps, Math.ceil(target / tiles)));
   const chunk = Math.ceil(steps / splits) * TILE;
   const usedSplits = Math.ceil(inDim / chunk) || 1;
@@ -215,33 +219,44 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
   return out;
 }
 
-function useRows(ctx: KernelContext, transposeW: boolean, inDim: number, r: number, aType: DType, outDim: number): boolean {
-  const env = typeof process !== 'undefined' ? process.env?.DORA_WEBGPU_WN : undefined;
-  const forced = ctx.options.weightNormVariant !== 'auto' ? ctx.options.weightNormVariant : env === 'rows' || env === 'tiles' ? env : 'auto';
+/** A deferred GEMV x·Wᵀ over this very W (same buffer, shape, no batch) that the norm can join. */
+function pendingGemv(ctx: KernelContext, w: TensorArg, outDim: number, inDim: number) {
+  const m = (op: PendingOp) =>
+    isPendingMatmul(op) && !!op.plan.rows && op.plan.rows.w.buf === w.t.buf && op.plan.rows.batch === 1 && op.plan.rows.N === outDim && op.plan.rows.K === inDim;
+  return ctx.options.fuse && ctx.rt.hasPending(m) ? m : null;
+}
+
+/**
+ * `rows` when forced, or (auto) when a deferred GEMV over the same W can share its pass; else `tiles`,
+ * which measured faster on its own on the H200 (2026-11-28: 0.066 vs 0.071 ms at 4096², 0.128 vs 0.159 ms
+ * at 14336×4096, half the time with bf16 W).
+ */
+function useRows(ctx: KernelContext, w: TensorArg, transposeW: boolean, inDim: number, r: number, aType: DType, outDim: number): boolean {
+  const forced = ctx.options.weightNormVariant;
   const possible = !transposeW && inDim % 4 === 0 && aType === 'float32' && r >= 1 && r <= ROWS_MAX_RANK && ctx.maxInvocations >= 256;
   if (!possible || forced === 'tiles') return false;
-  // With few rows the split-input `tiles` program keeps more workgroups busy.
-  return forced === 'rows' || outDim >= 1024;
+  return forced === 'rows' || pendingGemv(ctx, w, outDim, inDim) !== null;
 }
+
+/** Rows per workgroup of the norm: 4 measured best on the H200 (fewer rows, more workgroups in flight). */
+const NORM_ROWS = 4;
 
 /** The `rows` program, sharing W's read with a deferred GEMV x·Wᵀ over the same W when there is one. */
 function rowsNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, scale: number, outDim: number, inDim: number, r: number): GpuTensor {
   const wType = w.t.dtype as 'float32' | 'bfloat16';
   const out = ctx.alloc('float32', outDim);
-  const gemv = ctx.options.fuse
-    ? ctx.rt.takePending((op) => isPendingMatmul(op) && !!op.plan.rows && op.plan.rows.w.buf === w.t.buf && op.plan.rows.batch === 1 && op.plan.rows.N === outDim && op.plan.rows.K === inDim)
-    : null;
-  const rows = gemv && isPendingMatmul(gemv) ? gemv.plan.rows! : null;
-  // 16 rows per workgroup read A (from cache) once per 16 rows of W: A's traffic then equals W's at r = 16.
-  const R = forcedRows(ctx) ?? (r <= 16 ? 16 : 4);
+  const match = pendingGemv(ctx, w, outDim, inDim);
+  const gemv = match ? ctx.rt.takePending(match) : null;
+  const rows = gemv && isPendingMatmul(gemv) ? gemv.plan : null;
+  const R = forcedRows(ctx) ?? NORM_ROWS;
   const program = rowsProgram({
     rows: R, gemv: rows !== null, rank: r, wType, bType: b.t.dtype, compose: false, composeBias: false, subgroups: ctx.options.subgroups,
   });
   const [x, y] = grid(Math.ceil(outDim / R), ctx.rt.limits.maxComputeWorkgroupsPerDimension);
   ctx.rt.dispatch({
     program,
-    outputs: rows && gemv && isPendingMatmul(gemv) ? [gemv.plan.out.buf, out.buf] : [out.buf],
-    inputs: rows ? [rows.x, w.t.buf, a.t.buf, b.t.buf] : [w.t.buf, a.t.buf, b.t.buf],
+    outputs: rows ? [rows.out.buf, out.buf] : [out.buf],
+    inputs: rows ? [rows.rows!.x, w.t.buf, a.t.buf, b.t.buf] : [w.t.buf, a.t.buf, b.t.buf],
     scalars: { N: outDim, K: inDim, r, batchRank: 0, scale, escale: 0 },
     dims: [],
     workgroups: [x, y, 1],
