@@ -64,7 +64,6 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   readonly capabilities: BackendCapabilities;
   private readonly rt: GpuRuntime;
   private readonly ctx: KernelContext;
-  private readonly released = new WeakSet<GpuTensor>();
   private readonly envTuning: MatmulTuning;
 
   constructor(
@@ -134,7 +133,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   }
 
   private arg(t: TensorInfo<GpuTensor>): TensorArg {
-    if (this.released.has(t.data)) throw new DoraError(`webgpu: tensor [${t.shape.join(', ')}] used after release`);
+    if (t.data.released) throw new DoraError(`webgpu: tensor [${t.shape.join(', ')}] used after release`);
     return { t: t.data, shape: t.shape };
   }
 
@@ -164,8 +163,8 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   }
 
   release(data: GpuTensor): void {
-    if (this.released.has(data)) return;
-    this.released.add(data);
+    if (data.released) return;
+    data.released = true;
     this.ctx.release(data);
   }
 

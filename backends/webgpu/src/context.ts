@@ -9,6 +9,8 @@ export interface GpuTensor {
   readonly buf: GpuBuffer;
   readonly dtype: DType;
   readonly size: number;
+  /** Set by `release` (a field, not a WeakSet: it is checked on every kernel call). */
+  released?: boolean;
 }
 
 export type MatmulVariant = 'auto' | 'tiled' | 'gemv' | 'smallK';

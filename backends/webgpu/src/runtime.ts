@@ -96,6 +96,12 @@ interface UniformArena {
   dirtyTo: number;
 }
 
+/** Bind groups by (layout, uniform slot, buffer ids…), as a trie of numeric maps: no key strings per dispatch. */
+interface BindGroupNode {
+  group?: GPUBindGroup;
+  next?: Map<number, BindGroupNode>;
+}
+
 interface CompiledProgram {
   readonly pipeline: GPUComputePipeline;
   readonly layoutKey: string;
@@ -122,9 +128,12 @@ export class GpuRuntime {
   readonly stats: RuntimeStats = { dispatches: 0, submits: 0, readbacks: 0, pipelines: 0, bindGroupsCreated: 0, uniformSlots: 0, fused: 0 };
   readonly pool: BufferPool;
   private readonly pipelines = new Map<string, CompiledProgram>();
+  private byProgram = new WeakMap<Program, CompiledProgram>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly pipelineLayouts = new Map<string, GPUPipelineLayout>();
-  private bindGroups = new Map<string, GPUBindGroup>();
+  /** One trie root per bind group layout (keyed like `layouts`). */
+  private bindGroups = new Map<string, BindGroupNode>();
+  private bindGroupCount = 0;
   private readonly arenas: UniformArena[] = [];
   private slots = new Map<number, UniformSlot | UniformSlot[]>();
   private nextSlotId = 1;
@@ -156,7 +165,7 @@ export class GpuRuntime {
     this.pool = new BufferPool(
       (size, usage) => this.createBuffer(size, usage),
       options.maxPoolBytes ?? 1 << 30,
-      () => this.bindGroups.clear(),
+      () => this.clearBindGroups(),
     );
     this.limits = copyLimits(device.limits);
     this.slotAlign = Math.max(16, this.limits.minUniformBufferOffsetAlignment);
@@ -227,7 +236,8 @@ export class GpuRuntime {
   }
 
   compile(program: Program): CompiledProgram {
-    let compiled = this.pipelines.get(program.key);
+    // Memoized programs are the same object on every call: skip hashing their key.
+    let compiled = this.byProgram.get(program) ?? this.pipelines.get(program.key);
     if (compiled) return compiled;
     const { key: layoutKey, layout } = this.bindGroupLayout(program.outputs, program.inputs);
     // `enable` directives must precede every declaration, the uniform struct included.
@@ -249,6 +259,7 @@ export class GpuRuntime {
     });
     compiled = { pipeline, layoutKey, layout, uniformSize: uniformBytes(program.uniforms) };
     this.pipelines.set(program.key, compiled);
+    this.byProgram.set(program, compiled);
     this.stats.pipelines = this.pipelines.size;
     return compiled;
   }
@@ -305,7 +316,7 @@ export class GpuRuntime {
       // Later queue writes are ordered after the submitted work, so overwriting the slots is safe.
       this.submit();
       this.slots.clear();
-      this.bindGroups.clear();
+      this.clearBindGroups();
       this.stats.uniformSlots = 0;
       for (const a of this.arenas) a.used = 0;
       arena = this.arenas[0]!;
@@ -422,20 +433,38 @@ export class GpuRuntime {
   }
 
   private bindGroup(compiled: CompiledProgram, slot: UniformSlot, call: DispatchCall): GPUBindGroup {
-    let key = `${compiled.layoutKey}|${slot.id}`;
-    for (const b of call.outputs) key += `,${b.id}`;
-    for (const b of call.inputs) key += `,${b.id}`;
-    let group = this.bindGroups.get(key);
-    if (group) return group;
+    let node = this.bindGroups.get(compiled.layoutKey);
+    if (!node) this.bindGroups.set(compiled.layoutKey, (node = {}));
+    node = this.child(node, slot.id);
+    for (const b of call.outputs) node = this.child(node, b.id);
+    for (const b of call.inputs) node = this.child(node, b.id);
+    if (node.group) return node.group;
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: slot.arena.buffer, offset: slot.offset, size: compiled.uniformSize } }];
     let binding = 1;
     for (const b of call.outputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
     for (const b of call.inputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
-    group = this.device.createBindGroup({ layout: compiled.layout, entries });
-    if (this.bindGroups.size >= MAX_BIND_GROUPS_CACHED) this.bindGroups = new Map();
-    this.bindGroups.set(key, group);
+    const group = this.device.createBindGroup({ layout: compiled.layout, entries });
+    if (this.bindGroupCount >= MAX_BIND_GROUPS_CACHED) {
+      // Dropping the cache keeps only the group being returned.
+      this.clearBindGroups();
+      return group;
+    }
+    node.group = group;
+    this.bindGroupCount++;
     this.stats.bindGroupsCreated++;
     return group;
+  }
+
+  private child(node: BindGroupNode, id: number): BindGroupNode {
+    const next = node.next ?? (node.next = new Map());
+    let c = next.get(id);
+    if (!c) next.set(id, (c = {}));
+    return c;
+  }
+
+  private clearBindGroups(): void {
+    this.bindGroups = new Map();
+    this.bindGroupCount = 0;
   }
 
   /** Submits everything recorded so far, deferred ops included. */
@@ -549,7 +578,8 @@ export class GpuRuntime {
     this.arenas.length = 0;
     this.pending = [];
     this.pipelines.clear();
-    this.bindGroups.clear();
+    this.byProgram = new WeakMap();
+    this.clearBindGroups();
     if (destroyDevice) this.device.destroy();
   }
 }
