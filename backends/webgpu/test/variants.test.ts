@@ -332,6 +332,14 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const slots0 = small.stats().uniformSlots;
       for (let i = 0; i < 20; i++) small.release(small.affine(xi, 2, 1));
       expect(small.stats().uniformSlots - slots0).toBe(1);
+      // The same buffers and parameters find their bind group again (after a submit the output buffer is reused).
+      await small.sync();
+      const groups0 = small.stats().bindGroupsCreated;
+      for (let i = 0; i < 5; i++) {
+        small.release(small.affine(xi, 3, 1));
+        await small.sync();
+      }
+      expect(small.stats().bindGroupsCreated - groups0).toBe(1);
       // 4 arenas of 1 KiB hold 4·1024/16 slots at most; 600 distinct parameter blocks wrap around several times.
       const outs: GpuTensor[] = [];
       for (let i = 0; i < 600; i++) outs.push(small.affine(xi, i, 0.5));
