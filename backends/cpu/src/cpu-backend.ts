@@ -35,7 +35,7 @@ import { planBroadcast } from './kernels/broadcast.js';
 import { castInto, encodeScalar } from './kernels/cast.js';
 import { conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
-import { doraComposeInto, weightNormColumns, weightNormRows } from './kernels/fused.js';
+import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
 import { gatherInto, scatterAddInto } from './kernels/indexing.js';
 import { concatInto, sliceInto, transposeInto } from './kernels/layout.js';
 import { matmulInto, matmulShapes } from './kernels/matmul.js';
@@ -341,7 +341,20 @@ export class CpuBackend implements Backend<CpuStorage> {
         `cpu weightNorm: W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
       );
     }
-    return this.output('float32', out, (norms) => (tw ? weightNormColumns : weightNormRows)(wv, av, bv, out, inF, r, scale, norms as Float32Array), false);
+    const wasm = this.wasm;
+    return this.output(
+      'float32',
+      out,
+      (values, ptr) => {
+        const norms = values as Float32Array;
+        if (wasm && ptr && w.data.ptr && a.data.ptr && b.data.ptr && inF > 0) {
+          for (const o of wasm.weightNorm(w.data.ptr, a.data.ptr, b.data.ptr, out, inF, r, scale, tw, ptr)) norms[o] = weightNormOne(wv, av, bv, out, inF, r, scale, tw, o);
+        } else {
+          (tw ? weightNormColumns : weightNormRows)(wv, av, bv, out, inF, r, scale, norms);
+        }
+      },
+      false,
+    );
   }
 
   doraCompose(base: CpuInfo, lora: CpuInfo, g: CpuInfo, scale: number, bias: CpuInfo | null): CpuStorage {
@@ -388,10 +401,10 @@ export class CpuBackend implements Backend<CpuStorage> {
   }
 
   /** Allocates, lets `fill` write the values, and releases the handle again if `fill` throws. */
-  private output(dtype: DType, length: number, fill: (values: AnyTypedArray) => void, zero = true): CpuStorage {
+  private output(dtype: DType, length: number, fill: (values: AnyTypedArray, ptr: number) => void, zero = true): CpuStorage {
     const s = this.allocate(dtype, length, zero);
     try {
-      fill(s.values);
+      fill(s.values, s.ptr);
     } catch (e) {
       s.markReleased();
       throw e;

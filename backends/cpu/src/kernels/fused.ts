@@ -60,6 +60,21 @@ export function weightNormColumns(w: Float32Array, a: Float32Array, b: Float32Ar
   for (let o = 0; o < out; o++) norms[o] = Math.sqrt(sumSq[o]!);
 }
 
+/**
+ * One output feature of each layout, in float64 throughout (B·A too): the wasm kernels' fallback for the
+ * few norms whose float32 squares may have overflowed or underflowed.
+ */
+export function weightNormOne(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scale: number, transposeW: boolean, o: number): number {
+  let sumSq = 0;
+  for (let i = 0; i < inF; i++) {
+    let ba = 0;
+    for (let k = 0; k < r; k++) ba += b[o * r + k]! * a[k * inF + i]!;
+    const v = w[transposeW ? i * out + o : o * inF + i]! + scale * Math.fround(ba);
+    sumSq += v * v;
+  }
+  return Math.sqrt(sumSq);
+}
+
 /** y = bias + g ⊙ (base + scale·lora), base and lora [rows, out], g and bias [out]; one rounding per element. */
 export function doraComposeInto(base: Float32Array, lora: Float32Array, g: Float32Array, scale: number, bias: Float32Array | null, out: number, y: Float32Array): void {
   const rows = out === 0 ? 0 : base.length / out;

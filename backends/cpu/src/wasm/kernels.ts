@@ -3,16 +3,20 @@
  * tasks and runs them — on the calling thread, or across the worker pool when one is running and the work is
  * large enough to pay for waking it.
  */
-import { sizeOf } from '@dorajs/core';
+import { BackendError, sizeOf } from '@dorajs/core';
 import { batchOffsets, type MatmulShapes } from '../kernels/matmul.js';
 import { GEMM_SCRATCH_BYTES, GemmArg, GemvArg } from './gemm-wasm.js';
+import { WN_ROWS, WN_THREAD_SCRATCH, WnArg } from './weight-norm-wasm.js';
 import type { KernelVariant, TaskName, WasmRuntime } from './runtime.js';
 
-/** Bytes of the per-backend argument area: GEMM args, GEMV args, a one-matrix batch table. */
-const ARGS_BYTES = 256;
+/** The per-backend argument area: one 128-byte slot per kernel family, and a one-matrix batch table. */
 const GEMM_ARGS = 0;
 const GEMV_ARGS = 128;
-const UNIT_TABLE = 192;
+const WN_ARGS = 256;
+const UNIT_TABLE = 384;
+const ARGS_BYTES = 512;
+/** Norms below this (or not finite) may have lost float32 squares to underflow or overflow: redone in float64. */
+const SUSPECT_NORM = 2 ** -40;
 
 /** Splits work across threads; implemented by the worker pool. */
 export interface TaskRunner {
@@ -35,7 +39,7 @@ export class WasmKernels {
     readonly splitThreshold: number,
   ) {
     const args = runtime.heap.alloc(ARGS_BYTES);
-    if (args === null) throw new RangeError('wasm heap exhausted');
+    if (args === null) throw heapFull('backend', ARGS_BYTES);
     this.args = args;
     this.i32 = new Int32Array(runtime.buffer);
     this.words().fill(0, args >> 2, (args + ARGS_BYTES) >> 2);
@@ -58,7 +62,7 @@ export class WasmKernels {
     if (this.scratchThreads < threads) {
       if (this.scratch) this.runtime.heap.free(this.scratch, this.scratchThreads * GEMM_SCRATCH_BYTES);
       const ptr = this.runtime.heap.alloc(threads * GEMM_SCRATCH_BYTES);
-      if (ptr === null) throw new RangeError('wasm heap exhausted');
+      if (ptr === null) throw heapFull('matmul', threads * GEMM_SCRATCH_BYTES);
       this.scratch = ptr;
       this.scratchThreads = threads;
     }
@@ -95,7 +99,7 @@ export class WasmKernels {
     let table = this.args + UNIT_TABLE;
     if (mats > 1) {
       const t = this.runtime.heap.alloc(mats * 12);
-      if (t === null) throw new RangeError('wasm heap exhausted');
+      if (t === null) throw heapFull('matmul', mats * 12);
       table = t;
       const aIndex = batchOffsets(batch, aBatch);
       const bIndex = batchOffsets(batch, bBatch);
@@ -188,11 +192,95 @@ export class WasmKernels {
     this.run('gemv_task', mats * Math.ceil(outputs / chunk), this.args + GEMV_ARGS, work);
   }
 
+  /**
+   * norms[o] = ‖W + s·B·A‖ over row o of W [out, in], or over column o of W stored [in, out] (`transposeW`).
+   * A [r, in], B [out, r]; all byte addresses of float32 tensors in the heap. Rows whose float32 sum may have
+   * over- or underflowed come back in `suspects` for the caller to redo in float64.
+   */
+  weightNorm(w: number, a: number, b: number, out: number, inF: number, r: number, scale: number, transposeW: boolean, norms: number): number[] {
+    const heap = this.runtime.heap;
+    const threads = this.threads;
+    // U rows (s·B rows, or Aᵀ rows) packed in R-row panels; V (A, or s·Bᵀ) packed in 8-column panels.
+    const uRows = transposeW ? inF : out;
+    const vCols = transposeW ? out : inF;
+    const uBytes = Math.ceil(uRows / WN_ROWS) * WN_ROWS * r * 4;
+    const vBytes = Math.floor(vCols / 8) * 8 * r * 4;
+    const tailBytes = transposeW ? out * r * 4 : 0;
+    const colBytes = transposeW ? out * 4 + out * 8 : 0;
+    const regions = [uBytes, vBytes, tailBytes, colBytes, threads * WN_THREAD_SCRATCH];
+    const bytes = regions.reduce((sum, x) => sum + align64(x), 0);
+    const base = heap.alloc(bytes);
+    if (base === null) throw heapFull('weightNorm', bytes);
+    try {
+      const at: number[] = [];
+      for (let i = 0, p = base; i < regions.length; p += align64(regions[i]!), i++) at.push(p);
+      const [u, vp, tail, cols, scratch] = at as [number, number, number, number, number];
+      const h = new Float32Array(this.runtime.buffer);
+      const a4 = a >> 2;
+      const b4 = b >> 2;
+      // Element (row, k) of U and (k, col) of V, as indices into the heap.
+      const uAt = transposeW ? (i: number, k: number) => a4 + k * inF + i : (i: number, k: number) => b4 + i * r + k;
+      const uScale = transposeW ? 1 : scale;
+      const vAt = transposeW ? (k: number, j: number) => b4 + j * r + k : (k: number, j: number) => a4 + k * inF + j;
+      const vScale = transposeW ? scale : 1;
+      for (let p = 0, d = u >> 2; p < uBytes / (WN_ROWS * r * 4); p++) {
+        for (let k = 0; k < r; k++) {
+          for (let t = 0; t < WN_ROWS; t++, d++) {
+            const i = p * WN_ROWS + t;
+            h[d] = i < uRows ? uScale * h[uAt(i, k)]! : 0;
+          }
+        }
+      }
+      for (let p = 0, d = vp >> 2; p < vBytes / (32 * r); p++) {
+        for (let k = 0; k < r; k++) for (let j = 0; j < 8; j++, d++) h[d] = vScale * h[vAt(k, p * 8 + j)]!;
+      }
+      if (transposeW) for (let i = 0; i < out * r; i++) h[(tail >> 2) + i] = scale * h[b4 + i]!;
+
+      const w32 = this.words();
+      const q = (this.args + WN_ARGS) >> 2;
+      const work = out * inF * Math.max(r, 1);
+      const split = threads > 1 && work >= this.splitThreshold;
+      const perTask = transposeW
+        ? split ? Math.ceil(out / (4 * threads) / 8) * 8 : out
+        : split ? Math.ceil(out / (4 * threads) / WN_ROWS) * WN_ROWS : out;
+      w32[q + WnArg.out] = out;
+      w32[q + WnArg.inF] = inF;
+      w32[q + WnArg.r] = r;
+      w32[q + WnArg.w] = w;
+      w32[q + WnArg.u] = u;
+      w32[q + WnArg.v] = vp;
+      w32[q + WnArg.vTail] = transposeW ? tail : a;
+      // Element (k, j) of the unpacked V: A[k·in + j], or s·B[j·r + k].
+      w32[q + WnArg.vTailRowStride] = transposeW ? 1 : inF;
+      w32[q + WnArg.vTailColStride] = transposeW ? r : 1;
+      w32[q + WnArg.norms] = norms;
+      w32[q + WnArg.perTask] = perTask;
+      w32[q + WnArg.partial] = cols;
+      w32[q + WnArg.total] = cols + align64(out * 4);
+      w32[q + WnArg.scratch] = scratch;
+      this.run(transposeW ? 'wn_cols_task' : 'wn_rows_task', Math.ceil(out / perTask), this.args + WN_ARGS, work);
+    } finally {
+      heap.free(base, bytes);
+    }
+    const result = new Float32Array(this.runtime.buffer, norms, out);
+    const suspects: number[] = [];
+    for (let o = 0; o < out; o++) if (!(result[o]! >= SUSPECT_NORM && result[o]! < Infinity)) suspects.push(o);
+    return suspects;
+  }
+
   dispose(): void {
     if (this.scratch) this.runtime.heap.free(this.scratch, this.scratchThreads * GEMM_SCRATCH_BYTES);
     this.scratch = 0;
     this.runtime.heap.free(this.args, ARGS_BYTES);
   }
+}
+
+function heapFull(kernel: string, bytes: number): BackendError {
+  return new BackendError(`cpu ${kernel}: the wasm heap cannot hold ${bytes} more bytes of scratch (4 GiB is the wasm32 limit)`);
+}
+
+function align64(x: number): number {
+  return Math.ceil(x / 64) * 64;
 }
 
 /** Swaps the A and B offsets of every entry of a batch table. */

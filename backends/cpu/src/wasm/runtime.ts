@@ -8,6 +8,7 @@ import { ModuleBuilder } from './encoder.js';
 import { wasmFeatures } from './features.js';
 import { emitGemm } from './gemm-wasm.js';
 import { HeapAllocator } from './heap.js';
+import { emitWeightNorm } from './weight-norm-wasm.js';
 import { wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** wasm32 addresses 4 GiB; V8 reserves the address space of a shared memory's maximum up front. */
@@ -20,7 +21,7 @@ const RESERVED = 1024;
 export type TaskFn = (task: number, args: number, tid: number) => void;
 
 /** Exports of the kernel module that the host calls (or hands to worker threads by name). */
-export const TASK_EXPORTS = ['gemm_task', 'gemv_task'] as const;
+export const TASK_EXPORTS = ['gemm_task', 'gemv_task', 'wn_rows_task', 'wn_cols_task'] as const;
 export type TaskName = (typeof TASK_EXPORTS)[number];
 
 export interface KernelVariant {
@@ -35,6 +36,7 @@ export interface KernelVariant {
 export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
   const mb = new ModuleBuilder({ initialPages: 1, maximumPages: MAX_PAGES, shared });
   emitGemm(mb, fma);
+  emitWeightNorm(mb, fma);
   return mb.bytes();
 }
 

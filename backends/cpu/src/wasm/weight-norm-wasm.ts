@@ -1,0 +1,286 @@
+/**
+ * The fused DoRA weight norm ‖W + s·B·A‖ per output feature, emitted as WebAssembly: one pass over W, with
+ * B·A formed in registers a tile at a time and never stored.
+ *
+ * Both layouts are the same tile computation, shaped like the GEMM micro-kernel with k = r. A tile is 4 rows
+ * × 8 columns of W as stored; its B·A part is Σ_k U[rows, k]·V[k, cols], where U is packed in 4-row panels
+ * ([rows/4][r][4], zero-padded) and broadcast a value at a time, and V is packed in 8-column panels
+ * ([cols/8][r][8]) and loaded as two vectors — so each k costs two vector loads, four broadcast loads and
+ * eight multiply-adds, with one pointer bump per panel. Rows layout (W [out, in]): U = s·B, V = A, squares
+ * accumulate per row across the columns. Column layout (W [in, out], transposeW): U = Aᵀ, V = s·Bᵀ, squares
+ * accumulate per column across the rows. The host packs both factors (O((in + out)·r), negligible beside the
+ * out·in·r multiply-adds).
+ *
+ * Accumulation: squares are summed in float32 vector lanes for at most 64 terms per lane (a 256-column chunk
+ * of a row, or a 64-row chunk of a column), then added into float64 totals: as accurate as a float64 sum for
+ * the norm's purposes, with the hot loop in float32 SIMD. A norm whose float32 squares could have overflowed
+ * or underflowed shows up as Inf/NaN or tiny; the host recomputes exactly those in float64 (so a zero row is
+ * exactly 0 and |W| ≈ 1e-25 does not flush to 0).
+ */
+import { type Code, type Expr, f32, F32, f64, F64, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
+
+/** Rows of a tile (the U panel height). */
+export const WN_ROWS = 4;
+const R = WN_ROWS;
+/** Columns summed in float32 lanes before the float64 totals (rows layout): 64 squares per lane. */
+const ROW_CHUNK = 256;
+/** Rows summed in float32 lanes before the float64 totals (column layout). */
+export const COL_CHUNK = 64;
+/** Per-thread scratch: R float32x4 square accumulators and R float64 totals. */
+export const WN_THREAD_SCRATCH = 128;
+
+export const WnArg = {
+  out: 0,
+  inF: 1,
+  r: 2,
+  w: 3,
+  /** U packed in R-row panels: [rows/R][r][R]. */
+  u: 4,
+  /** V packed per 8-column panel: [cols/8][r][8]. */
+  v: 5,
+  /** V unpacked, for the columns past the last whole panel: element (k, j) at vTail + (j·colStride + k·rowStride)·4. */
+  vTail: 6,
+  vTailRowStride: 7,
+  vTailColStride: 8,
+  norms: 9,
+  /** Rows (rows layout, a multiple of R) or columns (column layout, a multiple of 8) per task. */
+  perTask: 10,
+  /** Column layout: float32 partial sums and float64 totals, one per column of W. */
+  partial: 11,
+  total: 12,
+  /** Per-thread scratch: thread t uses scratch + t·WN_THREAD_SCRATCH. */
+  scratch: 13,
+  words: 14,
+} as const;
+
+export interface WeightNormFunctions {
+  readonly rows: number;
+  readonly cols: number;
+}
+
+const minS = (a: Expr, b: Expr): Expr => I.select(a, b, I.ltS(a, b));
+
+export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormFunctions {
+  const madd = (a: Expr, b: Expr, acc: Expr): Expr => (relaxed ? V.relaxedMadd(a, b, acc) : V.add(acc, V.mul(a, b)));
+
+  /** Shared state of one task's code: the tile accumulators and loop locals. */
+  interface Tile {
+    readonly ba: Local[][];
+    readonly av: Local[];
+    readonly bs: Local;
+    readonly p: Local;
+    readonly q: Local;
+    readonly end: Local;
+  }
+  const newTile = (c: Code): Tile => ({
+    ba: Array.from({ length: R }, () => [c.local(v128), c.local(v128)]),
+    av: [c.local(v128), c.local(v128)],
+    bs: c.local(v128),
+    p: c.local(i32),
+    q: c.local(i32),
+    end: c.local(i32),
+  });
+
+  /**
+   * ba[t] = Σ_k U[row t, k]·V[k, panel] for t < n: U values at up + k·R·4 + t·4 (+ `lane`·4 for a single-row
+   * tile inside a panel), V vectors at vp + k·32. `uStride` = R·4 bytes per k, `uEnd` = up + r·R·4.
+   */
+  const tileBA = (c: Code, t: Tile, n: number, up: Expr, uEnd: Expr, vp: Expr, lane: Expr) => {
+    for (let i = 0; i < n; i++) for (const x of t.ba[i]!) c.set(x, V.zero);
+    c.set(t.p, I.add(up, I.shl(lane, 2)));
+    c.set(t.end, I.add(uEnd, I.shl(lane, 2)));
+    c.set(t.q, vp);
+    c.if(I.ltU(t.p, t.end), () => {
+      c.doWhile(() => {
+        c.set(t.av[0]!, V.load(t.q));
+        c.set(t.av[1]!, V.load(t.q, 16));
+        for (let i = 0; i < n; i++) {
+          c.set(t.bs, V.load32Splat(t.p, i * 4));
+          c.set(t.ba[i]![0]!, madd(t.bs, t.av[0]!, t.ba[i]![0]!));
+          c.set(t.ba[i]![1]!, madd(t.bs, t.av[1]!, t.ba[i]![1]!));
+        }
+        c.set(t.p, I.add(t.p, R * 4));
+        c.set(t.q, I.add(t.q, 32));
+      }, I.ltU(t.p, t.end));
+    });
+  };
+
+  /** The scalar B·A value of one element past the last whole panel: Σ_k U[k]·V[k, j] (U values `uStep` apart). */
+  const scalarBA = (c: Code, u: Expr, uStepB: number, vCol: Expr, vRowStrideB: Local, r: Local, kk: Local, acc: Local) => {
+    c.set(acc, F32.const(0));
+    c.for(kk, 0, r, 1, () => {
+      c.set(acc, F32.add(acc, F32.mul(F32.load(I.add(u, I.mul(kk, uStepB))), F32.load(I.add(vCol, I.mul(kk, vRowStrideB))))));
+    });
+  };
+
+  /** Float64 sum of the four lanes of a float32x4. */
+  const widenSum = (v: Expr): Expr => F64.add(F64.add(F64.promote(V.lane(v, 0)), F64.promote(V.lane(v, 1))), F64.add(F64.promote(V.lane(v, 2)), F64.promote(V.lane(v, 3))));
+
+  // Hot loops live in small functions called once per row tile, not inline in a task: V8 runs a function's
+  // first calls in its baseline tier and only switches at a call boundary, so a single long call would run a
+  // whole large norm unoptimised.
+
+  /** Rows layout, one tile of n rows starting at row i (i a multiple of R for n = R): norms[i..i+n). */
+  const rowsTile = (n: number) =>
+    mb.func(`wn_rows_tile${n}`, [i32, i32, i32], [], (c, [i, args, sc]) => {
+      const arg = (w: number): Expr => I.load(args, w * 4);
+      const [inF, r, vTail, vrsB, vcs, j, jc, jEnd, panels, vp, kk, wRow, inB, up, uPanel, lane] = c.localsOf(i32, 16);
+      const t = newTile(c);
+      const x = c.local(v128);
+      const y = c.local(v128);
+      const s = c.local(f32);
+      const ve = c.local(f32);
+      c.set(inF, arg(WnArg.inF)).set(r, arg(WnArg.r));
+      c.set(vTail, arg(WnArg.vTail)).set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2)).set(vcs, arg(WnArg.vTailColStride));
+      c.set(inB, I.shl(inF, 2));
+      c.set(uPanel, I.mul(r, R * 4));
+      c.set(panels, I.and(inF, -8));
+      // Square accumulators (float32x4 at sc + 16·t) and float64 totals (at sc + 64 + 8·t) live in scratch:
+      // they change once per tile, and keeping them out of registers leaves all 15 to the B·A tile.
+      const sqAt = (k: number) => I.add(sc, k * 16);
+      const totAt = (k: number) => I.add(sc, 64 + k * 8);
+      // U panel of row i, and i's lane in it (0 for a whole tile).
+      c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
+      c.set(lane, n === R ? 0 : I.and(i, R - 1));
+      for (let k = 0; k < n; k++) {
+        c.storeV(sqAt(k), V.zero);
+        c.storeF64(totAt(k), F64.const(0));
+      }
+      c.set(wRow, I.add(arg(WnArg.w), I.mul(i, inB)));
+      c.set(vp, arg(WnArg.v));
+      c.for(jc, 0, panels, ROW_CHUNK, () => {
+        c.set(jEnd, minS(panels, I.add(jc, ROW_CHUNK)));
+        c.for(j, jc, jEnd, 8, () => {
+          tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
+          for (let k = 0; k < n; k++) {
+            const wp = I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2));
+            c.set(x, V.add(V.load(wp), t.ba[k]![0]!));
+            c.set(y, V.add(V.load(wp, 16), t.ba[k]![1]!));
+            c.storeV(sqAt(k), madd(y, y, madd(x, x, V.load(sqAt(k)))));
+          }
+          c.set(vp, I.add(vp, I.shl(r, 5)));
+        });
+        for (let k = 0; k < n; k++) {
+          c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), widenSum(V.load(sqAt(k)))));
+          c.storeV(sqAt(k), V.zero);
+        }
+      });
+      // Columns past the last whole panel, one at a time.
+      c.for(j, panels, inF, 1, () => {
+        for (let k = 0; k < n; k++) {
+          scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
+          c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2))), s));
+          c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), F64.mul(F64.promote(ve), F64.promote(ve))));
+        }
+      });
+      const norms = arg(WnArg.norms);
+      for (let k = 0; k < n; k++) c.storeF32(I.add(norms, I.shl(I.add(i, k), 2)), F32.demote(F64.sqrt(F64.load(totAt(k)))));
+    }, false);
+  const rowsTileR = rowsTile(R);
+  const rowsTile1 = rowsTile(1);
+
+  // Rows layout: each task takes `perTask` rows (a multiple of R); squares accumulate per row.
+  const rows = mb.func('wn_rows_task', [i32, i32, i32], [], (c, [task, args, tid]) => {
+    const [i, i1, sc] = c.localsOf(i32, 3);
+    c.set(sc, I.add(I.load(args, WnArg.scratch * 4), I.mul(tid, WN_THREAD_SCRATCH)));
+    c.set(i, I.mul(task, I.load(args, WnArg.perTask * 4)));
+    c.set(i1, minS(I.load(args, WnArg.out * 4), I.add(i, I.load(args, WnArg.perTask * 4))));
+    c.block(() => {
+      c.loop(() => {
+        c.brIf(1, I.gtS(I.add(i, R), i1));
+        c.call(rowsTileR, i, args, sc);
+        c.set(i, I.add(i, R));
+        c.br(0);
+      });
+    });
+    c.for(i, i, i1, 1, () => c.call(rowsTile1, i, args, sc));
+  });
+
+  /** Column layout, one tile of n stored rows from row i over columns [j0, j1): partial sums of squares. */
+  const colsTile = (n: number) =>
+    mb.func(`wn_cols_tile${n}`, [i32, i32, i32, i32], [], (c, [i, j0, j1, args]) => {
+      const arg = (w: number): Expr => I.load(args, w * 4);
+      const [out, r, vTail, vrsB, vcs, part, total, jv, j, vp, kk, wRow, outB, pp, up, uPanel, lane] = c.localsOf(i32, 17);
+      const t = newTile(c);
+      const x = c.local(v128);
+      const y = c.local(v128);
+      const s = c.local(f32);
+      const ve = c.local(f32);
+      const t64 = c.local(f64);
+      c.set(out, arg(WnArg.out)).set(r, arg(WnArg.r));
+      c.set(vTail, arg(WnArg.vTail)).set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2)).set(vcs, arg(WnArg.vTailColStride));
+      c.set(part, arg(WnArg.partial)).set(total, arg(WnArg.total));
+      c.set(outB, I.shl(out, 2));
+      c.set(uPanel, I.mul(r, R * 4));
+      c.set(jv, minS(j1, I.and(out, -8)));
+      c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
+      c.set(lane, n === R ? 0 : I.and(i, R - 1));
+      c.set(wRow, I.add(arg(WnArg.w), I.mul(i, outB)));
+      c.set(vp, I.add(arg(WnArg.v), I.shl(I.mul(j0, r), 2)));
+      c.for(j, j0, jv, 8, () => {
+        tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
+        c.set(pp, I.add(part, I.shl(j, 2)));
+        c.set(x, V.load(pp));
+        c.set(y, V.load(pp, 16));
+        for (let k = 0; k < n; k++) {
+          const wp = I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2));
+          c.set(t.ba[k]![0]!, V.add(V.load(wp), t.ba[k]![0]!));
+          c.set(t.ba[k]![1]!, V.add(V.load(wp, 16), t.ba[k]![1]!));
+          c.set(x, madd(t.ba[k]![0]!, t.ba[k]![0]!, x));
+          c.set(y, madd(t.ba[k]![1]!, t.ba[k]![1]!, y));
+        }
+        c.storeV(pp, x);
+        c.storeV(pp, y, 16);
+        c.set(vp, I.add(vp, I.shl(r, 5)));
+      });
+      // Columns past the last whole panel (only the last task has any), straight into the float64 totals.
+      c.for(j, jv, j1, 1, () => {
+        c.set(t64, F64.const(0));
+        for (let k = 0; k < n; k++) {
+          scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
+          c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2))), s));
+          c.set(t64, F64.add(t64, F64.mul(F64.promote(ve), F64.promote(ve))));
+        }
+        c.set(pp, I.add(total, I.shl(j, 3)));
+        c.storeF64(pp, F64.add(F64.load(pp), t64));
+      });
+    }, false);
+  const colsTileR = colsTile(R);
+  const colsTile1 = colsTile(1);
+
+  // Column layout: each task takes `perTask` columns (whole panels, and the tail for the last task); squares
+  // accumulate per column across rows, in `partial` (float32) and `total` (float64).
+  const cols = mb.func('wn_cols_task', [i32, i32, i32], [], (c, [task, args]) => {
+    const arg = (w: number): Expr => I.load(args, w * 4);
+    const [inF, part, total, norms, j0, j1, i, ic, icEnd, j, pp] = c.localsOf(i32, 11);
+    c.set(inF, arg(WnArg.inF)).set(part, arg(WnArg.partial)).set(total, arg(WnArg.total)).set(norms, arg(WnArg.norms));
+    c.set(j0, I.mul(task, arg(WnArg.perTask)));
+    c.set(j1, minS(arg(WnArg.out), I.add(j0, arg(WnArg.perTask))));
+    c.for(j, j0, j1, 1, () => {
+      c.storeF32(I.add(part, I.shl(j, 2)), F32.const(0));
+      c.storeF64(I.add(total, I.shl(j, 3)), F64.const(0));
+    });
+    c.for(ic, 0, inF, COL_CHUNK, () => {
+      c.set(icEnd, minS(inF, I.add(ic, COL_CHUNK)));
+      c.set(i, ic);
+      c.block(() => {
+        c.loop(() => {
+          c.brIf(1, I.gtS(I.add(i, R), icEnd));
+          c.call(colsTileR, i, j0, j1, args);
+          c.set(i, I.add(i, R));
+          c.br(0);
+        });
+      });
+      c.for(i, i, icEnd, 1, () => c.call(colsTile1, i, j0, j1, args));
+      // Fold the float32 partials into the float64 totals.
+      c.for(j, j0, j1, 1, () => {
+        c.set(pp, I.add(total, I.shl(j, 3)));
+        c.storeF64(pp, F64.add(F64.load(pp), F64.promote(F32.load(I.add(part, I.shl(j, 2))))));
+        c.storeF32(I.add(part, I.shl(j, 2)), F32.const(0));
+      });
+    });
+    c.for(j, j0, j1, 1, () => c.storeF32(I.add(norms, I.shl(j, 2)), F32.demote(F64.sqrt(F64.load(I.add(total, I.shl(j, 3)))))));
+  });
+
+  return { rows, cols };
+}
