@@ -188,7 +188,7 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
   }
   const wType = w.t.dtype;
   if (wType !== 'float32' && wType !== 'bfloat16') throw new DTypeError(`webgpu weightNorm: W must be float32 or bfloat16, got ${wType}`);
-  if (useRows(ctx, w, transposeW, inDim, r, a.t.dtype, outDim)) return rowsNorm(ctx, w, a, b, scale, outDim, inDim, r);
+  if (useRows(ctx, transposeW, inDim, r, a.t.dtype)) return rowsNorm(ctx, w, a, b, scale, outDim, inDim, r);
   const fastDim = transposeW ? outDim : inDim;
   const slowDim = transposeW ? inDim : outDim;
   const vec = fastDim % 4 === 0;
@@ -227,19 +227,18 @@ function pendingGemv(ctx: KernelContext, w: TensorArg, outDim: number, inDim: nu
 }
 
 /**
- * `rows` when forced, or (auto) when a deferred GEMV over the same W can share its pass; else `tiles`,
- * which measured faster on its own on the H200 (2026-11-28: 0.066 vs 0.071 ms at 4096², 0.128 vs 0.159 ms
- * at 14336×4096, half the time with bf16 W).
+ * `rows` unless forced to `tiles` or not applicable. On the H200 (2026-11-28, second run) rows with 16 rows
+ * per workgroup measured best everywhere: fp32 4096² 0.031 ms (1.9× the read-once floor) vs 0.058 tiles and
+ * 0.051 with 4 rows; fp32 14336×4096 0.090 ms (1.6×) vs 0.145 / 0.132; bf16 4096² 0.031 ms vs 0.166 tiles.
  */
-function useRows(ctx: KernelContext, w: TensorArg, transposeW: boolean, inDim: number, r: number, aType: DType, outDim: number): boolean {
+function useRows(ctx: KernelContext, transposeW: boolean, inDim: number, r: number, aType: DType): boolean {
   const forced = ctx.options.weightNormVariant;
   const possible = !transposeW && inDim % 4 === 0 && aType === 'float32' && r >= 1 && r <= ROWS_MAX_RANK && ctx.maxInvocations >= 256;
-  if (!possible || forced === 'tiles') return false;
-  return forced === 'rows' || pendingGemv(ctx, w, outDim, inDim) !== null;
+  return possible && forced !== 'tiles';
 }
 
-/** Rows per workgroup of the norm: 4 measured best on the H200 (fewer rows, more workgroups in flight). */
-const NORM_ROWS = 4;
+/** Rows per workgroup of the norm: 16 reads each A panel once per 16 rows and measured best (see useRows). */
+const NORM_ROWS = 16;
 
 /** The `rows` program, sharing W's read with a deferred GEMV x·Wᵀ over the same W when there is one. */
 function rowsNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, scale: number, outDim: number, inDim: number, r: number): GpuTensor {
