@@ -42,7 +42,9 @@ import { matmulInto, matmulShapes } from './kernels/matmul.js';
 import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
 import { CpuStorage, HeapHome, LiveCounter } from './storage.js';
 import { wasmFeatures } from './wasm/features.js';
+import { hostCores, threadHost } from './wasm/host.js';
 import { WasmKernels } from './wasm/kernels.js';
+import { WorkerPool } from './wasm/pool.js';
 import { WasmRuntime } from './wasm/runtime.js';
 
 export type CpuInfo = TensorInfo<CpuStorage>;
@@ -92,11 +94,12 @@ export class CpuBackend implements Backend<CpuStorage> {
   private readonly live = new LiveCounter();
   private readonly home: HeapHome | null = null;
   private readonly wasm: WasmKernels | null = null;
+  private readonly pool: WorkerPool | null = null;
   private disposed = false;
 
   constructor(options: CpuBackendOptions = {}) {
     const asked = options.threads ?? 1;
-    const threads = asked === 'auto' ? availableCores() : asked;
+    const threads = asked === 'auto' ? hostCores() : asked;
     if (!Number.isInteger(threads) || threads < 1) throw new ConfigError(`cpu backend: threads must be a positive integer or 'auto', got ${String(asked)}`);
     this.maxThreads = threads;
     const choice = options.kernels ?? 'auto';
@@ -107,11 +110,27 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (choice === 'wasm' && !runtime) throw new ConfigError('cpu backend: kernels: \'wasm\' needs WebAssembly with SIMD128, which this engine does not have');
     this.kernels = runtime ? 'wasm' : 'js';
     this.fma = runtime !== null && (options.fma ?? true) && wasmFeatures().relaxedSimd;
+    let used = 1;
     if (runtime) {
       this.home = new HeapHome(runtime);
-      this.wasm = new WasmKernels(runtime, runtime.variant(this.fma), split);
+      const variant = runtime.variant(this.fma);
+      this.wasm = new WasmKernels(runtime, variant, split);
+      const host = threads > 1 && runtime.shared ? threadHost() : null;
+      if (host) {
+        this.pool = new WorkerPool(host, runtime, variant, threads, host.canBlock);
+        this.wasm.runner = this.pool;
+        used = threads;
+      }
     }
-    this.threads = 1;
+    this.threads = used;
+  }
+
+  /**
+   * Resolves when the worker threads have started (immediately without any). Kernels never wait for them:
+   * until a worker is up the calling thread does its share, so awaiting this only matters for timing.
+   */
+  ready(): Promise<void> {
+    return this.pool ? this.pool.ready() : Promise.resolve();
   }
 
   // ---- storage
@@ -381,6 +400,7 @@ export class CpuBackend implements Backend<CpuStorage> {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.pool?.close();
     this.wasm?.dispose();
   }
 
@@ -498,11 +518,6 @@ function dtypeOfArray(v: AnyTypedArray): DType {
   if (v instanceof Uint16Array) return 'bfloat16'; // same storage as float16
   if (v instanceof Int8Array) return 'int8';
   return 'uint8';
-}
-
-function availableCores(): number {
-  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
-  return Math.max(1, nav?.hardwareConcurrency ?? 1);
 }
 
 function describeArray(v: unknown): string {

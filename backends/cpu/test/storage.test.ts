@@ -79,9 +79,12 @@ describe('cpu backend storage', () => {
     expect(createCpuBackend({ threads: 1 }).threads).toBe(1);
     expect(() => createCpuBackend({ threads: 0 })).toThrow(ConfigError);
     expect(() => createCpuBackend({ threads: 1.5 })).toThrow(ConfigError);
-    // A bound, not a demand: every kernel runs on the calling thread for now.
-    const b = createCpuBackend({ threads: 4 });
-    expect([b.threads, b.maxThreads]).toEqual([1, 4]);
+    // Truthful: the typed-array kernels run on the calling thread whatever is asked.
+    const js = createCpuBackend({ kernels: 'js', threads: 4 });
+    expect([js.threads, js.maxThreads]).toEqual([1, 4]);
+    const wasm = createCpuBackend({ kernels: 'wasm', threads: 3 });
+    expect([wasm.threads, wasm.maxThreads]).toEqual([3, 3]);
+    wasm.dispose();
   });
 
   it('registers as "cpu" through the register entry', async () => {

@@ -69,6 +69,18 @@ export class WasmKernels {
     return this.scratch;
   }
 
+  /**
+   * How many tasks to cut `work` (multiply-adds) into: 1 on one thread or below the split threshold,
+   * otherwise four per thread (so a thread slowed by other load on the machine delays little), but none
+   * smaller than a quarter of the threshold.
+   */
+  private tasksFor(work: number): number {
+    const threads = this.threads;
+    if (threads === 1 || work < this.splitThreshold) return 1;
+    const byWork = this.splitThreshold > 0 ? Math.floor(work / (this.splitThreshold / 4)) : Infinity;
+    return Math.max(1, Math.min(4 * threads, byWork));
+  }
+
   private run(name: TaskName, tasks: number, args: number, work: number): void {
     if (this.runner && tasks > 1 && work >= this.splitThreshold) {
       this.runner.run(name, tasks, args);
@@ -119,18 +131,17 @@ export class WasmKernels {
   }
 
   private gemm(a: number, b: number, ta: boolean, tb: boolean, m: number, n: number, k: number, mats: number, table: number, out: number): void {
-    const threads = this.threads;
     const work = mats * m * n * k;
-    // One tile per matrix on one thread; with more, tiles of at least 64×64 (and whole 8-column panels),
-    // enough of them for every thread to take about four.
+    // One tile per matrix on one thread. With more, split columns first (each task then packs only its own
+    // part of B; A is small to repack by comparison), then rows, into whole 8-column panels and 4-row panels.
     let tileM = m;
     let tileN = n;
-    if (threads > 1 && work >= this.splitThreshold) {
-      const want = Math.ceil((4 * threads) / mats);
-      const tilesN = Math.max(1, Math.min(Math.ceil(want / Math.max(1, Math.floor(m / 64))), Math.floor(n / 64)));
-      const tilesM = Math.max(1, Math.min(Math.ceil(want / tilesN), Math.floor(m / 64)));
-      tileN = Math.ceil(Math.ceil(n / tilesN) / 8) * 8;
-      tileM = Math.ceil(m / tilesM);
+    const perMatrix = Math.ceil(this.tasksFor(work) / mats);
+    if (perMatrix > 1) {
+      const tilesN = Math.min(perMatrix, Math.ceil(n / 8));
+      const tilesM = Math.min(Math.ceil(perMatrix / tilesN), Math.ceil(m / 4));
+      tileN = Math.ceil(n / tilesN / 8) * 8;
+      tileM = Math.ceil(m / tilesM / 4) * 4;
     }
     const tilesM = Math.ceil(m / tileM);
     const tilesN = Math.ceil(n / tileN);
@@ -179,9 +190,8 @@ export class WasmKernels {
       // The table holds (A, B, C) offsets and GEMV reads (x, M, y).
       if (mats > 1) swapTableColumns(w, table, mats);
     }
-    const threads = this.threads;
     const work = mats * outputs * k;
-    const chunks = threads > 1 && work >= this.splitThreshold ? Math.max(1, Math.min(Math.ceil((4 * threads) / mats), Math.floor(outputs / 64))) : 1;
+    const chunks = Math.min(Math.ceil(this.tasksFor(work) / mats), Math.ceil(outputs / 4));
     const chunk = Math.ceil(outputs / chunks / 4) * 4;
     w[p + GemvArg.n] = outputs;
     w[p + GemvArg.k] = k;
@@ -239,10 +249,8 @@ export class WasmKernels {
       const w32 = this.words();
       const q = (this.args + WN_ARGS) >> 2;
       const work = out * inF * Math.max(r, 1);
-      const split = threads > 1 && work >= this.splitThreshold;
-      const perTask = transposeW
-        ? split ? Math.ceil(out / (4 * threads) / 8) * 8 : out
-        : split ? Math.ceil(out / (4 * threads) / WN_ROWS) * WN_ROWS : out;
+      const tasks = this.tasksFor(work);
+      const perTask = Math.ceil(out / tasks / (transposeW ? 8 : WN_ROWS)) * (transposeW ? 8 : WN_ROWS);
       w32[q + WnArg.out] = out;
       w32[q + WnArg.inF] = inF;
       w32[q + WnArg.r] = r;

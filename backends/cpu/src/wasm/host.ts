@@ -1,0 +1,92 @@
+/**
+ * What the host offers for threads: Node's worker_threads (loaded with a dynamic import, so bundles for the
+ * browser never see it) or Web Workers on a cross-origin-isolated page, and the number of cores.
+ */
+
+/** The part of a worker (Node's or the web's) the pool uses. */
+export interface HostWorker {
+  postMessage(message: unknown): void;
+  terminate(): unknown;
+  /** Node: whether the worker keeps the process alive. */
+  ref?(): void;
+  unref?(): void;
+}
+
+export interface ThreadHost {
+  readonly kind: 'node' | 'web';
+  /** Starts a worker running `source` (a classic script) and hands it `data`; `onError` hears it die. */
+  spawn(source: string, data: unknown, onMessage: (message: unknown) => void, onError: (error: unknown) => void): HostWorker;
+  /** Whether the calling thread may block in Atomics.wait (not a browser's main thread). */
+  readonly canBlock: boolean;
+}
+
+interface NodeWorkerThreads {
+  Worker: new (source: string, options: { eval: true; workerData: unknown }) => HostWorker & { on(event: 'message' | 'error', fn: (m: unknown) => void): void };
+}
+
+let nodeThreads: NodeWorkerThreads | null = null;
+let nodeCores = 0;
+const isNode = typeof process === 'object' && typeof process.versions?.node === 'string';
+if (isNode) {
+  // A variable specifier keeps bundlers from trying to resolve Node built-ins for browser builds.
+  const wt = 'node:worker_threads';
+  const os = 'node:os';
+  try {
+    nodeThreads = (await import(/* @vite-ignore */ wt)) as NodeWorkerThreads;
+    const nodeOs = (await import(/* @vite-ignore */ os)) as { availableParallelism?: () => number; cpus(): unknown[] };
+    nodeCores = nodeOs.availableParallelism?.() ?? nodeOs.cpus().length;
+  } catch {
+    nodeThreads = null;
+  }
+}
+
+interface WebGlobals {
+  Worker?: new (url: string) => HostWorker & { onmessage: ((e: { data: unknown }) => void) | null; onerror: ((e: unknown) => void) | null };
+  Blob?: new (parts: string[], options: { type: string }) => unknown;
+  URL?: { createObjectURL(blob: unknown): string };
+  crossOriginIsolated?: boolean;
+  navigator?: { hardwareConcurrency?: number };
+  document?: unknown;
+}
+
+/** The thread host of this environment, or null where workers cannot share memory with us. */
+export function threadHost(): ThreadHost | null {
+  if (nodeThreads) {
+    const { Worker } = nodeThreads;
+    return {
+      kind: 'node',
+      canBlock: true,
+      spawn(source, data, onMessage, onError) {
+        const worker = new Worker(source, { eval: true, workerData: data });
+        worker.on('message', onMessage);
+        // Without a listener an 'error' event would crash the process; the pool carries on without the worker.
+        worker.on('error', onError);
+        return worker;
+      },
+    };
+  }
+  const g = globalThis as WebGlobals;
+  if (g.Worker && g.Blob && g.URL && g.crossOriginIsolated === true) {
+    const { Worker: WebWorker, Blob: WebBlob, URL: WebURL } = g;
+    return {
+      kind: 'web',
+      // A page's main thread may not block; a worker (where dorajs itself may run) may.
+      canBlock: g.document === undefined,
+      spawn(source, data, onMessage, onError) {
+        const url = WebURL.createObjectURL(new WebBlob([source], { type: 'text/javascript' }));
+        const worker = new WebWorker(url);
+        worker.onmessage = (e) => onMessage(e.data);
+        worker.onerror = onError;
+        worker.postMessage(data);
+        return worker;
+      },
+    };
+  }
+  return null;
+}
+
+/** Cores the host reports (1 when it does not say). */
+export function hostCores(): number {
+  if (nodeCores > 0) return nodeCores;
+  return Math.max(1, (globalThis as WebGlobals).navigator?.hardwareConcurrency ?? 1);
+}
