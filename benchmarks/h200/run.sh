@@ -4,6 +4,7 @@
 #   bash benchmarks/h200/run.sh prepare          # here: pack .gpu/ (Node, Dawn, Vulkan loader) and bundle .gpu/bench.mjs
 #   bash benchmarks/h200/run.sh run [--small]    # there (after `source .gpu/unpack.sh;`): writes $OUT (default tmp/h200)
 #   bash benchmarks/h200/run.sh local            # prepare + run --small here on llvmpipe (the end-to-end check)
+#   node benchmarks/h200/import.mjs DIR [SUITE]  # here: record a run's JSON in results/latest.json + docs/benchmarks.md
 #
 # PyTorch runs first (its measured copy bandwidth sets our read-once floor); each WebGPU section runs in its
 # own process and writes its own file, so one failure loses one section only. Then summary.json.
