@@ -33,7 +33,8 @@ import {
 } from '@dorajs/core';
 import { planBroadcast } from './kernels/broadcast.js';
 import { castInto, encodeScalar } from './kernels/cast.js';
-import { conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
+import { type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
+import { gemm as jsGemm } from './kernels/gemm.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
 import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
 import { gatherInto, scatterAddInto } from './kernels/indexing.js';
@@ -43,6 +44,7 @@ import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
 import { CpuStorage, HeapHome, LiveCounter } from './storage.js';
 import { wasmFeatures } from './wasm/features.js';
 import { hostCores, threadHost } from './wasm/host.js';
+import { isWasmBinary, isWasmUnary, type WasmBinaryOp, type WasmUnaryOp } from './wasm/elementwise-wasm.js';
 import { WasmKernels } from './wasm/kernels.js';
 import { WorkerPool } from './wasm/pool.js';
 import { WasmRuntime } from './wasm/runtime.js';
@@ -193,18 +195,44 @@ export class CpuBackend implements Backend<CpuStorage> {
     this.checkBroadcast(op, [a.shape, b.shape], outShape);
     const isCompare = op === 'greater' || op === 'equal';
     const plan = planBroadcast(op, outShape, [a.shape, b.shape]);
-    return this.output(isCompare ? 'float32' : a.dtype, sizeOf(outShape), (out) => binaryInto(op, av, bv, out as Numeric, plan), false);
+    const wasm = a.dtype === 'float32' && isWasmBinary(op) ? this.wasmFor(a, b) : null;
+    return this.output(
+      isCompare ? 'float32' : a.dtype,
+      sizeOf(outShape),
+      (out, ptr) => {
+        if (!(wasm && ptr && wasm.binary(op as WasmBinaryOp, a.data.ptr, b.data.ptr, ptr, plan))) binaryInto(op, av, bv, out as Numeric, plan);
+      },
+      false,
+    );
   }
 
   unary(op: UnaryOp, a: CpuInfo): CpuStorage {
     const x = this.readNumeric(op, a);
     if (a.dtype === 'int32' && !INT_UNARY.has(op)) throw new DTypeError(`cpu ${op}: needs float32, got int32 ${shapeStr(a.shape)}`);
-    return this.output(a.dtype, x.length, (out) => unaryInto(op, x, out as Numeric), false);
+    const wasm = a.dtype === 'float32' && isWasmUnary(op) ? this.wasmFor(a) : null;
+    return this.output(
+      a.dtype,
+      x.length,
+      (out, ptr) => {
+        if (wasm && ptr) wasm.unary(op as WasmUnaryOp, a.data.ptr, ptr, x.length);
+        else unaryInto(op, x, out as Numeric);
+      },
+      false,
+    );
   }
 
   affine(a: CpuInfo, scale: number, offset: number): CpuStorage {
     const x = this.readNumeric('affine', a);
-    return this.output(a.dtype, x.length, (out) => affineInto(x, scale, offset, out as Numeric), false);
+    const wasm = a.dtype === 'float32' ? this.wasmFor(a) : null;
+    return this.output(
+      a.dtype,
+      x.length,
+      (out, ptr) => {
+        if (wasm && ptr) wasm.affine(a.data.ptr, ptr, x.length, scale, offset);
+        else affineInto(x, scale, offset, out as Numeric);
+      },
+      false,
+    );
   }
 
   where(cond: CpuInfo, a: CpuInfo, b: CpuInfo, outShape: readonly number[]): CpuStorage {
@@ -231,7 +259,22 @@ export class CpuBackend implements Backend<CpuStorage> {
     const kept = a.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     if (!sameShape(kept, outShape)) throw new ShapeError(`cpu ${op}: reducing ${shapeStr(a.shape)} over [${axes.join(', ')}] gives ${shapeStr(kept)}, not ${shapeStr(outShape)}`);
     if (op !== 'sum' && op !== 'mean' && axes.some((ax) => a.shape[ax] === 0)) throw new ShapeError(`cpu ${op}: cannot reduce an empty axis of ${shapeStr(a.shape)}`);
-    return this.output(a.dtype, sizeOf(kept), (out) => reduceInto(op, x, a.shape, axes, out as Numeric), false);
+    // One run of adjacent reduced axes is x viewed [outer, len, inner]: the wasm kernels take that.
+    const contiguous = axes.every((ax, i) => i === 0 || ax === axes[i - 1]! + 1);
+    const len = axes.reduce((p, ax) => p * a.shape[ax]!, 1);
+    const wasm = a.dtype === 'float32' && contiguous && len > 0 ? this.wasmFor(a) : null;
+    return this.output(
+      a.dtype,
+      sizeOf(kept),
+      (out, ptr) => {
+        if (wasm && ptr) {
+          const outer = sizeOf(a.shape.slice(0, axes[0]));
+          const inner = sizeOf(a.shape.slice(axes[axes.length - 1]! + 1));
+          wasm.reduce(op === 'mean' ? 'sum' : op, a.data.ptr, ptr, outer, len, inner, op === 'mean' ? 1 / len : 1);
+        } else reduceInto(op, x, a.shape, axes, out as Numeric);
+      },
+      false,
+    );
   }
 
   argMax(a: CpuInfo): CpuStorage {
@@ -322,21 +365,21 @@ export class CpuBackend implements Backend<CpuStorage> {
     const xv = this.readFloat('conv2d', x);
     const wv = this.readFloat('conv2d', w);
     const g = convGeometry('conv2d', x.shape, w.shape, p, outShape);
-    return this.output('float32', sizeOf(outShape), (out) => conv2dForward(xv, wv, g, out as Float32Array));
+    return this.output('float32', sizeOf(outShape), (out, ptr) => conv2dForward(xv, wv, g, out as Float32Array, this.convEnv([x, xv], [w, wv], [out, ptr])), false);
   }
 
   conv2dBackpropInput(dy: CpuInfo, w: CpuInfo, p: Conv2dParams, xShape: readonly number[]): CpuStorage {
     const dyv = this.readFloat('conv2dBackpropInput', dy);
     const wv = this.readFloat('conv2dBackpropInput', w);
     const g = convGeometry('conv2dBackpropInput', xShape, w.shape, p, dy.shape);
-    return this.output('float32', sizeOf(xShape), (dx) => conv2dInputGrad(dyv, wv, g, dx as Float32Array));
+    return this.output('float32', sizeOf(xShape), (dx, ptr) => conv2dInputGrad(dyv, wv, g, dx as Float32Array, this.convEnv([dy, dyv], [w, wv], [dx, ptr])));
   }
 
   conv2dBackpropFilter(x: CpuInfo, dy: CpuInfo, p: Conv2dParams, wShape: readonly number[]): CpuStorage {
     const xv = this.readFloat('conv2dBackpropFilter', x);
     const dyv = this.readFloat('conv2dBackpropFilter', dy);
     const g = convGeometry('conv2dBackpropFilter', x.shape, wShape, p, dy.shape);
-    return this.output('float32', sizeOf(wShape), (dw) => conv2dFilterGrad(xv, dyv, g, dw as Float32Array));
+    return this.output('float32', sizeOf(wShape), (dw, ptr) => conv2dFilterGrad(xv, dyv, g, dw as Float32Array, this.convEnv([x, xv], [dy, dyv], [dw, ptr])), false);
   }
 
   // ---- fused
@@ -387,7 +430,16 @@ export class CpuBackend implements Backend<CpuStorage> {
         `cpu doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit [..., out], [..., out], [out], [out]`,
       );
     }
-    return this.output('float32', basev.length, (y) => doraComposeInto(basev, lorav, gv, scale, biasv, out, y as Float32Array), false);
+    const wasm = this.wasmFor(base, lora, g, ...(bias ? [bias] : []));
+    return this.output(
+      'float32',
+      basev.length,
+      (y, ptr) => {
+        if (wasm && ptr && out > 0) wasm.doraCompose(base.data.ptr, lora.data.ptr, g.data.ptr, bias ? bias.data.ptr : 0, scale, ptr, basev.length, out);
+        else doraComposeInto(basev, lorav, gv, scale, biasv, out, y as Float32Array);
+      },
+      false,
+    );
   }
 
   // ---- lifecycle
@@ -418,6 +470,48 @@ export class CpuBackend implements Backend<CpuStorage> {
       if (s) return s;
     }
     return new CpuStorage(new ctor(length), this.live);
+  }
+
+  /**
+   * The conv kernels' GEMM and im2col buffers on the wasm heap: operands are recognised by their arrays
+   * (the inputs, the output and the scratch handed out here), anything else runs the typed-array GEMM.
+   */
+  private convEnv(...arrays: [CpuInfo | AnyTypedArray, AnyTypedArray | number][]): ConvEnv | undefined {
+    const wasm = this.wasm;
+    if (!wasm) return undefined;
+    const bases = new Map<AnyTypedArray, number>();
+    for (const [handle, second] of arrays) {
+      if (typeof second === 'number') {
+        if (second) bases.set(handle as AnyTypedArray, second);
+      } else if ((handle as CpuInfo).data.ptr) bases.set(second, (handle as CpuInfo).data.ptr);
+    }
+    const heap = wasm.runtime.heap;
+    return {
+      gemm: (m, n, k, a, b, c, cOffset, ldc, accumulate) => {
+        const pa = bases.get(a.data);
+        const pb = bases.get(b.data);
+        const pc = bases.get(c);
+        if (pa === undefined || pb === undefined || pc === undefined) return jsGemm(m, n, k, a, b, c, cOffset, ldc, accumulate);
+        wasm.gemmStrided(m, n, k, pa + a.offset * 4, a.rowStride, a.colStride, pb + b.offset * 4, b.rowStride, b.colStride, pc + cOffset * 4, ldc, accumulate);
+      },
+      scratch: (n) => {
+        const ptr = n > 0 ? heap.alloc(n * 4) : null;
+        if (ptr === null) return new Float32Array(n);
+        const view = new Float32Array(wasm.runtime.buffer, ptr, n);
+        bases.set(view, ptr);
+        return view;
+      },
+      free: (view) => {
+        const ptr = bases.get(view);
+        if (ptr !== undefined) heap.free(ptr, view.length * 4);
+      },
+    };
+  }
+
+  /** The wasm kernels, when this backend has them and every input lives in the heap. */
+  private wasmFor(...inputs: CpuInfo[]): WasmKernels | null {
+    const wasm = this.wasm;
+    return wasm && inputs.every((t) => t.data.ptr !== 0) ? wasm : null;
   }
 
   /** Allocates, lets `fill` write the values, and releases the handle again if `fill` throws. */

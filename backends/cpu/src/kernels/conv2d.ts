@@ -5,6 +5,19 @@
 import { type Conv2dParams, sameShape, ShapeError, shapeStr } from '@dorajs/core';
 import { gemm } from './gemm.js';
 
+/**
+ * Where the conv kernels get their GEMM and their im2col buffer: the typed-array GEMM and a fresh array by
+ * default; the wasm backend passes its GEMM and heap scratch so the products run in wasm on heap views.
+ */
+export interface ConvEnv {
+  readonly gemm: typeof gemm;
+  /** A zeroed or dirty buffer of n floats (im2col overwrites it); `free` gives it back. */
+  scratch(n: number): Float32Array;
+  free(buffer: Float32Array): void;
+}
+
+export const JS_CONV_ENV: ConvEnv = { gemm, scratch: (n) => new Float32Array(n), free: () => undefined };
+
 export interface ConvGeometry {
   readonly n: number;
   readonly c: number;
@@ -108,57 +121,72 @@ function col2im(cols: Float32Array, g: ConvGeometry, dx: Float32Array, dxOffset:
   }
 }
 
-export function conv2dForward(x: Float32Array, wt: Float32Array, g: ConvGeometry, out: Float32Array): void {
+export function conv2dForward(x: Float32Array, wt: Float32Array, g: ConvGeometry, out: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
   const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
   const kDim = cg * kh * kw;
   const spatial = oh * ow;
   const pointwise = isPointwise(g);
-  const cols = pointwise ? null : new Float32Array(kDim * spatial);
-  for (let b = 0; b < n; b++) {
-    for (let gi = 0; gi < groups; gi++) {
-      const xOffset = (b * c + gi * cg) * h * w;
-      if (cols) im2col(x, xOffset, g, cols);
-      const B = cols ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 } : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
-      gemm(og, spatial, kDim, { data: wt, offset: gi * og * kDim, rowStride: kDim, colStride: 1 }, B, out, (b * o + gi * og) * spatial, spatial, false);
-    }
-  }
-}
-
-export function conv2dInputGrad(dy: Float32Array, wt: Float32Array, g: ConvGeometry, dx: Float32Array): void {
-  const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
-  const kDim = cg * kh * kw;
-  const spatial = oh * ow;
-  const pointwise = isPointwise(g);
-  const cols = pointwise ? null : new Float32Array(kDim * spatial);
-  for (let b = 0; b < n; b++) {
-    for (let gi = 0; gi < groups; gi++) {
-      const dxOffset = (b * c + gi * cg) * h * w;
-      const A = { data: wt, offset: gi * og * kDim, rowStride: 1, colStride: kDim }; // W_gᵀ
-      const B = { data: dy, offset: (b * o + gi * og) * spatial, rowStride: spatial, colStride: 1 };
-      if (cols) {
-        gemm(kDim, spatial, og, A, B, cols, 0, spatial, false);
-        col2im(cols, g, dx, dxOffset);
-      } else {
-        gemm(kDim, spatial, og, A, B, dx, dxOffset, spatial, false);
+  const cols = pointwise ? null : env.scratch(kDim * spatial);
+  const gemm = env.gemm;
+  try {
+    for (let b = 0; b < n; b++) {
+      for (let gi = 0; gi < groups; gi++) {
+        const xOffset = (b * c + gi * cg) * h * w;
+        if (cols) im2col(x, xOffset, g, cols);
+        const B = cols ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 } : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
+        gemm(og, spatial, kDim, { data: wt, offset: gi * og * kDim, rowStride: kDim, colStride: 1 }, B, out, (b * o + gi * og) * spatial, spatial, false);
       }
     }
+  } finally {
+    if (cols) env.free(cols);
   }
 }
 
-export function conv2dFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, dw: Float32Array): void {
+export function conv2dInputGrad(dy: Float32Array, wt: Float32Array, g: ConvGeometry, dx: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
   const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
   const kDim = cg * kh * kw;
   const spatial = oh * ow;
   const pointwise = isPointwise(g);
-  const cols = pointwise ? null : new Float32Array(kDim * spatial);
-  for (let b = 0; b < n; b++) {
-    for (let gi = 0; gi < groups; gi++) {
-      const xOffset = (b * c + gi * cg) * h * w;
-      if (cols) im2col(x, xOffset, g, cols);
-      // colsᵀ: element (q, r) of [spatial, kDim] is cols[r·spatial + q].
-      const B = cols ? { data: cols, offset: 0, rowStride: 1, colStride: spatial } : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
-      const A = { data: dy, offset: (b * o + gi * og) * spatial, rowStride: spatial, colStride: 1 };
-      gemm(og, kDim, spatial, A, B, dw, gi * og * kDim, kDim, b > 0);
+  const cols = pointwise ? null : env.scratch(kDim * spatial);
+  const gemm = env.gemm;
+  try {
+    for (let b = 0; b < n; b++) {
+      for (let gi = 0; gi < groups; gi++) {
+        const dxOffset = (b * c + gi * cg) * h * w;
+        const A = { data: wt, offset: gi * og * kDim, rowStride: 1, colStride: kDim }; // W_gᵀ
+        const B = { data: dy, offset: (b * o + gi * og) * spatial, rowStride: spatial, colStride: 1 };
+        if (cols) {
+          gemm(kDim, spatial, og, A, B, cols, 0, spatial, false);
+          col2im(cols, g, dx, dxOffset);
+        } else {
+          gemm(kDim, spatial, og, A, B, dx, dxOffset, spatial, false);
+        }
+      }
     }
+  } finally {
+    if (cols) env.free(cols);
+  }
+}
+
+export function conv2dFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, dw: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
+  const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
+  const kDim = cg * kh * kw;
+  const spatial = oh * ow;
+  const pointwise = isPointwise(g);
+  const cols = pointwise ? null : env.scratch(kDim * spatial);
+  const gemm = env.gemm;
+  try {
+    for (let b = 0; b < n; b++) {
+      for (let gi = 0; gi < groups; gi++) {
+        const xOffset = (b * c + gi * cg) * h * w;
+        if (cols) im2col(x, xOffset, g, cols);
+        // colsᵀ: element (q, r) of [spatial, kDim] is cols[r·spatial + q].
+        const B = cols ? { data: cols, offset: 0, rowStride: 1, colStride: spatial } : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
+        const A = { data: dy, offset: (b * o + gi * og) * spatial, rowStride: spatial, colStride: 1 };
+        gemm(og, kDim, spatial, A, B, dw, gi * og * kDim, kDim, b > 0);
+      }
+    }
+  } finally {
+    if (cols) env.free(cols);
   }
 }

@@ -202,6 +202,19 @@ export class Code {
     });
   }
 
+  /** `for` over byte addresses: the same with an unsigned compare (the heap may reach past 2 GiB). */
+  forU(v: Local, from: Expr, to: Expr, step: number, body: () => void): this {
+    this.set(v, from);
+    return this.block(() => {
+      this.brIf(0, I.geU(v, to));
+      this.loop(() => {
+        body();
+        this.set(v, I.add(v, step));
+        this.brIf(0, I.ltU(v, to));
+      });
+    });
+  }
+
   /** `do body() while (cond)`: the loop form of the hot kernels (one compare-and-branch per trip). */
   doWhile(body: () => void, cond: Expr): this {
     return this.loop(() => {
@@ -290,6 +303,8 @@ export const F32 = {
   ne: binop(0x5c),
   lt: binop(0x5d),
   gt: binop(0x5e),
+  le: binop(0x5f),
+  ge: binop(0x60),
   demote: unop(0xb6),
   fromI32: unop(0xb2),
 };
@@ -359,7 +374,10 @@ export const V = {
   min: vbinop(0xe8),
   max: vbinop(0xe9),
   dadd: vbinop(0xf0),
+  dsub: vbinop(0xf1),
   dmul: vbinop(0xf2),
+  ddiv: vbinop(0xf3),
+  dsqrt: vunop(0xef),
   dmax: vbinop(0xf5),
   /** Lanes 0 and 1 widened to f64x2. */
   promoteLow: vunop(0x5f),

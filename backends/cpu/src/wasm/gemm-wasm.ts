@@ -68,7 +68,9 @@ export const GemmArg = {
   /** Byte address of thread 0's scratch; thread t uses scratch + t·scratchStride. */
   scratch: 16,
   scratchStride: 17,
-  words: 18,
+  /** 1: C += A·B (every K block adds); 0: C = A·B. */
+  accumulate: 18,
+  words: 19,
 } as const;
 
 /** Word offsets of the GEMV argument block. */
@@ -245,8 +247,8 @@ export function emitGemm(mb: ModuleBuilder, relaxed: boolean): GemmFunctions {
         c.for(ic, 0, mt, MC, () => {
           c.set(mc, minS(MC, I.sub(mt, ic)));
           c.call(packA, I.add(aBlk, I.shl(I.add(I.mul(ic, ars), I.mul(pc, acs)), 2)), ars, acs, mc, kc, scratch);
-          // The first K block overwrites C, later ones add to it.
-          c.call(macro, mc, nc, kc, scratch, sB, I.add(cBlk, I.shl(I.add(I.mul(ic, ldc), jc), 2)), I.shl(ldc, 2), I.gtS(pc, 0), tile);
+          // The first K block overwrites C (unless accumulating), later ones add to it.
+          c.call(macro, mc, nc, kc, scratch, sB, I.add(cBlk, I.shl(I.add(I.mul(ic, ldc), jc), 2)), I.shl(ldc, 2), I.or(arg(A.accumulate), I.gtS(pc, 0)), tile);
         });
       });
     });

@@ -5,6 +5,8 @@
  */
 import { BackendError, sizeOf } from '@dorajs/core';
 import { batchOffsets, type MatmulShapes } from '../kernels/matmul.js';
+import type { BroadcastPlan } from '../kernels/broadcast.js';
+import { EwArg, MAP_F64_AT, MapArg, RED_SCALE_AT, RedArg, type WasmBinaryOp, type WasmReduceOp, type WasmUnaryOp } from './elementwise-wasm.js';
 import { GEMM_SCRATCH_BYTES, GemmArg, GemvArg } from './gemm-wasm.js';
 import { WN_ROWS, WN_THREAD_SCRATCH, WnArg } from './weight-norm-wasm.js';
 import type { KernelVariant, TaskName, WasmRuntime } from './runtime.js';
@@ -13,8 +15,13 @@ import type { KernelVariant, TaskName, WasmRuntime } from './runtime.js';
 const GEMM_ARGS = 0;
 const GEMV_ARGS = 128;
 const WN_ARGS = 256;
-const UNIT_TABLE = 384;
-const ARGS_BYTES = 512;
+const EW_ARGS = 384;
+const MAP_ARGS = 512;
+const RED_ARGS = 640;
+const UNIT_TABLE = 768;
+const ARGS_BYTES = 832;
+/** Elements per row when one long row is cut into rows for tasks: 64 KiB of float32. */
+const ROW_CHUNK = 16384;
 /** Norms below this (or not finite) may have lost float32 squares to underflow or overflow: redone in float64. */
 const SUSPECT_NORM = 2 ** -40;
 
@@ -86,7 +93,7 @@ export class WasmKernels {
       this.runner.run(name, tasks, args);
       return;
     }
-    const fn = this.variant.tasks[name];
+    const fn = this.variant.task(name);
     for (let t = 0; t < tasks; t++) fn(t, args, 0);
   }
 
@@ -130,7 +137,7 @@ export class WasmKernels {
     }
   }
 
-  private gemm(a: number, b: number, ta: boolean, tb: boolean, m: number, n: number, k: number, mats: number, table: number, out: number): void {
+  private gemm(a: number, b: number, ta: boolean, tb: boolean, m: number, n: number, k: number, mats: number, table: number, out: number, strided?: { ars: number; acs: number; brs: number; bcs: number; ldc: number; accumulate: boolean }): void {
     const work = mats * m * n * k;
     // One tile per matrix on one thread. With more, split columns first (each task then packs only its own
     // part of B; A is small to repack by comparison), then rows, into whole 8-column panels and 4-row panels.
@@ -151,13 +158,13 @@ export class WasmKernels {
     w[p + GemmArg.n] = n;
     w[p + GemmArg.k] = k;
     w[p + GemmArg.a] = a;
-    w[p + GemmArg.aRowStride] = ta ? 1 : k;
-    w[p + GemmArg.aColStride] = ta ? m : 1;
+    w[p + GemmArg.aRowStride] = strided ? strided.ars : ta ? 1 : k;
+    w[p + GemmArg.aColStride] = strided ? strided.acs : ta ? m : 1;
     w[p + GemmArg.b] = b;
-    w[p + GemmArg.bRowStride] = tb ? 1 : n;
-    w[p + GemmArg.bColStride] = tb ? k : 1;
+    w[p + GemmArg.bRowStride] = strided ? strided.brs : tb ? 1 : n;
+    w[p + GemmArg.bColStride] = strided ? strided.bcs : tb ? k : 1;
     w[p + GemmArg.c] = out;
-    w[p + GemmArg.ldc] = n;
+    w[p + GemmArg.ldc] = strided ? strided.ldc : n;
     w[p + GemmArg.tileM] = tileM;
     w[p + GemmArg.tileN] = tileN;
     w[p + GemmArg.tilesM] = tilesM;
@@ -165,7 +172,21 @@ export class WasmKernels {
     w[p + GemmArg.batchTable] = table;
     w[p + GemmArg.scratch] = this.gemmScratch();
     w[p + GemmArg.scratchStride] = GEMM_SCRATCH_BYTES;
+    w[p + GemmArg.accumulate] = strided?.accumulate ? 1 : 0;
     this.run('gemm_task', mats * tilesM * tilesN, this.args + GEMM_ARGS, work);
+  }
+
+  /**
+   * C (+)= A·B for one strided product (the conv2d kernels' GEMMs): A element (i, p) at byte address
+   * a + (i·ars + p·acs)·4, B likewise, C rows `ldc` elements apart.
+   */
+  gemmStrided(m: number, n: number, k: number, a: number, ars: number, acs: number, b: number, brs: number, bcs: number, c: number, ldc: number, accumulate: boolean): void {
+    if (m === 0 || n === 0) return;
+    if (k === 0) {
+      if (!accumulate) for (let i = 0; i < m; i++) new Float32Array(this.runtime.buffer, c + i * ldc * 4, n).fill(0);
+      return;
+    }
+    this.gemm(a, b, false, false, m, n, k, 1, this.args + UNIT_TABLE, c, { ars, acs, brs, bcs, ldc, accumulate });
   }
 
   /** m = 1 or n = 1: the vector is the contiguous operand, the matrix the other one. */
@@ -274,6 +295,122 @@ export class WasmKernels {
     const suspects: number[] = [];
     for (let o = 0; o < out; o++) if (!(result[o]! >= SUSPECT_NORM && result[o]! < Infinity)) suspects.push(o);
     return suspects;
+  }
+
+  /**
+   * out = a (op) b over a broadcast plan whose inner strides are 0 or 1 (false when they are not: the caller
+   * then runs the typed-array kernel). All float32, byte addresses in the heap.
+   */
+  binary(op: WasmBinaryOp, a: number, b: number, out: number, plan: BroadcastPlan): boolean {
+    const [sa, sb] = plan.innerStrides as [number, number];
+    if ((sa !== 0 && sa !== 1) || (sb !== 0 && sb !== 1)) return false;
+    const total = plan.rows * plan.rowLength;
+    if (total === 0) return true;
+    // One long row is cut into rows of ROW_CHUNK so tasks can split it.
+    const chunked = plan.rows === 1 && plan.rowLength > ROW_CHUNK;
+    const n = chunked ? ROW_CHUNK : plan.rowLength;
+    const rows = chunked ? Math.ceil(total / n) : plan.rows;
+    const tables = this.runtime.heap.alloc(rows * 8);
+    if (tables === null) throw heapFull(`${op}`, rows * 8);
+    try {
+      const w = this.words();
+      const ta = tables >> 2;
+      const tb = ta + rows;
+      for (let r = 0; r < rows; r++) {
+        w[ta + r] = chunked ? r * n * sa : plan.rowOffsets[0]![r]!;
+        w[tb + r] = chunked ? r * n * sb : plan.rowOffsets[1]![r]!;
+      }
+      const tasks = Math.min(rows, this.tasksFor(total));
+      const q = (this.args + EW_ARGS) >> 2;
+      w[q + EwArg.rows] = rows;
+      w[q + EwArg.n] = n;
+      w[q + EwArg.a] = a;
+      w[q + EwArg.b] = b;
+      w[q + EwArg.out] = out;
+      w[q + EwArg.offsA] = tables;
+      w[q + EwArg.offsB] = tables + rows * 4;
+      w[q + EwArg.strides] = (sa ? 0 : 2) + (sb ? 0 : 1);
+      w[q + EwArg.rowsPerTask] = Math.ceil(rows / tasks);
+      w[q + EwArg.total] = total;
+      this.run(`ew_${op}`, Math.ceil(rows / Math.ceil(rows / tasks)), this.args + EW_ARGS, total);
+    } finally {
+      this.runtime.heap.free(tables, rows * 8);
+    }
+    return true;
+  }
+
+  /** Elementwise maps over n float32 values: a unary op, affine (x·scale + offset) or doraCompose. */
+  unary(op: WasmUnaryOp, x: number, out: number, n: number): void {
+    this.map(`un_${op}`, x, out, n, 4);
+  }
+
+  affine(x: number, out: number, n: number, scale: number, offset: number): void {
+    const f = new Float64Array(this.runtime.buffer, this.args + MAP_ARGS + MAP_F64_AT, 2);
+    f[0] = scale;
+    f[1] = offset;
+    this.map('map_affine', x, out, n, 4);
+  }
+
+  /** y = bias + g ⊙ (base + scale·lora) with g and bias of length `cols` (bias 0: none). */
+  doraCompose(base: number, lora: number, g: number, bias: number, scale: number, out: number, n: number, cols: number): void {
+    const w = this.words();
+    const q = (this.args + MAP_ARGS) >> 2;
+    w[q + MapArg.lora] = lora;
+    w[q + MapArg.g] = g;
+    w[q + MapArg.bias] = bias;
+    w[q + MapArg.cols] = cols;
+    new Float64Array(this.runtime.buffer, this.args + MAP_ARGS + MAP_F64_AT, 1)[0] = scale;
+    // Tasks take whole rows, so the column index restarts at 0 in each.
+    this.map('map_dora_compose', base, out, n, cols);
+  }
+
+  private map(name: string, x: number, out: number, n: number, unit: number): void {
+    if (n === 0) return;
+    const units = Math.ceil(n / unit);
+    const tasks = Math.min(units, this.tasksFor(n));
+    const perTask = Math.ceil(units / tasks) * unit;
+    const w = this.words();
+    const q = (this.args + MAP_ARGS) >> 2;
+    w[q + MapArg.n] = n;
+    w[q + MapArg.x] = x;
+    w[q + MapArg.out] = out;
+    w[q + MapArg.perTask] = perTask;
+    this.run(name, Math.ceil(n / perTask), this.args + MAP_ARGS, n);
+  }
+
+  /**
+   * out[o, i] = op over k of x[o, k, i] for x viewed [outer, len, inner] (len ≥ 1 for max/min); a sum is
+   * multiplied by `scale` (1/len for a mean) in float64 before rounding.
+   */
+  reduce(op: WasmReduceOp, x: number, out: number, outer: number, len: number, inner: number, scale: number): void {
+    if (outer === 0 || inner === 0) return;
+    const total = outer * len * inner;
+    const w = this.words();
+    const q = (this.args + RED_ARGS) >> 2;
+    w[q + RedArg.outer] = outer;
+    w[q + RedArg.len] = len;
+    w[q + RedArg.inner] = inner;
+    w[q + RedArg.x] = x;
+    w[q + RedArg.out] = out;
+    new Float64Array(this.runtime.buffer, this.args + RED_ARGS + RED_SCALE_AT, 1)[0] = scale;
+    if (inner === 1) {
+      const tasks = Math.min(outer, this.tasksFor(total));
+      w[q + RedArg.perTask] = Math.ceil(outer / tasks);
+      this.run(`red_rows_${op}`, Math.ceil(outer / Math.ceil(outer / tasks)), this.args + RED_ARGS, total);
+      return;
+    }
+    const accBytes = op === 'sum' ? inner * 8 : 0;
+    const acc = accBytes ? this.runtime.heap.alloc(accBytes) : 0;
+    if (acc === null) throw heapFull(op, accBytes);
+    try {
+      const tasks = Math.min(Math.ceil(inner / 4), this.tasksFor(total));
+      const perTask = Math.ceil(inner / tasks / 4) * 4;
+      w[q + RedArg.perTask] = perTask;
+      w[q + RedArg.acc] = acc;
+      this.run(`red_cols_${op}`, Math.ceil(inner / perTask), this.args + RED_ARGS, total);
+    } finally {
+      if (acc) this.runtime.heap.free(acc, accBytes);
+    }
   }
 
   dispose(): void {

@@ -49,7 +49,7 @@ export class WorkerPool implements TaskRunner {
     const control = new SharedArrayBuffer(CONTROL_BYTES);
     this.ctl = new Int32Array(control, 0, 16);
     this.claim = new BigInt64Array(control, CLAIM_AT, 1);
-    this.fns = TASK_EXPORTS.map((name) => variant.tasks[name]);
+    this.fns = TASK_EXPORTS.map((name) => variant.task(name));
     let started = 0;
     let resolveReady!: () => void;
     let rejectReady!: (e: Error) => void;

@@ -6,6 +6,7 @@
  */
 import { ModuleBuilder } from './encoder.js';
 import { wasmFeatures } from './features.js';
+import { elementwiseTaskNames, emitElementwise } from './elementwise-wasm.js';
 import { emitGemm } from './gemm-wasm.js';
 import { HeapAllocator } from './heap.js';
 import { emitWeightNorm } from './weight-norm-wasm.js';
@@ -21,14 +22,15 @@ const RESERVED = 1024;
 export type TaskFn = (task: number, args: number, tid: number) => void;
 
 /** Exports of the kernel module that the host calls (or hands to worker threads by name). */
-export const TASK_EXPORTS = ['gemm_task', 'gemv_task', 'wn_rows_task', 'wn_cols_task'] as const;
-export type TaskName = (typeof TASK_EXPORTS)[number];
+export const TASK_EXPORTS: readonly string[] = ['gemm_task', 'gemv_task', 'wn_rows_task', 'wn_cols_task', ...elementwiseTaskNames()];
+export type TaskName = string;
 
 export interface KernelVariant {
   /** Uses f32x4.relaxed_madd (FMA). */
   readonly fma: boolean;
   readonly module: WasmModule;
-  readonly tasks: Readonly<Record<TaskName, TaskFn>>;
+  /** Task entry points by name (every name of TASK_EXPORTS). */
+  task(name: TaskName): TaskFn;
   readonly exports: Readonly<Record<string, unknown>>;
 }
 
@@ -37,6 +39,7 @@ export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
   const mb = new ModuleBuilder({ initialPages: 1, maximumPages: MAX_PAGES, shared });
   emitGemm(mb, fma);
   emitWeightNorm(mb, fma);
+  emitElementwise(mb);
   return mb.bytes();
 }
 
@@ -66,8 +69,13 @@ export class WasmRuntime {
     if (!v) {
       const module = new wasmApi!.Module(kernelModuleBytes(fma, this.shared));
       const { exports } = new wasmApi!.Instance(module, { env: { memory: this.memory } }) as WasmInstance;
-      const tasks = Object.fromEntries(TASK_EXPORTS.map((name) => [name, exports[name] as TaskFn])) as Record<TaskName, TaskFn>;
-      v = { fma, module, tasks, exports };
+      const tasks = new Map(TASK_EXPORTS.map((name) => [name, exports[name] as TaskFn]));
+      const task = (name: TaskName): TaskFn => {
+        const fn = tasks.get(name);
+        if (typeof fn !== 'function') throw new Error(`wasm kernel module has no task '${name}'`);
+        return fn;
+      };
+      v = { fma, module, task, exports };
       this.variants.set(fma, v);
     }
     return v;

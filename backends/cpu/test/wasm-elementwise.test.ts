@@ -1,0 +1,116 @@
+/**
+ * The wasm elementwise kernels and reductions against the typed-array reference: bit for bit where both
+ * round once per element, on broadcasts of every stride pattern, long rows that are cut for tasks, special
+ * values, and reductions over leading, middle and trailing axes.
+ */
+import type { BinaryOp, ReduceOp, UnaryOp } from '@dorajs/core';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { createCpuBackend, type CpuBackend } from '../src/index.js';
+import { BINARY_OPS, UNARY_OPS } from '../src/wasm/elementwise-wasm.js';
+import { WasmKernels } from '../src/wasm/kernels.js';
+import { seeded } from './helpers.js';
+
+const js = createCpuBackend({ kernels: 'js' });
+const wasm = [createCpuBackend({ kernels: 'wasm', threads: 1 }), createCpuBackend({ kernels: 'wasm', threads: 2, splitThreshold: 0 })];
+afterAll(() => wasm.forEach((b) => b.dispose()));
+
+const SPECIAL = [0, -0, 1, -1, 0.5, 3, NaN, Infinity, -Infinity, 1e-30, -1e30, 2.5e-39];
+
+function values(n: number, seed: number): Float32Array {
+  const v = seeded(n, seed);
+  for (let i = 0; i < n; i += 7) v[i] = SPECIAL[(i / 7) % SPECIAL.length]!;
+  return v;
+}
+
+async function both(f: (be: CpuBackend, up: (v: Float32Array, s: number[]) => { data: never; shape: number[]; dtype: 'float32' }) => unknown, shape: number[]): Promise<[Float32Array, Float32Array][]> {
+  const results: [Float32Array, Float32Array][] = [];
+  const runOn = async (be: CpuBackend) => {
+    const owned: unknown[] = [];
+    const up = (v: Float32Array, s: number[]) => {
+      const data = be.upload(v, s, 'float32');
+      owned.push(data);
+      return { data: data as never, shape: s, dtype: 'float32' as const };
+    };
+    const h = f(be, up);
+    const out = (await be.download({ data: h as never, shape, dtype: 'float32' })) as Float32Array;
+    be.release(h as never);
+    for (const o of owned) be.release(o as never);
+    expect(be.liveBuffers()).toBe(0);
+    return out;
+  };
+  const want = await runOn(js);
+  for (const be of wasm) results.push([await runOn(be), want]);
+  return results;
+}
+
+describe('wasm elementwise kernels', () => {
+  const shapes: [number[], number[], number[]][] = [
+    [[37], [37], [37]],
+    [[5, 9], [9], [5, 9]], // b broadcast along rows (stride 1), a full
+    [[5, 1], [1, 9], [5, 9]], // both broadcast: strides 0/1 per input
+    [[1], [6, 7], [6, 7]], // scalar a
+    [[3, 4, 1], [3, 1, 1], [3, 4, 1]], // rows of length 1
+    [[40000], [40000], [40000]], // one long row, cut into task rows
+    [[40000], [1], [40000]],
+  ];
+  for (const op of BINARY_OPS) {
+    it(`${op}: identical to the reference over broadcasts`, async () => {
+      const spy = vi.spyOn(WasmKernels.prototype, 'binary');
+      for (const [as, bs, os] of shapes) {
+        const n = (s: number[]) => s.reduce((p, d) => p * d, 1);
+        for (const [got, want] of await both((be, up) => be.binary(op as BinaryOp, up(values(n(as), 1), as), up(values(n(bs), 2), bs), os), os)) expect(got).toEqual(want);
+      }
+      expect(spy).toHaveBeenCalled();
+      spy.mockRestore();
+    });
+  }
+
+  for (const op of UNARY_OPS) {
+    it(`${op}: the reference's values on special and random inputs`, async () => {
+      for (const n of [1, 7, 4096 + 3]) {
+        for (const [got, want] of await both((be, up) => be.unary(op as UnaryOp, up(values(n, 3), [n])), [n])) {
+          if (op === 'rsqrt') for (let i = 0; i < n; i++) expect(got[i]).toBe(want[i]);
+          else expect(got).toEqual(want);
+        }
+      }
+    });
+  }
+
+  it('affine and doraCompose round once, in float64, as the reference does', async () => {
+    for (const n of [5, 1027]) {
+      for (const [got, want] of await both((be, up) => be.affine(up(values(n, 4), [n]), 1 / 3, 0.1), [n])) expect(got).toEqual(want);
+    }
+    for (const [rows, cols, bias] of [[3, 8, true], [5, 7, false], [300, 64, true]] as const) {
+      for (const [got, want] of await both(
+        (be, up) => be.doraCompose(up(seeded(rows * cols, 5), [rows, cols]), up(seeded(rows * cols, 6), [rows, cols]), up(seeded(cols, 7), [cols]), 0.7, bias ? up(seeded(cols, 8), [cols]) : null),
+        [rows, cols],
+      )) expect(got).toEqual(want);
+    }
+  });
+});
+
+describe('wasm reductions', () => {
+  const cases: [number[], number[]][] = [
+    [[1000], [0]],
+    [[6, 37], [1]],
+    [[6, 37], [0]],
+    [[4, 5, 6], [1]],
+    [[4, 5, 6], [0, 1]],
+    [[4, 5, 6], [1, 2]],
+    [[3, 70000], [1]],
+  ];
+  for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
+    it(`${op} over one run of axes`, async () => {
+      for (const [shape, axes] of cases) {
+        const n = shape.reduce((p, d) => p * d, 1);
+        const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+        const v = op === 'sum' || op === 'mean' ? seeded(n, 9) : values(n, 9);
+        for (const [got, want] of await both((be, up) => be.reduce(op, up(v, shape), axes, kept), kept)) {
+          // Sums are float64 in both, in different orders: equal after rounding to float32 but for a rare tie.
+          if (op === 'sum' || op === 'mean') for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(want[i]!) + 1e-7);
+          else expect(got).toEqual(want);
+        }
+      }
+    });
+  }
+});
