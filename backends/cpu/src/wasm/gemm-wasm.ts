@@ -96,6 +96,12 @@ export const GEMM_SCRATCH_BYTES = (MC * KC + KC * NC + MR * NR) * 4;
 
 const minS = (a: Expr, b: Expr): Expr => I.select(a, b, I.ltS(a, b));
 
+/** i8x16.shuffle patterns of a 4×4 float transpose: interleave lanes 0,1 / 2,3 of two rows, then join halves. */
+const LO_PAIRS = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23];
+const HI_PAIRS = [8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
+const LO_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const HI_HALVES = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
+
 export interface GemmFunctions {
   /** gemm_task(task, args, tid): one tile of C. */
   readonly gemm: number;
@@ -109,37 +115,109 @@ export function emitGemm(mb: ModuleBuilder, relaxed: boolean): GemmFunctions {
 
   // packA(src, rs, cs, mc, kc, dst): MR-row panels, k-major; rows past mc are zero.
   const packA = mb.func('gemm_pack_a', [i32, i32, i32, i32, i32, i32], [], (c, [src, rs, cs, m, kc, dst]) => {
-    const [ir, i, p, s, d, csB] = c.localsOf(i32, 6);
-    c.set(csB, I.shl(cs!, 2));
-    c.for(ir, 0, m!, MR, () => {
-      c.for(i, 0, MR, 1, () => {
-        c.set(d, I.add(dst!, I.shl(I.add(I.mul(ir, kc!), i), 2)));
-        c.if(
-          I.ltS(I.add(ir, i), m!),
-          () => {
-            c.set(s, I.add(src!, I.shl(I.mul(I.add(ir, i), rs!), 2)));
-            c.for(p, 0, kc!, 1, () => {
-              c.storeF32(d, F32.load(s));
-              c.set(s, I.add(s, csB));
-              c.set(d, I.add(d, MR * 4));
-            });
-          },
-          () => {
-            c.for(p, 0, kc!, 1, () => {
-              c.storeF32(d, F32.const(0));
-              c.set(d, I.add(d, MR * 4));
-            });
-          },
-        );
-      });
+    const [ir, i, p, s, d, csB, rsB, k4] = c.localsOf(i32, 8);
+    const r = c.localsOf(v128, 4);
+    const t = c.localsOf(v128, 4);
+    c.set(csB, I.shl(cs, 2));
+    c.set(rsB, I.shl(rs, 2));
+    c.set(k4, I.and(kc, -4));
+    c.for(ir, 0, m, MR, () => {
+      c.set(d, I.add(dst, I.shl(I.mul(ir, kc), 2)));
+      c.set(s, I.add(src, I.mul(ir, rsB)));
+      const whole = I.leS(I.add(ir, MR), m);
+      c.if(
+        I.and(whole, I.eq(rs, 1)),
+        () => {
+          // Aᵀ stored: the panel's MR values of each k are contiguous, one vector per k.
+          c.for(p, 0, kc, 1, () => {
+            c.storeV(d, V.load(s));
+            c.set(s, I.add(s, csB));
+            c.set(d, I.add(d, MR * 4));
+          });
+        },
+        () =>
+          c.if(
+            I.and(whole, I.eq(cs, 1)),
+            () => {
+              // Rows contiguous: 4×4 blocks transposed with shuffles, four k at a time.
+              c.for(p, 0, k4, 4, () => {
+                for (let q = 0; q < 4; q++) c.set(r[q]!, V.load(I.add(s, I.mul(rsB, q))));
+                c.set(t[0]!, V.shuffle(r[0]!, r[1]!, LO_PAIRS));
+                c.set(t[1]!, V.shuffle(r[0]!, r[1]!, HI_PAIRS));
+                c.set(t[2]!, V.shuffle(r[2]!, r[3]!, LO_PAIRS));
+                c.set(t[3]!, V.shuffle(r[2]!, r[3]!, HI_PAIRS));
+                c.storeV(d, V.shuffle(t[0]!, t[2]!, LO_HALVES));
+                c.storeV(d, V.shuffle(t[0]!, t[2]!, HI_HALVES), 16);
+                c.storeV(d, V.shuffle(t[1]!, t[3]!, LO_HALVES), 32);
+                c.storeV(d, V.shuffle(t[1]!, t[3]!, HI_HALVES), 48);
+                c.set(s, I.add(s, 16));
+                c.set(d, I.add(d, 64));
+              });
+              c.for(p, k4, kc, 1, () => {
+                for (let q = 0; q < 4; q++) c.storeF32(d, F32.load(I.add(s, I.mul(rsB, q))), q * 4);
+                c.set(s, I.add(s, 4));
+                c.set(d, I.add(d, 16));
+              });
+            },
+            () => {
+              // Any strides, and the last panel (rows past m are zero).
+              c.for(i, 0, MR, 1, () => {
+                c.set(d, I.add(dst, I.shl(I.add(I.mul(ir, kc), i), 2)));
+                c.if(
+                  I.ltS(I.add(ir, i), m),
+                  () => {
+                    c.set(s, I.add(src, I.shl(I.mul(I.add(ir, i), rs), 2)));
+                    c.for(p, 0, kc, 1, () => {
+                      c.storeF32(d, F32.load(s));
+                      c.set(s, I.add(s, csB));
+                      c.set(d, I.add(d, MR * 4));
+                    });
+                  },
+                  () => {
+                    c.for(p, 0, kc, 1, () => {
+                      c.storeF32(d, F32.const(0));
+                      c.set(d, I.add(d, MR * 4));
+                    });
+                  },
+                );
+              });
+            },
+          ),
+      );
     });
   }, false);
 
   // packB(src, rs, cs, kc, nc, dst): NR-column panels, k-major; columns past nc are zero.
   const packB = mb.func('gemm_pack_b', [i32, i32, i32, i32, i32, i32], [], (c, [src, rs, cs, kc, n, dst]) => {
-    const [jr, j, p, s, d, rsB, panel] = c.localsOf(i32, 7);
-    c.set(rsB, I.shl(rs!, 2));
-    c.for(jr, 0, n!, NR, () => {
+    const [jr, j, p, s, d, rsB, csB, panel, k4] = c.localsOf(i32, 9);
+    const r = c.localsOf(v128, 4);
+    const t = c.localsOf(v128, 4);
+    c.set(rsB, I.shl(rs, 2));
+    c.set(csB, I.shl(cs, 2));
+    c.set(k4, I.and(kc, -4));
+    // Any strides, and the last panel (columns past n are zero).
+    const packBColumns = () =>
+      c.for(j, 0, NR, 1, () => {
+        c.set(d, I.add(panel, I.shl(j, 2)));
+        c.if(
+          I.ltS(I.add(jr, j), n),
+          () => {
+            c.set(s, I.add(src, I.shl(I.mul(I.add(jr, j), cs), 2)));
+            c.for(p, 0, kc, 1, () => {
+              c.storeF32(d, F32.load(s));
+              c.set(s, I.add(s, rsB));
+              c.set(d, I.add(d, NR * 4));
+            });
+          },
+          () => {
+            c.for(p, 0, kc, 1, () => {
+              c.storeF32(d, F32.const(0));
+              c.set(d, I.add(d, NR * 4));
+            });
+          },
+        );
+      });
+    c.for(jr, 0, n, NR, () => {
       c.set(panel, I.add(dst!, I.shl(I.mul(jr, kc!), 2)));
       c.if(
         I.and(I.eq(cs!, 1), I.leS(I.add(jr, NR), n!)),
@@ -153,28 +231,36 @@ export function emitGemm(mb: ModuleBuilder, relaxed: boolean): GemmFunctions {
             c.set(d, I.add(d, NR * 4));
           });
         },
-        () => {
-          c.for(j, 0, NR, 1, () => {
-            c.set(d, I.add(panel, I.shl(j, 2)));
-            c.if(
-              I.ltS(I.add(jr, j), n!),
-              () => {
-                c.set(s, I.add(src!, I.shl(I.mul(I.add(jr, j), cs!), 2)));
-                c.for(p, 0, kc!, 1, () => {
-                  c.storeF32(d, F32.load(s));
-                  c.set(s, I.add(s, rsB));
+        () =>
+          c.if(
+            I.and(I.eq(rs, 1), I.leS(I.add(jr, NR), n)),
+            () => {
+              // Bᵀ stored (a Linear weight): columns are contiguous; 4×4 blocks transposed, four k at a time.
+              for (let v = 0; v < NV; v++) {
+                c.set(d, I.add(panel, v * 16));
+                c.set(s, I.add(src, I.mul(I.add(jr, v * 4), csB)));
+                c.for(p, 0, k4, 4, () => {
+                  for (let q = 0; q < 4; q++) c.set(r[q]!, V.load(I.add(s, I.mul(csB, q))));
+                  c.set(t[0]!, V.shuffle(r[0]!, r[1]!, LO_PAIRS));
+                  c.set(t[1]!, V.shuffle(r[0]!, r[1]!, HI_PAIRS));
+                  c.set(t[2]!, V.shuffle(r[2]!, r[3]!, LO_PAIRS));
+                  c.set(t[3]!, V.shuffle(r[2]!, r[3]!, HI_PAIRS));
+                  c.storeV(d, V.shuffle(t[0]!, t[2]!, LO_HALVES));
+                  c.storeV(d, V.shuffle(t[0]!, t[2]!, HI_HALVES), NR * 4);
+                  c.storeV(d, V.shuffle(t[1]!, t[3]!, LO_HALVES), NR * 8);
+                  c.storeV(d, V.shuffle(t[1]!, t[3]!, HI_HALVES), NR * 12);
+                  c.set(s, I.add(s, 16));
+                  c.set(d, I.add(d, NR * 16));
+                });
+                c.for(p, k4, kc, 1, () => {
+                  for (let q = 0; q < 4; q++) c.storeF32(d, F32.load(I.add(s, I.mul(csB, q))), q * 4);
+                  c.set(s, I.add(s, 4));
                   c.set(d, I.add(d, NR * 4));
                 });
-              },
-              () => {
-                c.for(p, 0, kc!, 1, () => {
-                  c.storeF32(d, F32.const(0));
-                  c.set(d, I.add(d, NR * 4));
-                });
-              },
-            );
-          });
-        },
+              }
+            },
+            () => packBColumns(),
+          ),
       );
     });
   }, false);
