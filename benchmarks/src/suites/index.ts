@@ -4,6 +4,7 @@ export { default as cpuPeers } from './cpu-peers.js';
 export { default as webgpuKernels } from './webgpu-kernels.js';
 export { default as cpuMatmul } from './cpu-matmul.js';
 export { default as cpuKernels } from './cpu-kernels.js';
+export { default as cpuSpeed } from './cpu-speed.js';
 export { default as modelLoad } from './model-load.js';
 export { default as trainMnist } from './train-mnist.js';
 export { default as trainStep } from './train-step.js';

@@ -1,0 +1,276 @@
+/**
+ * Issue 9's CPU comparison in one run: @dorajs/backend-cpu (wasm SIMD kernels on 1 thread and on every core,
+ * and its typed-array reference kernels) against tfjs-backend-wasm (XNNPACK, SIMD) and tfjs-backend-cpu, on
+ * matmul 1024³ and 2048³, the DoRA weight norm ‖W + s·B·A‖ of a 4096×4096 weight at r 16, and one DoRA
+ * Linear forward+backward. Contenders take turns within each workload (round-robin, medians), so a change
+ * of load on a shared machine hits them alike; the load average before and after is in the notes.
+ *
+ * Goals (issue 9): ≥ 1.1× tfjs-wasm per core; ≥ 1.8× from 1 to 2 threads; the weight norm within 1.5× of the
+ * time to read W once, measured here as a max-reduction over W (one streaming pass, memory-bound) on the
+ * same backend and threads.
+ */
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { createCpuBackend, type CpuBackend } from '@dorajs/backend-cpu';
+import { createTfjsBackend } from '@dorajs/backend-tfjs';
+import { backward, type Backend, Layer, Linear, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
+import { getPeftModel, LoraConfig } from '@dorajs/peft';
+import { gbpsOf, gflopsOf, median, type BenchResult, type BenchSuite } from '../harness.js';
+import { randomMatrix } from './matmul-reference.js';
+
+interface Contender {
+  readonly label: string;
+  readonly backend: Backend;
+  readonly threads: number;
+  readonly notes: string;
+}
+
+const REFERENCE = 'tfjs-wasm';
+/** A contender whose first call takes longer than this is timed once (tfjs-cpu at 2048³ takes about a minute). */
+const SLOW_MS = 4000;
+
+async function contenders(quick: boolean): Promise<Contender[]> {
+  const cores = availableParallelism();
+  const list: Contender[] = [];
+  const cpu = (label: string, backend: CpuBackend, notes: string) => list.push({ label, backend, threads: backend.threads, notes });
+  const one = createCpuBackend({ threads: 1 });
+  cpu('cpu', one, `@dorajs/backend-cpu, wasm SIMD kernels${one.fma ? ' with relaxed-SIMD FMA' : ' (no relaxed SIMD in this runtime: mul + add)'}`);
+  if (cores > 1) {
+    const many = createCpuBackend({ threads: cores });
+    await many.ready();
+    cpu(`cpu-${cores}t`, many, `@dorajs/backend-cpu, wasm SIMD kernels on ${many.threads} threads`);
+  }
+  if (!quick) cpu('cpu-js', createCpuBackend({ kernels: 'js' }), '@dorajs/backend-cpu, typed-array reference kernels');
+  for (const tfBackend of ['wasm', 'cpu'] as const) {
+    const be = await createTfjsBackend({ tfBackend });
+    list.push({ label: `tfjs-${tfBackend}`, backend: be, threads: be.runtime.threads, notes: `backend-tfjs over tfjs-backend-${tfBackend}${be.runtime.simd ? ', SIMD' : ''}` });
+  }
+  return list;
+}
+
+interface Workload {
+  readonly name: string;
+  readonly shape: string;
+  /** Sets the workload up on one contender; `run` does one timed unit of work (awaiting its result). */
+  setup(c: Contender): Promise<{ run: () => Promise<void>; dispose: () => void }>;
+  readonly flops?: number;
+  readonly bytes?: number;
+  /** Contenders to leave out (too slow to be worth a minute of the run). */
+  readonly skip?: (c: Contender) => boolean;
+}
+
+/** Round-robin over the contenders: `rounds` timed calls each after one warm-up (slow ones: one call). */
+async function measure(w: Workload, list: readonly Contender[], rounds: number): Promise<Map<Contender, number[]>> {
+  const live = list.filter((c) => !w.skip?.(c));
+  const setups = new Map<Contender, { run: () => Promise<void>; dispose: () => void }>();
+  const samples = new Map<Contender, number[]>();
+  const slow = new Set<Contender>();
+  try {
+    for (const c of live) {
+      const s = await w.setup(c);
+      setups.set(c, s);
+      const start = performance.now();
+      await s.run();
+      const first = performance.now() - start;
+      samples.set(c, []);
+      if (first > SLOW_MS) {
+        slow.add(c);
+        samples.get(c)!.push(first);
+      } else {
+        // A second warm-up: V8 moves hot wasm functions to its optimising tier between calls.
+        await s.run();
+      }
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const c of live) {
+        if (slow.has(c)) continue;
+        const start = performance.now();
+        await setups.get(c)!.run();
+        samples.get(c)!.push(performance.now() - start);
+      }
+    }
+  } finally {
+    for (const s of setups.values()) s.dispose();
+  }
+  return samples;
+}
+
+function upload(be: Backend, rows: number, cols: number, seed: number): Tensor {
+  return tensor(randomMatrix(rows, cols, seed), [rows, cols], { backend: be });
+}
+
+function matmul(n: number): Workload {
+  return {
+    name: 'matmul',
+    shape: `${n}x${n}x${n}`,
+    flops: 2 * n ** 3,
+    async setup({ backend }) {
+      const a = upload(backend, n, n, 1);
+      const b = upload(backend, n, n, 2);
+      return {
+        run: async () => {
+          const c = ops.matmul(a, b);
+          await c.data();
+          c.dispose();
+        },
+        dispose: () => (a.dispose(), b.dispose()),
+      };
+    },
+  };
+}
+
+function weightNorm(out: number, inF: number, r: number): Workload {
+  return {
+    name: 'dora-weight-norm',
+    shape: `${out}x${inF} r${r}`,
+    // B·A (2·r flops per element) plus add, square and sum.
+    flops: out * inF * (2 * r + 3),
+    bytes: out * inF * 4,
+    skip: (c) => c.label === 'cpu-js',
+    async setup({ backend }) {
+      const w = upload(backend, out, inF, 3);
+      const a = upload(backend, r, inF, 4);
+      const b = upload(backend, out, r, 5);
+      return {
+        run: async () => {
+          const n = ops.weightNorm(w, a, b, 2);
+          await n.data();
+          n.dispose();
+        },
+        dispose: () => (w.dispose(), a.dispose(), b.dispose()),
+      };
+    },
+  };
+}
+
+/** One streaming read of W: a max over each row (memory-bound on backend-cpu; split across its threads). */
+function readW(out: number, inF: number): Workload {
+  return {
+    name: 'read-W-once',
+    shape: `${out}x${inF}`,
+    bytes: out * inF * 4,
+    skip: (c) => !c.label.startsWith('cpu') || c.label === 'cpu-js',
+    async setup({ backend }) {
+      const w = upload(backend, out, inF, 3);
+      return {
+        run: async () => {
+          const m = ops.max(w, 1);
+          await m.data();
+          m.dispose();
+        },
+        dispose: () => w.dispose(),
+      };
+    },
+  };
+}
+
+class OneLinear extends Layer {
+  proj: Linear;
+  constructor(n: number, backend: Backend) {
+    super();
+    this.proj = new Linear(n, n, { backend, random: new Random(1), bias: true });
+  }
+  forward(x: Tensor): Tensor {
+    return this.proj.forward(x);
+  }
+}
+
+/** A DoRA Linear (PEFT's layout, r 16, alpha 32) forward and backward of mean(y²), the input requiring grad. */
+function doraLinear(n: number, tokens: number): Workload {
+  const r = 16;
+  // Forward: base x·Wᵀ, the LoRA path and the norm; backward: dx through W and the adapter's gradients.
+  const flops = 2 * tokens * n * n * 2 + 2 * tokens * n * r * 6 + n * n * (2 * r + 3);
+  return {
+    name: 'dora-linear-fwd-bwd',
+    shape: `${n}x${n} x ${tokens} tokens r${r}`,
+    flops,
+    async setup({ backend }) {
+      const peft = await getPeftModel(new OneLinear(n, backend), new LoraConfig({ r, loraAlpha: 2 * r, targetModules: ['proj'], useDora: true }), 'default', { random: new Random(2) });
+      peft.train();
+      const x = tensor(new Random(3).fillUniform(tokens * n, -1, 1), [tokens, n], { backend, requiresGrad: true });
+      const params = peft.parameters().filter((p) => p.requiresGrad);
+      return {
+        run: async () => {
+          const loss = tidy(() => {
+            const y = peft.forward(x);
+            const l = ops.mean(ops.mul(y, y));
+            backward(l);
+            return ops.detach(l);
+          });
+          await loss.data();
+          loss.dispose();
+          for (const p of [...params, x]) {
+            p.grad?.dispose();
+            p.grad = null;
+          }
+        },
+        dispose: () => (x.dispose(), peft.dispose()),
+      };
+    },
+  };
+}
+
+function rows(w: Workload, samples: Map<Contender, number[]>): BenchResult[] {
+  const results: BenchResult[] = [];
+  const medians = new Map<Contender, number>();
+  for (const [c, s] of samples) medians.set(c, median(s));
+  const ref = [...medians].find(([c]) => c.label === REFERENCE);
+  const single = [...medians].find(([c]) => c.label === 'cpu');
+  for (const [c, ms] of medians) {
+    const notes = [c.notes, `${samples.get(c)!.length} timed call${samples.get(c)!.length === 1 ? '' : 's'}`];
+    const row: BenchResult = { name: w.name, backend: c.label, shape: w.shape, medianMs: ms, threads: c.threads };
+    if (w.flops) {
+      row.gflops = gflopsOf(w.flops, ms);
+      notes.push(`${(row.gflops / c.threads).toFixed(2)} GFLOP/s per thread`);
+    }
+    if (w.bytes) row.gbps = gbpsOf(w.bytes, ms);
+    if (ref && c !== ref[0]) {
+      row.ratio = ref[1] / ms;
+      row.ratioTo = REFERENCE;
+      if (c.threads !== ref[0].threads) notes.push(`${((row.ratio * ref[0].threads) / c.threads).toFixed(2)}× tfjs-wasm per core`);
+    }
+    if (single && c.label.startsWith('cpu-') && c.label !== 'cpu-js') notes.push(`${(single[1] / ms).toFixed(2)}× the 1-thread time`);
+    row.notes = notes.join('; ');
+    results.push(row);
+  }
+  return results;
+}
+
+/** The weight norm against reading W once, per backend-cpu thread count (the issue's goal: ≤ 1.5×). */
+function normVsRead(norm: BenchResult[], read: BenchResult[]): void {
+  for (const row of norm) {
+    const r = read.find((x) => x.backend === row.backend);
+    if (!r) continue;
+    const ratio = row.medianMs / r.medianMs;
+    row.notes = `${row.notes}; ${ratio.toFixed(2)}× the time to read W once (${r.medianMs.toFixed(2)} ms; goal ≤ 1.5×)`;
+  }
+}
+
+const suite: BenchSuite = {
+  name: 'cpu-speed',
+  async run({ quick }) {
+    const loadBefore = loadavg()[0]!;
+    const list = await contenders(quick);
+    try {
+      const results: BenchResult[] = [];
+      const rounds = quick ? 3 : 7;
+      for (const n of quick ? [512, 1024] : [1024, 2048]) {
+        const w = matmul(n);
+        results.push(...rows(w, await measure({ ...w, skip: (c) => c.label === 'cpu-js' && n > 1024 }, list, rounds)));
+      }
+      const [out, inF] = quick ? [1024, 1024] : [4096, 4096];
+      const read = rows(readW(out, inF), await measure(readW(out, inF), list, rounds));
+      const norm = rows(weightNorm(out, inF, 16), await measure(weightNorm(out, inF, 16), list, rounds));
+      normVsRead(norm, read);
+      results.push(...read, ...norm);
+      const dl = quick ? doraLinear(256, 128) : doraLinear(1024, 512);
+      results.push(...rows(dl, await measure(dl, list, rounds)));
+      const model = cpus()[0]?.model.trim() ?? 'unknown CPU';
+      results[0] = { ...results[0]!, notes: `${results[0]!.notes}; ${model}, ${availableParallelism()} cores; load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after` };
+      return results;
+    } finally {
+      for (const c of list) c.backend.dispose();
+    }
+  },
+};
+
+export default suite;
