@@ -60,8 +60,9 @@ export interface CpuBackendOptions {
    */
   readonly threads?: number | 'auto';
   /**
-   * 'wasm': WebAssembly SIMD kernels (ConfigError where the engine has no SIMD); 'js': the typed-array
-   * reference kernels; 'auto' (default): wasm where available.
+   * 'wasm': WebAssembly SIMD kernels (ConfigError where the engine has no SIMD or cannot share a wasm memory,
+   * as on a browser page that is not cross-origin isolated); 'js': the typed-array reference kernels;
+   * 'auto' (default): wasm where available.
    */
   readonly kernels?: 'auto' | 'wasm' | 'js';
   /**
@@ -109,7 +110,12 @@ export class CpuBackend implements Backend<CpuStorage> {
     const split = options.splitThreshold ?? DEFAULT_SPLIT;
     if (!(split >= 0)) throw new ConfigError(`cpu backend: splitThreshold must be a non-negative number, got ${split}`);
     const runtime = choice === 'js' ? null : WasmRuntime.get();
-    if (choice === 'wasm' && !runtime) throw new ConfigError('cpu backend: kernels: \'wasm\' needs WebAssembly with SIMD128, which this engine does not have');
+    if (choice === 'wasm' && !runtime) {
+      const { simd } = wasmFeatures();
+      throw new ConfigError(
+        `cpu backend: kernels: 'wasm' needs WebAssembly SIMD128 and a shared WebAssembly.Memory; this engine has ${simd ? 'SIMD but no shared memory (a browser page must be cross-origin isolated)' : 'no WebAssembly SIMD'}`,
+      );
+    }
     this.kernels = runtime ? 'wasm' : 'js';
     this.fma = runtime !== null && (options.fma ?? true) && wasmFeatures().relaxedSimd;
     let used = 1;
@@ -117,7 +123,7 @@ export class CpuBackend implements Backend<CpuStorage> {
       this.home = new HeapHome(runtime);
       const variant = runtime.variant(this.fma);
       this.wasm = new WasmKernels(runtime, variant, split);
-      const host = threads > 1 && runtime.shared ? threadHost() : null;
+      const host = threads > 1 ? threadHost() : null;
       if (host) {
         this.pool = new WorkerPool(host, runtime, variant, threads, host.canBlock);
         this.wasm.runner = this.pool;

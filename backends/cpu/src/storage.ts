@@ -19,38 +19,25 @@ type ArrayCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: num
 export class CpuStorage {
   /** @internal set by `release`; a released handle can be neither read nor released again. */
   released = false;
-  private view: AnyTypedArray;
 
   /** @internal create handles through the backend (`upload`, `fill` or a kernel), which counts them. */
   constructor(
-    values: AnyTypedArray,
+    /** The values, row-major; never shared with the caller (upload and download copy). */
+    readonly values: AnyTypedArray,
     /** @internal the counter of the backend that created this handle. */
     readonly owner: LiveCounter,
     /** @internal byte address in the wasm heap, 0 when the values are not in it. */
     readonly ptr = 0,
-    /** @internal the heap the block belongs to. */
+    /** @internal the heap the block belongs to (which frees it on release). */
     private readonly home: HeapHome | null = null,
   ) {
-    this.view = values;
     owner.count++;
-  }
-
-  /** The values, row-major; never shared with the caller (upload and download copy). */
-  get values(): AnyTypedArray {
-    // A non-shared wasm memory detaches its old buffer when it grows: make a new view of the same bytes.
-    if (this.home && this.view.length === 0 && this.length > 0) this.view = this.home.view(this);
-    return this.view;
-  }
-
-  /** @internal element count (kept apart from the view, which a growing non-shared memory can detach). */
-  get length(): number {
-    return this.home ? this.home.lengthOf(this) : this.view.length;
   }
 
   /** @internal */
   markReleased(): void {
     if (this.released) {
-      throw new DisposedTensorError(`cpu release: a storage of ${this.length} elements (${this.view.constructor.name}) was released twice`);
+      throw new DisposedTensorError(`cpu release: a storage of ${this.values.length} elements (${this.values.constructor.name}) was released twice`);
     }
     this.released = true;
     this.owner.count--;
@@ -61,8 +48,6 @@ export class CpuStorage {
 interface Block {
   readonly ptr: number;
   readonly bytes: number;
-  readonly length: number;
-  readonly ctor: ArrayCtor;
 }
 
 /**
@@ -88,18 +73,9 @@ export class HeapHome {
     if (init === 'zero') view.fill(0);
     else if (init !== 'none') (view as Float32Array).set(init);
     const storage = new CpuStorage(view, owner, ptr, this);
-    this.blocks.set(storage, { ptr, bytes, length, ctor });
+    this.blocks.set(storage, { ptr, bytes });
     this.registry.register(storage, { ptr, bytes }, storage);
     return storage;
-  }
-
-  view(s: CpuStorage): AnyTypedArray {
-    const b = this.blocks.get(s)!;
-    return new b.ctor(this.runtime.buffer, b.ptr, b.length);
-  }
-
-  lengthOf(s: CpuStorage): number {
-    return this.blocks.get(s)!.length;
   }
 
   free(s: CpuStorage): void {

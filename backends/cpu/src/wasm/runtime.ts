@@ -1,8 +1,13 @@
 /**
- * The wasm runtime shared by every wasm-kernel backend of this JavaScript thread: one linear memory (shared,
- * so worker threads can compute on it, where the engine allows), the allocator of that memory, and the
- * kernel module compiled in its two variants (with relaxed-SIMD FMA and without). Tensors of all those
- * backends live in this one heap; each backend keeps its own live-handle count.
+ * The wasm runtime shared by every wasm-kernel backend of this JavaScript thread: one linear memory, the
+ * allocator of that memory, and the kernel module compiled in its two variants (with relaxed-SIMD FMA and
+ * without). Tensors of all those backends live in this one heap; each backend keeps its own live-handle count.
+ *
+ * The memory is a shared WebAssembly.Memory, for two reasons: worker threads compute on it, and growing it
+ * never detaches its buffer, so the typed-array views that tensors are stay valid while the heap grows
+ * (a non-shared memory would invalidate every view — including inputs a kernel holds — at each growth).
+ * Where the engine cannot create one (a browser page that is not cross-origin isolated), there is no
+ * runtime and the backend uses its typed-array kernels.
  */
 import { ModuleBuilder } from './encoder.js';
 import { wasmFeatures } from './features.js';
@@ -45,21 +50,20 @@ export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
 
 export class WasmRuntime {
   readonly memory: WasmMemory;
-  readonly shared: boolean;
   readonly heap: HeapAllocator;
   private readonly variants = new Map<boolean, KernelVariant>();
 
   private constructor() {
-    this.shared = wasmFeatures().sharedMemory;
-    this.memory = new wasmApi!.Memory({ initial: 16, maximum: MAX_PAGES, ...(this.shared ? { shared: true } : {}) });
+    this.memory = new wasmApi!.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
     this.heap = new HeapAllocator(this.memory, RESERVED, MAX_PAGES * PAGE);
   }
 
   private static instance: WasmRuntime | null = null;
 
-  /** The runtime of this thread, or null where the engine has no WebAssembly SIMD. */
+  /** The runtime of this thread, or null where the engine has no WebAssembly SIMD or no shared memory. */
   static get(): WasmRuntime | null {
-    if (!wasmFeatures().simd) return null;
+    const features = wasmFeatures();
+    if (!features.simd || !features.sharedMemory) return null;
     return (WasmRuntime.instance ??= new WasmRuntime());
   }
 
@@ -67,7 +71,7 @@ export class WasmRuntime {
   variant(fma: boolean): KernelVariant {
     let v = this.variants.get(fma);
     if (!v) {
-      const module = new wasmApi!.Module(kernelModuleBytes(fma, this.shared));
+      const module = new wasmApi!.Module(kernelModuleBytes(fma, true));
       const { exports } = new wasmApi!.Instance(module, { env: { memory: this.memory } }) as WasmInstance;
       const tasks = new Map(TASK_EXPORTS.map((name) => [name, exports[name] as TaskFn]));
       const task = (name: TaskName): TaskFn => {
@@ -81,7 +85,7 @@ export class WasmRuntime {
     return v;
   }
 
-  /** The current buffer (a new object after the memory grows; views made earlier stay valid if shared). */
+  /** The current buffer (a new object after the memory grows; views made earlier stay valid). */
   get buffer(): ArrayBuffer | SharedArrayBuffer {
     return this.memory.buffer;
   }
