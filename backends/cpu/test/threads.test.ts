@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuBackend, type CpuInfo } from '../src/index.js';
+import { CLAIM_AT, Ctl } from '../src/wasm/pool.js';
+import { WORKER_SOURCE } from '../src/wasm/worker-source.js';
 import { seeded } from './helpers.js';
 
 type Up = (values: Float32Array, shape: number[]) => CpuInfo;
@@ -57,6 +59,12 @@ describe('wasm kernels on worker threads', () => {
       expect(got).toEqual(want);
     });
   }
+
+  it('the worker program uses the pool\'s control layout', () => {
+    const names = { SEQ: Ctl.seq, FN: Ctl.fn, ARGS: Ctl.args, TOTAL: Ctl.total, DONE: Ctl.done, QUIT: Ctl.quit, ERRORS: Ctl.errors, READY: Ctl.ready };
+    for (const [name, index] of Object.entries(names)) expect(WORKER_SOURCE).toContain(`${name} = ${index}`);
+    expect(WORKER_SOURCE).toContain(`new BigInt64Array(data.control, ${CLAIM_AT}, 1)`);
+  });
 
   it('refuses work after dispose', () => {
     const be = createCpuBackend({ kernels: 'wasm', threads: 2 });

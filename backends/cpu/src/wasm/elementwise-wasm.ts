@@ -77,7 +77,6 @@ export const RedArg = {
 export const RED_SCALE_AT = 64;
 
 const minS = (a: Expr, b: Expr): Expr => I.select(a, b, I.ltS(a, b));
-const ONE = 1;
 
 /** Task names this file adds to the module. */
 export function elementwiseTaskNames(): string[] {
@@ -116,9 +115,9 @@ function vBinary(op: WasmBinaryOp, a: Expr, b: Expr): Expr {
     case 'min':
       return V.min(a, b);
     case 'greater':
-      return V.and(V.gt(a, b), V.constF32(ONE));
+      return V.and(V.gt(a, b), V.constF32(1));
     case 'equal':
-      return V.and(V.eq(a, b), V.constF32(ONE));
+      return V.and(V.eq(a, b), V.constF32(1));
   }
 }
 

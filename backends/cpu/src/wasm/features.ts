@@ -1,9 +1,8 @@
-import { wasmApi } from './wasm-api.js';
-
 /**
  * What this JavaScript engine offers the wasm kernels, detected once by validating tiny modules (the only
  * reliable test: a flag or a version number says nothing about the embedder's settings).
  */
+import { wasmApi } from './wasm-api.js';
 
 export interface WasmFeatures {
   /** WebAssembly with SIMD128: needed for the wasm kernels at all. */

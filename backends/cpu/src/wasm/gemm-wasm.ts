@@ -391,7 +391,7 @@ function storeTile(c: Code, s: TileStore): void {
 }
 
 /** Sum of the four lanes of an f32x4. */
-export function hsum(v: Expr): Expr {
+function hsum(v: Expr): Expr {
   return F32.add(F32.add(V.lane(v, 0), V.lane(v, 1)), F32.add(V.lane(v, 2), V.lane(v, 3)));
 }
 
