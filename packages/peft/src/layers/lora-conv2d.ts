@@ -8,14 +8,11 @@
  * PEFT refuses to merge these layers.
  */
 import { blockDiagonal, Conv2d, type LayerGeometry, loraBranch, ModuleDict, ops, Parameter, type Tensor, tidy } from '@dorajs/core';
-import type { MergedAdapter, MergeSource } from './lora-layer.js';
 import { DoraMagnitude } from './dora-magnitude.js';
-import { type AdapterShapes, LoraLayer } from './lora-layer.js';
-import { LoraWeight } from './lora-weight.js';
+import { LoraABLayer } from './lora-ab-layer.js';
+import type { AdapterShapes, MergedAdapter, MergeSource } from './lora-layer.js';
 
-export class LoraConv2d extends LoraLayer<Conv2d> {
-  lora_A = new ModuleDict<LoraWeight>();
-  lora_B = new ModuleDict<LoraWeight>();
+export class LoraConv2d extends LoraABLayer<Conv2d> {
   override lora_magnitude_vector = new ModuleDict<DoraMagnitude>();
   readonly geometry: LayerGeometry;
 
@@ -45,24 +42,6 @@ export class LoraConv2d extends LoraLayer<Conv2d> {
 
   protected addBias(y: Tensor, bias: Tensor): Tensor {
     return ops.add(y, ops.reshape(bias, [1, bias.size, 1, 1]));
-  }
-
-  protected setAdapterWeights(name: string, a: Tensor, b: Tensor): void {
-    this.lora_A.set(name, new LoraWeight(new Parameter(a)));
-    this.lora_B.set(name, new LoraWeight(new Parameter(b)));
-  }
-
-  protected deleteAdapterWeights(name: string): void {
-    for (const dict of [this.lora_A, this.lora_B]) {
-      dict.get(name)?.weight.dispose();
-      dict.delete(name);
-    }
-  }
-
-  adapterWeights(name: string): { a: Parameter; b: Parameter } | undefined {
-    const a = this.lora_A.get(name);
-    const b = this.lora_B.get(name);
-    return a && b ? { a: a.weight, b: b.weight } : undefined;
   }
 
   /** The grouped base while a merge has made base_layer dense; null otherwise. */

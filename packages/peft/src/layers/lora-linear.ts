@@ -1,12 +1,10 @@
 /** LoRA/DoRA on a Linear or a transformers Conv1D (weight stored [in, out], PEFT's fan_in_fan_out). */
-import { Conv1D, type LayerGeometry, type Linear, loraBranch, ModuleDict, ops, Parameter, type Tensor } from '@dorajs/core';
+import { Conv1D, type LayerGeometry, type Linear, loraBranch, ModuleDict, ops, type Tensor } from '@dorajs/core';
 import { DoraMagnitude } from './dora-magnitude.js';
-import { type AdapterShapes, LoraLayer } from './lora-layer.js';
-import { LoraWeight } from './lora-weight.js';
+import { LoraABLayer } from './lora-ab-layer.js';
+import type { AdapterShapes } from './lora-layer.js';
 
-export class LoraLinear extends LoraLayer<Linear | Conv1D> {
-  lora_A = new ModuleDict<LoraWeight>();
-  lora_B = new ModuleDict<LoraWeight>();
+export class LoraLinear extends LoraABLayer<Linear | Conv1D> {
   override lora_magnitude_vector = new ModuleDict<DoraMagnitude>();
   readonly geometry: LayerGeometry;
 
@@ -37,23 +35,5 @@ export class LoraLinear extends LoraLayer<Linear | Conv1D> {
 
   protected addBias(y: Tensor, bias: Tensor): Tensor {
     return ops.add(y, bias);
-  }
-
-  protected setAdapterWeights(name: string, a: Tensor, b: Tensor): void {
-    this.lora_A.set(name, new LoraWeight(new Parameter(a)));
-    this.lora_B.set(name, new LoraWeight(new Parameter(b)));
-  }
-
-  protected deleteAdapterWeights(name: string): void {
-    for (const dict of [this.lora_A, this.lora_B]) {
-      dict.get(name)?.weight.dispose();
-      dict.delete(name);
-    }
-  }
-
-  adapterWeights(name: string): { a: Parameter; b: Parameter } | undefined {
-    const a = this.lora_A.get(name);
-    const b = this.lora_B.get(name);
-    return a && b ? { a: a.weight, b: b.weight } : undefined;
   }
 }
