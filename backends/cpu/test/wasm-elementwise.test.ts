@@ -14,7 +14,8 @@ const js = createCpuBackend({ kernels: 'js' });
 const wasm = [createCpuBackend({ kernels: 'wasm', threads: 1 }), createCpuBackend({ kernels: 'wasm', threads: 2, splitThreshold: 0 })];
 afterAll(() => wasm.forEach((b) => b.dispose()));
 
-const SPECIAL = [0, -0, 1, -1, 0.5, 3, NaN, Infinity, -Infinity, 1e-30, -1e30, 2.5e-39];
+const SPECIAL = [0, -0, 1, -1, 0.5, 3, NaN, Infinity, -Infinity, 1e-30, -1e30, 2.5e-39, 88.7, 88.73, -87.4, -103, -104, 20, -20, 0.34657359];
+const APPROXIMATE = new Set<string>(['exp', 'sigmoid', 'silu']);
 
 function values(n: number, seed: number): Float32Array {
   const v = seeded(n, seed);
@@ -69,12 +70,36 @@ describe('wasm elementwise kernels', () => {
     it(`${op}: the reference's values on special and random inputs`, async () => {
       for (const n of [1, 7, 4096 + 3]) {
         for (const [got, want] of await both((be, up) => be.unary(op as UnaryOp, up(values(n, 3), [n])), [n])) {
-          if (op === 'rsqrt') for (let i = 0; i < n; i++) expect(got[i]).toBe(want[i]);
-          else expect(got).toEqual(want);
+          if (!APPROXIMATE.has(op)) {
+            expect(got).toEqual(want);
+            continue;
+          }
+          // exp and the ops built on it use a float32 polynomial: within 3 ulp, exact at NaN/±∞/0.
+          for (let i = 0; i < n; i++) {
+            const [g, w] = [got[i]!, want[i]!];
+            if (!Number.isFinite(w) || w === 0) expect(g).toBe(w);
+            else expect(Math.abs(g - w)).toBeLessThanOrEqual(3 * 2 ** -23 * Math.abs(w) + 2 ** -140);
+          }
         }
       }
     });
   }
+
+  it('exp is within 3 ulp of the correctly rounded value over its whole range, subnormals included', async () => {
+    const n = 40_001;
+    const x = Float32Array.from({ length: n }, (_, i) => -104 + (193 * i) / (n - 1));
+    const be = wasm[0]!;
+    const input = be.upload(x, [n], 'float32');
+    const h = be.unary('exp', { data: input, shape: [n], dtype: 'float32' });
+    const got = await be.download({ data: h, shape: [n], dtype: 'float32' });
+    be.release(input);
+    be.release(h);
+    for (let i = 0; i < n; i++) {
+      const want = Math.fround(Math.exp(x[i]!));
+      if (want === Infinity || want === 0) expect(got[i]).toBe(want);
+      else expect(Math.abs(got[i]! - want)).toBeLessThanOrEqual(3 * 2 ** -23 * want + 2 ** -147);
+    }
+  });
 
   it('affine and doraCompose round once, in float64, as the reference does', async () => {
     for (const n of [5, 1027]) {
@@ -113,4 +138,29 @@ describe('wasm reductions', () => {
       }
     });
   }
+});
+
+describe('wasm softmax', () => {
+  it('matches the reference on long and short rows, ±1000 logits, −∞ masks and NaN/±∞ rows', async () => {
+    const spy = vi.spyOn(WasmKernels.prototype, 'softmax');
+    for (const n of [1, 3, 4, 17, 1000]) {
+      const rows = 6;
+      const v = seeded(rows * n, n);
+      for (let i = 0; i < n; i++) {
+        v[n + i] = i % 2 ? 1000 : -1000; // row 1: huge logits
+        if (i % 3 === 0) v[2 * n + i] = -Infinity; // row 2: masked entries
+        v[3 * n + i] = -Infinity; // row 3: all masked → NaN
+      }
+      v[4 * n] = NaN; // row 4: NaN → NaN
+      v[5 * n + n - 1] = Infinity; // row 5: +∞ → NaN
+      for (const [got, want] of await both((be, up) => be.softmax(up(v, [rows, n]), false), [rows, n])) {
+        for (let i = 0; i < got.length; i++) {
+          if (Number.isNaN(want[i]!)) expect(got[i]).toBeNaN();
+          else expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(want[i]!) + 1e-30);
+        }
+      }
+    }
+    expect(spy).toHaveBeenCalled();
+    spy.mockRestore();
+  });
 });

@@ -12,7 +12,7 @@ import { type Code, type Expr, f32 as f32Type, F32, f64, F64, I, i32, type Local
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'greater', 'equal'] as const;
 export type WasmBinaryOp = (typeof BINARY_OPS)[number];
-export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite'] as const;
+export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu'] as const;
 export type WasmUnaryOp = (typeof UNARY_OPS)[number];
 export function isWasmBinary(op: string): op is WasmBinaryOp {
   return (BINARY_OPS as readonly string[]).includes(op);
@@ -86,6 +86,7 @@ export function elementwiseTaskNames(): string[] {
     'map_affine',
     'map_dora_compose',
     ...REDUCE_OPS.flatMap((op) => [`red_rows_${op}`, `red_cols_${op}`]),
+    'softmax_rows',
   ];
 }
 
@@ -98,6 +99,67 @@ export function emitElementwise(mb: ModuleBuilder): void {
     emitReduceRows(mb, op);
     emitReduceCols(mb, op);
   }
+  emitSoftmax(mb);
+}
+
+/**
+ * softmax over each of `outer` rows of `len` (RedArg block): shifted by the row maximum (NaN-propagating, so
+ * a row with NaN, +∞ or only −∞ comes out NaN as the reference's does), e^(x − max) with the float32 exp,
+ * summed in float64 lanes, then scaled by the rounded reciprocal of the sum.
+ */
+function emitSoftmax(mb: ModuleBuilder): void {
+  mb.func('softmax_rows', [i32, i32, i32], [], (c, [task, args]) => {
+    const arg = (w: number): Expr => I.load(args, w * 4);
+    const [r, r1, len, x0, o0, p, q, bend, vend, end] = c.localsOf(i32, 10);
+    const acc = c.localsOf(v128, 4) as Local[];
+    const [mv, e, t, lo, hi, tmp, sum, inv] = c.localsOf(v128, 8);
+    const m = c.local(f32Type);
+    const s = c.local(f32Type);
+    const tot = c.local(f64);
+    c.set(len, arg(RedArg.len));
+    c.set(r, I.mul(task, arg(RedArg.perTask)));
+    c.set(r1, minS(arg(RedArg.outer), I.add(r, arg(RedArg.perTask))));
+    c.for(r, r, r1, 1, () => {
+      c.set(x0, I.add(arg(RedArg.x), I.shl(I.mul(r, len), 2)));
+      c.set(o0, I.add(arg(RedArg.out), I.shl(I.mul(r, len), 2)));
+      c.set(end, I.add(x0, I.shl(len, 2)));
+      c.set(bend, I.add(x0, I.shl(I.and(len, -16), 2)));
+      c.set(vend, I.add(x0, I.shl(I.and(len, -4), 2)));
+      // The row maximum.
+      c.set(m, F32.load(x0));
+      for (const a of acc) c.set(a, V.splat(m));
+      c.forU(p, x0, bend, 64, () => {
+        for (let k = 0; k < 4; k++) c.set(acc[k]!, V.max(acc[k]!, V.load(p, k * 16)));
+      });
+      c.forU(p, p, vend, 16, () => c.set(acc[0]!, V.max(acc[0]!, V.load(p))));
+      c.forU(p, p, end, 4, () => c.set(m, F32.max(m, F32.load(p))));
+      c.set(acc[0]!, V.max(V.max(acc[0]!, acc[1]!), V.max(acc[2]!, acc[3]!)));
+      c.set(m, F32.max(F32.max(F32.max(V.lane(acc[0]!, 0), V.lane(acc[0]!, 1)), F32.max(V.lane(acc[0]!, 2), V.lane(acc[0]!, 3))), m));
+      c.set(mv, V.splat(m));
+      // e = e^(x − max), stored in place of the result, and its sum in float64 lanes.
+      c.set(sum, V.zero);
+      c.set(q, o0);
+      c.forU(p, x0, vend, 16, () => {
+        c.set(t, V.sub(V.load(p), mv));
+        c.set(e, vExp(t, t));
+        c.storeV(q, e);
+        widen(c, e, lo, hi, tmp);
+        c.set(sum, V.dadd(sum, V.dadd(lo, hi)));
+        c.set(q, I.add(q, 16));
+      });
+      c.set(tot, F64.add(V.dlane(sum, 0), V.dlane(sum, 1)));
+      c.forU(p, p, end, 4, () => {
+        c.set(t, V.splat(F32.sub(F32.load(p), m)));
+        c.set(s, V.lane(vExp(t, t), 0));
+        c.storeF32(q, s);
+        c.set(tot, F64.add(tot, F64.promote(s)));
+        c.set(q, I.add(q, 4));
+      });
+      c.set(inv, V.splat(F32.demote(F64.div(F64.const(1), tot))));
+      c.forU(q, o0, I.add(o0, I.shl(I.and(len, -4), 2)), 16, () => c.storeV(q, V.mul(V.load(q), inv)));
+      c.forU(q, q, I.add(o0, I.shl(len, 2)), 4, () => c.storeF32(q, F32.mul(F32.load(q), V.lane(inv, 0))));
+    });
+  });
 }
 
 function vBinary(op: WasmBinaryOp, a: Expr, b: Expr): Expr {
@@ -215,10 +277,50 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
       return V.bitselect(one, V.bitselect(V.constF32(-1), x, V.lt(x, V.zero)), V.gt(x, V.zero));
     case 'isFinite':
       return V.and(V.lt(V.abs(x), V.constF32(Infinity)), one);
+    case 'exp':
+      return vExp(x, t);
+    case 'sigmoid':
+      c.set(t, V.neg(x));
+      return V.div(one, V.add(one, vExp(t, t)));
+    case 'silu': {
+      // x / (1 + e^−x), and −0 at −∞ as the reference has it (−∞/∞ would be NaN).
+      c.set(t, V.neg(x));
+      const q = V.div(x, V.add(one, vExp(t, t)));
+      return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
+    }
   }
 }
 
-function sUnary(op: WasmUnaryOp, x: Local): Expr {
+/** Cephes' expf coefficients: e^r ≈ 1 + r + r²·P(r) on |r| ≤ ln2/2, within 1 ulp of float32. */
+const EXP_P = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+
+/**
+ * e^x in float32 lanes: x = n·ln2 + r (ln2 split in two for an exact product), a degree-7 polynomial for e^r,
+ * and 2^n applied as two exponent-field factors so that results down to the smallest subnormal survive.
+ * Overflow gives +∞ and −∞ gives 0 through the arithmetic (x is clamped to [−104, 89] first); NaN stays NaN.
+ * `t` is scratch and may be `x`.
+ */
+function vExp(x: Expr, t: Local): Expr {
+  return (cc: Code) => {
+    const clamped = V.min(V.max(x, V.constF32(-104)), V.constF32(89));
+    cc.set(t, clamped);
+    // The caller's locals are not ours to use, so the rest is one expression over t (n recomputed by V8's CSE).
+    const n = V.nearest(V.mul(t, V.constF32(Math.LOG2E)));
+    const r = V.sub(V.sub(t, V.mul(n, V.constF32(0.693359375))), V.mul(n, V.constF32(-2.12194440e-4)));
+    let p: Expr = V.constF32(EXP_P[0]!);
+    for (const k of EXP_P.slice(1)) p = V.add(V.mul(p, r), V.constF32(k));
+    const poly = V.add(V.add(V.mul(V.mul(p, r), r), r), V.constF32(1));
+    const ni = V.truncSat(n);
+    const half = V.ishrS(ni, 1);
+    const bias = V.constI32(127);
+    const s1 = V.ishl(V.iadd(half, bias), 23);
+    const s2 = V.ishl(V.iadd(V.isub(ni, half), bias), 23);
+    cc.push(V.mul(V.mul(poly, s1), s2));
+  };
+}
+
+/** The op on one float32 value, or null for ops whose tail element goes through the vector code. */
+function sUnary(op: WasmUnaryOp, x: Local): Expr | null {
   switch (op) {
     case 'neg':
       return F32.neg(x);
@@ -240,6 +342,10 @@ function sUnary(op: WasmUnaryOp, x: Local): Expr {
       return I.select(F32.const(1), I.select(F32.const(-1), x, F32.lt(x, F32.const(0))), F32.gt(x, F32.const(0)));
     case 'isFinite':
       return F32.fromI32(F32.lt(F32.abs(x), F32.const(Infinity)));
+    case 'exp':
+    case 'sigmoid':
+    case 'silu':
+      return null;
   }
 }
 
@@ -270,7 +376,12 @@ function emitUnary(mb: ModuleBuilder, op: WasmUnaryOp): void {
       },
       (i) => {
         c.set(s, F32.load(I.add(x0, I.shl(i, 2))));
-        c.storeF32(I.add(o0, I.shl(i, 2)), sUnary(op, s));
+        const scalar = sUnary(op, s);
+        if (scalar) c.storeF32(I.add(o0, I.shl(i, 2)), scalar);
+        else {
+          c.set(x, V.splat(s));
+          c.storeF32(I.add(o0, I.shl(i, 2)), V.lane(vUnary(op, x, t, c), 0));
+        }
       },
     );
   });

@@ -379,6 +379,14 @@ export const V = {
   ddiv: vbinop(0xf3),
   dsqrt: vunop(0xef),
   dmax: vbinop(0xf5),
+  /** Round to nearest, ties to even (f32x4.nearest). */
+  nearest: vunop(0x6a),
+  /** f32x4 → i32x4, truncating, NaN → 0, saturating. */
+  truncSat: vunop(0xf8),
+  iadd: vbinop(0xae),
+  isub: vbinop(0xb1),
+  ishl: (a: Expr, n: Expr) => (c: Code) => void c.push(a).push(n).simd(0xab),
+  ishrS: (a: Expr, n: Expr) => (c: Code) => void c.push(a).push(n).simd(0xac),
   /** Lanes 0 and 1 widened to f64x2. */
   promoteLow: vunop(0x5f),
   /** f64x2 narrowed into lanes 0 and 1, lanes 2 and 3 zero. */

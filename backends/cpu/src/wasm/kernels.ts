@@ -413,6 +413,21 @@ export class WasmKernels {
     }
   }
 
+  /** out = softmax of each of `rows` rows of `n` float32 values (n ≥ 1). */
+  softmax(x: number, out: number, rows: number, n: number): void {
+    if (rows === 0) return;
+    const w = this.words();
+    const q = (this.args + RED_ARGS) >> 2;
+    w[q + RedArg.outer] = rows;
+    w[q + RedArg.len] = n;
+    w[q + RedArg.x] = x;
+    w[q + RedArg.out] = out;
+    // exp costs about ten multiply-adds per element: count that as the work.
+    const tasks = Math.min(rows, this.tasksFor(rows * n * 10));
+    w[q + RedArg.perTask] = Math.ceil(rows / tasks);
+    this.run('softmax_rows', Math.ceil(rows / Math.ceil(rows / tasks)), this.args + RED_ARGS, rows * n * 10);
+  }
+
   dispose(): void {
     if (this.scratch) this.runtime.heap.free(this.scratch, this.scratchThreads * GEMM_SCRATCH_BYTES);
     this.scratch = 0;
