@@ -57,6 +57,9 @@ export class WorkerPool implements TaskRunner {
       resolveReady = resolve;
       rejectReady = reject;
     });
+    // A worker that fails to start must not crash a process that never asked for ready(): the calling
+    // thread does the work anyway. Callers of ready() still see the rejection.
+    this.readyPromise.catch(() => undefined);
     const settled = () => {
       this.starting = false;
       // Idle workers must not keep Node alive: they only ever wait on shared memory.
