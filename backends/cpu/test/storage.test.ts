@@ -1,5 +1,5 @@
 import { BackendError, ConfigError, DisposedTensorError, DTypeError, registeredBackends, resolveBackend, ShapeError } from '@dorajs/core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CpuBackend, createCpuBackend } from '../src/index.js';
 import { WasmRuntime } from '../src/wasm/runtime.js';
 import { down, up } from './helpers.js';
@@ -110,6 +110,22 @@ describe('wasm heap storage', () => {
     b.release(x.data);
     b.release(y);
     expect(runtime.heap.allocatedBytes).toBe(before);
+  });
+
+  it('a tensor the heap cannot hold is an ordinary array, and kernels on it fall back to the js code', async () => {
+    const b = createCpuBackend({ kernels: 'wasm' });
+    const heap = WasmRuntime.get()!.heap;
+    const inHeap = up(b, [1, 2, 3, 4], [2, 2]);
+    const spy = vi.spyOn(heap, 'alloc').mockReturnValue(null);
+    const outside = up(b, [5, 6, 7, 8], [2, 2]);
+    const product = b.matmul(inHeap, outside, {}, [2, 2]);
+    const sum = b.binary('add', inHeap, outside, [2, 2]);
+    spy.mockRestore();
+    expect(outside.data.ptr).toBe(0);
+    expect(await down(b, product, [2, 2])).toEqual([19, 22, 43, 50]);
+    expect(await down(b, sum, [2, 2])).toEqual([6, 8, 10, 12]);
+    for (const h of [inHeap.data, outside.data, product, sum]) b.release(h);
+    expect(b.liveBuffers()).toBe(0);
   });
 
   it('empty tensors and the js kernels use ordinary arrays', () => {
