@@ -23,6 +23,12 @@ function values(n: number, seed: number): Float32Array {
   return v;
 }
 
+/** Bit-for-bit equality (Object.is per element: NaN equals NaN, −0 differs from +0), cheap on long arrays. */
+function expectSame(got: Float32Array, want: Float32Array): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i])) expect([i, got[i]]).toEqual([i, want[i]]);
+}
+
 async function both(f: (be: CpuBackend, up: (v: Float32Array, s: number[]) => { data: never; shape: number[]; dtype: 'float32' }) => unknown, shape: number[]): Promise<[Float32Array, Float32Array][]> {
   const results: [Float32Array, Float32Array][] = [];
   const runOn = async (be: CpuBackend) => {
@@ -59,7 +65,7 @@ describe('wasm elementwise kernels', () => {
       const spy = vi.spyOn(WasmKernels.prototype, 'binary');
       for (const [as, bs, os] of shapes) {
         const n = (s: number[]) => s.reduce((p, d) => p * d, 1);
-        for (const [got, want] of await both((be, up) => be.binary(op as BinaryOp, up(values(n(as), 1), as), up(values(n(bs), 2), bs), os), os)) expect(got).toEqual(want);
+        for (const [got, want] of await both((be, up) => be.binary(op as BinaryOp, up(values(n(as), 1), as), up(values(n(bs), 2), bs), os), os)) expectSame(got, want);
       }
       expect(spy).toHaveBeenCalled();
       spy.mockRestore();
@@ -71,7 +77,7 @@ describe('wasm elementwise kernels', () => {
       for (const n of [1, 7, 4096 + 3]) {
         for (const [got, want] of await both((be, up) => be.unary(op as UnaryOp, up(values(n, 3), [n])), [n])) {
           if (!APPROXIMATE.has(op)) {
-            expect(got).toEqual(want);
+            expectSame(got, want);
             continue;
           }
           // exp and the ops built on it use a float32 polynomial: within 3 ulp, exact at NaN/±∞/0.
@@ -103,13 +109,13 @@ describe('wasm elementwise kernels', () => {
 
   it('affine and doraCompose round once, in float64, as the reference does', async () => {
     for (const n of [5, 1027]) {
-      for (const [got, want] of await both((be, up) => be.affine(up(values(n, 4), [n]), 1 / 3, 0.1), [n])) expect(got).toEqual(want);
+      for (const [got, want] of await both((be, up) => be.affine(up(values(n, 4), [n]), 1 / 3, 0.1), [n])) expectSame(got, want);
     }
     for (const [rows, cols, bias] of [[3, 8, true], [5, 7, false], [300, 64, true]] as const) {
       for (const [got, want] of await both(
         (be, up) => be.doraCompose(up(seeded(rows * cols, 5), [rows, cols]), up(seeded(rows * cols, 6), [rows, cols]), up(seeded(cols, 7), [cols]), 0.7, bias ? up(seeded(cols, 8), [cols]) : null),
         [rows, cols],
-      )) expect(got).toEqual(want);
+      )) expectSame(got, want);
     }
   });
 });
@@ -133,7 +139,7 @@ describe('wasm reductions', () => {
         for (const [got, want] of await both((be, up) => be.reduce(op, up(v, shape), axes, kept), kept)) {
           // Sums are float64 in both, in different orders: equal after rounding to float32 but for a rare tie.
           if (op === 'sum' || op === 'mean') for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(want[i]!) + 1e-7);
-          else expect(got).toEqual(want);
+          else expectSame(got, want);
         }
       }
     });
