@@ -11,7 +11,8 @@ let registered = false;
 function registerAll(): void {
   if (registered) return;
   registered = true;
-  registerBackend('cpu', async () => (await import('@dorajs/backend-cpu')).createCpuBackend(), { priority: 0 });
+  // Every core: the wasm kernels split large matmuls and norms across worker threads.
+  registerBackend('cpu', async () => (await import('@dorajs/backend-cpu')).createCpuBackend({ threads: 'auto' }), { priority: 0 });
   registerBackend('webgpu', async () => {
     const mod = (await import(/* optional */ '@dorajs/backend-webgpu' as string)) as { createWebGpuBackend(): Promise<Backend> };
     return mod.createWebGpuBackend();
