@@ -121,72 +121,65 @@ function col2im(cols: Float32Array, g: ConvGeometry, dx: Float32Array, dxOffset:
   }
 }
 
-export function conv2dForward(x: Float32Array, wt: Float32Array, g: ConvGeometry, out: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
+/** Per (image, group) of a conv: offsets and sizes every pass needs, plus the im2col scratch (null for 1×1). */
+interface GroupStep {
+  readonly b: number;
+  readonly gi: number;
+  /** Offset of this image's group of input channels in x (or dx). */
+  readonly xOffset: number;
+  /** Offset of this image's group of output channels in y (or dy). */
+  readonly yOffset: number;
+  /** Offset of this group's filters in W (or dW). */
+  readonly wOffset: number;
+  readonly kDim: number;
+  readonly spatial: number;
+  readonly cols: Float32Array | null;
+}
+
+/** The loop the three conv passes share: every image and group, one scratch buffer for the im2col columns. */
+function forEachImageGroup(g: ConvGeometry, env: ConvEnv, body: (s: GroupStep) => void): void {
   const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
   const kDim = cg * kh * kw;
   const spatial = oh * ow;
-  const pointwise = isPointwise(g);
-  const cols = pointwise ? null : env.scratch(kDim * spatial);
-  const gemm = env.gemm;
+  const cols = isPointwise(g) ? null : env.scratch(kDim * spatial);
   try {
     for (let b = 0; b < n; b++) {
       for (let gi = 0; gi < groups; gi++) {
-        const xOffset = (b * c + gi * cg) * h * w;
-        if (cols) im2col(x, xOffset, g, cols);
-        const B = cols ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 } : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
-        gemm(og, spatial, kDim, { data: wt, offset: gi * og * kDim, rowStride: kDim, colStride: 1 }, B, out, (b * o + gi * og) * spatial, spatial, false);
+        body({ b, gi, xOffset: (b * c + gi * cg) * h * w, yOffset: (b * o + gi * og) * spatial, wOffset: gi * og * kDim, kDim, spatial, cols });
       }
     }
   } finally {
     if (cols) env.free(cols);
   }
+}
+
+export function conv2dForward(x: Float32Array, wt: Float32Array, g: ConvGeometry, out: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
+  forEachImageGroup(g, env, ({ xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
+    if (cols) im2col(x, xOffset, g, cols);
+    const B = cols ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 } : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
+    env.gemm(g.og, spatial, kDim, { data: wt, offset: wOffset, rowStride: kDim, colStride: 1 }, B, out, yOffset, spatial, false);
+  });
 }
 
 export function conv2dInputGrad(dy: Float32Array, wt: Float32Array, g: ConvGeometry, dx: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
-  const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
-  const kDim = cg * kh * kw;
-  const spatial = oh * ow;
-  const pointwise = isPointwise(g);
-  const cols = pointwise ? null : env.scratch(kDim * spatial);
-  const gemm = env.gemm;
-  try {
-    for (let b = 0; b < n; b++) {
-      for (let gi = 0; gi < groups; gi++) {
-        const dxOffset = (b * c + gi * cg) * h * w;
-        const A = { data: wt, offset: gi * og * kDim, rowStride: 1, colStride: kDim }; // W_gᵀ
-        const B = { data: dy, offset: (b * o + gi * og) * spatial, rowStride: spatial, colStride: 1 };
-        if (cols) {
-          gemm(kDim, spatial, og, A, B, cols, 0, spatial, false);
-          col2im(cols, g, dx, dxOffset);
-        } else {
-          gemm(kDim, spatial, og, A, B, dx, dxOffset, spatial, false);
-        }
-      }
+  forEachImageGroup(g, env, ({ xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
+    const A = { data: wt, offset: wOffset, rowStride: 1, colStride: kDim }; // W_gᵀ
+    const B = { data: dy, offset: yOffset, rowStride: spatial, colStride: 1 };
+    if (cols) {
+      env.gemm(kDim, spatial, g.og, A, B, cols, 0, spatial, false);
+      col2im(cols, g, dx, xOffset);
+    } else {
+      env.gemm(kDim, spatial, g.og, A, B, dx, xOffset, spatial, false);
     }
-  } finally {
-    if (cols) env.free(cols);
-  }
+  });
 }
 
 export function conv2dFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, dw: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
-  const { n, c, h, w, o, og, cg, kh, kw, oh, ow, groups } = g;
-  const kDim = cg * kh * kw;
-  const spatial = oh * ow;
-  const pointwise = isPointwise(g);
-  const cols = pointwise ? null : env.scratch(kDim * spatial);
-  const gemm = env.gemm;
-  try {
-    for (let b = 0; b < n; b++) {
-      for (let gi = 0; gi < groups; gi++) {
-        const xOffset = (b * c + gi * cg) * h * w;
-        if (cols) im2col(x, xOffset, g, cols);
-        // colsᵀ: element (q, r) of [spatial, kDim] is cols[r·spatial + q].
-        const B = cols ? { data: cols, offset: 0, rowStride: 1, colStride: spatial } : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
-        const A = { data: dy, offset: (b * o + gi * og) * spatial, rowStride: spatial, colStride: 1 };
-        gemm(og, kDim, spatial, A, B, dw, gi * og * kDim, kDim, b > 0);
-      }
-    }
-  } finally {
-    if (cols) env.free(cols);
-  }
+  forEachImageGroup(g, env, ({ b, xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
+    if (cols) im2col(x, xOffset, g, cols);
+    // colsᵀ: element (q, r) of [spatial, kDim] is cols[r·spatial + q].
+    const B = cols ? { data: cols, offset: 0, rowStride: 1, colStride: spatial } : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
+    const A = { data: dy, offset: yOffset, rowStride: spatial, colStride: 1 };
+    env.gemm(g.og, kDim, spatial, A, B, dw, wOffset, kDim, b > 0);
+  });
 }
