@@ -1,9 +1,12 @@
 import { describe, it } from 'vitest';
 import { cpu } from './helpers/backend.js';
-import { ConvNet, EmbHead } from './helpers/models.js';
+import { ConvNet, EmbHead, MLP } from './helpers/models.js';
 import { checkGradients, checkMerged, checkOutputs, loadCase, type ParityCase } from './helpers/parity.js';
 
 const cases: ParityCase[] = [
+  { name: 'linear', build: (b) => new MLP(b) },
+  { name: 'linear3d', build: (b) => new MLP(b) },
+  { name: 'lora_plain', build: (b) => new MLP(b) },
   { name: 'embedding', build: (b) => new EmbHead(b) },
   { name: 'conv2d', build: (b) => new ConvNet(b) },
 ];
