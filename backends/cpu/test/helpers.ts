@@ -1,4 +1,5 @@
 import type { DType } from '@dorajs/core';
+import { expect } from 'vitest';
 import type { CpuBackend, CpuInfo } from '../src/index.js';
 
 /** Uploads plain numbers as a tensor of `dtype` (float32 by default). */
@@ -22,4 +23,10 @@ export function seeded(n: number, seed = 1): Float32Array {
     out[i] = (s >>> 0) / 2 ** 31 - 1;
   }
   return out;
+}
+
+/** Bit-for-bit equality (Object.is per element: NaN equals NaN, −0 differs from +0), cheap on long arrays. */
+export function expectSame(got: Float32Array, want: Float32Array): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i])) expect([i, got[i]]).toEqual([i, want[i]]);
 }

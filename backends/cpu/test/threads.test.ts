@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuBackend, type CpuInfo } from '../src/index.js';
 import { CLAIM_AT, Ctl } from '../src/wasm/pool.js';
 import { WORKER_SOURCE } from '../src/wasm/worker-source.js';
-import { seeded } from './helpers.js';
+import { expectSame, seeded } from './helpers.js';
 
 type Up = (values: Float32Array, shape: number[]) => CpuInfo;
 type Kernel = (be: CpuBackend, up: Up) => CpuInfo['data'];
@@ -46,6 +46,9 @@ describe('wasm kernels on worker threads', () => {
   const cases: [string, number[], Kernel][] = [
     ['matmul 200×300·300×190', [200, 190], (be, up) => be.matmul(up(seeded(200 * 300, 1), [200, 300]), up(seeded(300 * 190, 2), [300, 190]), {}, [200, 190])],
     ['batched matmul 3×(70×80·(90×80)ᵀ)', [3, 70, 90], (be, up) => be.matmul(up(seeded(3 * 70 * 80, 3), [3, 70, 80]), up(seeded(3 * 90 * 80, 4), [3, 90, 80]), { transposeB: true }, [3, 70, 90])],
+    // B packed once into a shared buffer: K long enough for two column blocks, A short enough to split columns.
+    ['matmul 70×5000·(1000×5000)ᵀ', [70, 1000], (be, up) => be.matmul(up(seeded(70 * 5000, 10), [70, 5000]), up(seeded(1000 * 5000, 11), [1000, 5000]), { transposeB: true }, [70, 1000])],
+    ['matmul (130×260)ᵀ·130×90', [260, 90], (be, up) => be.matmul(up(seeded(130 * 260, 12), [130, 260]), up(seeded(130 * 90, 13), [130, 90]), { transposeA: true }, [260, 90])],
     ['GEMV 1×2000·2000×600', [1, 600], (be, up) => be.matmul(up(seeded(2000, 5), [1, 2000]), up(seeded(2000 * 600, 6), [2000, 600]), {}, [1, 600])],
     ['weightNorm 300×1000 r 8', [300], (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [300, 1000]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {})],
     ['weightNorm, W stored [1000, 300], r 8', [300], (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [1000, 300]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, { transposeW: true })],
@@ -56,7 +59,7 @@ describe('wasm kernels on worker threads', () => {
       const got = await run(two, kernel, shape);
       const want = await run(one, kernel, shape);
       // Tasks compute disjoint parts of the output with the same instruction sequence: bit-identical.
-      expect(got).toEqual(want);
+      expectSame(got, want);
     });
   }
 

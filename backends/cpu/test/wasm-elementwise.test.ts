@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createCpuBackend, type CpuBackend } from '../src/index.js';
 import { BINARY_OPS, UNARY_OPS } from '../src/wasm/elementwise-wasm.js';
 import { WasmKernels } from '../src/wasm/kernels.js';
-import { seeded } from './helpers.js';
+import { expectSame, seeded } from './helpers.js';
 
 const js = createCpuBackend({ kernels: 'js' });
 const wasm = [createCpuBackend({ kernels: 'wasm', threads: 1 }), createCpuBackend({ kernels: 'wasm', threads: 2, splitThreshold: 0 })];
@@ -23,11 +23,6 @@ function values(n: number, seed: number): Float32Array {
   return v;
 }
 
-/** Bit-for-bit equality (Object.is per element: NaN equals NaN, −0 differs from +0), cheap on long arrays. */
-function expectSame(got: Float32Array, want: Float32Array): void {
-  expect(got.length).toBe(want.length);
-  for (let i = 0; i < got.length; i++) if (!Object.is(got[i], want[i])) expect([i, got[i]]).toEqual([i, want[i]]);
-}
 
 async function both(f: (be: CpuBackend, up: (v: Float32Array, s: number[]) => { data: never; shape: number[]; dtype: 'float32' }) => unknown, shape: number[]): Promise<[Float32Array, Float32Array][]> {
   const results: [Float32Array, Float32Array][] = [];

@@ -70,7 +70,16 @@ export const GemmArg = {
   scratchStride: 17,
   /** 1: C += A·B (every K block adds); 0: C = A·B. */
   accumulate: 18,
-  words: 19,
+  /** Shared-B jobs (gemm_pack_task / gemm_block_task): byte address of the packed column block of B. */
+  packed: 19,
+  /** First column of C of the current block, and its width. */
+  jc: 20,
+  nc: 21,
+  /** The block's task grid: rows and columns (whole NR panels) per task, and column tasks per row of tasks. */
+  rowsPerTask: 22,
+  colsPerTask: 23,
+  colTasks: 24,
+  words: 25,
 } as const;
 
 /** Word offsets of the GEMV argument block. */
@@ -105,6 +114,10 @@ const HI_HALVES = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]
 export interface GemmFunctions {
   /** gemm_task(task, args, tid): one tile of C. */
   readonly gemm: number;
+  /** gemm_pack_task(task, args, tid): one K block of the current column block of B, into the shared buffer. */
+  readonly pack: number;
+  /** gemm_block_task(task, args, tid): one tile of C's current column block, from the shared packed B. */
+  readonly block: number;
   /** gemv_task(task, args, tid): one chunk of outputs. */
   readonly gemv: number;
 }
@@ -340,8 +353,65 @@ export function emitGemm(mb: ModuleBuilder, relaxed: boolean): GemmFunctions {
     });
   });
 
+  // Shared-B jobs (one matrix, several threads): the host walks C in column blocks; per block, one job packs
+  // all of that block of B once into a shared buffer (a task per K block), then a second job computes it in
+  // tiles of rows (and columns where rows are few), each packing only its own rows of A. So no thread repacks
+  // another's B, and tiles can be small enough to balance the threads without multiplying the packing work.
+  // The packed block is [k/KC][nc/NR][kc][NR]: K block p starts at p·KC·ncPad floats, its panel j at j·kc·NR.
+  const ncPad = (nc: Expr): Expr => I.and(I.add(nc, NR - 1), -NR);
+  const pack = mb.func('gemm_pack_task', [i32, i32, i32], [], (c, [taskId, args]) => {
+    const arg = (w: number): Expr => I.load(args!, w * 4);
+    const [pc, kc, brs, bcs] = c.localsOf(i32, 4);
+    c.set(brs, arg(GemmArg.bRowStride)).set(bcs, arg(GemmArg.bColStride));
+    c.set(pc, I.mul(taskId!, KC));
+    c.set(kc, minS(KC, I.sub(arg(GemmArg.k), pc)));
+    c.call(
+      packB,
+      I.add(arg(GemmArg.b), I.shl(I.add(I.mul(pc, brs), I.mul(arg(GemmArg.jc), bcs)), 2)),
+      brs,
+      bcs,
+      kc,
+      arg(GemmArg.nc),
+      I.add(arg(GemmArg.packed), I.shl(I.mul(pc, ncPad(arg(GemmArg.nc))), 2)),
+    );
+  });
+
+  const block = mb.func('gemm_block_task', [i32, i32, i32], [], (c, [taskId, args, tid]) => {
+    const A = GemmArg;
+    const arg = (w: number): Expr => I.load(args!, w * 4);
+    const [k, ars, acs, ldc, i0, j0, mt, nt, pad, scratch, tile, cBlk, pc, kc, ic, mc] = c.localsOf(i32, 16);
+    c.set(k, arg(A.k)).set(ars, arg(A.aRowStride)).set(acs, arg(A.aColStride)).set(ldc, arg(A.ldc));
+    c.set(i0, I.mul(I.divU(taskId!, arg(A.colTasks)), arg(A.rowsPerTask)));
+    c.set(j0, I.mul(I.remU(taskId!, arg(A.colTasks)), arg(A.colsPerTask)));
+    c.set(mt, minS(arg(A.rowsPerTask), I.sub(arg(A.m), i0)));
+    c.set(nt, minS(arg(A.colsPerTask), I.sub(arg(A.nc), j0)));
+    c.set(pad, ncPad(arg(A.nc)));
+    c.set(scratch, I.add(arg(A.scratch), I.mul(tid!, arg(A.scratchStride))));
+    c.set(tile, I.add(scratch, (MC * KC + KC * NC) * 4));
+    c.set(cBlk, I.add(arg(A.c), I.shl(I.add(I.mul(i0, ldc), I.add(arg(A.jc), j0)), 2)));
+    c.for(pc, 0, k, KC, () => {
+      c.set(kc, minS(KC, I.sub(k, pc)));
+      c.for(ic, 0, mt, MC, () => {
+        c.set(mc, minS(MC, I.sub(mt, ic)));
+        c.call(packA, I.add(arg(A.a), I.shl(I.add(I.mul(I.add(i0, ic), ars), I.mul(pc, acs)), 2)), ars, acs, mc, kc, scratch);
+        c.call(
+          macro,
+          mc,
+          nt,
+          kc,
+          scratch,
+          I.add(arg(A.packed), I.shl(I.add(I.mul(pc, pad), I.mul(j0, kc)), 2)),
+          I.add(cBlk, I.shl(I.mul(ic, ldc), 2)),
+          I.shl(ldc, 2),
+          I.or(arg(A.accumulate), I.gtS(pc, 0)),
+          tile,
+        );
+      });
+    });
+  });
+
   const gemv = emitGemv(mb, madd);
-  return { gemm, gemv };
+  return { gemm, pack, block, gemv };
 }
 
 interface TileStore {

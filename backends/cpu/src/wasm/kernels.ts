@@ -7,7 +7,7 @@ import { BackendError, sizeOf } from '@dorajs/core';
 import { batchOffsets, type MatmulShapes } from '../kernels/matmul.js';
 import type { BroadcastPlan } from '../kernels/broadcast.js';
 import { EwArg, MAP_F64_AT, MapArg, RED_SCALE_AT, RedArg, type WasmBinaryOp, type WasmReduceOp, type WasmUnaryOp } from './elementwise-wasm.js';
-import { GEMM_SCRATCH_BYTES, GemmArg, GemvArg } from './gemm-wasm.js';
+import { GEMM_SCRATCH_BYTES, GEMM_SHAPE, GemmArg, GemvArg, KC, MC, NC } from './gemm-wasm.js';
 import { WN_ROWS, WN_THREAD_SCRATCH, WnArg } from './weight-norm-wasm.js';
 import type { KernelVariant, TaskName, WasmRuntime } from './runtime.js';
 
@@ -22,6 +22,14 @@ const UNIT_TABLE = 768;
 const ARGS_BYTES = 832;
 /** Elements per row when one long row is cut into rows for tasks: 64 KiB of float32. */
 const ROW_CHUNK = 16384;
+/** Shared-B GEMM: the packed column block of B stays under this many bytes (16 MiB: K = 4096 at NC columns). */
+const SHARED_B_BYTES = 1 << 24;
+/** Tasks per thread to aim for where tasks repeat no work (small tasks balance threads that run at unequal speeds). */
+const SHARED_TASKS_PER_THREAD = 8;
+/** Shared-B GEMM: the smallest row tile (each reads the whole packed block, so it must do enough with it). */
+const SHARED_MIN_ROWS = 32;
+/** Shared-B GEMM: the narrowest column tile when A is short. */
+const SHARED_MIN_COLS = 64;
 /** Norms below this (or not finite) may have lost float32 squares to underflow or overflow: redone in float64. */
 const SUSPECT_NORM = 2 ** -40;
 
@@ -139,19 +147,6 @@ export class WasmKernels {
 
   private gemm(a: number, b: number, ta: boolean, tb: boolean, m: number, n: number, k: number, mats: number, table: number, out: number, strided?: { ars: number; acs: number; brs: number; bcs: number; ldc: number; accumulate: boolean }): void {
     const work = mats * m * n * k;
-    // One tile per matrix on one thread. With more, split columns first (each task then packs only its own
-    // part of B; A is small to repack by comparison), then rows, into whole 8-column panels and 4-row panels.
-    let tileM = m;
-    let tileN = n;
-    const perMatrix = Math.ceil(this.tasksFor(work) / mats);
-    if (perMatrix > 1) {
-      const tilesN = Math.min(perMatrix, Math.ceil(n / 8));
-      const tilesM = Math.min(Math.ceil(perMatrix / tilesN), Math.ceil(m / 4));
-      tileN = Math.ceil(n / tilesN / 8) * 8;
-      tileM = Math.ceil(m / tilesM / 4) * 4;
-    }
-    const tilesM = Math.ceil(m / tileM);
-    const tilesN = Math.ceil(n / tileN);
     const w = this.words();
     const p = (this.args + GEMM_ARGS) >> 2;
     w[p + GemmArg.m] = m;
@@ -165,15 +160,66 @@ export class WasmKernels {
     w[p + GemmArg.bColStride] = strided ? strided.bcs : tb ? k : 1;
     w[p + GemmArg.c] = out;
     w[p + GemmArg.ldc] = strided ? strided.ldc : n;
-    w[p + GemmArg.tileM] = tileM;
-    w[p + GemmArg.tileN] = tileN;
-    w[p + GemmArg.tilesM] = tilesM;
-    w[p + GemmArg.tilesN] = tilesN;
     w[p + GemmArg.batchTable] = table;
     w[p + GemmArg.scratch] = this.gemmScratch();
     w[p + GemmArg.scratchStride] = GEMM_SCRATCH_BYTES;
     w[p + GemmArg.accumulate] = strided?.accumulate ? 1 : 0;
-    this.run('gemm_task', mats * tilesM * tilesN, this.args + GEMM_ARGS, work);
+    if (mats === 1 && m >= 2 * SHARED_MIN_ROWS && this.tasksFor(work) > 1 && this.gemmSharedB(m, n, k, work)) return;
+    // One tile per matrix on one thread. With more, split columns first (each task then packs only its own
+    // part of B; A is small to repack by comparison), then rows, into whole 8-column panels and 4-row panels.
+    let tileM = m;
+    let tileN = n;
+    const perMatrix = Math.ceil(this.tasksFor(work) / mats);
+    if (perMatrix > 1) {
+      const tilesN = Math.min(perMatrix, Math.ceil(n / 8));
+      const tilesM = Math.min(Math.ceil(perMatrix / tilesN), Math.ceil(m / 4));
+      tileN = Math.ceil(n / tilesN / 8) * 8;
+      tileM = Math.ceil(m / tilesM / 4) * 4;
+    }
+    w[p + GemmArg.tileM] = tileM;
+    w[p + GemmArg.tileN] = tileN;
+    w[p + GemmArg.tilesM] = Math.ceil(m / tileM);
+    w[p + GemmArg.tilesN] = Math.ceil(n / tileN);
+    this.run('gemm_task', mats * Math.ceil(m / tileM) * Math.ceil(n / tileN), this.args + GEMM_ARGS, work);
+  }
+
+  /**
+   * One product across the threads with B packed once per column block into a shared buffer (see
+   * gemm-wasm.ts): fine row tiles balance the threads while A and B are each packed once, as on one thread.
+   * Returns false (nothing done) when the heap has no room for the buffer.
+   */
+  private gemmSharedB(m: number, n: number, k: number, work: number): boolean {
+    const nr = 4 * GEMM_SHAPE.nv;
+    const roundUp = (x: number, to: number) => Math.ceil(x / to) * to;
+    // Column block: as wide as the single-thread GEMM's (NC), narrower when K is long, so the buffer stays small.
+    const blockCols = Math.min(roundUp(n, nr), NC, Math.max(nr, Math.floor(SHARED_B_BYTES / (4 * k) / nr) * nr));
+    const bytes = k * blockCols * 4;
+    const packed = this.runtime.heap.alloc(bytes);
+    if (packed === null) return false;
+    try {
+      const target = SHARED_TASKS_PER_THREAD * this.threads;
+      const rowsPerTask = Math.min(MC, Math.max(SHARED_MIN_ROWS, roundUp(Math.ceil(m / target), GEMM_SHAPE.mr)));
+      const rowTasks = Math.ceil(m / rowsPerTask);
+      const w = this.words();
+      const p = (this.args + GEMM_ARGS) >> 2;
+      w[p + GemmArg.packed] = packed;
+      w[p + GemmArg.rowsPerTask] = rowsPerTask;
+      for (let jc = 0; jc < n; jc += blockCols) {
+        const nc = Math.min(blockCols, n - jc);
+        // Few row tiles (a short A): split the block's columns too, into whole panels.
+        const colTasks = rowTasks >= target ? 1 : Math.max(1, Math.min(Math.ceil(target / rowTasks), Math.floor(nc / SHARED_MIN_COLS)));
+        const colsPerTask = roundUp(Math.ceil(nc / colTasks), nr);
+        w[p + GemmArg.jc] = jc;
+        w[p + GemmArg.nc] = nc;
+        w[p + GemmArg.colsPerTask] = colsPerTask;
+        w[p + GemmArg.colTasks] = Math.ceil(nc / colsPerTask);
+        this.run('gemm_pack_task', Math.ceil(k / KC), this.args + GEMM_ARGS, work);
+        this.run('gemm_block_task', rowTasks * Math.ceil(nc / colsPerTask), this.args + GEMM_ARGS, work);
+      }
+    } finally {
+      this.runtime.heap.free(packed, bytes);
+    }
+    return true;
   }
 
   /**
@@ -270,7 +316,9 @@ export class WasmKernels {
       const w32 = this.words();
       const q = (this.args + WN_ARGS) >> 2;
       const work = out * inF * Math.max(r, 1);
-      const tasks = this.tasksFor(work);
+      // Tasks share nothing but the small packed factors, so many small ones cost nothing and balance threads
+      // that run at unequal speeds (a busy machine).
+      const tasks = this.tasksFor(work) > 1 ? SHARED_TASKS_PER_THREAD * threads : 1;
       const perTask = Math.ceil(out / tasks / (transposeW ? 8 : WN_ROWS)) * (transposeW ? 8 : WN_ROWS);
       w32[q + WnArg.out] = out;
       w32[q + WnArg.inF] = inF;
