@@ -40,14 +40,23 @@ if (isNode) {
   }
 }
 
+/** The part of a worker's ErrorEvent we use. */
+interface WebErrorEvent {
+  readonly message?: string;
+  preventDefault?(): void;
+}
+
 interface WebGlobals {
-  Worker?: new (url: string) => HostWorker & { onmessage: ((e: { data: unknown }) => void) | null; onerror: ((e: unknown) => void) | null };
+  Worker?: new (url: string) => HostWorker & { onmessage: ((e: { data: unknown }) => void) | null; onerror: ((e: WebErrorEvent) => void) | null };
   Blob?: new (parts: string[], options: { type: string }) => unknown;
   URL?: { createObjectURL(blob: unknown): string };
   crossOriginIsolated?: boolean;
   navigator?: { hardwareConcurrency?: number };
   document?: unknown;
 }
+
+/** One Blob URL per worker program for every pool of the page (never revoked: it is only the program's text). */
+const blobUrls = new Map<string, string>();
 
 /** The thread host of this environment, or null where workers cannot share memory with us. */
 export function threadHost(): ThreadHost | null {
@@ -73,10 +82,15 @@ export function threadHost(): ThreadHost | null {
       // A page's main thread may not block; a worker (where dorajs itself may run) may.
       canBlock: g.document === undefined,
       spawn(source, data, onMessage, onError) {
-        const url = WebURL.createObjectURL(new WebBlob([source], { type: 'text/javascript' }));
+        let url = blobUrls.get(source);
+        if (!url) blobUrls.set(source, (url = WebURL.createObjectURL(new WebBlob([source], { type: 'text/javascript' }))));
         const worker = new WebWorker(url);
         worker.onmessage = (e) => onMessage(e.data);
-        worker.onerror = onError;
+        // An ErrorEvent is not an Error: pass its message on, and keep the page from reporting it again.
+        worker.onerror = (e) => {
+          e.preventDefault?.();
+          onError(new Error(e.message || 'the worker script failed to load'));
+        };
         worker.postMessage(data);
         return worker;
       },
