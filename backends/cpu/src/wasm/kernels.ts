@@ -295,21 +295,13 @@ export class WasmKernels {
       const h = new Float32Array(this.runtime.buffer);
       const a4 = a >> 2;
       const b4 = b >> 2;
-      // Element (row, k) of U and (k, col) of V, as indices into the heap.
-      const uAt = transposeW ? (i: number, k: number) => a4 + k * inF + i : (i: number, k: number) => b4 + i * r + k;
-      const uScale = transposeW ? 1 : scale;
-      const vAt = transposeW ? (k: number, j: number) => b4 + j * r + k : (k: number, j: number) => a4 + k * inF + j;
-      const vScale = transposeW ? scale : 1;
-      for (let p = 0, d = u >> 2; p < uBytes / (WN_ROWS * r * 4); p++) {
-        for (let k = 0; k < r; k++) {
-          for (let t = 0; t < WN_ROWS; t++, d++) {
-            const i = p * WN_ROWS + t;
-            h[d] = i < uRows ? uScale * h[uAt(i, k)]! : 0;
-          }
-        }
-      }
-      for (let p = 0, d = vp >> 2; p < vBytes / (32 * r); p++) {
-        for (let k = 0; k < r; k++) for (let j = 0; j < 8; j++, d++) h[d] = vScale * h[vAt(k, p * 8 + j)]!;
+      // U element (row i, k) and V element (k, column j), as strides over the heap's float32 indices.
+      if (transposeW) {
+        packPanels(h, a4, 1, inF, uRows, r, WN_ROWS, 1, u >> 2, Math.ceil(uRows / WN_ROWS));
+        packPanels(h, b4, r, 1, vCols, r, 8, scale, vp >> 2, Math.floor(vCols / 8));
+      } else {
+        packPanels(h, b4, r, 1, uRows, r, WN_ROWS, scale, u >> 2, Math.ceil(uRows / WN_ROWS));
+        packPanels(h, a4, 1, inF, vCols, r, 8, 1, vp >> 2, Math.floor(vCols / 8));
       }
       if (transposeW) for (let i = 0; i < out * r; i++) h[(tail >> 2) + i] = scale * h[b4 + i]!;
 
@@ -480,6 +472,25 @@ export class WasmKernels {
     if (this.scratch) this.runtime.heap.free(this.scratch, this.scratchThreads * GEMM_SCRATCH_BYTES);
     this.scratch = 0;
     this.runtime.heap.free(this.args, ARGS_BYTES);
+  }
+}
+
+/**
+ * Packs `panels` panels of `width` lines, k-major: dst[p][k][t] = scale · h[src + (p·width + t)·lineStride +
+ * k·kStride] for lines below `lines` (zero past them), k < depth. Plain index loops: this runs on the calling
+ * thread before every weight norm, so it must not cost a closure call per element.
+ */
+function packPanels(h: Float32Array, src: number, lineStride: number, kStride: number, lines: number, depth: number, width: number, scale: number, dst: number, panels: number): void {
+  let d = dst;
+  for (let p = 0; p < panels; p++) {
+    const first = p * width;
+    const n = Math.min(width, lines - first);
+    for (let k = 0; k < depth; k++) {
+      let s = src + first * lineStride + k * kStride;
+      for (let t = 0; t < n; t++, s += lineStride) h[d + t] = scale * h[s]!;
+      for (let t = n; t < width; t++) h[d + t] = 0;
+      d += width;
+    }
   }
 }
 
