@@ -12,18 +12,7 @@ export async function down(backend: CpuBackend, data: CpuInfo['data'], shape: re
   return Array.from(await backend.download({ data, shape, dtype }));
 }
 
-/** Deterministic values in [-1, 1) (xorshift32). */
-export function seeded(n: number, seed = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
+export { seeded } from './seeded.js';
 
 /** Bit-for-bit equality (Object.is per element: NaN equals NaN, −0 differs from +0), cheap on long arrays. */
 export function expectSame(got: Float32Array, want: Float32Array): void {

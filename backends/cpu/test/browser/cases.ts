@@ -3,19 +3,7 @@
  * Node side (test/browser.test.ts, which computes its own reference). No vitest here: it is bundled.
  */
 import type { CpuBackend, CpuInfo, CpuStorage } from '../../src/index.js';
-
-/** Deterministic values in [-1, 1) (xorshift32; the same generator as test/helpers.ts). */
-export function seeded(n: number, seed = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
+import { seeded } from '../seeded.js';
 
 type Up = (values: Float32Array, shape: number[]) => CpuInfo;
 
