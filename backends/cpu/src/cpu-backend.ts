@@ -33,7 +33,7 @@ import {
 } from '@dorajs/core';
 import { planBroadcast } from './kernels/broadcast.js';
 import { castInto, encodeScalar } from './kernels/cast.js';
-import { type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
+import { col2im as jsCol2im, type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry, im2col as jsIm2col } from './kernels/conv2d.js';
 import { gemm as jsGemm } from './kernels/gemm.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
 import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
@@ -510,6 +510,18 @@ export class CpuBackend implements Backend<CpuStorage> {
         const pc = bases.get(c);
         if (pa === undefined || pb === undefined || pc === undefined) return jsGemm(m, n, k, a, b, c, cOffset, ldc, accumulate);
         wasm.gemmStrided(m, n, k, pa + a.offset * 4, a.rowStride, a.colStride, pb + b.offset * 4, b.rowStride, b.colStride, pc + cOffset * 4, ldc, accumulate);
+      },
+      im2col: (x, xOffset, g, cols) => {
+        const px = bases.get(x);
+        const pc = bases.get(cols);
+        if (px === undefined || pc === undefined) return jsIm2col(x, xOffset, g, cols);
+        wasm.im2col(px + xOffset * 4, pc, g);
+      },
+      col2im: (cols, g, dx, dxOffset) => {
+        const pc = bases.get(cols);
+        const px = bases.get(dx);
+        if (px === undefined || pc === undefined) return jsCol2im(cols, g, dx, dxOffset);
+        wasm.col2im(pc, px + dxOffset * 4, g);
       },
       scratch: (n) => {
         const ptr = n > 0 ? heap.alloc(n * 4) : null;

@@ -11,12 +11,14 @@ import { gemm } from './gemm.js';
  */
 export interface ConvEnv {
   readonly gemm: typeof gemm;
+  readonly im2col: typeof im2col;
+  readonly col2im: typeof col2im;
   /** A zeroed or dirty buffer of n floats (im2col overwrites it); `free` gives it back. */
   scratch(n: number): Float32Array;
   free(buffer: Float32Array): void;
 }
 
-export const JS_CONV_ENV: ConvEnv = { gemm, scratch: (n) => new Float32Array(n), free: () => undefined };
+export const JS_CONV_ENV: ConvEnv = { gemm, im2col, col2im, scratch: (n) => new Float32Array(n), free: () => undefined };
 
 export interface ConvGeometry {
   readonly n: number;
@@ -69,7 +71,7 @@ function isPointwise(g: ConvGeometry): boolean {
 }
 
 /** cols[(c·KH + i)·KW + j, oy·OW + ox] = x[c, oy·sh − ph + i·dh, ox·sw − pw + j·dw] (0 outside). */
-function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, cols: Float32Array): void {
+export function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, cols: Float32Array): void {
   const { cg, h, w, kh, kw, oh, ow, p } = g;
   const [sh, sw] = p.stride;
   const [ph, pw] = p.padding;
@@ -96,7 +98,7 @@ function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, cols: Float32
 }
 
 /** The adjoint of im2col: dx[c, y, x] += every cols entry that was read from it. */
-function col2im(cols: Float32Array, g: ConvGeometry, dx: Float32Array, dxOffset: number): void {
+export function col2im(cols: Float32Array, g: ConvGeometry, dx: Float32Array, dxOffset: number): void {
   const { cg, h, w, kh, kw, oh, ow, p } = g;
   const [sh, sw] = p.stride;
   const [ph, pw] = p.padding;
@@ -155,7 +157,7 @@ function forEachImageGroup(g: ConvGeometry, env: ConvEnv, body: (s: GroupStep) =
 
 export function conv2dForward(x: Float32Array, wt: Float32Array, g: ConvGeometry, out: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
   forEachImageGroup(g, env, ({ xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
-    if (cols) im2col(x, xOffset, g, cols);
+    if (cols) env.im2col(x, xOffset, g, cols);
     const B = cols ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 } : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
     env.gemm(g.og, spatial, kDim, { data: wt, offset: wOffset, rowStride: kDim, colStride: 1 }, B, out, yOffset, spatial, false);
   });
@@ -167,7 +169,7 @@ export function conv2dInputGrad(dy: Float32Array, wt: Float32Array, g: ConvGeome
     const B = { data: dy, offset: yOffset, rowStride: spatial, colStride: 1 };
     if (cols) {
       env.gemm(kDim, spatial, g.og, A, B, cols, 0, spatial, false);
-      col2im(cols, g, dx, xOffset);
+      env.col2im(cols, g, dx, xOffset);
     } else {
       env.gemm(kDim, spatial, g.og, A, B, dx, xOffset, spatial, false);
     }
@@ -176,7 +178,7 @@ export function conv2dInputGrad(dy: Float32Array, wt: Float32Array, g: ConvGeome
 
 export function conv2dFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, dw: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
   forEachImageGroup(g, env, ({ b, xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
-    if (cols) im2col(x, xOffset, g, cols);
+    if (cols) env.im2col(x, xOffset, g, cols);
     // colsᵀ: element (q, r) of [spatial, kDim] is cols[r·spatial + q].
     const B = cols ? { data: cols, offset: 0, rowStride: 1, colStride: spatial } : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
     const A = { data: dy, offset: yOffset, rowStride: spatial, colStride: 1 };

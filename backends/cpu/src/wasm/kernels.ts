@@ -4,10 +4,12 @@
  * large enough to pay for waking it.
  */
 import { BackendError, sizeOf } from '@dorajs/core';
+import type { ConvGeometry } from '../kernels/conv2d.js';
 import { batchOffsets, type MatmulShapes } from '../kernels/matmul.js';
 import type { BroadcastPlan } from '../kernels/broadcast.js';
 import { EwArg, MAP_F64_AT, MapArg, RED_SCALE_AT, RedArg, type WasmBinaryOp, type WasmReduceOp, type WasmUnaryOp } from './elementwise-wasm.js';
 import { GEMM_SCRATCH_BYTES, GEMM_SHAPE, GemmArg, GemvArg, KC, MC, NC } from './gemm-wasm.js';
+import { ConvArg } from './im2col-wasm.js';
 import { WN_ROWS, WN_THREAD_SCRATCH, WnArg } from './weight-norm-wasm.js';
 import type { KernelVariant, TaskName, WasmRuntime } from './runtime.js';
 
@@ -19,7 +21,8 @@ const EW_ARGS = 384;
 const MAP_ARGS = 512;
 const RED_ARGS = 640;
 const UNIT_TABLE = 768;
-const ARGS_BYTES = 832;
+const CONV_ARGS = 832;
+const ARGS_BYTES = 896;
 /** Elements per row when one long row is cut into rows for tasks: 64 KiB of float32. */
 const ROW_CHUNK = 16384;
 /** Shared-B GEMM: the packed column block of B stays under this many bytes (16 MiB: K = 4096 at NC columns). */
@@ -267,6 +270,48 @@ export class WasmKernels {
     w[p + GemvArg.chunks] = Math.ceil(outputs / chunk);
     w[p + GemvArg.batchTable] = table;
     this.run('gemv_task', mats * Math.ceil(outputs / chunk), this.args + GEMV_ARGS, work);
+  }
+
+  /**
+   * conv2d's column matrix of one image's group of input planes (byte address x) into cols, or (`col2im`)
+   * its adjoint added into the planes at x; both are [cg·kh·kw, oh·ow] as in kernels/conv2d.ts.
+   */
+  im2col(x: number, cols: number, g: ConvGeometry): void {
+    const rows = g.cg * g.kh * g.kw;
+    const work = rows * g.oh * g.ow;
+    const tasks = Math.min(rows, this.tasksFor(work));
+    this.convArgs(x, cols, g, Math.ceil(rows / tasks));
+    this.run('im2col_task', Math.ceil(rows / Math.ceil(rows / tasks)), this.args + CONV_ARGS, work);
+  }
+
+  col2im(cols: number, x: number, g: ConvGeometry): void {
+    const work = g.cg * g.kh * g.kw * g.oh * g.ow;
+    // Tasks own whole channels: every row of a channel adds into that channel's plane only.
+    const tasks = Math.min(g.cg, this.tasksFor(work));
+    this.convArgs(x, cols, g, Math.ceil(g.cg / tasks));
+    this.run('col2im_task', Math.ceil(g.cg / Math.ceil(g.cg / tasks)), this.args + CONV_ARGS, work);
+  }
+
+  private convArgs(x: number, cols: number, g: ConvGeometry, perTask: number): void {
+    const w = this.words();
+    const q = (this.args + CONV_ARGS) >> 2;
+    const { p } = g;
+    w[q + ConvArg.x] = x;
+    w[q + ConvArg.cols] = cols;
+    w[q + ConvArg.cg] = g.cg;
+    w[q + ConvArg.h] = g.h;
+    w[q + ConvArg.w] = g.w;
+    w[q + ConvArg.kh] = g.kh;
+    w[q + ConvArg.kw] = g.kw;
+    w[q + ConvArg.oh] = g.oh;
+    w[q + ConvArg.ow] = g.ow;
+    w[q + ConvArg.sh] = p.stride[0];
+    w[q + ConvArg.sw] = p.stride[1];
+    w[q + ConvArg.ph] = p.padding[0];
+    w[q + ConvArg.pw] = p.padding[1];
+    w[q + ConvArg.dh] = p.dilation[0];
+    w[q + ConvArg.dw] = p.dilation[1];
+    w[q + ConvArg.perTask] = perTask;
   }
 
   /**

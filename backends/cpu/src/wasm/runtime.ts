@@ -13,6 +13,7 @@ import { ModuleBuilder } from './encoder.js';
 import { wasmFeatures } from './features.js';
 import { elementwiseTaskNames, emitElementwise } from './elementwise-wasm.js';
 import { emitGemm } from './gemm-wasm.js';
+import { emitIm2col } from './im2col-wasm.js';
 import { HeapAllocator } from './heap.js';
 import { emitWeightNorm } from './weight-norm-wasm.js';
 import { wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
@@ -27,7 +28,7 @@ const RESERVED = 1024;
 export type TaskFn = (task: number, args: number, tid: number) => void;
 
 /** Exports of the kernel module that the host calls (or hands to worker threads by name). */
-export const TASK_EXPORTS: readonly string[] = ['gemm_task', 'gemm_pack_task', 'gemm_block_task', 'gemv_task', 'wn_rows_task', 'wn_cols_task', ...elementwiseTaskNames()];
+export const TASK_EXPORTS: readonly string[] = ['gemm_task', 'gemm_pack_task', 'gemm_block_task', 'gemv_task', 'im2col_task', 'col2im_task', 'wn_rows_task', 'wn_cols_task', ...elementwiseTaskNames()];
 export type TaskName = string;
 
 export interface KernelVariant {
@@ -44,6 +45,7 @@ export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
   const mb = new ModuleBuilder({ initialPages: 1, maximumPages: MAX_PAGES, shared });
   emitGemm(mb, fma);
   emitWeightNorm(mb, fma);
+  emitIm2col(mb);
   emitElementwise(mb);
   return mb.bytes();
 }
