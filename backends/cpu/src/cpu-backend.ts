@@ -294,13 +294,12 @@ export class CpuBackend implements Backend<CpuStorage> {
     const x = this.readFloat(log ? 'logSoftmax' : 'softmax', a);
     if (a.shape.length === 0) throw new ShapeError(`cpu softmax: needs at least one axis, got a scalar`);
     const n = a.shape[a.shape.length - 1]!;
-    // log-softmax needs a logarithm per row, which wasm lacks: it stays on the typed-array kernel.
-    const wasm = !log && n > 0 ? this.wasmFor(a) : null;
+    const wasm = n > 0 ? this.wasmFor(a) : null;
     return this.output(
       'float32',
       x.length,
       (out, ptr) => {
-        if (wasm && ptr) wasm.softmax(a.data.ptr, ptr, x.length / n, n);
+        if (wasm && ptr) wasm.softmax(a.data.ptr, ptr, x.length / n, n, log);
         else softmaxInto(x, n, log, out as Float32Array);
       },
       false,

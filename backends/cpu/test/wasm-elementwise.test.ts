@@ -141,27 +141,30 @@ describe('wasm reductions', () => {
   }
 });
 
-describe('wasm softmax', () => {
-  it('matches the reference on long and short rows, ±1000 logits, −∞ masks and NaN/±∞ rows', async () => {
-    const spy = vi.spyOn(WasmKernels.prototype, 'softmax');
-    for (const n of [1, 3, 4, 17, 1000]) {
-      const rows = 6;
-      const v = seeded(rows * n, n);
-      for (let i = 0; i < n; i++) {
-        v[n + i] = i % 2 ? 1000 : -1000; // row 1: huge logits
-        if (i % 3 === 0) v[2 * n + i] = -Infinity; // row 2: masked entries
-        v[3 * n + i] = -Infinity; // row 3: all masked → NaN
-      }
-      v[4 * n] = NaN; // row 4: NaN → NaN
-      v[5 * n + n - 1] = Infinity; // row 5: +∞ → NaN
-      for (const [got, want] of await both((be, up) => be.softmax(up(v, [rows, n]), false), [rows, n])) {
-        for (let i = 0; i < got.length; i++) {
-          if (Number.isNaN(want[i]!)) expect(got[i]).toBeNaN();
-          else expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(want[i]!) + 1e-30);
+describe('wasm softmax and log-softmax', () => {
+  for (const log of [false, true]) {
+    it(`${log ? 'log-softmax' : 'softmax'} matches the reference on long and short rows, ±1000 logits, −∞ masks and NaN/±∞ rows`, async () => {
+      const spy = vi.spyOn(WasmKernels.prototype, 'softmax');
+      for (const n of [1, 3, 4, 17, 1000, 5003]) {
+        const rows = 6;
+        const v = seeded(rows * n, n);
+        for (let i = 0; i < n; i++) {
+          v[n + i] = i % 2 ? 1000 : -1000; // row 1: huge logits
+          if (i % 3 === 0) v[2 * n + i] = -Infinity; // row 2: masked entries
+          v[3 * n + i] = -Infinity; // row 3: all masked → NaN
+        }
+        v[4 * n] = NaN; // row 4: NaN → NaN
+        v[5 * n + n - 1] = Infinity; // row 5: +∞ → NaN
+        for (const [got, want] of await both((be, up) => be.softmax(up(v, [rows, n]), log), [rows, n])) {
+          for (let i = 0; i < got.length; i++) {
+            if (Number.isNaN(want[i]!)) expect(got[i]).toBeNaN();
+            else if (!Number.isFinite(want[i]!)) expect(got[i]).toBe(want[i]);
+            else expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual((log ? 3e-7 : 1e-6) * Math.abs(want[i]!) + (log ? 3e-7 : 1e-30));
+          }
         }
       }
-    }
-    expect(spy).toHaveBeenCalled();
-    spy.mockRestore();
-  });
+      expect(spy).toHaveBeenCalled();
+      spy.mockRestore();
+    });
+  }
 });

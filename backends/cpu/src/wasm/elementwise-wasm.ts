@@ -87,6 +87,7 @@ export function elementwiseTaskNames(): string[] {
     'map_dora_compose',
     ...REDUCE_OPS.flatMap((op) => [`red_rows_${op}`, `red_cols_${op}`]),
     'softmax_rows',
+    'log_softmax_rows',
   ];
 }
 
@@ -103,63 +104,114 @@ export function emitElementwise(mb: ModuleBuilder): void {
 }
 
 /**
- * softmax over each of `outer` rows of `len` (RedArg block): shifted by the row maximum (NaN-propagating, so
- * a row with NaN, +∞ or only −∞ comes out NaN as the reference's does), e^(x − max) with the float32 exp,
- * summed in float64 lanes, then scaled by the rounded reciprocal of the sum.
+ * softmax (or log-softmax) over each of `outer` rows of `len` (RedArg block): shifted by the row maximum
+ * (NaN-propagating, so a row with NaN, +∞ or only −∞ comes out NaN as the reference's does), e^(x − max)
+ * with the float32 exp, summed in float64 lanes. softmax then scales by the rounded reciprocal of the sum;
+ * log-softmax subtracts ln(sum) from x − max in float64 lanes and rounds once, as the reference does.
  */
 function emitSoftmax(mb: ModuleBuilder): void {
-  mb.func('softmax_rows', [i32, i32, i32], [], (c, [task, args]) => {
-    const arg = (w: number): Expr => I.load(args, w * 4);
-    const [r, r1, len, x0, o0, p, q, bend, vend, end] = c.localsOf(i32, 10);
-    const acc = c.localsOf(v128, 4) as Local[];
-    const [mv, e, t, lo, hi, tmp, sum, inv] = c.localsOf(v128, 8);
-    const m = c.local(f32Type);
-    const s = c.local(f32Type);
-    const tot = c.local(f64);
-    c.set(len, arg(RedArg.len));
-    c.set(r, I.mul(task, arg(RedArg.perTask)));
-    c.set(r1, minS(arg(RedArg.outer), I.add(r, arg(RedArg.perTask))));
-    c.for(r, r, r1, 1, () => {
-      c.set(x0, I.add(arg(RedArg.x), I.shl(I.mul(r, len), 2)));
-      c.set(o0, I.add(arg(RedArg.out), I.shl(I.mul(r, len), 2)));
-      c.set(end, I.add(x0, I.shl(len, 2)));
-      c.set(bend, I.add(x0, I.shl(I.and(len, -16), 2)));
-      c.set(vend, I.add(x0, I.shl(I.and(len, -4), 2)));
-      // The row maximum.
-      c.set(m, F32.load(x0));
-      for (const a of acc) c.set(a, V.splat(m));
-      c.forU(p, x0, bend, 64, () => {
-        for (let k = 0; k < 4; k++) c.set(acc[k]!, V.max(acc[k]!, V.load(p, k * 16)));
+  for (const log of [false, true]) {
+    mb.func(log ? 'log_softmax_rows' : 'softmax_rows', [i32, i32, i32], [], (c, [task, args]) => {
+      const arg = (w: number): Expr => I.load(args, w * 4);
+      const [r, r1, len, x0, o0, p, q, bend, vend, end] = c.localsOf(i32, 10);
+      const acc = c.localsOf(v128, 4) as Local[];
+      const [mv, e, t, lo, hi, tmp, sum, inv] = c.localsOf(v128, 8);
+      const m = c.local(f32Type);
+      const s = c.local(f32Type);
+      const tot = c.local(f64);
+      c.set(len, arg(RedArg.len));
+      c.set(r, I.mul(task, arg(RedArg.perTask)));
+      c.set(r1, minS(arg(RedArg.outer), I.add(r, arg(RedArg.perTask))));
+      c.for(r, r, r1, 1, () => {
+        c.set(x0, I.add(arg(RedArg.x), I.shl(I.mul(r, len), 2)));
+        c.set(o0, I.add(arg(RedArg.out), I.shl(I.mul(r, len), 2)));
+        c.set(end, I.add(x0, I.shl(len, 2)));
+        c.set(bend, I.add(x0, I.shl(I.and(len, -16), 2)));
+        c.set(vend, I.add(x0, I.shl(I.and(len, -4), 2)));
+        // The row maximum.
+        c.set(m, F32.load(x0));
+        for (const a of acc) c.set(a, V.splat(m));
+        c.forU(p, x0, bend, 64, () => {
+          for (let k = 0; k < 4; k++) c.set(acc[k]!, V.max(acc[k]!, V.load(p, k * 16)));
+        });
+        c.forU(p, p, vend, 16, () => c.set(acc[0]!, V.max(acc[0]!, V.load(p))));
+        c.forU(p, p, end, 4, () => c.set(m, F32.max(m, F32.load(p))));
+        c.set(acc[0]!, V.max(V.max(acc[0]!, acc[1]!), V.max(acc[2]!, acc[3]!)));
+        c.set(m, F32.max(F32.max(F32.max(V.lane(acc[0]!, 0), V.lane(acc[0]!, 1)), F32.max(V.lane(acc[0]!, 2), V.lane(acc[0]!, 3))), m));
+        c.set(mv, V.splat(m));
+        // e = e^(x − max) and its sum in float64 lanes; softmax keeps e in place of the result.
+        c.set(sum, V.zero);
+        c.set(q, o0);
+        c.forU(p, x0, vend, 16, () => {
+          c.set(t, V.sub(V.load(p), mv));
+          c.set(e, vExp(t, t));
+          if (!log) c.storeV(q, e);
+          widen(c, e, lo, hi, tmp);
+          c.set(sum, V.dadd(sum, V.dadd(lo, hi)));
+          c.set(q, I.add(q, 16));
+        });
+        c.set(tot, F64.add(V.dlane(sum, 0), V.dlane(sum, 1)));
+        c.forU(p, p, end, 4, () => {
+          c.set(t, V.splat(F32.sub(F32.load(p), m)));
+          c.set(s, V.lane(vExp(t, t), 0));
+          if (!log) c.storeF32(q, s);
+          c.set(tot, F64.add(tot, F64.promote(s)));
+          c.set(q, I.add(q, 4));
+        });
+        if (!log) {
+          c.set(inv, V.splat(F32.demote(F64.div(F64.const(1), tot))));
+          c.forU(q, o0, I.add(o0, I.shl(I.and(len, -4), 2)), 16, () => c.storeV(q, V.mul(V.load(q), inv)));
+          c.forU(q, q, I.add(o0, I.shl(len, 2)), 4, () => c.storeF32(q, F32.mul(F32.load(q), V.lane(inv, 0))));
+          return;
+        }
+        // out = (x − max) − ln(sum), in float64 lanes: inv holds (max + ln sum) twice.
+        c.set(tot, F64.add(F64.promote(m), lnF64(c, tot)));
+        c.set(inv, V.dsplat(tot));
+        c.set(q, o0);
+        c.forU(p, x0, vend, 16, () => {
+          widen(c, V.load(p), lo, hi, tmp);
+          c.storeV(q, narrow(V.dsub(lo, inv), V.dsub(hi, inv)));
+          c.set(q, I.add(q, 16));
+        });
+        c.forU(p, p, end, 4, () => {
+          c.storeF32(q, F32.demote(F64.sub(F64.promote(F32.load(p)), tot)));
+          c.set(q, I.add(q, 4));
+        });
       });
-      c.forU(p, p, vend, 16, () => c.set(acc[0]!, V.max(acc[0]!, V.load(p))));
-      c.forU(p, p, end, 4, () => c.set(m, F32.max(m, F32.load(p))));
-      c.set(acc[0]!, V.max(V.max(acc[0]!, acc[1]!), V.max(acc[2]!, acc[3]!)));
-      c.set(m, F32.max(F32.max(F32.max(V.lane(acc[0]!, 0), V.lane(acc[0]!, 1)), F32.max(V.lane(acc[0]!, 2), V.lane(acc[0]!, 3))), m));
-      c.set(mv, V.splat(m));
-      // e = e^(x − max), stored in place of the result, and its sum in float64 lanes.
-      c.set(sum, V.zero);
-      c.set(q, o0);
-      c.forU(p, x0, vend, 16, () => {
-        c.set(t, V.sub(V.load(p), mv));
-        c.set(e, vExp(t, t));
-        c.storeV(q, e);
-        widen(c, e, lo, hi, tmp);
-        c.set(sum, V.dadd(sum, V.dadd(lo, hi)));
-        c.set(q, I.add(q, 16));
-      });
-      c.set(tot, F64.add(V.dlane(sum, 0), V.dlane(sum, 1)));
-      c.forU(p, p, end, 4, () => {
-        c.set(t, V.splat(F32.sub(F32.load(p), m)));
-        c.set(s, V.lane(vExp(t, t), 0));
-        c.storeF32(q, s);
-        c.set(tot, F64.add(tot, F64.promote(s)));
-        c.set(q, I.add(q, 4));
-      });
-      c.set(inv, V.splat(F32.demote(F64.div(F64.const(1), tot))));
-      c.forU(q, o0, I.add(o0, I.shl(I.and(len, -4), 2)), 16, () => c.storeV(q, V.mul(V.load(q), inv)));
-      c.forU(q, q, I.add(o0, I.shl(len, 2)), 4, () => c.storeF32(q, F32.mul(F32.load(q), V.lane(inv, 0))));
+    });
+  }
+}
+
+/**
+ * ln(s) in float64 for the sum of a softmax row (s ≥ 1, or NaN): s = 2^k·f with f in [1, 2) by exact halvings,
+ * then ln f = 2·atanh(z), z = (f − 1)/(f + 1) < 1/3, by its odd series to 1e-17. Once per row, so a loop is fine.
+ */
+function lnF64(c: Code, s: Local): Expr {
+  const f = c.local(f64);
+  const k = c.local(f64);
+  const z = c.local(f64);
+  const z2 = c.local(f64);
+  const term = c.local(f64);
+  const acc = c.local(f64);
+  const n = c.local(i32);
+  c.set(f, s).set(k, F64.const(0));
+  c.block(() => {
+    c.loop(() => {
+      c.brIf(1, I.eqz(F64.ge(f, F64.const(2))));
+      c.set(f, F64.mul(f, F64.const(0.5)));
+      c.set(k, F64.add(k, F64.const(1)));
+      c.br(0);
     });
   });
+  c.set(z, F64.div(F64.sub(f, F64.const(1)), F64.add(f, F64.const(1))));
+  c.set(z2, F64.mul(z, z));
+  c.set(term, z).set(acc, F64.const(0));
+  // Σ z^(2n+1)/(2n+1) for n < 18: the first omitted term is below 3^-37 / 37.
+  c.for(n, 0, 18, 1, () => {
+    c.set(acc, F64.add(acc, F64.div(term, F64.fromI32(I.add(I.shl(n, 1), 1)))));
+    c.set(term, F64.mul(term, z2));
+  });
+  return F64.add(F64.mul(k, F64.const(Math.LN2)), F64.mul(F64.const(2), acc));
 }
 
 function vBinary(op: WasmBinaryOp, a: Expr, b: Expr): Expr {

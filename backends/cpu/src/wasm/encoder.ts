@@ -324,6 +324,7 @@ export const F64 = {
   max: binop(0xa5),
   lt: binop(0x63),
   gt: binop(0x64),
+  ge: binop(0x66),
   ne: binop(0x62),
   promote: unop(0xbb),
   fromI32: unop(0xb7),

@@ -499,7 +499,8 @@ export class WasmKernels {
   }
 
   /** out = softmax of each of `rows` rows of `n` float32 values (n ≥ 1). */
-  softmax(x: number, out: number, rows: number, n: number): void {
+  /** softmax (or log-softmax) over each of `rows` rows of n floats. */
+  softmax(x: number, out: number, rows: number, n: number, log = false): void {
     if (rows === 0) return;
     const w = this.words();
     const q = (this.args + RED_ARGS) >> 2;
@@ -510,7 +511,7 @@ export class WasmKernels {
     // exp costs about ten multiply-adds per element: count that as the work.
     const tasks = Math.min(rows, this.tasksFor(rows * n * 10));
     w[q + RedArg.perTask] = Math.ceil(rows / tasks);
-    this.run('softmax_rows', Math.ceil(rows / Math.ceil(rows / tasks)), this.args + RED_ARGS, rows * n * 10);
+    this.run(log ? 'log_softmax_rows' : 'softmax_rows', Math.ceil(rows / Math.ceil(rows / tasks)), this.args + RED_ARGS, rows * n * 10);
   }
 
   dispose(): void {
