@@ -15,7 +15,7 @@ const wasm = [createCpuBackend({ kernels: 'wasm', threads: 1 }), createCpuBacken
 afterAll(() => wasm.forEach((b) => b.dispose()));
 
 const SPECIAL = [0, -0, 1, -1, 0.5, 3, NaN, Infinity, -Infinity, 1e-30, -1e30, 2.5e-39, 88.7, 88.73, -87.4, -103, -104, 20, -20, 0.34657359];
-const APPROXIMATE = new Set<string>(['exp', 'sigmoid', 'silu']);
+const APPROXIMATE = new Set<string>(['exp', 'sigmoid', 'silu', 'tanh', 'geluTanh']);
 
 function values(n: number, seed: number): Float32Array {
   const v = seeded(n, seed);
@@ -99,6 +99,28 @@ describe('wasm elementwise kernels', () => {
       const want = Math.fround(Math.exp(x[i]!));
       if (want === Infinity || want === 0) expect(got[i]).toBe(want);
       else expect(Math.abs(got[i]! - want)).toBeLessThanOrEqual(3 * 2 ** -23 * want + 2 ** -147);
+    }
+  });
+
+  it('tanh is within 2 ulp over its whole range; geluTanh within 3 ulp plus the float32 rounding of u amplified by e^2u', async () => {
+    const n = 40_001;
+    const x = Float32Array.from({ length: n }, (_, i) => -12 + (24 * i) / (n - 1));
+    const be = wasm[0]!;
+    const input = be.upload(x, [n], 'float32');
+    const tanh = be.unary('tanh', { data: input, shape: [n], dtype: 'float32' });
+    const gelu = be.unary('geluTanh', { data: input, shape: [n], dtype: 'float32' });
+    const [gotTanh, gotGelu] = [await be.download({ data: tanh, shape: [n], dtype: 'float32' }), await be.download({ data: gelu, shape: [n], dtype: 'float32' })];
+    for (const h of [input, tanh, gelu]) be.release(h);
+    const ulp = 2 ** -23;
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      const wantTanh = Math.fround(Math.tanh(v));
+      expect(Math.abs(gotTanh[i]! - wantTanh)).toBeLessThanOrEqual(2 * ulp * Math.abs(wantTanh));
+      const u = Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v);
+      const wantGelu = Math.fround(v / (1 + Math.exp(-2 * u)));
+      // u is rounded to float32 before e^−2|u|, a relative error of ≈ 2|u| ulp where the output is tiny.
+      const bound = (3 + 2 * Math.max(0, -2 * u)) * ulp * Math.abs(wantGelu) + 2 ** -140;
+      expect(Math.abs(gotGelu[i]! - wantGelu)).toBeLessThanOrEqual(bound);
     }
   });
 

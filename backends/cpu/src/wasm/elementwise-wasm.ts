@@ -12,7 +12,7 @@ import { type Code, type Expr, f32 as f32Type, F32, f64, F64, I, i32, type Local
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'greater', 'equal'] as const;
 export type WasmBinaryOp = (typeof BINARY_OPS)[number];
-export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu'] as const;
+export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu', 'tanh', 'geluTanh'] as const;
 export type WasmUnaryOp = (typeof UNARY_OPS)[number];
 export function isWasmBinary(op: string): op is WasmBinaryOp {
   return (BINARY_OPS as readonly string[]).includes(op);
@@ -340,8 +340,35 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
       const q = V.div(x, V.add(one, vExp(t, t)));
       return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
     }
+    case 'tanh': {
+      // Cephes' tanhf: below |x| = 0.625 an odd polynomial (no cancellation near 0, −0 kept); above,
+      // 1 − 2/(e^2|x| + 1) with x's sign (e^2|x| saturates to 1 exactly far out; NaN stays NaN).
+      const a = c.local(v128);
+      c.set(a, V.abs(x));
+      const far = V.sub(one, V.div(V.constF32(2), V.add(vExp(V.add(a, a), t), one)));
+      const z = V.mul(x, x);
+      let p: Expr = V.constF32(TANH_P[0]!);
+      for (const k of TANH_P.slice(1)) p = V.add(V.mul(p, z), V.constF32(k));
+      // x·(1 + z·P) rather than x + x·z·P: the same within an ulp, and tanh(−0) stays −0.
+      const near = V.mul(x, V.add(one, V.mul(p, z)));
+      return V.bitselect(V.or(far, V.and(x, V.constF32(-0))), near, V.ge(a, V.constF32(0.625)));
+    }
+    case 'geluTanh': {
+      // x·½(1 + tanh u) = x·σ(2u), u = √(2/π)·(x + 0.044715·x³): with E = e^−|2u| ≤ 1 (never overflows),
+      // x/(1 + E) for u ≥ 0 and x·E/(1 + E) below, so the far negative tail keeps its relative accuracy
+      // down to subnormals; −0 at −∞ as the reference.
+      const v = c.local(v128);
+      c.set(v, V.mul(V.constF32(2 * Math.sqrt(2 / Math.PI)), V.add(x, V.mul(V.constF32(0.044715), V.mul(x, V.mul(x, x))))));
+      c.set(t, V.neg(V.abs(v)));
+      c.set(t, vExp(t, t));
+      const q = V.div(V.bitselect(V.mul(x, t), x, V.lt(v, V.zero)), V.add(one, t));
+      return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
+    }
   }
 }
+
+/** Cephes' tanhf polynomial: tanh x ≈ x + x·z·P(z), z = x², on |x| < 0.625. */
+const TANH_P = [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1];
 
 /** Cephes' expf coefficients: e^r ≈ 1 + r + r²·P(r) on |r| ≤ ln2/2, within 1 ulp of float32. */
 const EXP_P = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
@@ -397,6 +424,8 @@ function sUnary(op: WasmUnaryOp, x: Local): Expr | null {
     case 'exp':
     case 'sigmoid':
     case 'silu':
+    case 'tanh':
+    case 'geluTanh':
       return null;
   }
 }
