@@ -15,7 +15,7 @@ const wasm = [createCpuBackend({ kernels: 'wasm', threads: 1 }), createCpuBacken
 afterAll(() => wasm.forEach((b) => b.dispose()));
 
 const SPECIAL = [0, -0, 1, -1, 0.5, 3, NaN, Infinity, -Infinity, 1e-30, -1e30, 2.5e-39, 88.7, 88.73, -87.4, -103, -104, 20, -20, 0.34657359];
-const APPROXIMATE = new Set<string>(['exp', 'sigmoid', 'silu', 'tanh', 'geluTanh']);
+const APPROXIMATE = new Set<string>(['exp', 'sigmoid', 'silu', 'tanh', 'geluTanh', 'log']);
 
 function values(n: number, seed: number): Float32Array {
   const v = seeded(n, seed);
@@ -100,6 +100,26 @@ describe('wasm elementwise kernels', () => {
       if (want === Infinity || want === 0) expect(got[i]).toBe(want);
       else expect(Math.abs(got[i]! - want)).toBeLessThanOrEqual(3 * 2 ** -23 * want + 2 ** -147);
     }
+  });
+
+  it('log is within 2 ulp from the smallest subnormal to the largest float, and exact at 0, 1, ±∞, negatives and NaN', async () => {
+    const n = 60_001;
+    // Logarithmically spaced over all positive floats, plus a dense run around 1 (where ln x → 0).
+    const x = Float32Array.from({ length: n }, (_, i) => (i < 40_000 ? 2 ** (-149 + (276.99 * i) / 39_999) : 0.5 + (1.5 * (i - 40_000)) / 20_000));
+    const specials = Float32Array.from([0, -0, 1, Infinity, -Infinity, -1, -1e-30, Number.NaN]);
+    const be = wasm[0]!;
+    const input = be.upload(x, [n], 'float32');
+    const spec = be.upload(specials, [specials.length], 'float32');
+    const h = be.unary('log', { data: input, shape: [n], dtype: 'float32' });
+    const hs = be.unary('log', { data: spec, shape: [specials.length], dtype: 'float32' });
+    const got = await be.download({ data: h, shape: [n], dtype: 'float32' });
+    const gotSpecial = await be.download({ data: hs, shape: [specials.length], dtype: 'float32' });
+    for (const t of [input, spec, h, hs]) be.release(t);
+    for (let i = 0; i < n; i++) {
+      const want = Math.fround(Math.log(x[i]!));
+      expect(Math.abs(got[i]! - want)).toBeLessThanOrEqual(2 * 2 ** -23 * Math.abs(want) + 2 ** -149);
+    }
+    for (let i = 0; i < specials.length; i++) expect(gotSpecial[i]).toBe(Math.fround(Math.log(specials[i]!)));
   });
 
   it('tanh is within 2 ulp over its whole range; geluTanh within 3 ulp plus the float32 rounding of u amplified by e^2u', async () => {

@@ -12,7 +12,7 @@ import { type Code, type Expr, f32 as f32Type, F32, f64, F64, I, i32, type Local
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'greater', 'equal'] as const;
 export type WasmBinaryOp = (typeof BINARY_OPS)[number];
-export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu', 'tanh', 'geluTanh'] as const;
+export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu', 'tanh', 'geluTanh', 'log'] as const;
 export type WasmUnaryOp = (typeof UNARY_OPS)[number];
 export function isWasmBinary(op: string): op is WasmBinaryOp {
   return (BINARY_OPS as readonly string[]).includes(op);
@@ -340,6 +340,8 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
       const q = V.div(x, V.add(one, vExp(t, t)));
       return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
     }
+    case 'log':
+      return vLog(c, x);
     case 'tanh': {
       // Cephes' tanhf: below |x| = 0.625 an odd polynomial (no cancellation near 0, −0 kept); above,
       // 1 − 2/(e^2|x| + 1) with x's sign (e^2|x| saturates to 1 exactly far out; NaN stays NaN).
@@ -365,6 +367,36 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
       return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
     }
   }
+}
+
+/** Cephes' logf polynomial: ln(1 + t) ≈ t − t²/2 + t³·P(t) on t ∈ [√½ − 1, √2 − 1). */
+const LOG_P = [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1];
+
+/**
+ * ln x in float32 lanes (Cephes' logf): x = 2^e·m with m in [√½, √2) from the bits (subnormals scaled by 2²³
+ * first), then t = m − 1 and ln x = t − t²/2 + t³·P(t) + e·ln2 (ln2 split in two). 0 → −∞, +∞ → +∞,
+ * negatives and NaN → NaN, as Math.log.
+ */
+function vLog(c: Code, x: Local): Expr {
+  const [xs, e, m, t, z, small] = c.localsOf(v128, 6);
+  const sub = V.lt(x, V.constF32(2 ** -126));
+  c.set(xs, V.bitselect(V.mul(x, V.constF32(2 ** 23)), x, sub));
+  // frexp: m in [½, 1), e its exponent (−23 more for a scaled subnormal).
+  c.set(e, V.iadd(V.isub(V.ishrS(xs, 23), V.constI32(126)), V.bitselect(V.constI32(-23), V.zero, sub)));
+  c.set(m, V.or(V.and(xs, V.constI32(0x007fffff)), V.constI32(0x3f000000)));
+  c.set(small, V.lt(m, V.constF32(Math.SQRT1_2)));
+  // Below √½: m·2 − 1 and one less in e (the all-ones mask is −1).
+  c.set(e, V.iadd(e, small));
+  c.set(t, V.bitselect(V.sub(V.add(m, m), V.constF32(1)), V.sub(m, V.constF32(1)), small));
+  c.set(z, V.mul(t, t));
+  let p: Expr = V.constF32(LOG_P[0]!);
+  for (const k of LOG_P.slice(1)) p = V.add(V.mul(p, t), V.constF32(k));
+  c.set(m, V.fromI32(e));
+  const y = V.sub(V.add(V.mul(V.mul(p, t), z), V.mul(m, V.constF32(-2.12194440e-4))), V.mul(z, V.constF32(0.5)));
+  c.set(t, V.add(V.add(t, y), V.mul(m, V.constF32(0.693359375))));
+  c.set(t, V.bitselect(V.constF32(-Infinity), t, V.eq(x, V.zero)));
+  c.set(t, V.bitselect(V.constF32(Infinity), t, V.eq(x, V.constF32(Infinity))));
+  return V.bitselect(V.constF32(Number.NaN), t, V.or(V.lt(x, V.zero), V.ne(x, x)));
 }
 
 /** Cephes' tanhf polynomial: tanh x ≈ x + x·z·P(z), z = x², on |x| < 0.625. */
@@ -426,6 +458,7 @@ function sUnary(op: WasmUnaryOp, x: Local): Expr | null {
     case 'silu':
     case 'tanh':
     case 'geluTanh':
+    case 'log':
       return null;
   }
 }

@@ -384,6 +384,8 @@ export const V = {
   nearest: vunop(0x6a),
   /** f32x4 → i32x4, truncating, NaN → 0, saturating. */
   truncSat: vunop(0xf8),
+  /** f32x4.convert_i32x4_s. */
+  fromI32: vunop(0xfa),
   iadd: vbinop(0xae),
   isub: vbinop(0xb1),
   ishl: (a: Expr, n: Expr) => (c: Code) => void c.push(a).push(n).simd(0xab),
