@@ -12,7 +12,7 @@ import { type Code, type Expr, f32 as f32Type, F32, f64, F64, I, i32, type Local
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'greater', 'equal'] as const;
 export type WasmBinaryOp = (typeof BINARY_OPS)[number];
-export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu', 'tanh', 'geluTanh', 'log'] as const;
+export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu', 'tanh', 'geluTanh', 'log', 'erf', 'gelu'] as const;
 export type WasmUnaryOp = (typeof UNARY_OPS)[number];
 export function isWasmBinary(op: string): op is WasmBinaryOp {
   return (BINARY_OPS as readonly string[]).includes(op);
@@ -342,6 +342,26 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
     }
     case 'log':
       return vLog(c, x);
+    case 'erf': {
+      // |x| ≤ 1: x·T(x²); beyond: ±(1 − erfc|x|). NaN stays NaN, ±∞ → ±1.
+      const a = c.local(v128);
+      c.set(a, V.abs(x));
+      c.set(t, vErfcTail(c, a, 1));
+      const far = V.or(V.sub(one, t), V.and(x, V.constF32(-0)));
+      return V.bitselect(V.mul(x, vPoly(V.mul(x, x), ERF_T)), far, V.le(a, one));
+    }
+    case 'gelu': {
+      // ½·x·erfc(−x/√2) as the reference: the far negative tail is erfc's own small value, no cancellation.
+      const y = c.local(v128);
+      const a = c.local(v128);
+      c.set(y, V.mul(x, V.constF32(-Math.SQRT1_2)));
+      c.set(a, V.abs(x));
+      c.set(t, vErfcTail(c, a, 0.5));
+      const near = V.sub(one, V.mul(y, vPoly(V.mul(y, y), ERF_T)));
+      const far = V.bitselect(V.sub(V.constF32(2), t), t, V.lt(y, V.zero));
+      const q = V.mul(V.mul(V.constF32(0.5), x), V.bitselect(near, far, V.lt(V.abs(y), one)));
+      return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
+    }
     case 'tanh': {
       // Cephes' tanhf: below |x| = 0.625 an odd polynomial (no cancellation near 0, −0 kept); above,
       // 1 − 2/(e^2|x| + 1) with x's sign (e^2|x| saturates to 1 exactly far out; NaN stays NaN).
@@ -367,6 +387,41 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
       return V.bitselect(V.constF32(-0), q, V.eq(x, V.constF32(-Infinity)));
     }
   }
+}
+
+/** Cephes' erff: erf x ≈ x·T(x²) on |x| ≤ 1. */
+const ERF_T = [7.853861353153693e-5, -8.010193625184903e-4, 5.188327685732524e-3, -2.685381193529856e-2, 1.128358514861418e-1, -3.7612625824233e-1, 1.12837916572671];
+/** Cephes' erfcf: erfc a ≈ e^−a²·(1/a)·P(1/a²) on [1, 2), R(1/a²) beyond. */
+const ERFC_P = [2.326819970068386e-2, -1.387039388740657e-1, 3.687424674597105e-1, -5.824733027278666e-1, 6.210004621745983e-1, -4.944515323274145e-1, 3.404879937665872e-1, -2.741127028184656e-1, 5.638259427386472e-1];
+const ERFC_R = [-1.047766399936249e1, 1.297719955372516e1, -7.495518717768503, 2.921019019210786, -1.0152652792027, 4.218463358204948e-1, -2.820767439740514e-1, 5.641895067754075e-1];
+
+/** Horner's rule over float32 lanes, highest coefficient first. */
+function vPoly(x: Expr, coefficients: readonly number[]): Expr {
+  let p: Expr = V.constF32(coefficients[0]!);
+  for (const k of coefficients.slice(1)) p = V.add(V.mul(p, x), V.constF32(k));
+  return p;
+}
+
+/**
+ * erfc y for y = a·√k ≥ 1, a ≥ 0 exact (k = 1 for erf, ½ for gelu's x/√2; lanes with y below 1 get a finite
+ * value the caller discards): e^−y² times Cephes' rational tail in 1/y. e^−y² is computed from a as
+ * e^−k·h²·e^−k·(a−h)(a+h), h = a's top 12 significant bits, so h² is exact and neither a²'s nor y's rounding
+ * enters the exponent (e^−y² would amplify it y²-fold). y is capped at 10.5, where erfc is below the
+ * smallest float32 (and ∞ − ∞ never happens). NaN stays NaN (min/max carry it).
+ */
+function vErfcTail(c: Code, a: Local, k: 1 | 0.5): Expr {
+  const [b, h, e1, e2, q] = c.localsOf(v128, 5);
+  const root = Math.sqrt(k);
+  c.set(b, V.min(V.max(a, V.constF32(1 / root)), V.constF32(10.5 / root)));
+  c.set(h, V.and(b, V.constI32(-4096)));
+  c.set(e1, V.mul(V.mul(h, h), V.constF32(-k)));
+  c.set(e1, vExp(e1, e1));
+  c.set(e2, V.mul(V.mul(V.sub(b, h), V.add(b, h)), V.constF32(-k)));
+  c.set(e2, vExp(e2, e2));
+  c.set(q, V.div(V.constF32(1), k === 1 ? b : V.mul(b, V.constF32(root))));
+  const z = V.mul(q, q);
+  const p = V.bitselect(vPoly(z, ERFC_P), vPoly(z, ERFC_R), V.gt(q, V.constF32(0.5)));
+  return V.mul(V.mul(V.mul(e1, e2), q), p);
 }
 
 /** Cephes' logf polynomial: ln(1 + t) ≈ t − t²/2 + t³·P(t) on t ∈ [√½ − 1, √2 − 1). */
@@ -459,6 +514,8 @@ function sUnary(op: WasmUnaryOp, x: Local): Expr | null {
     case 'tanh':
     case 'geluTanh':
     case 'log':
+    case 'erf':
+    case 'gelu':
       return null;
   }
 }
