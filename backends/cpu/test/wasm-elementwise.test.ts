@@ -46,6 +46,19 @@ async function both(f: (be: CpuBackend, up: (v: Float32Array, s: number[]) => { 
   return results;
 }
 
+/** One unary op on the first wasm backend: its output for `values`, nothing left allocated. */
+async function wasmUnary(op: UnaryOp, values: Float32Array): Promise<Float32Array> {
+  const be = wasm[0]!;
+  const input = be.upload(values, [values.length], 'float32');
+  const h = be.unary(op, { data: input, shape: [values.length], dtype: 'float32' });
+  try {
+    return (await be.download({ data: h, shape: [values.length], dtype: 'float32' })) as Float32Array;
+  } finally {
+    be.release(input);
+    be.release(h);
+  }
+}
+
 describe('wasm elementwise kernels', () => {
   const shapes: [number[], number[], number[]][] = [
     [[37], [37], [37]],
@@ -91,12 +104,7 @@ describe('wasm elementwise kernels', () => {
   it('exp is within 3 ulp of the correctly rounded value over its whole range, subnormals included', async () => {
     const n = 40_001;
     const x = Float32Array.from({ length: n }, (_, i) => -104 + (193 * i) / (n - 1));
-    const be = wasm[0]!;
-    const input = be.upload(x, [n], 'float32');
-    const h = be.unary('exp', { data: input, shape: [n], dtype: 'float32' });
-    const got = await be.download({ data: h, shape: [n], dtype: 'float32' });
-    be.release(input);
-    be.release(h);
+    const got = await wasmUnary('exp', x);
     for (let i = 0; i < n; i++) {
       const want = Math.fround(Math.exp(x[i]!));
       if (want === Infinity || want === 0) expect(got[i]).toBe(want);
@@ -109,14 +117,8 @@ describe('wasm elementwise kernels', () => {
     // Logarithmically spaced over all positive floats, plus a dense run around 1 (where ln x → 0).
     const x = Float32Array.from({ length: n }, (_, i) => (i < 40_000 ? 2 ** (-149 + (276.99 * i) / 39_999) : 0.5 + (1.5 * (i - 40_000)) / 20_000));
     const specials = Float32Array.from([0, -0, 1, Infinity, -Infinity, -1, -1e-30, Number.NaN]);
-    const be = wasm[0]!;
-    const input = be.upload(x, [n], 'float32');
-    const spec = be.upload(specials, [specials.length], 'float32');
-    const h = be.unary('log', { data: input, shape: [n], dtype: 'float32' });
-    const hs = be.unary('log', { data: spec, shape: [specials.length], dtype: 'float32' });
-    const got = await be.download({ data: h, shape: [n], dtype: 'float32' });
-    const gotSpecial = await be.download({ data: hs, shape: [specials.length], dtype: 'float32' });
-    for (const t of [input, spec, h, hs]) be.release(t);
+    const got = await wasmUnary('log', x);
+    const gotSpecial = await wasmUnary('log', specials);
     for (let i = 0; i < n; i++) {
       const want = Math.fround(Math.log(x[i]!));
       expect(Math.abs(got[i]! - want)).toBeLessThanOrEqual(2 * 2 ** -23 * Math.abs(want) + 2 ** -149);
@@ -128,24 +130,15 @@ describe('wasm elementwise kernels', () => {
     const n = 40_001;
     const x = Float32Array.from({ length: n }, (_, i) => -16 + (36 * i) / (n - 1));
     const specials = Float32Array.from([0, -0, Infinity, -Infinity, Number.NaN, 1, -1]);
-    const be = wasm[0]!;
-    const run = async (op: UnaryOp, v: Float32Array) => {
-      const input = be.upload(v, [v.length], 'float32');
-      const h = be.unary(op, { data: input, shape: [v.length], dtype: 'float32' });
-      const out = await be.download({ data: h, shape: [v.length], dtype: 'float32' });
-      be.release(input);
-      be.release(h);
-      return out;
-    };
     const ulp = 2 ** -23;
     for (const [op, reference, ulps] of [['erf', erf, 2], ['gelu', gelu, 10]] as const) {
-      const got = await run(op, x);
+      const got = await wasmUnary(op, x);
       // gelu's ulps: near x = −√2 (erfc = 1 − erf just below 1) erf's error is amplified ≈ 5×.
       for (let i = 0; i < n; i++) {
         const want = Math.fround(reference(x[i]!));
         expect(Math.abs(got[i]! - want)).toBeLessThanOrEqual(ulps * ulp * Math.abs(want) + 2 ** -140);
       }
-      const special = await run(op, specials);
+      const special = await wasmUnary(op, specials);
       for (let i = 0; i < specials.length; i++) {
         const want = Math.fround(reference(specials[i]!));
         if (Number.isFinite(want) && Math.abs(want) < 1) expect(Math.abs(special[i]! - want)).toBeLessThanOrEqual(ulps * ulp);
@@ -157,12 +150,7 @@ describe('wasm elementwise kernels', () => {
   it('tanh is within 2 ulp over its whole range; geluTanh within 3 ulp plus the float32 rounding of u amplified by e^2u', async () => {
     const n = 40_001;
     const x = Float32Array.from({ length: n }, (_, i) => -12 + (24 * i) / (n - 1));
-    const be = wasm[0]!;
-    const input = be.upload(x, [n], 'float32');
-    const tanh = be.unary('tanh', { data: input, shape: [n], dtype: 'float32' });
-    const gelu = be.unary('geluTanh', { data: input, shape: [n], dtype: 'float32' });
-    const [gotTanh, gotGelu] = [await be.download({ data: tanh, shape: [n], dtype: 'float32' }), await be.download({ data: gelu, shape: [n], dtype: 'float32' })];
-    for (const h of [input, tanh, gelu]) be.release(h);
+    const [gotTanh, gotGelu] = [await wasmUnary('tanh', x), await wasmUnary('geluTanh', x)];
     const ulp = 2 ** -23;
     for (let i = 0; i < n; i++) {
       const v = x[i]!;

@@ -120,9 +120,7 @@ function emitSoftmax(mb: ModuleBuilder): void {
       const s = c.local(f32Type);
       const tot = c.local(f64);
       c.set(len, arg(RedArg.len));
-      c.set(r, I.mul(task, arg(RedArg.perTask)));
-      c.set(r1, minS(arg(RedArg.outer), I.add(r, arg(RedArg.perTask))));
-      c.for(r, r, r1, 1, () => {
+      forTaskRows(c, args, task, r, r1, () => {
         c.set(x0, I.add(arg(RedArg.x), I.shl(I.mul(r, len), 2)));
         c.set(o0, I.add(arg(RedArg.out), I.shl(I.mul(r, len), 2)));
         c.set(end, I.add(x0, I.shl(len, 2)));
@@ -640,6 +638,13 @@ function emitDoraCompose(mb: ModuleBuilder): void {
   });
 }
 
+/** body() for each row r of this task: [task·perTask, min(outer, (task + 1)·perTask)) of the RedArg block. */
+function forTaskRows(c: Code, args: Local, task: Local, r: Local, r1: Local, body: () => void): void {
+  c.set(r, I.mul(task, I.load(args, RedArg.perTask * 4)));
+  c.set(r1, minS(I.load(args, RedArg.outer * 4), I.add(r, I.load(args, RedArg.perTask * 4))));
+  c.for(r, r, r1, 1, body);
+}
+
 /** Reduce each of `outer` contiguous rows of `len` (inner = 1). */
 function emitReduceRows(mb: ModuleBuilder, op: WasmReduceOp): void {
   mb.func(`red_rows_${op}`, [i32, i32, i32], [], (c, [task, args]) => {
@@ -650,9 +655,7 @@ function emitReduceRows(mb: ModuleBuilder, op: WasmReduceOp): void {
     const tot = c.local(f64);
     const s = c.local(f32Type);
     c.set(len, arg(RedArg.len));
-    c.set(r, I.mul(task, arg(RedArg.perTask)));
-    c.set(r1, minS(arg(RedArg.outer), I.add(r, arg(RedArg.perTask))));
-    c.for(r, r, r1, 1, () => {
+    forTaskRows(c, args, task, r, r1, () => {
       c.set(p, I.add(arg(RedArg.x), I.shl(I.mul(r, len), 2)));
       c.set(end, I.add(p, I.shl(len, 2)));
       c.set(bend, I.add(p, I.shl(I.and(len, op === 'sum' ? -64 : -16), 2)));
