@@ -14,6 +14,7 @@ import { WORKER_SOURCE } from '../src/wasm/worker-source.js';
 import { expectSame, seeded } from './helpers.js';
 
 type Up = (values: Float32Array, shape: number[]) => CpuInfo;
+const CONV = { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 } as const;
 type Kernel = (be: CpuBackend, up: Up) => CpuInfo['data'];
 
 /** Runs `kernel` on `be` with fresh uploads, returns its result and releases everything. */
@@ -49,6 +50,10 @@ describe('wasm kernels on worker threads', () => {
     // B packed once into a shared buffer: K long enough for two column blocks, A short enough to split columns.
     ['matmul 70×5000·(1000×5000)ᵀ', [70, 1000], (be, up) => be.matmul(up(seeded(70 * 5000, 10), [70, 5000]), up(seeded(1000 * 5000, 11), [1000, 5000]), { transposeB: true }, [70, 1000])],
     ['matmul (130×260)ᵀ·130×90', [260, 90], (be, up) => be.matmul(up(seeded(130 * 260, 12), [130, 260]), up(seeded(130 * 90, 13), [130, 90]), { transposeA: true }, [260, 90])],
+    // conv2d on the shared-B path (64+ rows): the filter gradient accumulates over the two images (C += A·B).
+    ['conv2d 2×8×20×20 ⊛ 3×3×8→72', [2, 72, 20, 20], (be, up) => be.conv2d(up(seeded(2 * 8 * 400, 14), [2, 8, 20, 20]), up(seeded(72 * 8 * 9, 15), [72, 8, 3, 3]), CONV, [2, 72, 20, 20])],
+    ['conv2d input gradient', [2, 8, 20, 20], (be, up) => be.conv2dBackpropInput(up(seeded(2 * 72 * 400, 16), [2, 72, 20, 20]), up(seeded(72 * 8 * 9, 15), [72, 8, 3, 3]), CONV, [2, 8, 20, 20])],
+    ['conv2d filter gradient', [72, 8, 3, 3], (be, up) => be.conv2dBackpropFilter(up(seeded(2 * 8 * 400, 14), [2, 8, 20, 20]), up(seeded(2 * 72 * 400, 16), [2, 72, 20, 20]), CONV, [72, 8, 3, 3])],
     ['GEMV 1×2000·2000×600', [1, 600], (be, up) => be.matmul(up(seeded(2000, 5), [1, 2000]), up(seeded(2000 * 600, 6), [2000, 600]), {}, [1, 600])],
     ['weightNorm 300×1000 r 8', [300], (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [300, 1000]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {})],
     ['weightNorm, W stored [1000, 300], r 8', [300], (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [1000, 300]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, { transposeW: true })],
