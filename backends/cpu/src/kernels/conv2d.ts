@@ -70,10 +70,14 @@ function isPointwise(g: ConvGeometry): boolean {
   return g.kh === 1 && g.kw === 1 && p.stride[0] === 1 && p.stride[1] === 1 && p.padding[0] === 0 && p.padding[1] === 0;
 }
 
-/** cols[(c·KH + i)·KW + j, oy·OW + ox] = x[c, oy·sh − ph + i·dh, ox·sw − pw + j·dw] (0 outside). */
-export function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, cols: Float32Array): void {
+/**
+ * The traversal im2col and col2im share: for every column row (c, i, j) and output row oy, `visit(q, src, x0)`
+ * with q the index in cols of (row, oy, 0), src the index in x of input row y = oy·sh − ph + i·dh (−1 when y
+ * is outside the image), and x0 = j·dw − pw the input column of ox = 0.
+ */
+function forEachColsRow(g: ConvGeometry, xOffset: number, visit: (q: number, src: number, x0: number) => void): void {
   const { cg, h, w, kh, kw, oh, ow, p } = g;
-  const [sh, sw] = p.stride;
+  const [sh] = p.stride;
   const [ph, pw] = p.padding;
   const [dh, dw] = p.dilation;
   let row = 0;
@@ -81,46 +85,33 @@ export function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, cols: 
     const plane = xOffset + c * h * w;
     for (let i = 0; i < kh; i++) {
       for (let j = 0; j < kw; j++, row++) {
-        let q = row * oh * ow;
-        for (let oy = 0; oy < oh; oy++) {
+        for (let oy = 0, q = row * oh * ow; oy < oh; oy++, q += ow) {
           const y = oy * sh - ph + i * dh;
-          if (y < 0 || y >= h) {
-            cols.fill(0, q, q + ow);
-            q += ow;
-            continue;
-          }
-          const src = plane + y * w;
-          for (let ox = 0, xx = j * dw - pw; ox < ow; ox++, xx += sw, q++) cols[q] = xx >= 0 && xx < w ? x[src + xx]! : 0;
+          visit(q, y < 0 || y >= h ? -1 : plane + y * w, j * dw - pw);
         }
       }
     }
   }
 }
 
+/** cols[(c·KH + i)·KW + j, oy·OW + ox] = x[c, oy·sh − ph + i·dh, ox·sw − pw + j·dw] (0 outside). */
+export function im2col(x: Float32Array, xOffset: number, g: ConvGeometry, cols: Float32Array): void {
+  const { w, ow } = g;
+  const sw = g.p.stride[1];
+  forEachColsRow(g, xOffset, (q, src, x0) => {
+    if (src < 0) cols.fill(0, q, q + ow);
+    else for (let ox = 0, xx = x0; ox < ow; ox++, xx += sw, q++) cols[q] = xx >= 0 && xx < w ? x[src + xx]! : 0;
+  });
+}
+
 /** The adjoint of im2col: dx[c, y, x] += every cols entry that was read from it. */
 export function col2im(cols: Float32Array, g: ConvGeometry, dx: Float32Array, dxOffset: number): void {
-  const { cg, h, w, kh, kw, oh, ow, p } = g;
-  const [sh, sw] = p.stride;
-  const [ph, pw] = p.padding;
-  const [dh, dw] = p.dilation;
-  let row = 0;
-  for (let c = 0; c < cg; c++) {
-    const plane = dxOffset + c * h * w;
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++, row++) {
-        let q = row * oh * ow;
-        for (let oy = 0; oy < oh; oy++) {
-          const y = oy * sh - ph + i * dh;
-          if (y < 0 || y >= h) {
-            q += ow;
-            continue;
-          }
-          const dst = plane + y * w;
-          for (let ox = 0, xx = j * dw - pw; ox < ow; ox++, xx += sw, q++) if (xx >= 0 && xx < w) dx[dst + xx]! += cols[q]!;
-        }
-      }
-    }
-  }
+  const { w, ow } = g;
+  const sw = g.p.stride[1];
+  forEachColsRow(g, dxOffset, (q, dst, x0) => {
+    if (dst < 0) return;
+    for (let ox = 0, xx = x0; ox < ow; ox++, xx += sw, q++) if (xx >= 0 && xx < w) dx[dst + xx]! += cols[q]!;
+  });
 }
 
 /** Per (image, group) of a conv: offsets and sizes every pass needs, plus the im2col scratch (null for 1×1). */

@@ -17,7 +17,7 @@ import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext, MatmulVariant } from '../context.js';
 import { memoProgram, type PendingOp, type Program } from '../runtime.js';
 import { broadcastStrides, grid, MAX_RANK, padTo, sizeOf } from '../shapes.js';
-import { bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, storageType } from '../wgsl/common.js';
+import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, storageType } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
 import { rowsProgram } from './rows.js';
 
@@ -65,20 +65,6 @@ const UNIFORMS = {
   scalars: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['batchRank', 'u32'], ['kChunk', 'u32'], ['splits', 'u32'], ['batch', 'u32'], ['escale', 'f32']],
   dims: 3 * MAX_RANK,
 } as const;
-
-/** WGSL giving `aBase`/`bBase` (element offsets of this batch's operands) from batch index `bz`. */
-const BATCH_OFFSETS = `
-fn batch_offsets(bz: u32) -> vec2<u32> {
-  var rem = bz;
-  var off = vec2<u32>(0u, 0u);
-  for (var dd = i32(P.batchRank) - 1; dd >= 0; dd--) {
-    let d = u32(dd);
-    let c = rem % dim(d);
-    rem = rem / dim(d);
-    off += c * vec2<u32>(dim(${MAX_RANK}u + d), dim(${2 * MAX_RANK}u + d));
-  }
-  return off;
-}`;
 
 /** Scalar element accessors honouring transposition and dtype, for the bounds-checked and simple programs. */
 function scalarAccessors(aType: DType, bType: DType, transA: boolean, transB: boolean): string {
@@ -248,6 +234,20 @@ ${loads('A', true)}
 ${loads('B', true)}
     }`;
 
+  // One K step of the double-buffered loop: prefetch the next tile into registers, multiply out of
+  // buffer `buf`, then store the prefetched tile into the other buffer. The loop body is two of these.
+  const pingPong = (buf: number): string => `      let more${buf} = t + 1u < nt;
+      k0 += ${BK}u;
+      if (more${buf}) {
+${tileLoads}
+      }
+${compute(buf)}
+      if (!more${buf}) { break; }
+${stores('A', 1 - buf)}
+${stores('B', 1 - buf)}
+      workgroupBarrier();
+      t += 1u;`;
+
   const storeLines = (checked: boolean): string => {
     const lines: string[] = [];
     for (let i = 0; i < TM; i++) {
@@ -342,28 +342,8 @@ ${stores('B', 0)}
     workgroupBarrier();
     var t = 0u;
     loop {
-      let more0 = t + 1u < nt;
-      k0 += ${BK}u;
-      if (more0) {
-${tileLoads}
-      }
-${compute(0)}
-      if (!more0) { break; }
-${stores('A', 1)}
-${stores('B', 1)}
-      workgroupBarrier();
-      t += 1u;
-      let more1 = t + 1u < nt;
-      k0 += ${BK}u;
-      if (more1) {
-${tileLoads}
-      }
-${compute(1)}
-      if (!more1) { break; }
-${stores('A', 0)}
-${stores('B', 0)}
-      workgroupBarrier();
-      t += 1u;
+${pingPong(0)}
+${pingPong(1)}
     }
   }
   if (interior) {

@@ -203,15 +203,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }`,
   };
-  const out = ctx.alloc('float32', a.t.size);
-  ctx.rt.dispatch({
-    program,
-    outputs: [out.buf],
-    inputs: [a.t.buf],
-    scalars: { rows, cols },
-    workgroups: grid(rows, ctx.rt.limits.maxComputeWorkgroupsPerDimension),
-  });
-  return out;
+  return dispatchPerRow(ctx, program, a, ctx.alloc('float32', a.t.size), rows, cols);
 }
 
 /** Index of the first maximum along the last axis (NaN never wins), int32. */
@@ -261,7 +253,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (lid == 0u) { out[row] = i32(select(bestI[0], 0u, bestI[0] == 0xffffffffu)); }
 }`,
   };
-  const out = ctx.alloc('int32', rows);
+  return dispatchPerRow(ctx, program, a, ctx.alloc('int32', rows), rows, cols);
+}
+
+/** Runs a one-workgroup-per-row program (scalars rows, cols) of `a` into `out`. */
+function dispatchPerRow(ctx: KernelContext, program: Program, a: TensorArg, out: GpuTensor, rows: number, cols: number): GpuTensor {
   ctx.rt.dispatch({
     program,
     outputs: [out.buf],

@@ -15,7 +15,7 @@
  */
 import type { DType } from '@dorajs/core';
 import { memoProgram, type Program } from '../runtime.js';
-import { bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType } from '../wgsl/common.js';
+import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType } from '../wgsl/common.js';
 import { MAX_RANK } from '../shapes.js';
 
 export const ROWS_WORKGROUP = 256;
@@ -199,17 +199,7 @@ ${values.map((_, j) => `    red[${j * (WG / 4)}u + lid / sgsize] = s${j};`).join
     inputs: (gemv ? 1 : 0) + 1 + (norm ? 2 : 0) + (compose ? (cfg.composeBias ? 3 : 2) : 0),
     source: () => `${subgroups ? 'enable subgroups;' : ''}
 ${DIMS_ACCESSOR}
-fn batch_offsets(bz: u32) -> vec2<u32> {
-  var rem = bz;
-  var off = vec2<u32>(0u, 0u);
-  for (var dd = i32(P.batchRank) - 1; dd >= 0; dd--) {
-    let d = u32(dd);
-    let c = rem % dim(d);
-    rem = rem / dim(d);
-    off += c * vec2<u32>(dim(${MAX_RANK}u + d), dim(${2 * MAX_RANK}u + d));
-  }
-  return off;
-}
+${BATCH_OFFSETS}
 fn widen_bf16x4(w: vec2<u32>) -> vec4<f32> {
   return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u), bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
 }

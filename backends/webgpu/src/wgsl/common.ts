@@ -3,6 +3,7 @@
  * storage dtype to f32 (or i32), and the linear-invocation prologue used by one-thread-per-element kernels.
  */
 import type { DType } from '@dorajs/core';
+import { MAX_RANK } from '../shapes.js';
 
 /** Threads per workgroup for one-thread-per-element kernels: 128 fits even compatibility-mode default limits. */
 export const ELEMENTWISE_WORKGROUP = 128;
@@ -83,6 +84,23 @@ ${body}
 
 /** WGSL helpers to read a u32 out of the `dims` vec4 array of the uniform struct. */
 export const DIMS_ACCESSOR = `fn dim(i: u32) -> u32 { return P.dims[i >> 2u][i & 3u]; }`;
+
+/**
+ * WGSL giving the element offsets of batch `bz`'s two operands (x: A, y: B), for programs whose uniforms
+ * hold `batchRank` and dims [batch shape, A's batch strides, B's batch strides] (each MAX_RANK long).
+ */
+export const BATCH_OFFSETS = `
+fn batch_offsets(bz: u32) -> vec2<u32> {
+  var rem = bz;
+  var off = vec2<u32>(0u, 0u);
+  for (var dd = i32(P.batchRank) - 1; dd >= 0; dd--) {
+    let d = u32(dd);
+    let c = rem % dim(d);
+    rem = rem / dim(d);
+    off += c * vec2<u32>(dim(${MAX_RANK}u + d), dim(${2 * MAX_RANK}u + d));
+  }
+  return off;
+}`;
 
 /**
  * ±infinity and NaN. WGSL rejects them as constant expressions, so they come from a runtime `var`.
