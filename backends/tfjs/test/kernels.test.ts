@@ -1,45 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DisposedTensorError, DTypeError, ShapeError, type UnaryOp } from '@dorajs/core';
+import { UNARY_HOST } from '@dorajs/backend-conformance';
 import { createTfjsBackend, type TfjsBackend } from '../src/index.js';
 import { info, maxRelError, read, seeded, TF_BACKENDS, wrap } from './helpers.js';
 
-/** erf to ~1e-12 (series below 3, continued fraction above), independent of tfjs' own approximation. */
-function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax > 5) return Math.sign(x);
-  let sum = ax;
-  let term = ax;
-  for (let n = 1; n < 200; n++) {
-    term *= (-ax * ax) / n;
-    const add = term / (2 * n + 1);
-    sum += add;
-    if (Math.abs(add) < 1e-17) break;
-  }
-  return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
-}
-
-const UNARY_EXPECTED: Record<UnaryOp, (x: number) => number> = {
-  neg: (x) => -x,
-  abs: Math.abs,
-  exp: Math.exp,
-  log: Math.log,
-  sqrt: Math.sqrt,
-  rsqrt: (x) => 1 / Math.sqrt(x),
-  reciprocal: (x) => 1 / x,
-  square: (x) => x * x,
-  relu: (x) => Math.max(x, 0),
-  step: (x) => (x > 0 ? 1 : 0),
-  sigmoid: (x) => 1 / (1 + Math.exp(-x)),
-  silu: (x) => x / (1 + Math.exp(-x)),
-  gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
-  geluTanh: (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
-  tanh: Math.tanh,
-  erf,
-  sin: Math.sin,
-  cos: Math.cos,
-  sign: Math.sign,
-  isFinite: (x) => (Number.isFinite(x) ? 1 : 0),
-};
 const POSITIVE_ONLY = new Set<UnaryOp>(['log', 'sqrt', 'rsqrt', 'reciprocal']);
 
 describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
@@ -154,10 +118,10 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
 
   describe('elementwise', () => {
     const xs = [-3, -1.5, -0.5, 0, 0.25, 1, 2.5, 4];
-    it.each(Object.keys(UNARY_EXPECTED) as UnaryOp[])('unary %s', async (op) => {
+    it.each(Object.keys(UNARY_HOST) as UnaryOp[])('unary %s', async (op) => {
       const input = POSITIVE_ONLY.has(op) ? xs.map((x) => Math.abs(x) + 0.1) : xs;
       const y = be.unary(op, info(be, input, [2, 4]));
-      const expected = input.map(UNARY_EXPECTED[op]);
+      const expected = input.map(UNARY_HOST[op]);
       expect(maxRelError(await read(be, wrap(y, [2, 4])), expected)).toBeLessThan(2e-6);
     });
 
