@@ -143,6 +143,12 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
   const bf16B = bType === 'bfloat16';
   const compose = epilogue !== 'none';
 
+  // A thread's vec4 slot `idx` of an operand tile as (d, k): along K for K-contiguous operands, else along d.
+  const slotCoords = (contigK: boolean, BD: number, pad: string): string =>
+    contigK
+      ? `${pad}let d = idx / ${BK / 4}u;\n${pad}let k = (idx % ${BK / 4}u) * 4u;`
+      : `${pad}let k = idx / ${BD / 4}u;\n${pad}let d = (idx % ${BD / 4}u) * 4u;`;
+
   // Register loads of one K tile: `r${op}${p}` holds vec4 p of this thread's share.
   const loads = (op: 'A' | 'B', checked: boolean): string => {
     const contigK = op === 'A' ? aContigK : bContigK;
@@ -156,13 +162,7 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
       const reg = `r${op}${p}`;
       lines.push(`      {
         let idx = lid + ${p * 256}u;`);
-      if (contigK) {
-        lines.push(`        let d = idx / ${BK / 4}u;
-        let k = (idx % ${BK / 4}u) * 4u;`);
-      } else {
-        lines.push(`        let k = idx / ${BD / 4}u;
-        let d = (idx % ${BD / 4}u) * 4u;`);
-      }
+      lines.push(slotCoords(contigK, BD, '        '));
       const g = contigK ? `${base} + (${d0} + d) * P.K + k0 + k` : `${base} + (k0 + k) * ${outer} + ${d0} + d`;
       if (vec) {
         const raw = `${op}[(${g}) / 4u]`;
@@ -197,14 +197,11 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
       const reg = `r${op}${p}`;
       lines.push(`    {
       let idx = lid + ${p * 256}u;`);
+      lines.push(slotCoords(contigK, BD, '      '));
       if (contigK) {
-        lines.push(`      let d = idx / ${BK / 4}u;
-      let k = (idx % ${BK / 4}u) * 4u;`);
         for (let j = 0; j < 4; j++) lines.push(`      ${arr}[(k + ${j}u) * ${PAD / 4}u + d / 4u][d % 4u] = ${reg}[${j}];`);
       } else {
-        lines.push(`      let k = idx / ${BD / 4}u;
-      let d = (idx % ${BD / 4}u) * 4u;
-      ${arr}[k * ${PAD / 4}u + d / 4u] = ${reg};`);
+        lines.push(`      ${arr}[k * ${PAD / 4}u + d / 4u] = ${reg};`);
       }
       lines.push('    }');
     }
