@@ -8,32 +8,20 @@
  */
 import { availableParallelism } from 'node:os';
 import { ops, tensor, type Backend, type TensorInfo } from '@dorajs/core';
-import { createTfjsBackend, type TfjsBackend } from '@dorajs/backend-tfjs';
 import { gbpsOf, gflopsOf, timeIt, type BenchResult, type BenchSuite, type Timing } from '../harness.js';
+import { type Contender, REFERENCE, tfjsContenders } from '../peers.js';
 import { randomMatrix } from './matmul-reference.js';
 
-interface Peer {
-  readonly label: string;
-  readonly backend: Backend;
-  readonly threads: number;
-  readonly notes: string;
-}
-
-const REFERENCE = 'tfjs-wasm';
 /** One cell's time budget: calls slower than this are timed once (tfjs-cpu at 2048³ takes about a minute). */
 const CELL_BUDGET_MS = 4000;
 
-async function createPeers(): Promise<{ peers: Peer[]; missing: string[] }> {
-  const peers: Peer[] = [];
+async function createPeers(): Promise<{ peers: Contender[]; missing: string[] }> {
+  const peers: Contender[] = [];
   const missing: string[] = [];
   const cpu = await loadBackendCpu();
   if (typeof cpu === 'string') missing.push(cpu);
   else peers.push({ label: 'cpu', backend: cpu, threads: threadsOf(cpu), notes: '@dorajs/backend-cpu' });
-  for (const tfBackend of ['cpu', 'wasm'] as const) {
-    const be: TfjsBackend = await createTfjsBackend({ tfBackend });
-    const simd = be.runtime.simd ? ', SIMD' : '';
-    peers.push({ label: `tfjs-${tfBackend}`, backend: be, threads: be.runtime.threads, notes: `backend-tfjs over tfjs-backend-${tfBackend}${simd}` });
-  }
+  peers.push(...(await tfjsContenders(['cpu', 'wasm'])));
   return { peers, missing };
 }
 
@@ -72,7 +60,7 @@ function upload(be: Backend, rows: number, cols: number, seed: number): TensorIn
   return { data: be.upload(randomMatrix(rows, cols, seed), shape, 'float32'), shape, dtype: 'float32' };
 }
 
-async function matmulRows(peers: readonly Peer[], sizes: readonly number[]): Promise<BenchResult[]> {
+async function matmulRows(peers: readonly Contender[], sizes: readonly number[]): Promise<BenchResult[]> {
   const rows: BenchResult[] = [];
   for (const n of sizes) {
     for (const peer of peers) {
@@ -92,7 +80,7 @@ async function matmulRows(peers: readonly Peer[], sizes: readonly number[]): Pro
   return withRatios(rows);
 }
 
-async function weightNormRows(peers: readonly Peer[], out: number, inF: number, r: number): Promise<BenchResult[]> {
+async function weightNormRows(peers: readonly Contender[], out: number, inF: number, r: number): Promise<BenchResult[]> {
   const rows: BenchResult[] = [];
   for (const peer of peers) {
     const be = peer.backend;
@@ -121,7 +109,7 @@ async function weightNormRows(peers: readonly Peer[], out: number, inF: number, 
   return withRatios(rows);
 }
 
-function note(peer: Peer, gflops: number, ...extra: (string | undefined)[]): string {
+function note(peer: Contender, gflops: number, ...extra: (string | undefined)[]): string {
   const perThread = `${(gflops / peer.threads).toFixed(2)} GFLOP/s per thread`;
   return [peer.notes, perThread, ...extra].filter(Boolean).join('; ');
 }

@@ -15,20 +15,12 @@
 import { execFile } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { createCpuBackend, type CpuBackend } from '@dorajs/backend-cpu';
-import { createTfjsBackend } from '@dorajs/backend-tfjs';
 import { backward, type Backend, Layer, Linear, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import { gbpsOf, gflopsOf, median, type BenchResult, type BenchSuite } from '../harness.js';
+import { type Contender, REFERENCE, tfjsContenders } from '../peers.js';
 import { randomMatrix } from './matmul-reference.js';
 
-interface Contender {
-  readonly label: string;
-  readonly backend: Backend;
-  readonly threads: number;
-  readonly notes: string;
-}
-
-const REFERENCE = 'tfjs-wasm';
 /** A contender whose first call takes longer than this is timed once (tfjs-cpu at 2048³ takes about a minute). */
 const SLOW_MS = 4000;
 
@@ -44,10 +36,7 @@ async function contenders(quick: boolean): Promise<Contender[]> {
     cpu(`cpu-${cores}t`, many, `@dorajs/backend-cpu, wasm SIMD kernels on ${many.threads} threads`);
   }
   if (!quick) cpu('cpu-js', createCpuBackend({ kernels: 'js' }), '@dorajs/backend-cpu, typed-array reference kernels');
-  for (const tfBackend of ['wasm', 'cpu'] as const) {
-    const be = await createTfjsBackend({ tfBackend });
-    list.push({ label: `tfjs-${tfBackend}`, backend: be, threads: be.runtime.threads, notes: `backend-tfjs over tfjs-backend-${tfBackend}${be.runtime.simd ? ', SIMD' : ''}` });
-  }
+  list.push(...(await tfjsContenders(['wasm', 'cpu'])));
   return list;
 }
 
