@@ -44,3 +44,13 @@ export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<v
   const dir = await mkdtemp(join(tmpdir(), 'dorajs-models-'));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
+
+/** The error a promise rejects with (a test failure when it resolves). */
+export async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected a rejection');
+}

@@ -8,7 +8,7 @@ import {
 } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, shardName, writeCheckpoint } from './checkpoints.js';
-import { baseDir, cpu, relativeError, tempDir } from './helpers.js';
+import { baseDir, cpu, rejection, relativeError, tempDir } from './helpers.js';
 import { referenceGPT2, referenceLlama } from './reference.js';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -23,15 +23,6 @@ async function folder(): Promise<string> {
   const dir = join(tmp.dir, `m${n++}`);
   await mkdir(dir);
   return dir;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a rejection');
 }
 
 const IDS = [[4, 9, 1, 16, 0]];

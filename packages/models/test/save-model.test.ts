@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createModel, MissingWeightError, OutputExistsError, WeightShapeError } from '../src/index.js';
 import { loadModel, saveModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, shardName, writeCheckpoint } from './checkpoints.js';
-import { baseDir, cpu, tempDir } from './helpers.js';
+import { baseDir, cpu, rejection, tempDir } from './helpers.js';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 beforeEach(async () => {
@@ -16,15 +16,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await tmp.cleanup();
 });
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('saveModel', () => {
   it.each(['llama', 'gpt2', 'llama_embed'])('writes the %s fixture back byte for byte, with config and companions', async (name) => {
