@@ -66,6 +66,15 @@ const UNIFORMS = {
   dims: 3 * MAX_RANK,
 } as const;
 
+/** WGSL bindings of the scalar programs (C = A·B, operands in their storage types) and their batch offsets. */
+function scalarOperands(aType: DType, bType: DType): string {
+  return `${DIMS_ACCESSOR}
+${BATCH_OFFSETS}
+${bindOutput(1, 'C', 'f32')}
+${bindInput(2, 'A', storageType(aType))}
+${bindInput(3, 'B', storageType(bType))}`;
+}
+
 /** Scalar element accessors honouring transposition and dtype, for the bounds-checked and simple programs. */
 function scalarAccessors(aType: DType, bType: DType, transA: boolean, transB: boolean): string {
   const ai = transA ? 'aBase + k * P.M + m' : 'aBase + m * P.K + k';
@@ -421,11 +430,7 @@ function buildGemvProgram(aType: DType, bType: DType, transB: boolean, subgroups
       outputs: 1,
       inputs: 2,
       source: () => `${useSubgroups ? 'enable subgroups;' : ''}
-${DIMS_ACCESSOR}
-${BATCH_OFFSETS}
-${bindOutput(1, 'C', 'f32')}
-${bindInput(2, 'A', storageType(aType))}
-${bindInput(3, 'B', storageType(bType))}
+${scalarOperands(aType, bType)}
 var<workgroup> partial: array<f32, ${GEMV_ROWS * GEMV_LANES}>;
 @compute @workgroup_size(${GEMV_LANES}, ${GEMV_ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -456,11 +461,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     uniforms: UNIFORMS,
     outputs: 1,
     inputs: 2,
-    source: () => `${DIMS_ACCESSOR}
-${BATCH_OFFSETS}
-${bindOutput(1, 'C', 'f32')}
-${bindInput(2, 'A', storageType(aType))}
-${bindInput(3, 'B', storageType(bType))}
+    source: () => `${scalarOperands(aType, bType)}
 var<workgroup> partial: array<f32, ${GEMV_ROWS * GEMV_LANES}>;
 @compute @workgroup_size(${GEMV_LANES}, ${GEMV_ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -496,11 +497,7 @@ function buildSmallKProgram(aType: DType, bType: DType, transA: boolean, transB:
     uniforms: UNIFORMS,
     outputs: 1,
     inputs: 2,
-    source: () => `${DIMS_ACCESSOR}
-${BATCH_OFFSETS}
-${bindOutput(1, 'C', 'f32')}
-${bindInput(2, 'A', storageType(aType))}
-${bindInput(3, 'B', storageType(bType))}
+    source: () => `${scalarOperands(aType, bType)}
 ${scalarAccessors(aType, bType, transA, transB)}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
