@@ -109,7 +109,10 @@ for (const t of otherFailures.values()) {
   report.push(`  ${t.taskId}: FAILED (exit ${t.execution?.exitCode}) without a counted test failure`);
   failed += 1;
 }
-for (const [name, run] of [['tests', tests], ['lint:pack', lint]]) {
+for (const [name, run] of [
+  ['tests', tests],
+  ['lint:pack', lint],
+]) {
   if (typeof run === 'object' && run.code !== 0 && failed === 0) {
     report.push(`  turbo ${name}: exited ${run.code} with no task failure recorded`);
     failed += 1;

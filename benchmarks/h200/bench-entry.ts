@@ -50,12 +50,22 @@ async function runSection(): Promise<void> {
   const t0 = performance.now();
   // Written after every measurement, so a section cut short by its timeout keeps what it measured.
   const save = () =>
-    writeFileSync(target, JSON.stringify({ section, device: be.description, features: [...be.device.features], seconds: (performance.now() - t0) / 1000, rows }, null, 1));
+    writeFileSync(
+      target,
+      JSON.stringify(
+        { section, device: be.description, features: [...be.device.features], seconds: (performance.now() - t0) / 1000, rows },
+        null,
+        1,
+      ),
+    );
   const add = async (measured: Promise<BenchResult[]>) => {
     const got = await measured;
     rows.push(...got);
     save();
-    for (const r of got) console.log(`[webgpu] ${r.name} ${r.shape}: ${r.medianMs.toFixed(4)} ms${r.gflops ? ` ${(r.gflops / 1000).toFixed(2)} TFLOP/s` : ''}${r.gbps ? ` ${r.gbps.toFixed(0)} GB/s` : ''}${r.notes ? ` (${r.notes})` : ''}`);
+    for (const r of got)
+      console.log(
+        `[webgpu] ${r.name} ${r.shape}: ${r.medianMs.toFixed(4)} ms${r.gflops ? ` ${(r.gflops / 1000).toFixed(2)} TFLOP/s` : ''}${r.gbps ? ` ${r.gbps.toFixed(0)} GB/s` : ''}${r.notes ? ` (${r.notes})` : ''}`,
+      );
   };
   try {
     switch (section) {
@@ -78,11 +88,20 @@ async function runSection(): Promise<void> {
         if (!small) await add(measureGemv(c, 14336, 4096));
         break;
       case 'weightnorm':
-        for (const [o, i] of small ? [[128, 128], [256, 128]] : [[4096, 4096], [14336, 4096]]) {
+        for (const [o, i] of small
+          ? [
+              [128, 128],
+              [256, 128],
+            ]
+          : [
+              [4096, 4096],
+              [14336, 4096],
+            ]) {
           for (const dtype of ['float32', 'bfloat16'] as const) {
             // The default (`tiles` on its own), then the row-streaming program the GEMV fusion uses.
             await add(measureWeightNorm(c, o!, i!, 16, dtype, floorGbps, '; auto (tiles)'));
-            for (const r of [4, 16]) await add(measureWeightNorm(c, o!, i!, 16, dtype, floorGbps, `; rows, ${r} per workgroup`, 'rows', { rows: r }));
+            for (const r of [4, 16])
+              await add(measureWeightNorm(c, o!, i!, 16, dtype, floorGbps, `; rows, ${r} per workgroup`, 'rows', { rows: r }));
           }
         }
         break;
@@ -120,10 +139,23 @@ function summarize(dir: string): void {
   const mm = rows.filter((r) => r.name === 'matmul fp32').sort((a, b) => (b.gflops ?? 0) - (a.gflops ?? 0))[0];
   if (mm?.gflops) {
     const cublas = torch?.sgemm_fp32_4096_tflops;
-    goals.matmul = { shape: mm.shape, config: mm.notes, ours_tflops: mm.gflops / 1000, cublas_tflops: cublas, ratio: cublas ? mm.gflops / 1000 / cublas : null, goal: '>= 0.85' };
+    goals.matmul = {
+      shape: mm.shape,
+      config: mm.notes,
+      ours_tflops: mm.gflops / 1000,
+      cublas_tflops: cublas,
+      ratio: cublas ? mm.gflops / 1000 / cublas : null,
+      goal: '>= 0.85',
+    };
   }
-  for (const [o, i] of [[4096, 4096], [14336, 4096]]) {
-    for (const [dt, label] of [['float32', 'fp32'], ['bfloat16', 'bf16 W']] as const) {
+  for (const [o, i] of [
+    [4096, 4096],
+    [14336, 4096],
+  ]) {
+    for (const [dt, label] of [
+      ['float32', 'fp32'],
+      ['bfloat16', 'bf16 W'],
+    ] as const) {
       const r = find(`weight norm ${label}`, `${o}x${i} r16`);
       if (!r) continue;
       const bytes = o! * i! * (dt === 'float32' ? 4 : 2);
@@ -174,5 +206,6 @@ function summarize(dir: string): void {
 }
 
 if (section === 'summary') summarize(target);
-else if (section === 'help' || !target) console.log('usage: bench.mjs <matmul|weightnorm|dispatch|dora> <out.json> [--small] [--torch t.json] | summary <dir>');
+else if (section === 'help' || !target)
+  console.log('usage: bench.mjs <matmul|weightnorm|dispatch|dora> <out.json> [--small] [--torch t.json] | summary <dir>');
 else await runSection();

@@ -28,10 +28,25 @@ try {
   const torch = JSON.parse(await readFile(join(dir, 'torch.json'), 'utf8'));
   const n = 4096;
   if (torch.sgemm_fp32_4096_tflops) {
-    results.push({ name: 'matmul fp32 (torch.matmul, TF32 off)', backend: 'pytorch', shape: `${n}x${n}x${n}`, medianMs: (2 * n ** 3) / (torch.sgemm_fp32_4096_tflops * 1e9), gflops: torch.sgemm_fp32_4096_tflops * 1000, threads: 1, notes: 'cuBLAS, same run' });
+    results.push({
+      name: 'matmul fp32 (torch.matmul, TF32 off)',
+      backend: 'pytorch',
+      shape: `${n}x${n}x${n}`,
+      medianMs: (2 * n ** 3) / (torch.sgemm_fp32_4096_tflops * 1e9),
+      gflops: torch.sgemm_fp32_4096_tflops * 1000,
+      threads: 1,
+      notes: 'cuBLAS, same run',
+    });
   }
   for (const [shape, v] of Object.entries(torch.weight_norm ?? {})) {
-    results.push({ name: 'weight norm (PyTorch eager)', backend: 'pytorch', shape, medianMs: v.torch_ms, threads: 1, notes: `read-W-once floor ${v.read_W_once_floor_ms.toFixed(4)} ms at ${torch.copy_TBps_rw.toFixed(2)} TB/s copy` });
+    results.push({
+      name: 'weight norm (PyTorch eager)',
+      backend: 'pytorch',
+      shape,
+      medianMs: v.torch_ms,
+      threads: 1,
+      notes: `read-W-once floor ${v.read_W_once_floor_ms.toFixed(4)} ms at ${torch.copy_TBps_rw.toFixed(2)} TB/s copy`,
+    });
   }
 } catch {
   // this run has no torch.json
@@ -44,7 +59,11 @@ const run = {
   quick: false,
 };
 const previous = await loadResults(latestPath);
-const merged = mergeResults(previous, [{ suite, run, results }], previous ? { date: previous.date, machine: previous.machine, quick: false } : run);
+const merged = mergeResults(
+  previous,
+  [{ suite, run, results }],
+  previous ? { date: previous.date, machine: previous.machine, quick: false } : run,
+);
 await writeAtomically(latestPath, `${JSON.stringify(merged, null, 2)}\n`);
 await writeAtomically(join(root, 'docs/benchmarks.md'), renderMarkdown(merged));
 console.log(`recorded ${results.length} rows from ${files.length} sections (${seconds.toFixed(0)} s of device time) as suite '${suite}'`);

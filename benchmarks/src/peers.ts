@@ -20,7 +20,12 @@ export async function tfjsContenders(order: readonly ('cpu' | 'wasm')[]): Promis
   const list: Contender[] = [];
   for (const tfBackend of order) {
     const be = await createTfjsBackend({ tfBackend });
-    list.push({ label: `tfjs-${tfBackend}`, backend: be, threads: be.runtime.threads, notes: `backend-tfjs over tfjs-backend-${tfBackend}${be.runtime.simd ? ', SIMD' : ''}` });
+    list.push({
+      label: `tfjs-${tfBackend}`,
+      backend: be,
+      threads: be.runtime.threads,
+      notes: `backend-tfjs over tfjs-backend-${tfBackend}${be.runtime.simd ? ', SIMD' : ''}`,
+    });
   }
   return list;
 }

@@ -37,7 +37,17 @@ function table(rows: readonly StoredResult[]): string[] {
   ];
   for (const r of rows) {
     const ratio = r.ratio === undefined ? '' : `${fixed(r.ratio, 2)}×${r.ratioTo ? ` vs ${r.ratioTo}` : ''}`;
-    const cells = [r.name, r.backend, r.shape, String(r.threads), significant(r.medianMs), fixed(r.gflops, 2), fixed(r.gbps, 2), ratio, r.notes ?? ''];
+    const cells = [
+      r.name,
+      r.backend,
+      r.shape,
+      String(r.threads),
+      significant(r.medianMs),
+      fixed(r.gflops, 2),
+      fixed(r.gbps, 2),
+      ratio,
+      r.notes ?? '',
+    ];
     out.push(`| ${cells.map(escapeCell).join(' | ')} |`);
   }
   return out;

@@ -47,7 +47,10 @@ export function mergeResults(previous: ResultsFile | undefined, outcomes: readon
     if (!bySuite.has(suite)) bySuite.set(suite, []);
   }
   for (const { suite, run, results } of outcomes) {
-    bySuite.set(suite, results.map((r) => ({ suite, ...r })));
+    bySuite.set(
+      suite,
+      results.map((r) => ({ suite, ...r })),
+    );
     runs[suite] = run;
   }
   return { date: now.date, machine: now.machine, suites: runs, results: [...bySuite.values()].flat() };

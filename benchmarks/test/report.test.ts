@@ -26,7 +26,9 @@ describe('renderMarkdown', () => {
     );
     expect(md).toContain('Last updated 2026-01-02 on Test CPU, 2 cores, 8 GiB, Node 20.0.0, linux-x64.');
     expect(md).toContain('## calm\n\nMeasured 2026-01-01.\n');
-    expect(md).toContain('Measured 2026-01-01 (quick run: fewer sizes and iterations; load average 7.5 on 2 cores: other processes competed, times are pessimistic).');
+    expect(md).toContain(
+      'Measured 2026-01-01 (quick run: fewer sizes and iterations; load average 7.5 on 2 cores: other processes competed, times are pessimistic).',
+    );
     expect(md).toContain('Measured 2025-12-31 on Other CPU, 2 cores');
     expect(md).toContain('| op | cpu | 1 | 1 | 1235 |');
   });

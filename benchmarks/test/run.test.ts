@@ -28,10 +28,16 @@ const readResults = async () => JSON.parse(await readFile(paths.resultsPath, 'ut
 
 describe('runBenchmarks', () => {
   it('writes every suite to latest.json and a table per suite to the markdown', async () => {
-    const summary = await run([fixed('alpha', [row('cpu', 1.5)]), fixed('beta', [{ ...row('gpu', 0.25), gflops: 12.5, ratio: 6, ratioTo: 'cpu' }])]);
+    const summary = await run([
+      fixed('alpha', [row('cpu', 1.5)]),
+      fixed('beta', [{ ...row('gpu', 0.25), gflops: 12.5, ratio: 6, ratioTo: 'cpu' }]),
+    ]);
     expect(summary).toEqual({ ran: ['alpha', 'beta'], skipped: [], failed: [] });
     const file = await readResults();
-    expect(file.results.map((r) => [r.suite, r.backend])).toEqual([['alpha', 'cpu'], ['beta', 'gpu']]);
+    expect(file.results.map((r) => [r.suite, r.backend])).toEqual([
+      ['alpha', 'cpu'],
+      ['beta', 'gpu'],
+    ]);
     expect(Object.keys(file.suites)).toEqual(['alpha', 'beta']);
     expect(file.machine.cores).toBeGreaterThan(0);
     const md = await readFile(paths.markdownPath, 'utf8');

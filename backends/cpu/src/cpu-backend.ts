@@ -33,7 +33,15 @@ import {
 } from '@dorajs/core';
 import { planBroadcast } from './kernels/broadcast.js';
 import { castInto, encodeScalar } from './kernels/cast.js';
-import { col2im as jsCol2im, type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry, im2col as jsIm2col } from './kernels/conv2d.js';
+import {
+  col2im as jsCol2im,
+  type ConvEnv,
+  conv2dFilterGrad,
+  conv2dForward,
+  conv2dInputGrad,
+  convGeometry,
+  im2col as jsIm2col,
+} from './kernels/conv2d.js';
 import { gemm as jsGemm } from './kernels/gemm.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
 import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
@@ -103,10 +111,12 @@ export class CpuBackend implements Backend<CpuStorage> {
   constructor(options: CpuBackendOptions = {}) {
     const asked = options.threads ?? 1;
     const threads = asked === 'auto' ? hostCores() : asked;
-    if (!Number.isInteger(threads) || threads < 1) throw new ConfigError(`cpu backend: threads must be a positive integer or 'auto', got ${String(asked)}`);
+    if (!Number.isInteger(threads) || threads < 1)
+      throw new ConfigError(`cpu backend: threads must be a positive integer or 'auto', got ${String(asked)}`);
     this.maxThreads = threads;
     const choice = options.kernels ?? 'auto';
-    if (choice !== 'auto' && choice !== 'wasm' && choice !== 'js') throw new ConfigError(`cpu backend: kernels must be 'auto', 'wasm' or 'js', got '${String(choice)}'`);
+    if (choice !== 'auto' && choice !== 'wasm' && choice !== 'js')
+      throw new ConfigError(`cpu backend: kernels must be 'auto', 'wasm' or 'js', got '${String(choice)}'`);
     const split = options.splitThreshold ?? DEFAULT_SPLIT;
     if (!(split >= 0)) throw new ConfigError(`cpu backend: splitThreshold must be a non-negative number, got ${split}`);
     const runtime = choice === 'js' ? null : WasmRuntime.get();
@@ -197,7 +207,8 @@ export class CpuBackend implements Backend<CpuStorage> {
   binary(op: BinaryOp, a: CpuInfo, b: CpuInfo, outShape: readonly number[]): CpuStorage {
     const av = this.readNumeric(op, a);
     const bv = this.readNumeric(op, b);
-    if (a.dtype !== b.dtype) throw new DTypeError(`cpu ${op}: dtypes differ (${a.dtype} ${shapeStr(a.shape)} and ${b.dtype} ${shapeStr(b.shape)})`);
+    if (a.dtype !== b.dtype)
+      throw new DTypeError(`cpu ${op}: dtypes differ (${a.dtype} ${shapeStr(a.shape)} and ${b.dtype} ${shapeStr(b.shape)})`);
     this.checkBroadcast(op, [a.shape, b.shape], outShape);
     const isCompare = op === 'greater' || op === 'equal';
     const plan = planBroadcast(op, outShape, [a.shape, b.shape]);
@@ -206,7 +217,8 @@ export class CpuBackend implements Backend<CpuStorage> {
       isCompare ? 'float32' : a.dtype,
       sizeOf(outShape),
       (out, ptr) => {
-        if (!(wasm && ptr && wasm.binary(op as WasmBinaryOp, a.data.ptr, b.data.ptr, ptr, plan))) binaryInto(op, av, bv, out as Numeric, plan);
+        if (!(wasm && ptr && wasm.binary(op as WasmBinaryOp, a.data.ptr, b.data.ptr, ptr, plan)))
+          binaryInto(op, av, bv, out as Numeric, plan);
       },
       false,
     );
@@ -243,7 +255,8 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   where(cond: CpuInfo, a: CpuInfo, b: CpuInfo, outShape: readonly number[]): CpuStorage {
     const cv = this.read('where', cond);
-    if (cond.dtype === 'bfloat16' || cond.dtype === 'float16') throw new DTypeError(`cpu where: condition must not be ${cond.dtype}; cast it first`);
+    if (cond.dtype === 'bfloat16' || cond.dtype === 'float16')
+      throw new DTypeError(`cpu where: condition must not be ${cond.dtype}; cast it first`);
     const av = this.readNumeric('where', a);
     const bv = this.readNumeric('where', b);
     if (a.dtype !== b.dtype) throw new DTypeError(`cpu where: branches differ in dtype (${a.dtype} and ${b.dtype})`);
@@ -263,8 +276,12 @@ export class CpuBackend implements Backend<CpuStorage> {
       throw new ShapeError(`cpu ${op}: axes [${axes.join(', ')}] must be sorted, unique, non-empty and within rank ${rank}`);
     }
     const kept = a.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    if (!sameShape(kept, outShape)) throw new ShapeError(`cpu ${op}: reducing ${shapeStr(a.shape)} over [${axes.join(', ')}] gives ${shapeStr(kept)}, not ${shapeStr(outShape)}`);
-    if (op !== 'sum' && op !== 'mean' && axes.some((ax) => a.shape[ax] === 0)) throw new ShapeError(`cpu ${op}: cannot reduce an empty axis of ${shapeStr(a.shape)}`);
+    if (!sameShape(kept, outShape))
+      throw new ShapeError(
+        `cpu ${op}: reducing ${shapeStr(a.shape)} over [${axes.join(', ')}] gives ${shapeStr(kept)}, not ${shapeStr(outShape)}`,
+      );
+    if (op !== 'sum' && op !== 'mean' && axes.some((ax) => a.shape[ax] === 0))
+      throw new ShapeError(`cpu ${op}: cannot reduce an empty axis of ${shapeStr(a.shape)}`);
     // One run of adjacent reduced axes is x viewed [outer, len, inner]: the wasm kernels take that.
     const contiguous = axes.every((ax, i) => i === 0 || ax === axes[i - 1]! + 1);
     const len = axes.reduce((p, ax) => p * a.shape[ax]!, 1);
@@ -320,9 +337,12 @@ export class CpuBackend implements Backend<CpuStorage> {
     const iv = this.readInt('scatterAdd', indices);
     const uv = this.readFloat('scatterAdd', updates);
     const cols = updates.shape[updates.shape.length - 1] ?? 1;
-    if (!Number.isInteger(numRows) || numRows < 0) throw new ShapeError(`cpu scatterAdd: numRows must be a non-negative integer, got ${numRows}`);
+    if (!Number.isInteger(numRows) || numRows < 0)
+      throw new ShapeError(`cpu scatterAdd: numRows must be a non-negative integer, got ${numRows}`);
     if (uv.length !== iv.length * cols) {
-      throw new ShapeError(`cpu scatterAdd: updates ${shapeStr(updates.shape)} do not hold one row of ${cols} per index of ${shapeStr(indices.shape)}`);
+      throw new ShapeError(
+        `cpu scatterAdd: updates ${shapeStr(updates.shape)} do not hold one row of ${cols} per index of ${shapeStr(indices.shape)}`,
+      );
     }
     return this.output('float32', numRows * cols, (out) => scatterAddInto(iv, uv, cols, numRows, out as Float32Array));
   }
@@ -360,7 +380,9 @@ export class CpuBackend implements Backend<CpuStorage> {
     const parts = tensors.map((t) => {
       const values = this.read('concat', t);
       if (t.dtype !== first.dtype || t.shape.length !== rank || t.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
-        throw new ShapeError(`cpu concat: ${shapeStr(t.shape)} ${t.dtype} does not fit ${shapeStr(first.shape)} ${first.dtype} along axis ${axis}`);
+        throw new ShapeError(
+          `cpu concat: ${shapeStr(t.shape)} ${t.dtype} does not fit ${shapeStr(first.shape)} ${first.dtype} along axis ${axis}`,
+        );
       }
       return { values, shape: t.shape };
     });
@@ -381,21 +403,33 @@ export class CpuBackend implements Backend<CpuStorage> {
     const xv = this.readFloat('conv2d', x);
     const wv = this.readFloat('conv2d', w);
     const g = convGeometry('conv2d', x.shape, w.shape, p, outShape);
-    return this.output('float32', sizeOf(outShape), (out, ptr) => conv2dForward(xv, wv, g, out as Float32Array, this.convEnv([x, xv], [w, wv], [out, ptr])), false);
+    return this.output(
+      'float32',
+      sizeOf(outShape),
+      (out, ptr) => conv2dForward(xv, wv, g, out as Float32Array, this.convEnv([x, xv], [w, wv], [out, ptr])),
+      false,
+    );
   }
 
   conv2dBackpropInput(dy: CpuInfo, w: CpuInfo, p: Conv2dParams, xShape: readonly number[]): CpuStorage {
     const dyv = this.readFloat('conv2dBackpropInput', dy);
     const wv = this.readFloat('conv2dBackpropInput', w);
     const g = convGeometry('conv2dBackpropInput', xShape, w.shape, p, dy.shape);
-    return this.output('float32', sizeOf(xShape), (dx, ptr) => conv2dInputGrad(dyv, wv, g, dx as Float32Array, this.convEnv([dy, dyv], [w, wv], [dx, ptr])));
+    return this.output('float32', sizeOf(xShape), (dx, ptr) =>
+      conv2dInputGrad(dyv, wv, g, dx as Float32Array, this.convEnv([dy, dyv], [w, wv], [dx, ptr])),
+    );
   }
 
   conv2dBackpropFilter(x: CpuInfo, dy: CpuInfo, p: Conv2dParams, wShape: readonly number[]): CpuStorage {
     const xv = this.readFloat('conv2dBackpropFilter', x);
     const dyv = this.readFloat('conv2dBackpropFilter', dy);
     const g = convGeometry('conv2dBackpropFilter', x.shape, wShape, p, dy.shape);
-    return this.output('float32', sizeOf(wShape), (dw, ptr) => conv2dFilterGrad(xv, dyv, g, dw as Float32Array, this.convEnv([x, xv], [dy, dyv], [dw, ptr])), false);
+    return this.output(
+      'float32',
+      sizeOf(wShape),
+      (dw, ptr) => conv2dFilterGrad(xv, dyv, g, dw as Float32Array, this.convEnv([x, xv], [dy, dyv], [dw, ptr])),
+      false,
+    );
   }
 
   // ---- fused
@@ -414,7 +448,15 @@ export class CpuBackend implements Backend<CpuStorage> {
     const [out, inF] = tw ? [w1, w0] : [w0, w1];
     const [r, aIn] = asMatrix(a.shape);
     const [bOut, bR] = asMatrix(b.shape);
-    if (w.shape.length < 2 || (tw && w.shape.length !== 2) || a.shape.length < 2 || b.shape.length < 2 || aIn !== inF || bOut !== out || bR !== r) {
+    if (
+      w.shape.length < 2 ||
+      (tw && w.shape.length !== 2) ||
+      a.shape.length < 2 ||
+      b.shape.length < 2 ||
+      aIn !== inF ||
+      bOut !== out ||
+      bR !== r
+    ) {
       throw new ShapeError(
         `cpu weightNorm: W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
       );
@@ -426,7 +468,8 @@ export class CpuBackend implements Backend<CpuStorage> {
       (values, ptr) => {
         const norms = values as Float32Array;
         if (wasm && ptr && w.data.ptr && a.data.ptr && b.data.ptr && inF > 0) {
-          for (const o of wasm.weightNorm(w.data.ptr, a.data.ptr, b.data.ptr, out, inF, r, scale, tw, ptr)) norms[o] = weightNormOne(wv, av, bv, out, inF, r, scale, tw, o);
+          for (const o of wasm.weightNorm(w.data.ptr, a.data.ptr, b.data.ptr, out, inF, r, scale, tw, ptr))
+            norms[o] = weightNormOne(wv, av, bv, out, inF, r, scale, tw, o);
         } else {
           (tw ? weightNormColumns : weightNormRows)(wv, av, bv, out, inF, r, scale, norms);
         }
@@ -451,7 +494,8 @@ export class CpuBackend implements Backend<CpuStorage> {
       'float32',
       basev.length,
       (y, ptr) => {
-        if (wasm && ptr && out > 0) wasm.doraCompose(base.data.ptr, lora.data.ptr, g.data.ptr, bias ? bias.data.ptr : 0, scale, ptr, basev.length, out);
+        if (wasm && ptr && out > 0)
+          wasm.doraCompose(base.data.ptr, lora.data.ptr, g.data.ptr, bias ? bias.data.ptr : 0, scale, ptr, basev.length, out);
         else doraComposeInto(basev, lorav, gv, scale, biasv, out, y as Float32Array);
       },
       false,
@@ -508,7 +552,20 @@ export class CpuBackend implements Backend<CpuStorage> {
         const pb = bases.get(b.data);
         const pc = bases.get(c);
         if (pa === undefined || pb === undefined || pc === undefined) return jsGemm(m, n, k, a, b, c, cOffset, ldc, accumulate);
-        wasm.gemmStrided(m, n, k, pa + a.offset * 4, a.rowStride, a.colStride, pb + b.offset * 4, b.rowStride, b.colStride, pc + cOffset * 4, ldc, accumulate);
+        wasm.gemmStrided(
+          m,
+          n,
+          k,
+          pa + a.offset * 4,
+          a.rowStride,
+          a.colStride,
+          pb + b.offset * 4,
+          b.rowStride,
+          b.colStride,
+          pc + cOffset * 4,
+          ldc,
+          accumulate,
+        );
       },
       im2col: (x, xOffset, g, cols) => {
         const px = bases.get(x);
@@ -609,7 +666,9 @@ export class CpuBackend implements Backend<CpuStorage> {
   private checkBroadcast(op: string, shapes: readonly (readonly number[])[], outShape: readonly number[]): void {
     const expected = shapes.reduce<readonly number[]>((acc, s) => broadcastShapes(acc, s, `cpu ${op}`), []);
     if (!sameShape(expected, outShape)) {
-      throw new ShapeError(`cpu ${op}: inputs ${shapes.map(shapeStr).join(', ')} broadcast to ${shapeStr(expected)}, not ${shapeStr(outShape)}`);
+      throw new ShapeError(
+        `cpu ${op}: inputs ${shapes.map(shapeStr).join(', ')} broadcast to ${shapeStr(expected)}, not ${shapeStr(outShape)}`,
+      );
     }
   }
 }

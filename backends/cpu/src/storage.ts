@@ -37,7 +37,9 @@ export class CpuStorage {
   /** @internal */
   markReleased(): void {
     if (this.released) {
-      throw new DisposedTensorError(`cpu release: a storage of ${this.values.length} elements (${this.values.constructor.name}) was released twice`);
+      throw new DisposedTensorError(
+        `cpu release: a storage of ${this.values.length} elements (${this.values.constructor.name}) was released twice`,
+      );
     }
     this.released = true;
     this.owner.count--;
@@ -57,7 +59,9 @@ interface Block {
  */
 export class HeapHome {
   private readonly blocks = new WeakMap<CpuStorage, Block>();
-  private readonly registry = new FinalizationRegistry<{ ptr: number; bytes: number }>(({ ptr, bytes }) => this.runtime.heap.free(ptr, bytes));
+  private readonly registry = new FinalizationRegistry<{ ptr: number; bytes: number }>(({ ptr, bytes }) =>
+    this.runtime.heap.free(ptr, bytes),
+  );
 
   constructor(readonly runtime: WasmRuntime) {}
 

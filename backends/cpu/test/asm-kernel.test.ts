@@ -13,7 +13,9 @@ import { describe, expect, it } from 'vitest';
 describe('asm.js micro-kernel', () => {
   it('still validates as asm.js after tsc', () => {
     const source = readFileSync(new URL('../src/kernels/asm-kernel.ts', import.meta.url), 'utf8');
-    const { outputText } = ts.transpileModule(source, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } });
+    const { outputText } = ts.transpileModule(source, {
+      compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
+    });
     const dir = mkdtempSync(join(tmpdir(), 'dorajs-asm-'));
     try {
       writeFileSync(join(dir, 'asm-kernel.mjs'), outputText);

@@ -100,9 +100,15 @@ async function load<T>(path: string): Promise<PageRun<T>> {
     // 'commit': a page whose main thread spins never fires load; the wait below then says where it stopped.
     await page.goto(`http://127.0.0.1:${port}${path}`, { waitUntil: 'commit' });
     try {
-      await page.waitForFunction(() => (globalThis as unknown as { __result?: unknown }).__result !== undefined, null, { timeout: PAGE_TIMEOUT, polling: 100 });
+      await page.waitForFunction(() => (globalThis as unknown as { __result?: unknown }).__result !== undefined, null, {
+        timeout: PAGE_TIMEOUT,
+        polling: 100,
+      });
     } catch (e) {
-      throw new Error(`${path}: no result within ${PAGE_TIMEOUT} ms; last step: ${lastStep} (a spinning main thread?); errors: ${JSON.stringify(errors)}`, { cause: e });
+      throw new Error(
+        `${path}: no result within ${PAGE_TIMEOUT} ms; last step: ${lastStep} (a spinning main thread?); errors: ${JSON.stringify(errors)}`,
+        { cause: e },
+      );
     }
     const result = (await page.evaluate(() => (globalThis as unknown as { __result: unknown }).__result)) as PageRun<T>['result'];
     return { result, errors, workers };
@@ -131,10 +137,16 @@ function checkThreaded(r: ThreadedReport | { error: string } | undefined, label:
     expect(relError(threaded, js), `${label} ${c.name}: 2 threads vs the page's typed-array kernels`).toBeLessThanOrEqual(1e-5);
     expect(relError(js, ref), `${label} ${c.name}: the page's typed-array kernels vs Node's`).toBeLessThanOrEqual(1e-5);
   }
-  expect(firstDifference(floats(t.eager), floats(t.outputs[CASES[0]!.name]!.one)), `${label}: a matmul before ready() (first differing index)`).toBe(-1);
+  expect(
+    firstDifference(floats(t.eager), floats(t.outputs[CASES[0]!.name]!.one)),
+    `${label}: a matmul before ready() (first differing index)`,
+  ).toBe(-1);
   expect(t.unstable, `${label}: repeated threaded runs give the same numbers`).toEqual([]);
   expect(t.dispatched, `${label}: tasks handed to the pool`).toBeGreaterThan(0);
-  expect(t.dispatched - t.callingThreadTasks, `${label}: tasks the Web Worker ran (of ${t.dispatched}, in ${t.rounds} round(s))`).toBeGreaterThan(0);
+  expect(
+    t.dispatched - t.callingThreadTasks,
+    `${label}: tasks the Web Worker ran (of ${t.dispatched}, in ${t.rounds} round(s))`,
+  ).toBeGreaterThan(0);
   expect(t.live, `${label}: live buffers before dispose`).toEqual({ threaded: 0, one: 0, js: 0 });
   expect(t.afterDispose, `${label}: a disposed backend refuses work`).toMatch(/disposed/);
 }
@@ -163,7 +175,11 @@ describe.skipIf(!haveChromium)(`cpu backend in headless Chromium${skipReason ? `
       // The browser asks for a favicon on its own: no content, so no 404 in the console.
       if (req.url === '/favicon.ico') return void res.writeHead(204).end();
       if (!m) return void res.writeHead(404).end();
-      const headers = { 'content-type': m[2] ? 'text/javascript' : 'text/html', 'cache-control': 'no-store', ...(m[1] === 'coi' ? ISOLATION : {}) };
+      const headers = {
+        'content-type': m[2] ? 'text/javascript' : 'text/html',
+        'cache-control': 'no-store',
+        ...(m[1] === 'coi' ? ISOLATION : {}),
+      };
       res.writeHead(200, headers).end(m[2] ? bundle : INDEX);
     });
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
@@ -171,7 +187,15 @@ describe.skipIf(!haveChromium)(`cpu backend in headless Chromium${skipReason ? `
     browser = await chromium.launch({
       executablePath: chromiumPath,
       headless: true,
-      args: ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'],
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-quic',
+      ],
     });
   }, 30_000);
 
@@ -181,12 +205,20 @@ describe.skipIf(!haveChromium)(`cpu backend in headless Chromium${skipReason ? `
     expect(result.error, 'page ran').toBeUndefined();
     expect(errors, 'page and console errors').toEqual([]);
     expect(workers.filter((u) => u.startsWith('blob:')).length, 'pool workers from Blob URLs (one per thread pool)').toBe(2);
-    expect(workers.filter((u) => u.endsWith('/coi/page.js')), 'the dedicated module worker').toHaveLength(1);
+    expect(
+      workers.filter((u) => u.endsWith('/coi/page.js')),
+      'the dedicated module worker',
+    ).toHaveLength(1);
     const m = result.main!;
-    console.log(`browser /coi/ main thread: fma ${m.threaded.fma}, ${m.dispatched - m.callingThreadTasks} of ${m.dispatched} tasks on the Web Worker in ${m.rounds} round(s), ${m.ms} ms`);
+    console.log(
+      `browser /coi/ main thread: fma ${m.threaded.fma}, ${m.dispatched - m.callingThreadTasks} of ${m.dispatched} tasks on the Web Worker in ${m.rounds} round(s), ${m.ms} ms`,
+    );
     checkThreaded(m, 'page main thread');
     const w = result.worker;
-    if (w && !('error' in w)) console.log(`browser /coi/ dedicated worker: ${w.dispatched - w.callingThreadTasks} of ${w.dispatched} tasks on the nested Web Worker in ${w.rounds} round(s), ${w.ms} ms`);
+    if (w && !('error' in w))
+      console.log(
+        `browser /coi/ dedicated worker: ${w.dispatched - w.callingThreadTasks} of ${w.dispatched} tasks on the nested Web Worker in ${w.rounds} round(s), ${w.ms} ms`,
+      );
     checkThreaded(w, 'dedicated Worker of the page');
   });
 

@@ -30,7 +30,9 @@ describe('wasm encoder', () => {
     mb.func('lanes', [], [f64], (c) => {
       const v = c.local(0x7b);
       c.set(v, V.constF32(1, 2, 3, 4));
-      c.push(F64.promote(F32.add(V.lane(V.mul(v, v), 3), V.lane(V.shuffle(v, v, [4, 5, 6, 7, 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]), 0))));
+      c.push(
+        F64.promote(F32.add(V.lane(V.mul(v, v), 3), V.lane(V.shuffle(v, v, [4, 5, 6, 7, 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]), 0))),
+      );
     });
     const e = instantiate(mb);
     expect(e.f!()).toBe(0.1 + Math.fround(1 / 3));

@@ -9,7 +9,8 @@ function reference(m: number, n: number, k: number, a: Operand, b: Operand): Flo
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let s = 0;
-      for (let p = 0; p < k; p++) s += a.data[a.offset + i * a.rowStride + p * a.colStride]! * b.data[b.offset + p * b.rowStride + j * b.colStride]!;
+      for (let p = 0; p < k; p++)
+        s += a.data[a.offset + i * a.rowStride + p * a.colStride]! * b.data[b.offset + p * b.rowStride + j * b.colStride]!;
       out[i * n + j] = s;
     }
   }
@@ -24,7 +25,8 @@ function operand(rows: number, cols: number, transposed: boolean, seed: number, 
 
 function maxError(c: Float32Array, ref: Float64Array, ldc: number, n: number, cOffset = 0): number {
   let worst = 0;
-  for (let i = 0; i < ref.length / n; i++) for (let j = 0; j < n; j++) worst = Math.max(worst, Math.abs(c[cOffset + i * ldc + j]! - ref[i * n + j]!));
+  for (let i = 0; i < ref.length / n; i++)
+    for (let j = 0; j < n; j++) worst = Math.max(worst, Math.abs(c[cOffset + i * ldc + j]! - ref[i * n + j]!));
   return worst;
 }
 
@@ -66,7 +68,12 @@ describe('gemm paths', () => {
   });
 
   it('propagates NaN through zeros on every path (zeros are never skipped)', () => {
-    for (const [m, n, k] of [[1, 5, 8], [5, 1, 8], [3, 3, 3], [40, 40, 40]] as const) {
+    for (const [m, n, k] of [
+      [1, 5, 8],
+      [5, 1, 8],
+      [3, 3, 3],
+      [40, 40, 40],
+    ] as const) {
       const a = { data: new Float32Array(m * k), offset: 0, rowStride: k, colStride: 1 };
       const bData = new Float32Array(k * n);
       bData[0] = NaN; // row 0 of B meets column 0 of A, which is all zeros
@@ -85,7 +92,7 @@ describe('gemm paths', () => {
 });
 
 describe('batch broadcasting', () => {
-  it('maps each output batch index to each operand\'s matrix', () => {
+  it("maps each output batch index to each operand's matrix", () => {
     expect(Array.from(batchOffsets([2, 3], [2, 1]))).toEqual([0, 0, 0, 1, 1, 1]);
     expect(Array.from(batchOffsets([2, 3], [3]))).toEqual([0, 1, 2, 0, 1, 2]);
     expect(Array.from(batchOffsets([], []))).toEqual([0]);

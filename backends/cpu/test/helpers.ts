@@ -4,11 +4,25 @@ import type { CpuBackend, CpuInfo } from '../src/index.js';
 
 /** Uploads plain numbers as a tensor of `dtype` (float32 by default). */
 export function up(backend: CpuBackend, values: ArrayLike<number>, shape: readonly number[], dtype: DType = 'float32'): CpuInfo {
-  const array = dtype === 'int32' ? Int32Array.from(values) : dtype === 'float32' ? Float32Array.from(values) : dtype === 'int8' ? Int8Array.from(values) : dtype === 'uint8' ? Uint8Array.from(values) : Uint16Array.from(values);
+  const array =
+    dtype === 'int32'
+      ? Int32Array.from(values)
+      : dtype === 'float32'
+        ? Float32Array.from(values)
+        : dtype === 'int8'
+          ? Int8Array.from(values)
+          : dtype === 'uint8'
+            ? Uint8Array.from(values)
+            : Uint16Array.from(values);
   return { data: backend.upload(array, shape, dtype), shape, dtype };
 }
 
-export async function down(backend: CpuBackend, data: CpuInfo['data'], shape: readonly number[], dtype: DType = 'float32'): Promise<number[]> {
+export async function down(
+  backend: CpuBackend,
+  data: CpuInfo['data'],
+  shape: readonly number[],
+  dtype: DType = 'float32',
+): Promise<number[]> {
   return Array.from(await backend.download({ data, shape, dtype }));
 }
 

@@ -90,13 +90,23 @@ describe('layouts the suite does not pin', () => {
     const values = Array.from({ length: 2 * 3 * 2 * 2 }, (_, i) => i);
     const x = up(b, values, [2, 3, 2, 2]);
     const out = await down(b, b.reduce('sum', x, [0, 2], [1, 3, 1, 2]), [1, 3, 1, 2]);
-    const expected = [0, 1, 2].flatMap((c) => [0, 1].map((w) => [0, 1].reduce((s, n) => s + [0, 1].reduce((t, h) => t + values[((n * 3 + c) * 2 + h) * 2 + w]!, 0), 0)));
+    const expected = [0, 1, 2].flatMap((c) =>
+      [0, 1].map((w) => [0, 1].reduce((s, n) => s + [0, 1].reduce((t, h) => t + values[((n * 3 + c) * 2 + h) * 2 + w]!, 0), 0)),
+    );
     expect(out).toEqual(expected);
   });
 
   it('weightNorm accepts an unflattened conv weight [out, in, kh, kw] with A [r, in, kh, kw] and B [out, r, 1, 1]', async () => {
-    const w = up(b, Array.from({ length: 2 * 2 * 2 * 2 }, (_, i) => i - 7), [2, 2, 2, 2]);
-    const a = up(b, Array.from({ length: 1 * 8 }, (_, i) => i / 8), [1, 2, 2, 2]);
+    const w = up(
+      b,
+      Array.from({ length: 2 * 2 * 2 * 2 }, (_, i) => i - 7),
+      [2, 2, 2, 2],
+    );
+    const a = up(
+      b,
+      Array.from({ length: 1 * 8 }, (_, i) => i / 8),
+      [1, 2, 2, 2],
+    );
     const bb = up(b, [1, -1], [2, 1, 1, 1]);
     const flat = b.weightNorm({ ...w, shape: [2, 8] }, { ...a, shape: [1, 8] }, { ...bb, shape: [2, 1] }, 0.5, {});
     const unflat = b.weightNorm(w, a, bb, 0.5, {});
@@ -104,7 +114,12 @@ describe('layouts the suite does not pin', () => {
   });
 
   it('transposes rank-4 tensors of every dtype', async () => {
-    const x = up(b, Array.from({ length: 24 }, (_, i) => i), [2, 3, 4, 1], 'int8');
+    const x = up(
+      b,
+      Array.from({ length: 24 }, (_, i) => i),
+      [2, 3, 4, 1],
+      'int8',
+    );
     const t = b.transpose(x, [2, 0, 3, 1]);
     const out = await down(b, t, [4, 2, 1, 3], 'int8');
     expect(out.slice(0, 6)).toEqual([0, 4, 8, 12, 16, 20]);

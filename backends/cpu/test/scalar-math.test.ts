@@ -68,7 +68,7 @@ describe('activations', () => {
     expect(gelu(NaN)).toBeNaN();
   });
 
-  it('geluTanh equals PyTorch\'s 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) where that form is accurate', () => {
+  it("geluTanh equals PyTorch's 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) where that form is accurate", () => {
     const torchForm = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
     for (const x of [-3, -1, -0.5, 0.1, 0.7, 2, 5]) expect(rel(geluTanh(x), torchForm(x))).toBeLessThan(1e-13);
     expect(geluTanh(-10)).toBeLessThan(0); // the tanh form rounds to exactly 0 here

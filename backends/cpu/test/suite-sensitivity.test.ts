@@ -37,7 +37,16 @@ interface Mutation {
 const MUTATIONS: readonly Mutation[] = [
   {
     bug: 'matmul ignores transposeB',
-    backend: () => mutant((b) => ({ matmul: (x: TensorInfo, y: TensorInfo, o, s) => b.matmul(x as never, (o.transposeB ? { ...y, shape: [...y.shape.slice(0, -2), y.shape.at(-1)!, y.shape.at(-2)!] } : y) as never, { transposeA: !!o.transposeA }, s) })),
+    backend: () =>
+      mutant((b) => ({
+        matmul: (x: TensorInfo, y: TensorInfo, o, s) =>
+          b.matmul(
+            x as never,
+            (o.transposeB ? { ...y, shape: [...y.shape.slice(0, -2), y.shape.at(-1)!, y.shape.at(-2)!] } : y) as never,
+            { transposeA: !!o.transposeA },
+            s,
+          ),
+      })),
     fails: ['primitive/matmul.odd.nt', 'vs-reference/matmul.gemv.nt'],
     passes: 'primitive/matmul.odd.nn',
   },
@@ -117,7 +126,12 @@ const MUTATIONS: readonly Mutation[] = [
       mutant((b) => ({
         conv2d: (x: TensorInfo, w: TensorInfo, p, s) => {
           const plain = { ...p, dilation: [1, 1] as const };
-          const yShape = [s[0]!, s[1]!, Math.floor((x.shape[2]! + 2 * p.padding[0] - w.shape[2]!) / p.stride[0]) + 1, Math.floor((x.shape[3]! + 2 * p.padding[1] - w.shape[3]!) / p.stride[1]) + 1];
+          const yShape = [
+            s[0]!,
+            s[1]!,
+            Math.floor((x.shape[2]! + 2 * p.padding[0] - w.shape[2]!) / p.stride[0]) + 1,
+            Math.floor((x.shape[3]! + 2 * p.padding[1] - w.shape[3]!) / p.stride[1]) + 1,
+          ];
           const h = b.conv2d(x as never, w as never, plain, yShape);
           if (yShape.every((d, i) => d === s[i])) return h;
           b.release(h);

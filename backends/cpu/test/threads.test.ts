@@ -45,18 +45,76 @@ describe('wasm kernels on worker threads', () => {
 
   // Sizes above the default split threshold, so the split of a real run is what gets tested.
   const cases: [string, number[], Kernel][] = [
-    ['matmul 200×300·300×190', [200, 190], (be, up) => be.matmul(up(seeded(200 * 300, 1), [200, 300]), up(seeded(300 * 190, 2), [300, 190]), {}, [200, 190])],
-    ['batched matmul 3×(70×80·(90×80)ᵀ)', [3, 70, 90], (be, up) => be.matmul(up(seeded(3 * 70 * 80, 3), [3, 70, 80]), up(seeded(3 * 90 * 80, 4), [3, 90, 80]), { transposeB: true }, [3, 70, 90])],
+    [
+      'matmul 200×300·300×190',
+      [200, 190],
+      (be, up) => be.matmul(up(seeded(200 * 300, 1), [200, 300]), up(seeded(300 * 190, 2), [300, 190]), {}, [200, 190]),
+    ],
+    [
+      'batched matmul 3×(70×80·(90×80)ᵀ)',
+      [3, 70, 90],
+      (be, up) =>
+        be.matmul(up(seeded(3 * 70 * 80, 3), [3, 70, 80]), up(seeded(3 * 90 * 80, 4), [3, 90, 80]), { transposeB: true }, [3, 70, 90]),
+    ],
     // B packed once into a shared buffer: K long enough for two column blocks, A short enough to split columns.
-    ['matmul 70×5000·(1000×5000)ᵀ', [70, 1000], (be, up) => be.matmul(up(seeded(70 * 5000, 10), [70, 5000]), up(seeded(1000 * 5000, 11), [1000, 5000]), { transposeB: true }, [70, 1000])],
-    ['matmul (130×260)ᵀ·130×90', [260, 90], (be, up) => be.matmul(up(seeded(130 * 260, 12), [130, 260]), up(seeded(130 * 90, 13), [130, 90]), { transposeA: true }, [260, 90])],
+    [
+      'matmul 70×5000·(1000×5000)ᵀ',
+      [70, 1000],
+      (be, up) =>
+        be.matmul(up(seeded(70 * 5000, 10), [70, 5000]), up(seeded(1000 * 5000, 11), [1000, 5000]), { transposeB: true }, [70, 1000]),
+    ],
+    [
+      'matmul (130×260)ᵀ·130×90',
+      [260, 90],
+      (be, up) => be.matmul(up(seeded(130 * 260, 12), [130, 260]), up(seeded(130 * 90, 13), [130, 90]), { transposeA: true }, [260, 90]),
+    ],
     // conv2d on the shared-B path (64+ rows): the filter gradient accumulates over the two images (C += A·B).
-    ['conv2d 2×8×20×20 ⊛ 3×3×8→72', [2, 72, 20, 20], (be, up) => be.conv2d(up(seeded(2 * 8 * 400, 14), [2, 8, 20, 20]), up(seeded(72 * 8 * 9, 15), [72, 8, 3, 3]), CONV, [2, 72, 20, 20])],
-    ['conv2d input gradient', [2, 8, 20, 20], (be, up) => be.conv2dBackpropInput(up(seeded(2 * 72 * 400, 16), [2, 72, 20, 20]), up(seeded(72 * 8 * 9, 15), [72, 8, 3, 3]), CONV, [2, 8, 20, 20])],
-    ['conv2d filter gradient', [72, 8, 3, 3], (be, up) => be.conv2dBackpropFilter(up(seeded(2 * 8 * 400, 14), [2, 8, 20, 20]), up(seeded(2 * 72 * 400, 16), [2, 72, 20, 20]), CONV, [72, 8, 3, 3])],
-    ['GEMV 1×2000·2000×600', [1, 600], (be, up) => be.matmul(up(seeded(2000, 5), [1, 2000]), up(seeded(2000 * 600, 6), [2000, 600]), {}, [1, 600])],
-    ['weightNorm 300×1000 r 8', [300], (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [300, 1000]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {})],
-    ['weightNorm, W stored [1000, 300], r 8', [300], (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [1000, 300]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, { transposeW: true })],
+    [
+      'conv2d 2×8×20×20 ⊛ 3×3×8→72',
+      [2, 72, 20, 20],
+      (be, up) => be.conv2d(up(seeded(2 * 8 * 400, 14), [2, 8, 20, 20]), up(seeded(72 * 8 * 9, 15), [72, 8, 3, 3]), CONV, [2, 72, 20, 20]),
+    ],
+    [
+      'conv2d input gradient',
+      [2, 8, 20, 20],
+      (be, up) =>
+        be.conv2dBackpropInput(
+          up(seeded(2 * 72 * 400, 16), [2, 72, 20, 20]),
+          up(seeded(72 * 8 * 9, 15), [72, 8, 3, 3]),
+          CONV,
+          [2, 8, 20, 20],
+        ),
+    ],
+    [
+      'conv2d filter gradient',
+      [72, 8, 3, 3],
+      (be, up) =>
+        be.conv2dBackpropFilter(
+          up(seeded(2 * 8 * 400, 14), [2, 8, 20, 20]),
+          up(seeded(2 * 72 * 400, 16), [2, 72, 20, 20]),
+          CONV,
+          [72, 8, 3, 3],
+        ),
+    ],
+    [
+      'GEMV 1×2000·2000×600',
+      [1, 600],
+      (be, up) => be.matmul(up(seeded(2000, 5), [1, 2000]), up(seeded(2000 * 600, 6), [2000, 600]), {}, [1, 600]),
+    ],
+    [
+      'weightNorm 300×1000 r 8',
+      [300],
+      (be, up) =>
+        be.weightNorm(up(seeded(300 * 1000, 7), [300, 1000]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {}),
+    ],
+    [
+      'weightNorm, W stored [1000, 300], r 8',
+      [300],
+      (be, up) =>
+        be.weightNorm(up(seeded(300 * 1000, 7), [1000, 300]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {
+          transposeW: true,
+        }),
+    ],
   ];
   for (const [title, shape, kernel] of cases) {
     it(`${title}: the same numbers as one thread`, async () => {
@@ -68,8 +126,17 @@ describe('wasm kernels on worker threads', () => {
     });
   }
 
-  it('the worker program uses the pool\'s control layout', () => {
-    const names = { SEQ: Ctl.seq, FN: Ctl.fn, ARGS: Ctl.args, TOTAL: Ctl.total, DONE: Ctl.done, QUIT: Ctl.quit, ERRORS: Ctl.errors, READY: Ctl.ready };
+  it("the worker program uses the pool's control layout", () => {
+    const names = {
+      SEQ: Ctl.seq,
+      FN: Ctl.fn,
+      ARGS: Ctl.args,
+      TOTAL: Ctl.total,
+      DONE: Ctl.done,
+      QUIT: Ctl.quit,
+      ERRORS: Ctl.errors,
+      READY: Ctl.ready,
+    };
     for (const [name, index] of Object.entries(names)) expect(WORKER_SOURCE).toContain(`${name} = ${index}`);
     expect(WORKER_SOURCE).toContain(`new BigInt64Array(data.control, ${CLAIM_AT}, 1)`);
   });
@@ -105,7 +172,9 @@ describe('worker threads and process exit', () => {
       for (const entry of readdirSync(from, { withFileTypes: true })) {
         if (entry.isDirectory()) copy(join(from, entry.name), join(to, entry.name));
         else if (entry.name.endsWith('.ts')) {
-          const { outputText } = ts.transpileModule(readFileSync(join(from, entry.name), 'utf8'), { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } });
+          const { outputText } = ts.transpileModule(readFileSync(join(from, entry.name), 'utf8'), {
+            compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
+          });
           writeFileSync(join(to, entry.name.replace(/\.ts$/, '.js')), outputText);
         }
       }
@@ -116,9 +185,11 @@ describe('worker threads and process exit', () => {
   }
 
   for (const dispose of [false, true]) {
-    it.skipIf(!coreBuilt)(`a process that ran a threaded matmul exits by itself${dispose ? ' after dispose()' : ' without dispose()'}`, () => {
-      const entry = join(transpiled(), 'src', 'index.js');
-      const script = `
+    it.skipIf(!coreBuilt)(
+      `a process that ran a threaded matmul exits by itself${dispose ? ' after dispose()' : ' without dispose()'}`,
+      () => {
+        const entry = join(transpiled(), 'src', 'index.js');
+        const script = `
         import { createCpuBackend } from './${relative(pkg, entry).split('\\\\').join('/')}';
         const be = createCpuBackend({ kernels: 'wasm', threads: 2, splitThreshold: 0 });
         await be.ready();
@@ -126,9 +197,10 @@ describe('worker threads and process exit', () => {
         const y = await be.download({ data: be.matmul(x, x, {}, [64, 64]), shape: [64, 64], dtype: 'float32' });
         console.log(be.threads, y[0]);
         ${dispose ? 'be.dispose();' : ''}`;
-      // A hung process fails the test through the timeout instead of hanging the suite.
-      const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: pkg, encoding: 'utf8', timeout: 20_000 });
-      expect(out.trim()).toBe('2 64');
-    });
+        // A hung process fails the test through the timeout instead of hanging the suite.
+        const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: pkg, encoding: 'utf8', timeout: 20_000 });
+        expect(out.trim()).toBe('2 64');
+      },
+    );
   }
 });

@@ -15,7 +15,28 @@ const js = createCpuBackend({ kernels: 'js' });
 const wasm = [createCpuBackend({ kernels: 'wasm', threads: 1 }), createCpuBackend({ kernels: 'wasm', threads: 2, splitThreshold: 0 })];
 afterAll(() => wasm.forEach((b) => b.dispose()));
 
-const SPECIAL = [0, -0, 1, -1, 0.5, 3, NaN, Infinity, -Infinity, 1e-30, -1e30, 2.5e-39, 88.7, 88.73, -87.4, -103, -104, 20, -20, 0.34657359];
+const SPECIAL = [
+  0,
+  -0,
+  1,
+  -1,
+  0.5,
+  3,
+  NaN,
+  Infinity,
+  -Infinity,
+  1e-30,
+  -1e30,
+  2.5e-39,
+  88.7,
+  88.73,
+  -87.4,
+  -103,
+  -104,
+  20,
+  -20,
+  0.34657359,
+];
 const APPROXIMATE = new Set<string>(['exp', 'sigmoid', 'silu', 'tanh', 'geluTanh', 'log', 'erf', 'gelu']);
 
 function values(n: number, seed: number): Float32Array {
@@ -24,8 +45,10 @@ function values(n: number, seed: number): Float32Array {
   return v;
 }
 
-
-async function both(f: (be: CpuBackend, up: (v: Float32Array, s: number[]) => { data: never; shape: number[]; dtype: 'float32' }) => unknown, shape: number[]): Promise<[Float32Array, Float32Array][]> {
+async function both(
+  f: (be: CpuBackend, up: (v: Float32Array, s: number[]) => { data: never; shape: number[]; dtype: 'float32' }) => unknown,
+  shape: number[],
+): Promise<[Float32Array, Float32Array][]> {
   const results: [Float32Array, Float32Array][] = [];
   const runOn = async (be: CpuBackend) => {
     const owned: unknown[] = [];
@@ -63,9 +86,17 @@ describe('wasm elementwise kernels', () => {
   const shapes: [number[], number[], number[]][] = [
     [[37], [37], [37]],
     [[5, 9], [9], [5, 9]], // b broadcast along rows (stride 1), a full
-    [[5, 1], [1, 9], [5, 9]], // both broadcast: strides 0/1 per input
+    [
+      [5, 1],
+      [1, 9],
+      [5, 9],
+    ], // both broadcast: strides 0/1 per input
     [[1], [6, 7], [6, 7]], // scalar a
-    [[3, 4, 1], [3, 1, 1], [3, 4, 1]], // rows of length 1
+    [
+      [3, 4, 1],
+      [3, 1, 1],
+      [3, 4, 1],
+    ], // rows of length 1
     [[40000], [40000], [40000]], // one long row, cut into task rows
     [[40000], [1], [40000]],
   ];
@@ -74,7 +105,11 @@ describe('wasm elementwise kernels', () => {
       const spy = vi.spyOn(WasmKernels.prototype, 'binary');
       for (const [as, bs, os] of shapes) {
         const n = (s: number[]) => s.reduce((p, d) => p * d, 1);
-        for (const [got, want] of await both((be, up) => be.binary(op as BinaryOp, up(values(n(as), 1), as), up(values(n(bs), 2), bs), os), os)) expectSame(got, want);
+        for (const [got, want] of await both(
+          (be, up) => be.binary(op as BinaryOp, up(values(n(as), 1), as), up(values(n(bs), 2), bs), os),
+          os,
+        ))
+          expectSame(got, want);
       }
       expect(spy).toHaveBeenCalled();
       spy.mockRestore();
@@ -115,7 +150,9 @@ describe('wasm elementwise kernels', () => {
   it('log is within 2 ulp from the smallest subnormal to the largest float, and exact at 0, 1, ±∞, negatives and NaN', async () => {
     const n = 60_001;
     // Logarithmically spaced over all positive floats, plus a dense run around 1 (where ln x → 0).
-    const x = Float32Array.from({ length: n }, (_, i) => (i < 40_000 ? 2 ** (-149 + (276.99 * i) / 39_999) : 0.5 + (1.5 * (i - 40_000)) / 20_000));
+    const x = Float32Array.from({ length: n }, (_, i) =>
+      i < 40_000 ? 2 ** (-149 + (276.99 * i) / 39_999) : 0.5 + (1.5 * (i - 40_000)) / 20_000,
+    );
     const specials = Float32Array.from([0, -0, 1, Infinity, -Infinity, -1, -1e-30, Number.NaN]);
     const got = await wasmUnary('log', x);
     const gotSpecial = await wasmUnary('log', specials);
@@ -131,7 +168,10 @@ describe('wasm elementwise kernels', () => {
     const x = Float32Array.from({ length: n }, (_, i) => -16 + (36 * i) / (n - 1));
     const specials = Float32Array.from([0, -0, Infinity, -Infinity, Number.NaN, 1, -1]);
     const ulp = 2 ** -23;
-    for (const [op, reference, ulps] of [['erf', erf, 2], ['gelu', gelu, 10]] as const) {
+    for (const [op, reference, ulps] of [
+      ['erf', erf, 2],
+      ['gelu', gelu, 10],
+    ] as const) {
       const got = await wasmUnary(op, x);
       // gelu's ulps: near x = −√2 (erfc = 1 − erf just below 1) erf's error is amplified ≈ 5×.
       for (let i = 0; i < n; i++) {
@@ -168,11 +208,23 @@ describe('wasm elementwise kernels', () => {
     for (const n of [5, 1027]) {
       for (const [got, want] of await both((be, up) => be.affine(up(values(n, 4), [n]), 1 / 3, 0.1), [n])) expectSame(got, want);
     }
-    for (const [rows, cols, bias] of [[3, 8, true], [5, 7, false], [300, 64, true]] as const) {
+    for (const [rows, cols, bias] of [
+      [3, 8, true],
+      [5, 7, false],
+      [300, 64, true],
+    ] as const) {
       for (const [got, want] of await both(
-        (be, up) => be.doraCompose(up(seeded(rows * cols, 5), [rows, cols]), up(seeded(rows * cols, 6), [rows, cols]), up(seeded(cols, 7), [cols]), 0.7, bias ? up(seeded(cols, 8), [cols]) : null),
+        (be, up) =>
+          be.doraCompose(
+            up(seeded(rows * cols, 5), [rows, cols]),
+            up(seeded(rows * cols, 6), [rows, cols]),
+            up(seeded(cols, 7), [cols]),
+            0.7,
+            bias ? up(seeded(cols, 8), [cols]) : null,
+          ),
         [rows, cols],
-      )) expectSame(got, want);
+      ))
+        expectSame(got, want);
     }
   });
 });
@@ -183,8 +235,14 @@ describe('wasm reductions', () => {
     [[6, 37], [1]],
     [[6, 37], [0]],
     [[4, 5, 6], [1]],
-    [[4, 5, 6], [0, 1]],
-    [[4, 5, 6], [1, 2]],
+    [
+      [4, 5, 6],
+      [0, 1],
+    ],
+    [
+      [4, 5, 6],
+      [1, 2],
+    ],
     [[3, 70000], [1]],
   ];
   for (const op of ['sum', 'mean', 'max', 'min'] as ReduceOp[]) {
@@ -195,7 +253,8 @@ describe('wasm reductions', () => {
         const v = op === 'sum' || op === 'mean' ? seeded(n, 9) : values(n, 9);
         for (const [got, want] of await both((be, up) => be.reduce(op, up(v, shape), axes, kept), kept)) {
           // Sums are float64 in both, in different orders: equal after rounding to float32 but for a rare tie.
-          if (op === 'sum' || op === 'mean') for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(want[i]!) + 1e-7);
+          if (op === 'sum' || op === 'mean')
+            for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(want[i]!) + 1e-7);
           else expectSame(got, want);
         }
       }

@@ -11,7 +11,15 @@ import { seeded } from './helpers.js';
 
 const backends = [createCpuBackend({ kernels: 'wasm', fma: false })];
 
-function reference(a: Float32Array, b: Float32Array, m: number, n: number, k: number, ta: boolean, tb: boolean): { value: Float64Array; magnitude: Float64Array } {
+function reference(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  ta: boolean,
+  tb: boolean,
+): { value: Float64Array; magnitude: Float64Array } {
   const value = new Float64Array(m * n);
   const magnitude = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
@@ -83,8 +91,14 @@ describe('wasm matmul', () => {
       [[2, 5, 20], [20, 1], false],
       [[3, 6, 20], [20, 10], false],
     ] as [number[], number[], boolean][]) {
-      const av = seeded(aShape.reduce((x, y) => x * y), 1);
-      const bv = seeded(bShape.reduce((x, y) => x * y), 2);
+      const av = seeded(
+        aShape.reduce((x, y) => x * y),
+        1,
+      );
+      const bv = seeded(
+        bShape.reduce((x, y) => x * y),
+        2,
+      );
       const m = aShape.at(-2)!;
       const n = tb ? bShape.at(-2)! : bShape.at(-1)!;
       const outShape = [...broadcastShapes(aShape.slice(0, -2), bShape.slice(0, -2), 'test'), m, n];
@@ -102,7 +116,12 @@ describe('wasm matmul', () => {
 
   it('propagates NaN through zeros on every path', async () => {
     const be = backends[0]!;
-    for (const [m, n, k] of [[1, 5, 8], [5, 1, 8], [3, 3, 3], [40, 40, 40]] as const) {
+    for (const [m, n, k] of [
+      [1, 5, 8],
+      [5, 1, 8],
+      [3, 3, 3],
+      [40, 40, 40],
+    ] as const) {
       const bv = new Float32Array(k * n);
       bv[0] = NaN;
       const a = { data: be.upload(new Float32Array(m * k), [m, k], 'float32'), shape: [m, k], dtype: 'float32' as const };

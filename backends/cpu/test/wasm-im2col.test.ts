@@ -44,7 +44,10 @@ describe('wasm im2col / col2im', () => {
     return { view: data.values as Float32Array, ptr: data.ptr, release: () => be.release(data) };
   }
 
-  for (const [label, be] of [['1 thread', one], ['2 threads', two]] as const) {
+  for (const [label, be] of [
+    ['1 thread', one],
+    ['2 threads', two],
+  ] as const) {
     for (const [gi, shape] of GEOMETRIES.entries()) {
       for (const groups of [1, 2]) {
         it(`${label}, geometry ${gi} (${shape.join(' ')}), group ${groups}/${groups}: im2col and col2im match the typed arrays`, async () => {
@@ -92,7 +95,12 @@ describe('wasm im2col / col2im', () => {
     const g = geometryOf(GEOMETRIES[0]!, 1);
     const x = one.upload(seeded(g.n * g.c * g.h * g.w, 1), [g.n, g.c, g.h, g.w], 'float32');
     const w = one.upload(seeded(g.o * g.cg * g.kh * g.kw, 2), [g.o, g.cg, g.kh, g.kw], 'float32');
-    const y = one.conv2d({ data: x, shape: [g.n, g.c, g.h, g.w], dtype: 'float32' }, { data: w, shape: [g.o, g.cg, g.kh, g.kw], dtype: 'float32' }, g.p, [g.n, g.o, g.oh, g.ow]);
+    const y = one.conv2d(
+      { data: x, shape: [g.n, g.c, g.h, g.w], dtype: 'float32' },
+      { data: w, shape: [g.o, g.cg, g.kh, g.kw], dtype: 'float32' },
+      g.p,
+      [g.n, g.o, g.oh, g.ow],
+    );
     expect(im).toHaveBeenCalledTimes(g.n);
     im.mockRestore();
     // And the result is the typed-array conv's.

@@ -7,7 +7,16 @@ import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuBackend } from '../src/index.js';
 import { seeded } from './helpers.js';
 
-function hostNorms(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, s: number, tw: boolean): Float64Array {
+function hostNorms(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inF: number,
+  r: number,
+  s: number,
+  tw: boolean,
+): Float64Array {
   const norms = new Float64Array(out);
   for (let o = 0; o < out; o++) {
     let sum = 0;
@@ -22,7 +31,17 @@ function hostNorms(w: Float32Array, a: Float32Array, b: Float32Array, out: numbe
   return norms;
 }
 
-async function norms(be: CpuBackend, w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, s: number, tw: boolean): Promise<Float32Array> {
+async function norms(
+  be: CpuBackend,
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inF: number,
+  r: number,
+  s: number,
+  tw: boolean,
+): Promise<Float32Array> {
   const t = (v: Float32Array, shape: number[]) => ({ data: be.upload(v, shape, 'float32'), shape, dtype: 'float32' as const });
   const ins = [t(w, tw ? [inF, out] : [out, inF]), t(a, [r, inF]), t(b, [out, r])] as const;
   const h = be.weightNorm(ins[0], ins[1], ins[2], s, { transposeW: tw });

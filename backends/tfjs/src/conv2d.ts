@@ -22,7 +22,12 @@ const TO_NCHW = [0, 3, 1, 2];
 const TO_HWIO = [2, 3, 1, 0];
 
 const isOne = (p: Pair): boolean => p[0] === 1 && p[1] === 1;
-const explicitPad = (pad: Pair): Explicit => [[0, 0], [pad[0], pad[0]], [pad[1], pad[1]], [0, 0]];
+const explicitPad = (pad: Pair): Explicit => [
+  [0, 0],
+  [pad[0], pad[0]],
+  [pad[1], pad[1]],
+  [0, 0],
+];
 /** tfjs conv ops accept stride > 1 or dilation > 1, never both. */
 const tfAccepts = (strides: Pair, dilations: Pair): boolean => isOne(strides) || isOne(dilations);
 
@@ -37,12 +42,7 @@ export function conv2dForward(x: tf.Tensor4D, w: tf.Tensor4D, p: Conv2dParams): 
 }
 
 /** dL/dx. dy [N, O, OH, OW], w [O, C/groups, kh, kw] → [N, C, H, W] (= xShape). */
-export function conv2dBackpropInput(
-  dy: tf.Tensor4D,
-  w: tf.Tensor4D,
-  p: Conv2dParams,
-  xShape: readonly number[],
-): tf.Tensor4D {
+export function conv2dBackpropInput(dy: tf.Tensor4D, w: tf.Tensor4D, p: Conv2dParams, xShape: readonly number[]): tf.Tensor4D {
   const [n, c, h, wd] = xShape as [number, number, number, number];
   checkGroups('conv2dBackpropInput', c, w.shape, p.groups);
   const dyh = tf.transpose(dy, TO_NHWC) as tf.Tensor4D;
@@ -62,21 +62,14 @@ export function conv2dBackpropInput(
 }
 
 /** dL/dw. x [N, C, H, W], dy [N, O, OH, OW] → [O, C/groups, kh, kw] (= wShape). */
-export function conv2dBackpropFilter(
-  x: tf.Tensor4D,
-  dy: tf.Tensor4D,
-  p: Conv2dParams,
-  wShape: readonly number[],
-): tf.Tensor4D {
+export function conv2dBackpropFilter(x: tf.Tensor4D, dy: tf.Tensor4D, p: Conv2dParams, wShape: readonly number[]): tf.Tensor4D {
   const [o, cg, kh, kw] = wShape as [number, number, number, number];
   checkGroups('conv2dBackpropFilter', x.shape[1], wShape, p.groups);
   if (isDepthwise(x.shape[1], wShape, p.groups)) return depthwiseFilterGrad(x, dy, [kh, kw], p);
   // Per group: channels-as-batch view of x [C, H, W, N] filtered by dy as [OH, OW, N, O].
   const xt = tf.transpose(x, [1, 2, 3, 0]) as tf.Tensor4D;
   const dyh = tf.transpose(dy, TO_NHWC) as tf.Tensor4D;
-  const grad = perGroup(p.groups, 0, [xt, 0], [dyh, 3], (xg, dyg) =>
-    filterGradGroup(xg, dyg, [x.shape[2], x.shape[3]], [kh, kw], p),
-  );
+  const grad = perGroup(p.groups, 0, [xt, 0], [dyh, 3], (xg, dyg) => filterGradGroup(xg, dyg, [x.shape[2], x.shape[3]], [kh, kw], p));
   if (grad.shape[0] !== o || grad.shape[1] !== cg) {
     throw new ShapeError(`conv2dBackpropFilter: computed ${formatShape(grad.shape)}, expected ${formatShape(wShape)}`);
   }
@@ -116,7 +109,14 @@ function toStrideOneGrid(dy: tf.Tensor4D, stride: Pair, grid: Pair): tf.Tensor4D
   const [n, oh, ow, o] = dy.shape;
   const [sh, sw] = stride;
   const spaced = tf.reshape(
-    tf.pad(tf.reshape(dy, [n, oh, 1, ow, 1, o]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]),
+    tf.pad(tf.reshape(dy, [n, oh, 1, ow, 1, o]), [
+      [0, 0],
+      [0, 0],
+      [0, sh - 1],
+      [0, 0],
+      [0, sw - 1],
+      [0, 0],
+    ]),
     [n, oh * sh, ow * sw, o],
   );
   return tf.slice(spaced, [0, 0, 0, 0], [n, grid[0], grid[1], o]) as tf.Tensor4D;
@@ -124,10 +124,7 @@ function toStrideOneGrid(dy: tf.Tensor4D, stride: Pair, grid: Pair): tf.Tensor4D
 
 /** Height/width of the stride-1 output of x with this padding, dilation and kernel. */
 function strideOneGrid(x: Pair, kernel: Pair, p: Conv2dParams): [number, number] {
-  return [
-    x[0] + 2 * p.padding[0] - p.dilation[0] * (kernel[0] - 1),
-    x[1] + 2 * p.padding[1] - p.dilation[1] * (kernel[1] - 1),
-  ];
+  return [x[0] + 2 * p.padding[0] - p.dilation[0] * (kernel[0] - 1), x[1] + 2 * p.padding[1] - p.dilation[1] * (kernel[1] - 1)];
 }
 
 /**
@@ -145,7 +142,14 @@ function spreadForInputGrad(dy: tf.Tensor4D, x: Pair, wShape: readonly number[],
     t = tf.slice(t, [0, crop[0], crop[1], 0], [n, gh - 2 * crop[0], gw - 2 * crop[1], o]);
   }
   const pad = [Math.max(0, q[0]), Math.max(0, q[1])] as const;
-  return pad[0] > 0 || pad[1] > 0 ? tf.pad(t, [[0, 0], [pad[0], pad[0]], [pad[1], pad[1]], [0, 0]]) : t;
+  return pad[0] > 0 || pad[1] > 0
+    ? tf.pad(t, [
+        [0, 0],
+        [pad[0], pad[0]],
+        [pad[1], pad[1]],
+        [0, 0],
+      ])
+    : t;
 }
 
 /** dL/dx for one group, NHWC. w [O, C, kh, kw]. */
@@ -192,7 +196,12 @@ function depthwiseFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, kernel: Pair, p: C
   const [n, c] = x.shape;
   const [, o, oh, ow] = dy.shape;
   const m = o / c;
-  const xpad = tf.pad(x, [[0, 0], [0, 0], [p.padding[0], p.padding[0]], [p.padding[1], p.padding[1]]]);
+  const xpad = tf.pad(x, [
+    [0, 0],
+    [0, 0],
+    [p.padding[0], p.padding[0]],
+    [p.padding[1], p.padding[1]],
+  ]);
   const dy5 = tf.reshape(dy, [n, c, m, oh, ow]);
   const taps: tf.Tensor[] = [];
   for (let i = 0; i < kernel[0]; i++) {
@@ -245,5 +254,8 @@ function perGroup(
   if (groups === 1) return fn(first[0], second[0]);
   const as = tf.split(first[0], groups, first[1]) as tf.Tensor4D[];
   const bs = tf.split(second[0], groups, second[1]) as tf.Tensor4D[];
-  return tf.concat(as.map((a, g) => fn(a, bs[g]!)), outAxis) as tf.Tensor4D;
+  return tf.concat(
+    as.map((a, g) => fn(a, bs[g]!)),
+    outAxis,
+  ) as tf.Tensor4D;
 }

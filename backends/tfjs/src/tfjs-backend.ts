@@ -167,7 +167,13 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   // ---- layout
 
   transpose(a: TfInfo, perm: readonly number[]): tf.Tensor {
-    return this.run('transpose', [a], perm.map((p) => a.shape[p]!), a.dtype, () => tf.transpose(view(a), [...perm]));
+    return this.run(
+      'transpose',
+      [a],
+      perm.map((p) => a.shape[p]!),
+      a.dtype,
+      () => tf.transpose(view(a), [...perm]),
+    );
   }
 
   slice(a: TfInfo, begin: readonly number[], size: readonly number[]): tf.Tensor {
@@ -194,9 +200,7 @@ export class TfjsBackend implements Backend<tf.Tensor> {
   }
 
   conv2dBackpropFilter(x: TfInfo, dy: TfInfo, p: Conv2dParams, wShape: readonly number[]): tf.Tensor {
-    return this.run('conv2dBackpropFilter', [x, dy], wShape, 'float32', () =>
-      conv2dBackpropFilter(view4(x), view4(dy), p, wShape),
-    );
+    return this.run('conv2dBackpropFilter', [x, dy], wShape, 'float32', () => conv2dBackpropFilter(view4(x), view4(dy), p, wShape));
   }
 
   // ---- fused

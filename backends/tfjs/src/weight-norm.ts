@@ -17,14 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 const UNDERFLOW_SUSPECT = 1e-15;
 
 /** W [out, in] (or [in, out] when transposeW), A [r, in], B [out, r] → [out]. */
-export function weightNorm(
-  w: tf.Tensor,
-  a: tf.Tensor,
-  b: tf.Tensor,
-  scale: number,
-  transposeW: boolean,
-  onHost: boolean,
-): tf.Tensor {
+export function weightNorm(w: tf.Tensor, a: tf.Tensor, b: tf.Tensor, scale: number, transposeW: boolean, onHost: boolean): tf.Tensor {
   const negUpdate = update(a, b, -scale, transposeW);
   const axis = transposeW ? 0 : 1;
   const norm = tf.sqrt(tf.sum(tf.squaredDifference(w, negUpdate), axis));

@@ -15,7 +15,11 @@ const params = (p: Partial<Conv2dParams>): Conv2dParams => ({
 const CASES: Record<string, ConvCase> = {
   'plain 3x3 pad 1': { x: [2, 3, 6, 6], w: [4, 3, 3, 3], p: params({ padding: [1, 1] }) },
   '1x1': { x: [2, 6, 5, 5], w: [4, 6, 1, 1], p: params({}) },
-  'stride 2, odd size (rows the stride never reaches)': { x: [1, 2, 8, 7], w: [3, 2, 3, 3], p: params({ stride: [2, 2], padding: [1, 0] }) },
+  'stride 2, odd size (rows the stride never reaches)': {
+    x: [1, 2, 8, 7],
+    w: [3, 2, 3, 3],
+    p: params({ stride: [2, 2], padding: [1, 0] }),
+  },
   'dilation 2': { x: [1, 2, 9, 9], w: [2, 2, 3, 3], p: params({ dilation: [2, 2], padding: [2, 2] }) },
   'stride 2 with dilation 2': { x: [1, 2, 11, 10], w: [3, 2, 3, 3], p: params({ stride: [2, 2], dilation: [2, 2], padding: [1, 1] }) },
   'mixed stride/dilation per axis': { x: [1, 2, 9, 9], w: [2, 2, 3, 2], p: params({ stride: [2, 1], dilation: [1, 3], padding: [1, 2] }) },
@@ -24,7 +28,11 @@ const CASES: Record<string, ConvCase> = {
   'groups 2 strided and dilated': { x: [1, 4, 9, 9], w: [4, 2, 2, 2], p: params({ groups: 2, stride: [2, 2], dilation: [2, 2] }) },
   depthwise: { x: [2, 3, 6, 6], w: [3, 1, 3, 3], p: params({ groups: 3, padding: [1, 1] }) },
   'depthwise multiplier 2, strided': { x: [1, 3, 7, 7], w: [6, 1, 3, 3], p: params({ groups: 3, stride: [2, 2], padding: [1, 1] }) },
-  'depthwise strided and dilated': { x: [1, 2, 9, 9], w: [2, 1, 3, 3], p: params({ groups: 2, stride: [2, 2], dilation: [2, 2], padding: [2, 2] }) },
+  'depthwise strided and dilated': {
+    x: [1, 2, 9, 9],
+    w: [2, 1, 3, 3],
+    p: params({ groups: 2, stride: [2, 2], dilation: [2, 2], padding: [2, 2] }),
+  },
 };
 
 const TOL = 1e-5;

@@ -36,7 +36,9 @@ it('applies a PEFT DoRA adapter to a model whose weights are tf tensors', async 
   // Stand-ins for the application's own tf tensors.
   const host = async (file: string) => (await readSafetensors(join(CASE, file))).tensors;
   const toTfTensor = (t: { shape: readonly number[]; data: unknown }) => tf.tensor(t.data as Float32Array, [...t.shape]);
-  const weights: Record<string, tf.Tensor> = Object.fromEntries([...(await host('base/model.safetensors'))].map(([k, t]) => [k, toTfTensor(t)]));
+  const weights: Record<string, tf.Tensor> = Object.fromEntries(
+    [...(await host('base/model.safetensors'))].map(([k, t]) => [k, toTfTensor(t)]),
+  );
   const fixture = await host('tensors.safetensors');
   const x = toTfTensor(fixture.get('input.x')!);
 

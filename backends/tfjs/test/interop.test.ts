@@ -109,6 +109,8 @@ describe('two tfjs backends in one process', () => {
   });
 
   it('an unknown tfjs backend is a BackendError listing the registered ones', async () => {
-    await expect(createTfjsBackend({ tfBackend: 'webgl' })).rejects.toThrow(/tfjs backend 'webgl' is not registered \(registered: cpu, wasm/);
+    await expect(createTfjsBackend({ tfBackend: 'webgl' })).rejects.toThrow(
+      /tfjs backend 'webgl' is not registered \(registered: cpu, wasm/,
+    );
   });
 });

@@ -112,7 +112,9 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
     });
 
     it('names the shapes when they do not fit', () => {
-      expect(() => be.matmul(info(be, seeded(6), [2, 3]), info(be, seeded(8), [4, 2]), {}, [2, 2])).toThrow(/tfjs matmul on \[2, 3\] float32, \[4, 2\] float32/);
+      expect(() => be.matmul(info(be, seeded(6), [2, 3]), info(be, seeded(8), [4, 2]), {}, [2, 2])).toThrow(
+        /tfjs matmul on \[2, 3\] float32, \[4, 2\] float32/,
+      );
     });
   });
 
@@ -128,7 +130,7 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
     it('isFinite and step on non-finite values', async () => {
       const v = [NaN, Infinity, -Infinity, 1];
       expect(await read(be, wrap(be.unary('isFinite', info(be, v, [4])), [4]))).toEqual([0, 0, 0, 1]);
-      expect((await read(be, wrap(be.unary('step', info(be, [-Infinity, 0, 1e-30, Infinity], [4])), [4])))).toEqual([0, 0, 1, 1]);
+      expect(await read(be, wrap(be.unary('step', info(be, [-Infinity, 0, 1e-30, Infinity], [4])), [4]))).toEqual([0, 0, 1, 1]);
     });
 
     it('special values as PyTorch (and the reference backend) give them', async () => {
@@ -270,7 +272,9 @@ describe.each(TF_BACKENDS)('kernels on tfjs-%s', (tfBackend) => {
       const w = seeded(out * inF, 11);
       const a = seeded(r * inF, 12);
       const b = seeded(out * r, 13);
-      const y = be.weightNorm(info(be, w, tw ? [inF, out] : [out, inF]), info(be, a, [r, inF]), info(be, b, [out, r]), s, { transposeW: tw });
+      const y = be.weightNorm(info(be, w, tw ? [inF, out] : [out, inF]), info(be, a, [r, inF]), info(be, b, [out, r]), s, {
+        transposeW: tw,
+      });
       expect(maxRelError(await read(be, wrap(y, [out])), norm(w, a, b, out, inF, r, s, tw))).toBeLessThan(1e-6);
     });
 

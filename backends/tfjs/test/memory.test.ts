@@ -27,16 +27,35 @@ describe.each(TF_BACKENDS)('memory on tfjs-%s', (tfBackend) => {
   });
   afterAll(() => be.dispose());
 
-  const param = (shape: number[], seed: number) => new Parameter(tensor(seeded(shape.reduce((a, b) => a * b, 1), seed), shape, { backend: be }));
+  const param = (shape: number[], seed: number) =>
+    new Parameter(
+      tensor(
+        seeded(
+          shape.reduce((a, b) => a * b, 1),
+          seed,
+        ),
+        shape,
+        { backend: be },
+      ),
+    );
   const clearGrads = (ps: Parameter[]) => ps.forEach((p) => (p.grad?.dispose(), (p.grad = null)));
 
   it('a DoRA forward/backward loop over linear, conv2d and embedding leaks no tf tensor', () => {
     const linear: LayerGeometry = { kind: 'linear' };
     const conv: LayerGeometry = { kind: 'conv2d' };
     const embed: LayerGeometry = { kind: 'embedding' };
-    const lw = param([6, 8], 1), la = param([2, 8], 2), lb = param([6, 2], 3), lm = param([6], 4);
-    const cw = param([4, 3, 3, 3], 5), ca = param([2, 3, 3, 3], 6), cb = param([4, 2, 1, 1], 7), cm = param([1, 4, 1, 1], 8);
-    const ew = param([10, 6], 9), ea = param([2, 10], 10), eb = param([6, 2], 11), em = param([6], 12);
+    const lw = param([6, 8], 1),
+      la = param([2, 8], 2),
+      lb = param([6, 2], 3),
+      lm = param([6], 4);
+    const cw = param([4, 3, 3, 3], 5),
+      ca = param([2, 3, 3, 3], 6),
+      cb = param([4, 2, 1, 1], 7),
+      cm = param([1, 4, 1, 1], 8);
+    const ew = param([10, 6], 9),
+      ea = param([2, 10], 10),
+      eb = param([6, 2], 11),
+      em = param([6], 12);
     const trainable = [la, lb, lm, ca, cb, cm, ea, eb, em];
     const x = tensor(seeded(3 * 8, 13), [3, 8], { backend: be });
     const img = tensor(seeded(2 * 3 * 5 * 5, 14), [2, 3, 5, 5], { backend: be });
@@ -45,7 +64,14 @@ describe.each(TF_BACKENDS)('memory on tfjs-%s', (tfBackend) => {
     const step = (): void => {
       tidy(() => {
         const dora = (geo: LayerGeometry, base: Tensor, input: Tensor, w: Tensor, a: Tensor, b: Tensor, m: Tensor) =>
-          composeAdapter(geo, base, loraBranch(geo, input, a, b, geo.kind === 'conv2d' ? { padding: 1 } : undefined), 0.5, magnitudeScale(m, doraWeightNorm(geo, w, a, b, 0.5)), null);
+          composeAdapter(
+            geo,
+            base,
+            loraBranch(geo, input, a, b, geo.kind === 'conv2d' ? { padding: 1 } : undefined),
+            0.5,
+            magnitudeScale(m, doraWeightNorm(geo, w, a, b, 0.5)),
+            null,
+          );
         const y1 = dora(linear, ops.linear(x, lw, null), x, lw, la, lb, lm);
         const y2 = dora(conv, ops.conv2d(img, cw, null, { padding: 1 }), img, cw, ca, cb, cm);
         const y3 = dora(embed, ops.gather(ew, ids), ids, ew, ea, eb, em);
@@ -64,7 +90,14 @@ describe.each(TF_BACKENDS)('memory on tfjs-%s', (tfBackend) => {
 
     // The loop did real work: gradients reach every trainable tensor.
     tidy(() => {
-      const y = composeAdapter(linear, ops.linear(x, lw, null), loraBranch(linear, x, la, lb), 0.5, magnitudeScale(lm, doraWeightNorm(linear, lw, la, lb, 0.5)), null);
+      const y = composeAdapter(
+        linear,
+        ops.linear(x, lw, null),
+        loraBranch(linear, x, la, lb),
+        0.5,
+        magnitudeScale(lm, doraWeightNorm(linear, lw, la, lb, 0.5)),
+        null,
+      );
       backward(ops.sum(y));
     });
     expect(la.grad && lb.grad && lm.grad).toBeTruthy();

@@ -20,7 +20,14 @@ import {
   DoraError,
 } from '@dorajs/core';
 import type { PoolStats } from './buffer-pool.js';
-import { environmentOptions, KernelContext, type GpuTensor, type MatmulTuning, type MatmulVariant, type WeightNormVariant } from './context.js';
+import {
+  environmentOptions,
+  KernelContext,
+  type GpuTensor,
+  type MatmulTuning,
+  type MatmulVariant,
+  type WeightNormVariant,
+} from './context.js';
 import { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './kernels/conv2d.js';
 import { doraCompose } from './kernels/dora-compose.js';
@@ -229,7 +236,12 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   }
 
   concat(tensors: readonly TensorInfo<GpuTensor>[], axis: number, outShape: readonly number[]): GpuTensor {
-    return concat(this.ctx, tensors.map((t) => this.arg(t)), axis, outShape);
+    return concat(
+      this.ctx,
+      tensors.map((t) => this.arg(t)),
+      axis,
+      outShape,
+    );
   }
 
   cast(a: TensorInfo<GpuTensor>, dtype: DType): GpuTensor {
@@ -251,7 +263,13 @@ export class WebGpuBackend implements Backend<GpuTensor> {
 
   // ---- fused
 
-  weightNorm(w: TensorInfo<GpuTensor>, a: TensorInfo<GpuTensor>, b: TensorInfo<GpuTensor>, scale: number, options: WeightNormOptions): GpuTensor {
+  weightNorm(
+    w: TensorInfo<GpuTensor>,
+    a: TensorInfo<GpuTensor>,
+    b: TensorInfo<GpuTensor>,
+    scale: number,
+    options: WeightNormOptions,
+  ): GpuTensor {
     return weightNorm(this.ctx, this.arg(w), this.arg(a), this.arg(b), scale, options);
   }
 

@@ -61,11 +61,7 @@ function adapterLimits(adapter: GPUAdapter): Record<string, number> {
   return limits;
 }
 
-export async function deviceFromAdapter(
-  adapter: GPUAdapter,
-  description: string,
-  wantSubgroups: boolean,
-): Promise<AcquiredDevice> {
+export async function deviceFromAdapter(adapter: GPUAdapter, description: string, wantSubgroups: boolean): Promise<AcquiredDevice> {
   const requiredFeatures: GPUFeatureName[] = [];
   if (wantSubgroups && adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
   const device = await adapter.requestDevice({ requiredLimits: adapterLimits(adapter), requiredFeatures });
@@ -137,6 +133,7 @@ export async function acquireDevice(request: DeviceRequest = {}): Promise<Acquir
     wantSubgroups,
   );
   if (gles) return gles;
-  if (!process.env.EGL_PLATFORM) attempts.push('hint: without a GPU set EGL_PLATFORM=surfaceless and install Mesa (libegl-mesa0, libgl1-mesa-dri)');
+  if (!process.env.EGL_PLATFORM)
+    attempts.push('hint: without a GPU set EGL_PLATFORM=surfaceless and install Mesa (libegl-mesa0, libgl1-mesa-dri)');
   throw new WebGpuUnavailableError(attempts);
 }

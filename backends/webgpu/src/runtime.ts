@@ -218,9 +218,7 @@ export class GpuRuntime {
     const key = `${outputs}:${inputs}`;
     let layout = this.layouts.get(key);
     if (!layout) {
-      const entries: GPUBindGroupLayoutEntry[] = [
-        { binding: 0, visibility: ShaderStageCompute, buffer: { type: 'uniform' } },
-      ];
+      const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: ShaderStageCompute, buffer: { type: 'uniform' } }];
       for (let i = 0; i < outputs + inputs; i++) {
         entries.push({
           binding: i + 1,
@@ -307,7 +305,11 @@ export class GpuRuntime {
     const bytes = Math.ceil((words * 4) / this.slotAlign) * this.slotAlign;
     let arena = this.arenas.find((a) => a.used + bytes <= this.arenaBytes);
     if (!arena && this.arenas.length < MAX_ARENAS) {
-      const buffer = this.device.createBuffer({ label: 'dora uniforms', size: this.arenaBytes, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+      const buffer = this.device.createBuffer({
+        label: 'dora uniforms',
+        size: this.arenaBytes,
+        usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
+      });
       arena = { buffer, words: new Uint32Array(this.arenaBytes / 4), used: 0, dirtyFrom: this.arenaBytes, dirtyTo: 0 };
       this.arenas.push(arena);
     }
@@ -439,7 +441,9 @@ export class GpuRuntime {
     for (const b of call.outputs) node = this.child(node, b.id);
     for (const b of call.inputs) node = this.child(node, b.id);
     if (node.group) return node.group;
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: slot.arena.buffer, offset: slot.offset, size: compiled.uniformSize } }];
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: slot.arena.buffer, offset: slot.offset, size: compiled.uniformSize } },
+    ];
     let binding = 1;
     for (const b of call.outputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
     for (const b of call.inputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });

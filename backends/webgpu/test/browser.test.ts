@@ -27,11 +27,24 @@ if (skipReason) console.warn(skipReason);
 const [T, inn, out, r, scale] = [6, 40, 24, 4, 2];
 const shapes: Record<string, number[]> = { x: [T, inn], x1: [1, inn], w: [out, inn], a: [r, inn], b: [out, r], m: [out], bias: [out] };
 const values: Record<string, number[]> = {};
-Object.entries(shapes).forEach(([k, s], i) => (values[k] = Array.from(randn(s.reduce((p, d) => p * d, 1), 100 + i, k === 'm' ? 2 : 0.5))));
+Object.entries(shapes).forEach(
+  ([k, s], i) =>
+    (values[k] = Array.from(
+      randn(
+        s.reduce((p, d) => p * d, 1),
+        100 + i,
+        k === 'm' ? 2 : 0.5,
+      ),
+    )),
+);
 
 async function cpuReference(input: 'x' | 'x1'): Promise<Float32Array> {
   const be = (await createCpuBackend()) as Backend;
-  const up = (name: string): TensorInfo => ({ data: be.upload(Float32Array.from(values[name]!), shapes[name]!, 'float32'), shape: shapes[name]!, dtype: 'float32' });
+  const up = (name: string): TensorInfo => ({
+    data: be.upload(Float32Array.from(values[name]!), shapes[name]!, 'float32'),
+    shape: shapes[name]!,
+    dtype: 'float32',
+  });
   const y = doraLinear(be, up(input), { w: up('w'), a: up('a'), b: up('b'), m: up('m'), bias: up('bias'), scale }, []);
   return (await be.download(y)) as Float32Array;
 }
@@ -57,7 +70,10 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
     });
     const bundle = readFileSync(join(dir, 'page.js'), 'utf8');
     expect(bundle).not.toMatch(/dawn\.node/);
-    writeFileSync(join(dir, 'index.html'), `<!doctype html><meta charset="utf-8"><script>window.__input = ${JSON.stringify({ shapes, values, scale })};</script><script type="module" src="page.js"></script>`);
+    writeFileSync(
+      join(dir, 'index.html'),
+      `<!doctype html><meta charset="utf-8"><script>window.__input = ${JSON.stringify({ shapes, values, scale })};</script><script type="module" src="page.js"></script>`,
+    );
     const files: Record<string, [string, string]> = { '/': ['index.html', 'text/html'], '/page.js': ['page.js', 'text/javascript'] };
     server = createServer((req, res) => {
       const f = files[req.url ?? ''];
@@ -70,8 +86,17 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
     const browser = await chromium.launch({
       executablePath: chromiumPath,
       headless: true,
-      args: ['--headless=new', '--no-sandbox', '--disable-gpu-sandbox', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-quic', '--enable-unsafe-webgpu'],
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-gpu-sandbox',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--disable-quic',
+        '--enable-unsafe-webgpu',
+      ],
     });
     let passed = 0;
     let failed = 0;
@@ -82,8 +107,15 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
       await page.goto(`http://127.0.0.1:${port}/`);
       await page.waitForFunction(() => (globalThis as unknown as { __result?: unknown }).__result !== undefined, null, { timeout: 90_000 });
       const result = (await page.evaluate(() => (globalThis as unknown as { __result: unknown }).__result)) as {
-        ok: boolean; adapter?: string; y?: number[]; yDecode?: number[]; fused?: number; subgroups?: boolean; adapterSubgroups?: boolean;
-        error?: string; gpuErrors: string[];
+        ok: boolean;
+        adapter?: string;
+        y?: number[];
+        yDecode?: number[];
+        fused?: number;
+        subgroups?: boolean;
+        adapterSubgroups?: boolean;
+        error?: string;
+        gpuErrors: string[];
       };
       const checks: [string, boolean][] = [
         [`page ran (${result.error ?? result.adapter})`, result.ok],
@@ -93,9 +125,15 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
         const err = relError(result.y!, await cpuReference('x'));
         checks.push([`matches the CPU backend (rel err ${err.toExponential(2)})`, err < 1e-4]);
         const errDecode = relError(result.yDecode!, await cpuReference('x1'));
-        checks.push([`decode step (GEMV and norm in one pass) matches the CPU backend (rel err ${errDecode.toExponential(2)})`, errDecode < 1e-4]);
+        checks.push([
+          `decode step (GEMV and norm in one pass) matches the CPU backend (rel err ${errDecode.toExponential(2)})`,
+          errDecode < 1e-4,
+        ]);
         checks.push([`the norm joined the GEMV (${result.fused} fused)`, result.fused === 1]);
-        checks.push([`subgroup operations in use where the adapter has them (${result.subgroups})`, result.subgroups === result.adapterSubgroups]);
+        checks.push([
+          `subgroup operations in use where the adapter has them (${result.subgroups})`,
+          result.subgroups === result.adapterSubgroups,
+        ]);
       }
       for (const [name, ok] of checks) {
         if (ok) passed++;

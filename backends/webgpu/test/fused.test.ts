@@ -76,8 +76,7 @@ describe.skipIf(!backend)(`webgpu fused kernels${skipReason ? ` (${skipReason})`
     const g = randn(cols, 12);
     const bias = randn(cols, 13);
     const s = 0.75;
-    const want = (withBias: boolean) =>
-      Array.from(base, (v, i) => (withBias ? bias[i % cols]! : 0) + g[i % cols]! * (v + s * lora[i]!));
+    const want = (withBias: boolean) => Array.from(base, (v, i) => (withBias ? bias[i % cols]! : 0) + g[i % cols]! * (v + s * lora[i]!));
     const args = [up(base, [rows, cols]), up(lora, [rows, cols]), up(g, [cols]), s] as const;
     const y1 = await be.download({ data: be.doraCompose(...args, up(bias, [cols])), shape: [rows, cols], dtype: 'float32' });
     const y0 = await be.download({ data: be.doraCompose(...args, null), shape: [rows, cols], dtype: 'float32' });

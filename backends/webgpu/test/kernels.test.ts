@@ -23,7 +23,7 @@ function wrap(data: GpuTensor, shape: readonly number[]): Info {
   return t;
 }
 async function down(data: GpuTensor, shape: readonly number[]): Promise<number[]> {
-  return Array.from(await be.download(wrap(data, shape)) as ArrayLike<number>);
+  return Array.from((await be.download(wrap(data, shape))) as ArrayLike<number>);
 }
 
 describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}`, () => {
@@ -51,12 +51,26 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
   });
 
   const unaryRef: Record<UnaryOp, (x: number) => number> = {
-    neg: (x) => -x, abs: Math.abs, exp: Math.exp, log: Math.log, sqrt: Math.sqrt, rsqrt: (x) => 1 / Math.sqrt(x),
-    reciprocal: (x) => 1 / x, square: (x) => x * x, relu: (x) => Math.max(x, 0), step: (x) => (x > 0 ? 1 : 0),
-    sigmoid: (x) => 1 / (1 + Math.exp(-x)), silu: (x) => x / (1 + Math.exp(-x)),
+    neg: (x) => -x,
+    abs: Math.abs,
+    exp: Math.exp,
+    log: Math.log,
+    sqrt: Math.sqrt,
+    rsqrt: (x) => 1 / Math.sqrt(x),
+    reciprocal: (x) => 1 / x,
+    square: (x) => x * x,
+    relu: (x) => Math.max(x, 0),
+    step: (x) => (x > 0 ? 1 : 0),
+    sigmoid: (x) => 1 / (1 + Math.exp(-x)),
+    silu: (x) => x / (1 + Math.exp(-x)),
     gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
     geluTanh: (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
-    tanh: Math.tanh, erf: (x) => erf(x), sin: Math.sin, cos: Math.cos, sign: Math.sign, isFinite: (x) => (Number.isFinite(x) ? 1 : 0),
+    tanh: Math.tanh,
+    erf: (x) => erf(x),
+    sin: Math.sin,
+    cos: Math.cos,
+    sign: Math.sign,
+    isFinite: (x) => (Number.isFinite(x) ? 1 : 0),
   };
   function erf(x: number): number {
     // High-precision series/continued fraction is overkill: use a 1e-12-accurate Taylor sum for |x| < 6.
@@ -90,12 +104,32 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const a = randn(2 * 3 * 4, 2, 3);
     const b = randn(3 * 1, 3, 3).map((v) => v + Math.sign(v) * 0.5);
     const ops: [BinaryOp, (x: number, y: number) => number][] = [
-      ['add', (x, y) => x + y], ['sub', (x, y) => x - y], ['mul', (x, y) => x * y], ['div', (x, y) => x / y],
-      ['max', Math.max], ['min', Math.min], ['greater', (x, y) => (x > y ? 1 : 0)], ['equal', (x, y) => (x === y ? 1 : 0)],
+      ['add', (x, y) => x + y],
+      ['sub', (x, y) => x - y],
+      ['mul', (x, y) => x * y],
+      ['div', (x, y) => x / y],
+      ['max', Math.max],
+      ['min', Math.min],
+      ['greater', (x, y) => (x > y ? 1 : 0)],
+      ['equal', (x, y) => (x === y ? 1 : 0)],
     ];
     for (const [op, f] of ops) {
       const got = await down(be.binary(op, up(a, [2, 3, 4]), up(b, [3, 1]), [2, 3, 4]), [24]);
-      expect(relError(got, broadcastMap([[2, 3, 4], [3, 1]], [a, b], [2, 3, 4], f)), op).toBeLessThan(1e-6);
+      expect(
+        relError(
+          got,
+          broadcastMap(
+            [
+              [2, 3, 4],
+              [3, 1],
+            ],
+            [a, b],
+            [2, 3, 4],
+            f,
+          ),
+        ),
+        op,
+      ).toBeLessThan(1e-6);
     }
     const p = await down(be.binary('pow', up([2, -2, -2, 0, 4], [5]), up([3, 3, 2, 0, 0.5], [5]), [5]), [5]);
     expect(p).toEqual([8, -8, 4, 1, 2]);
@@ -120,7 +154,19 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const shape = [3, 4, 40];
     const x = randn(size(shape), 4, 2);
     const st = strides(shape);
-    const cases: [number[], number[]][] = [[[2], [3, 4, 1]], [[0], [1, 4, 40]], [[1], [3, 1, 40]], [[0, 2], [1, 4, 1]], [[1, 2], [3, 1, 1]]];
+    const cases: [number[], number[]][] = [
+      [[2], [3, 4, 1]],
+      [[0], [1, 4, 40]],
+      [[1], [3, 1, 40]],
+      [
+        [0, 2],
+        [1, 4, 1],
+      ],
+      [
+        [1, 2],
+        [3, 1, 1],
+      ],
+    ];
     for (const op of ['sum', 'max', 'min', 'mean'] as const) {
       for (const [axes, outShape] of cases) {
         const n = size(outShape);
@@ -157,7 +203,12 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
       const s = row.reduce((p, v) => p + Math.exp(v - m), 0);
       const want = row.map((v) => Math.exp(v - m) / s);
       expect(relError(sm.slice(r * 300, r * 300 + 300), want)).toBeLessThan(1e-5);
-      expect(relError(lsm.slice(r * 300, r * 300 + 300), row.map((v) => v - m - Math.log(s)))).toBeLessThan(1e-5);
+      expect(
+        relError(
+          lsm.slice(r * 300, r * 300 + 300),
+          row.map((v) => v - m - Math.log(s)),
+        ),
+      ).toBeLessThan(1e-5);
       expect(am[r]).toBe(row.indexOf(m));
     }
     expect(await down(be.argMax(up([1, 3, 3, 2], [4])), [])).toEqual([1]);
@@ -172,7 +223,9 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const upd = randn(4 * 3, 8);
     const sa = await down(be.scatterAdd(idx, up(upd, [4, 3]), 6), [18]);
     const ref = new Float64Array(18);
-    [5, 0, 5, 2].forEach((r, i) => { for (let c = 0; c < 3; c++) ref[r * 3 + c]! += upd[i * 3 + c]!; });
+    [5, 0, 5, 2].forEach((r, i) => {
+      for (let c = 0; c < 3; c++) ref[r * 3 + c]! += upd[i * 3 + c]!;
+    });
     expect(relError(sa, ref)).toBeLessThan(1e-6);
   });
 
@@ -222,7 +275,10 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const a = randn(size(aShape), 11);
     const b = randn(size(bShape), 12);
     const ref = matmulRef(a, aShape, b, bShape, transA, transB);
-    const got = await down(be.matmul(up(a, [...aShape]), up(b, [...bShape]), { transposeA: transA, transposeB: transB }, ref.shape), ref.shape);
+    const got = await down(
+      be.matmul(up(a, [...aShape]), up(b, [...bShape]), { transposeA: transA, transposeB: transB }, ref.shape),
+      ref.shape,
+    );
     expect(relError(got, ref.out)).toBeLessThan(1e-5);
   });
 
@@ -254,19 +310,24 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const dw = new Float64Array(w.length);
     const cpg = C / 2;
     const opg = O / 2;
-    for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
-      const yi = ((n * O + o) * OH + oh) * OW + ow;
-      for (let c = 0; c < cpg; c++) for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) {
-        const ih = oh * p.stride[0] + kh * p.dilation[0] - p.padding[0];
-        const iw = ow * p.stride[1] + kw * p.dilation[1] - p.padding[1];
-        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-        const xi = ((n * C + Math.floor(o / opg) * cpg + c) * H + ih) * W + iw;
-        const wi = ((o * cpg + c) * KH + kh) * KW + kw;
-        y[yi]! += x[xi]! * w[wi]!;
-        dx[xi]! += dy[yi]! * w[wi]!;
-        dw[wi]! += x[xi]! * dy[yi]!;
-      }
-    }
+    for (let n = 0; n < N; n++)
+      for (let o = 0; o < O; o++)
+        for (let oh = 0; oh < OH; oh++)
+          for (let ow = 0; ow < OW; ow++) {
+            const yi = ((n * O + o) * OH + oh) * OW + ow;
+            for (let c = 0; c < cpg; c++)
+              for (let kh = 0; kh < KH; kh++)
+                for (let kw = 0; kw < KW; kw++) {
+                  const ih = oh * p.stride[0] + kh * p.dilation[0] - p.padding[0];
+                  const iw = ow * p.stride[1] + kw * p.dilation[1] - p.padding[1];
+                  if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                  const xi = ((n * C + Math.floor(o / opg) * cpg + c) * H + ih) * W + iw;
+                  const wi = ((o * cpg + c) * KH + kh) * KW + kw;
+                  y[yi]! += x[xi]! * w[wi]!;
+                  dx[xi]! += dy[yi]! * w[wi]!;
+                  dw[wi]! += x[xi]! * dy[yi]!;
+                }
+          }
     const xs = [N, C, H, W];
     const ws = [O, cpg, KH, KW];
     const ys = [N, O, OH, OW];

@@ -38,7 +38,11 @@ function forward(weightDType: 'float32' | 'bfloat16', temps: GpuTensor[]): Info 
   };
   const weight = (key: string): Info => {
     const { data, shape } = f32(baseW, key);
-    if (weightDType === 'float32') return up(Float32Array.from(data, (v) => bf16ToF32(f32ToBf16(v))), shape);
+    if (weightDType === 'float32')
+      return up(
+        Float32Array.from(data, (v) => bf16ToF32(f32ToBf16(v))),
+        shape,
+      );
     return up(Uint16Array.from(data, f32ToBf16), shape, 'bfloat16');
   };
   const param = (layer: string, name: string) => {

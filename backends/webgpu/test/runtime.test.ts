@@ -27,7 +27,11 @@ function up(shape: number[], seed: number): TensorInfo<GpuTensor> {
 describe.skipIf(!backend)(`webgpu runtime${skipReason ? ` (${skipReason})` : ''}`, () => {
   it('serves three shapes from one pipeline per program (shapes live in uniforms)', async () => {
     const before = be.stats().pipelines;
-    for (const [m, k, n] of [[3, 40, 5], [17, 33, 9], [64, 70, 31]] as const) {
+    for (const [m, k, n] of [
+      [3, 40, 5],
+      [17, 33, 9],
+      [64, 70, 31],
+    ] as const) {
       be.matmul(up([m, k], 1), up([k, n], 2), {}, [m, n]);
     }
     be.flush(); // matmuls are deferred (for fusion) until something reads them

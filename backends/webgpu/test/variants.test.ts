@@ -142,7 +142,10 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
     });
 
     it('keeps the older GEMV for shapes the rows program does not take (K % 4 != 0, x·W)', async () => {
-      for (const [K, transB] of [[37, true], [64, false]] as const) {
+      for (const [K, transB] of [
+        [37, true],
+        [64, false],
+      ] as const) {
         const x = randn(K, 11);
         const w = randn(K * 10, 12);
         const wShape = transB ? [10, K] : [K, 10];
@@ -218,7 +221,10 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const A = up(a, [r, inn]);
       const B = up(b, [out, r]);
       const ref = weightNormRef(w, a, b, out, inn, r, 2, false);
-      for (const [variant, dispatches] of [['rows', 1], ['tiles', 2]] as const) {
+      for (const [variant, dispatches] of [
+        ['rows', 1],
+        ['tiles', 2],
+      ] as const) {
         be.setWeightNormVariant(variant);
         const before = be.stats().dispatches;
         const n = be.weightNorm(W, A, B, 2, {});
@@ -317,7 +323,12 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       be.release(B.data);
       be.flush();
       const junk = [be.upload(randn(M * K, 33), [M, K], 'float32'), be.upload(randn(K * N, 34), [K, N], 'float32')];
-      expect(relError(await down(doubled), Array.from(ref, (v) => 2 * v))).toBeLessThan(1e-5);
+      expect(
+        relError(
+          await down(doubled),
+          Array.from(ref, (v) => 2 * v),
+        ),
+      ).toBeLessThan(1e-5);
       expect(relError(await down(y2), ref)).toBeLessThan(1e-5);
       for (const t of [y, y2, doubled, ...junk]) be.release(t);
     });

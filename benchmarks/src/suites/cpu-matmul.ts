@@ -24,7 +24,15 @@ const suite: BenchSuite = {
       const flops = 2 * n * n * n;
       const shape = `${n}x${n}x${n}`;
       const peer = await timeIt(() => naiveMatmul(a, b, n, n, n), { warmup: 1, iters: quick || n >= 1024 ? 3 : 5 });
-      results.push({ name: 'matmul', backend: 'naive-js', shape, medianMs: peer.medianMs, gflops: gflopsOf(flops, peer.medianMs), threads: 1, notes: 'i-k-j loop on Float32Array' });
+      results.push({
+        name: 'matmul',
+        backend: 'naive-js',
+        shape,
+        medianMs: peer.medianMs,
+        gflops: gflopsOf(flops, peer.medianMs),
+        threads: 1,
+        notes: 'i-k-j loop on Float32Array',
+      });
       for (const threads of threadCounts) {
         const backend = createBackend(threads);
         if (backend === undefined) continue;

@@ -74,7 +74,15 @@ async function matmulRows(peers: readonly Contender[], sizes: readonly number[])
       be.release(a.data);
       be.release(b.data);
       const gflops = gflopsOf(2 * n ** 3, t.medianMs);
-      rows.push({ name: 'matmul', backend: peer.label, shape: `${n}x${n}x${n}`, medianMs: t.medianMs, gflops, threads: peer.threads, notes: note(peer, gflops, t.note) });
+      rows.push({
+        name: 'matmul',
+        backend: peer.label,
+        shape: `${n}x${n}x${n}`,
+        medianMs: t.medianMs,
+        gflops,
+        threads: peer.threads,
+        notes: note(peer, gflops, t.note),
+      });
     }
   }
   return withRatios(rows);

@@ -29,7 +29,11 @@ async function contenders(quick: boolean): Promise<Contender[]> {
   const list: Contender[] = [];
   const cpu = (label: string, backend: CpuBackend, notes: string) => list.push({ label, backend, threads: backend.threads, notes });
   const one = createCpuBackend({ threads: 1 });
-  cpu('cpu', one, `@dorajs/backend-cpu, wasm SIMD kernels${one.fma ? ' with relaxed-SIMD FMA' : ' (no relaxed SIMD in this runtime: mul + add)'}`);
+  cpu(
+    'cpu',
+    one,
+    `@dorajs/backend-cpu, wasm SIMD kernels${one.fma ? ' with relaxed-SIMD FMA' : ' (no relaxed SIMD in this runtime: mul + add)'}`,
+  );
   if (cores > 1) {
     const many = createCpuBackend({ threads: cores });
     await many.ready();
@@ -177,7 +181,12 @@ function doraLinear(n: number, tokens: number): Workload {
     shape: `${n}x${n} x ${tokens} tokens r${r}`,
     flops,
     async setup({ backend }) {
-      const peft = await getPeftModel(new OneLinear(n, backend), new LoraConfig({ r, loraAlpha: 2 * r, targetModules: ['proj'], useDora: true }), 'default', { random: new Random(2) });
+      const peft = await getPeftModel(
+        new OneLinear(n, backend),
+        new LoraConfig({ r, loraAlpha: 2 * r, targetModules: ['proj'], useDora: true }),
+        'default',
+        { random: new Random(2) },
+      );
       peft.train();
       const x = tensor(new Random(3).fillUniform(tokens * n, -1, 1), [tokens, n], { backend, requiresGrad: true });
       const params = peft.parameters().filter((p) => p.requiresGrad);
@@ -228,7 +237,9 @@ function rows(w: Workload, samples: Map<Contender, number[]>): BenchResult[] {
       const one = samples.get(single[0])!;
       const pairs = got.length === one.length ? median(got.map((t, i) => one[i]! / t)) : NaN;
       const best = (x: number[]) => Math.min(...x);
-      notes.push(`${(single[1] / ms).toFixed(2)}× the 1-thread time (back-to-back pairs: ${pairs.toFixed(2)}×; best calls: ${(best(one) / best(got)).toFixed(2)}×)`);
+      notes.push(
+        `${(single[1] / ms).toFixed(2)}× the 1-thread time (back-to-back pairs: ${pairs.toFixed(2)}×; best calls: ${(best(one) / best(got)).toFixed(2)}×)`,
+      );
     }
     row.notes = notes.join('; ');
     results.push(row);
@@ -299,9 +310,19 @@ console.log(JSON.stringify(rows));
 `;
 
 async function fmaRows(quick: boolean, threads: number): Promise<BenchResult[]> {
-  const args = ['--experimental-wasm-relaxed-simd', '--input-type=module', '-e', FMA_CHILD, import.meta.resolve('@dorajs/backend-cpu'), quick ? '1' : '0', String(threads)];
+  const args = [
+    '--experimental-wasm-relaxed-simd',
+    '--input-type=module',
+    '-e',
+    FMA_CHILD,
+    import.meta.resolve('@dorajs/backend-cpu'),
+    quick ? '1' : '0',
+    String(threads),
+  ];
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, args, { maxBuffer: 1 << 20 }, (error, out, err) => (error ? reject(new Error(err || error.message)) : resolve(out)));
+    execFile(process.execPath, args, { maxBuffer: 1 << 20 }, (error, out, err) =>
+      error ? reject(new Error(err || error.message)) : resolve(out),
+    );
   });
   const rows = JSON.parse(stdout) as { name: string; shape: string; threads: number; ms: number; flops: number }[];
   return rows.map((r) => ({
@@ -351,7 +372,10 @@ const suite: BenchSuite = {
         }
       }
       const model = cpus()[0]?.model.trim() ?? 'unknown CPU';
-      results[0] = { ...results[0]!, notes: `${results[0]!.notes}; ${model}, ${availableParallelism()} cores; load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after` };
+      results[0] = {
+        ...results[0]!,
+        notes: `${results[0]!.notes}; ${model}, ${availableParallelism()} cores; load average ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`,
+      };
       return results;
     } finally {
       for (const c of list) c.backend.dispose();

@@ -63,7 +63,10 @@ async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 'BF16')
   const tensors = new Map<string, HostTensor>();
   let params = 0;
   llamaTensors(s).forEach(([key, shape], i) => {
-    const values = randomValues(shape.reduce((a, b) => a * b, 1), i + 1);
+    const values = randomValues(
+      shape.reduce((a, b) => a * b, 1),
+      i + 1,
+    );
     params += values.length;
     tensors.set(key, dtype === 'F32' ? { dtype, shape, data: values } : { dtype, shape, data: Uint16Array.from(values, f32ToBf16) });
   });
@@ -125,7 +128,15 @@ model.dispose();
 `;
 
 async function measureLoadMemory(dir: string): Promise<Memory> {
-  const args = ['--expose-gc', '--input-type=module', '-e', CHILD, dir, import.meta.resolve('@dorajs/models/node'), import.meta.resolve('@dorajs/backend-cpu')];
+  const args = [
+    '--expose-gc',
+    '--input-type=module',
+    '-e',
+    CHILD,
+    dir,
+    import.meta.resolve('@dorajs/models/node'),
+    import.meta.resolve('@dorajs/backend-cpu'),
+  ];
   const { stdout } = await run(process.execPath, args);
   return JSON.parse(stdout) as Memory;
 }

@@ -28,7 +28,13 @@ const suite: BenchSuite = {
     try {
       const path = join(folder, 'model.safetensors');
       const row = (name: string, medianMs: number, notes?: string): BenchResult => ({
-        name, backend: 'node', shape, medianMs, gbps: gbpsOf(bytes, medianMs), threads: 1, ...(notes ? { notes } : {}),
+        name,
+        backend: 'node',
+        shape,
+        medianMs,
+        gbps: gbpsOf(bytes, medianMs),
+        threads: 1,
+        ...(notes ? { notes } : {}),
       });
       const serialize = await timeIt(() => serializeSafetensors(tensors), opts);
       const save = await timeIt(() => saveSafetensors(path, tensors), opts);

@@ -18,7 +18,8 @@ export interface MemoryTracked {
 function bytesOf(handle: unknown): number {
   const h = handle as { values?: unknown; size?: unknown; dtype?: unknown } | null;
   if (h?.values && ArrayBuffer.isView(h.values)) return h.values.byteLength;
-  if (typeof h?.size === 'number' && typeof h.dtype === 'string' && h.dtype in BYTES_PER_ELEMENT) return h.size * BYTES_PER_ELEMENT[h.dtype as DType];
+  if (typeof h?.size === 'number' && typeof h.dtype === 'string' && h.dtype in BYTES_PER_ELEMENT)
+    return h.size * BYTES_PER_ELEMENT[h.dtype as DType];
   return 0;
 }
 

@@ -9,7 +9,16 @@
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { type Backend, Random } from '@dorajs/core';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
-import { collateDigits, type DigitExample, loadMnistBase, MNIST_HEAD, MNIST_TARGET_MODULES, mnistSplit, round, Trainer } from '@dorajs/train';
+import {
+  collateDigits,
+  type DigitExample,
+  loadMnistBase,
+  MNIST_HEAD,
+  MNIST_TARGET_MODULES,
+  mnistSplit,
+  round,
+  Trainer,
+} from '@dorajs/train';
 import { median, type BenchResult, type BenchSuite } from '../harness.js';
 import { cpuMs } from './train-memory.js';
 
@@ -22,7 +31,14 @@ async function run(useDora: boolean, dropout: number, steps: number, makeBackend
   const split = await mnistSplit([5, 6, 7, 8, 9]);
   const peft = await getPeftModel(
     await loadMnistBase(backend),
-    new LoraConfig({ r: 8, loraAlpha: 16, loraDropout: dropout, targetModules: [...MNIST_TARGET_MODULES], modulesToSave: [MNIST_HEAD], useDora }),
+    new LoraConfig({
+      r: 8,
+      loraAlpha: 16,
+      loraDropout: dropout,
+      targetModules: [...MNIST_TARGET_MODULES],
+      modulesToSave: [MNIST_HEAD],
+      useDora,
+    }),
     'default',
     { random: new Random(42) },
   );
@@ -64,7 +80,12 @@ export interface MnistSummary {
  * LoRA and DoRA alternate round by round, so a load change on a shared machine hits both alike; each
  * metric is the median over rounds.
  */
-export async function compare(dropout: number, rounds: number, steps: number, makeBackend: BackendFactory = () => createCpuBackend()): Promise<{ lora: MnistSummary; dora: MnistSummary }> {
+export async function compare(
+  dropout: number,
+  rounds: number,
+  steps: number,
+  makeBackend: BackendFactory = () => createCpuBackend(),
+): Promise<{ lora: MnistSummary; dora: MnistSummary }> {
   const collected = { lora: [] as Awaited<ReturnType<typeof run>>[], dora: [] as Awaited<ReturnType<typeof run>>[] };
   for (let i = 0; i < rounds; i++) {
     collected.lora.push(await run(false, dropout, steps, makeBackend));
@@ -72,7 +93,9 @@ export async function compare(dropout: number, rounds: number, steps: number, ma
   }
   const summarise = (runs: Awaited<ReturnType<typeof run>>[]): MnistSummary => ({
     // Rounded as transformers rounds speed metrics (a median of two values can carry float noise).
-    metrics: Object.fromEntries(Object.keys(runs[0]!.metrics).map((k) => [k, round(median(runs.map((r) => r.metrics[k]!)), k === 'train_runtime' ? 4 : 3)])),
+    metrics: Object.fromEntries(
+      Object.keys(runs[0]!.metrics).map((k) => [k, round(median(runs.map((r) => r.metrics[k]!)), k === 'train_runtime' ? 4 : 3)]),
+    ),
     stepMs: median(runs.flatMap((r) => r.stepMs)),
     stepCpuMs: median(runs.flatMap((r) => r.stepCpuMs)),
   });
@@ -88,7 +111,10 @@ const suite: BenchSuite = {
     const rows: BenchResult[] = [];
     for (const dropout of [0.05, 0]) {
       const { lora, dora } = await compare(dropout, rounds, steps);
-      for (const [method, r] of [['LoRA', lora], ['DoRA', dora]] as const) {
+      for (const [method, r] of [
+        ['LoRA', lora],
+        ['DoRA', dora],
+      ] as const) {
         const m = r.metrics;
         // Samples/s ratio from CPU time per step: the wall-clock ratio swings with other processes' load.
         const ratio = method === 'DoRA' ? lora.stepCpuMs / dora.stepCpuMs : undefined;

@@ -40,7 +40,10 @@ function randomInput(rows: number, cols: number, seed: number, backend: Backend)
 }
 
 async function stepper(model: Layer, params: ReturnType<Layer['parameters']>, makeLoss: (m: Layer) => Tensor, backend: Backend) {
-  const optimizer = new AdamW(params.filter((p) => p.requiresGrad), { lr: 1e-4 });
+  const optimizer = new AdamW(
+    params.filter((p) => p.requiresGrad),
+    { lr: 1e-4 },
+  );
   const step = async () => {
     const loss = tidy(() => {
       const l = makeLoss(model);
@@ -62,14 +65,21 @@ export function layerWorkload(n: number, batch: number, seq: number): Workload {
     shape: `${n}x${n} x ${batch}x${seq} tokens r8`,
     async setup(backend, useDora) {
       const base = new OneLayer(n, backend);
-      const peft = await getPeftModel(base, new LoraConfig({ r: 8, loraAlpha: 16, targetModules: ['proj'], useDora }), 'default', { random: new Random(2) });
+      const peft = await getPeftModel(base, new LoraConfig({ r: 8, loraAlpha: 16, targetModules: ['proj'], useDora }), 'default', {
+        random: new Random(2),
+      });
       peft.train();
       const x = randomInput(batch * seq, n, 3, backend);
       // mean(y²): a scalar whose gradient touches every output.
-      const { step, optimizer } = await stepper(peft, peft.parameters(), (m) => {
-        const y = m.forward(x);
-        return ops.mean(ops.mul(y, y));
-      }, backend);
+      const { step, optimizer } = await stepper(
+        peft,
+        peft.parameters(),
+        (m) => {
+          const y = m.forward(x);
+          return ops.mean(ops.mul(y, y));
+        },
+        backend,
+      );
       return { step, dispose: () => (optimizer.dispose(), x.dispose(), peft.dispose()) };
     },
   };
@@ -87,27 +97,43 @@ export interface LlamaShape {
 }
 
 export function llamaWorkload(quick: boolean, shape?: LlamaShape): Workload {
-  const cfg = shape ?? (quick
-    ? { hidden: 128, inter: 344, layers: 2, heads: 4, kv: 2, vocab: 512, batch: 2, seq: 64 }
-    : { hidden: 256, inter: 688, layers: 4, heads: 8, kv: 4, vocab: 2048, batch: 2, seq: 128 });
+  const cfg =
+    shape ??
+    (quick
+      ? { hidden: 128, inter: 344, layers: 2, heads: 4, kv: 2, vocab: 512, batch: 2, seq: 64 }
+      : { hidden: 256, inter: 688, layers: 4, heads: 8, kv: 4, vocab: 2048, batch: 2, seq: 128 });
   return {
     name: 'train-step-llama',
     shape: `llama h${cfg.hidden} i${cfg.inter} L${cfg.layers} v${cfg.vocab} x ${cfg.batch}x${cfg.seq} r8`,
     async setup(backend, useDora) {
       const config = {
-        model_type: 'llama', vocab_size: cfg.vocab, hidden_size: cfg.hidden, intermediate_size: cfg.inter, num_hidden_layers: cfg.layers,
-        num_attention_heads: cfg.heads, num_key_value_heads: cfg.kv, max_position_embeddings: cfg.seq, tie_word_embeddings: false,
+        model_type: 'llama',
+        vocab_size: cfg.vocab,
+        hidden_size: cfg.hidden,
+        intermediate_size: cfg.inter,
+        num_hidden_layers: cfg.layers,
+        num_attention_heads: cfg.heads,
+        num_key_value_heads: cfg.kv,
+        max_position_embeddings: cfg.seq,
+        tie_word_embeddings: false,
       };
       const model = createModel(config, { backend, random: new Random(1) });
       const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-      const peft = await getPeftModel(model, new LoraConfig({ r: 8, loraAlpha: 16, targetModules: targets, useDora }), 'default', { random: new Random(2) });
+      const peft = await getPeftModel(model, new LoraConfig({ r: 8, loraAlpha: 16, targetModules: targets, useDora }), 'default', {
+        random: new Random(2),
+      });
       peft.train();
       const rng = new Random(3);
       const ids = Int32Array.from({ length: cfg.batch * cfg.seq }, () => rng.nextU32() % cfg.vocab);
       const input = tensor(ids, [cfg.batch, cfg.seq], { backend });
       const labels = new Int32Array(ids.length).fill(-100);
       for (let b = 0; b < cfg.batch; b++) labels.set(ids.subarray(b * cfg.seq + 1, (b + 1) * cfg.seq), b * cfg.seq);
-      const { step, optimizer } = await stepper(peft, peft.parameters(), (m) => ops.crossEntropy(ops.reshape(m.forward(input), [-1, cfg.vocab]), labels), backend);
+      const { step, optimizer } = await stepper(
+        peft,
+        peft.parameters(),
+        (m) => ops.crossEntropy(ops.reshape(m.forward(input), [-1, cfg.vocab]), labels),
+        backend,
+      );
       return { step, dispose: () => (optimizer.dispose(), input.dispose(), peft.dispose()) };
     },
   };
@@ -171,7 +197,14 @@ const suite: BenchSuite = {
       const { lora, dora } = await measurePair(w, quick ? 3 : 5);
       const timeDelta = (dora.cpuMs / lora.cpuMs - 1) * 100;
       const memDelta = (dora.peakMiB / lora.peakMiB - 1) * 100;
-      rows.push({ name: w.name, backend: 'cpu', shape: w.shape, medianMs: lora.cpuMs, threads: 1, notes: `LoRA; median CPU ms per step (wall ${lora.ms.toFixed(0)} ms); peak ${lora.peakMiB.toFixed(1)} MiB of live tensors` });
+      rows.push({
+        name: w.name,
+        backend: 'cpu',
+        shape: w.shape,
+        medianMs: lora.cpuMs,
+        threads: 1,
+        notes: `LoRA; median CPU ms per step (wall ${lora.ms.toFixed(0)} ms); peak ${lora.peakMiB.toFixed(1)} MiB of live tensors`,
+      });
       rows.push({
         name: w.name,
         backend: 'cpu',

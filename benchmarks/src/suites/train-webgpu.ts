@@ -30,7 +30,14 @@ export interface WebGpuMeasurements {
 export function webgpuRows(m: WebGpuMeasurements): BenchResult[] {
   const rows: BenchResult[] = [];
   for (const { name, shape, lora, dora } of m.steps) {
-    rows.push({ name, backend: 'webgpu', shape, medianMs: lora.ms, threads: 1, notes: `LoRA on ${m.adapter}; peak ${lora.peakMiB.toFixed(1)} MiB of live tensors` });
+    rows.push({
+      name,
+      backend: 'webgpu',
+      shape,
+      medianMs: lora.ms,
+      threads: 1,
+      notes: `LoRA on ${m.adapter}; peak ${lora.peakMiB.toFixed(1)} MiB of live tensors`,
+    });
     rows.push({
       name,
       backend: 'webgpu',
@@ -43,7 +50,10 @@ export function webgpuRows(m: WebGpuMeasurements): BenchResult[] {
     });
   }
   for (const { dropout, lora, dora } of m.mnist) {
-    for (const [method, r] of [['LoRA', lora], ['DoRA', dora]] as const) {
+    for (const [method, r] of [
+      ['LoRA', lora],
+      ['DoRA', dora],
+    ] as const) {
       const x = r.metrics;
       rows.push({
         name: `mnist-finetune ${method} dropout ${dropout}`,

@@ -5,7 +5,14 @@
  */
 import type { WebGpuBackend } from '@dorajs/backend-webgpu';
 import { SuiteSkipped, type BenchResult, type BenchSuite } from '../harness.js';
-import { measureDispatch, measureDoraLinear, measureGemv, measureMatmul, measureWeightNorm, type MeasureContext } from './webgpu-measure.js';
+import {
+  measureDispatch,
+  measureDoraLinear,
+  measureGemv,
+  measureMatmul,
+  measureWeightNorm,
+  type MeasureContext,
+} from './webgpu-measure.js';
 
 async function createBackend(): Promise<WebGpuBackend> {
   const specifier = '@dorajs/backend-webgpu';

@@ -91,7 +91,13 @@ export interface MeasureContext {
   readonly trialMs: number;
 }
 
-export async function measureMatmul(c: MeasureContext, n: number, variants: readonly MatmulVariant[], note = '', tuning: MatmulTuning = {}): Promise<BenchResult[]> {
+export async function measureMatmul(
+  c: MeasureContext,
+  n: number,
+  variants: readonly MatmulVariant[],
+  note = '',
+  tuning: MatmulTuning = {},
+): Promise<BenchResult[]> {
   const rows: BenchResult[] = [];
   const a = uploadRandom(c.be, [n, n], 1);
   const b = uploadRandom(c.be, [n, n], 2);
@@ -110,7 +116,15 @@ export async function measureMatmul(c: MeasureContext, n: number, variants: read
       return t;
     });
     c.be.release(y);
-    rows.push({ name: 'matmul fp32', backend: c.label, shape: `${n}x${n}x${n}`, medianMs: ms, gflops: gflopsOf(2 * n ** 3, ms), threads: 1, notes: `variant ${variant}${note}; ${check}` });
+    rows.push({
+      name: 'matmul fp32',
+      backend: c.label,
+      shape: `${n}x${n}x${n}`,
+      medianMs: ms,
+      gflops: gflopsOf(2 * n ** 3, ms),
+      threads: 1,
+      notes: `variant ${variant}${note}; ${check}`,
+    });
   }
   c.be.setMatmulVariant('auto');
   c.be.setTuning({});
@@ -119,7 +133,14 @@ export async function measureMatmul(c: MeasureContext, n: number, variants: read
 }
 
 /** A Linear layer's base product x·Wᵀ (x [T, in], W [out, in]): short T is where split-K matters. */
-export async function measureLinearMatmul(c: MeasureContext, T: number, out: number, inn: number, note = '', tuning: MatmulTuning = {}): Promise<BenchResult[]> {
+export async function measureLinearMatmul(
+  c: MeasureContext,
+  T: number,
+  out: number,
+  inn: number,
+  note = '',
+  tuning: MatmulTuning = {},
+): Promise<BenchResult[]> {
   const x = uploadRandom(c.be, [T, inn], 14);
   const w = uploadRandom(c.be, [out, inn], 15);
   c.be.setTuning(tuning);
@@ -136,11 +157,28 @@ export async function measureLinearMatmul(c: MeasureContext, T: number, out: num
   c.be.release(y);
   c.be.setTuning({});
   for (const t of [x, w]) c.be.release(t.data);
-  return [{ name: 'matmul fp32 x·Wᵀ', backend: c.label, shape: `${T}x${inn} · ${out}x${inn}ᵀ`, medianMs: ms, gflops: gflopsOf(2 * T * out * inn, ms), threads: 1, notes: `${note}; ${check}` }];
+  return [
+    {
+      name: 'matmul fp32 x·Wᵀ',
+      backend: c.label,
+      shape: `${T}x${inn} · ${out}x${inn}ᵀ`,
+      medianMs: ms,
+      gflops: gflopsOf(2 * T * out * inn, ms),
+      threads: 1,
+      notes: `${note}; ${check}`,
+    },
+  ];
 }
 
 /** GEMV (decode): x[1, K] · W[N, K]ᵀ, memory-bound: reported in GB/s of W read. */
-export async function measureGemv(c: MeasureContext, n: number, k: number, note = '', tuning: MatmulTuning = {}, dtype: 'float32' | 'bfloat16' = 'float32'): Promise<BenchResult[]> {
+export async function measureGemv(
+  c: MeasureContext,
+  n: number,
+  k: number,
+  note = '',
+  tuning: MatmulTuning = {},
+  dtype: 'float32' | 'bfloat16' = 'float32',
+): Promise<BenchResult[]> {
   const x = uploadRandom(c.be, [1, k], 3);
   const w = uploadRandom(c.be, [n, k], 4, 1, dtype);
   c.be.setTuning(tuning);
@@ -157,12 +195,29 @@ export async function measureGemv(c: MeasureContext, n: number, k: number, note 
   c.be.setTuning({});
   for (const t of [x, w]) c.be.release(t.data);
   const bytes = n * k * (dtype === 'float32' ? 4 : 2);
-  return [{ name: `gemv ${dtype === 'float32' ? 'fp32' : 'bf16 W'} (x·Wᵀ)`, backend: c.label, shape: `1x${k} · ${n}x${k}ᵀ`, medianMs: ms, gbps: gbpsOf(bytes, ms), threads: 1, notes: `${note}${note ? '; ' : ''}${check}` }];
+  return [
+    {
+      name: `gemv ${dtype === 'float32' ? 'fp32' : 'bf16 W'} (x·Wᵀ)`,
+      backend: c.label,
+      shape: `1x${k} · ${n}x${k}ᵀ`,
+      medianMs: ms,
+      gbps: gbpsOf(bytes, ms),
+      threads: 1,
+      notes: `${note}${note ? '; ' : ''}${check}`,
+    },
+  ];
 }
 
 export async function measureWeightNorm(
-  c: MeasureContext, out: number, inn: number, r: number, dtype: 'float32' | 'bfloat16', floorGbps?: number, note = '',
-  variant: WeightNormVariant = 'auto', tuning: MatmulTuning = {},
+  c: MeasureContext,
+  out: number,
+  inn: number,
+  r: number,
+  dtype: 'float32' | 'bfloat16',
+  floorGbps?: number,
+  note = '',
+  variant: WeightNormVariant = 'auto',
+  tuning: MatmulTuning = {},
 ): Promise<BenchResult[]> {
   const w = uploadRandom(c.be, [out, inn], 5, 1, dtype);
   const a = uploadRandom(c.be, [r, inn], 6, 0.01);
@@ -189,16 +244,21 @@ export async function measureWeightNorm(
   for (const t of [w, a, b]) c.be.release(t.data);
   const bytes = out * inn * (dtype === 'float32' ? 4 : 2);
   const floorMs = floorGbps ? bytes / (floorGbps * 1e6) : undefined;
-  return [{
-    name: `weight norm ${dtype === 'float32' ? 'fp32' : 'bf16 W'}`,
-    backend: c.label,
-    shape: `${out}x${inn} r${r}`,
-    medianMs: ms,
-    gbps: gbpsOf(bytes, ms),
-    ...(floorMs !== undefined ? { ratio: floorMs / ms, ratioTo: 'read-once floor' } : {}),
-    threads: 1,
-    notes: (floorMs !== undefined ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor` : 'effective GB/s of W') + `${note}; ${check}`,
-  }];
+  return [
+    {
+      name: `weight norm ${dtype === 'float32' ? 'fp32' : 'bf16 W'}`,
+      backend: c.label,
+      shape: `${out}x${inn} r${r}`,
+      medianMs: ms,
+      gbps: gbpsOf(bytes, ms),
+      ...(floorMs !== undefined ? { ratio: floorMs / ms, ratioTo: 'read-once floor' } : {}),
+      threads: 1,
+      notes:
+        (floorMs !== undefined
+          ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor`
+          : 'effective GB/s of W') + `${note}; ${check}`,
+    },
+  ];
 }
 
 /**
@@ -226,10 +286,28 @@ export async function measureDispatch(c: MeasureContext, count: number): Promise
   c.be.release(x.data);
   const native = nativeCallCost(c.be.device, count);
   return [
-    { name: 'dispatch host cost (record)', backend: c.label, shape: `${count} dispatches`, medianMs: median(record) / 1000, threads: 1, notes: `${median(record).toFixed(2)} µs per dispatch` },
-    { name: 'dispatch cost (record+submit+wait)', backend: c.label, shape: `${count} dispatches`, medianMs: median(total) / 1000, threads: 1, notes: `${median(total).toFixed(2)} µs per dispatch` },
+    {
+      name: 'dispatch host cost (record)',
+      backend: c.label,
+      shape: `${count} dispatches`,
+      medianMs: median(record) / 1000,
+      threads: 1,
+      notes: `${median(record).toFixed(2)} µs per dispatch`,
+    },
+    {
+      name: 'dispatch cost (record+submit+wait)',
+      backend: c.label,
+      shape: `${count} dispatches`,
+      medianMs: median(total) / 1000,
+      threads: 1,
+      notes: `${median(total).toFixed(2)} µs per dispatch`,
+    },
     ...Object.entries(native).map(([call, us]) => ({
-      name: `native call ${call}`, backend: c.label, shape: `${count} calls`, medianMs: us / 1000, threads: 1,
+      name: `native call ${call}`,
+      backend: c.label,
+      shape: `${count} calls`,
+      medianMs: us / 1000,
+      threads: 1,
       notes: `${us.toFixed(2)} µs per call (the bindings' floor under any dispatch)`,
     })),
   ];
@@ -243,7 +321,12 @@ function nativeCallCost(device: GPUDevice, count: number): Record<string, number
   const layout = device.createBindGroupLayout({ entries: [{ binding: 0, visibility: 4, buffer: { type: 'storage' } }] });
   const pipeline = device.createComputePipeline({
     layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-    compute: { module: device.createShaderModule({ code: '@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n@compute @workgroup_size(1) fn main() { o[0] = 1.0; }' }), entryPoint: 'main' },
+    compute: {
+      module: device.createShaderModule({
+        code: '@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n@compute @workgroup_size(1) fn main() { o[0] = 1.0; }',
+      }),
+      entryPoint: 'main',
+    },
   });
   const buffer = device.createBuffer({ size: 256, usage: 0x80 });
   const groups = [0, 1].map(() => device.createBindGroup({ layout, entries: [{ binding: 0, resource: { buffer } }] }));
@@ -277,7 +360,14 @@ function nativeCallCost(device: GPUDevice, count: number): Record<string, number
  * g precomputed). With lazy fusion (the default) the compose runs in the base matmul's epilogue, and at
  * T = 1 the uncached norm shares the GEMV's pass over W.
  */
-export async function measureDoraLinear(c: MeasureContext, out: number, inn: number, r: number, tokens: readonly number[], note = ''): Promise<BenchResult[]> {
+export async function measureDoraLinear(
+  c: MeasureContext,
+  out: number,
+  inn: number,
+  r: number,
+  tokens: readonly number[],
+  note = '',
+): Promise<BenchResult[]> {
   const be = c.be;
   const w = uploadRandom(be, [out, inn], 9);
   const a = uploadRandom(be, [r, inn], 10, 0.01);
@@ -321,8 +411,26 @@ export async function measureDoraLinear(c: MeasureContext, out: number, inn: num
     const shape = `${out}x${inn} r${r} T${T}`;
     const extra = note ? `; ${note}` : '';
     rows.push({ name: 'LoRA linear forward', backend: c.label, shape, medianMs: tLora, threads: 1, notes: note || undefined });
-    rows.push({ name: 'DoRA linear forward (cached norm)', backend: c.label, shape, medianMs: tCached, ratio: tLora / tCached, ratioTo: 'LoRA forward', threads: 1, notes: `${(tCached / tLora).toFixed(3)}x LoRA time${extra}` });
-    rows.push({ name: 'DoRA linear forward (uncached)', backend: c.label, shape, medianMs: tUncached, ratio: tLora / tUncached, ratioTo: 'LoRA forward', threads: 1, notes: `${(tUncached / tLora).toFixed(3)}x LoRA time${extra}` });
+    rows.push({
+      name: 'DoRA linear forward (cached norm)',
+      backend: c.label,
+      shape,
+      medianMs: tCached,
+      ratio: tLora / tCached,
+      ratioTo: 'LoRA forward',
+      threads: 1,
+      notes: `${(tCached / tLora).toFixed(3)}x LoRA time${extra}`,
+    });
+    rows.push({
+      name: 'DoRA linear forward (uncached)',
+      backend: c.label,
+      shape,
+      medianMs: tUncached,
+      ratio: tLora / tUncached,
+      ratioTo: 'LoRA forward',
+      threads: 1,
+      notes: `${(tUncached / tLora).toFixed(3)}x LoRA time${extra}`,
+    });
     be.release(g);
     be.release(norm);
     be.release(x.data);

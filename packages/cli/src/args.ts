@@ -63,7 +63,9 @@ export function numberFlag(values: ParsedFlags, name: string, { integer = false,
   if (raw === undefined) return undefined;
   const n = Number(raw);
   if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
-    throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` ≥ ${min}` : ''}, got '${String(raw)}'`);
+    throw new UsageError(
+      `--${name} expects ${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` ≥ ${min}` : ''}, got '${String(raw)}'`,
+    );
   }
   return n;
 }

@@ -13,14 +13,22 @@ function registerAll(): void {
   registered = true;
   // Every core: the wasm kernels split large matmuls and norms across worker threads.
   registerBackend('cpu', async () => (await import('@dorajs/backend-cpu')).createCpuBackend({ threads: 'auto' }), { priority: 0 });
-  registerBackend('webgpu', async () => {
-    const mod = (await import(/* optional */ '@dorajs/backend-webgpu' as string)) as { createWebGpuBackend(): Promise<Backend> };
-    return mod.createWebGpuBackend();
-  }, { priority: 10 });
-  registerBackend('tfjs', async () => {
-    const mod = (await import(/* optional */ '@dorajs/backend-tfjs' as string)) as { createTfjsBackend(): Promise<Backend> };
-    return mod.createTfjsBackend();
-  }, { priority: -1 });
+  registerBackend(
+    'webgpu',
+    async () => {
+      const mod = (await import(/* optional */ '@dorajs/backend-webgpu' as string)) as { createWebGpuBackend(): Promise<Backend> };
+      return mod.createWebGpuBackend();
+    },
+    { priority: 10 },
+  );
+  registerBackend(
+    'tfjs',
+    async () => {
+      const mod = (await import(/* optional */ '@dorajs/backend-tfjs' as string)) as { createTfjsBackend(): Promise<Backend> };
+      return mod.createTfjsBackend();
+    },
+    { priority: -1 },
+  );
 }
 
 export async function selectBackend(spec: unknown, log: (line: string) => void): Promise<Backend> {

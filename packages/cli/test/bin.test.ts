@@ -17,11 +17,30 @@ describe('the built dora binary under plain Node', () => {
     const dir = tempDir();
     const out = join(dir, 'logits.safetensors');
     const base = join(FIXTURES, 'llama', 'base');
-    const r = spawnSync(process.execPath, [BIN, 'run', '--model', base, '--adapter', join(FIXTURES, 'llama', 'adapter'), '--ids', idsJson('llama', dir), '--out', out, '--backend', 'cpu'], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        'run',
+        '--model',
+        base,
+        '--adapter',
+        join(FIXTURES, 'llama', 'adapter'),
+        '--ids',
+        idsJson('llama', dir),
+        '--out',
+        out,
+        '--backend',
+        'cpu',
+      ],
+      { encoding: 'utf8' },
+    );
     expect(r.status, r.stderr).toBe(0);
     const expected = readTensors(join(FIXTURES, 'llama', 'tensors.safetensors'));
     expect(relativeError(floats(readTensors(out), 'logits'), floats(expected, 'out.dora'))).toBeLessThanOrEqual(1e-5);
-    const bad = spawnSync(process.execPath, [BIN, 'run', '--model', base, '--ids', join(dir, 'missing.json'), '--out', out], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [BIN, 'run', '--model', base, '--ids', join(dir, 'missing.json'), '--out', out], {
+      encoding: 'utf8',
+    });
     expect(bad.status).toBe(1);
     expect(bad.stderr.trim().split('\n').at(-1)).toMatch(/^dora: InputFileError: cannot read ids file .*missing\.json/);
   });

@@ -45,7 +45,10 @@ describe('dora finetune: bad input', () => {
     const data = join(dir, 'train.jsonl');
     writeFileSync(data, '{"text": "a b"}\n{not json}\n');
     const out = join(dir, 'out');
-    oneLine(await dora('finetune', '--model', model, '--data', data, '--output', out, '--backend', 'cpu', '--max-steps', '1'), /^dora: DatasetError: .*train\.jsonl:2: not valid JSON/);
+    oneLine(
+      await dora('finetune', '--model', model, '--data', data, '--output', out, '--backend', 'cpu', '--max-steps', '1'),
+      /^dora: DatasetError: .*train\.jsonl:2: not valid JSON/,
+    );
     expect(existsSync(out)).toBe(false);
   });
 

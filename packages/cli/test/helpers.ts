@@ -55,4 +55,3 @@ export function idsJson(caseName: string, dir: string): string {
   writeFileSync(path, JSON.stringify(rows));
   return path;
 }
-

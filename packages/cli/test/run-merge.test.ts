@@ -19,7 +19,11 @@ describe.each(CASES)('dora run / merge on the $name fixture ($backend)', ({ name
   it('run: base logits, adapter logits and merged logits equal PEFT', async () => {
     const dir = tempDir();
     const ids = idsJson(name, dir);
-    for (const [extra, key] of [[[], 'out.base'], [['--adapter', adapter], 'out.dora'], [['--adapter', adapter, '--merge'], 'out.merged']] as const) {
+    for (const [extra, key] of [
+      [[], 'out.base'],
+      [['--adapter', adapter], 'out.dora'],
+      [['--adapter', adapter, '--merge'], 'out.merged'],
+    ] as const) {
       const out = join(dir, `${key}.safetensors`);
       const r = await dora('run', '--model', base, ...extra, '--ids', ids, '--out', out, '--backend', backend);
       expect(r.stderr).toContain(`backend ${backend}`);
@@ -52,7 +56,17 @@ describe('--backend auto', () => {
   it('picks a backend, says which on stderr, and never prefers an emulated GPU over the CPU backend', async () => {
     const dir = tempDir();
     const out = join(dir, 'logits.safetensors');
-    const r = await dora('run', '--model', join(FIXTURES, 'llama', 'base'), '--adapter', join(FIXTURES, 'llama', 'adapter'), '--ids', idsJson('llama', dir), '--out', out);
+    const r = await dora(
+      'run',
+      '--model',
+      join(FIXTURES, 'llama', 'base'),
+      '--adapter',
+      join(FIXTURES, 'llama', 'adapter'),
+      '--ids',
+      idsJson('llama', dir),
+      '--out',
+      out,
+    );
     expect(r.code, r.stderr).toBe(0);
     const line = r.stderr.split('\n').find((l) => l.startsWith('dora: backend '))!;
     expect(line).toMatch(/^dora: backend (cpu|webgpu|tfjs) \(auto: /);
@@ -119,28 +133,60 @@ describe('bad input: exit 1, one line `dora: <ErrorName>: …`, nothing half-wri
     mkdirSync(empty);
     copyFileSync(join(llama, 'config.json'), join(empty, 'config.json'));
     const ids = idsJson('llama', dir);
-    expectOneLine(await dora('run', '--model', empty, '--ids', ids, '--out', join(dir, 'o.safetensors'), '--backend', 'cpu'), /\w+Error/, /weights|safetensors/);
+    expectOneLine(
+      await dora('run', '--model', empty, '--ids', ids, '--out', join(dir, 'o.safetensors'), '--backend', 'cpu'),
+      /\w+Error/,
+      /weights|safetensors/,
+    );
     const odd = join(dir, 'odd');
     mkdirSync(odd);
     writeFileSync(join(odd, 'config.json'), JSON.stringify({ model_type: 'mamba' }));
-    expectOneLine(await dora('run', '--model', odd, '--ids', ids, '--out', join(dir, 'o.safetensors'), '--backend', 'cpu'), /\w+Error/, /mamba/);
+    expectOneLine(
+      await dora('run', '--model', odd, '--ids', ids, '--out', join(dir, 'o.safetensors'), '--backend', 'cpu'),
+      /\w+Error/,
+      /mamba/,
+    );
   });
 
   it('an adapter for another architecture and a truncated adapter file leave no output folder', async () => {
     const { cpSync, truncateSync, statSync } = await import('node:fs');
     const dir = tempDir();
     const out = join(dir, 'merged');
-    const wrong = await dora('merge', '--model', join(FIXTURES, 'gpt2', 'base'), '--adapter', join(FIXTURES, 'llama', 'adapter'), '--out', out, '--backend', 'cpu');
+    const wrong = await dora(
+      'merge',
+      '--model',
+      join(FIXTURES, 'gpt2', 'base'),
+      '--adapter',
+      join(FIXTURES, 'llama', 'adapter'),
+      '--out',
+      out,
+      '--backend',
+      'cpu',
+    );
     expectOneLine(wrong, /\w+Error/, /\w/);
     expect(existsSync(out)).toBe(false);
-    const shapeMismatch = await dora('merge', '--model', join(FIXTURES, 'llama', 'base'), '--adapter', join(FIXTURES, 'llama_embed', 'adapter'), '--out', out, '--backend', 'cpu');
+    const shapeMismatch = await dora(
+      'merge',
+      '--model',
+      join(FIXTURES, 'llama', 'base'),
+      '--adapter',
+      join(FIXTURES, 'llama_embed', 'adapter'),
+      '--out',
+      out,
+      '--backend',
+      'cpu',
+    );
     expectOneLine(shapeMismatch, /\w+Error/, /\[\d+(, \d+)*\]/);
     expect(existsSync(out)).toBe(false);
     const truncated = join(dir, 'adapter');
     cpSync(join(FIXTURES, 'llama', 'adapter'), truncated, { recursive: true });
     const file = join(truncated, 'adapter_model.safetensors');
     truncateSync(file, statSync(file).size - 100);
-    expectOneLine(await dora('merge', '--model', llama, '--adapter', truncated, '--out', out, '--backend', 'cpu'), /SafetensorsError/, /adapter_model\.safetensors/);
+    expectOneLine(
+      await dora('merge', '--model', llama, '--adapter', truncated, '--out', out, '--backend', 'cpu'),
+      /SafetensorsError/,
+      /adapter_model\.safetensors/,
+    );
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir).filter((f) => f.includes('tmp'))).toEqual([]);
   });

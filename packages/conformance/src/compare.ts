@@ -90,6 +90,7 @@ export function assertEqual(what: string, actual: ArrayLike<number>, expected: A
 }
 
 function context(actual: ArrayLike<number>, expected: ArrayLike<number>): string {
-  if (expected.length <= 12) return `\n  actual   [${Array.from(actual, fmt).join(', ')}]\n  expected [${Array.from(expected, fmt).join(', ')}]`;
+  if (expected.length <= 12)
+    return `\n  actual   [${Array.from(actual, fmt).join(', ')}]\n  expected [${Array.from(expected, fmt).join(', ')}]`;
   return '';
 }

@@ -65,7 +65,13 @@ export class RunContext implements CaseContext {
     };
   }
 
-  async expectClose(what: string, t: TensorInfo, expected: ArrayLike<number>, options: ExpectOptions = {}, on: Backend = this.backend): Promise<void> {
+  async expectClose(
+    what: string,
+    t: TensorInfo,
+    expected: ArrayLike<number>,
+    options: ExpectOptions = {},
+    on: Backend = this.backend,
+  ): Promise<void> {
     const actual = await this.read(t, on);
     // The output is float32: what float64 math expects is its float32 rounding (exp(100) is +Inf there).
     assertClose(what, actual, Float32Array.from(expected), this.closeOptions(options));

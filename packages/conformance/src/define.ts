@@ -108,7 +108,9 @@ export async function runConformanceCase(kase: ConformanceCase, options: CaseRun
   for (const [b, before] of ctx.liveBefore) {
     const now = b.liveBuffers();
     if (now !== before) {
-      throw new Error(`${kase.id}: backend '${b.name}' has ${now} live buffers after the case released everything it created, ${before} before (a kernel leaks or counts wrong)`);
+      throw new Error(
+        `${kase.id}: backend '${b.name}' has ${now} live buffers after the case released everything it created, ${before} before (a kernel leaks or counts wrong)`,
+      );
     }
   }
   return {};
@@ -124,7 +126,8 @@ export function checkIds(tiers: readonly ConformanceTier[], skip: Readonly<Recor
     }
   }
   const unknown = Object.keys(skip).filter((id) => !ids.has(id));
-  if (unknown.length) throw new Error(`conformance: skip names unknown case ids: ${unknown.join(', ')} (ids look like 'primitive/matmul.odd.nt')`);
+  if (unknown.length)
+    throw new Error(`conformance: skip names unknown case ids: ${unknown.join(', ')} (ids look like 'primitive/matmul.odd.nt')`);
   for (const [id, reason] of Object.entries(skip)) {
     if (!reason.trim()) throw new Error(`conformance: skipping '${id}' needs a reason`);
   }

@@ -135,7 +135,13 @@ function forEachConvTerm(
   }
 }
 
-export function conv2dHost(x: ArrayLike<number>, xShape: readonly number[], w: ArrayLike<number>, wShape: readonly number[], p: Conv2dParams): HostResult {
+export function conv2dHost(
+  x: ArrayLike<number>,
+  xShape: readonly number[],
+  w: ArrayLike<number>,
+  wShape: readonly number[],
+  p: Conv2dParams,
+): HostResult {
   const size = sizeOf(convOutputShape(xShape, wShape, p));
   const value = new Float64Array(size);
   const magnitude = new Float64Array(size);
@@ -147,7 +153,13 @@ export function conv2dHost(x: ArrayLike<number>, xShape: readonly number[], w: A
 }
 
 /** dL/dx = the adjoint of the forward map applied to dy. */
-export function conv2dInputGradHost(dy: ArrayLike<number>, w: ArrayLike<number>, wShape: readonly number[], xShape: readonly number[], p: Conv2dParams): HostResult {
+export function conv2dInputGradHost(
+  dy: ArrayLike<number>,
+  w: ArrayLike<number>,
+  wShape: readonly number[],
+  xShape: readonly number[],
+  p: Conv2dParams,
+): HostResult {
   const value = new Float64Array(sizeOf(xShape));
   const magnitude = new Float64Array(sizeOf(xShape));
   forEachConvTerm(xShape, wShape, p, (yi, xi, wi) => {
@@ -157,7 +169,13 @@ export function conv2dInputGradHost(dy: ArrayLike<number>, w: ArrayLike<number>,
   return { value, magnitude };
 }
 
-export function conv2dFilterGradHost(x: ArrayLike<number>, xShape: readonly number[], dy: ArrayLike<number>, wShape: readonly number[], p: Conv2dParams): HostResult {
+export function conv2dFilterGradHost(
+  x: ArrayLike<number>,
+  xShape: readonly number[],
+  dy: ArrayLike<number>,
+  wShape: readonly number[],
+  p: Conv2dParams,
+): HostResult {
   const value = new Float64Array(sizeOf(wShape));
   const magnitude = new Float64Array(sizeOf(wShape));
   forEachConvTerm(xShape, wShape, p, (yi, xi, wi) => {
@@ -168,7 +186,12 @@ export function conv2dFilterGradHost(x: ArrayLike<number>, xShape: readonly numb
 }
 
 /** Reduction over `axes`, keeping dims; sums in float64. */
-export function reduceHost(op: 'sum' | 'max' | 'min' | 'mean', x: ArrayLike<number>, shape: readonly number[], axes: readonly number[]): HostResult {
+export function reduceHost(
+  op: 'sum' | 'max' | 'min' | 'mean',
+  x: ArrayLike<number>,
+  shape: readonly number[],
+  axes: readonly number[],
+): HostResult {
   const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
   const size = sizeOf(kept);
   const value = new Float64Array(size).fill(op === 'max' ? -Infinity : op === 'min' ? Infinity : 0);

@@ -25,7 +25,16 @@ export { REFERENCE_CASES, type InputSpec, type ReferenceCase } from './tiers/ref
 export { WEIGHT_NORM_CASES, DORA_COMPOSE_CASES, weightNormHost, type WeightNormCase, type DoraComposeCase } from './tiers/fused.js';
 export { MATMUL_CASES, MATMUL_REFERENCE_CASES, type MatmulCase } from './tables/matmul.js';
 export { CONV2D_CASES, type Conv2dCase } from './tables/conv2d.js';
-export { UNARY_CASES, UNARY_HOST, BINARY_CASES, BINARY_HOST, BROADCAST_CASES, type UnaryCase, type BinaryCase, type BroadcastCase } from './tables/elementwise.js';
+export {
+  UNARY_CASES,
+  UNARY_HOST,
+  BINARY_CASES,
+  BINARY_HOST,
+  BROADCAST_CASES,
+  type UnaryCase,
+  type BinaryCase,
+  type BroadcastCase,
+} from './tables/elementwise.js';
 export { modelTiers, autogradTier, doraInvariantsTier, peftParityTier, DEFAULT_FIXTURES_DIR } from './tiers/models.js';
 export { gradCheck } from './tiers/grad-check.js';
 export { relativeError } from './tiers/relative-error.js';

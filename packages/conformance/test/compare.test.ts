@@ -21,7 +21,9 @@ describe('assertClose', () => {
   });
 
   it('names the worst element and shows short arrays', () => {
-    expect(() => assertClose('matmul', [1, 2, 9], [1, 2, 3], { tolerance: tol })).toThrow(/matmul: element 2 is 9, expected 3[\s\S]*actual\s+\[1, 2, 9\]/);
+    expect(() => assertClose('matmul', [1, 2, 9], [1, 2, 3], { tolerance: tol })).toThrow(
+      /matmul: element 2 is 9, expected 3[\s\S]*actual\s+\[1, 2, 9\]/,
+    );
   });
 
   it('max-relative compares the largest difference with the largest value', () => {

@@ -6,7 +6,18 @@ export * from './io/host-tensor.js';
 export * from './io/safetensors.js';
 export * from './tensor/shape.js';
 export { fromHostTensor, toHostTensor } from './tensor/host.js';
-export { Tensor, Parameter, tensor, full, zeros, ones, scalarLike, fromHandle, setDefaultBackend, getDefaultBackend } from './tensor/tensor.js';
+export {
+  Tensor,
+  Parameter,
+  tensor,
+  full,
+  zeros,
+  ones,
+  scalarLike,
+  fromHandle,
+  setDefaultBackend,
+  getDefaultBackend,
+} from './tensor/tensor.js';
 export type { CreateOptions } from './tensor/tensor.js';
 export { tidy, keep, noGrad, isGradEnabled } from './tensor/scope.js';
 export { backward, type BackwardOptions } from './tensor/autograd.js';

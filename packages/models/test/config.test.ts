@@ -1,7 +1,13 @@
 /** config.json parsing: transformers' defaults, and a typed error naming file and field otherwise. */
 import { describe, expect, it } from 'vitest';
 import {
-  createModel, ModelConfigError, parseGPT2Config, parseLlamaConfig, UnsupportedActivationError, UnsupportedModelError, UnsupportedRopeError,
+  createModel,
+  ModelConfigError,
+  parseGPT2Config,
+  parseLlamaConfig,
+  UnsupportedActivationError,
+  UnsupportedModelError,
+  UnsupportedRopeError,
 } from '../src/index.js';
 import { gpt2Config, llamaConfig } from './checkpoints.js';
 
@@ -67,8 +73,17 @@ describe('parseGPT2Config', () => {
   it("uses transformers' defaults for a sparse config", () => {
     const c = parseGPT2Config({ model_type: 'gpt2' });
     expect(c).toMatchObject({
-      vocabSize: 50257, nPositions: 1024, nEmbd: 768, nLayer: 12, nHead: 12, nInner: 3072, activationFunction: 'gelu_new',
-      layerNormEpsilon: 1e-5, scaleAttnWeights: true, scaleAttnByInverseLayerIdx: false, tieWordEmbeddings: true,
+      vocabSize: 50257,
+      nPositions: 1024,
+      nEmbd: 768,
+      nLayer: 12,
+      nHead: 12,
+      nInner: 3072,
+      activationFunction: 'gelu_new',
+      layerNormEpsilon: 1e-5,
+      scaleAttnWeights: true,
+      scaleAttnByInverseLayerIdx: false,
+      tieWordEmbeddings: true,
     });
   });
 

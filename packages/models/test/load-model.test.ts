@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { type Backend, noGrad, SafetensorsError, tidy } from '@dorajs/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  MissingWeightError, ModelFolderError, NoWeightsError, ShardIndexError, tokenIds, UnsupportedModelError, WeightDTypeError, WeightShapeError,
+  MissingWeightError,
+  ModelFolderError,
+  NoWeightsError,
+  ShardIndexError,
+  tokenIds,
+  UnsupportedModelError,
+  WeightDTypeError,
+  WeightShapeError,
 } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, shardName, writeCheckpoint } from './checkpoints.js';
@@ -59,7 +66,9 @@ describe('checkpoint layouts and dtypes', () => {
     const backend = cpu();
     const { model, checkpoint } = await loadModel(dir, { backend });
     expect(new Set(checkpoint.tensors.map((t) => t.dtype))).toEqual(new Set([dtype]));
-    expect(await model.stateDict().get('transformer.h.1.mlp.c_fc.weight')!.float32()).toEqual(weights.get('transformer.h.1.mlp.c_fc.weight'));
+    expect(await model.stateDict().get('transformer.h.1.mlp.c_fc.weight')!.float32()).toEqual(
+      weights.get('transformer.h.1.mlp.c_fc.weight'),
+    );
     model.dispose();
     const want = referenceGPT2(config, weights, IDS[0]!).flatMap((r) => [...r]);
     expect(relativeError(await logits(dir, backend), want)).toBeLessThan(1e-5);
@@ -83,7 +92,12 @@ describe('checkpoint layouts and dtypes', () => {
     const odd = { dtype: 'F32' as const, shape: [2], data: new Float32Array([1, 2]) };
     await writeCheckpoint(dir, gpt2Config(), { extra: { 'transformer.h.0.attn.bias': mask, 'score.weight': odd } });
     const { model, checkpoint } = await loadModel(dir, { backend: cpu() });
-    expect(checkpoint.tensors.filter((t) => t.parameter === null).map((t) => t.key).sort()).toEqual(['score.weight', 'transformer.h.0.attn.bias']);
+    expect(
+      checkpoint.tensors
+        .filter((t) => t.parameter === null)
+        .map((t) => t.key)
+        .sort(),
+    ).toEqual(['score.weight', 'transformer.h.0.attn.bias']);
     expect(checkpoint.unexpectedKeys).toEqual(['score.weight']);
     model.dispose();
   });

@@ -123,7 +123,9 @@ describe('forward', () => {
   it('train() and eval() reach every GPT-2 dropout module', () => {
     const model = createModel(gpt2Config(), { backend: cpu() }) as GPT2LMHeadModel;
     const dropouts = model.namedModules().filter(([, m]) => m instanceof Dropout);
-    expect(dropouts.map(([n]) => n)).toEqual(expect.arrayContaining(['transformer.drop', 'transformer.h.1.attn.attn_dropout', 'transformer.h.1.mlp.dropout']));
+    expect(dropouts.map(([n]) => n)).toEqual(
+      expect.arrayContaining(['transformer.drop', 'transformer.h.1.attn.attn_dropout', 'transformer.h.1.mlp.dropout']),
+    );
     model.eval();
     expect(dropouts.every(([, m]) => !m.training)).toBe(true);
     model.train();

@@ -151,17 +151,25 @@ export function referenceLlama(c: Json, W: Weights, ids: readonly number[]): Vec
   for (let l = 0; l < num(c, 'num_hidden_layers'); l++) {
     const p = `model.layers.${l}.`;
     const h = x.map((r) => rmsNorm(r, w(W, `${p}input_layernorm.weight`), eps));
-    const proj = (name: string, out: number) => h.map((r) => linear(r, w(W, `${p}self_attn.${name}.weight`), out, opt(`${p}self_attn.${name}.bias`)));
+    const proj = (name: string, out: number) =>
+      h.map((r) => linear(r, w(W, `${p}self_attn.${name}.weight`), out, opt(`${p}self_attn.${name}.bias`)));
     const q = heads(proj('q_proj', nh * d), nh, d).map((hs) => hs.map((r, s) => rope(r, s, theta)));
     const k = heads(proj('k_proj', kvh * d), kvh, d).map((hs) => hs.map((r, s) => rope(r, s, theta)));
     const v = heads(proj('v_proj', kvh * d), kvh, d);
-    const attn = attend(q, k, v, d ** -0.5).map((r) => linear(r, w(W, `${p}self_attn.o_proj.weight`), hidden, opt(`${p}self_attn.o_proj.bias`)));
+    const attn = attend(q, k, v, d ** -0.5).map((r) =>
+      linear(r, w(W, `${p}self_attn.o_proj.weight`), hidden, opt(`${p}self_attn.o_proj.bias`)),
+    );
     x = x.map((r, s) => r.map((v2, i) => v2 + attn[s]![i]!));
     const mlp = x.map((r) => {
       const n = rmsNorm(r, w(W, `${p}post_attention_layernorm.weight`), eps);
       const gate = linear(n, w(W, `${p}mlp.gate_proj.weight`), inter, opt(`${p}mlp.gate_proj.bias`));
       const up = linear(n, w(W, `${p}mlp.up_proj.weight`), inter, opt(`${p}mlp.up_proj.bias`));
-      return linear(gate.map((g, i) => act(g) * up[i]!), w(W, `${p}mlp.down_proj.weight`), hidden, opt(`${p}mlp.down_proj.bias`));
+      return linear(
+        gate.map((g, i) => act(g) * up[i]!),
+        w(W, `${p}mlp.down_proj.weight`),
+        hidden,
+        opt(`${p}mlp.down_proj.bias`),
+      );
     });
     x = x.map((r, s) => r.map((v2, i) => v2 + mlp[s]![i]!));
   }
@@ -185,10 +193,17 @@ export function referenceGPT2(c: Json, W: Weights, ids: readonly number[]): Vec[
     const p = `transformer.h.${l}.`;
     const ln = (r: Vec, name: string) => layerNorm(r, w(W, `${p}${name}.weight`), w(W, `${p}${name}.bias`), eps);
     const qkv = x.map((r) => conv1d(ln(r, 'ln_1'), w(W, `${p}attn.c_attn.weight`), 3 * e, w(W, `${p}attn.c_attn.bias`)));
-    const part = (i: number) => heads(qkv.map((r) => r.slice(i * e, (i + 1) * e)), nh, d);
+    const part = (i: number) =>
+      heads(
+        qkv.map((r) => r.slice(i * e, (i + 1) * e)),
+        nh,
+        d,
+      );
     let scale = c['scale_attn_weights'] === false ? 1 : 1 / Math.sqrt(d);
     if (c['scale_attn_by_inverse_layer_idx'] === true) scale /= l + 1;
-    const attn = attend(part(0), part(1), part(2), scale).map((r) => conv1d(r, w(W, `${p}attn.c_proj.weight`), e, w(W, `${p}attn.c_proj.bias`)));
+    const attn = attend(part(0), part(1), part(2), scale).map((r) =>
+      conv1d(r, w(W, `${p}attn.c_proj.weight`), e, w(W, `${p}attn.c_proj.bias`)),
+    );
     x = x.map((r, s) => r.map((v, i) => v + attn[s]![i]!));
     const mlp = x.map((r) => {
       const hfc = conv1d(ln(r, 'ln_2'), w(W, `${p}mlp.c_fc.weight`), inner, w(W, `${p}mlp.c_fc.bias`));

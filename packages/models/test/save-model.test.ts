@@ -34,7 +34,12 @@ describe('saveModel', () => {
     const src = join(tmp.dir, 'src');
     await mkdir(src);
     const mask = { dtype: 'U8' as const, shape: [1, 1, 2, 2], data: new Uint8Array([1, 0, 1, 1]) };
-    await writeCheckpoint(src, gpt2Config(), { dtype: 'BF16', shards: 2, rename: (k) => k.replace(/^transformer\./, ''), extra: { 'h.0.attn.bias': mask } });
+    await writeCheckpoint(src, gpt2Config(), {
+      dtype: 'BF16',
+      shards: 2,
+      rename: (k) => k.replace(/^transformer\./, ''),
+      extra: { 'h.0.attn.bias': mask },
+    });
     await writeFile(join(src, 'tokenizer.json'), '{"tok": true}');
     const { model, checkpoint } = await loadModel(src, { backend: cpu() });
     const changed = new Float32Array(12).map((_, i) => 1 + i / 7);
@@ -58,7 +63,8 @@ describe('saveModel', () => {
       for (const [key, t] of after) {
         expect(t.dtype, key).toBe(before.get(key)!.dtype);
         expect(t.shape, key).toEqual(before.get(key)!.shape);
-        if (key === 'ln_f.weight') expect(Array.from(t.data as Uint16Array, bf16ToF32)).toEqual(Array.from(changed, (v) => bf16ToF32(f32ToBf16(v))));
+        if (key === 'ln_f.weight')
+          expect(Array.from(t.data as Uint16Array, bf16ToF32)).toEqual(Array.from(changed, (v) => bf16ToF32(f32ToBf16(v))));
         else expect(t.data, key).toEqual(before.get(key)!.data);
       }
     }
@@ -90,7 +96,9 @@ describe('saveModel', () => {
     const narrower = createModel({ ...config, intermediate_size: 8 }, { backend: cpu() });
     const shape = await rejection(saveModel(narrower, join(tmp.dir, 'b'), { like: checkpoint }));
     expect(shape).toBeInstanceOf(WeightShapeError);
-    expect(shape.message).toBe("model LlamaForCausalLM: weight 'model.layers.0.mlp.down_proj.weight' is [32, 64] in the checkpoint but [32, 8] in the model");
+    expect(shape.message).toBe(
+      "model LlamaForCausalLM: weight 'model.layers.0.mlp.down_proj.weight' is [32, 64] in the checkpoint but [32, 8] in the model",
+    );
 
     // An adapter-wrapped layer keeps its weight under base_layer until merged and unloaded.
     const wrapped = createModel(config, { backend: cpu() });

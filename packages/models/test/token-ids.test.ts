@@ -18,7 +18,13 @@ function error(fn: () => unknown): Error {
 
 describe('tokenIds', () => {
   it('uploads rectangular in-vocabulary ids as int32 [batch, seq]', async () => {
-    const t = tokenIds([[0, 9, 3], [1, 1, 2]], opts);
+    const t = tokenIds(
+      [
+        [0, 9, 3],
+        [1, 1, 2],
+      ],
+      opts,
+    );
     expect(t.dtype).toBe('int32');
     expect(t.shape).toEqual([2, 3]);
     expect(Array.from(await t.data())).toEqual([0, 9, 3, 1, 1, 2]);
@@ -35,7 +41,13 @@ describe('tokenIds', () => {
 
   it.each([
     [[[1, 10]], 'ids.json: id 10 at [0, 1] is outside the vocabulary (vocab_size 10)'],
-    [[[1, 2], [3, -1]], 'ids.json: id -1 at [1, 1] is outside the vocabulary (vocab_size 10)'],
+    [
+      [
+        [1, 2],
+        [3, -1],
+      ],
+      'ids.json: id -1 at [1, 1] is outside the vocabulary (vocab_size 10)',
+    ],
     [[[1, 2], [3]], 'ids.json: ids are not rectangular: row 0 has 2 ids, row 1 has 1'],
     [[[1, 2.5]], 'ids.json: id 2.5 at [0, 1] is not an integer'],
     [[['1']], 'ids.json: id "1" at [0, 0] is not an integer'],
@@ -51,7 +63,9 @@ describe('tokenIds', () => {
   });
 
   it('refuses float and wrongly shaped host tensors, and I64 beyond int32', () => {
-    expect(error(() => tokenIds({ dtype: 'F32', shape: [1, 2], data: new Float32Array(2) }, opts)).message).toMatch(/must be an integer tensor/);
+    expect(error(() => tokenIds({ dtype: 'F32', shape: [1, 2], data: new Float32Array(2) }, opts)).message).toMatch(
+      /must be an integer tensor/,
+    );
     expect(error(() => tokenIds({ dtype: 'I32', shape: [2], data: new Int32Array(2) }, opts)).message).toMatch(/non-empty \[batch, seq\]/);
     const big = { dtype: 'I64' as const, shape: [1, 1], data: new BigInt64Array([2n ** 40n]) };
     expect(error(() => tokenIds(big, opts)).message).toBe('ids.json: id 1099511627776 at [0, 0] does not fit in int32');

@@ -16,7 +16,9 @@ export class TargetNotFoundError extends ConfigError {
   ) {
     super(
       `target modules ${targets} matched no Linear, Conv1D, Embedding or Conv2d module of the model` +
-        (candidates.length ? ` (candidates: ${candidates.slice(0, 20).join(', ')}${candidates.length > 20 ? ', …' : ''})` : ' (the model has no such layers)'),
+        (candidates.length
+          ? ` (candidates: ${candidates.slice(0, 20).join(', ')}${candidates.length > 20 ? ', …' : ''})`
+          : ' (the model has no such layers)'),
     );
   }
 }

@@ -2,11 +2,32 @@
  * @dorajs/peft: Hugging Face PEFT's LoRA and DoRA for dorajs — the same API in camelCase and the same adapter
  * files, so adapters move between Python PEFT and dorajs in both directions without conversion.
  */
-export { LoraConfig, PEFT_FORMAT_VERSION, type InitLoraWeights, type LoraBias, type LoraConfigOptions, type LoraRuntimeConfig } from './config/lora-config.js';
-export { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, configFromJson, configFromJsonText, configToJson, configToJsonText } from './config/config-json.js';
+export {
+  LoraConfig,
+  PEFT_FORMAT_VERSION,
+  type InitLoraWeights,
+  type LoraBias,
+  type LoraConfigOptions,
+  type LoraRuntimeConfig,
+} from './config/lora-config.js';
+export {
+  ADAPTER_CONFIG_NAME,
+  ADAPTER_WEIGHTS_NAME,
+  configFromJson,
+  configFromJsonText,
+  configToJson,
+  configToJsonText,
+} from './config/config-json.js';
 export { pythonJsonDumps, PyFloat } from './config/python-json.js';
 export * from './errors.js';
-export { collectWarnings, collectWarningsAsync, setPeftWarningHandler, type PeftWarning, type PeftWarningCode, type PeftWarningHandler } from './warnings.js';
+export {
+  collectWarnings,
+  collectWarningsAsync,
+  setPeftWarningHandler,
+  type PeftWarning,
+  type PeftWarningCode,
+  type PeftWarningHandler,
+} from './warnings.js';
 export {
   BASE_ADAPTER_NAME,
   getPeftModel,

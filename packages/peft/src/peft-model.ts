@@ -25,7 +25,10 @@ export class LoraModel<M extends Module = Module> extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    if (!(this.model instanceof Layer)) throw new LoraConfigError(`the wrapped model (${this.model.typeName}) has no forward(x); call its own methods inside peftModel.withAdapterNames(...)`);
+    if (!(this.model instanceof Layer))
+      throw new LoraConfigError(
+        `the wrapped model (${this.model.typeName}) has no forward(x); call its own methods inside peftModel.withAdapterNames(...)`,
+      );
     return this.model.forward(x);
   }
 }
@@ -82,7 +85,12 @@ export class PeftModel<M extends Module = Module> extends Layer {
   }
 
   /** Wraps `model` and adds its first adapter (what `getPeftModel` does). */
-  static async create<M extends Module>(model: M, config: LoraConfig, adapterName = 'default', options: PeftModelOptions = {}): Promise<PeftModel<M>> {
+  static async create<M extends Module>(
+    model: M,
+    config: LoraConfig,
+    adapterName = 'default',
+    options: PeftModelOptions = {},
+  ): Promise<PeftModel<M>> {
     const peft = new PeftModel(model, options);
     await peft.addAdapter(adapterName, config);
     peft.setAdapter(adapterName);
@@ -93,10 +101,18 @@ export class PeftModel<M extends Module = Module> extends Layer {
    * Loads a PEFT adapter directory (or its files in memory) onto `model`. Everything is validated — config,
    * targets, keys, shapes — before the model is touched; on any error the model is left as it was.
    */
-  static async fromPretrained<M extends Module>(model: M, source: AdapterSource, options: FromPretrainedOptions = {}): Promise<PeftModel<M>> {
+  static async fromPretrained<M extends Module>(
+    model: M,
+    source: AdapterSource,
+    options: FromPretrainedOptions = {},
+  ): Promise<PeftModel<M>> {
     const peft = new PeftModel(model, options);
     const name = options.adapterName ?? 'default';
-    await loadAdapterInto(peft, source, name, { isTrainable: options.isTrainable ?? false, ephemeralGpuOffload: options.ephemeralGpuOffload, backend: options.backend });
+    await loadAdapterInto(peft, source, name, {
+      isTrainable: options.isTrainable ?? false,
+      ephemeralGpuOffload: options.ephemeralGpuOffload,
+      backend: options.backend,
+    });
     peft.setAdapter(name);
     if (!(options.isTrainable ?? false)) peft.eval();
     return peft;
@@ -117,11 +133,17 @@ export class PeftModel<M extends Module = Module> extends Layer {
 
   /** Every LoRA layer with its path in the wrapped model. */
   loraLayers(): LoraLayer[] {
-    return this.base_model.model.namedModules().map(([, m]) => m).filter(isLoraLayer);
+    return this.base_model.model
+      .namedModules()
+      .map(([, m]) => m)
+      .filter(isLoraLayer);
   }
 
   modulesToSaveWrappers(): ModulesToSaveWrapper[] {
-    return this.base_model.model.namedModules().map(([, m]) => m).filter((m): m is ModulesToSaveWrapper => m instanceof ModulesToSaveWrapper);
+    return this.base_model.model
+      .namedModules()
+      .map(([, m]) => m)
+      .filter((m): m is ModulesToSaveWrapper => m instanceof ModulesToSaveWrapper);
   }
 
   // ------------------------------------------------------------ adapters
@@ -132,7 +154,9 @@ export class PeftModel<M extends Module = Module> extends Layer {
     const unsupported = config.unsupportedFeatures();
     if (unsupported.length) throw new LoraConfigError(`adapter '${name}': dorajs does not implement ${unsupported.join(', ')}`);
     if (config.bias !== 'none' && [...this.peftConfig.values()].some((c) => c.bias !== 'none')) {
-      throw new LoraConfigError(`LoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters (adapter '${name}').`);
+      throw new LoraConfigError(
+        `LoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters (adapter '${name}').`,
+      );
     }
     const model = this.base_model.model;
     const plan = planInjection(model, config, name);
@@ -144,7 +168,10 @@ export class PeftModel<M extends Module = Module> extends Layer {
 
   /** Loads another adapter from disk or memory under `name` (not activated). */
   async loadAdapter(source: AdapterSource, name: string, options: LoadAdapterOptions = {}): Promise<void> {
-    await loadAdapterInto(this, source, name, { isTrainable: options.isTrainable ?? false, ephemeralGpuOffload: options.ephemeralGpuOffload });
+    await loadAdapterInto(this, source, name, {
+      isTrainable: options.isTrainable ?? false,
+      ephemeralGpuOffload: options.ephemeralGpuOffload,
+    });
     if (!(options.isTrainable ?? false)) this.eval();
   }
 
@@ -172,13 +199,17 @@ export class PeftModel<M extends Module = Module> extends Layer {
   private assertNewName(name: string): void {
     if (!name || name === BASE_ADAPTER_NAME) throw new AdapterNameError(`'${name}' cannot be an adapter name`);
     // Adapters are properties of ModuleDicts; names starting with '_' are private there, and dots would split state-dict keys.
-    if (name.startsWith('_') || name.includes('.')) throw new AdapterNameError(`'${name}' cannot be an adapter name: it may not start with '_' or contain '.'`);
+    if (name.startsWith('_') || name.includes('.'))
+      throw new AdapterNameError(`'${name}' cannot be an adapter name: it may not start with '_' or contain '.'`);
     if (this.peftConfig.has(name)) throw new AdapterNameError(`an adapter named '${name}' already exists`);
   }
 
   private assertKnown(names: readonly string[]): void {
     const unknown = names.filter((n) => !this.peftConfig.has(n));
-    if (unknown.length) throw new AdapterNameError(`Adapter(s) ${unknown.map((n) => `'${n}'`).join(', ')} not found, available: ${[...this.peftConfig.keys()].map((n) => `'${n}'`).join(', ')}`);
+    if (unknown.length)
+      throw new AdapterNameError(
+        `Adapter(s) ${unknown.map((n) => `'${n}'`).join(', ')} not found, available: ${[...this.peftConfig.keys()].map((n) => `'${n}'`).join(', ')}`,
+      );
   }
 
   /**
@@ -216,7 +247,9 @@ export class PeftModel<M extends Module = Module> extends Layer {
       const c = this.peftConfig.get(name)!;
       if (c.inferenceMode || c.bias === 'none') continue;
       if (c.bias === 'all') {
-        for (const [key, p] of model.namedParameters()) if (key.split('.').pop() === 'bias' && !key.includes('.modules_to_save.') && !key.includes('.original_module.')) p.requiresGrad = true;
+        for (const [key, p] of model.namedParameters())
+          if (key.split('.').pop() === 'bias' && !key.includes('.modules_to_save.') && !key.includes('.original_module.'))
+            p.requiresGrad = true;
       } else {
         for (const layer of this.loraLayers()) if (layer.settings(name) && layer.bias) layer.bias.requiresGrad = true;
       }
@@ -250,7 +283,11 @@ export class PeftModel<M extends Module = Module> extends Layer {
     const layers = this.loraLayers();
     const merged = layers.filter((l) => l.mergedAdapters.includes(name));
     if (merged.length) {
-      throw new MergeError(`Cannot delete adapter(s) ['${name}'] while they are merged (module '${merged[0]!._path}'). Please unmerge them first.`, merged[0]!._path, name);
+      throw new MergeError(
+        `Cannot delete adapter(s) ['${name}'] while they are merged (module '${merged[0]!._path}'). Please unmerge them first.`,
+        merged[0]!._path,
+        name,
+      );
     }
     for (const l of layers) l.deleteAdapter(name);
     for (const w of this.modulesToSaveWrappers()) w.deleteAdapter(name);
@@ -279,7 +316,12 @@ export class PeftModel<M extends Module = Module> extends Layer {
     if (unknown.length) throw new AdapterNameError(`Trying to infer with non-existing adapter(s): ${unknown.join(', ')}`);
     const layers = this.loraLayers();
     const merged = layers.find((l) => l.merged);
-    if (merged) throw new MergeError(`Cannot pass \`adapter_names\` when there are merged adapters (module '${merged._path}'), please call \`unmergeAdapter\` first.`, merged._path, merged.mergedAdapters.join(','));
+    if (merged)
+      throw new MergeError(
+        `Cannot pass \`adapter_names\` when there are merged adapters (module '${merged._path}'), please call \`unmergeAdapter\` first.`,
+        merged._path,
+        merged.mergedAdapters.join(','),
+      );
     const wrappers = this.modulesToSaveWrappers();
     const set = (names: readonly string[] | null) => {
       for (const l of layers) l._batchAdapterNames = names;
@@ -392,7 +434,12 @@ export class PeftModel<M extends Module = Module> extends Layer {
   // ------------------------------------------------------------ combination, saving, reporting
 
   /** PEFT's add_weighted_adapter for plain LoRA ('cat', 'linear'); DoRA adapters are refused (#3761). */
-  async addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, combinationType: WeightedCombination = 'cat'): Promise<void> {
+  async addWeightedAdapter(
+    adapters: readonly string[],
+    weights: readonly number[],
+    adapterName: string,
+    combinationType: WeightedCombination = 'cat',
+  ): Promise<void> {
     await addWeightedAdapter(this, adapters, weights, adapterName, combinationType);
   }
 
@@ -428,6 +475,11 @@ function commit(c: ComputedMerge): void {
 }
 
 /** Wraps `model` with a first adapter: PEFT's `get_peft_model`. */
-export function getPeftModel<M extends Module>(model: M, config: LoraConfig, adapterName = 'default', options: PeftModelOptions = {}): Promise<PeftModel<M>> {
+export function getPeftModel<M extends Module>(
+  model: M,
+  config: LoraConfig,
+  adapterName = 'default',
+  options: PeftModelOptions = {},
+): Promise<PeftModel<M>> {
   return PeftModel.create(model, config, adapterName, options);
 }

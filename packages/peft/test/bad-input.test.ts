@@ -25,7 +25,9 @@ let dir = '';
 let good: { config: string; tensors: Map<string, HostTensor> };
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dorajs-peft-bad-'));
-  const peft = await getPeftModel(new MLP(cpu()), new LoraConfig({ r: 2, targetModules: ['lin1', 'lin2'], useDora: true }), 'default', { random: new Random(1) });
+  const peft = await getPeftModel(new MLP(cpu()), new LoraConfig({ r: 2, targetModules: ['lin1', 'lin2'], useDora: true }), 'default', {
+    random: new Random(1),
+  });
   perturb(peft, 2);
   good = await adapterFiles(peft, 'default');
 });
@@ -58,7 +60,12 @@ const withConfig = (edit: (c: Record<string, unknown>) => void) => {
 
 const P = 'base_model.model.';
 const CASES: [string, () => Promise<Parameters<typeof PeftModel.fromPretrained>[1]>, new (...a: never[]) => Error, RegExp][] = [
-  ['a missing directory', async () => join(dir, 'nowhere'), AdapterFileError, /nowhere\/adapter_config\.json: cannot read the adapter config \(ENOENT\)/],
+  [
+    'a missing directory',
+    async () => join(dir, 'nowhere'),
+    AdapterFileError,
+    /nowhere\/adapter_config\.json: cannot read the adapter config \(ENOENT\)/,
+  ],
   [
     'missing weights',
     async () => {
@@ -83,9 +90,24 @@ const CASES: [string, () => Promise<Parameters<typeof PeftModel.fromPretrained>[
     /bad-json\/adapter_config\.json: not valid JSON/,
   ],
   ['an unknown peft_type', async () => withConfig((c) => (c['peft_type'] = 'LOHA')), AdapterFileError, /peft_type 'LOHA' is not supported/],
-  ['a target that matches nothing', async () => withConfig((c) => (c['target_modules'] = ['q_proj'])), TargetNotFoundError, /\['q_proj'\] matched no/],
-  ['a missing lora_B', async () => withTensors((t) => t.delete(`${P}lin2.lora_B.weight`)), AdapterKeyError, /tensor 'base_model\.model\.lin2\.lora_B\.weight' for module 'lin2' is missing/],
-  ['a missing magnitude', async () => withTensors((t) => t.delete(`${P}lin1.lora_magnitude_vector`)), AdapterKeyError, /lin1\.lora_magnitude_vector' for module 'lin1' is missing/],
+  [
+    'a target that matches nothing',
+    async () => withConfig((c) => (c['target_modules'] = ['q_proj'])),
+    TargetNotFoundError,
+    /\['q_proj'\] matched no/,
+  ],
+  [
+    'a missing lora_B',
+    async () => withTensors((t) => t.delete(`${P}lin2.lora_B.weight`)),
+    AdapterKeyError,
+    /tensor 'base_model\.model\.lin2\.lora_B\.weight' for module 'lin2' is missing/,
+  ],
+  [
+    'a missing magnitude',
+    async () => withTensors((t) => t.delete(`${P}lin1.lora_magnitude_vector`)),
+    AdapterKeyError,
+    /lin1\.lora_magnitude_vector' for module 'lin1' is missing/,
+  ],
   [
     'a lora_A of the wrong shape',
     async () => withTensors((t) => t.set(`${P}lin1.lora_A.weight`, { dtype: 'F32', shape: [2, 15], data: new Float32Array(30) })),
@@ -154,7 +176,9 @@ describe('loading a good adapter', () => {
 
   it('refuses an adapter name that already exists', async () => {
     const peft = await getPeftModel(new MLP(cpu()), new LoraConfig({ targetModules: ['lin1'] }));
-    await expect(peft.loadAdapter({ config: good.config, weights: serializeSafetensors(good.tensors) }, 'default')).rejects.toThrow("an adapter named 'default' already exists");
+    await expect(peft.loadAdapter({ config: good.config, weights: serializeSafetensors(good.tensors) }, 'default')).rejects.toThrow(
+      "an adapter named 'default' already exists",
+    );
   });
 });
 

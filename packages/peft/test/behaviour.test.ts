@@ -36,14 +36,19 @@ async function setup(kind: Kind, useDora: boolean, names: readonly string[] = ['
   const [model, copy] = twins(kind, backend);
   const x = kind.input(backend, new Random(5));
   const base = await out(model, x);
-  const peft = await getPeftModel(model, new LoraConfig({ r: 2, loraAlpha: 4, targetModules: [...kind.targets], useDora }), names[0], { random: new Random(11) });
-  for (const n of names.slice(1)) await peft.addAdapter(n, new LoraConfig({ r: 4, loraAlpha: 3, targetModules: [...kind.targets], useDora }));
+  const peft = await getPeftModel(model, new LoraConfig({ r: 2, loraAlpha: 4, targetModules: [...kind.targets], useDora }), names[0], {
+    random: new Random(11),
+  });
+  for (const n of names.slice(1))
+    await peft.addAdapter(n, new LoraConfig({ r: 4, loraAlpha: 3, targetModules: [...kind.targets], useDora }));
   perturb(peft, 17);
   peft.eval();
   return { backend, peft, copy, x, base };
 }
 
-const TABLE = KINDS.flatMap((kind) => [false, true].map((useDora) => ({ kind, useDora, label: `${kind.name} ${useDora ? 'DoRA' : 'LoRA'}` })));
+const TABLE = KINDS.flatMap((kind) =>
+  [false, true].map((useDora) => ({ kind, useDora, label: `${kind.name} ${useDora ? 'DoRA' : 'LoRA'}` })),
+);
 
 describe.each(TABLE)('$label', ({ kind, useDora }) => {
   it('adapter changes the output; disabled = base', async () => {

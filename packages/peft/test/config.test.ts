@@ -22,14 +22,26 @@ const peftText = (name: string) => readFile(fixturePath(name, 'adapter', 'adapte
 describe('LoraConfig defaults and adapter_config.json', () => {
   it('has PEFT defaults', () => {
     const c = new LoraConfig();
-    expect([c.r, c.loraAlpha, c.loraDropout, c.bias, c.initLoraWeights, c.useDora, c.useRslora, c.fanInFanOut]).toEqual([8, 8, 0, 'none', true, false, false, false]);
+    expect([c.r, c.loraAlpha, c.loraDropout, c.bias, c.initLoraWeights, c.useDora, c.useRslora, c.fanInFanOut]).toEqual([
+      8,
+      8,
+      0,
+      'none',
+      true,
+      false,
+      false,
+      false,
+    ]);
     expect(c.targetModules).toBeNull();
     expect(c.rankPattern).toEqual({});
   });
 
   it('a fresh DoRA adapter writes the same config PEFT 0.21.0 wrote for it (every key, sorted, indent 2)', async () => {
     const backend = cpu();
-    const peft = await getPeftModel(new MLP(backend), new LoraConfig({ r: 4, loraAlpha: 8, targetModules: ['lin2', 'lin1'], useDora: true }));
+    const peft = await getPeftModel(
+      new MLP(backend),
+      new LoraConfig({ r: 4, loraAlpha: 8, targetModules: ['lin2', 'lin1'], useDora: true }),
+    );
     const ours = JSON.parse((await adapterFiles(peft, 'default')).config) as Record<string, unknown>;
     const theirs = JSON.parse(await peftText('linear')) as Record<string, unknown>;
     expect(Object.keys(ours)).toEqual(Object.keys(theirs));
@@ -45,8 +57,19 @@ describe('LoraConfig defaults and adapter_config.json', () => {
   });
 
   it('writes Python float reprs', () => {
-    expect([0, 0.05, 1e-5, 1e16, 123, 1.5e-4, -2.5, 0.1 + 0.2].map(pythonFloatRepr)).toEqual(['0.0', '0.05', '1e-05', '1e+16', '123.0', '0.00015', '-2.5', '0.30000000000000004']);
-    expect(pythonJsonDumps({ b: [], a: { y: new PyFloat(1), x: 'é' } })).toBe('{\n  "a": {\n    "x": "\\u00e9",\n    "y": 1.0\n  },\n  "b": []\n}');
+    expect([0, 0.05, 1e-5, 1e16, 123, 1.5e-4, -2.5, 0.1 + 0.2].map(pythonFloatRepr)).toEqual([
+      '0.0',
+      '0.05',
+      '1e-05',
+      '1e+16',
+      '123.0',
+      '0.00015',
+      '-2.5',
+      '0.30000000000000004',
+    ]);
+    expect(pythonJsonDumps({ b: [], a: { y: new PyFloat(1), x: 'é' } })).toBe(
+      '{\n  "a": {\n    "x": "\\u00e9",\n    "y": 1.0\n  },\n  "b": []\n}',
+    );
   });
 
   it('keeps unknown keys (with a warning) and drops runtime_config', async () => {
@@ -80,7 +103,10 @@ describe('LoraConfig validation (PEFT messages)', () => {
     [{ useDora: true, extra: { megatron_config: { tp: 2 } } }, 'DoRA does not support megatron_core'],
     [{ useDora: true, extra: { velora_config: {} } }, "Invalid or unsupported variant combination: ('use_dora', 'velora_config')"],
     [{ targetModules: 'lin.*', layersToTransform: [0] }, '`layers_to_transform` cannot be used when `target_modules` is a str.'],
-    [{ targetModules: ['lin1'], layersPattern: 'layers' }, 'When `layers_pattern` is specified, `layers_to_transform` must also be specified.'],
+    [
+      { targetModules: ['lin1'], layersPattern: 'layers' },
+      'When `layers_pattern` is specified, `layers_to_transform` must also be specified.',
+    ],
     [{ targetModules: '(' }, "target_modules: '(' is not a valid regular expression"],
     [{ rankPattern: { lin1: 0 } }, "rank_pattern['lin1'] must be a positive integer"],
   ])('%j → %s', (options, message) => {
@@ -90,8 +116,12 @@ describe('LoraConfig validation (PEFT messages)', () => {
 
   it('refuses features dorajs does not implement when creating an adapter', async () => {
     const backend = cpu();
-    await expect(getPeftModel(new MLP(backend), new LoraConfig({ targetModules: ['lin1'], extra: { layer_replication: [[0, 1]] } }))).rejects.toThrow(/layer_replication/);
-    await expect(getPeftModel(new MLP(backend), new LoraConfig({ targetModules: ['lin1'], initLoraWeights: 'pissa' }))).rejects.toThrow(/init_lora_weights 'pissa'/);
+    await expect(
+      getPeftModel(new MLP(backend), new LoraConfig({ targetModules: ['lin1'], extra: { layer_replication: [[0, 1]] } })),
+    ).rejects.toThrow(/layer_replication/);
+    await expect(getPeftModel(new MLP(backend), new LoraConfig({ targetModules: ['lin1'], initLoraWeights: 'pissa' }))).rejects.toThrow(
+      /init_lora_weights 'pissa'/,
+    );
   });
 
   it.each([

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Layer, Random, tensor } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
-import { collectWarnings, collectWarningsAsync, getPeftModel, LoraConfig, LoraConfigError, type LoraConv2d, PeftModel } from '../src/index.js';
+import {
+  collectWarnings,
+  collectWarningsAsync,
+  getPeftModel,
+  LoraConfig,
+  LoraConfigError,
+  type LoraConv2d,
+  PeftModel,
+} from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
 import { relError } from './helpers/fixtures.js';
@@ -17,7 +25,12 @@ describe('Conv2d with dilation ≠ 1', () => {
   it.each([true, false])('useDora %s: merged = unmerged because lora_A uses the base dilation', async (useDora) => {
     const backend = cpu();
     const { result: peft, warnings } = await collectWarningsAsync(() =>
-      getPeftModel(new ConvNet(backend, { dilation1: 2, padding1: 2 }), new LoraConfig({ r: 2, targetModules: ['c1', 'c2'], useDora }), 'default', { random: new Random(1) }),
+      getPeftModel(
+        new ConvNet(backend, { dilation1: 2, padding1: 2 }),
+        new LoraConfig({ r: 2, targetModules: ['c1', 'c2'], useDora }),
+        'default',
+        { random: new Random(1) },
+      ),
     );
     expect(warnings.map((w) => w.code)).toEqual(['conv-dilation']);
     perturb(peft, 2);
@@ -35,7 +48,9 @@ describe('Conv2d with dilation ≠ 1', () => {
       const plainNet = new ConvNet(backend);
       const peft = await getPeftModel(plainNet, new LoraConfig({ r: 2, targetModules: ['c1'], useDora: true }));
       await peft.savePretrained(dir);
-      const { warnings } = await collectWarningsAsync(() => PeftModel.fromPretrained(new ConvNet(backend, { dilation1: 2, padding1: 2 }), dir));
+      const { warnings } = await collectWarningsAsync(() =>
+        PeftModel.fromPretrained(new ConvNet(backend, { dilation1: 2, padding1: 2 }), dir),
+      );
       expect(warnings).toHaveLength(1);
       expect(warnings[0]!.message).toMatch(/PEFT ran this adapter's lora_A with dilation 1/);
     } finally {
@@ -50,7 +65,12 @@ describe('Conv2d with groups > 1', () => {
   it('the DoRA norm is the norm of the true grouped delta', async () => {
     const backend = cpu();
     const { result: peft, warnings } = await collectWarningsAsync(() =>
-      getPeftModel(grouped(backend), new LoraConfig({ r: 4, loraAlpha: 2, targetModules: ['c2'], useDora: true, initLoraWeights: false }), 'default', { random: new Random(6) }),
+      getPeftModel(
+        grouped(backend),
+        new LoraConfig({ r: 4, loraAlpha: 2, targetModules: ['c2'], useDora: true, initLoraWeights: false }),
+        'default',
+        { random: new Random(6) },
+      ),
     );
     expect(warnings.map((w) => w.code)).toEqual(['conv-groups']);
     const layer = peft.getBaseModel().getSubmodule('c2') as LoraConv2d;
@@ -72,34 +92,41 @@ describe('Conv2d with groups > 1', () => {
     expect(relError(m, expected)).toBeLessThan(1e-6);
   });
 
-  it.each([true, false])('useDora %s: merging makes the dense conv the grouped base + true delta equal; unmerge restores the grouped base', async (useDora) => {
-    const backend = cpu();
-    const { result: peft } = await collectWarningsAsync(() => getPeftModel(grouped(backend), new LoraConfig({ r: 2, targetModules: ['c1', 'c2'], useDora })));
-    perturb(peft, 1);
-    peft.eval();
-    const x = input(backend);
-    const unmerged = await peft.forward(x).float32();
-    const layer = peft.getBaseModel().getSubmodule('c2') as LoraConv2d;
-    const groupedWeight = await layer.weight.float32();
-    const [out, inPerGroup, kh, kw] = layer.weight.shape as [number, number, number, number];
-    await peft.mergeAdapter();
-    expect(layer.merged).toBe(true);
-    expect(layer.base_layer.params.groups).toBe(1);
-    expect(layer.weight.shape).toEqual([out, inPerGroup * 2, kh, kw]);
-    expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
-    await peft.unmergeAdapter();
-    expect(layer.base_layer.params.groups).toBe(2);
-    expect(layer.weight.shape).toEqual([out, inPerGroup, kh, kw]);
-    expect(relError(await layer.weight.float32(), groupedWeight)).toBeLessThan(1e-5);
-    expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
-    const merged = (await peft.mergeAndUnload({ safeMerge: true })) as Layer;
-    expect(relError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
-  });
+  it.each([true, false])(
+    'useDora %s: merging makes the dense conv the grouped base + true delta equal; unmerge restores the grouped base',
+    async (useDora) => {
+      const backend = cpu();
+      const { result: peft } = await collectWarningsAsync(() =>
+        getPeftModel(grouped(backend), new LoraConfig({ r: 2, targetModules: ['c1', 'c2'], useDora })),
+      );
+      perturb(peft, 1);
+      peft.eval();
+      const x = input(backend);
+      const unmerged = await peft.forward(x).float32();
+      const layer = peft.getBaseModel().getSubmodule('c2') as LoraConv2d;
+      const groupedWeight = await layer.weight.float32();
+      const [out, inPerGroup, kh, kw] = layer.weight.shape as [number, number, number, number];
+      await peft.mergeAdapter();
+      expect(layer.merged).toBe(true);
+      expect(layer.base_layer.params.groups).toBe(1);
+      expect(layer.weight.shape).toEqual([out, inPerGroup * 2, kh, kw]);
+      expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      await peft.unmergeAdapter();
+      expect(layer.base_layer.params.groups).toBe(2);
+      expect(layer.weight.shape).toEqual([out, inPerGroup, kh, kw]);
+      expect(relError(await layer.weight.float32(), groupedWeight)).toBeLessThan(1e-5);
+      expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      const merged = (await peft.mergeAndUnload({ safeMerge: true })) as Layer;
+      expect(relError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+    },
+  );
 
   it('a rank not divisible by groups is refused (as PEFT)', async () => {
     const backend = cpu();
     const model = grouped(backend);
-    const err = await collectWarnings(() => getPeftModel(model, new LoraConfig({ r: 3, targetModules: ['c2'] }))).result.catch((e: unknown) => e);
+    const err = await collectWarnings(() => getPeftModel(model, new LoraConfig({ r: 3, targetModules: ['c2'] }))).result.catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(LoraConfigError);
     expect((err as Error).message).toContain("Targeting a Conv2d ('c2') with groups=2 and rank 3");
   });

@@ -9,7 +9,6 @@ import { relError } from './helpers/fixtures.js';
 const IN = 64;
 const OUT = 48;
 
-
 /** Linear(64→48) as the only layer, DoRA on it; its path in the wrapper model is `lin`. */
 async function model(hideFused = false) {
   const c = counting(cpu(), { hideFused });
@@ -20,7 +19,9 @@ async function model(hideFused = false) {
       return this.lin.forward(x);
     }
   }
-  const peft = await getPeftModel(new Net(), new LoraConfig({ r: 4, targetModules: ['lin'], useDora: true }), 'default', { random: new Random(1) });
+  const peft = await getPeftModel(new Net(), new LoraConfig({ r: 4, targetModules: ['lin'], useDora: true }), 'default', {
+    random: new Random(1),
+  });
   perturb(peft, 3);
   await peft.addAdapter('other', new LoraConfig({ r: 2, targetModules: ['lin'], useDora: true }));
   perturb(peft, 4);
@@ -29,7 +30,6 @@ async function model(hideFused = false) {
   const layer = peft.getBaseModel().getSubmodule('lin') as LoraLinear;
   return { c, peft, x, layer };
 }
-
 
 afterEach(() => DoraCaching.enable(false));
 

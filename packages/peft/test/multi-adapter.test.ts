@@ -5,7 +5,16 @@
  */
 import { Layer, Linear, noGrad, Random, type Tensor, tensor } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
-import { getPeftModel, LoraConfig, type LoraLinear, MergeError, type PeftModel, UnsupportedAdapterOperationError, AdapterNameError, LoraConfigError } from '../src/index.js';
+import {
+  getPeftModel,
+  LoraConfig,
+  type LoraLinear,
+  MergeError,
+  type PeftModel,
+  UnsupportedAdapterOperationError,
+  AdapterNameError,
+  LoraConfigError,
+} from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { KINDS, perturb } from './helpers/behaviour.js';
 import { relError } from './helpers/fixtures.js';
@@ -24,7 +33,9 @@ class Net extends Layer {
 
 async function twoAdapters(doraA = true, doraB = true) {
   const backend = cpu();
-  const peft = await getPeftModel(new Net(backend), new LoraConfig({ r: 2, loraAlpha: 3, targetModules: ['lin'], useDora: doraA }), 'a', { random: new Random(1) });
+  const peft = await getPeftModel(new Net(backend), new LoraConfig({ r: 2, loraAlpha: 3, targetModules: ['lin'], useDora: doraA }), 'a', {
+    random: new Random(1),
+  });
   await peft.addAdapter('b', new LoraConfig({ r: 3, loraAlpha: 5, targetModules: ['lin'], useDora: doraB }));
   perturb(peft, 9);
   peft.eval();
@@ -94,7 +105,12 @@ describe('several adapters on one layer', () => {
     const W1 = transpose(w1);
     const mB = await layer.lora_magnitude_vector.get('b')!.weight.float32();
     const nBuggy = rowNorms(add(W1, rb.delta));
-    const W2 = transpose(scaleCols(transpose(add(W1, rb.delta)), mB.map((m, i) => m / nBuggy[i]!)));
+    const W2 = transpose(
+      scaleCols(
+        transpose(add(W1, rb.delta)),
+        mB.map((m, i) => m / nBuggy[i]!),
+      ),
+    );
     const bias = await layer.bias!.float32();
     const buggy = matmul(mat(await x.float32(), 4, 6), transpose(W2)).data.map((v, i) => v + bias[i % 5]!);
     expect(relError(buggy, unmerged)).toBeGreaterThan(1e-3);
@@ -104,7 +120,9 @@ describe('several adapters on one layer', () => {
 describe('mixed-batch inference (adapterNames per sample)', () => {
   it.each(KINDS.map((k) => [k.name, k] as const))('%s with DoRA: each sample equals its single-adapter output', async (_, kind) => {
     const backend = cpu();
-    const peft = await getPeftModel(kind.build(backend), new LoraConfig({ r: 2, targetModules: [...kind.targets], useDora: true }), 'a', { random: new Random(2) });
+    const peft = await getPeftModel(kind.build(backend), new LoraConfig({ r: 2, targetModules: [...kind.targets], useDora: true }), 'a', {
+      random: new Random(2),
+    });
     await peft.addAdapter('b', new LoraConfig({ r: 4, loraAlpha: 2, targetModules: [kind.targets[0]!], useDora: true }));
     perturb(peft, 21);
     peft.eval();
@@ -114,7 +132,8 @@ describe('mixed-batch inference (adapterNames per sample)', () => {
     while (names.length < n) names.push('a');
     const mixed = await peft.forward(x, { adapterNames: names }).float32();
     const per = n === 0 ? 0 : mixed.length / n;
-    const single = async (name: string) => (name === '__base__' ? peft.disableAdapter(() => peft.forward(x).float32()) : (peft.setAdapter(name), peft.forward(x).float32()));
+    const single = async (name: string) =>
+      name === '__base__' ? peft.disableAdapter(() => peft.forward(x).float32()) : (peft.setAdapter(name), peft.forward(x).float32());
     const outputs: Record<string, Float32Array> = { a: await single('a'), b: await single('b'), __base__: await single('__base__') };
     names.forEach((name, i) => {
       const row = (t: Float32Array) => t.subarray(i * per, (i + 1) * per);
@@ -160,7 +179,12 @@ describe('addWeightedAdapter', () => {
 describe('training with dropout (PEFT recompute form)', () => {
   it.each([true, false])('useDora %s: y = b + xWᵀ + (g−1)⊙x̃Wᵀ + g⊙s·B(A(x̃)) with the dropped input x̃', async (useDora) => {
     const backend = cpu();
-    const peft: PeftModel = await getPeftModel(new Net(backend), new LoraConfig({ r: 2, loraAlpha: 3, loraDropout: 0.5, targetModules: ['lin'], useDora }), 'default', { random: new Random(5) });
+    const peft: PeftModel = await getPeftModel(
+      new Net(backend),
+      new LoraConfig({ r: 2, loraAlpha: 3, loraDropout: 0.5, targetModules: ['lin'], useDora }),
+      'default',
+      { random: new Random(5) },
+    );
     perturb(peft, 6);
     peft.train();
     const layer = peft.getBaseModel().getSubmodule('lin') as LoraLinear;
@@ -170,10 +194,17 @@ describe('training with dropout (PEFT recompute form)', () => {
     const y = await noGrad(() => peft.forward(x)).float32();
     const r = await adapterRef(layer, 'default');
     const X = mat(await x.float32(), 4, 6);
-    const Xd = mat((await x.float32()).map((v, i) => v * maskValues[i]!), 4, 6);
+    const Xd = mat(
+      (await x.float32()).map((v, i) => v * maskValues[i]!),
+      4,
+      6,
+    );
     const g = r.g ?? new Float64Array(5).fill(1);
     const base = matmul(X, transpose(r.W));
-    const corr = scaleCols(matmul(Xd, transpose(r.W)), g.map((v) => v - 1));
+    const corr = scaleCols(
+      matmul(Xd, transpose(r.W)),
+      g.map((v) => v - 1),
+    );
     const lora = scaleCols(matmul(Xd, transpose(r.delta)), g);
     const bias = await layer.bias!.float32();
     const expected = add(add(base, corr), lora).data.map((v, i) => v + bias[i % 5]!);

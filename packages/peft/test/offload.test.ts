@@ -32,11 +32,17 @@ describe.each(KINDS.map((k) => [k.name, k] as const))('ephemeral offload: %s', (
     const config = new LoraConfig({ r: 2, targetModules: [...kind.targets], useDora: true, initLoraWeights: false });
     const plain = await getPeftModel(modelA, config, 'default', { random: new Random(3) });
     home.reset();
-    const off = await getPeftModel(modelB, config.with({ runtimeConfig: { ephemeralGpuOffload: offload.backend } }), 'default', { random: new Random(3) });
+    const off = await getPeftModel(modelB, config.with({ runtimeConfig: { ephemeralGpuOffload: offload.backend } }), 'default', {
+      random: new Random(3),
+    });
     expect(offload.count('weightNorm')).toBe(kind.targets.length);
     expect(home.count('weightNorm')).toBe(0);
     expect(offload.backend.liveBuffers()).toBe(0);
-    const mags = (p: PeftModel) => p.namedParameters().filter(([k]) => k.includes('magnitude')).map(([, v]) => v);
+    const mags = (p: PeftModel) =>
+      p
+        .namedParameters()
+        .filter(([k]) => k.includes('magnitude'))
+        .map(([, v]) => v);
     const ma = mags(plain);
     const mb = mags(off);
     for (let i = 0; i < ma.length; i++) expect(relError(await mb[i]!.float32(), await ma[i]!.float32())).toBe(0);
@@ -65,7 +71,9 @@ describe.each(KINDS.map((k) => [k.name, k] as const))('ephemeral offload: %s', (
     const model = kind.build(home.backend);
     const copy = kind.build(home.backend);
     copy.loadStateDict(model.stateDict());
-    const source = await getPeftModel(model, new LoraConfig({ r: 2, targetModules: [...kind.targets], useDora: true }), 'default', { random: new Random(4) });
+    const source = await getPeftModel(model, new LoraConfig({ r: 2, targetModules: [...kind.targets], useDora: true }), 'default', {
+      random: new Random(4),
+    });
     perturb(source, 8);
     const path = join(dir, kind.name);
     await source.savePretrained(path);
@@ -91,8 +99,14 @@ describe('ephemeralGpuOffload: true', () => {
     modelB.loadStateDict(modelA.stateDict());
     const config = new LoraConfig({ r: 2, targetModules: [...kind.targets], useDora: true, initLoraWeights: false });
     const plain = await getPeftModel(modelA, config, 'default', { random: new Random(3) });
-    const off = await getPeftModel(modelB, config.with({ runtimeConfig: { ephemeralGpuOffload: true } }), 'default', { random: new Random(3) });
-    const mags = (p: PeftModel) => p.namedParameters().filter(([k]) => k.includes('magnitude')).map(([, v]) => v);
+    const off = await getPeftModel(modelB, config.with({ runtimeConfig: { ephemeralGpuOffload: true } }), 'default', {
+      random: new Random(3),
+    });
+    const mags = (p: PeftModel) =>
+      p
+        .namedParameters()
+        .filter(([k]) => k.includes('magnitude'))
+        .map(([, v]) => v);
     const [ma, mb] = [mags(plain), mags(off)];
     expect(mb.length).toBe(ma.length);
     // The norms came from the GPU kernels (another summation order): equal to float32 rounding, 1e-4.

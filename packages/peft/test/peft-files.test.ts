@@ -29,7 +29,9 @@ async function skeletonModel(name: string) {
     embedding: () => new EmbHead(backend),
     conv2d: () => new ConvNet(backend),
   };
-  const model = small[name]?.() ?? skeleton(await readHost(fixturePath(name, 'base', 'model.safetensors')), backend, name === 'gpt2' ? GPT2_CONV1D : []);
+  const model =
+    small[name]?.() ??
+    skeleton(await readHost(fixturePath(name, 'base', 'model.safetensors')), backend, name === 'gpt2' ? GPT2_CONV1D : []);
   await loadBase(model, name, backend);
   return { model, backend };
 }

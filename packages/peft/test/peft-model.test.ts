@@ -22,7 +22,9 @@ afterAll(async () => {
 const x16 = (backend: import('@dorajs/core').Backend) => tensor(new Random(9).fillNormal(3 * 16), [3, 16], { backend });
 
 async function twoAdapterMlp(backend = cpu()) {
-  const peft = await getPeftModel(new MLP(backend), new LoraConfig({ r: 2, targetModules: ['lin1', 'lin2'], useDora: true }), 'default', { random: new Random(1) });
+  const peft = await getPeftModel(new MLP(backend), new LoraConfig({ r: 2, targetModules: ['lin1', 'lin2'], useDora: true }), 'default', {
+    random: new Random(1),
+  });
   await peft.addAdapter('other', new LoraConfig({ r: 3, loraAlpha: 6, targetModules: ['lin2'], useDora: true }));
   perturb(peft, 4);
   peft.eval();
@@ -40,7 +42,9 @@ describe('safe merge', () => {
     const weights = await Promise.all(peft.loraLayers().map((l) => l.weight.float32()));
     const err = await peft.mergeAdapter(undefined, { safeMerge: true }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MergeError);
-    expect((err as Error).message).toMatch(/NaNs detected in the merged weights of module 'lin2'. The adapter 'default' seems to be broken/);
+    expect((err as Error).message).toMatch(
+      /NaNs detected in the merged weights of module 'lin2'. The adapter 'default' seems to be broken/,
+    );
     await expect(peft.mergeAndUnload({ safeMerge: true })).rejects.toThrow(MergeError);
     const after = await Promise.all(peft.loraLayers().map((l) => l.weight.float32()));
     after.forEach((w, i) => expect(w).toEqual(weights[i]));
@@ -109,7 +113,11 @@ describe('several adapters on disk', () => {
     await access(join(only, 'other', 'adapter_config.json'));
 
     const copy = new MLP(backend);
-    copy.loadStateDict(new Map([...peft.getBaseModel().stateDict()].filter(([k]) => !k.includes('lora_')).map(([k, v]) => [k.replace('.base_layer', ''), v])));
+    copy.loadStateDict(
+      new Map(
+        [...peft.getBaseModel().stateDict()].filter(([k]) => !k.includes('lora_')).map(([k, v]) => [k.replace('.base_layer', ''), v]),
+      ),
+    );
     const loaded = await PeftModel.fromPretrained(copy, path);
     await loaded.loadAdapter(join(path, 'other'), 'other');
     expect(loaded.activeAdapter).toBe('default');
@@ -147,7 +155,14 @@ describe('fromPretrained({ backend })', () => {
     const path = join(dir, 'move');
     await peft.savePretrained(path, { selectedAdapters: ['default'] });
     const model = new MLP(home);
-    model.loadStateDict(new Map([...peft.getBaseModel().stateDict()].filter(([k]) => !k.includes('lora_')).map(([k, v]) => [k.replace('.base_layer', ''), noGrad(() => ops.mulScalar(v, 1))])), { strict: false });
+    model.loadStateDict(
+      new Map(
+        [...peft.getBaseModel().stateDict()]
+          .filter(([k]) => !k.includes('lora_'))
+          .map(([k, v]) => [k.replace('.base_layer', ''), noGrad(() => ops.mulScalar(v, 1))]),
+      ),
+      { strict: false },
+    );
     await expect(PeftModel.fromPretrained(model, join(dir, 'missing'), { backend: target })).rejects.toThrow();
     expect(model.parameters().every((p) => p.backend === home)).toBe(true);
     const loaded = await PeftModel.fromPretrained(model, path, { backend: target });

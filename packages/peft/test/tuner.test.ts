@@ -1,4 +1,15 @@
-import { type Backend, type HostTensor, Layer, Linear, Module, ModuleList, Random, serializeSafetensors, type Tensor, tensor } from '@dorajs/core';
+import {
+  type Backend,
+  type HostTensor,
+  Layer,
+  Linear,
+  Module,
+  ModuleList,
+  Random,
+  serializeSafetensors,
+  type Tensor,
+  tensor,
+} from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import {
   collectWarningsAsync,
@@ -45,7 +56,12 @@ class Tiny extends Layer {
   }
 }
 
-const loraPaths = (peft: PeftModel) => peft.getBaseModel().namedModules().filter(([, m]) => m instanceof LoraLinear || m instanceof LoraEmbedding || m instanceof LoraConv2d).map(([p]) => p);
+const loraPaths = (peft: PeftModel) =>
+  peft
+    .getBaseModel()
+    .namedModules()
+    .filter(([, m]) => m instanceof LoraLinear || m instanceof LoraEmbedding || m instanceof LoraConv2d)
+    .map(([p]) => p);
 
 describe('targeting (PEFT rules)', () => {
   it('a list entry matches the exact path or a `.`-suffix, never a substring', async () => {
@@ -61,18 +77,29 @@ describe('targeting (PEFT rules)', () => {
 
   it("'all-linear' is every Linear except the output layer, saved as the expanded list", async () => {
     const peft = await getPeftModel(new Tiny(cpu(), 2), new LoraConfig({ targetModules: 'all-linear' }));
-    const expected = ['model.layers.0.attn.q_proj', 'model.layers.0.attn.v_proj', 'model.layers.1.attn.q_proj', 'model.layers.1.attn.v_proj'];
+    const expected = [
+      'model.layers.0.attn.q_proj',
+      'model.layers.0.attn.v_proj',
+      'model.layers.1.attn.q_proj',
+      'model.layers.1.attn.v_proj',
+    ];
     expect(loraPaths(peft)).toEqual(expected);
     expect(peft.peftConfig.get('default')!.targetModules).toEqual(expected);
   });
 
   it('excludeModules wins over targets', async () => {
-    const peft = await getPeftModel(new Tiny(cpu()), new LoraConfig({ targetModules: ['q_proj', 'v_proj'], excludeModules: ['layers.1.attn.v_proj', 'q_proj'] }));
+    const peft = await getPeftModel(
+      new Tiny(cpu()),
+      new LoraConfig({ targetModules: ['q_proj', 'v_proj'], excludeModules: ['layers.1.attn.v_proj', 'q_proj'] }),
+    );
     expect(loraPaths(peft)).toEqual(['model.layers.0.attn.v_proj', 'model.layers.2.attn.v_proj']);
   });
 
   it('layersToTransform / layersPattern pick layer indices', async () => {
-    let peft = await getPeftModel(new Tiny(cpu()), new LoraConfig({ targetModules: ['q_proj'], layersToTransform: [0, 2], layersPattern: 'layers' }));
+    let peft = await getPeftModel(
+      new Tiny(cpu()),
+      new LoraConfig({ targetModules: ['q_proj'], layersToTransform: [0, 2], layersPattern: 'layers' }),
+    );
     expect(loraPaths(peft)).toEqual(['model.layers.0.attn.q_proj', 'model.layers.2.attn.q_proj']);
     peft = await getPeftModel(new Tiny(cpu()), new LoraConfig({ targetModules: ['q_proj'], layersToTransform: 1 }));
     expect(loraPaths(peft)).toEqual(['model.layers.1.attn.q_proj']);
@@ -81,7 +108,13 @@ describe('targeting (PEFT rules)', () => {
   it('rankPattern / alphaPattern set per-module rank and alpha (first match wins)', async () => {
     const peft = await getPeftModel(
       new Tiny(cpu()),
-      new LoraConfig({ r: 2, loraAlpha: 4, targetModules: ['q_proj', 'v_proj'], rankPattern: { 'layers\\.1\\.attn\\.q_proj': 3, v_proj: 1 }, alphaPattern: { q_proj: 6 } }),
+      new LoraConfig({
+        r: 2,
+        loraAlpha: 4,
+        targetModules: ['q_proj', 'v_proj'],
+        rankPattern: { 'layers\\.1\\.attn\\.q_proj': 3, v_proj: 1 },
+        alphaPattern: { q_proj: 6 },
+      }),
     );
     const layer = (p: string) => peft.getBaseModel().getSubmodule(p) as LoraLinear;
     expect(layer('model.layers.1.attn.q_proj').settings('default')).toMatchObject({ r: 3, alpha: 6, scaling: 2 });
@@ -122,11 +155,15 @@ describe('targeting (PEFT rules)', () => {
 
   it('targeting a Conv1D sets fan_in_fan_out with a warning (and a Linear clears it)', async () => {
     const b = cpu();
-    const { result: peft, warnings } = await collectWarningsAsync(() => getPeftModel(new Conv1DNet(b), new LoraConfig({ targetModules: ['c_fc', 'c_proj'], useDora: true })));
+    const { result: peft, warnings } = await collectWarningsAsync(() =>
+      getPeftModel(new Conv1DNet(b), new LoraConfig({ targetModules: ['c_fc', 'c_proj'], useDora: true })),
+    );
     expect(warnings.filter((w) => w.code === 'fan-in-fan-out-corrected')).toHaveLength(1);
     expect(peft.peftConfig.get('default')!.fanInFanOut).toBe(true);
     expect(JSON.parse((await adapterFiles(peft, 'default')).config).fan_in_fan_out).toBe(true);
-    const { result: lin, warnings: w2 } = await collectWarningsAsync(() => getPeftModel(new MLP(b), new LoraConfig({ targetModules: ['lin1'], fanInFanOut: true })));
+    const { result: lin, warnings: w2 } = await collectWarningsAsync(() =>
+      getPeftModel(new MLP(b), new LoraConfig({ targetModules: ['lin1'], fanInFanOut: true })),
+    );
     expect(w2.map((w) => w.code)).toEqual(['fan-in-fan-out-corrected']);
     expect(lin.peftConfig.get('default')!.fanInFanOut).toBe(false);
   });
@@ -144,8 +181,15 @@ describe('initialisation and trainable parameters', () => {
     const m1 = new MLP(b);
     const m2 = new MLP(b);
     m2.loadStateDict(m1.stateDict());
-    const lora = await getPeftModel(m1, new LoraConfig({ targetModules: ['lin1', 'lin2'], initLoraWeights: false }), 'default', { random: new Random(7) });
-    const dora2 = await getPeftModel(m2, new LoraConfig({ targetModules: ['lin1', 'lin2'], initLoraWeights: false, useDora: true }), 'default', { random: new Random(7) });
+    const lora = await getPeftModel(m1, new LoraConfig({ targetModules: ['lin1', 'lin2'], initLoraWeights: false }), 'default', {
+      random: new Random(7),
+    });
+    const dora2 = await getPeftModel(
+      m2,
+      new LoraConfig({ targetModules: ['lin1', 'lin2'], initLoraWeights: false, useDora: true }),
+      'default',
+      { random: new Random(7) },
+    );
     const yl = await lora.forward(x).float32();
     expect(relError(yl, ref)).toBeGreaterThan(1e-3);
     expect(relError(await dora2.forward(x).float32(), yl)).toBeLessThan(1e-5);
@@ -153,7 +197,10 @@ describe('initialisation and trainable parameters', () => {
 
   it('only adapter parameters train; printTrainableParameters prints PEFT’s line', async () => {
     const peft = await getPeftModel(new MLP(cpu()), new LoraConfig({ r: 4, targetModules: ['lin1', 'lin2'], useDora: true }));
-    const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k);
+    const trainable = peft
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([k]) => k);
     expect(trainable).toEqual([
       'base_model.model.lin1.lora_A.default.weight',
       'base_model.model.lin1.lora_B.default.weight',
@@ -171,10 +218,18 @@ describe('initialisation and trainable parameters', () => {
   it("bias 'all' and 'lora_only' make biases trainable and save them", async () => {
     const b = cpu();
     const all = await getPeftModel(new EmbHead(b), new LoraConfig({ targetModules: ['emb'], bias: 'all' }));
-    expect(all.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k)).toContain('base_model.model.head.bias');
+    expect(
+      all
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([k]) => k),
+    ).toContain('base_model.model.head.bias');
     expect([...(await adapterFiles(all, 'default')).tensors.keys()]).toContain('base_model.model.head.bias');
     const only = await getPeftModel(new MLP(b), new LoraConfig({ targetModules: ['lin1'], bias: 'lora_only' }));
-    const names = only.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k);
+    const names = only
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([k]) => k);
     expect(names).toContain('base_model.model.lin1.base_layer.bias');
     expect([...(await adapterFiles(only, 'default')).tensors.keys()]).toContain('base_model.model.lin1.base_layer.bias');
   });
@@ -185,7 +240,10 @@ describe('initialisation and trainable parameters', () => {
     const peft = await getPeftModel(model, new LoraConfig({ targetModules: ['lin1'], modulesToSave: ['lin2'], useDora: true }));
     const wrapper = peft.getBaseModel().getSubmodule('lin2');
     expect(wrapper).toBeInstanceOf(ModulesToSaveWrapper);
-    const keys = peft.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k);
+    const keys = peft
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([k]) => k);
     expect(keys).toContain('base_model.model.lin2.modules_to_save.default.weight');
     expect(keys).not.toContain('base_model.model.lin2.original_module.weight');
     // Change the copy; the saved file carries it under PEFT's key.
@@ -194,7 +252,14 @@ describe('initialisation and trainable parameters', () => {
     const files = await adapterFiles(peft, 'default');
     expect([...files.tensors.keys()]).toContain('base_model.model.lin2.weight');
     const fresh = new MLP(b);
-    fresh.loadStateDict(new Map([...model.stateDict()].filter(([k]) => !k.includes('lora_')).map(([k, v]) => [k.replace('.base_layer', '').replace('.original_module', ''), v])), { strict: false });
+    fresh.loadStateDict(
+      new Map(
+        [...model.stateDict()]
+          .filter(([k]) => !k.includes('lora_'))
+          .map(([k, v]) => [k.replace('.base_layer', '').replace('.original_module', ''), v]),
+      ),
+      { strict: false },
+    );
     const loaded = await PeftModel.fromPretrained(fresh, { config: files.config, weights: serialize(files.tensors) });
     const w = (loaded.getBaseModel().getSubmodule('lin2') as ModulesToSaveWrapper).modules_to_save.get('default') as Linear;
     expect(Array.from(await w.weight.float32()).every((v) => v === 0.5)).toBe(true);

@@ -10,7 +10,7 @@ import { createCpuBackend } from '@dorajs/backend-cpu';
 import { MNIST_BASE_FILE, pretrainMnistBase, saveMnistBase } from '../dist/index.js';
 
 const outIndex = process.argv.indexOf('--out');
-const out = outIndex > 0 ? process.argv[outIndex + 1] ?? MNIST_BASE_FILE : MNIST_BASE_FILE;
+const out = outIndex > 0 ? (process.argv[outIndex + 1] ?? MNIST_BASE_FILE) : MNIST_BASE_FILE;
 const seed = 0;
 const maxSteps = 1000;
 const backend = await createCpuBackend();
@@ -19,7 +19,8 @@ const result = await pretrainMnistBase({
   seed,
   maxSteps,
   onStepEnd: (p) => {
-    if (p.step % 100 === 0) console.log(`step ${p.step}/${p.maxSteps} loss ${p.loss.toFixed(4)} (${p.samplesPerSecond.toFixed(0)} samples/s)`);
+    if (p.step % 100 === 0)
+      console.log(`step ${p.step}/${p.maxSteps} loss ${p.loss.toFixed(4)} (${p.samplesPerSecond.toFixed(0)} samples/s)`);
   },
 });
 console.log(`held-out accuracy on digits 0-4: ${(result.accuracy * 100).toFixed(2)}%`);

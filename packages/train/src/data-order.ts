@@ -53,7 +53,8 @@ export class DataOrder {
   }
 
   setState(state: DataOrderState): void {
-    if (state.seed !== this.seed) throw new ConfigError(`data order: checkpoint seed ${state.seed} differs from this run's seed ${this.seed}`);
+    if (state.seed !== this.seed)
+      throw new ConfigError(`data order: checkpoint seed ${state.seed} differs from this run's seed ${this.seed}`);
     if (!(state.offset >= 0 && state.offset <= this.length)) {
       throw new ConfigError(`data order: checkpoint offset ${state.offset} does not fit ${this.length} examples (different data?)`);
     }

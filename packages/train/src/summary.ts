@@ -44,7 +44,8 @@ export function formatSummary(result: MnistFinetuneResult | TextFinetuneResult):
     return lines.join('\n');
   }
   const lines = [formatMetricsDict(result.metrics)];
-  if (result.evalMetrics && result.evalLossBefore !== null) lines.push(`eval_loss ${result.evalLossBefore.toFixed(4)} -> ${result.evalMetrics.eval_loss!.toFixed(4)}`);
+  if (result.evalMetrics && result.evalLossBefore !== null)
+    lines.push(`eval_loss ${result.evalLossBefore.toFixed(4)} -> ${result.evalMetrics.eval_loss!.toFixed(4)}`);
   if (result.adapterDir) lines.push(`adapter saved to ${result.adapterDir}`);
   return lines.join('\n');
 }

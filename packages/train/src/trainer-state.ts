@@ -3,7 +3,17 @@
  * optimizer's moments (`optimizer.safetensors`, exact float32), every random generator's state and the
  * data order, in `trainer_state.json` (transformers' file name; its keys where they exist).
  */
-import { type AdamW, defaultRandom, fromHostTensor, type HostTensor, type Module, type Parameter, Random, type Tensor, toHostTensor } from '@dorajs/core';
+import {
+  type AdamW,
+  defaultRandom,
+  fromHostTensor,
+  type HostTensor,
+  type Module,
+  type Parameter,
+  Random,
+  type Tensor,
+  toHostTensor,
+} from '@dorajs/core';
 import { readSafetensors, saveSafetensors } from '@dorajs/core/node';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -76,7 +86,11 @@ export async function loadTrainerState(dir: string): Promise<TrainerState> {
 }
 
 /** Moments under PyTorch's names, `<param>.exp_avg` and `<param>.exp_avg_sq`, from every optimizer. */
-export async function saveOptimizerState(dir: string, optimizers: readonly AdamW[], params: readonly (readonly [string, Parameter])[]): Promise<void> {
+export async function saveOptimizerState(
+  dir: string,
+  optimizers: readonly AdamW[],
+  params: readonly (readonly [string, Parameter])[],
+): Promise<void> {
   const tensors = new Map<string, HostTensor>();
   for (const [name, p] of params) {
     const st = optimizers.map((o) => o.state.moments.get(p)).find((m) => m !== undefined);
@@ -88,7 +102,12 @@ export async function saveOptimizerState(dir: string, optimizers: readonly AdamW
 }
 
 /** Replaces every optimizer's moments and step with the checkpoint's. */
-export async function loadOptimizerState(dir: string, optimizers: readonly AdamW[], params: readonly (readonly [string, Parameter])[], step: number): Promise<void> {
+export async function loadOptimizerState(
+  dir: string,
+  optimizers: readonly AdamW[],
+  params: readonly (readonly [string, Parameter])[],
+  step: number,
+): Promise<void> {
   const file = join(dir, OPTIMIZER_FILE);
   const contents = await readSafetensors(file).catch((e: unknown) => {
     throw new CheckpointError(`cannot read ${OPTIMIZER_FILE}: ${(e as Error).message}`, dir);
@@ -103,7 +122,10 @@ export async function loadOptimizerState(dir: string, optimizers: readonly AdamW
         continue;
       }
       if (m.shape.join() !== p.shape.join() || v.shape.join() !== p.shape.join()) {
-        throw new CheckpointError(`${OPTIMIZER_FILE}: moments of '${name}' are [${m.shape.join(', ')}], the parameter is [${p.shape.join(', ')}]`, dir);
+        throw new CheckpointError(
+          `${OPTIMIZER_FILE}: moments of '${name}' are [${m.shape.join(', ')}], the parameter is [${p.shape.join(', ')}]`,
+          dir,
+        );
       }
       loaded.set(p, {
         m: fromHostTensor(m, p.backend, { file, key: `${name}.exp_avg` }),

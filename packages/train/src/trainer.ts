@@ -162,7 +162,8 @@ function positiveInt(value: number, name: string): number {
 }
 
 export class Trainer<E> {
-  readonly args: Required<Omit<TrainingArguments, 'schedule' | 'outputDir' | 'saveTotalLimit'>> & Pick<TrainingArguments, 'outputDir' | 'saveTotalLimit'>;
+  readonly args: Required<Omit<TrainingArguments, 'schedule' | 'outputDir' | 'saveTotalLimit'>> &
+    Pick<TrainingArguments, 'outputDir' | 'saveTotalLimit'>;
   readonly parameters: readonly (readonly [string, Parameter])[];
   /** Two AdamW instances: with and without weight decay (transformers' two parameter groups). */
   readonly optimizers: readonly AdamW[];
@@ -209,7 +210,8 @@ export class Trainer<E> {
     if (this.args.saveStep > 0 && !this.args.outputDir) throw new ConfigError('training argument saveStep needs outputDir');
     this.model = options.model;
     const own = (options.model as unknown as { forward?: (x: Tensor) => Tensor }).forward;
-    if (!options.forward && typeof own !== 'function') throw new ConfigError(`${options.model.typeName} has no forward(input); pass { forward }`);
+    if (!options.forward && typeof own !== 'function')
+      throw new ConfigError(`${options.model.typeName} has no forward(input); pass { forward }`);
     this.forward = options.forward ?? ((x) => own!.call(options.model, x));
     this.objective = options.objective;
     this.train_ = asDataset(options.trainDataset);
@@ -227,7 +229,10 @@ export class Trainer<E> {
     const decay = this.parameters.filter(([n]) => decays(n, owner(n))).map(([, p]) => p);
     const noDecay = this.parameters.filter(([n]) => !decays(n, owner(n))).map(([, p]) => p);
     const hyper = { lr: this.args.lr, betas: this.args.adamBetas, eps: this.args.adamEps };
-    this.optimizers = [new AdamW(decay, { ...hyper, weightDecay: this.args.weightDecay }), new AdamW(noDecay, { ...hyper, weightDecay: 0 })];
+    this.optimizers = [
+      new AdamW(decay, { ...hyper, weightDecay: this.args.weightDecay }),
+      new AdamW(noDecay, { ...hyper, weightDecay: 0 }),
+    ];
   }
 
   /** Runs until `maxSteps` optimizer steps have been taken (continuing a resumed run). */
@@ -453,11 +458,17 @@ export class Trainer<E> {
     const state = await loadTrainerState(dir);
     const names = this.parameters.map(([n]) => n);
     if (JSON.stringify(names) !== JSON.stringify(state.dorajs.parameterNames)) {
-      throw new CheckpointError(`trainable parameters differ from the checkpoint's (${state.dorajs.parameterNames.length} saved, ${names.length} now)`, dir);
+      throw new CheckpointError(
+        `trainable parameters differ from the checkpoint's (${state.dorajs.parameterNames.length} saved, ${names.length} now)`,
+        dir,
+      );
     }
     const generators = collectGenerators(this.model);
     if (generators.length !== state.dorajs.rngStates.length) {
-      throw new CheckpointError(`the model has ${generators.length} random generators, the checkpoint ${state.dorajs.rngStates.length}`, dir);
+      throw new CheckpointError(
+        `the model has ${generators.length} random generators, the checkpoint ${state.dorajs.rngStates.length}`,
+        dir,
+      );
     }
     await this.checkpointer.restore(dir);
     await loadOptimizerState(dir, this.optimizers, this.parameters, state.dorajs.optimizerStep);
@@ -489,7 +500,10 @@ export async function checkpointSteps(root: string): Promise<number[]> {
   for (const e of entries) {
     const m = CHECKPOINT_RE.exec(e);
     if (!m) continue;
-    const ok = await stat(join(root, e, TRAINER_STATE_FILE)).then(() => true, () => false);
+    const ok = await stat(join(root, e, TRAINER_STATE_FILE)).then(
+      () => true,
+      () => false,
+    );
     if (ok) steps.push(Number(m[1]));
   }
   return steps.sort((a, b) => a - b);

@@ -20,7 +20,14 @@ afterAll(async () => {
 async function doraTrainer(maxSteps: number, extra: { outputDir?: string; saveStep?: number; onStepEnd?: () => void } = {}) {
   const split = await mnistSplit([5, 6, 7, 8, 9], { perClassLimit: 40 });
   const base = await loadMnistBase(backend);
-  const config = new LoraConfig({ r: 4, loraAlpha: 8, loraDropout: 0.05, targetModules: ['conv1', 'conv2', 'fc1'], modulesToSave: ['head'], useDora: true });
+  const config = new LoraConfig({
+    r: 4,
+    loraAlpha: 8,
+    loraDropout: 0.05,
+    targetModules: ['conv1', 'conv2', 'fc1'],
+    modulesToSave: ['head'],
+    useDora: true,
+  });
   const peft = await getPeftModel(base, config, 'default', { random: new Random(5) });
   const trainer = new Trainer<DigitExample>({
     model: peft,
@@ -28,7 +35,16 @@ async function doraTrainer(maxSteps: number, extra: { outputDir?: string; saveSt
     trainDataset: split.train,
     collate: collateDigits(backend),
     checkpointer: peftCheckpointer(peft),
-    args: { maxSteps, batchSize: 8, gradAccum: 2, lr: 5e-3, warmupSteps: 2, seed: 3, ...(extra.outputDir ? { outputDir: extra.outputDir } : {}), ...(extra.saveStep ? { saveStep: extra.saveStep } : {}) },
+    args: {
+      maxSteps,
+      batchSize: 8,
+      gradAccum: 2,
+      lr: 5e-3,
+      warmupSteps: 2,
+      seed: 3,
+      ...(extra.outputDir ? { outputDir: extra.outputDir } : {}),
+      ...(extra.saveStep ? { saveStep: extra.saveStep } : {}),
+    },
     ...(extra.onStepEnd ? { callbacks: { onStepEnd: extra.onStepEnd } } : {}),
   });
   return { peft, trainer };
@@ -61,7 +77,9 @@ describe('DoRA training of the MNIST CNN through PEFT', () => {
       })(),
     ).rejects.toBe(stop);
     const files = await readdir(join(dir, 'checkpoint-3'));
-    expect(files).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'trainer_state.json']));
+    expect(files).toEqual(
+      expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'trainer_state.json']),
+    );
 
     const resumed = await doraTrainer(6, { outputDir: dir });
     await resumed.trainer.train({ resumeFromCheckpoint: join(dir, 'checkpoint-3') });
@@ -93,7 +111,13 @@ describe('runMnistFinetune', () => {
     const output = join(root, 'adapter');
     const lines: string[] = [];
     const progress: number[] = [];
-    const result = await runMnistFinetune({ backend, maxSteps: 2, output, log: (l) => lines.push(l), onProgress: (p) => progress.push(p.step) });
+    const result = await runMnistFinetune({
+      backend,
+      maxSteps: 2,
+      output,
+      log: (l) => lines.push(l),
+      onProgress: (p) => progress.push(p.step),
+    });
     expect(result.runs.map((r) => r.method)).toEqual(['dora', 'lora']);
     expect(result.before.accuracy).toBeLessThan(0.05);
     expect(result.before.knownDigitsAccuracy).toBeGreaterThan(0.95);

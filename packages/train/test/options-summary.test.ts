@@ -1,6 +1,14 @@
 import { ConfigError } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
-import { formatMetrics, formatMetricsDict, formatSummary, MNIST_FINETUNE_DEFAULTS, parseTargetModules, resolveHyperParameters, speedMetrics } from '../src/index.js';
+import {
+  formatMetrics,
+  formatMetricsDict,
+  formatSummary,
+  MNIST_FINETUNE_DEFAULTS,
+  parseTargetModules,
+  resolveHyperParameters,
+  speedMetrics,
+} from '../src/index.js';
 
 describe('fine-tuning options', () => {
   it('split comma lists, keep all-linear, fall back to the job default', () => {
@@ -23,7 +31,9 @@ describe('metrics formatting', () => {
   it('names and rounds speed metrics as transformers does', () => {
     expect(speedMetrics('train', 2, 64, 4)).toEqual({ train_runtime: 2, train_samples_per_second: 32, train_steps_per_second: 2 });
     expect(formatMetrics('train', { train_loss: 0.5, epoch: 1 })).toBe('***** train metrics *****\n  epoch      = 1\n  train_loss = 0.5');
-    expect(formatMetricsDict({ epoch: 2, train_loss: 0.25, train_runtime: 1.5 })).toBe("{'train_runtime': 1.5, 'train_loss': 0.25, 'epoch': 2.0}");
+    expect(formatMetricsDict({ epoch: 2, train_loss: 0.25, train_runtime: 1.5 })).toBe(
+      "{'train_runtime': 1.5, 'train_loss': 0.25, 'epoch': 2.0}",
+    );
   });
 
   it('summarises a job with the metrics dict and what it achieved', () => {
@@ -32,7 +42,10 @@ describe('metrics formatting', () => {
     const text = formatSummary({
       backend: 'cpu',
       before: { accuracy: 0, knownDigitsAccuracy: 0.97 },
-      runs: [{ ...run, method: 'dora' }, { ...run, method: 'lora', accuracy: 0.95, metrics: { ...metrics, train_samples_per_second: 200 } }],
+      runs: [
+        { ...run, method: 'dora' },
+        { ...run, method: 'lora', accuracy: 0.95, metrics: { ...metrics, train_samples_per_second: 200 } },
+      ],
       adapterDir: '/tmp/a',
     });
     expect(text.split('\n')).toEqual([

@@ -76,7 +76,12 @@ describe('runTextFinetune', () => {
     expect(result.evalExamples).toBe(4);
     expect(result.evalMetrics!.eval_loss).toBeLessThan(result.evalLossBefore! - 0.1);
     expect(result.metrics).toHaveProperty('train_samples_per_second');
-    expect((await readdir(output)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect((await readdir(output)).sort()).toEqual([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     const config = JSON.parse(await readFile(join(output, 'adapter_config.json'), 'utf8'));
     expect(config).toMatchObject({ use_dora: true, r: 4, task_type: 'CAUSAL_LM' });
     const { model } = await loadModel(llama, { backend });
@@ -86,7 +91,16 @@ describe('runTextFinetune', () => {
   });
 
   it('fine-tunes a tiny GPT-2 with plain LoRA (--no-dora) on its Conv1D layers', async () => {
-    const result = await runTextFinetune({ model: gpt2, data, backend, useDora: false, maxSteps: 2, batchSize: 2, gradAccum: 1, log: () => {} });
+    const result = await runTextFinetune({
+      model: gpt2,
+      data,
+      backend,
+      useDora: false,
+      maxSteps: 2,
+      batchSize: 2,
+      gradAccum: 1,
+      log: () => {},
+    });
     expect(result.modelType).toBe('gpt2');
     expect(result.metrics.train_steps_per_second).toBeGreaterThan(0);
     expect(result.adapterDir).toBeNull();
@@ -97,7 +111,9 @@ describe('runTextFinetune', () => {
     await writeTinyModelFolder(bert, 'llama', backend);
     await writeFile(join(bert, 'config.json'), JSON.stringify({ model_type: 'bert', vocab_size: 40 }));
     await expect(runTextFinetune({ model: bert, data, backend, log: () => {} })).rejects.toThrow(UnsupportedModelError);
-    await expect(runTextFinetune({ model: bert, data, backend, log: () => {} })).rejects.toThrow(/config\.json: unsupported model_type 'bert'/);
+    await expect(runTextFinetune({ model: bert, data, backend, log: () => {} })).rejects.toThrow(
+      /config\.json: unsupported model_type 'bert'/,
+    );
 
     const noTokenizer = join(root, 'no-tokenizer');
     await writeTinyModelFolder(noTokenizer, 'llama', backend);
@@ -110,6 +126,8 @@ describe('runTextFinetune', () => {
     expect(err).toBeInstanceOf(DatasetError);
     expect(err).toBeInstanceOf(DoraError);
     expect((err as Error).message).toContain('bad.jsonl:2');
-    await expect(runTextFinetune({ model: llama, data: join(root, 'missing.jsonl'), backend, log: () => {} })).rejects.toThrow(/missing\.jsonl: cannot read/);
+    await expect(runTextFinetune({ model: llama, data: join(root, 'missing.jsonl'), backend, log: () => {} })).rejects.toThrow(
+      /missing\.jsonl: cannot read/,
+    );
   });
 });

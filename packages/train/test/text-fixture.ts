@@ -12,7 +12,15 @@ export const TINY_VOCAB = 40;
 export function tinyTokenizerJson(): Record<string, unknown> {
   const vocab: Record<string, number> = {};
   for (const t of [...SPECIALS, ...CHARS, 'th', 'the']) vocab[t] = Object.keys(vocab).length;
-  const special = (content: string, id: number) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (content: string, id: number) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: '1.0',
     truncation: null,
@@ -27,21 +35,52 @@ export function tinyTokenizerJson(): Record<string, unknown> {
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
     decoder: null,
-    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: ['t h', 'th e'] },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<unk>',
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: ['t h', 'th e'],
+    },
   };
 }
 
 export function tinyConfig(modelType: 'llama' | 'gpt2'): Record<string, unknown> {
   if (modelType === 'llama') {
     return {
-      model_type: 'llama', architectures: ['LlamaForCausalLM'], vocab_size: TINY_VOCAB, hidden_size: 16, intermediate_size: 32,
-      num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64, rms_norm_eps: 1e-6,
-      tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float32',
+      model_type: 'llama',
+      architectures: ['LlamaForCausalLM'],
+      vocab_size: TINY_VOCAB,
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 2,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      max_position_embeddings: 64,
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: false,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      torch_dtype: 'float32',
     };
   }
   return {
-    model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], vocab_size: TINY_VOCAB, n_embd: 16, n_layer: 2, n_head: 2, n_positions: 64,
-    resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1, bos_token_id: 1, eos_token_id: 2,
+    model_type: 'gpt2',
+    architectures: ['GPT2LMHeadModel'],
+    vocab_size: TINY_VOCAB,
+    n_embd: 16,
+    n_layer: 2,
+    n_head: 2,
+    n_positions: 64,
+    resid_pdrop: 0.1,
+    embd_pdrop: 0.1,
+    attn_pdrop: 0.1,
+    bos_token_id: 1,
+    eos_token_id: 2,
   };
 }
 

@@ -3,7 +3,14 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointError, LabelOutOfRangeError, type ModelCheckpointer, parameterCheckpointer, Trainer, type TrainingArguments } from '../src/index.js';
+import {
+  CheckpointError,
+  LabelOutOfRangeError,
+  type ModelCheckpointer,
+  parameterCheckpointer,
+  Trainer,
+  type TrainingArguments,
+} from '../src/index.js';
 import { bitsEqual, blobs, collateFor, type Example, Mlp, snapshot, testBackend } from './helpers.js';
 
 const FEATURES = 6;
@@ -22,7 +29,10 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function makeTrainer(args: Partial<TrainingArguments> & { maxSteps: number }, extra: { checkpointer?: (m: Mlp) => ModelCheckpointer } = {}) {
+function makeTrainer(
+  args: Partial<TrainingArguments> & { maxSteps: number },
+  extra: { checkpointer?: (m: Mlp) => ModelCheckpointer } = {},
+) {
   const model = new Mlp(backend, FEATURES, 16, CLASSES, 3);
   const trainer = new Trainer<Example>({
     model,
@@ -44,7 +54,13 @@ describe('Trainer', () => {
     const after = await trainer.evaluate();
     expect(after.eval_loss).toBeLessThan(before.eval_loss!);
     expect(after.eval_accuracy).toBeGreaterThan(0.9);
-    expect(Object.keys(out.metrics).sort()).toEqual(['epoch', 'train_loss', 'train_runtime', 'train_samples_per_second', 'train_steps_per_second']);
+    expect(Object.keys(out.metrics).sort()).toEqual([
+      'epoch',
+      'train_loss',
+      'train_runtime',
+      'train_samples_per_second',
+      'train_steps_per_second',
+    ]);
     expect(out.globalStep).toBe(30);
     expect(out.metrics.epoch).toBeCloseTo((30 * 8) / 60, 6);
     expect(trainer.logHistory.some((e) => 'eval_accuracy' in e && e.step === 15)).toBe(true);

@@ -42,8 +42,20 @@ export function MicroKernelModule(stdlib: typeof globalThis, _foreign: unknown, 
     pb = pb | 0;
     pc = pc | 0;
     ldc = ldc | 0;
-    var c00 = 0.0, c01 = 0.0, c10 = 0.0, c11 = 0.0, c20 = 0.0, c21 = 0.0, c30 = 0.0, c31 = 0.0;
-    var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0;
+    var c00 = 0.0,
+      c01 = 0.0,
+      c10 = 0.0,
+      c11 = 0.0,
+      c20 = 0.0,
+      c21 = 0.0,
+      c30 = 0.0,
+      c31 = 0.0;
+    var a0 = 0.0,
+      a1 = 0.0,
+      a2 = 0.0,
+      a3 = 0.0,
+      b0 = 0.0,
+      b1 = 0.0;
     var end = 0;
     end = (pa + imul(kc, 32)) | 0;
     while ((pa | 0) < (end | 0)) {
@@ -84,7 +96,13 @@ export function MicroKernelModule(stdlib: typeof globalThis, _foreign: unknown, 
     pb = pb | 0;
     pc = pc | 0;
     ldc = ldc | 0;
-    var aPanel = 0, bPanel = 0, ir = 0, jr = 0, b = 0, a = 0, c = 0;
+    var aPanel = 0,
+      bPanel = 0,
+      ir = 0,
+      jr = 0,
+      b = 0,
+      a = 0,
+      c = 0;
     aPanel = imul(kc, 32);
     bPanel = imul(kc, 16);
     for (jr = 0; (jr | 0) < (nc | 0); jr = (jr + 2) | 0) {

@@ -19,7 +19,8 @@ export interface BroadcastPlan {
 export function planBroadcast(op: string, outShape: readonly number[], inputShapes: readonly (readonly number[])[]): BroadcastPlan {
   const rank = outShape.length;
   const strides = inputShapes.map((shape) => {
-    if (shape.length > rank) throw new ShapeError(`cpu ${op}: input ${shapeStr(shape)} has more axes than the output ${shapeStr(outShape)}`);
+    if (shape.length > rank)
+      throw new ShapeError(`cpu ${op}: input ${shapeStr(shape)} has more axes than the output ${shapeStr(outShape)}`);
     const s = new Array<number>(rank).fill(0);
     let stride = 1;
     for (let d = rank - 1, k = shape.length - 1; k >= 0; d--, k--) {

@@ -11,7 +11,8 @@ export function castInto(x: AnyTypedArray, from: DType, to: DType, out: AnyTyped
     return;
   }
   // Narrow floats widen through their bit decoders; everything else is already a number.
-  const read: ((i: number) => number) | null = from === 'bfloat16' ? (i) => bf16ToF32(x[i]!) : from === 'float16' ? (i) => f16ToF32(x[i]!) : null;
+  const read: ((i: number) => number) | null =
+    from === 'bfloat16' ? (i) => bf16ToF32(x[i]!) : from === 'float16' ? (i) => f16ToF32(x[i]!) : null;
   if (to === 'bfloat16' || to === 'float16') {
     const encode = to === 'bfloat16' ? f32ToBf16 : f32ToF16;
     for (let i = 0; i < n; i++) out[i] = encode(read ? read(i) : x[i]!);

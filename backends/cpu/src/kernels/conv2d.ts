@@ -42,8 +42,15 @@ export interface ConvGeometry {
  * Validates the shapes of one conv2d call. `given` is the shape the caller claims for the tensor the kernel
  * produces (`which` of 'y', 'x' or 'w'); the other two shapes are the kernel's inputs.
  */
-export function convGeometry(op: string, xShape: readonly number[], wShape: readonly number[], p: Conv2dParams, yShape: readonly number[] | null): ConvGeometry {
-  const what = () => `x ${shapeStr(xShape)}, w ${shapeStr(wShape)}, stride ${p.stride}, padding ${p.padding}, dilation ${p.dilation}, groups ${p.groups}`;
+export function convGeometry(
+  op: string,
+  xShape: readonly number[],
+  wShape: readonly number[],
+  p: Conv2dParams,
+  yShape: readonly number[] | null,
+): ConvGeometry {
+  const what = () =>
+    `x ${shapeStr(xShape)}, w ${shapeStr(wShape)}, stride ${p.stride}, padding ${p.padding}, dilation ${p.dilation}, groups ${p.groups}`;
   if (xShape.length !== 4 || wShape.length !== 4) throw new ShapeError(`cpu ${op}: x and w must be 4-D (NCHW, OIHW): ${what()}`);
   const [n, c, h, w] = xShape as [number, number, number, number];
   const [o, cg, kh, kw] = wShape as [number, number, number, number];
@@ -53,7 +60,9 @@ export function convGeometry(op: string, xShape: readonly number[], wShape: read
     throw new ShapeError(`cpu ${op}: stride, dilation and groups must be positive integers and padding a non-negative one: ${what()}`);
   }
   if (c !== cg * groups || o % groups !== 0) {
-    throw new ShapeError(`cpu ${op}: ${c} input channels and ${o} output channels do not split into ${groups} groups of ${cg} inputs: ${what()}`);
+    throw new ShapeError(
+      `cpu ${op}: ${c} input channels and ${o} output channels do not split into ${groups} groups of ${cg} inputs: ${what()}`,
+    );
   }
   const oh = Math.floor((h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0]) + 1;
   const ow = Math.floor((w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1]) + 1;
@@ -138,7 +147,16 @@ function forEachImageGroup(g: ConvGeometry, env: ConvEnv, body: (s: GroupStep) =
   try {
     for (let b = 0; b < n; b++) {
       for (let gi = 0; gi < groups; gi++) {
-        body({ b, gi, xOffset: (b * c + gi * cg) * h * w, yOffset: (b * o + gi * og) * spatial, wOffset: gi * og * kDim, kDim, spatial, cols });
+        body({
+          b,
+          gi,
+          xOffset: (b * c + gi * cg) * h * w,
+          yOffset: (b * o + gi * og) * spatial,
+          wOffset: gi * og * kDim,
+          kDim,
+          spatial,
+          cols,
+        });
       }
     }
   } finally {
@@ -149,7 +167,9 @@ function forEachImageGroup(g: ConvGeometry, env: ConvEnv, body: (s: GroupStep) =
 export function conv2dForward(x: Float32Array, wt: Float32Array, g: ConvGeometry, out: Float32Array, env: ConvEnv = JS_CONV_ENV): void {
   forEachImageGroup(g, env, ({ xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
     if (cols) env.im2col(x, xOffset, g, cols);
-    const B = cols ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 } : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
+    const B = cols
+      ? { data: cols, offset: 0, rowStride: spatial, colStride: 1 }
+      : { data: x, offset: xOffset, rowStride: spatial, colStride: 1 };
     env.gemm(g.og, spatial, kDim, { data: wt, offset: wOffset, rowStride: kDim, colStride: 1 }, B, out, yOffset, spatial, false);
   });
 }
@@ -171,7 +191,9 @@ export function conv2dFilterGrad(x: Float32Array, dy: Float32Array, g: ConvGeome
   forEachImageGroup(g, env, ({ b, xOffset, yOffset, wOffset, kDim, spatial, cols }) => {
     if (cols) env.im2col(x, xOffset, g, cols);
     // colsᵀ: element (q, r) of [spatial, kDim] is cols[r·spatial + q].
-    const B = cols ? { data: cols, offset: 0, rowStride: 1, colStride: spatial } : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
+    const B = cols
+      ? { data: cols, offset: 0, rowStride: 1, colStride: spatial }
+      : { data: x, offset: xOffset, rowStride: 1, colStride: spatial };
     const A = { data: dy, offset: yOffset, rowStride: spatial, colStride: 1 };
     env.gemm(g.og, kDim, spatial, A, B, dw, wOffset, kDim, b > 0);
   });

@@ -17,12 +17,31 @@ import { gemm } from './gemm.js';
 const BLOCK = 32;
 
 /** W [out, in], A [r, in], B [out, r] → norms [out]. */
-export function weightNormRows(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scale: number, norms: Float32Array): void {
+export function weightNormRows(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inF: number,
+  r: number,
+  scale: number,
+  norms: Float32Array,
+): void {
   const block = Math.min(BLOCK, out);
   const ba = new Float32Array(block * inF);
   for (let o0 = 0; o0 < out; o0 += block) {
     const rows = Math.min(block, out - o0);
-    gemm(rows, inF, r, { data: b, offset: o0 * r, rowStride: r, colStride: 1 }, { data: a, offset: 0, rowStride: inF, colStride: 1 }, ba, 0, inF, false);
+    gemm(
+      rows,
+      inF,
+      r,
+      { data: b, offset: o0 * r, rowStride: r, colStride: 1 },
+      { data: a, offset: 0, rowStride: inF, colStride: 1 },
+      ba,
+      0,
+      inF,
+      false,
+    );
     for (let i = 0; i < rows; i++) {
       const wRow = (o0 + i) * inF;
       const t = i * inF;
@@ -40,14 +59,33 @@ export function weightNormRows(w: Float32Array, a: Float32Array, b: Float32Array
  * W stored [in, out] (Conv1D, Embedding): the norm of each column of W + s·(B·A)ᵀ. Walks W in storage
  * order, a block of stored rows (input features) at a time, with the matching rows of (B·A)ᵀ = Aᵀ·Bᵀ.
  */
-export function weightNormColumns(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scale: number, norms: Float32Array): void {
+export function weightNormColumns(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inF: number,
+  r: number,
+  scale: number,
+  norms: Float32Array,
+): void {
   const block = Math.min(BLOCK, inF);
   const baT = new Float32Array(block * out);
   const sumSq = new Float64Array(out);
   for (let i0 = 0; i0 < inF; i0 += block) {
     const rows = Math.min(block, inF - i0);
     // Aᵀ[i, j] = a[j·in + i] and Bᵀ[j, o] = b[o·r + j]: both are strided views, no copies.
-    gemm(rows, out, r, { data: a, offset: i0, rowStride: 1, colStride: inF }, { data: b, offset: 0, rowStride: 1, colStride: r }, baT, 0, out, false);
+    gemm(
+      rows,
+      out,
+      r,
+      { data: a, offset: i0, rowStride: 1, colStride: inF },
+      { data: b, offset: 0, rowStride: 1, colStride: r },
+      baT,
+      0,
+      out,
+      false,
+    );
     for (let i = 0; i < rows; i++) {
       const wRow = (i0 + i) * out;
       const t = i * out;
@@ -64,7 +102,17 @@ export function weightNormColumns(w: Float32Array, a: Float32Array, b: Float32Ar
  * One output feature of each layout, in float64 throughout (B·A too): the wasm kernels' fallback for the
  * few norms whose float32 squares may have overflowed or underflowed.
  */
-export function weightNormOne(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inF: number, r: number, scale: number, transposeW: boolean, o: number): number {
+export function weightNormOne(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inF: number,
+  r: number,
+  scale: number,
+  transposeW: boolean,
+  o: number,
+): number {
   let sumSq = 0;
   for (let i = 0; i < inF; i++) {
     let ba = 0;
@@ -76,7 +124,15 @@ export function weightNormOne(w: Float32Array, a: Float32Array, b: Float32Array,
 }
 
 /** y = bias + g ⊙ (base + scale·lora), base and lora [rows, out], g and bias [out]; one rounding per element. */
-export function doraComposeInto(base: Float32Array, lora: Float32Array, g: Float32Array, scale: number, bias: Float32Array | null, out: number, y: Float32Array): void {
+export function doraComposeInto(
+  base: Float32Array,
+  lora: Float32Array,
+  g: Float32Array,
+  scale: number,
+  bias: Float32Array | null,
+  out: number,
+  y: Float32Array,
+): void {
   const rows = out === 0 ? 0 : base.length / out;
   for (let r = 0; r < rows; r++) {
     const o0 = r * out;

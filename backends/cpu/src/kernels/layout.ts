@@ -48,7 +48,13 @@ function transpose2d(x: AnyTypedArray, rows: number, cols: number, out: AnyTyped
   }
 }
 
-export function sliceInto(x: AnyTypedArray, shape: readonly number[], begin: readonly number[], size: readonly number[], out: AnyTypedArray): void {
+export function sliceInto(
+  x: AnyTypedArray,
+  shape: readonly number[],
+  begin: readonly number[],
+  size: readonly number[],
+  out: AnyTypedArray,
+): void {
   const rank = shape.length;
   if (rank === 0 || out.length === 0) {
     if (out.length) out[0] = x[0]!;

@@ -113,7 +113,7 @@ export function softmaxInto(x: Float32Array, rowLength: number, log: boolean, ou
       const logSum = Math.log(sum);
       for (let i = 0; i < rowLength; i++) out[base + i] = shifted[i]! - logSum;
     } else {
-      for (let i = 0; i < rowLength; i++) sum += (shifted[i] = Math.exp(x[base + i]! - max));
+      for (let i = 0; i < rowLength; i++) sum += shifted[i] = Math.exp(x[base + i]! - max);
       const inv = 1 / sum;
       for (let i = 0; i < rowLength; i++) out[base + i] = shifted[i]! * inv;
     }

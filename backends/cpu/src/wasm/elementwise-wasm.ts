@@ -12,7 +12,26 @@ import { type Code, type Expr, f32 as f32Type, F32, f64, F64, I, i32, type Local
 
 export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'greater', 'equal'] as const;
 export type WasmBinaryOp = (typeof BINARY_OPS)[number];
-export const UNARY_OPS = ['neg', 'abs', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sign', 'isFinite', 'exp', 'sigmoid', 'silu', 'tanh', 'geluTanh', 'log', 'erf', 'gelu'] as const;
+export const UNARY_OPS = [
+  'neg',
+  'abs',
+  'sqrt',
+  'rsqrt',
+  'reciprocal',
+  'square',
+  'relu',
+  'step',
+  'sign',
+  'isFinite',
+  'exp',
+  'sigmoid',
+  'silu',
+  'tanh',
+  'geluTanh',
+  'log',
+  'erf',
+  'gelu',
+] as const;
 export type WasmUnaryOp = (typeof UNARY_OPS)[number];
 export function isWasmBinary(op: string): op is WasmBinaryOp {
   return (BINARY_OPS as readonly string[]).includes(op);
@@ -276,21 +295,27 @@ function emitBinary(mb: ModuleBuilder, op: WasmBinaryOp): void {
         if (!sb) c.set(vb, V.load32Splat(pb));
         c.block(() => {
           c.brIf(0, I.geU(po, vend));
-          c.doWhile(() => {
-            c.storeV(po, vBinary(op, sa ? V.load(pa) : va, sb ? V.load(pb) : vb));
-            if (sa) c.set(pa, I.add(pa, 16));
-            if (sb) c.set(pb, I.add(pb, 16));
-            c.set(po, I.add(po, 16));
-          }, I.ltU(po, vend));
+          c.doWhile(
+            () => {
+              c.storeV(po, vBinary(op, sa ? V.load(pa) : va, sb ? V.load(pb) : vb));
+              if (sa) c.set(pa, I.add(pa, 16));
+              if (sb) c.set(pb, I.add(pb, 16));
+              c.set(po, I.add(po, 16));
+            },
+            I.ltU(po, vend),
+          );
         });
         c.block(() => {
           c.brIf(0, I.geU(po, end));
-          c.doWhile(() => {
-            c.storeF32(po, sBinary(op, F32.load(pa), F32.load(pb)));
-            if (sa) c.set(pa, I.add(pa, 4));
-            if (sb) c.set(pb, I.add(pb, 4));
-            c.set(po, I.add(po, 4));
-          }, I.ltU(po, end));
+          c.doWhile(
+            () => {
+              c.storeF32(po, sBinary(op, F32.load(pa), F32.load(pb)));
+              if (sa) c.set(pa, I.add(pa, 4));
+              if (sb) c.set(pb, I.add(pb, 4));
+              c.set(po, I.add(po, 4));
+            },
+            I.ltU(po, end),
+          );
         });
       };
       c.if(I.eq(strides, 0), loop(1, 1), () => c.if(I.eq(strides, 1), loop(1, 0), () => c.if(I.eq(strides, 2), loop(0, 1), loop(0, 0))));
@@ -311,7 +336,11 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
     case 'rsqrt': {
       // In float64 lanes, as the reference computes 1 / Math.sqrt(x): one rounding.
       c.set(t, V.shuffle(x, x, [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]));
-      return V.shuffle(V.demoteZero(V.ddiv(V.dsplat(F64.const(1)), V.dsqrt(V.promoteLow(x)))), V.demoteZero(V.ddiv(V.dsplat(F64.const(1)), V.dsqrt(V.promoteLow(t)))), [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]);
+      return V.shuffle(
+        V.demoteZero(V.ddiv(V.dsplat(F64.const(1)), V.dsqrt(V.promoteLow(x)))),
+        V.demoteZero(V.ddiv(V.dsplat(F64.const(1)), V.dsqrt(V.promoteLow(t)))),
+        [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+      );
     }
     case 'reciprocal':
       return V.div(one, x);
@@ -388,10 +417,19 @@ function vUnary(op: WasmUnaryOp, x: Local, t: Local, c: Code): Expr {
 }
 
 /** Cephes' erff: erf x ≈ x·T(x²) on |x| ≤ 1. */
-const ERF_T = [7.853861353153693e-5, -8.010193625184903e-4, 5.188327685732524e-3, -2.685381193529856e-2, 1.128358514861418e-1, -3.7612625824233e-1, 1.12837916572671];
+const ERF_T = [
+  7.853861353153693e-5, -8.010193625184903e-4, 5.188327685732524e-3, -2.685381193529856e-2, 1.128358514861418e-1, -3.7612625824233e-1,
+  1.12837916572671,
+];
 /** Cephes' erfcf: erfc a ≈ e^−a²·(1/a)·P(1/a²) on [1, 2), R(1/a²) beyond. */
-const ERFC_P = [2.326819970068386e-2, -1.387039388740657e-1, 3.687424674597105e-1, -5.824733027278666e-1, 6.210004621745983e-1, -4.944515323274145e-1, 3.404879937665872e-1, -2.741127028184656e-1, 5.638259427386472e-1];
-const ERFC_R = [-1.047766399936249e1, 1.297719955372516e1, -7.495518717768503, 2.921019019210786, -1.0152652792027, 4.218463358204948e-1, -2.820767439740514e-1, 5.641895067754075e-1];
+const ERFC_P = [
+  2.326819970068386e-2, -1.387039388740657e-1, 3.687424674597105e-1, -5.824733027278666e-1, 6.210004621745983e-1, -4.944515323274145e-1,
+  3.404879937665872e-1, -2.741127028184656e-1, 5.638259427386472e-1,
+];
+const ERFC_R = [
+  -1.047766399936249e1, 1.297719955372516e1, -7.495518717768503, 2.921019019210786, -1.0152652792027, 4.218463358204948e-1,
+  -2.820767439740514e-1, 5.641895067754075e-1,
+];
 
 /** Horner's rule over float32 lanes, highest coefficient first. */
 function vPoly(x: Expr, coefficients: readonly number[]): Expr {
@@ -423,7 +461,10 @@ function vErfcTail(c: Code, a: Local, k: 1 | 0.5): Expr {
 }
 
 /** Cephes' logf polynomial: ln(1 + t) ≈ t − t²/2 + t³·P(t) on t ∈ [√½ − 1, √2 − 1). */
-const LOG_P = [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1];
+const LOG_P = [
+  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+  3.3333331174e-1,
+];
 
 /**
  * ln x in float32 lanes (Cephes' logf): x = 2^e·m with m in [√½, √2) from the bits (subnormals scaled by 2²³
@@ -445,7 +486,7 @@ function vLog(c: Code, x: Local): Expr {
   let p: Expr = V.constF32(LOG_P[0]!);
   for (const k of LOG_P.slice(1)) p = V.add(V.mul(p, t), V.constF32(k));
   c.set(m, V.fromI32(e));
-  const y = V.sub(V.add(V.mul(V.mul(p, t), z), V.mul(m, V.constF32(-2.12194440e-4))), V.mul(z, V.constF32(0.5)));
+  const y = V.sub(V.add(V.mul(V.mul(p, t), z), V.mul(m, V.constF32(-2.1219444e-4))), V.mul(z, V.constF32(0.5)));
   c.set(t, V.add(V.add(t, y), V.mul(m, V.constF32(0.693359375))));
   c.set(t, V.bitselect(V.constF32(-Infinity), t, V.eq(x, V.zero)));
   c.set(t, V.bitselect(V.constF32(Infinity), t, V.eq(x, V.constF32(Infinity))));
@@ -456,7 +497,7 @@ function vLog(c: Code, x: Local): Expr {
 const TANH_P = [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1];
 
 /** Cephes' expf coefficients: e^r ≈ 1 + r + r²·P(r) on |r| ≤ ln2/2, within 1 ulp of float32. */
-const EXP_P = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+const EXP_P = [1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
 
 /**
  * e^x in float32 lanes: x = n·ln2 + r (ln2 split in two for an exact product), a degree-7 polynomial for e^r,
@@ -470,7 +511,7 @@ function vExp(x: Expr, t: Local): Expr {
     cc.set(t, clamped);
     // The caller's locals are not ours to use, so the rest is one expression over t (n recomputed by V8's CSE).
     const n = V.nearest(V.mul(t, V.constF32(Math.LOG2E)));
-    const r = V.sub(V.sub(t, V.mul(n, V.constF32(0.693359375))), V.mul(n, V.constF32(-2.12194440e-4)));
+    const r = V.sub(V.sub(t, V.mul(n, V.constF32(0.693359375))), V.mul(n, V.constF32(-2.1219444e-4)));
     let p: Expr = V.constF32(EXP_P[0]!);
     for (const k of EXP_P.slice(1)) p = V.add(V.mul(p, r), V.constF32(k));
     const poly = V.add(V.add(V.mul(V.mul(p, r), r), r), V.constF32(1));
@@ -556,7 +597,6 @@ function emitUnary(mb: ModuleBuilder, op: WasmUnaryOp): void {
   });
 }
 
-
 /** Two float64x2 halves of a float32x4 (`hi` gets lanes 2, 3). */
 function widen(c: Code, x: Expr, lo: Local, hi: Local, tmp: Local): void {
   c.set(tmp, x);
@@ -597,8 +637,12 @@ function emitDoraCompose(mb: ModuleBuilder): void {
     const [x0, l0, g0, b0, o0, cols, col, i, i1] = c.localsOf(i32, 9);
     const [blo, bhi, llo, lhi, glo, ghi, clo, chi, tmp, sc] = c.localsOf(v128, 10);
     const s = c.local(f64);
-    c.set(x0, I.load(args, MapArg.x * 4)).set(o0, I.load(args, MapArg.out * 4)).set(l0, I.load(args, MapArg.lora * 4));
-    c.set(g0, I.load(args, MapArg.g * 4)).set(b0, I.load(args, MapArg.bias * 4)).set(cols, I.load(args, MapArg.cols * 4));
+    c.set(x0, I.load(args, MapArg.x * 4))
+      .set(o0, I.load(args, MapArg.out * 4))
+      .set(l0, I.load(args, MapArg.lora * 4));
+    c.set(g0, I.load(args, MapArg.g * 4))
+      .set(b0, I.load(args, MapArg.bias * 4))
+      .set(cols, I.load(args, MapArg.cols * 4));
     c.set(s, F64.load(args, MAP_F64_AT)).set(sc, V.dsplat(s));
     // Tasks are whole rows (perTask a multiple of cols), so vectors never straddle a row when cols % 4 = 0.
     c.set(i, I.mul(task, I.load(args, MapArg.perTask * 4)));
@@ -627,7 +671,13 @@ function emitDoraCompose(mb: ModuleBuilder): void {
       () => {
         const v = c.local(f64);
         c.for(i, i, i1, 1, () => {
-          c.set(v, F64.mul(F64.promote(F32.load(at(g0, col))), F64.add(F64.promote(F32.load(at(x0, i))), F64.mul(s, F64.promote(F32.load(at(l0, i)))))));
+          c.set(
+            v,
+            F64.mul(
+              F64.promote(F32.load(at(g0, col))),
+              F64.add(F64.promote(F32.load(at(x0, i))), F64.mul(s, F64.promote(F32.load(at(l0, i))))),
+            ),
+          );
           c.if(b0, () => c.set(v, F64.add(F64.promote(F32.load(at(b0, col))), v)));
           c.storeF32(at(o0, i), F32.demote(v));
           c.set(col, I.add(col, 1));
@@ -687,7 +737,10 @@ function emitReduceRows(mb: ModuleBuilder, op: WasmReduceOp): void {
         c.forU(p, p, vend, 16, () => c.set(acc[0]!, vop(acc[0]!, V.load(p))));
         c.forU(p, p, end, 4, () => c.set(s, sop(s, F32.load(p))));
         c.set(acc[0]!, vop(vop(acc[0]!, acc[1]!), vop(acc[2]!, acc[3]!)));
-        c.storeF32(I.add(arg(RedArg.out), I.shl(r, 2)), sop(sop(sop(V.lane(acc[0]!, 0), V.lane(acc[0]!, 1)), sop(V.lane(acc[0]!, 2), V.lane(acc[0]!, 3))), s));
+        c.storeF32(
+          I.add(arg(RedArg.out), I.shl(r, 2)),
+          sop(sop(sop(V.lane(acc[0]!, 0), V.lane(acc[0]!, 1)), sop(V.lane(acc[0]!, 2), V.lane(acc[0]!, 3))), s),
+        );
       }
     });
   });
@@ -728,7 +781,9 @@ function emitReduceCols(mb: ModuleBuilder, op: WasmReduceOp): void {
             c.storeF64(a, F64.add(F64.load(a), F64.promote(F32.load(I.add(src, I.shl(j, 2))))));
           });
         });
-        c.for(j, j0, j1, 1, () => c.storeF32(I.add(dst, I.shl(j, 2)), F32.demote(F64.mul(F64.load(I.add(acc0, I.shl(j, 3))), F64.load(args, RED_SCALE_AT)))));
+        c.for(j, j0, j1, 1, () =>
+          c.storeF32(I.add(dst, I.shl(j, 2)), F32.demote(F64.mul(F64.load(I.add(acc0, I.shl(j, 3))), F64.load(args, RED_SCALE_AT)))),
+        );
       } else {
         const vop = op === 'max' ? V.max : V.min;
         const sop = op === 'max' ? F32.max : F32.min;

@@ -278,7 +278,10 @@ export const I = {
   leU: binop(0x4d),
   geS: binop(0x4e),
   geU: binop(0x4f),
-  load: (addr: Expr, offset = 0) => (c: Code) => void c.push(addr).op(0x28).memarg(2, offset),
+  load:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).op(0x28).memarg(2, offset),
   select: (a: Expr, b: Expr, cond: Expr) => (c: Code) => void c.push(a).push(b).push(cond).op(0x1b),
   /** i32.trunc_sat_f32_s: NaN → 0, out of range saturates. */
   truncSatF32: (a: Expr) => (c: Code) => void c.push(a).op(0xfc).u32(0),
@@ -289,7 +292,10 @@ export const F32 = {
     scratchF32[0] = v;
     c.op(0x43, ...new Uint8Array(scratchF32.buffer));
   },
-  load: (addr: Expr, offset = 0) => (c: Code) => void c.push(addr).op(0x2a).memarg(2, offset),
+  load:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).op(0x2a).memarg(2, offset),
   abs: unop(0x8b),
   neg: unop(0x8c),
   sqrt: unop(0x91),
@@ -314,7 +320,10 @@ export const F64 = {
     scratchF64[0] = v;
     c.op(0x44, ...new Uint8Array(scratchF64.buffer));
   },
-  load: (addr: Expr, offset = 0) => (c: Code) => void c.push(addr).op(0x2b).memarg(3, offset),
+  load:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).op(0x2b).memarg(3, offset),
   sqrt: unop(0x9f),
   add: binop(0xa0),
   sub: binop(0xa1),
@@ -332,27 +341,45 @@ export const F64 = {
 
 /** SIMD128: f32x4 unless the name says f64x2 (`d…`) or a whole-vector operation. */
 export const V = {
-  load: (addr: Expr, offset = 0) => (c: Code) => void c.push(addr).simd(0x00).memarg(4, offset),
+  load:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).simd(0x00).memarg(4, offset),
   /** Loads one f32 and splats it to every lane (one broadcast-load instruction on x64/arm64). */
-  load32Splat: (addr: Expr, offset = 0) => (c: Code) => void c.push(addr).simd(0x09).memarg(2, offset),
+  load32Splat:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).simd(0x09).memarg(2, offset),
   /** Loads 8 bytes into the low half, zeroes the high half. */
-  load64Zero: (addr: Expr, offset = 0) => (c: Code) => void c.push(addr).simd(0x5d).memarg(3, offset),
+  load64Zero:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).simd(0x5d).memarg(3, offset),
   zero: (c: Code) => void c.simd(0x0c).op(...new Array<number>(16).fill(0)),
   /** A constant vector of four f32 lanes. */
-  constF32: (a: number, b = a, d = a, e = a) => (c: Code) => {
-    const lanes = Float32Array.of(a, b, d, e);
-    c.simd(0x0c).op(...new Uint8Array(lanes.buffer));
-  },
-  constI32: (a: number, b = a, d = a, e = a) => (c: Code) => {
-    const lanes = Int32Array.of(a, b, d, e);
-    c.simd(0x0c).op(...new Uint8Array(lanes.buffer));
-  },
+  constF32:
+    (a: number, b = a, d = a, e = a) =>
+    (c: Code) => {
+      const lanes = Float32Array.of(a, b, d, e);
+      c.simd(0x0c).op(...new Uint8Array(lanes.buffer));
+    },
+  constI32:
+    (a: number, b = a, d = a, e = a) =>
+    (c: Code) => {
+      const lanes = Int32Array.of(a, b, d, e);
+      c.simd(0x0c).op(...new Uint8Array(lanes.buffer));
+    },
   splat: vunop(0x13),
   dsplat: vunop(0x14),
   lane: (a: Expr, i: number) => (c: Code) => void c.push(a).simd(0x1f).op(i),
   dlane: (a: Expr, i: number) => (c: Code) => void c.push(a).simd(0x21).op(i),
   /** i8x16.shuffle with 16 lane indices (0–15 from a, 16–31 from b). */
-  shuffle: (a: Expr, b: Expr, lanes: readonly number[]) => (c: Code) => void c.push(a).push(b).simd(0x0d).op(...lanes),
+  shuffle: (a: Expr, b: Expr, lanes: readonly number[]) => (c: Code) =>
+    void c
+      .push(a)
+      .push(b)
+      .simd(0x0d)
+      .op(...lanes),
   and: vbinop(0x4e),
   or: vbinop(0x50),
   andnot: vbinop(0x4f),
@@ -432,7 +459,13 @@ export class ModuleBuilder {
     def.body = c.finish();
   }
 
-  func<const P extends readonly ValType[]>(fname: string, params: P, results: readonly ValType[], build: (c: Code, args: { [K in keyof P]: Local }) => void, exported = true): number {
+  func<const P extends readonly ValType[]>(
+    fname: string,
+    params: P,
+    results: readonly ValType[],
+    build: (c: Code, args: { [K in keyof P]: Local }) => void,
+    exported = true,
+  ): number {
     const index = this.declare(fname, params, results, exported);
     this.define(index, params, build);
     return index;

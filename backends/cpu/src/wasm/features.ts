@@ -46,7 +46,10 @@ export function wasmFeatures(): WasmFeatures {
   const relaxedSimd = simd && validates(probe([0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02]));
   let sharedMemory = false;
   try {
-    sharedMemory = typeof SharedArrayBuffer === 'function' && wasmApi !== undefined && new wasmApi.Memory({ initial: 0, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+    sharedMemory =
+      typeof SharedArrayBuffer === 'function' &&
+      wasmApi !== undefined &&
+      new wasmApi.Memory({ initial: 0, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
   } catch {
     sharedMemory = false;
   }

@@ -127,192 +127,213 @@ export function emitGemm(mb: ModuleBuilder, relaxed: boolean): GemmFunctions {
   const madd = (a: Expr, b: Expr, acc: Expr): Expr => (relaxed ? V.relaxedMadd(a, b, acc) : V.add(acc, V.mul(a, b)));
 
   // packA(src, rs, cs, mc, kc, dst): MR-row panels, k-major; rows past mc are zero.
-  const packA = mb.func('gemm_pack_a', [i32, i32, i32, i32, i32, i32], [], (c, [src, rs, cs, m, kc, dst]) => {
-    const [ir, i, p, s, d, csB, rsB, k4] = c.localsOf(i32, 8);
-    const r = c.localsOf(v128, 4);
-    const t = c.localsOf(v128, 4);
-    c.set(csB, I.shl(cs, 2));
-    c.set(rsB, I.shl(rs, 2));
-    c.set(k4, I.and(kc, -4));
-    c.for(ir, 0, m, MR, () => {
-      c.set(d, I.add(dst, I.shl(I.mul(ir, kc), 2)));
-      c.set(s, I.add(src, I.mul(ir, rsB)));
-      const whole = I.leS(I.add(ir, MR), m);
-      c.if(
-        I.and(whole, I.eq(rs, 1)),
-        () => {
-          // Aᵀ stored: the panel's MR values of each k are contiguous, one vector per k.
-          c.for(p, 0, kc, 1, () => {
-            c.storeV(d, V.load(s));
-            c.set(s, I.add(s, csB));
-            c.set(d, I.add(d, MR * 4));
-          });
-        },
-        () =>
-          c.if(
-            I.and(whole, I.eq(cs, 1)),
-            () => {
-              // Rows contiguous: 4×4 blocks transposed with shuffles, four k at a time.
-              c.for(p, 0, k4, 4, () => {
-                for (let q = 0; q < 4; q++) c.set(r[q]!, V.load(I.add(s, I.mul(rsB, q))));
-                c.set(t[0]!, V.shuffle(r[0]!, r[1]!, LO_PAIRS));
-                c.set(t[1]!, V.shuffle(r[0]!, r[1]!, HI_PAIRS));
-                c.set(t[2]!, V.shuffle(r[2]!, r[3]!, LO_PAIRS));
-                c.set(t[3]!, V.shuffle(r[2]!, r[3]!, HI_PAIRS));
-                c.storeV(d, V.shuffle(t[0]!, t[2]!, LO_HALVES));
-                c.storeV(d, V.shuffle(t[0]!, t[2]!, HI_HALVES), 16);
-                c.storeV(d, V.shuffle(t[1]!, t[3]!, LO_HALVES), 32);
-                c.storeV(d, V.shuffle(t[1]!, t[3]!, HI_HALVES), 48);
-                c.set(s, I.add(s, 16));
-                c.set(d, I.add(d, 64));
-              });
-              c.for(p, k4, kc, 1, () => {
-                for (let q = 0; q < 4; q++) c.storeF32(d, F32.load(I.add(s, I.mul(rsB, q))), q * 4);
-                c.set(s, I.add(s, 4));
-                c.set(d, I.add(d, 16));
-              });
-            },
-            () => {
-              // Any strides, and the last panel (rows past m are zero).
-              c.for(i, 0, MR, 1, () => {
-                c.set(d, I.add(dst, I.shl(I.add(I.mul(ir, kc), i), 2)));
-                c.if(
-                  I.ltS(I.add(ir, i), m),
-                  () => {
-                    c.set(s, I.add(src, I.shl(I.mul(I.add(ir, i), rs), 2)));
-                    c.for(p, 0, kc, 1, () => {
-                      c.storeF32(d, F32.load(s));
-                      c.set(s, I.add(s, csB));
-                      c.set(d, I.add(d, MR * 4));
-                    });
-                  },
-                  () => {
-                    c.for(p, 0, kc, 1, () => {
-                      c.storeF32(d, F32.const(0));
-                      c.set(d, I.add(d, MR * 4));
-                    });
-                  },
-                );
-              });
-            },
-          ),
-      );
-    });
-  }, false);
-
-  // packB(src, rs, cs, kc, nc, dst): NR-column panels, k-major; columns past nc are zero.
-  const packB = mb.func('gemm_pack_b', [i32, i32, i32, i32, i32, i32], [], (c, [src, rs, cs, kc, n, dst]) => {
-    const [jr, j, p, s, d, rsB, csB, panel, k4] = c.localsOf(i32, 9);
-    const r = c.localsOf(v128, 4);
-    const t = c.localsOf(v128, 4);
-    c.set(rsB, I.shl(rs, 2));
-    c.set(csB, I.shl(cs, 2));
-    c.set(k4, I.and(kc, -4));
-    // Any strides, and the last panel (columns past n are zero).
-    const packBColumns = () =>
-      c.for(j, 0, NR, 1, () => {
-        c.set(d, I.add(panel, I.shl(j, 2)));
+  const packA = mb.func(
+    'gemm_pack_a',
+    [i32, i32, i32, i32, i32, i32],
+    [],
+    (c, [src, rs, cs, m, kc, dst]) => {
+      const [ir, i, p, s, d, csB, rsB, k4] = c.localsOf(i32, 8);
+      const r = c.localsOf(v128, 4);
+      const t = c.localsOf(v128, 4);
+      c.set(csB, I.shl(cs, 2));
+      c.set(rsB, I.shl(rs, 2));
+      c.set(k4, I.and(kc, -4));
+      c.for(ir, 0, m, MR, () => {
+        c.set(d, I.add(dst, I.shl(I.mul(ir, kc), 2)));
+        c.set(s, I.add(src, I.mul(ir, rsB)));
+        const whole = I.leS(I.add(ir, MR), m);
         c.if(
-          I.ltS(I.add(jr, j), n),
+          I.and(whole, I.eq(rs, 1)),
           () => {
-            c.set(s, I.add(src, I.shl(I.mul(I.add(jr, j), cs), 2)));
+            // Aᵀ stored: the panel's MR values of each k are contiguous, one vector per k.
             c.for(p, 0, kc, 1, () => {
-              c.storeF32(d, F32.load(s));
-              c.set(s, I.add(s, rsB));
-              c.set(d, I.add(d, NR * 4));
+              c.storeV(d, V.load(s));
+              c.set(s, I.add(s, csB));
+              c.set(d, I.add(d, MR * 4));
             });
           },
-          () => {
-            c.for(p, 0, kc, 1, () => {
-              c.storeF32(d, F32.const(0));
-              c.set(d, I.add(d, NR * 4));
-            });
-          },
-        );
-      });
-    c.for(jr, 0, n, NR, () => {
-      c.set(panel, I.add(dst!, I.shl(I.mul(jr, kc!), 2)));
-      c.if(
-        I.and(I.eq(cs!, 1), I.leS(I.add(jr, NR), n!)),
-        () => {
-          // Rows of B are contiguous: each k copies NR floats as NV vectors.
-          c.set(s, I.add(src!, I.shl(jr, 2)));
-          c.set(d, panel);
-          c.for(p, 0, kc!, 1, () => {
-            for (let v = 0; v < NV; v++) c.storeV(d, V.load(s, v * 16), v * 16);
-            c.set(s, I.add(s, rsB));
-            c.set(d, I.add(d, NR * 4));
-          });
-        },
-        () =>
-          c.if(
-            I.and(I.eq(rs, 1), I.leS(I.add(jr, NR), n)),
-            () => {
-              // Bᵀ stored (a Linear weight): columns are contiguous; 4×4 blocks transposed, four k at a time.
-              for (let v = 0; v < NV; v++) {
-                c.set(d, I.add(panel, v * 16));
-                c.set(s, I.add(src, I.mul(I.add(jr, v * 4), csB)));
+          () =>
+            c.if(
+              I.and(whole, I.eq(cs, 1)),
+              () => {
+                // Rows contiguous: 4×4 blocks transposed with shuffles, four k at a time.
                 c.for(p, 0, k4, 4, () => {
-                  for (let q = 0; q < 4; q++) c.set(r[q]!, V.load(I.add(s, I.mul(csB, q))));
+                  for (let q = 0; q < 4; q++) c.set(r[q]!, V.load(I.add(s, I.mul(rsB, q))));
                   c.set(t[0]!, V.shuffle(r[0]!, r[1]!, LO_PAIRS));
                   c.set(t[1]!, V.shuffle(r[0]!, r[1]!, HI_PAIRS));
                   c.set(t[2]!, V.shuffle(r[2]!, r[3]!, LO_PAIRS));
                   c.set(t[3]!, V.shuffle(r[2]!, r[3]!, HI_PAIRS));
                   c.storeV(d, V.shuffle(t[0]!, t[2]!, LO_HALVES));
-                  c.storeV(d, V.shuffle(t[0]!, t[2]!, HI_HALVES), NR * 4);
-                  c.storeV(d, V.shuffle(t[1]!, t[3]!, LO_HALVES), NR * 8);
-                  c.storeV(d, V.shuffle(t[1]!, t[3]!, HI_HALVES), NR * 12);
+                  c.storeV(d, V.shuffle(t[0]!, t[2]!, HI_HALVES), 16);
+                  c.storeV(d, V.shuffle(t[1]!, t[3]!, LO_HALVES), 32);
+                  c.storeV(d, V.shuffle(t[1]!, t[3]!, HI_HALVES), 48);
                   c.set(s, I.add(s, 16));
-                  c.set(d, I.add(d, NR * 16));
+                  c.set(d, I.add(d, 64));
                 });
                 c.for(p, k4, kc, 1, () => {
-                  for (let q = 0; q < 4; q++) c.storeF32(d, F32.load(I.add(s, I.mul(csB, q))), q * 4);
+                  for (let q = 0; q < 4; q++) c.storeF32(d, F32.load(I.add(s, I.mul(rsB, q))), q * 4);
                   c.set(s, I.add(s, 4));
-                  c.set(d, I.add(d, NR * 4));
+                  c.set(d, I.add(d, 16));
                 });
-              }
+              },
+              () => {
+                // Any strides, and the last panel (rows past m are zero).
+                c.for(i, 0, MR, 1, () => {
+                  c.set(d, I.add(dst, I.shl(I.add(I.mul(ir, kc), i), 2)));
+                  c.if(
+                    I.ltS(I.add(ir, i), m),
+                    () => {
+                      c.set(s, I.add(src, I.shl(I.mul(I.add(ir, i), rs), 2)));
+                      c.for(p, 0, kc, 1, () => {
+                        c.storeF32(d, F32.load(s));
+                        c.set(s, I.add(s, csB));
+                        c.set(d, I.add(d, MR * 4));
+                      });
+                    },
+                    () => {
+                      c.for(p, 0, kc, 1, () => {
+                        c.storeF32(d, F32.const(0));
+                        c.set(d, I.add(d, MR * 4));
+                      });
+                    },
+                  );
+                });
+              },
+            ),
+        );
+      });
+    },
+    false,
+  );
+
+  // packB(src, rs, cs, kc, nc, dst): NR-column panels, k-major; columns past nc are zero.
+  const packB = mb.func(
+    'gemm_pack_b',
+    [i32, i32, i32, i32, i32, i32],
+    [],
+    (c, [src, rs, cs, kc, n, dst]) => {
+      const [jr, j, p, s, d, rsB, csB, panel, k4] = c.localsOf(i32, 9);
+      const r = c.localsOf(v128, 4);
+      const t = c.localsOf(v128, 4);
+      c.set(rsB, I.shl(rs, 2));
+      c.set(csB, I.shl(cs, 2));
+      c.set(k4, I.and(kc, -4));
+      // Any strides, and the last panel (columns past n are zero).
+      const packBColumns = () =>
+        c.for(j, 0, NR, 1, () => {
+          c.set(d, I.add(panel, I.shl(j, 2)));
+          c.if(
+            I.ltS(I.add(jr, j), n),
+            () => {
+              c.set(s, I.add(src, I.shl(I.mul(I.add(jr, j), cs), 2)));
+              c.for(p, 0, kc, 1, () => {
+                c.storeF32(d, F32.load(s));
+                c.set(s, I.add(s, rsB));
+                c.set(d, I.add(d, NR * 4));
+              });
             },
-            () => packBColumns(),
-          ),
-      );
-    });
-  }, false);
+            () => {
+              c.for(p, 0, kc, 1, () => {
+                c.storeF32(d, F32.const(0));
+                c.set(d, I.add(d, NR * 4));
+              });
+            },
+          );
+        });
+      c.for(jr, 0, n, NR, () => {
+        c.set(panel, I.add(dst!, I.shl(I.mul(jr, kc!), 2)));
+        c.if(
+          I.and(I.eq(cs!, 1), I.leS(I.add(jr, NR), n!)),
+          () => {
+            // Rows of B are contiguous: each k copies NR floats as NV vectors.
+            c.set(s, I.add(src!, I.shl(jr, 2)));
+            c.set(d, panel);
+            c.for(p, 0, kc!, 1, () => {
+              for (let v = 0; v < NV; v++) c.storeV(d, V.load(s, v * 16), v * 16);
+              c.set(s, I.add(s, rsB));
+              c.set(d, I.add(d, NR * 4));
+            });
+          },
+          () =>
+            c.if(
+              I.and(I.eq(rs, 1), I.leS(I.add(jr, NR), n)),
+              () => {
+                // Bᵀ stored (a Linear weight): columns are contiguous; 4×4 blocks transposed, four k at a time.
+                for (let v = 0; v < NV; v++) {
+                  c.set(d, I.add(panel, v * 16));
+                  c.set(s, I.add(src, I.mul(I.add(jr, v * 4), csB)));
+                  c.for(p, 0, k4, 4, () => {
+                    for (let q = 0; q < 4; q++) c.set(r[q]!, V.load(I.add(s, I.mul(csB, q))));
+                    c.set(t[0]!, V.shuffle(r[0]!, r[1]!, LO_PAIRS));
+                    c.set(t[1]!, V.shuffle(r[0]!, r[1]!, HI_PAIRS));
+                    c.set(t[2]!, V.shuffle(r[2]!, r[3]!, LO_PAIRS));
+                    c.set(t[3]!, V.shuffle(r[2]!, r[3]!, HI_PAIRS));
+                    c.storeV(d, V.shuffle(t[0]!, t[2]!, LO_HALVES));
+                    c.storeV(d, V.shuffle(t[0]!, t[2]!, HI_HALVES), NR * 4);
+                    c.storeV(d, V.shuffle(t[1]!, t[3]!, LO_HALVES), NR * 8);
+                    c.storeV(d, V.shuffle(t[1]!, t[3]!, HI_HALVES), NR * 12);
+                    c.set(s, I.add(s, 16));
+                    c.set(d, I.add(d, NR * 16));
+                  });
+                  c.for(p, k4, kc, 1, () => {
+                    for (let q = 0; q < 4; q++) c.storeF32(d, F32.load(I.add(s, I.mul(csB, q))), q * 4);
+                    c.set(s, I.add(s, 4));
+                    c.set(d, I.add(d, NR * 4));
+                  });
+                }
+              },
+              () => packBColumns(),
+            ),
+        );
+      });
+    },
+    false,
+  );
 
   // macro(mc, nc, kc, pa, pb, pc, ldcBytes, beta, tile): every MR×NR tile of an mc×nc block of C.
-  const macro = mb.func('gemm_macro', [i32, i32, i32, i32, i32, i32, i32, i32, i32], [], (c, [m, n, kc, pa, pb, pc, ldcB, beta, tile]) => {
-    const [ir, jr, ap, bp, cRow, p, q, end, aPanel, bPanel] = c.localsOf(i32, 10);
-    const acc: Local[][] = [];
-    for (let i = 0; i < MR; i++) acc.push(Array.from({ length: NV }, () => c.local(v128)));
-    const bv = Array.from({ length: NV }, () => c.local(v128));
-    const av = c.local(v128);
+  const macro = mb.func(
+    'gemm_macro',
+    [i32, i32, i32, i32, i32, i32, i32, i32, i32],
+    [],
+    (c, [m, n, kc, pa, pb, pc, ldcB, beta, tile]) => {
+      const [ir, jr, ap, bp, cRow, p, q, end, aPanel, bPanel] = c.localsOf(i32, 10);
+      const acc: Local[][] = [];
+      for (let i = 0; i < MR; i++) acc.push(Array.from({ length: NV }, () => c.local(v128)));
+      const bv = Array.from({ length: NV }, () => c.local(v128));
+      const av = c.local(v128);
 
-    c.set(aPanel, I.mul(kc!, MR * 4));
-    c.set(bPanel, I.mul(kc!, NR * 4));
-    c.set(bp, pb!);
-    c.for(jr, 0, n!, NR, () => {
-      c.set(ap, pa!);
-      c.set(cRow, I.add(pc!, I.shl(jr, 2)));
-      c.for(ir, 0, m!, MR, () => {
-        for (const r of acc) for (const a of r) c.set(a, V.zero);
-        c.set(p, ap);
-        c.set(q, bp);
-        c.set(end, I.add(ap, aPanel));
-        c.doWhile(() => {
-          for (let v = 0; v < NV; v++) c.set(bv[v]!, V.load(q, v * 16));
-          for (let i = 0; i < MR; i++) {
-            c.set(av, V.load32Splat(p, i * 4));
-            for (let v = 0; v < NV; v++) c.set(acc[i]![v]!, madd(av, bv[v]!, acc[i]![v]!));
-          }
-          c.set(p, I.add(p, MR * 4));
-          c.set(q, I.add(q, NR * 4));
-        }, I.ltU(p, end));
-        storeTile(c, { m: m!, n: n!, ir, jr, cRow, ldcB: ldcB!, beta: beta!, tile: tile!, acc });
-        c.set(ap, I.add(ap, aPanel));
-        c.set(cRow, I.add(cRow, I.mul(ldcB!, MR)));
+      c.set(aPanel, I.mul(kc!, MR * 4));
+      c.set(bPanel, I.mul(kc!, NR * 4));
+      c.set(bp, pb!);
+      c.for(jr, 0, n!, NR, () => {
+        c.set(ap, pa!);
+        c.set(cRow, I.add(pc!, I.shl(jr, 2)));
+        c.for(ir, 0, m!, MR, () => {
+          for (const r of acc) for (const a of r) c.set(a, V.zero);
+          c.set(p, ap);
+          c.set(q, bp);
+          c.set(end, I.add(ap, aPanel));
+          c.doWhile(
+            () => {
+              for (let v = 0; v < NV; v++) c.set(bv[v]!, V.load(q, v * 16));
+              for (let i = 0; i < MR; i++) {
+                c.set(av, V.load32Splat(p, i * 4));
+                for (let v = 0; v < NV; v++) c.set(acc[i]![v]!, madd(av, bv[v]!, acc[i]![v]!));
+              }
+              c.set(p, I.add(p, MR * 4));
+              c.set(q, I.add(q, NR * 4));
+            },
+            I.ltU(p, end),
+          );
+          storeTile(c, { m: m!, n: n!, ir, jr, cRow, ldcB: ldcB!, beta: beta!, tile: tile!, acc });
+          c.set(ap, I.add(ap, aPanel));
+          c.set(cRow, I.add(cRow, I.mul(ldcB!, MR)));
+        });
+        c.set(bp, I.add(bp, bPanel));
       });
-      c.set(bp, I.add(bp, bPanel));
-    });
-  }, false);
+    },
+    false,
+  );
 
   const gemm = mb.func('gemm_task', [i32, i32, i32], [], (c, [taskId, args, tid]) => {
     const A = GemmArg;
@@ -347,7 +368,18 @@ export function emitGemm(mb: ModuleBuilder, relaxed: boolean): GemmFunctions {
           c.set(mc, minS(MC, I.sub(mt, ic)));
           c.call(packA, I.add(aBlk, I.shl(I.add(I.mul(ic, ars), I.mul(pc, acs)), 2)), ars, acs, mc, kc, scratch);
           // The first K block overwrites C (unless accumulating), later ones add to it.
-          c.call(macro, mc, nc, kc, scratch, sB, I.add(cBlk, I.shl(I.add(I.mul(ic, ldc), jc), 2)), I.shl(ldc, 2), I.or(arg(A.accumulate), I.gtS(pc, 0)), tile);
+          c.call(
+            macro,
+            mc,
+            nc,
+            kc,
+            scratch,
+            sB,
+            I.add(cBlk, I.shl(I.add(I.mul(ic, ldc), jc), 2)),
+            I.shl(ldc, 2),
+            I.or(arg(A.accumulate), I.gtS(pc, 0)),
+            tile,
+          );
         });
       });
     });
@@ -468,99 +500,111 @@ function hsum(v: Expr): Expr {
 function emitGemv(mb: ModuleBuilder, madd: (a: Expr, b: Expr, acc: Expr) => Expr): number {
   // axpy(x, mat, ld, y, j0, j1, k): y[j] = Σ_p x[p]·mat[p·ld + j] for j0 ≤ j < j1. Four rows of the matrix
   // per pass over the y chunk (which stays in L1), so y is loaded and stored once per 4 rows.
-  const axpy = mb.func('gemv_axpy', [i32, i32, i32, i32, i32, i32, i32], [], (c, [x, mat, ld, y, j0, j1, k]) => {
-    const [p, j, r0, yp, ldB, jv] = c.localsOf(i32, 6);
-    const xs = Array.from({ length: 4 }, () => c.local(v128));
-    const acc = c.local(v128);
-    const s = c.local(i32);
-    c.set(ldB, I.shl(ld!, 2));
-    c.set(jv, I.add(j0!, I.and(I.sub(j1!, j0!), -4)));
-    // Zero the chunk first; then every row adds into it.
-    c.for(j, j0!, j1!, 1, () => c.storeF32(I.add(y!, I.shl(j, 2)), F32.const(0)));
-    c.for(p, 0, I.and(k!, -4), 4, () => {
-      for (let r = 0; r < 4; r++) c.set(xs[r]!, V.load32Splat(I.add(x!, I.shl(I.add(p, r), 2))));
-      c.set(r0, I.add(mat!, I.shl(I.mul(p, ld!), 2)));
-      c.for(j, j0!, jv, 4, () => {
-        c.set(yp, I.add(y!, I.shl(j, 2)));
-        c.set(s, I.add(r0, I.shl(j, 2)));
-        c.set(acc, V.load(yp));
-        for (let r = 0; r < 4; r++) {
-          c.set(acc, madd(xs[r]!, V.load(s), acc));
-          if (r < 3) c.set(s, I.add(s, ldB));
-        }
-        c.storeV(yp, acc);
+  const axpy = mb.func(
+    'gemv_axpy',
+    [i32, i32, i32, i32, i32, i32, i32],
+    [],
+    (c, [x, mat, ld, y, j0, j1, k]) => {
+      const [p, j, r0, yp, ldB, jv] = c.localsOf(i32, 6);
+      const xs = Array.from({ length: 4 }, () => c.local(v128));
+      const acc = c.local(v128);
+      const s = c.local(i32);
+      c.set(ldB, I.shl(ld!, 2));
+      c.set(jv, I.add(j0!, I.and(I.sub(j1!, j0!), -4)));
+      // Zero the chunk first; then every row adds into it.
+      c.for(j, j0!, j1!, 1, () => c.storeF32(I.add(y!, I.shl(j, 2)), F32.const(0)));
+      c.for(p, 0, I.and(k!, -4), 4, () => {
+        for (let r = 0; r < 4; r++) c.set(xs[r]!, V.load32Splat(I.add(x!, I.shl(I.add(p, r), 2))));
+        c.set(r0, I.add(mat!, I.shl(I.mul(p, ld!), 2)));
+        c.for(j, j0!, jv, 4, () => {
+          c.set(yp, I.add(y!, I.shl(j, 2)));
+          c.set(s, I.add(r0, I.shl(j, 2)));
+          c.set(acc, V.load(yp));
+          for (let r = 0; r < 4; r++) {
+            c.set(acc, madd(xs[r]!, V.load(s), acc));
+            if (r < 3) c.set(s, I.add(s, ldB));
+          }
+          c.storeV(yp, acc);
+        });
+        c.for(j, jv, j1!, 1, () => {
+          c.set(yp, I.add(y!, I.shl(j, 2)));
+          c.set(s, I.add(r0, I.shl(j, 2)));
+          // The columns past the last whole vector: rows p..p+3 of column j.
+          let sum: Expr = F32.load(yp);
+          for (let r = 0; r < 4; r++) sum = F32.add(sum, F32.mul(V.lane(xs[r]!, 0), F32.load(I.add(s, I.mul(ldB, r)))));
+          c.storeF32(yp, sum);
+        });
       });
-      c.for(j, jv, j1!, 1, () => {
-        c.set(yp, I.add(y!, I.shl(j, 2)));
-        c.set(s, I.add(r0, I.shl(j, 2)));
-        // The columns past the last whole vector: rows p..p+3 of column j.
-        let sum: Expr = F32.load(yp);
-        for (let r = 0; r < 4; r++) sum = F32.add(sum, F32.mul(V.lane(xs[r]!, 0), F32.load(I.add(s, I.mul(ldB, r)))));
-        c.storeF32(yp, sum);
+      c.for(p, I.and(k!, -4), k!, 1, () => {
+        c.set(xs[0]!, V.load32Splat(I.add(x!, I.shl(p, 2))));
+        c.set(r0, I.add(mat!, I.shl(I.mul(p, ld!), 2)));
+        c.for(j, j0!, jv, 4, () => {
+          c.set(yp, I.add(y!, I.shl(j, 2)));
+          c.storeV(yp, madd(xs[0]!, V.load(I.add(r0, I.shl(j, 2))), V.load(yp)));
+        });
+        c.for(j, jv, j1!, 1, () => {
+          c.set(yp, I.add(y!, I.shl(j, 2)));
+          c.storeF32(yp, F32.add(F32.load(yp), F32.mul(V.lane(xs[0]!, 0), F32.load(I.add(r0, I.shl(j, 2))))));
+        });
       });
-    });
-    c.for(p, I.and(k!, -4), k!, 1, () => {
-      c.set(xs[0]!, V.load32Splat(I.add(x!, I.shl(p, 2))));
-      c.set(r0, I.add(mat!, I.shl(I.mul(p, ld!), 2)));
-      c.for(j, j0!, jv, 4, () => {
-        c.set(yp, I.add(y!, I.shl(j, 2)));
-        c.storeV(yp, madd(xs[0]!, V.load(I.add(r0, I.shl(j, 2))), V.load(yp)));
-      });
-      c.for(j, jv, j1!, 1, () => {
-        c.set(yp, I.add(y!, I.shl(j, 2)));
-        c.storeF32(yp, F32.add(F32.load(yp), F32.mul(V.lane(xs[0]!, 0), F32.load(I.add(r0, I.shl(j, 2))))));
-      });
-    });
-  }, false);
+    },
+    false,
+  );
 
   // dot(x, mat, ld, y, j0, j1, k): y[j] = Σ_p x[p]·mat[j·ld + p]; four outputs at a time, two vectors each.
-  const dot = mb.func('gemv_dot', [i32, i32, i32, i32, i32, i32, i32], [], (c, [x, mat, ld, y, j0, j1, k]) => {
-    const [p, j, kv, row, ldB, jq] = c.localsOf(i32, 6);
-    const acc = Array.from({ length: 8 }, () => c.local(v128));
-    const x0 = c.local(v128);
-    const x1 = c.local(v128);
-    const sum = c.local(f32);
-    c.set(ldB, I.shl(ld!, 2));
-    c.set(kv, I.and(k!, -8));
-    c.set(jq, I.add(j0!, I.and(I.sub(j1!, j0!), -4)));
-    c.for(j, j0!, jq, 4, () => {
-      for (const a of acc) c.set(a, V.zero);
-      c.set(row, I.add(mat!, I.shl(I.mul(j, ld!), 2)));
-      c.for(p, 0, kv, 8, () => {
-        const xp = I.add(x!, I.shl(p, 2));
-        c.set(x0, V.load(xp));
-        c.set(x1, V.load(xp, 16));
+  const dot = mb.func(
+    'gemv_dot',
+    [i32, i32, i32, i32, i32, i32, i32],
+    [],
+    (c, [x, mat, ld, y, j0, j1, k]) => {
+      const [p, j, kv, row, ldB, jq] = c.localsOf(i32, 6);
+      const acc = Array.from({ length: 8 }, () => c.local(v128));
+      const x0 = c.local(v128);
+      const x1 = c.local(v128);
+      const sum = c.local(f32);
+      c.set(ldB, I.shl(ld!, 2));
+      c.set(kv, I.and(k!, -8));
+      c.set(jq, I.add(j0!, I.and(I.sub(j1!, j0!), -4)));
+      c.for(j, j0!, jq, 4, () => {
+        for (const a of acc) c.set(a, V.zero);
+        c.set(row, I.add(mat!, I.shl(I.mul(j, ld!), 2)));
+        c.for(p, 0, kv, 8, () => {
+          const xp = I.add(x!, I.shl(p, 2));
+          c.set(x0, V.load(xp));
+          c.set(x1, V.load(xp, 16));
+          for (let r = 0; r < 4; r++) {
+            const mp = I.add(I.add(row, I.mul(ldB, r)), I.shl(p, 2));
+            c.set(acc[2 * r]!, madd(x0, V.load(mp), acc[2 * r]!));
+            c.set(acc[2 * r + 1]!, madd(x1, V.load(mp, 16), acc[2 * r + 1]!));
+          }
+        });
         for (let r = 0; r < 4; r++) {
-          const mp = I.add(I.add(row, I.mul(ldB, r)), I.shl(p, 2));
-          c.set(acc[2 * r]!, madd(x0, V.load(mp), acc[2 * r]!));
-          c.set(acc[2 * r + 1]!, madd(x1, V.load(mp, 16), acc[2 * r + 1]!));
+          c.set(sum, hsum(V.add(acc[2 * r]!, acc[2 * r + 1]!)));
+          c.for(p, kv, k!, 1, () => {
+            c.set(sum, F32.add(sum, F32.mul(F32.load(I.add(x!, I.shl(p, 2))), F32.load(I.add(I.add(row, I.mul(ldB, r)), I.shl(p, 2))))));
+          });
+          c.storeF32(I.add(y!, I.shl(I.add(j, r), 2)), sum);
         }
       });
-      for (let r = 0; r < 4; r++) {
-        c.set(sum, hsum(V.add(acc[2 * r]!, acc[2 * r + 1]!)));
-        c.for(p, kv, k!, 1, () => {
-          c.set(sum, F32.add(sum, F32.mul(F32.load(I.add(x!, I.shl(p, 2))), F32.load(I.add(I.add(row, I.mul(ldB, r)), I.shl(p, 2))))));
+      c.for(j, jq, j1!, 1, () => {
+        c.set(acc[0]!, V.zero);
+        c.set(acc[1]!, V.zero);
+        c.set(row, I.add(mat!, I.shl(I.mul(j, ld!), 2)));
+        c.for(p, 0, kv, 8, () => {
+          const xp = I.add(x!, I.shl(p, 2));
+          const mp = I.add(row, I.shl(p, 2));
+          c.set(acc[0]!, madd(V.load(xp), V.load(mp), acc[0]!));
+          c.set(acc[1]!, madd(V.load(xp, 16), V.load(mp, 16), acc[1]!));
         });
-        c.storeF32(I.add(y!, I.shl(I.add(j, r), 2)), sum);
-      }
-    });
-    c.for(j, jq, j1!, 1, () => {
-      c.set(acc[0]!, V.zero);
-      c.set(acc[1]!, V.zero);
-      c.set(row, I.add(mat!, I.shl(I.mul(j, ld!), 2)));
-      c.for(p, 0, kv, 8, () => {
-        const xp = I.add(x!, I.shl(p, 2));
-        const mp = I.add(row, I.shl(p, 2));
-        c.set(acc[0]!, madd(V.load(xp), V.load(mp), acc[0]!));
-        c.set(acc[1]!, madd(V.load(xp, 16), V.load(mp, 16), acc[1]!));
+        c.set(sum, hsum(V.add(acc[0]!, acc[1]!)));
+        c.for(p, kv, k!, 1, () => {
+          c.set(sum, F32.add(sum, F32.mul(F32.load(I.add(x!, I.shl(p, 2))), F32.load(I.add(row, I.shl(p, 2))))));
+        });
+        c.storeF32(I.add(y!, I.shl(j, 2)), sum);
       });
-      c.set(sum, hsum(V.add(acc[0]!, acc[1]!)));
-      c.for(p, kv, k!, 1, () => {
-        c.set(sum, F32.add(sum, F32.mul(F32.load(I.add(x!, I.shl(p, 2))), F32.load(I.add(row, I.shl(p, 2))))));
-      });
-      c.storeF32(I.add(y!, I.shl(j, 2)), sum);
-    });
-  }, false);
+    },
+    false,
+  );
 
   return mb.func('gemv_task', [i32, i32, i32], [], (c, [taskId, args]) => {
     const A = GemvArg;
@@ -573,7 +617,16 @@ function emitGemv(mb: ModuleBuilder, madd: (a: Expr, b: Expr, acc: Expr) => Expr
     c.set(j1, minS(n, I.add(j0, chunk)));
     c.set(entry, I.add(arg(A.batchTable), I.mul(bi, 12)));
     const call = (fn: number) => () =>
-      c.call(fn, I.add(arg(A.x), I.load(entry, 0)), I.add(arg(A.mat), I.load(entry, 4)), arg(A.ld), I.add(arg(A.y), I.load(entry, 8)), j0, j1, arg(A.k));
+      c.call(
+        fn,
+        I.add(arg(A.x), I.load(entry, 0)),
+        I.add(arg(A.mat), I.load(entry, 4)),
+        arg(A.ld),
+        I.add(arg(A.y), I.load(entry, 8)),
+        j0,
+        j1,
+        arg(A.k),
+      );
     c.if(arg(A.form), call(dot), call(axpy));
   });
 }

@@ -21,7 +21,10 @@ export interface ThreadHost {
 }
 
 interface NodeWorkerThreads {
-  Worker: new (source: string, options: { eval: true; workerData: unknown }) => HostWorker & { on(event: 'message' | 'error', fn: (m: unknown) => void): void };
+  Worker: new (
+    source: string,
+    options: { eval: true; workerData: unknown },
+  ) => HostWorker & { on(event: 'message' | 'error', fn: (m: unknown) => void): void };
 }
 
 let nodeThreads: NodeWorkerThreads | null = null;
@@ -47,7 +50,9 @@ interface WebErrorEvent {
 }
 
 interface WebGlobals {
-  Worker?: new (url: string) => HostWorker & { onmessage: ((e: { data: unknown }) => void) | null; onerror: ((e: WebErrorEvent) => void) | null };
+  Worker?: new (
+    url: string,
+  ) => HostWorker & { onmessage: ((e: { data: unknown }) => void) | null; onerror: ((e: WebErrorEvent) => void) | null };
   Blob?: new (parts: string[], options: { type: string }) => unknown;
   URL?: { createObjectURL(blob: unknown): string };
   crossOriginIsolated?: boolean;

@@ -70,9 +70,11 @@ export function emitIm2col(mb: ModuleBuilder): Im2colFunctions {
   };
 
   /** ⌈n / d⌉ for d > 0, and 0 for n ≤ 0 (the first ox whose column is ≥ 0 or ≥ w). */
-  const ceilPos = (n: Expr, d: Expr): Expr => (c: Code) => {
-    c.push(I.select(I.divU(I.sub(I.add(n, d), 1), d), 0, I.gtS(n, 0)));
-  };
+  const ceilPos =
+    (n: Expr, d: Expr): Expr =>
+    (c: Code) => {
+      c.push(I.select(I.divU(I.sub(I.add(n, d), 1), d), 0, I.gtS(n, 0)));
+    };
 
   /**
    * For row (i, j) of one channel, calls `row(y, q, lo, hi, x0)` for every output row oy whose input row y is
@@ -96,7 +98,11 @@ export function emitIm2col(mb: ModuleBuilder): Im2colFunctions {
     c.set(q, rowAt);
     c.for(oy, 0, g.oh, 1, () => {
       c.set(y, I.add(I.sub(I.mul(oy, g.sh), g.ph), I.mul(i, g.dh)));
-      c.if(I.and(I.geS(y, 0), I.ltS(y, g.h)), () => row(y, q, lo, hi, x0), () => outside(q));
+      c.if(
+        I.and(I.geS(y, 0), I.ltS(y, g.h)),
+        () => row(y, q, lo, hi, x0),
+        () => outside(q),
+      );
       c.set(q, I.add(q, I.shl(g.ow, 2)));
     });
   };

@@ -7,7 +7,16 @@ import { BackendError, sizeOf } from '@dorajs/core';
 import type { ConvGeometry } from '../kernels/conv2d.js';
 import { batchOffsets, type MatmulShapes } from '../kernels/matmul.js';
 import type { BroadcastPlan } from '../kernels/broadcast.js';
-import { EwArg, MAP_F64_AT, MapArg, RED_SCALE_AT, RedArg, type WasmBinaryOp, type WasmReduceOp, type WasmUnaryOp } from './elementwise-wasm.js';
+import {
+  EwArg,
+  MAP_F64_AT,
+  MapArg,
+  RED_SCALE_AT,
+  RedArg,
+  type WasmBinaryOp,
+  type WasmReduceOp,
+  type WasmUnaryOp,
+} from './elementwise-wasm.js';
 import { GEMM_SCRATCH_BYTES, GEMM_SHAPE, GemmArg, GemvArg, KC, MC, NC } from './gemm-wasm.js';
 import { ConvArg } from './im2col-wasm.js';
 import { WN_ROWS, WN_THREAD_SCRATCH, WnArg } from './weight-norm-wasm.js';
@@ -112,7 +121,16 @@ export class WasmKernels {
    * out = a·b (each optionally transposed) over the last two axes, leading axes broadcast. All three are byte
    * addresses of dense row-major float32 tensors in the heap; `out` is fully written.
    */
-  matmul(a: number, aShape: readonly number[], b: number, bShape: readonly number[], ta: boolean, tb: boolean, s: MatmulShapes, out: number): void {
+  matmul(
+    a: number,
+    aShape: readonly number[],
+    b: number,
+    bShape: readonly number[],
+    ta: boolean,
+    tb: boolean,
+    s: MatmulShapes,
+    out: number,
+  ): void {
     const { m, k, n, batch } = s;
     const count = sizeOf(batch);
     if (count === 0 || m === 0 || n === 0) return;
@@ -148,7 +166,19 @@ export class WasmKernels {
     }
   }
 
-  private gemm(a: number, b: number, ta: boolean, tb: boolean, m: number, n: number, k: number, mats: number, table: number, out: number, strided?: { ars: number; acs: number; brs: number; bcs: number; ldc: number; accumulate: boolean }): void {
+  private gemm(
+    a: number,
+    b: number,
+    ta: boolean,
+    tb: boolean,
+    m: number,
+    n: number,
+    k: number,
+    mats: number,
+    table: number,
+    out: number,
+    strided?: { ars: number; acs: number; brs: number; bcs: number; ldc: number; accumulate: boolean },
+  ): void {
     const work = mats * m * n * k;
     const w = this.words();
     const p = (this.args + GEMM_ARGS) >> 2;
@@ -229,7 +259,20 @@ export class WasmKernels {
    * C (+)= A·B for one strided product (the conv2d kernels' GEMMs): A element (i, p) at byte address
    * a + (i·ars + p·acs)·4, B likewise, C rows `ldc` elements apart.
    */
-  gemmStrided(m: number, n: number, k: number, a: number, ars: number, acs: number, b: number, brs: number, bcs: number, c: number, ldc: number, accumulate: boolean): void {
+  gemmStrided(
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    ars: number,
+    acs: number,
+    b: number,
+    brs: number,
+    bcs: number,
+    c: number,
+    ldc: number,
+    accumulate: boolean,
+  ): void {
     if (m === 0 || n === 0) return;
     if (k === 0) {
       if (!accumulate) for (let i = 0; i < m; i++) new Float32Array(this.runtime.buffer, c + i * ldc * 4, n).fill(0);
@@ -239,7 +282,18 @@ export class WasmKernels {
   }
 
   /** m = 1 or n = 1: the vector is the contiguous operand, the matrix the other one. */
-  private gemv(a: number, b: number, ta: boolean, tb: boolean, m: number, n: number, k: number, mats: number, table: number, out: number): void {
+  private gemv(
+    a: number,
+    b: number,
+    ta: boolean,
+    tb: boolean,
+    m: number,
+    n: number,
+    k: number,
+    mats: number,
+    table: number,
+    out: number,
+  ): void {
     const w = this.words();
     const p = (this.args + GEMV_ARGS) >> 2;
     let outputs: number;
@@ -319,7 +373,17 @@ export class WasmKernels {
    * A [r, in], B [out, r]; all byte addresses of float32 tensors in the heap. Rows whose float32 sum may have
    * over- or underflowed come back in `suspects` for the caller to redo in float64.
    */
-  weightNorm(w: number, a: number, b: number, out: number, inF: number, r: number, scale: number, transposeW: boolean, norms: number): number[] {
+  weightNorm(
+    w: number,
+    a: number,
+    b: number,
+    out: number,
+    inF: number,
+    r: number,
+    scale: number,
+    transposeW: boolean,
+    norms: number,
+  ): number[] {
     const heap = this.runtime.heap;
     const threads = this.threads;
     // U rows (s·B rows, or Aᵀ rows) packed in R-row panels; V (A, or s·Bᵀ) packed in 8-column panels.
@@ -526,7 +590,18 @@ export class WasmKernels {
  * k·kStride] for lines below `lines` (zero past them), k < depth. Plain index loops: this runs on the calling
  * thread before every weight norm, so it must not cost a closure call per element.
  */
-function packPanels(h: Float32Array, src: number, lineStride: number, kStride: number, lines: number, depth: number, width: number, scale: number, dst: number, panels: number): void {
+function packPanels(
+  h: Float32Array,
+  src: number,
+  lineStride: number,
+  kStride: number,
+  lines: number,
+  depth: number,
+  width: number,
+  scale: number,
+  dst: number,
+  panels: number,
+): void {
   let d = dst;
   for (let p = 0; p < panels; p++) {
     const first = p * width;

@@ -80,7 +80,12 @@ export class WorkerPool implements TaskRunner {
       rejectReady(new BackendError(`cpu: a worker thread failed: ${e instanceof Error ? e.message : String(e)}`));
     };
     for (let id = 1; id < threads; id++) {
-      const worker = host.spawn(WORKER_SOURCE, { module: variant.module, memory: runtime.memory, control, id, names: TASK_EXPORTS }, onMessage, onError);
+      const worker = host.spawn(
+        WORKER_SOURCE,
+        { module: variant.module, memory: runtime.memory, control, id, names: TASK_EXPORTS },
+        onMessage,
+        onError,
+      );
       worker.unref?.();
       this.workers.push(worker);
     }

@@ -28,7 +28,17 @@ const RESERVED = 1024;
 export type TaskFn = (task: number, args: number, tid: number) => void;
 
 /** Exports of the kernel module that the host calls (or hands to worker threads by name). */
-export const TASK_EXPORTS: readonly string[] = ['gemm_task', 'gemm_pack_task', 'gemm_block_task', 'gemv_task', 'im2col_task', 'col2im_task', 'wn_rows_task', 'wn_cols_task', ...elementwiseTaskNames()];
+export const TASK_EXPORTS: readonly string[] = [
+  'gemm_task',
+  'gemm_pack_task',
+  'gemm_block_task',
+  'gemv_task',
+  'im2col_task',
+  'col2im_task',
+  'wn_rows_task',
+  'wn_cols_task',
+  ...elementwiseTaskNames(),
+];
 export type TaskName = string;
 
 export interface KernelVariant {

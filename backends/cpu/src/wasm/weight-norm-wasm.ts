@@ -91,17 +91,20 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
     c.set(t.end, I.add(uEnd, I.shl(lane, 2)));
     c.set(t.q, vp);
     c.if(I.ltU(t.p, t.end), () => {
-      c.doWhile(() => {
-        c.set(t.av[0]!, V.load(t.q));
-        c.set(t.av[1]!, V.load(t.q, 16));
-        for (let i = 0; i < n; i++) {
-          c.set(t.bs, V.load32Splat(t.p, i * 4));
-          c.set(t.ba[i]![0]!, madd(t.bs, t.av[0]!, t.ba[i]![0]!));
-          c.set(t.ba[i]![1]!, madd(t.bs, t.av[1]!, t.ba[i]![1]!));
-        }
-        c.set(t.p, I.add(t.p, R * 4));
-        c.set(t.q, I.add(t.q, 32));
-      }, I.ltU(t.p, t.end));
+      c.doWhile(
+        () => {
+          c.set(t.av[0]!, V.load(t.q));
+          c.set(t.av[1]!, V.load(t.q, 16));
+          for (let i = 0; i < n; i++) {
+            c.set(t.bs, V.load32Splat(t.p, i * 4));
+            c.set(t.ba[i]![0]!, madd(t.bs, t.av[0]!, t.ba[i]![0]!));
+            c.set(t.ba[i]![1]!, madd(t.bs, t.av[1]!, t.ba[i]![1]!));
+          }
+          c.set(t.p, I.add(t.p, R * 4));
+          c.set(t.q, I.add(t.q, 32));
+        },
+        I.ltU(t.p, t.end),
+      );
     });
   };
 
@@ -114,7 +117,8 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
   };
 
   /** Float64 sum of the four lanes of a float32x4. */
-  const widenSum = (v: Expr): Expr => F64.add(F64.add(F64.promote(V.lane(v, 0)), F64.promote(V.lane(v, 1))), F64.add(F64.promote(V.lane(v, 2)), F64.promote(V.lane(v, 3))));
+  const widenSum = (v: Expr): Expr =>
+    F64.add(F64.add(F64.promote(V.lane(v, 0)), F64.promote(V.lane(v, 1))), F64.add(F64.promote(V.lane(v, 2)), F64.promote(V.lane(v, 3))));
 
   // Hot loops live in small functions called once per row tile, not inline in a task: V8 runs a function's
   // first calls in its baseline tier and only switches at a call boundary, so a single long call would run a
@@ -122,60 +126,68 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
 
   /** Rows layout, one tile of n rows starting at row i (i a multiple of R for n = R): norms[i..i+n). */
   const rowsTile = (n: number) =>
-    mb.func(`wn_rows_tile${n}`, [i32, i32, i32], [], (c, [i, args, sc]) => {
-      const arg = (w: number): Expr => I.load(args, w * 4);
-      const [inF, r, vTail, vrsB, vcs, j, jc, jEnd, panels, vp, kk, wRow, inB, up, uPanel, lane] = c.localsOf(i32, 16);
-      const t = newTile(c);
-      const x = c.local(v128);
-      const y = c.local(v128);
-      const s = c.local(f32);
-      const ve = c.local(f32);
-      c.set(inF, arg(WnArg.inF)).set(r, arg(WnArg.r));
-      c.set(vTail, arg(WnArg.vTail)).set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2)).set(vcs, arg(WnArg.vTailColStride));
-      c.set(inB, I.shl(inF, 2));
-      c.set(uPanel, I.mul(r, R * 4));
-      c.set(panels, I.and(inF, -8));
-      // Square accumulators (float32x4 at sc + 16·t) and float64 totals (at sc + 64 + 8·t) live in scratch:
-      // they change once per tile, and keeping them out of registers leaves all 15 to the B·A tile.
-      const sqAt = (k: number) => I.add(sc, k * 16);
-      const totAt = (k: number) => I.add(sc, 64 + k * 8);
-      // U panel of row i, and i's lane in it (0 for a whole tile).
-      c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
-      c.set(lane, n === R ? 0 : I.and(i, R - 1));
-      for (let k = 0; k < n; k++) {
-        c.storeV(sqAt(k), V.zero);
-        c.storeF64(totAt(k), F64.const(0));
-      }
-      c.set(wRow, I.add(arg(WnArg.w), I.mul(i, inB)));
-      c.set(vp, arg(WnArg.v));
-      c.for(jc, 0, panels, ROW_CHUNK, () => {
-        c.set(jEnd, minS(panels, I.add(jc, ROW_CHUNK)));
-        c.for(j, jc, jEnd, 8, () => {
-          tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
-          for (let k = 0; k < n; k++) {
-            const wp = I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2));
-            c.set(x, V.add(V.load(wp), t.ba[k]![0]!));
-            c.set(y, V.add(V.load(wp, 16), t.ba[k]![1]!));
-            c.storeV(sqAt(k), madd(y, y, madd(x, x, V.load(sqAt(k)))));
-          }
-          c.set(vp, I.add(vp, I.shl(r, 5)));
-        });
+    mb.func(
+      `wn_rows_tile${n}`,
+      [i32, i32, i32],
+      [],
+      (c, [i, args, sc]) => {
+        const arg = (w: number): Expr => I.load(args, w * 4);
+        const [inF, r, vTail, vrsB, vcs, j, jc, jEnd, panels, vp, kk, wRow, inB, up, uPanel, lane] = c.localsOf(i32, 16);
+        const t = newTile(c);
+        const x = c.local(v128);
+        const y = c.local(v128);
+        const s = c.local(f32);
+        const ve = c.local(f32);
+        c.set(inF, arg(WnArg.inF)).set(r, arg(WnArg.r));
+        c.set(vTail, arg(WnArg.vTail))
+          .set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2))
+          .set(vcs, arg(WnArg.vTailColStride));
+        c.set(inB, I.shl(inF, 2));
+        c.set(uPanel, I.mul(r, R * 4));
+        c.set(panels, I.and(inF, -8));
+        // Square accumulators (float32x4 at sc + 16·t) and float64 totals (at sc + 64 + 8·t) live in scratch:
+        // they change once per tile, and keeping them out of registers leaves all 15 to the B·A tile.
+        const sqAt = (k: number) => I.add(sc, k * 16);
+        const totAt = (k: number) => I.add(sc, 64 + k * 8);
+        // U panel of row i, and i's lane in it (0 for a whole tile).
+        c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
+        c.set(lane, n === R ? 0 : I.and(i, R - 1));
         for (let k = 0; k < n; k++) {
-          c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), widenSum(V.load(sqAt(k)))));
           c.storeV(sqAt(k), V.zero);
+          c.storeF64(totAt(k), F64.const(0));
         }
-      });
-      // Columns past the last whole panel, one at a time.
-      c.for(j, panels, inF, 1, () => {
-        for (let k = 0; k < n; k++) {
-          scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
-          c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2))), s));
-          c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), F64.mul(F64.promote(ve), F64.promote(ve))));
-        }
-      });
-      const norms = arg(WnArg.norms);
-      for (let k = 0; k < n; k++) c.storeF32(I.add(norms, I.shl(I.add(i, k), 2)), F32.demote(F64.sqrt(F64.load(totAt(k)))));
-    }, false);
+        c.set(wRow, I.add(arg(WnArg.w), I.mul(i, inB)));
+        c.set(vp, arg(WnArg.v));
+        c.for(jc, 0, panels, ROW_CHUNK, () => {
+          c.set(jEnd, minS(panels, I.add(jc, ROW_CHUNK)));
+          c.for(j, jc, jEnd, 8, () => {
+            tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
+            for (let k = 0; k < n; k++) {
+              const wp = I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2));
+              c.set(x, V.add(V.load(wp), t.ba[k]![0]!));
+              c.set(y, V.add(V.load(wp, 16), t.ba[k]![1]!));
+              c.storeV(sqAt(k), madd(y, y, madd(x, x, V.load(sqAt(k)))));
+            }
+            c.set(vp, I.add(vp, I.shl(r, 5)));
+          });
+          for (let k = 0; k < n; k++) {
+            c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), widenSum(V.load(sqAt(k)))));
+            c.storeV(sqAt(k), V.zero);
+          }
+        });
+        // Columns past the last whole panel, one at a time.
+        c.for(j, panels, inF, 1, () => {
+          for (let k = 0; k < n; k++) {
+            scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
+            c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2))), s));
+            c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), F64.mul(F64.promote(ve), F64.promote(ve))));
+          }
+        });
+        const norms = arg(WnArg.norms);
+        for (let k = 0; k < n; k++) c.storeF32(I.add(norms, I.shl(I.add(i, k), 2)), F32.demote(F64.sqrt(F64.load(totAt(k)))));
+      },
+      false,
+    );
   const rowsTileR = rowsTile(R);
   const rowsTile1 = rowsTile(1);
 
@@ -198,53 +210,61 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
 
   /** Column layout, one tile of n stored rows from row i over columns [j0, j1): partial sums of squares. */
   const colsTile = (n: number) =>
-    mb.func(`wn_cols_tile${n}`, [i32, i32, i32, i32], [], (c, [i, j0, j1, args]) => {
-      const arg = (w: number): Expr => I.load(args, w * 4);
-      const [out, r, vTail, vrsB, vcs, part, total, jv, j, vp, kk, wRow, outB, pp, up, uPanel, lane] = c.localsOf(i32, 17);
-      const t = newTile(c);
-      const x = c.local(v128);
-      const y = c.local(v128);
-      const s = c.local(f32);
-      const ve = c.local(f32);
-      const t64 = c.local(f64);
-      c.set(out, arg(WnArg.out)).set(r, arg(WnArg.r));
-      c.set(vTail, arg(WnArg.vTail)).set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2)).set(vcs, arg(WnArg.vTailColStride));
-      c.set(part, arg(WnArg.partial)).set(total, arg(WnArg.total));
-      c.set(outB, I.shl(out, 2));
-      c.set(uPanel, I.mul(r, R * 4));
-      c.set(jv, minS(j1, I.and(out, -8)));
-      c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
-      c.set(lane, n === R ? 0 : I.and(i, R - 1));
-      c.set(wRow, I.add(arg(WnArg.w), I.mul(i, outB)));
-      c.set(vp, I.add(arg(WnArg.v), I.shl(I.mul(j0, r), 2)));
-      c.for(j, j0, jv, 8, () => {
-        tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
-        c.set(pp, I.add(part, I.shl(j, 2)));
-        c.set(x, V.load(pp));
-        c.set(y, V.load(pp, 16));
-        for (let k = 0; k < n; k++) {
-          const wp = I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2));
-          c.set(t.ba[k]![0]!, V.add(V.load(wp), t.ba[k]![0]!));
-          c.set(t.ba[k]![1]!, V.add(V.load(wp, 16), t.ba[k]![1]!));
-          c.set(x, madd(t.ba[k]![0]!, t.ba[k]![0]!, x));
-          c.set(y, madd(t.ba[k]![1]!, t.ba[k]![1]!, y));
-        }
-        c.storeV(pp, x);
-        c.storeV(pp, y, 16);
-        c.set(vp, I.add(vp, I.shl(r, 5)));
-      });
-      // Columns past the last whole panel (only the last task has any), straight into the float64 totals.
-      c.for(j, jv, j1, 1, () => {
-        c.set(t64, F64.const(0));
-        for (let k = 0; k < n; k++) {
-          scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
-          c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2))), s));
-          c.set(t64, F64.add(t64, F64.mul(F64.promote(ve), F64.promote(ve))));
-        }
-        c.set(pp, I.add(total, I.shl(j, 3)));
-        c.storeF64(pp, F64.add(F64.load(pp), t64));
-      });
-    }, false);
+    mb.func(
+      `wn_cols_tile${n}`,
+      [i32, i32, i32, i32],
+      [],
+      (c, [i, j0, j1, args]) => {
+        const arg = (w: number): Expr => I.load(args, w * 4);
+        const [out, r, vTail, vrsB, vcs, part, total, jv, j, vp, kk, wRow, outB, pp, up, uPanel, lane] = c.localsOf(i32, 17);
+        const t = newTile(c);
+        const x = c.local(v128);
+        const y = c.local(v128);
+        const s = c.local(f32);
+        const ve = c.local(f32);
+        const t64 = c.local(f64);
+        c.set(out, arg(WnArg.out)).set(r, arg(WnArg.r));
+        c.set(vTail, arg(WnArg.vTail))
+          .set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2))
+          .set(vcs, arg(WnArg.vTailColStride));
+        c.set(part, arg(WnArg.partial)).set(total, arg(WnArg.total));
+        c.set(outB, I.shl(out, 2));
+        c.set(uPanel, I.mul(r, R * 4));
+        c.set(jv, minS(j1, I.and(out, -8)));
+        c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
+        c.set(lane, n === R ? 0 : I.and(i, R - 1));
+        c.set(wRow, I.add(arg(WnArg.w), I.mul(i, outB)));
+        c.set(vp, I.add(arg(WnArg.v), I.shl(I.mul(j0, r), 2)));
+        c.for(j, j0, jv, 8, () => {
+          tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
+          c.set(pp, I.add(part, I.shl(j, 2)));
+          c.set(x, V.load(pp));
+          c.set(y, V.load(pp, 16));
+          for (let k = 0; k < n; k++) {
+            const wp = I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2));
+            c.set(t.ba[k]![0]!, V.add(V.load(wp), t.ba[k]![0]!));
+            c.set(t.ba[k]![1]!, V.add(V.load(wp, 16), t.ba[k]![1]!));
+            c.set(x, madd(t.ba[k]![0]!, t.ba[k]![0]!, x));
+            c.set(y, madd(t.ba[k]![1]!, t.ba[k]![1]!, y));
+          }
+          c.storeV(pp, x);
+          c.storeV(pp, y, 16);
+          c.set(vp, I.add(vp, I.shl(r, 5)));
+        });
+        // Columns past the last whole panel (only the last task has any), straight into the float64 totals.
+        c.for(j, jv, j1, 1, () => {
+          c.set(t64, F64.const(0));
+          for (let k = 0; k < n; k++) {
+            scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
+            c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2))), s));
+            c.set(t64, F64.add(t64, F64.mul(F64.promote(ve), F64.promote(ve))));
+          }
+          c.set(pp, I.add(total, I.shl(j, 3)));
+          c.storeF64(pp, F64.add(F64.load(pp), t64));
+        });
+      },
+      false,
+    );
   const colsTileR = colsTile(R);
   const colsTile1 = colsTile(1);
 

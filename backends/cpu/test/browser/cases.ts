@@ -15,17 +15,27 @@ export interface BrowserCase {
 
 /** Large enough that a backend with splitThreshold 0 (or the default 2¹⁸) splits each across threads. */
 export const CASES: readonly BrowserCase[] = [
-  { name: 'matmul 256×300·300×190', outShape: [256, 190], run: (be, up) => be.matmul(up(seeded(256 * 300, 1), [256, 300]), up(seeded(300 * 190, 2), [300, 190]), {}, [256, 190]) },
+  {
+    name: 'matmul 256×300·300×190',
+    outShape: [256, 190],
+    run: (be, up) => be.matmul(up(seeded(256 * 300, 1), [256, 300]), up(seeded(300 * 190, 2), [300, 190]), {}, [256, 190]),
+  },
   {
     name: 'matmul 256×300·(190×300)ᵀ',
     outShape: [256, 190],
-    run: (be, up) => be.matmul(up(seeded(256 * 300, 3), [256, 300]), up(seeded(190 * 300, 4), [190, 300]), { transposeB: true }, [256, 190]),
+    run: (be, up) =>
+      be.matmul(up(seeded(256 * 300, 3), [256, 300]), up(seeded(190 * 300, 4), [190, 300]), { transposeB: true }, [256, 190]),
   },
-  { name: 'GEMV 1×2000·2000×600', outShape: [1, 600], run: (be, up) => be.matmul(up(seeded(2000, 5), [1, 2000]), up(seeded(2000 * 600, 6), [2000, 600]), {}, [1, 600]) },
+  {
+    name: 'GEMV 1×2000·2000×600',
+    outShape: [1, 600],
+    run: (be, up) => be.matmul(up(seeded(2000, 5), [1, 2000]), up(seeded(2000 * 600, 6), [2000, 600]), {}, [1, 600]),
+  },
   {
     name: 'weightNorm 300×1000 r 8',
     outShape: [300],
-    run: (be, up) => be.weightNorm(up(seeded(300 * 1000, 7), [300, 1000]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {}),
+    run: (be, up) =>
+      be.weightNorm(up(seeded(300 * 1000, 7), [300, 1000]), up(seeded(8 * 1000, 8), [8, 1000]), up(seeded(300 * 8, 9), [300, 8]), 2, {}),
   },
 ];
 

@@ -66,7 +66,8 @@ function b64(a: Float32Array): string {
 function instrument(be: CpuBackend): { dispatched: number; calling: number } | string {
   type Fn = (task: number, args: number, tid: number) => void;
   const pool = (be as unknown as { pool?: { run?: (name: string, tasks: number, args: number) => void; fns?: Fn[] } | null }).pool;
-  if (!pool || typeof pool.run !== 'function' || !Array.isArray(pool.fns)) return 'the backend has no WorkerPool with run() and fns[] (pool.ts changed? update test/browser/page.ts)';
+  if (!pool || typeof pool.run !== 'function' || !Array.isArray(pool.fns))
+    return 'the backend has no WorkerPool with run() and fns[] (pool.ts changed? update test/browser/page.ts)';
   const counts = { dispatched: 0, calling: 0 };
   const run = pool.run.bind(pool);
   pool.run = (name, tasks, args) => {
@@ -132,7 +133,8 @@ async function threadedSuite(): Promise<ThreadedReport> {
   const unstable: string[] = [];
   let rounds = 1;
   for (; typeof counts !== 'string' && counts.dispatched === counts.calling && rounds < 40 && readyError === undefined; rounds++) {
-    for (const c of CASES) if (b64(await runCase(threaded, c)) !== outputs[c.name]!.threaded) unstable.push(`${c.name} (round ${rounds + 1})`);
+    for (const c of CASES)
+      if (b64(await runCase(threaded, c)) !== outputs[c.name]!.threaded) unstable.push(`${c.name} (round ${rounds + 1})`);
   }
   const live = { threaded: threaded.liveBuffers(), one: one.liveBuffers(), js: js.liveBuffers() };
   step('dispose');
@@ -226,7 +228,12 @@ async function plainSuite(): Promise<PlainReport> {
     sharedArrayBufferGlobal: typeof g.SharedArrayBuffer === 'function',
     features: wasmFeatures(),
     auto: { kernels: auto.kernels, threads: auto.threads, fma: auto.fma },
-    asked: { kernels: asked.kernels, threads: asked.threads, maxThreads: asked.maxThreads, ...(readyError === undefined ? {} : { readyError }) },
+    asked: {
+      kernels: asked.kernels,
+      threads: asked.threads,
+      maxThreads: asked.maxThreads,
+      ...(readyError === undefined ? {} : { readyError }),
+    },
     autoThreads: { kernels: autoThreads.kernels, threads: autoThreads.threads },
     wasmRefused,
     outputs,

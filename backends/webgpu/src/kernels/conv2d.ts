@@ -11,18 +11,48 @@ import type { TensorArg } from './elementwise.js';
 
 const CONV_UNIFORMS = {
   scalars: [
-    ['n', 'u32'], ['N', 'u32'], ['C', 'u32'], ['H', 'u32'], ['W', 'u32'], ['O', 'u32'], ['OH', 'u32'], ['OW', 'u32'],
-    ['KH', 'u32'], ['KW', 'u32'], ['sh', 'u32'], ['sw', 'u32'], ['ph', 'u32'], ['pw', 'u32'], ['dh', 'u32'], ['dw', 'u32'],
-    ['groups', 'u32'], ['cpg', 'u32'], ['opg', 'u32'],
+    ['n', 'u32'],
+    ['N', 'u32'],
+    ['C', 'u32'],
+    ['H', 'u32'],
+    ['W', 'u32'],
+    ['O', 'u32'],
+    ['OH', 'u32'],
+    ['OW', 'u32'],
+    ['KH', 'u32'],
+    ['KW', 'u32'],
+    ['sh', 'u32'],
+    ['sw', 'u32'],
+    ['ph', 'u32'],
+    ['pw', 'u32'],
+    ['dh', 'u32'],
+    ['dw', 'u32'],
+    ['groups', 'u32'],
+    ['cpg', 'u32'],
+    ['opg', 'u32'],
   ],
   dims: 0,
 } as const;
 
 interface ConvGeometry {
-  N: number; C: number; H: number; W: number; O: number; OH: number; OW: number; KH: number; KW: number;
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  OH: number;
+  OW: number;
+  KH: number;
+  KW: number;
 }
 
-function geometry(xShape: readonly number[], wShape: readonly number[], yShape: readonly number[], p: Conv2dParams, op: string): ConvGeometry {
+function geometry(
+  xShape: readonly number[],
+  wShape: readonly number[],
+  yShape: readonly number[],
+  p: Conv2dParams,
+  op: string,
+): ConvGeometry {
   if (xShape.length !== 4 || wShape.length !== 4 || yShape.length !== 4) {
     throw new ShapeError(`webgpu ${op}: expects 4-D x, w, y; got [${xShape.join(', ')}], [${wShape.join(', ')}], [${yShape.join(', ')}]`);
   }
@@ -37,9 +67,25 @@ function geometry(xShape: readonly number[], wShape: readonly number[], yShape: 
 
 function scalars(g: ConvGeometry, p: Conv2dParams, n: number): Record<string, number> {
   return {
-    n, N: g.N, C: g.C, H: g.H, W: g.W, O: g.O, OH: g.OH, OW: g.OW, KH: g.KH, KW: g.KW,
-    sh: p.stride[0], sw: p.stride[1], ph: p.padding[0], pw: p.padding[1], dh: p.dilation[0], dw: p.dilation[1],
-    groups: p.groups, cpg: g.C / p.groups, opg: g.O / p.groups,
+    n,
+    N: g.N,
+    C: g.C,
+    H: g.H,
+    W: g.W,
+    O: g.O,
+    OH: g.OH,
+    OW: g.OW,
+    KH: g.KH,
+    KW: g.KW,
+    sh: p.stride[0],
+    sw: p.stride[1],
+    ph: p.padding[0],
+    pw: p.padding[1],
+    dh: p.dilation[0],
+    dw: p.dilation[1],
+    groups: p.groups,
+    cpg: g.C / p.groups,
+    opg: g.O / p.groups,
   };
 }
 
@@ -65,7 +111,9 @@ export function conv2d(ctx: KernelContext, x: TensorArg, w: TensorArg, p: Conv2d
     source: () => `${bindOutput(1, 'y', 'f32')}
 ${bindInput(2, 'x', storageType(x.t.dtype))}
 ${bindInput(3, 'w', storageType(w.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let ow = index % P.OW;
   let oh = (index / P.OW) % P.OH;
   let o = (index / (P.OW * P.OH)) % P.O;
@@ -85,13 +133,20 @@ ${linearMain(WG, `  if (index >= P.n) { return; }
       }
     }
   }
-  y[index] = s;`)}`,
+  y[index] = s;`,
+)}`,
   };
   const n = sizeOf(outShape);
   return run(ctx, program, ctx.alloc('float32', n), [x.t, w.t], scalars(g, p, n));
 }
 
-export function conv2dBackpropInput(ctx: KernelContext, dy: TensorArg, w: TensorArg, p: Conv2dParams, xShape: readonly number[]): GpuTensor {
+export function conv2dBackpropInput(
+  ctx: KernelContext,
+  dy: TensorArg,
+  w: TensorArg,
+  p: Conv2dParams,
+  xShape: readonly number[],
+): GpuTensor {
   const g = geometry(xShape, w.shape, dy.shape, p, 'conv2dBackpropInput');
   const program: Program = {
     key: `conv2d-dx:${dy.t.dtype}:${w.t.dtype}`,
@@ -102,7 +157,9 @@ export function conv2dBackpropInput(ctx: KernelContext, dy: TensorArg, w: Tensor
     source: () => `${bindOutput(1, 'dx', 'f32')}
 ${bindInput(2, 'dy', storageType(dy.t.dtype))}
 ${bindInput(3, 'w', storageType(w.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let iw = index % P.W;
   let ih = (index / P.W) % P.H;
   let c = (index / (P.W * P.H)) % P.C;
@@ -128,13 +185,20 @@ ${linearMain(WG, `  if (index >= P.n) { return; }
       }
     }
   }
-  dx[index] = s;`)}`,
+  dx[index] = s;`,
+)}`,
   };
   const n = sizeOf(xShape);
   return run(ctx, program, ctx.alloc('float32', n), [dy.t, w.t], scalars(g, p, n));
 }
 
-export function conv2dBackpropFilter(ctx: KernelContext, x: TensorArg, dy: TensorArg, p: Conv2dParams, wShape: readonly number[]): GpuTensor {
+export function conv2dBackpropFilter(
+  ctx: KernelContext,
+  x: TensorArg,
+  dy: TensorArg,
+  p: Conv2dParams,
+  wShape: readonly number[],
+): GpuTensor {
   const g = geometry(x.shape, wShape, dy.shape, p, 'conv2dBackpropFilter');
   const program: Program = {
     key: `conv2d-dw:${x.t.dtype}:${dy.t.dtype}`,
@@ -145,7 +209,9 @@ export function conv2dBackpropFilter(ctx: KernelContext, x: TensorArg, dy: Tenso
     source: () => `${bindOutput(1, 'dw', 'f32')}
 ${bindInput(2, 'x', storageType(x.t.dtype))}
 ${bindInput(3, 'dy', storageType(dy.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let kw = index % P.KW;
   let kh = (index / P.KW) % P.KH;
   let cl = (index / (P.KW * P.KH)) % P.cpg;
@@ -165,7 +231,8 @@ ${linearMain(WG, `  if (index >= P.n) { return; }
       }
     }
   }
-  dw[index] = s;`)}`,
+  dw[index] = s;`,
+)}`,
   };
   const n = sizeOf(wShape);
   return run(ctx, program, ctx.alloc('float32', n), [x.t, dy.t], scalars(g, p, n));

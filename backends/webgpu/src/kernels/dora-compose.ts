@@ -30,7 +30,9 @@ export function doraCompose(
   const hasBias = bias !== null;
   const allF32 = [base, lora, g, ...(bias ? [bias] : [])].every((t) => t.t.dtype === 'float32');
   if (ctx.options.fuse && allF32 && lora.t.buf !== base.t.buf) {
-    const pending = ctx.rt.takePending((op) => isPendingMatmul(op) && op.plan.composable && op.plan.out.buf === base.t.buf && op.plan.out.size === base.t.size);
+    const pending = ctx.rt.takePending(
+      (op) => isPendingMatmul(op) && op.plan.composable && op.plan.out.buf === base.t.buf && op.plan.out.size === base.t.size,
+    );
     if (pending && isPendingMatmul(pending)) {
       const y = ctx.alloc('float32', base.t.size);
       pending.plan.emit({ lora: lora.t.buf, g: g.t.buf, bias: bias?.t.buf ?? null, scale, y });
@@ -40,7 +42,14 @@ export function doraCompose(
   const program: Program = {
     key: `dora-compose:${base.t.dtype}:${lora.t.dtype}:${g.t.dtype}:${hasBias ? bias.t.dtype : 'none'}`,
     name: 'doraCompose',
-    uniforms: { scalars: [['n', 'u32'], ['cols', 'u32'], ['scale', 'f32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['cols', 'u32'],
+        ['scale', 'f32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: hasBias ? 4 : 3,
     source: () => `${bindOutput(1, 'y', 'f32')}
@@ -48,10 +57,13 @@ ${bindInput(2, 'base', storageType(base.t.dtype))}
 ${bindInput(3, 'lora', storageType(lora.t.dtype))}
 ${bindInput(4, 'g', storageType(g.t.dtype))}
 ${hasBias ? bindInput(5, 'bias', storageType(bias.t.dtype)) : ''}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let col = index % P.cols;
   let v = ${loadF32('g', g.t.dtype, 'col')} * fma(P.scale, ${loadF32('lora', lora.t.dtype, 'index')}, ${loadF32('base', base.t.dtype, 'index')});
-  y[index] = ${hasBias ? `${loadF32('bias', bias.t.dtype, 'col')} + v` : 'v'};`)}`,
+  y[index] = ${hasBias ? `${loadF32('bias', bias.t.dtype, 'col')} + v` : 'v'};`,
+)}`,
   };
   const n = base.t.size;
   const y = ctx.alloc('float32', n);

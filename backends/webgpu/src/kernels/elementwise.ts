@@ -7,7 +7,16 @@ import type { GpuTensor, KernelContext } from '../context.js';
 import type { Program } from '../runtime.js';
 import { broadcastStrides, grid, MAX_RANK, padTo, sameShape, sizeOf, assertRank } from '../shapes.js';
 import { elementsPerWord } from '../storage.js';
-import { bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, loadI32, storageType } from '../wgsl/common.js';
+import {
+  bindInput,
+  bindOutput,
+  DIMS_ACCESSOR,
+  ELEMENTWISE_WORKGROUP as WG,
+  linearMain,
+  loadF32,
+  loadI32,
+  storageType,
+} from '../wgsl/common.js';
 import { MATH_HELPERS } from '../wgsl/math.js';
 
 export interface TensorArg {
@@ -24,7 +33,13 @@ function linearGrid(ctx: KernelContext, threads: number): [number, number] {
 const fillProgram: Program = {
   key: 'fill',
   name: 'fill',
-  uniforms: { scalars: [['n', 'u32'], ['word', 'u32']], dims: 0 },
+  uniforms: {
+    scalars: [
+      ['n', 'u32'],
+      ['word', 'u32'],
+    ],
+    dims: 0,
+  },
   outputs: 1,
   inputs: 0,
   source: () => `${bindOutput(1, 'out', 'u32')}
@@ -102,38 +117,65 @@ export function unaryOutDType(op: UnaryOp, dtype: DType): DType {
 
 function unaryExprF32(op: UnaryOp): string {
   switch (op) {
-    case 'neg': return '-x';
-    case 'abs': return 'abs(x)';
-    case 'exp': return 'exp(x)';
-    case 'log': return 'log(x)';
-    case 'sqrt': return 'sqrt(x)';
-    case 'rsqrt': return 'inverseSqrt(x)';
-    case 'reciprocal': return '1.0 / x';
-    case 'square': return 'x * x';
-    case 'relu': return 'select(0.0, x, x > 0.0 || is_nan(x))';
-    case 'step': return 'select(0.0, 1.0, x > 0.0)';
-    case 'sigmoid': return 'sigmoid_f(x)';
-    case 'silu': return 'x * sigmoid_f(x)';
-    case 'gelu': return 'gelu_erf(x)';
-    case 'geluTanh': return 'gelu_tanh(x)';
-    case 'tanh': return 'tanh_f(x)';
-    case 'erf': return 'erf_f(x)';
-    case 'sign': return 'sign(x)';
-    case 'sin': return 'sin(x)';
-    case 'cos': return 'cos(x)';
-    case 'isFinite': return 'select(0.0, 1.0, (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u)';
+    case 'neg':
+      return '-x';
+    case 'abs':
+      return 'abs(x)';
+    case 'exp':
+      return 'exp(x)';
+    case 'log':
+      return 'log(x)';
+    case 'sqrt':
+      return 'sqrt(x)';
+    case 'rsqrt':
+      return 'inverseSqrt(x)';
+    case 'reciprocal':
+      return '1.0 / x';
+    case 'square':
+      return 'x * x';
+    case 'relu':
+      return 'select(0.0, x, x > 0.0 || is_nan(x))';
+    case 'step':
+      return 'select(0.0, 1.0, x > 0.0)';
+    case 'sigmoid':
+      return 'sigmoid_f(x)';
+    case 'silu':
+      return 'x * sigmoid_f(x)';
+    case 'gelu':
+      return 'gelu_erf(x)';
+    case 'geluTanh':
+      return 'gelu_tanh(x)';
+    case 'tanh':
+      return 'tanh_f(x)';
+    case 'erf':
+      return 'erf_f(x)';
+    case 'sign':
+      return 'sign(x)';
+    case 'sin':
+      return 'sin(x)';
+    case 'cos':
+      return 'cos(x)';
+    case 'isFinite':
+      return 'select(0.0, 1.0, (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u)';
   }
 }
 
 function unaryExprI32(op: UnaryOp): string {
   switch (op) {
-    case 'neg': return '-x';
-    case 'abs': return 'abs(x)';
-    case 'square': return 'x * x';
-    case 'relu': return 'max(x, 0)';
-    case 'step': return 'select(0, 1, x > 0)';
-    case 'sign': return 'sign(x)';
-    default: throw new DTypeError(`webgpu unary '${op}' has no int32 form`);
+    case 'neg':
+      return '-x';
+    case 'abs':
+      return 'abs(x)';
+    case 'square':
+      return 'x * x';
+    case 'relu':
+      return 'max(x, 0)';
+    case 'step':
+      return 'select(0, 1, x > 0)';
+    case 'sign':
+      return 'sign(x)';
+    default:
+      throw new DTypeError(`webgpu unary '${op}' has no int32 form`);
   }
 }
 
@@ -149,9 +191,12 @@ export function unary(ctx: KernelContext, op: UnaryOp, a: TensorArg): GpuTensor 
     source: () => `${MATH_HELPERS}
 ${bindOutput(1, 'out', int ? 'i32' : 'f32')}
 ${bindInput(2, 'a', storageType(a.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let x = ${int ? loadI32('a', a.t.dtype, 'index') : loadF32('a', a.t.dtype, 'index')};
-  out[index] = ${int ? unaryExprI32(op) : unaryExprF32(op)};`)}`,
+  out[index] = ${int ? unaryExprI32(op) : unaryExprF32(op)};`,
+)}`,
   };
   const out = ctx.alloc(outDType, a.t.size);
   ctx.rt.dispatch({ program, outputs: [out.buf], inputs: [a.t.buf], scalars: { n: a.t.size }, workgroups: linearGrid(ctx, a.t.size) });
@@ -165,14 +210,24 @@ export function affine(ctx: KernelContext, a: TensorArg, scale: number, offset: 
   const program: Program = {
     key: `affine:${a.t.dtype}`,
     name: 'affine',
-    uniforms: { scalars: [['n', 'u32'], ['scale', 'f32'], ['offset', 'f32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['scale', 'f32'],
+        ['offset', 'f32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${bindOutput(1, 'out', int ? 'i32' : 'f32')}
 ${bindInput(2, 'a', storageType(a.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let y = fma(${loadF32('a', a.t.dtype, 'index')}, P.scale, P.offset);
-  out[index] = ${int ? 'i32(y)' : 'y'};`)}`,
+  out[index] = ${int ? 'i32(y)' : 'y'};`,
+)}`,
   };
   const out = ctx.alloc(int ? 'int32' : 'float32', a.t.size);
   ctx.rt.dispatch({
@@ -197,26 +252,43 @@ export function binaryOutDType(op: BinaryOp, a: DType, b: DType): DType {
 function binaryExpr(op: BinaryOp, int: boolean): string {
   if (int) {
     switch (op) {
-      case 'add': return 'x + y';
-      case 'sub': return 'x - y';
-      case 'mul': return 'x * y';
-      case 'div': return 'select(x / y, 0, y == 0)';
-      case 'max': return 'max(x, y)';
-      case 'min': return 'min(x, y)';
-      case 'pow': return 'i32(pow_f(f32(x), f32(y)))';
-      default: throw new DTypeError(`webgpu binary '${op}' has no int32 form`);
+      case 'add':
+        return 'x + y';
+      case 'sub':
+        return 'x - y';
+      case 'mul':
+        return 'x * y';
+      case 'div':
+        return 'select(x / y, 0, y == 0)';
+      case 'max':
+        return 'max(x, y)';
+      case 'min':
+        return 'min(x, y)';
+      case 'pow':
+        return 'i32(pow_f(f32(x), f32(y)))';
+      default:
+        throw new DTypeError(`webgpu binary '${op}' has no int32 form`);
     }
   }
   switch (op) {
-    case 'add': return 'x + y';
-    case 'sub': return 'x - y';
-    case 'mul': return 'x * y';
-    case 'div': return 'x / y';
-    case 'max': return 'max_nan(x, y)';
-    case 'min': return 'min_nan(x, y)';
-    case 'pow': return 'pow_f(x, y)';
-    case 'greater': return 'select(0.0, 1.0, x > y)';
-    case 'equal': return 'select(0.0, 1.0, x == y)';
+    case 'add':
+      return 'x + y';
+    case 'sub':
+      return 'x - y';
+    case 'mul':
+      return 'x * y';
+    case 'div':
+      return 'x / y';
+    case 'max':
+      return 'max_nan(x, y)';
+    case 'min':
+      return 'min_nan(x, y)';
+    case 'pow':
+      return 'pow_f(x, y)';
+    case 'greater':
+      return 'select(0.0, 1.0, x > y)';
+    case 'equal':
+      return 'select(0.0, 1.0, x == y)';
   }
 }
 
@@ -255,7 +327,13 @@ export function binary(ctx: KernelContext, op: BinaryOp, a: TensorArg, b: Tensor
   const program: Program = {
     key: `binary:${op}:${a.t.dtype}:${b.t.dtype}:${general ? 'bcast' : 'same'}${cmpInt ? ':icmp' : ''}`,
     name: `binary ${op}`,
-    uniforms: { scalars: [['n', 'u32'], ['rank', 'u32']], dims: general ? 3 * MAX_RANK : 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['rank', 'u32'],
+      ],
+      dims: general ? 3 * MAX_RANK : 0,
+    },
     outputs: 1,
     inputs: 2,
     source: () => `${MATH_HELPERS}
@@ -263,11 +341,14 @@ ${general ? DIMS_ACCESSOR : ''}
 ${bindOutput(1, 'out', outDType === 'int32' ? 'i32' : 'f32')}
 ${bindInput(2, 'a', storageType(a.t.dtype))}
 ${bindInput(3, 'b', storageType(b.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
 ${broadcastPrologue(general, 2)}
   let x = ${cmpInt ? loadI32('a', a.t.dtype, 'i0') : load('a', a.t, 'i0')};
   let y = ${cmpInt ? loadI32('b', b.t.dtype, 'i1') : load('b', b.t, 'i1')};
-  out[index] = ${binaryExpr(op, int)};`)}`,
+  out[index] = ${binaryExpr(op, int)};`,
+)}`,
   };
   const n = sizeOf(outShape);
   const out = ctx.alloc(outDType, n);
@@ -290,7 +371,13 @@ export function where(ctx: KernelContext, cond: TensorArg, a: TensorArg, b: Tens
   const program: Program = {
     key: `where:${cond.t.dtype}:${a.t.dtype}:${b.t.dtype}:${general ? 'bcast' : 'same'}`,
     name: 'where',
-    uniforms: { scalars: [['n', 'u32'], ['rank', 'u32']], dims: general ? 4 * MAX_RANK : 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['rank', 'u32'],
+      ],
+      dims: general ? 4 * MAX_RANK : 0,
+    },
     outputs: 1,
     inputs: 3,
     source: () => `${general ? DIMS_ACCESSOR : ''}
@@ -298,9 +385,12 @@ ${bindOutput(1, 'out', int ? 'i32' : 'f32')}
 ${bindInput(2, 'c', storageType(cond.t.dtype))}
 ${bindInput(3, 'a', storageType(a.t.dtype))}
 ${bindInput(4, 'b', storageType(b.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
 ${broadcastPrologue(general, 3)}
-  out[index] = select(${load('b', b.t, 'i2')}, ${load('a', a.t, 'i1')}, ${loadF32('c', cond.t.dtype, 'i0')} != 0.0);`)}`,
+  out[index] = select(${load('b', b.t, 'i2')}, ${load('a', a.t, 'i1')}, ${loadF32('c', cond.t.dtype, 'i0')} != 0.0);`,
+)}`,
   };
   const n = sizeOf(outShape);
   const out = ctx.alloc(int ? 'int32' : 'float32', n);

@@ -8,7 +8,17 @@ import type { GpuTensor, KernelContext } from '../context.js';
 import type { Program } from '../runtime.js';
 import { assertRank, grid, MAX_RANK, padTo, sizeOf, stridesOf } from '../shapes.js';
 import { elementsPerWord } from '../storage.js';
-import { bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadBits, loadF32, loadI32, storageType } from '../wgsl/common.js';
+import {
+  bindInput,
+  bindOutput,
+  DIMS_ACCESSOR,
+  ELEMENTWISE_WORKGROUP as WG,
+  linearMain,
+  loadBits,
+  loadF32,
+  loadI32,
+  storageType,
+} from '../wgsl/common.js';
 import { fill, type TensorArg } from './elementwise.js';
 
 function linearGrid(ctx: KernelContext, threads: number): [number, number] {
@@ -33,14 +43,29 @@ function wordsOf(dtype: DType, n: number): number {
 }
 
 /** out[e] = a[base + Σ coord_d(e) · srcStride_d]: transpose and slice are both this. */
-function stridedCopy(ctx: KernelContext, a: TensorArg, outShape: readonly number[], srcStrides: readonly number[], base: number, op: string): GpuTensor {
+function stridedCopy(
+  ctx: KernelContext,
+  a: TensorArg,
+  outShape: readonly number[],
+  srcStrides: readonly number[],
+  base: number,
+  op: string,
+): GpuTensor {
   assertRank(outShape, op);
   const dtype = a.t.dtype;
   const n = sizeOf(outShape);
   const program: Program = {
     key: `strided-copy:${dtype}`,
     name: 'strided copy',
-    uniforms: { scalars: [['n', 'u32'], ['words', 'u32'], ['rank', 'u32'], ['base', 'u32']], dims: 2 * MAX_RANK },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['words', 'u32'],
+        ['rank', 'u32'],
+        ['base', 'u32'],
+      ],
+      dims: 2 * MAX_RANK,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${DIMS_ACCESSOR}
@@ -56,8 +81,11 @@ fn src_index(e: u32) -> u32 {
   }
   return off;
 }
-${linearMain(WG, `  if (index >= P.words) { return; }
-${packWord(dtype, (e) => loadBits('a', dtype, `src_index(${e})`))}`)}`,
+${linearMain(
+  WG,
+  `  if (index >= P.words) { return; }
+${packWord(dtype, (e) => loadBits('a', dtype, `src_index(${e})`))}`,
+)}`,
   };
   const out = ctx.alloc(dtype, n);
   const words = wordsOf(dtype, n);
@@ -77,7 +105,14 @@ export function transpose(ctx: KernelContext, a: TensorArg, perm: readonly numbe
     throw new ShapeError(`webgpu transpose: perm [${perm.join(', ')}] is not a permutation of rank ${a.shape.length}`);
   }
   const strides = stridesOf(a.shape);
-  return stridedCopy(ctx, a, perm.map((p) => a.shape[p]!), perm.map((p) => strides[p]!), 0, 'transpose');
+  return stridedCopy(
+    ctx,
+    a,
+    perm.map((p) => a.shape[p]!),
+    perm.map((p) => strides[p]!),
+    0,
+    'transpose',
+  );
 }
 
 export function slice(ctx: KernelContext, a: TensorArg, begin: readonly number[], size: readonly number[]): GpuTensor {
@@ -134,7 +169,14 @@ export function concat(ctx: KernelContext, tensors: readonly TensorArg[], axis: 
   const program: Program = {
     key: `concat:${dtype}:${k}`,
     name: `concat ${k}`,
-    uniforms: { scalars: [['n', 'u32'], ['words', 'u32'], ['outInner', 'u32']], dims: 2 * MAX_RANK },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['words', 'u32'],
+        ['outInner', 'u32'],
+      ],
+      dims: 2 * MAX_RANK,
+    },
     outputs: 1,
     inputs: k,
     source: () => `${DIMS_ACCESSOR}
@@ -145,8 +187,11 @@ fn element_bits(e: u32) -> u32 {
   let col = e % P.outInner;
 ${pick}
 }
-${linearMain(WG, `  if (index >= P.words) { return; }
-${packWord(dtype, (e) => `element_bits(${e})`)}`)}`,
+${linearMain(
+  WG,
+  `  if (index >= P.words) { return; }
+${packWord(dtype, (e) => `element_bits(${e})`)}`,
+)}`,
   };
   const out = ctx.alloc(dtype, n);
   const words = wordsOf(dtype, n);
@@ -199,14 +244,23 @@ export function cast(ctx: KernelContext, a: TensorArg, to: DType): GpuTensor {
   const program: Program = {
     key: `cast:${from}:${to}`,
     name: `cast ${from}→${to}`,
-    uniforms: { scalars: [['n', 'u32'], ['words', 'u32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['words', 'u32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${CAST_HELPERS}
 ${bindOutput(1, 'out', 'u32')}
 ${bindInput(2, 'a', storageType(from))}
-${linearMain(WG, `  if (index >= P.words) { return; }
-${packWord(to, (e) => convertBits(from, to, e))}`)}`,
+${linearMain(
+  WG,
+  `  if (index >= P.words) { return; }
+${packWord(to, (e) => convertBits(from, to, e))}`,
+)}`,
   };
   const out = ctx.alloc(to, n);
   const words = wordsOf(to, n);
@@ -221,23 +275,36 @@ export function gather(ctx: KernelContext, table: TensorArg, indices: TensorArg)
   const count = indices.t.size;
   const dtype = table.t.dtype;
   const outDType: DType = dtype === 'int32' ? 'int32' : 'float32';
-  const value = dtype === 'int32' || dtype === 'float32' ? loadBits('table', dtype, 'row * P.cols + col') : `bitcast<u32>(${loadF32('table', dtype, 'row * P.cols + col')})`;
+  const value =
+    dtype === 'int32' || dtype === 'float32'
+      ? loadBits('table', dtype, 'row * P.cols + col')
+      : `bitcast<u32>(${loadF32('table', dtype, 'row * P.cols + col')})`;
   const program: Program = {
     key: `gather:${dtype}:${indices.t.dtype}`,
     name: 'gather',
-    uniforms: { scalars: [['n', 'u32'], ['rows', 'u32'], ['cols', 'u32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['rows', 'u32'],
+        ['cols', 'u32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 2,
     source: () => `${bindOutput(1, 'out', 'u32')}
 ${bindInput(2, 'table', 'u32')}
 ${bindInput(3, 'idx', storageType(indices.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let i = index / P.cols;
   let col = index % P.cols;
   let r = ${loadI32('idx', indices.t.dtype, 'i')};
   if (r < 0 || u32(r) >= P.rows) { out[index] = 0u; return; }
   let row = u32(r);
-  out[index] = ${value};`)}`,
+  out[index] = ${value};`,
+)}`,
   };
   const n = count * cols;
   const out = ctx.alloc(outDType, n);
@@ -257,7 +324,7 @@ ${linearMain(WG, `  if (index >= P.n) { return; }
  */
 export function scatterAdd(ctx: KernelContext, indices: TensorArg, updates: TensorArg, numRows: number): GpuTensor {
   const count = indices.t.size;
-  const cols = count > 0 ? updates.t.size / count : updates.shape[updates.shape.length - 1] ?? 1;
+  const cols = count > 0 ? updates.t.size / count : (updates.shape[updates.shape.length - 1] ?? 1);
   if (!Number.isInteger(cols)) {
     throw new ShapeError(`webgpu scatterAdd: updates [${updates.shape.join(', ')}] do not split into ${count} rows`);
   }
@@ -265,13 +332,22 @@ export function scatterAdd(ctx: KernelContext, indices: TensorArg, updates: Tens
   const program: Program = {
     key: `scatter-add:${indices.t.dtype}:${updates.t.dtype}`,
     name: 'scatterAdd',
-    uniforms: { scalars: [['n', 'u32'], ['rows', 'u32'], ['cols', 'u32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['rows', 'u32'],
+        ['cols', 'u32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 2,
     source: () => `@group(0) @binding(1) var<storage, read_write> out: array<atomic<u32>>;
 ${bindInput(2, 'idx', storageType(indices.t.dtype))}
 ${bindInput(3, 'upd', storageType(updates.t.dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   let i = index / P.cols;
   let col = index % P.cols;
   let r = ${loadI32('idx', indices.t.dtype, 'i')};
@@ -283,7 +359,8 @@ ${linearMain(WG, `  if (index >= P.n) { return; }
     let res = atomicCompareExchangeWeak(&out[slot], old, bitcast<u32>(bitcast<f32>(old) + v));
     if (res.exchanged) { break; }
     old = res.old_value;
-  }`)}`,
+  }`,
+)}`,
   };
   const n = count * cols;
   ctx.rt.dispatch({

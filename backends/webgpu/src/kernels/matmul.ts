@@ -17,7 +17,16 @@ import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext, MatmulVariant } from '../context.js';
 import { memoProgram, type PendingOp, type Program } from '../runtime.js';
 import { broadcastStrides, grid, MAX_RANK, padTo, sizeOf } from '../shapes.js';
-import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, storageType } from '../wgsl/common.js';
+import {
+  BATCH_OFFSETS,
+  bindInput,
+  bindOutput,
+  DIMS_ACCESSOR,
+  ELEMENTWISE_WORKGROUP as WG,
+  linearMain,
+  loadF32,
+  storageType,
+} from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
 import { rowsProgram } from './rows.js';
 
@@ -37,7 +46,8 @@ const NO_BATCH_DIMS: number[] = [...padTo([], MAX_RANK, 1), ...padTo([], 2 * MAX
 function resolveShape(a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): MatmulShape {
   const ra = a.shape.length;
   const rb = b.shape.length;
-  if (ra < 2 || rb < 2) throw new ShapeError(`webgpu matmul: operands need 2+ axes, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
+  if (ra < 2 || rb < 2)
+    throw new ShapeError(`webgpu matmul: operands need 2+ axes, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
   const [am, ak] = options.transposeA ? [a.shape[ra - 1]!, a.shape[ra - 2]!] : [a.shape[ra - 2]!, a.shape[ra - 1]!];
   const [bk, bn] = options.transposeB ? [b.shape[rb - 1]!, b.shape[rb - 2]!] : [b.shape[rb - 2]!, b.shape[rb - 1]!];
   const ro = outShape.length;
@@ -62,7 +72,16 @@ function resolveShape(a: TensorArg, b: TensorArg, options: MatMulOptions, outSha
 }
 
 const UNIFORMS = {
-  scalars: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['batchRank', 'u32'], ['kChunk', 'u32'], ['splits', 'u32'], ['batch', 'u32'], ['escale', 'f32']],
+  scalars: [
+    ['M', 'u32'],
+    ['N', 'u32'],
+    ['K', 'u32'],
+    ['batchRank', 'u32'],
+    ['kChunk', 'u32'],
+    ['splits', 'u32'],
+    ['batch', 'u32'],
+    ['escale', 'f32'],
+  ],
   dims: 3 * MAX_RANK,
 } as const;
 
@@ -382,11 +401,21 @@ function buildSplitReduceProgram(vec: boolean, epilogue: Epilogue): Program {
   return {
     key: `matmul-split-reduce:${vec ? 'vec4' : 'scalar'}:${epilogue}`,
     name: `matmul split-K reduce${compose ? ' + compose' : ''}`,
-    uniforms: { scalars: [['n', 'u32'], ['splits', 'u32'], ['cols', 'u32'], ['escale', 'f32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['splits', 'u32'],
+        ['cols', 'u32'],
+        ['escale', 'f32'],
+      ],
+      dims: 0,
+    },
     outputs: compose ? 2 : 1,
     inputs: compose ? (epilogue === 'composeBias' ? 4 : 3) : 1,
     source: () => `${bindings.join('\n')}
-${linearMain(WG, `  let i = index;
+${linearMain(
+  WG,
+  `  let i = index;
   if (i >= P.n) { return; }
   var s = PART[i];
   for (var p = 1u; p < P.splits; p++) { s += PART[p * P.n + i]; }
@@ -395,7 +424,8 @@ ${linearMain(WG, `  let i = index;
       ? `
   Y[i] = ${epilogue === 'composeBias' ? `BIAS[${col}] + ` : ''}G[${col}] * fma(${f4}(P.escale), LORA[i], s);`
       : ''
-  }`)}`,
+  }`,
+)}`,
   };
 }
 
@@ -413,7 +443,9 @@ const GEMV_ROWS = 4;
 const GEMV_LANES = 64;
 
 function gemvProgram(aType: DType, bType: DType, transB: boolean, subgroups: boolean): Program {
-  return memoProgram(`matmul-gemv:${aType}:${bType}:${transB ? 'T' : 'N'}${subgroups && transB ? ':sg' : ''}`, () => buildGemvProgram(aType, bType, transB, subgroups));
+  return memoProgram(`matmul-gemv:${aType}:${bType}:${transB ? 'T' : 'N'}${subgroups && transB ? ':sg' : ''}`, () =>
+    buildGemvProgram(aType, bType, transB, subgroups),
+  );
 }
 
 function buildGemvProgram(aType: DType, bType: DType, transB: boolean, subgroups: boolean): Program {
@@ -487,7 +519,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // ---- small K
 
 function smallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean): Program {
-  return memoProgram(`matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, () => buildSmallKProgram(aType, bType, transA, transB));
+  return memoProgram(`matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, () =>
+    buildSmallKProgram(aType, bType, transA, transB),
+  );
 }
 
 function buildSmallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean): Program {
@@ -591,13 +625,22 @@ function epilogueOf(c: ComposeArgs | null): Epilogue {
   return c ? (c.bias ? 'composeBias' : 'compose') : 'none';
 }
 
-function planMatmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): MatmulPlan | GpuTensor {
+function planMatmul(
+  ctx: KernelContext,
+  a: TensorArg,
+  b: TensorArg,
+  options: MatMulOptions,
+  outShape: readonly number[],
+): MatmulPlan | GpuTensor {
   const s = resolveShape(a, b, options, outShape);
   const transA = options.transposeA ?? false;
   const transB = options.transposeB ?? false;
   const aType = a.t.dtype;
   const bType = b.t.dtype;
-  for (const [name, t] of [['a', aType], ['b', bType]] as const) {
+  for (const [name, t] of [
+    ['a', aType],
+    ['b', bType],
+  ] as const) {
     if (t === 'int32') throw new DTypeError(`webgpu matmul: operand ${name} is int32; cast to float32 first`);
   }
   const out = ctx.alloc('float32', s.batch * s.M * s.N);
@@ -630,7 +673,14 @@ function planMatmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: Mat
         rows: { x: a.t.buf, w: b.t, N: s.N, K: s.K, batch: s.batch },
         emit: (c) => {
           const program = rowsProgram({
-            rows: R, gemv: true, rank: 0, wType, bType, compose: c !== null, composeBias: !!c?.bias, subgroups: ctx.options.subgroups,
+            rows: R,
+            gemv: true,
+            rank: 0,
+            wType,
+            bType,
+            compose: c !== null,
+            composeBias: !!c?.bias,
+            subgroups: ctx.options.subgroups,
           });
           ctx.rt.dispatch({
             program,
@@ -664,7 +714,9 @@ function planMatmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: Mat
     (transB ? s.K : s.N) % 4 === 0;
   const tiles = Math.ceil(s.M / BM) * Math.ceil(s.N / BN) * s.batch;
   // Few output tiles (short M, e.g. a prompt of 64 tokens) leave most of a large GPU idle: split K instead.
-  let splits = forcedSplits(ctx) ?? (tiles < SPLIT_K_TARGET && s.K >= 1024 ? Math.min(MAX_SPLITS, Math.ceil(SPLIT_K_TARGET / tiles), Math.floor(s.K / 256)) : 1);
+  let splits =
+    forcedSplits(ctx) ??
+    (tiles < SPLIT_K_TARGET && s.K >= 1024 ? Math.min(MAX_SPLITS, Math.ceil(SPLIT_K_TARGET / tiles), Math.floor(s.K / 256)) : 1);
   const kChunk = Math.ceil(s.K / Math.max(1, splits) / cfg.BK) * cfg.BK;
   splits = Math.max(1, Math.ceil(s.K / kChunk));
   if (s.batch * splits > maxPerDim) splits = 1;

@@ -8,7 +8,16 @@ import type { GpuTensor, KernelContext } from '../context.js';
 import type { Program } from '../runtime.js';
 import { assertRank, grid, MAX_RANK, padTo, sizeOf, stridesOf } from '../shapes.js';
 import { MATH_HELPERS } from '../wgsl/math.js';
-import { bindInput, bindOutput, DIMS_ACCESSOR, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, loadI32, storageType } from '../wgsl/common.js';
+import {
+  bindInput,
+  bindOutput,
+  DIMS_ACCESSOR,
+  ELEMENTWISE_WORKGROUP as WG,
+  linearMain,
+  loadF32,
+  loadI32,
+  storageType,
+} from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
 
 /** Threads cooperating on one row. */
@@ -43,7 +52,14 @@ function rowProgram(op: ReduceOp, dtype: DType, int: boolean): Program {
   return {
     key: `reduce-row:${op}:${dtype}`,
     name: `reduce ${op} (rows)`,
-    uniforms: { scalars: [['rows', 'u32'], ['cols', 'u32'], ['scale', 'f32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['rows', 'u32'],
+        ['cols', 'u32'],
+        ['scale', 'f32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${MATH_HELPERS}
@@ -75,14 +91,25 @@ function generalProgram(op: ReduceOp, dtype: DType, int: boolean): Program {
   return {
     key: `reduce-general:${op}:${dtype}`,
     name: `reduce ${op}`,
-    uniforms: { scalars: [['n', 'u32'], ['rank', 'u32'], ['nred', 'u32'], ['rcount', 'u32'], ['scale', 'f32']], dims: 4 * MAX_RANK },
+    uniforms: {
+      scalars: [
+        ['n', 'u32'],
+        ['rank', 'u32'],
+        ['nred', 'u32'],
+        ['rcount', 'u32'],
+        ['scale', 'f32'],
+      ],
+      dims: 4 * MAX_RANK,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${MATH_HELPERS}
 ${DIMS_ACCESSOR}
 ${bindOutput(1, 'out', c.type)}
 ${bindInput(2, 'a', storageType(dtype))}
-${linearMain(WG, `  if (index >= P.n) { return; }
+${linearMain(
+  WG,
+  `  if (index >= P.n) { return; }
   var rem = index;
   var base = 0u;
   for (var dd = i32(P.rank) - 1; dd >= 0; dd--) {
@@ -103,7 +130,8 @@ ${linearMain(WG, `  if (index >= P.n) { return; }
     }
     acc = ${c.step('acc', load)};
   }
-  out[index] = ${op === 'mean' ? 'acc * P.scale' : 'acc'};`)}`,
+  out[index] = ${op === 'mean' ? 'acc * P.scale' : 'acc'};`,
+)}`,
   };
 }
 
@@ -132,10 +160,21 @@ export function reduce(ctx: KernelContext, op: ReduceOp, a: TensorArg, axes: rea
   const strides = stridesOf(a.shape);
   const keptStrides = strides.map((s, i) => (axes.includes(i) ? 0 : s));
   const dims = [
-    ...padTo(a.shape.map((d, i) => (axes.includes(i) ? 1 : d)), MAX_RANK, 1),
+    ...padTo(
+      a.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+      MAX_RANK,
+      1,
+    ),
     ...padTo(keptStrides, MAX_RANK),
-    ...padTo(axes.map((ax) => a.shape[ax]!), MAX_RANK, 1),
-    ...padTo(axes.map((ax) => strides[ax]!), MAX_RANK),
+    ...padTo(
+      axes.map((ax) => a.shape[ax]!),
+      MAX_RANK,
+      1,
+    ),
+    ...padTo(
+      axes.map((ax) => strides[ax]!),
+      MAX_RANK,
+    ),
   ];
   ctx.rt.dispatch({
     program: generalProgram(op, dtype, int),
@@ -157,7 +196,13 @@ export function softmax(ctx: KernelContext, a: TensorArg, log: boolean): GpuTens
   const program: Program = {
     key: `softmax:${log}:${dtype}`,
     name: log ? 'logSoftmax' : 'softmax',
-    uniforms: { scalars: [['rows', 'u32'], ['cols', 'u32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['rows', 'u32'],
+        ['cols', 'u32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${MATH_HELPERS}
@@ -214,7 +259,13 @@ export function argMax(ctx: KernelContext, a: TensorArg): GpuTensor {
   const program: Program = {
     key: `argmax:${dtype}`,
     name: 'argMax',
-    uniforms: { scalars: [['rows', 'u32'], ['cols', 'u32']], dims: 0 },
+    uniforms: {
+      scalars: [
+        ['rows', 'u32'],
+        ['cols', 'u32'],
+      ],
+      dims: 0,
+    },
     outputs: 1,
     inputs: 1,
     source: () => `${MATH_HELPERS}

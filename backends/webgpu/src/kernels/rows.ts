@@ -61,7 +61,14 @@ export interface RowsConfig {
 }
 
 export const ROWS_UNIFORMS = {
-  scalars: [['N', 'u32'], ['K', 'u32'], ['r', 'u32'], ['batchRank', 'u32'], ['scale', 'f32'], ['escale', 'f32']],
+  scalars: [
+    ['N', 'u32'],
+    ['K', 'u32'],
+    ['r', 'u32'],
+    ['batchRank', 'u32'],
+    ['scale', 'f32'],
+    ['escale', 'f32'],
+  ],
   dims: 3 * MAX_RANK,
 } as const;
 
@@ -84,10 +91,7 @@ function buildRowsProgram(cfg: RowsConfig, key: string): Program {
   const WG = ROWS_WORKGROUP;
   const nred = (gemv ? R : 0) + (norm ? R : 0);
   const bf16 = wType === 'bfloat16';
-  const wLoad = (idx: string) =>
-    bf16
-      ? `widen_bf16x4(W[(${idx}) / 4u])`
-      : `W[(${idx}) / 4u]`;
+  const wLoad = (idx: string) => (bf16 ? `widen_bf16x4(W[(${idx}) / 4u])` : `W[(${idx}) / 4u]`);
 
   // Bindings: outputs first (y, then norm or the composed y'), inputs after.
   const bindings: string[] = [];
@@ -153,7 +157,10 @@ ${aLoads('k0').join('\n')}`);
   }
 
   // Per-row sums across the workgroup: red[j][*] for j < nred (dots first, then squares).
-  const values = [...(gemv ? Array.from({ length: R }, (_, i) => `dots[${i}]`) : []), ...(norm ? Array.from({ length: R }, (_, i) => `sq[${i}]`) : [])];
+  const values = [
+    ...(gemv ? Array.from({ length: R }, (_, i) => `dots[${i}]`) : []),
+    ...(norm ? Array.from({ length: R }, (_, i) => `sq[${i}]`) : []),
+  ];
   const reduce = subgroups
     ? `  // Subgroups are taken to be consecutive invocations (true of every implementation for 1-D workgroups).
   let nsg = ${WG}u / sgsize;

@@ -29,12 +29,26 @@ const RK = 16;
 /** Workgroups to aim for: enough to fill a large GPU several times over. */
 const TARGET_WORKGROUPS = 1024;
 
-function normProgram(wType: 'float32' | 'bfloat16', aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
+function normProgram(
+  wType: 'float32' | 'bfloat16',
+  aType: DType,
+  bType: DType,
+  transposeW: boolean,
+  vec: boolean,
+  oneChunk: boolean,
+): Program {
   const key = `weight-norm:${wType}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`;
   return memoProgram(key, () => buildNormProgram(wType, aType, bType, transposeW, vec, oneChunk));
 }
 
-function buildNormProgram(wType: 'float32' | 'bfloat16', aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
+function buildNormProgram(
+  wType: 'float32' | 'bfloat16',
+  aType: DType,
+  bType: DType,
+  transposeW: boolean,
+  vec: boolean,
+  oneChunk: boolean,
+): Program {
   // "slow" indexes W's rows, "fast" its contiguous columns. Normal: slow = o, fast = i. Transposed: swapped.
   const wBinding = vec ? (wType === 'bfloat16' ? 'vec2<u32>' : 'vec4<f32>') : storageType(wType);
   const wLoad = vec
@@ -80,7 +94,15 @@ function buildNormProgram(wType: 'float32' | 'bfloat16', aType: DType, bType: DT
     key: `weight-norm:${wType}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`,
     name: `weightNorm${transposeW ? ' (transposed W)' : ''}`,
     uniforms: {
-      scalars: [['outDim', 'u32'], ['inDim', 'u32'], ['fastDim', 'u32'], ['slowDim', 'u32'], ['r', 'u32'], ['chunk', 'u32'], ['scale', 'f32']],
+      scalars: [
+        ['outDim', 'u32'],
+        ['inDim', 'u32'],
+        ['fastDim', 'u32'],
+        ['slowDim', 'u32'],
+        ['r', 'u32'],
+        ['chunk', 'u32'],
+        ['scale', 'f32'],
+      ],
       dims: 0,
     },
     outputs: 1,
@@ -155,7 +177,13 @@ ${
 const finishProgram: Program = {
   key: 'weight-norm-finish',
   name: 'weightNorm finish',
-  uniforms: { scalars: [['outDim', 'u32'], ['splits', 'u32']], dims: 0 },
+  uniforms: {
+    scalars: [
+      ['outDim', 'u32'],
+      ['splits', 'u32'],
+    ],
+    dims: 0,
+  },
   outputs: 1,
   inputs: 1,
   source: () => `${bindOutput(1, 'norm', 'f32')}
@@ -170,10 +198,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`,
 };
 
-export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, scale: number, options: WeightNormOptions): GpuTensor {
+export function weightNorm(
+  ctx: KernelContext,
+  w: TensorArg,
+  a: TensorArg,
+  b: TensorArg,
+  scale: number,
+  options: WeightNormOptions,
+): GpuTensor {
   const transposeW = options.transposeW ?? false;
   if (w.shape.length < 2 || a.shape.length < 2 || b.shape.length < 2) {
-    throw new ShapeError(`webgpu weightNorm: W [${w.shape.join(', ')}], A [${a.shape.join(', ')}], B [${b.shape.join(', ')}] must be 2-D (or Conv2d 4-D)`);
+    throw new ShapeError(
+      `webgpu weightNorm: W [${w.shape.join(', ')}], A [${a.shape.join(', ')}], B [${b.shape.join(', ')}] must be 2-D (or Conv2d 4-D)`,
+    );
   }
   // Conv2d weights [out, in, kh, kw] (A [r, in, kh, kw], B [out, r, 1, 1]) are the [out, in·kh·kw] case.
   const flat = (shape: readonly number[]) => [shape[0]!, shape.slice(1).reduce((p, d) => p * d, 1)] as const;
@@ -222,7 +259,12 @@ export function weightNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: Te
 /** A deferred GEMV x·Wᵀ over this very W (same buffer, shape, no batch) that the norm can join. */
 function pendingGemv(ctx: KernelContext, w: TensorArg, outDim: number, inDim: number) {
   const m = (op: PendingOp) =>
-    isPendingMatmul(op) && !!op.plan.rows && op.plan.rows.w.buf === w.t.buf && op.plan.rows.batch === 1 && op.plan.rows.N === outDim && op.plan.rows.K === inDim;
+    isPendingMatmul(op) &&
+    !!op.plan.rows &&
+    op.plan.rows.w.buf === w.t.buf &&
+    op.plan.rows.batch === 1 &&
+    op.plan.rows.N === outDim &&
+    op.plan.rows.K === inDim;
   return ctx.options.fuse && ctx.rt.hasPending(m) ? m : null;
 }
 
@@ -241,7 +283,16 @@ function useRows(ctx: KernelContext, transposeW: boolean, inDim: number, r: numb
 const NORM_ROWS = 16;
 
 /** The `rows` program, sharing W's read with a deferred GEMV x·Wᵀ over the same W when there is one. */
-function rowsNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, scale: number, outDim: number, inDim: number, r: number): GpuTensor {
+function rowsNorm(
+  ctx: KernelContext,
+  w: TensorArg,
+  a: TensorArg,
+  b: TensorArg,
+  scale: number,
+  outDim: number,
+  inDim: number,
+  r: number,
+): GpuTensor {
   const wType = w.t.dtype as 'float32' | 'bfloat16';
   const out = ctx.alloc('float32', outDim);
   const match = pendingGemv(ctx, w, outDim, inDim);
@@ -249,7 +300,14 @@ function rowsNorm(ctx: KernelContext, w: TensorArg, a: TensorArg, b: TensorArg, 
   const rows = gemv && isPendingMatmul(gemv) ? gemv.plan : null;
   const R = forcedRows(ctx) ?? NORM_ROWS;
   const program = rowsProgram({
-    rows: R, gemv: rows !== null, rank: r, wType, bType: b.t.dtype, compose: false, composeBias: false, subgroups: ctx.options.subgroups,
+    rows: R,
+    gemv: rows !== null,
+    rank: r,
+    wType,
+    bType: b.t.dtype,
+    compose: false,
+    composeBias: false,
+    subgroups: ctx.options.subgroups,
   });
   const [x, y] = grid(Math.ceil(outDim / R), ctx.rt.limits.maxComputeWorkgroupsPerDimension);
   ctx.rt.dispatch({

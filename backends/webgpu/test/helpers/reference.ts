@@ -51,7 +51,7 @@ export function broadcastMap(
   for (let i = 0; i < n; i++) {
     const xs = ins.map((st, k) => {
       let idx = 0;
-      for (let d = 0; d < outShape.length; d++) idx += Math.floor(i / os[d]!) % outShape[d]! * st[d]!;
+      for (let d = 0; d < outShape.length; d++) idx += (Math.floor(i / os[d]!) % outShape[d]!) * st[d]!;
       return arrays[k]![idx]!;
     });
     out[i] = f(...xs);

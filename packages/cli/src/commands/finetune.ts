@@ -15,7 +15,7 @@ const spec: CommandSpec = {
   summary: 'Fine-tune a DoRA (default) or LoRA adapter and save it in the PEFT format.',
   flags: {
     model: { type: 'string', description: 'Hugging Face model folder (default: the built-in MNIST CNN)', placeholder: 'DIR' },
-    data: { type: 'string', description: "JSONL text file ({\"text\": …} per line), or 'mnist' (built-in)", placeholder: 'FILE' },
+    data: { type: 'string', description: 'JSONL text file ({"text": …} per line), or \'mnist\' (built-in)', placeholder: 'FILE' },
     output: { type: 'string', description: 'folder for the adapter (adapter_config.json + adapter_model.safetensors)', placeholder: 'DIR' },
     'use-dora': { type: 'boolean', description: 'train DoRA (the default)' },
     'no-dora': { type: 'boolean', description: 'train plain LoRA' },
@@ -30,7 +30,11 @@ const spec: CommandSpec = {
     lr: { type: 'string', description: 'learning rate', placeholder: 'LR' },
     seed: { type: 'string', description: 'random seed', placeholder: 'N' },
   },
-  examples: ['dora finetune', 'dora finetune --max-steps 2 --output /tmp/adapter', 'dora finetune --model ./tiny-llama --data train.jsonl --output ./out'],
+  examples: [
+    'dora finetune',
+    'dora finetune --max-steps 2 --output /tmp/adapter',
+    'dora finetune --model ./tiny-llama --data train.jsonl --output ./out',
+  ],
 };
 
 export const finetuneCommand: Command = {
@@ -71,7 +75,10 @@ export const finetuneCommand: Command = {
 
 function parseTargets(v: string): string[] | 'all-linear' {
   if (v === 'all-linear') return v;
-  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const list = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (list.length === 0) throw new UsageError(`--target-modules: no module names in '${v}'`);
   return list;
 }

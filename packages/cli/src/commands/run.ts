@@ -17,7 +17,12 @@ const spec: CommandSpec = {
   name: 'run',
   summary: 'Run a model on token ids and write its logits (safetensors key `logits`, F32 [batch, seq, vocab]).',
   flags: {
-    model: { type: 'string', description: 'Hugging Face model folder (config.json + model.safetensors or shards)', required: true, placeholder: 'DIR' },
+    model: {
+      type: 'string',
+      description: 'Hugging Face model folder (config.json + model.safetensors or shards)',
+      required: true,
+      placeholder: 'DIR',
+    },
     adapter: { type: 'string', description: 'PEFT adapter folder (adapter_config.json + adapter_model.safetensors)', placeholder: 'DIR' },
     ids: { type: 'string', description: 'token ids: JSON [[…], …] or safetensors with key `ids`', required: true, placeholder: 'FILE' },
     out: { type: 'string', description: 'output safetensors file', required: true, placeholder: 'FILE' },

@@ -50,7 +50,12 @@ export const UNARY_CASES: readonly UnaryCase[] = [
   { op: 'exp', special: [NaN, Infinity, -Infinity, 100, -100, 88, -87], note: 'exp(100) overflows to Inf, exp(−100) underflows' },
   { op: 'log', special: [NaN, Infinity, 0, -1, 1e-30, 1e30], note: 'log 0 = −Inf, log −1 = NaN' },
   { op: 'sqrt', special: [NaN, Infinity, -1, 1e-30, 1e30], note: 'sqrt −1 = NaN', ordinary: [0, 1e-3, 0.5, 1, 2.25, 3.5, 100] },
-  { op: 'rsqrt', special: [NaN, Infinity, 0, -1, 1e-30, 1e30], note: 'rsqrt 0 = Inf, rsqrt −1 = NaN', ordinary: [1e-3, 0.5, 1, 2.25, 3.5, 100] },
+  {
+    op: 'rsqrt',
+    special: [NaN, Infinity, 0, -1, 1e-30, 1e30],
+    note: 'rsqrt 0 = Inf, rsqrt −1 = NaN',
+    ordinary: [1e-3, 0.5, 1, 2.25, 3.5, 100],
+  },
   { op: 'reciprocal', special: [NaN, Infinity, -Infinity, 1e30, -1e-30], note: '1/±Inf = 0' },
   { op: 'square', special: [NaN, Infinity, -Infinity, 1e30, -1e20], note: 'square 1e30 overflows to Inf' },
   { op: 'relu', special: [NaN, Infinity, -Infinity, 1e30, -1e30], note: 'relu(NaN) = NaN' },
@@ -96,16 +101,52 @@ const ORD_B = [0.5, 4, -0.25, 3, 2, -1.5];
 
 /** Same-shape cases, ordinary values followed by each op's edge cases. */
 export const BINARY_CASES: readonly BinaryCase[] = [
-  { id: 'add', op: 'add', a: [...ORD_A, Infinity, Infinity, NaN, 3e38], b: [...ORD_B, -Infinity, 1, 1, 3e38], note: 'Inf − Inf = NaN, overflow to Inf' },
-  { id: 'sub', op: 'sub', a: [...ORD_A, Infinity, NaN, -3e38], b: [...ORD_B, Infinity, 0, 3e38], note: 'Inf − Inf = NaN, overflow to −Inf' },
+  {
+    id: 'add',
+    op: 'add',
+    a: [...ORD_A, Infinity, Infinity, NaN, 3e38],
+    b: [...ORD_B, -Infinity, 1, 1, 3e38],
+    note: 'Inf − Inf = NaN, overflow to Inf',
+  },
+  {
+    id: 'sub',
+    op: 'sub',
+    a: [...ORD_A, Infinity, NaN, -3e38],
+    b: [...ORD_B, Infinity, 0, 3e38],
+    note: 'Inf − Inf = NaN, overflow to −Inf',
+  },
   { id: 'mul', op: 'mul', a: [...ORD_A, 0, Infinity, NaN, 1e30], b: [...ORD_B, Infinity, -2, 0, 1e30], note: '0·Inf = NaN, overflow' },
   { id: 'div', op: 'div', a: [...ORD_A, 1, -1, 0, NaN, 1e-30], b: [...ORD_B, 0, 0, 0, 1, 1e30], note: '±1/0 = ±Inf, 0/0 = NaN, underflow' },
   { id: 'max', op: 'max', a: [...ORD_A, NaN, 1, -Infinity], b: [...ORD_B, 1, NaN, -1e38], note: 'NaN from either side propagates' },
   { id: 'min', op: 'min', a: [...ORD_A, NaN, 1, Infinity], b: [...ORD_B, 1, NaN, 1e38], note: 'NaN from either side propagates' },
-  { id: 'pow', op: 'pow', a: [1.5, 2, 0.25, 3, 4, 7, 0, 0, 2, 1e10], b: [0.5, 4, -0.25, 3, 0.5, -1.5, 0, -1, 200, 4], note: '0⁰ = 1, 0⁻¹ = Inf, overflow' },
-  { id: 'pow.negative-base', op: 'pow', a: [-2, -2, -8, -0.5], b: [3, -2, 1 / 3, 2], note: 'negative base: integer exponents are real, others NaN' },
-  { id: 'greater', op: 'greater', a: [...ORD_A, NaN, 1, Infinity, 2], b: [...ORD_B, 1, NaN, 3e38, 2], note: 'NaN compares false, float32 1/0' },
-  { id: 'equal', op: 'equal', a: [...ORD_A, NaN, Infinity, 0, 2], b: [...ORD_B, NaN, Infinity, -0, 2], note: 'NaN ≠ NaN, 0 = −0, Inf = Inf' },
+  {
+    id: 'pow',
+    op: 'pow',
+    a: [1.5, 2, 0.25, 3, 4, 7, 0, 0, 2, 1e10],
+    b: [0.5, 4, -0.25, 3, 0.5, -1.5, 0, -1, 200, 4],
+    note: '0⁰ = 1, 0⁻¹ = Inf, overflow',
+  },
+  {
+    id: 'pow.negative-base',
+    op: 'pow',
+    a: [-2, -2, -8, -0.5],
+    b: [3, -2, 1 / 3, 2],
+    note: 'negative base: integer exponents are real, others NaN',
+  },
+  {
+    id: 'greater',
+    op: 'greater',
+    a: [...ORD_A, NaN, 1, Infinity, 2],
+    b: [...ORD_B, 1, NaN, 3e38, 2],
+    note: 'NaN compares false, float32 1/0',
+  },
+  {
+    id: 'equal',
+    op: 'equal',
+    a: [...ORD_A, NaN, Infinity, 0, 2],
+    b: [...ORD_B, NaN, Infinity, -0, 2],
+    note: 'NaN ≠ NaN, 0 = −0, Inf = Inf',
+  },
 ];
 
 export interface BroadcastCase {

@@ -20,7 +20,16 @@ const FLAGS = [
 /** Stored shape of an operand that is used as rows×cols, transposed or not. */
 const stored = (rows: number, cols: number, t: boolean, batch: readonly number[] = []) => [...batch, ...(t ? [cols, rows] : [rows, cols])];
 
-function allFlags(id: string, title: string, m: number, k: number, n: number, seed: number, batchA: number[] = [], batchB: number[] = []): MatmulCase[] {
+function allFlags(
+  id: string,
+  title: string,
+  m: number,
+  k: number,
+  n: number,
+  seed: number,
+  batchA: number[] = [],
+  batchB: number[] = [],
+): MatmulCase[] {
   return FLAGS.map(([flag, ta, tb], i) => ({
     id: `${id}.${flag}`,
     title: `${title} (${flag === 'nn' ? 'no transposes' : flag === 'nt' ? 'bᵀ' : flag === 'tn' ? 'aᵀ' : 'aᵀ and bᵀ'})`,
@@ -42,7 +51,13 @@ export const MATMUL_CASES: readonly MatmulCase[] = [
   { id: 'matmul.wide', title: '3×40 · 40×1100: N larger than an N block', a: [3, 40], b: [40, 1100], seed: 60 },
   { id: 'matmul.square-1', title: '1×1 · 1×1', a: [1, 1], b: [1, 1], seed: 61 },
   ...allFlags('matmul.batch-broadcast', '[2,1,5,7] · [3,7,6] → [2,3,5,6]: leading axes broadcast both ways', 5, 7, 6, 70, [2, 1], [3]),
-  { id: 'matmul.batch-shared-b', title: '[2,3,5,7] · [7,4]: one b for every batch (a Linear weight)', a: [2, 3, 5, 7], b: [7, 4], seed: 80 },
+  {
+    id: 'matmul.batch-shared-b',
+    title: '[2,3,5,7] · [7,4]: one b for every batch (a Linear weight)',
+    a: [2, 3, 5, 7],
+    b: [7, 4],
+    seed: 80,
+  },
   { id: 'matmul.batch-shared-a', title: '[5,7] · [4,7,3]: one a for every batch', a: [5, 7], b: [4, 7, 3], seed: 81 },
   { id: 'matmul.batch-same', title: '[3,4,9] · [3,9,2]: equal batches', a: [3, 4, 9], b: [3, 9, 2], seed: 82 },
 ];

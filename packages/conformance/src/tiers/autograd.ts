@@ -10,14 +10,71 @@ type Case = { id: string; shapes: number[][]; fn: (t: Tensor[]) => Tensor; posit
 
 const CASES: Case[] = [
   { id: 'add-broadcast', shapes: [[3, 4], [4]], fn: ([a, b]) => ops.add(a!, b!) },
-  { id: 'sub-broadcast', shapes: [[2, 3, 4], [3, 1]], fn: ([a, b]) => ops.sub(a!, b!) },
-  { id: 'mul-broadcast', shapes: [[3, 4], [1, 4]], fn: ([a, b]) => ops.mul(a!, b!) },
-  { id: 'div', shapes: [[3, 4], [3, 4]], fn: ([a, b]) => ops.div(a!, b!), positive: true },
-  { id: 'matmul', shapes: [[3, 5], [5, 4]], fn: ([a, b]) => ops.matmul(a!, b!) },
-  { id: 'matmul-tA', shapes: [[5, 3], [5, 4]], fn: ([a, b]) => ops.matmul(a!, b!, { transposeA: true }) },
-  { id: 'matmul-tB', shapes: [[3, 5], [4, 5]], fn: ([a, b]) => ops.matmul(a!, b!, { transposeB: true }) },
-  { id: 'matmul-tAtB', shapes: [[5, 3], [4, 5]], fn: ([a, b]) => ops.matmul(a!, b!, { transposeA: true, transposeB: true }) },
-  { id: 'matmul-batched-broadcast', shapes: [[2, 1, 3, 5], [3, 5, 2]], fn: ([a, b]) => ops.matmul(a!, b!) },
+  {
+    id: 'sub-broadcast',
+    shapes: [
+      [2, 3, 4],
+      [3, 1],
+    ],
+    fn: ([a, b]) => ops.sub(a!, b!),
+  },
+  {
+    id: 'mul-broadcast',
+    shapes: [
+      [3, 4],
+      [1, 4],
+    ],
+    fn: ([a, b]) => ops.mul(a!, b!),
+  },
+  {
+    id: 'div',
+    shapes: [
+      [3, 4],
+      [3, 4],
+    ],
+    fn: ([a, b]) => ops.div(a!, b!),
+    positive: true,
+  },
+  {
+    id: 'matmul',
+    shapes: [
+      [3, 5],
+      [5, 4],
+    ],
+    fn: ([a, b]) => ops.matmul(a!, b!),
+  },
+  {
+    id: 'matmul-tA',
+    shapes: [
+      [5, 3],
+      [5, 4],
+    ],
+    fn: ([a, b]) => ops.matmul(a!, b!, { transposeA: true }),
+  },
+  {
+    id: 'matmul-tB',
+    shapes: [
+      [3, 5],
+      [4, 5],
+    ],
+    fn: ([a, b]) => ops.matmul(a!, b!, { transposeB: true }),
+  },
+  {
+    id: 'matmul-tAtB',
+    shapes: [
+      [5, 3],
+      [4, 5],
+    ],
+    fn: ([a, b]) => ops.matmul(a!, b!, { transposeA: true, transposeB: true }),
+  },
+  {
+    id: 'matmul-batched-broadcast',
+    shapes: [
+      [2, 1, 3, 5],
+      [3, 5, 2],
+    ],
+    fn: ([a, b]) => ops.matmul(a!, b!),
+  },
   { id: 'linear', shapes: [[2, 3, 5], [4, 5], [4]], fn: ([x, w, b]) => ops.linear(x!, w!, b!) },
   { id: 'exp', shapes: [[7]], fn: ([a]) => ops.exp(a!) },
   { id: 'log', shapes: [[7]], fn: ([a]) => ops.log(a!), positive: true },
@@ -36,11 +93,32 @@ const CASES: Case[] = [
   { id: 'log-softmax', shapes: [[3, 6]], fn: ([a]) => ops.logSoftmax(a!) },
   { id: 'transpose', shapes: [[2, 3, 4]], fn: ([a]) => ops.transpose(a!, [2, 0, 1]) },
   { id: 'slice', shapes: [[4, 5]], fn: ([a]) => ops.slice(a!, [1, 2], [2, 3]) },
-  { id: 'concat', shapes: [[2, 3], [2, 2]], fn: ([a, b]) => ops.concat([a!, b!], 1) },
+  {
+    id: 'concat',
+    shapes: [
+      [2, 3],
+      [2, 2],
+    ],
+    fn: ([a, b]) => ops.concat([a!, b!], 1),
+  },
   { id: 'layer-norm', shapes: [[3, 6], [6], [6]], fn: ([x, w, b]) => ops.layerNorm(x!, w!, b!, 1e-5) },
   { id: 'rms-norm', shapes: [[3, 6], [6]], fn: ([x, w]) => ops.rmsNorm(x!, w!, 1e-6) },
-  { id: 'conv2d', shapes: [[2, 4, 5, 5], [6, 2, 3, 3]], fn: ([x, w]) => ops.conv2d(x!, w!, null, { stride: 2, padding: 1, dilation: 1, groups: 2 }) },
-  { id: 'conv2d-dilated', shapes: [[1, 2, 6, 6], [3, 2, 2, 2]], fn: ([x, w]) => ops.conv2d(x!, w!, null, { padding: 1, dilation: 2 }) },
+  {
+    id: 'conv2d',
+    shapes: [
+      [2, 4, 5, 5],
+      [6, 2, 3, 3],
+    ],
+    fn: ([x, w]) => ops.conv2d(x!, w!, null, { stride: 2, padding: 1, dilation: 1, groups: 2 }),
+  },
+  {
+    id: 'conv2d-dilated',
+    shapes: [
+      [1, 2, 6, 6],
+      [3, 2, 2, 2],
+    ],
+    fn: ([x, w]) => ops.conv2d(x!, w!, null, { padding: 1, dilation: 2 }),
+  },
   { id: 'dora-compose', shapes: [[3, 4], [3, 4], [4], [4]], fn: ([b, l, g, bias]) => ops.doraCompose(b!, l!, g!, 0.5, bias!) },
 ];
 

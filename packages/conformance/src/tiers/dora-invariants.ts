@@ -4,8 +4,21 @@
  * receives a non-zero gradient; analytic gradients of a whole DoRA layer match finite differences.
  */
 import {
-  backward, type Backend, composeAdapter, deltaWeight, doraMerge, doraUnmerge, doraWeightNorm, type LayerGeometry, loraBranch, magnitudeScale,
-  ops, Random, type Tensor, tensor, tidy,
+  backward,
+  type Backend,
+  composeAdapter,
+  deltaWeight,
+  doraMerge,
+  doraUnmerge,
+  doraWeightNorm,
+  type LayerGeometry,
+  loraBranch,
+  magnitudeScale,
+  ops,
+  Random,
+  type Tensor,
+  tensor,
+  tidy,
 } from '@dorajs/core';
 import type { CaseContext, ConformanceCase, ConformanceTier } from '../types.js';
 import { gradCheck } from './grad-check.js';
@@ -30,7 +43,16 @@ const KINDS: Kind[] = [
   { id: 'linear', geo: { kind: 'linear' }, x: [2, 3, 7], w: [5, 7], a: [3, 7], b: [5, 3], bias: [5], out: 5 },
   { id: 'conv1d', geo: { kind: 'linear', fanInFanOut: true }, x: [4, 7], w: [7, 5], a: [3, 7], b: [5, 3], bias: [5], out: 5 },
   { id: 'embedding', geo: { kind: 'embedding' }, x: [2, 4], w: [7, 5], a: [3, 7], b: [5, 3], bias: null, integerInput: 7, out: 5 },
-  { id: 'conv2d', geo: { kind: 'conv2d', groups: 1 }, x: [2, 3, 4, 4], w: [5, 3, 3, 3], a: [3, 3, 3, 3], b: [5, 3, 1, 1], bias: [5], out: 5 },
+  {
+    id: 'conv2d',
+    geo: { kind: 'conv2d', groups: 1 },
+    x: [2, 3, 4, 4],
+    w: [5, 3, 3, 3],
+    a: [3, 3, 3, 3],
+    b: [5, 3, 1, 1],
+    bias: [5],
+    out: 5,
+  },
 ];
 
 /** Base result without bias in the layer's own operator. */
@@ -61,7 +83,11 @@ function make(k: Kind, backend: Backend, own: Owned, seed: number, opts: { zeroB
   const n = (s: number[]) => s.reduce((p, d) => p * d, 1);
   const rand = (s: number[]) => rng.fillUniform(n(s), -1, 1);
   const x = k.integerInput
-    ? tensor(Int32Array.from({ length: n(k.x) }, () => Math.floor(rng.next() * k.integerInput!)), k.x, { backend })
+    ? tensor(
+        Int32Array.from({ length: n(k.x) }, () => Math.floor(rng.next() * k.integerInput!)),
+        k.x,
+        { backend },
+      )
     : tensor(rand(k.x), k.x, { backend });
   const wv = rand(k.w);
   const bv = opts.zeroB ? new Float32Array(n(k.b)) : rand(k.b);
@@ -114,7 +140,9 @@ const CHECKS: Record<string, { title: string; run: Check }> = {
     async run(k, ctx, own) {
       const t = make(k, ctx.backend, own, 12);
       const y = own.add(tidy(() => doraForward(k, t.x, t.w, t.a, t.b, t.m, t.bias, S)));
-      const merged = own.add(tidy(() => doraMerge(k.geo, t.w, deltaWeight(k.geo, t.w, t.a, t.b, S), t.m, doraWeightNorm(k.geo, t.w, t.a, t.b, S))));
+      const merged = own.add(
+        tidy(() => doraMerge(k.geo, t.w, deltaWeight(k.geo, t.w, t.a, t.b, S), t.m, doraWeightNorm(k.geo, t.w, t.a, t.b, S))),
+      );
       const ym = own.add(tidy(() => mergedForward(k, t.x, merged, t.bias)));
       await expectRel('merged vs unmerged output', ym, y, ctx.tolerance.rtol);
     },
@@ -147,7 +175,8 @@ const CHECKS: Record<string, { title: string; run: Check }> = {
       const plane = featureAxisLast ? 1 : k.x[2]! * k.x[3]!;
       for (let i = 0; i < y.length; i++) {
         const feature = featureAxisLast ? i % k.out : Math.floor(i / plane) % k.out;
-        if (feature === f && Math.abs(y[i]! - biasF) > 1e-6) throw new Error(`output ${i} of the zero-norm feature is ${y[i]}, expected the bias ${biasF}`);
+        if (feature === f && Math.abs(y[i]! - biasF) > 1e-6)
+          throw new Error(`output ${i} of the zero-norm feature is ${y[i]}, expected the bias ${biasF}`);
       }
       const { merged, restored } = tidy(() => {
         const delta = deltaWeight(k.geo, t.w, t.a, t.b, S);
@@ -181,7 +210,8 @@ const CHECKS: Record<string, { title: string; run: Check }> = {
       const conv = k.geo.kind === 'conv2d' ? CONV : undefined;
       const err = await gradCheck(
         ctx.backend,
-        ([a, b, m]) => composeAdapter(k.geo, baseOf(k, t.x, t.w), loraBranch(k.geo, t.x, a!, b!, conv), S, magnitudeScale(m!, norm), t.bias),
+        ([a, b, m]) =>
+          composeAdapter(k.geo, baseOf(k, t.x, t.w), loraBranch(k.geo, t.x, a!, b!, conv), S, magnitudeScale(m!, norm), t.bias),
         inputs,
         { probes: 6 },
       );

@@ -36,17 +36,89 @@ export interface WeightNormCase {
 const signed = (lo: number, hi: number) => (r: SeededRandom) => r.uniform(lo, hi) * (r.next() < 0.5 ? -1 : 1);
 
 export const WEIGHT_NORM_CASES: readonly WeightNormCase[] = [
-  { id: 'linear', title: 'Linear layout W [7, 300], r 6 (K beyond a tile, r not a multiple of 4)', out: 7, inF: 300, r: 6, scale: 2, seed: 900 },
+  {
+    id: 'linear',
+    title: 'Linear layout W [7, 300], r 6 (K beyond a tile, r not a multiple of 4)',
+    out: 7,
+    inF: 300,
+    r: 6,
+    scale: 2,
+    seed: 900,
+  },
   { id: 'linear-odd', title: 'W [13, 33], r 3', out: 13, inF: 33, r: 3, scale: 0.5, seed: 901 },
-  { id: 'transposed', title: 'transposeW: W stored [in 50, out 9] (transformers Conv1D)', out: 9, inF: 50, r: 3, scale: 0.5, transposeW: true, seed: 902 },
-  { id: 'embedding', title: 'transposeW: an Embedding [vocab 40, dim 12], norm per dim over the vocabulary', out: 12, inF: 40, r: 4, scale: 1, transposeW: true, seed: 903 },
-  { id: 'conv2d-view', title: 'Conv2d weight [6, 3, 3, 3] viewed as [6, 27], A [4, 27], B [6, 4]', out: 6, inF: 27, r: 4, scale: 1, seed: 904 },
+  {
+    id: 'transposed',
+    title: 'transposeW: W stored [in 50, out 9] (transformers Conv1D)',
+    out: 9,
+    inF: 50,
+    r: 3,
+    scale: 0.5,
+    transposeW: true,
+    seed: 902,
+  },
+  {
+    id: 'embedding',
+    title: 'transposeW: an Embedding [vocab 40, dim 12], norm per dim over the vocabulary',
+    out: 12,
+    inF: 40,
+    r: 4,
+    scale: 1,
+    transposeW: true,
+    seed: 903,
+  },
+  {
+    id: 'conv2d-view',
+    title: 'Conv2d weight [6, 3, 3, 3] viewed as [6, 27], A [4, 27], B [6, 4]',
+    out: 6,
+    inF: 27,
+    r: 4,
+    scale: 1,
+    seed: 904,
+  },
   { id: 'rank-1', title: 'r = 1, out = 1', out: 1, inF: 17, r: 1, scale: 3, seed: 905 },
   { id: 'scale-zero', title: 'scale 0 gives ‖W‖ per row', out: 5, inF: 19, r: 2, scale: 0, seed: 906 },
-  { id: 'zero-row', title: 'rows 0 and 3 of W and B are zero: their norm is exactly 0', out: 5, inF: 16, r: 2, scale: 1, zeroRows: [0, 3], seed: 907 },
-  { id: 'zero-row-transposed', title: 'transposeW with zero output features 1 and 4', out: 6, inF: 10, r: 2, scale: 1, transposeW: true, zeroRows: [1, 4], seed: 908 },
-  { id: 'large-magnitudes', title: '|W| ≈ 1e18 (squares ≈ 1e36): finite, not Inf', out: 4, inF: 64, r: 2, scale: 1, drawW: signed(0.5e18, 1e18), seed: 909 },
-  { id: 'tiny-magnitudes', title: '|W| ≈ 1e-25 (squares underflow float32): needs wide accumulation', out: 3, inF: 64, r: 2, scale: 1, drawW: signed(0.5e-25, 1e-25), hostOnly: true, seed: 910 },
+  {
+    id: 'zero-row',
+    title: 'rows 0 and 3 of W and B are zero: their norm is exactly 0',
+    out: 5,
+    inF: 16,
+    r: 2,
+    scale: 1,
+    zeroRows: [0, 3],
+    seed: 907,
+  },
+  {
+    id: 'zero-row-transposed',
+    title: 'transposeW with zero output features 1 and 4',
+    out: 6,
+    inF: 10,
+    r: 2,
+    scale: 1,
+    transposeW: true,
+    zeroRows: [1, 4],
+    seed: 908,
+  },
+  {
+    id: 'large-magnitudes',
+    title: '|W| ≈ 1e18 (squares ≈ 1e36): finite, not Inf',
+    out: 4,
+    inF: 64,
+    r: 2,
+    scale: 1,
+    drawW: signed(0.5e18, 1e18),
+    seed: 909,
+  },
+  {
+    id: 'tiny-magnitudes',
+    title: '|W| ≈ 1e-25 (squares underflow float32): needs wide accumulation',
+    out: 3,
+    inF: 64,
+    r: 2,
+    scale: 1,
+    drawW: signed(0.5e-25, 1e-25),
+    hostOnly: true,
+    seed: 910,
+  },
 ];
 
 interface WeightNormInputs {
@@ -71,7 +143,16 @@ function weightNormInputs(ctx: CaseContext, wc: WeightNormCase): WeightNormInput
 }
 
 /** ‖W_oi + s·B·A‖ per row in float64. */
-export function weightNormHost(w: ArrayLike<number>, a: ArrayLike<number>, b: ArrayLike<number>, out: number, inF: number, r: number, scale: number, transposeW: boolean): Float64Array {
+export function weightNormHost(
+  w: ArrayLike<number>,
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  out: number,
+  inF: number,
+  r: number,
+  scale: number,
+  transposeW: boolean,
+): Float64Array {
   const norms = new Float64Array(out);
   for (let o = 0; o < out; o++) {
     let sum = 0;
@@ -87,7 +168,14 @@ export function weightNormHost(w: ArrayLike<number>, a: ArrayLike<number>, b: Ar
 }
 
 /** The composite default, from primitive kernels only: sqrt(Σ_in (W_oi + s·B·A)²). */
-function weightNormComposite(ctx: CaseContext, w: TensorInfo, a: TensorInfo, b: TensorInfo, scale: number, transposeW: boolean): TensorInfo {
+function weightNormComposite(
+  ctx: CaseContext,
+  w: TensorInfo,
+  a: TensorInfo,
+  b: TensorInfo,
+  scale: number,
+  transposeW: boolean,
+): TensorInfo {
   const k: Backend = ctx.backend;
   const [out, inF] = [b.shape[0]!, a.shape[1]!];
   const ba = ctx.own(k.matmul(b, a, {}, [out, inF]), [out, inF], 'float32');

@@ -5,7 +5,16 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  type Backend, Conv2d, Embedding, fromHostTensor, type HostTensor, Linear, Module, ops, parseSafetensors, type Tensor,
+  type Backend,
+  Conv2d,
+  Embedding,
+  fromHostTensor,
+  type HostTensor,
+  Linear,
+  Module,
+  ops,
+  parseSafetensors,
+  type Tensor,
 } from '@dorajs/core';
 
 export interface FixtureCase {
@@ -69,7 +78,7 @@ export class FixtureModel extends Module {
 }
 
 type Fwd = { forward(x: Tensor): Tensor };
-const call = (m: FixtureModel, name: string, x: Tensor): Tensor => ((m as unknown as Record<string, Fwd>)[name]!).forward(x);
+const call = (m: FixtureModel, name: string, x: Tensor): Tensor => (m as unknown as Record<string, Fwd>)[name]!.forward(x);
 
 export function buildFixtureModel(name: string, backend: Backend): FixtureModel {
   const o = { backend };

@@ -4,12 +4,38 @@
  * merged weights and AdamW steps are compared with what PEFT 0.21.0 computed.
  */
 import {
-  AdamW, backward, type Backend, composeAdapter, Conv2d, deltaWeight, doraMerge, doraWeightNorm, Embedding, type LayerGeometry, Layer,
-  type Linear, loraBranch, loraScaling, magnitudeScale, type Module, ops, Parameter, type Tensor, tidy,
+  AdamW,
+  backward,
+  type Backend,
+  composeAdapter,
+  Conv2d,
+  deltaWeight,
+  doraMerge,
+  doraWeightNorm,
+  Embedding,
+  type LayerGeometry,
+  Layer,
+  type Linear,
+  loraBranch,
+  loraScaling,
+  magnitudeScale,
+  type Module,
+  ops,
+  Parameter,
+  type Tensor,
+  tidy,
 } from '@dorajs/core';
 import type { ConformanceCase, ConformanceTier } from '../types.js';
 import { type Owned, withOwned } from './owned.js';
-import { buildFixtureModel, type FixtureCase, fixturesAvailable, loadBaseWeights, loadFixtureCase, relativeError, upload } from './peft-fixtures.js';
+import {
+  buildFixtureModel,
+  type FixtureCase,
+  fixturesAvailable,
+  loadBaseWeights,
+  loadFixtureCase,
+  relativeError,
+  upload,
+} from './peft-fixtures.js';
 
 type BaseLayer = Linear | Embedding | Conv2d;
 
@@ -27,14 +53,22 @@ class DoraTestLayer extends Layer {
 
   get geo(): LayerGeometry {
     const b = this.base_layer;
-    return b instanceof Embedding ? { kind: 'embedding' } : b instanceof Conv2d ? { kind: 'conv2d', groups: b.params.groups } : { kind: 'linear' };
+    return b instanceof Embedding
+      ? { kind: 'embedding' }
+      : b instanceof Conv2d
+        ? { kind: 'conv2d', groups: b.params.groups }
+        : { kind: 'linear' };
   }
 
   forward(x: Tensor): Tensor {
     const b = this.base_layer;
     const geo = this.geo;
     const base =
-      b instanceof Embedding ? ops.embedding(b.weight, x) : b instanceof Conv2d ? ops.conv2d(x, b.weight, null, b.params) : ops.linear(x, b.weight, null);
+      b instanceof Embedding
+        ? ops.embedding(b.weight, x)
+        : b instanceof Conv2d
+          ? ops.conv2d(x, b.weight, null, b.params)
+          : ops.linear(x, b.weight, null);
     const lora = loraBranch(geo, x, this.A, this.B, b instanceof Conv2d ? b.params : undefined);
     const g = this.m ? magnitudeScale(this.m, doraWeightNorm(geo, b.weight, this.A, this.B, this._scale)) : null;
     const bias = b instanceof Embedding ? null : b.bias;
@@ -147,7 +181,12 @@ async function checkCase(fc: FixtureCase, backend: Backend, tol: number, own: Ow
   model.eval();
   for (const [path, l] of layers) {
     const merged = own.add(l.mergedWeight());
-    await expectClose(`merged ${path}.weight`, merged, own.add(upload(fc.merged, `${path}.weight`, backend, `${fc.name}/merged.safetensors`)), tol);
+    await expectClose(
+      `merged ${path}.weight`,
+      merged,
+      own.add(upload(fc.merged, `${path}.weight`, backend, `${fc.name}/merged.safetensors`)),
+      tol,
+    );
     model.setSubmodule(path, l.base_layer);
     l.base_layer.weight.assign(merged);
   }

@@ -39,7 +39,11 @@ const STORAGE: ConformanceCase[] = [
     };
     for (const dtype of ctx.backend.capabilities.dtypes) {
       const values = samples[dtype];
-      await ctx.expectEqual(`round trip ${dtype}`, ctx.tensor(values, [values.length], dtype), Float64Array.from(values, (v) => (dtype === 'float32' ? Math.fround(v) : v)));
+      await ctx.expectEqual(
+        `round trip ${dtype}`,
+        ctx.tensor(values, [values.length], dtype),
+        Float64Array.from(values, (v) => (dtype === 'float32' ? Math.fround(v) : v)),
+      );
     }
   }),
   c('storage.download-copies', 'downloaded arrays are copies: mutating one does not change the tensor', async (ctx) => {
@@ -90,7 +94,12 @@ function matmulCase(m: MatmulCase): ConformanceCase {
     const a = r.float32(sizeOf(m.a));
     const b = r.float32(sizeOf(m.b));
     const host = matmulHost(a, m.a, b, m.b, m.transposeA, m.transposeB);
-    const y = ctx.backend.matmul(ctx.tensor(a, m.a), ctx.tensor(b, m.b), { transposeA: !!m.transposeA, transposeB: !!m.transposeB }, host.shape);
+    const y = ctx.backend.matmul(
+      ctx.tensor(a, m.a),
+      ctx.tensor(b, m.b),
+      { transposeA: !!m.transposeA, transposeB: !!m.transposeB },
+      host.shape,
+    );
     await ctx.expectClose(m.id, ctx.own(y, host.shape, 'float32'), host.value, { magnitude: host.magnitude });
   });
 }
@@ -177,7 +186,11 @@ const OTHER_ELEMENTWISE: ConformanceCase[] = [
   c('affine', 'a·scale + offset, with NaN and ±Inf', async (ctx) => {
     const x = [1, -2, 0.5, NaN, Infinity, -Infinity, 1e30];
     const y = ctx.backend.affine(ctx.tensor(x, [7]), -2.5, 0.75);
-    await ctx.expectClose('affine', ctx.own(y, [7], 'float32'), x.map((v) => v * -2.5 + 0.75));
+    await ctx.expectClose(
+      'affine',
+      ctx.own(y, [7], 'float32'),
+      x.map((v) => v * -2.5 + 0.75),
+    );
   }),
   c('where.broadcast', 'cond [3,1] (non-zero = true), a [1,4], b scalar', async (ctx) => {
     const cond = [1, 0, -0.5];
@@ -186,11 +199,21 @@ const OTHER_ELEMENTWISE: ConformanceCase[] = [
     await ctx.expectEqual('where', ctx.own(y, [3, 4], 'float32'), [10, 20, 30, 40, -1, -1, -1, -1, 10, 20, 30, 40]);
   }),
   c('where.elementwise', 'cond, a and b of one shape, NaN and Inf pass through untouched', async (ctx) => {
-    const y = ctx.backend.where(ctx.tensor([0, 1, 1, 0], [2, 2]), ctx.tensor([NaN, Infinity, 3, 4], [2, 2]), ctx.tensor([5, 6, 7, NaN], [2, 2]), [2, 2]);
+    const y = ctx.backend.where(
+      ctx.tensor([0, 1, 1, 0], [2, 2]),
+      ctx.tensor([NaN, Infinity, 3, 4], [2, 2]),
+      ctx.tensor([5, 6, 7, NaN], [2, 2]),
+      [2, 2],
+    );
     await ctx.expectEqual('where', ctx.own(y, [2, 2], 'float32'), [5, Infinity, 3, NaN]);
   }),
   c('where.int32', 'int32 branches with an int32 condition', async (ctx) => {
-    const y = ctx.backend.where(ctx.tensor([0, 3], [2], 'int32'), ctx.tensor([1, 2], [2], 'int32'), ctx.tensor([-1, -2], [2], 'int32'), [2]);
+    const y = ctx.backend.where(
+      ctx.tensor([0, 3], [2], 'int32'),
+      ctx.tensor([1, 2], [2], 'int32'),
+      ctx.tensor([-1, -2], [2], 'int32'),
+      [2],
+    );
     await ctx.expectEqual('where', ctx.own(y, [2], 'int32'), [-1, 2]);
   }),
 ];
@@ -226,9 +249,21 @@ const REDUCE: ConformanceCase[] = [
   }),
   c('reduce.infinities', 'max/min over ±Inf, sum of +Inf and −Inf is NaN', async (ctx) => {
     const x = [-Infinity, -Infinity, Infinity, 1, Infinity, -Infinity];
-    await ctx.expectClose('max', ctx.own(ctx.backend.reduce('max', ctx.tensor(x, [3, 2]), [1], [3, 1]), [3, 1], 'float32'), [-Infinity, Infinity, Infinity]);
-    await ctx.expectClose('min', ctx.own(ctx.backend.reduce('min', ctx.tensor(x, [3, 2]), [1], [3, 1]), [3, 1], 'float32'), [-Infinity, 1, -Infinity]);
-    await ctx.expectClose('sum', ctx.own(ctx.backend.reduce('sum', ctx.tensor(x, [3, 2]), [1], [3, 1]), [3, 1], 'float32'), [-Infinity, Infinity, NaN]);
+    await ctx.expectClose('max', ctx.own(ctx.backend.reduce('max', ctx.tensor(x, [3, 2]), [1], [3, 1]), [3, 1], 'float32'), [
+      -Infinity,
+      Infinity,
+      Infinity,
+    ]);
+    await ctx.expectClose('min', ctx.own(ctx.backend.reduce('min', ctx.tensor(x, [3, 2]), [1], [3, 1]), [3, 1], 'float32'), [
+      -Infinity,
+      1,
+      -Infinity,
+    ]);
+    await ctx.expectClose('sum', ctx.own(ctx.backend.reduce('sum', ctx.tensor(x, [3, 2]), [1], [3, 1]), [3, 1], 'float32'), [
+      -Infinity,
+      Infinity,
+      NaN,
+    ]);
   }),
   c('reduce.long-row', 'sum of 10 000 values of one sign stays accurate', async (ctx) => {
     const x = ctx.random(451).float32(10_000, (r) => r.uniform(0, 1));
@@ -259,8 +294,18 @@ const REDUCE: ConformanceCase[] = [
 ];
 
 const SOFTMAX_ROWS: readonly { id: string; title: string; x: number[]; rowLength: number }[] = [
-  { id: 'large-logits', title: 'logits near ±1000 (exp would overflow without the max shift)', x: [1000, 1001, 1002, 999, -1000, 0, 1000, 500], rowLength: 4 },
-  { id: 'masked', title: 'rows with −Inf entries (a mask) but not all −Inf', x: [-Infinity, 0, 1, -Infinity, 2, -Infinity, -Infinity, -Infinity], rowLength: 4 },
+  {
+    id: 'large-logits',
+    title: 'logits near ±1000 (exp would overflow without the max shift)',
+    x: [1000, 1001, 1002, 999, -1000, 0, 1000, 500],
+    rowLength: 4,
+  },
+  {
+    id: 'masked',
+    title: 'rows with −Inf entries (a mask) but not all −Inf',
+    x: [-Infinity, 0, 1, -Infinity, 2, -Infinity, -Infinity, -Infinity],
+    rowLength: 4,
+  },
   { id: 'one-element', title: 'rows of length 1 give 1 (log: 0)', x: [3, -7, 1e30], rowLength: 1 },
   { id: 'tiny-differences', title: 'equal logits give the uniform distribution', x: [7, 7, 7, 7, 7], rowLength: 5 },
 ];
@@ -269,7 +314,11 @@ const SOFTMAX: ConformanceCase[] = [
   ...[false, true].flatMap((log) => [
     c(`${log ? 'logSoftmax' : 'softmax'}.random`, `${log ? 'log-' : ''}softmax of [3,4,9] over the last axis`, async (ctx) => {
       const x = ctx.random(log ? 501 : 500).float32(108, (r) => r.normal() * 4);
-      await ctx.expectClose('softmax', ctx.own(ctx.backend.softmax(ctx.tensor(x, [3, 4, 9]), log), [3, 4, 9], 'float32'), softmaxHost(x, 9, log));
+      await ctx.expectClose(
+        'softmax',
+        ctx.own(ctx.backend.softmax(ctx.tensor(x, [3, 4, 9]), log), [3, 4, 9], 'float32'),
+        softmaxHost(x, 9, log),
+      );
     }),
     ...SOFTMAX_ROWS.map((s) =>
       c(`${log ? 'logSoftmax' : 'softmax'}.${s.id}`, `${log ? 'log-' : ''}softmax: ${s.title}`, async (ctx) => {
@@ -333,32 +382,59 @@ function permute(x: ArrayLike<number>, shape: readonly number[], perm: readonly 
   });
 }
 
-const PERMS_3D = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] as const;
+const PERMS_3D = [
+  [0, 1, 2],
+  [0, 2, 1],
+  [1, 0, 2],
+  [1, 2, 0],
+  [2, 0, 1],
+  [2, 1, 0],
+] as const;
 
 const LAYOUT: ConformanceCase[] = [
   ...PERMS_3D.map((perm) =>
     c(`transpose.3d.${perm.join('')}`, `transpose [2,3,4] by [${perm.join(', ')}]`, async (ctx) => {
       const x = Array.from({ length: 24 }, (_, i) => i);
       const out = perm.map((p) => [2, 3, 4][p]!);
-      await ctx.expectEqual('transpose', ctx.own(ctx.backend.transpose(ctx.tensor(x, [2, 3, 4]), perm), out, 'float32'), permute(x, [2, 3, 4], perm));
+      await ctx.expectEqual(
+        'transpose',
+        ctx.own(ctx.backend.transpose(ctx.tensor(x, [2, 3, 4]), perm), out, 'float32'),
+        permute(x, [2, 3, 4], perm),
+      );
     }),
   ),
   c('transpose.2d-odd', 'transpose [37,41] (tile edges)', async (ctx) => {
     const x = ctx.random(700).float32(37 * 41);
-    await ctx.expectEqual('transpose', ctx.own(ctx.backend.transpose(ctx.tensor(x, [37, 41]), [1, 0]), [41, 37], 'float32'), permute(x, [37, 41], [1, 0]));
+    await ctx.expectEqual(
+      'transpose',
+      ctx.own(ctx.backend.transpose(ctx.tensor(x, [37, 41]), [1, 0]), [41, 37], 'float32'),
+      permute(x, [37, 41], [1, 0]),
+    );
   }),
   c('transpose.4d', 'transpose [2,3,4,5] by [3,1,0,2]', async (ctx) => {
     const x = ctx.random(701).float32(120);
-    await ctx.expectEqual('transpose', ctx.own(ctx.backend.transpose(ctx.tensor(x, [2, 3, 4, 5]), [3, 1, 0, 2]), [5, 3, 2, 4], 'float32'), permute(x, [2, 3, 4, 5], [3, 1, 0, 2]));
+    await ctx.expectEqual(
+      'transpose',
+      ctx.own(ctx.backend.transpose(ctx.tensor(x, [2, 3, 4, 5]), [3, 1, 0, 2]), [5, 3, 2, 4], 'float32'),
+      permute(x, [2, 3, 4, 5], [3, 1, 0, 2]),
+    );
   }),
   c('transpose.int32', 'transpose int32 [3,2]', async (ctx) => {
-    await ctx.expectEqual('transpose', ctx.own(ctx.backend.transpose(ctx.tensor([1, 2, 3, 4, 5, 6], [3, 2], 'int32'), [1, 0]), [2, 3], 'int32'), [1, 3, 5, 2, 4, 6]);
+    await ctx.expectEqual(
+      'transpose',
+      ctx.own(ctx.backend.transpose(ctx.tensor([1, 2, 3, 4, 5, 6], [3, 2], 'int32'), [1, 0]), [2, 3], 'int32'),
+      [1, 3, 5, 2, 4, 6],
+    );
   }),
   c('slice.3d', 'slice [4,5,6] at [1,0,2] size [2,5,3]', async (ctx) => {
     const x = Array.from({ length: 120 }, (_, i) => i);
     const expected: number[] = [];
     for (let i = 1; i < 3; i++) for (let j = 0; j < 5; j++) for (let k = 2; k < 5; k++) expected.push(x[(i * 5 + j) * 6 + k]!);
-    await ctx.expectEqual('slice', ctx.own(ctx.backend.slice(ctx.tensor(x, [4, 5, 6]), [1, 0, 2], [2, 5, 3]), [2, 5, 3], 'float32'), expected);
+    await ctx.expectEqual(
+      'slice',
+      ctx.own(ctx.backend.slice(ctx.tensor(x, [4, 5, 6]), [1, 0, 2], [2, 5, 3]), [2, 5, 3], 'float32'),
+      expected,
+    );
   }),
   c('slice.edges', 'slices of size 1, the whole tensor, and an int32 tensor', async (ctx) => {
     const x = ctx.tensor([1, 2, 3, 4, 5, 6], [2, 3]);
@@ -380,7 +456,11 @@ const LAYOUT: ConformanceCase[] = [
           expected.push(...parts[t]!.slice(o * chunk, (o + 1) * chunk));
         });
       }
-      const y = ctx.backend.concat(shapes.map((s, t) => ctx.tensor(parts[t]!, s)), axis, outShape);
+      const y = ctx.backend.concat(
+        shapes.map((s, t) => ctx.tensor(parts[t]!, s)),
+        axis,
+        outShape,
+      );
       await ctx.expectEqual('concat', ctx.own(y, outShape, 'float32'), expected);
     }),
   ),
@@ -404,7 +484,10 @@ const CAST: ConformanceCase[] = [
   ...(['bfloat16', 'float16'] as const).map((dtype) =>
     c(`cast.${dtype}-float32`, `${dtype} storage widens exactly to float32 (normal, subnormal, ±Inf, NaN, −0)`, async (ctx) => {
       if (!ctx.supports(dtype)) ctx.skip(`the backend does not store ${dtype}`);
-      const bits = dtype === 'bfloat16' ? [0x3f80, 0xc049, 0x0001, 0x7f80, 0xff80, 0x7fc0, 0x8000, 0x7f7f] : [0x3c00, 0xc248, 0x0001, 0x7c00, 0xfc00, 0x7e00, 0x8000, 0x7bff];
+      const bits =
+        dtype === 'bfloat16'
+          ? [0x3f80, 0xc049, 0x0001, 0x7f80, 0xff80, 0x7fc0, 0x8000, 0x7f7f]
+          : [0x3c00, 0xc248, 0x0001, 0x7c00, 0xfc00, 0x7e00, 0x8000, 0x7bff];
       const decode = dtype === 'bfloat16' ? bf16ToF32 : f16ToF32;
       const y = ctx.backend.cast(ctx.tensor(bits, [bits.length], dtype), 'float32');
       await ctx.expectEqual('widen', ctx.own(y, [bits.length], 'float32'), bits.map(decode));
@@ -497,4 +580,3 @@ export const primitiveTier: ConformanceTier = {
     ...CONV2D_CASES.flatMap(conv2dCases),
   ],
 };
-

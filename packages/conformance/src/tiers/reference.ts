@@ -38,7 +38,26 @@ const wide = (r: SeededRandom) => r.normal() * 3;
 
 const BINARY_OPS: readonly BinaryOp[] = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow', 'greater', 'equal'];
 const UNARY_OPS: readonly UnaryOp[] = [
-  'neg', 'abs', 'exp', 'log', 'sqrt', 'rsqrt', 'reciprocal', 'square', 'relu', 'step', 'sigmoid', 'silu', 'gelu', 'geluTanh', 'tanh', 'erf', 'sin', 'cos', 'sign', 'isFinite',
+  'neg',
+  'abs',
+  'exp',
+  'log',
+  'sqrt',
+  'rsqrt',
+  'reciprocal',
+  'square',
+  'relu',
+  'step',
+  'sigmoid',
+  'silu',
+  'gelu',
+  'geluTanh',
+  'tanh',
+  'erf',
+  'sin',
+  'cos',
+  'sign',
+  'isFinite',
 ];
 const POSITIVE_DOMAIN = new Set<UnaryOp>(['log', 'sqrt', 'rsqrt']);
 const CONV: Conv2dParams = { stride: [2, 1], padding: [1, 0], dilation: [2, 1], groups: 2 };
@@ -53,7 +72,8 @@ export const REFERENCE_CASES: readonly ReferenceCase[] = [
       title: `${m.title}: a ${JSON.stringify(m.a)} · b ${JSON.stringify(m.b)}`,
       inputs: [{ shape: m.a }, { shape: m.b }],
       out: { shape: matmulOut(m.a, m.b, !!m.transposeA, !!m.transposeB), dtype: 'float32' },
-      call: (b, [x, y]) => b.matmul(x!, y!, { transposeA: !!m.transposeA, transposeB: !!m.transposeB }, matmulOut(m.a, m.b, !!m.transposeA, !!m.transposeB)),
+      call: (b, [x, y]) =>
+        b.matmul(x!, y!, { transposeA: !!m.transposeA, transposeB: !!m.transposeB }, matmulOut(m.a, m.b, !!m.transposeA, !!m.transposeB)),
       compare: 'max-relative',
     }),
   ),
@@ -61,7 +81,10 @@ export const REFERENCE_CASES: readonly ReferenceCase[] = [
     (op): ReferenceCase => ({
       id: `binary.${op}`,
       title: `${op} of [4,1,6] and [3,1] → [4,3,6]`,
-      inputs: [{ shape: [4, 1, 6], draw: op === 'pow' ? positive : wide }, { shape: [3, 1], draw: op === 'div' || op === 'pow' ? nonZero : wide }],
+      inputs: [
+        { shape: [4, 1, 6], draw: op === 'pow' ? positive : wide },
+        { shape: [3, 1], draw: op === 'div' || op === 'pow' ? nonZero : wide },
+      ],
       out: { shape: [4, 3, 6], dtype: 'float32' },
       call: (b, [x, y]) => b.binary(op, x!, y!, [4, 3, 6]),
     }),
@@ -70,7 +93,10 @@ export const REFERENCE_CASES: readonly ReferenceCase[] = [
     (op): ReferenceCase => ({
       id: `binary.int32.${op}`,
       title: `int32 ${op} of [5,7] and [7]`,
-      inputs: [{ shape: [5, 7], dtype: 'int32', ints: [-1000, 1000] }, { shape: [7], dtype: 'int32', ints: [-1000, 1000] }],
+      inputs: [
+        { shape: [5, 7], dtype: 'int32', ints: [-1000, 1000] },
+        { shape: [7], dtype: 'int32', ints: [-1000, 1000] },
+      ],
       out: { shape: [5, 7], dtype: 'int32' },
       call: (b, [x, y]) => b.binary(op, x!, y!, [5, 7]),
       compare: 'exact',
@@ -107,7 +133,13 @@ export const REFERENCE_CASES: readonly ReferenceCase[] = [
         title: `${op} of [4,6,5] over [${axes.join(', ')}]`,
         inputs: [{ shape: [4, 6, 5] }],
         out: { shape: [4, 6, 5].map((d, i) => (axes.includes(i) ? 1 : d)), dtype: 'float32' },
-        call: (b, [x]) => b.reduce(op, x!, axes, [4, 6, 5].map((d, i) => (axes.includes(i) ? 1 : d))),
+        call: (b, [x]) =>
+          b.reduce(
+            op,
+            x!,
+            axes,
+            [4, 6, 5].map((d, i) => (axes.includes(i) ? 1 : d)),
+          ),
         compare: op === 'max' || op === 'min' ? 'exact' : 'max-relative',
       }),
     ),

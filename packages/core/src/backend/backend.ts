@@ -19,9 +19,26 @@ export interface TensorInfo<H = unknown> {
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min' | 'pow' | 'greater' | 'equal';
 export type UnaryOp =
-  | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'reciprocal' | 'square'
-  | 'relu' | 'step' | 'sigmoid' | 'silu' | 'gelu' | 'geluTanh' | 'tanh' | 'erf' | 'sin' | 'cos'
-  | 'sign' | 'isFinite';
+  | 'neg'
+  | 'abs'
+  | 'exp'
+  | 'log'
+  | 'sqrt'
+  | 'rsqrt'
+  | 'reciprocal'
+  | 'square'
+  | 'relu'
+  | 'step'
+  | 'sigmoid'
+  | 'silu'
+  | 'gelu'
+  | 'geluTanh'
+  | 'tanh'
+  | 'erf'
+  | 'sin'
+  | 'cos'
+  | 'sign'
+  | 'isFinite';
 // step(x) = x > 0 ? 1 : 0 (the relu derivative); sign(x) ∈ {-1, 0, 1}; isFinite → 1/0.
 // gelu is the erf form, geluTanh PyTorch's tanh approximation. Derivatives are composed in core.
 export type ReduceOp = 'sum' | 'max' | 'min' | 'mean';

@@ -50,9 +50,7 @@ export async function resolveBackend(spec: BackendSpec = 'auto'): Promise<Resolv
       throw new BackendError(`backend '${spec}' could not start: ${(e as Error).message}`, { cause: e });
     }
   }
-  const candidates = [...registry.entries()]
-    .filter(([, r]) => r.priority >= 0)
-    .sort((a, b) => b[1].priority - a[1].priority);
+  const candidates = [...registry.entries()].filter(([, r]) => r.priority >= 0).sort((a, b) => b[1].priority - a[1].priority);
   const failures: string[] = [];
   let softwareFallback: { backend: Backend; name: string } | null = null;
   const after = () => (failures.length ? ` after ${failures.join('; ')}` : '');
@@ -73,6 +71,7 @@ export async function resolveBackend(spec: BackendSpec = 'auto'): Promise<Resolv
     softwareFallback?.backend.dispose();
     return { backend, reason: `auto: ${name}${after()}` };
   }
-  if (softwareFallback) return { backend: softwareFallback.backend, reason: `auto: ${softwareFallback.name} (software device; nothing else could start)` };
+  if (softwareFallback)
+    return { backend: softwareFallback.backend, reason: `auto: ${softwareFallback.name} (software device; nothing else could start)` };
   throw new BackendError(`no backend could start: ${failures.join('; ') || 'none registered'}`);
 }

@@ -80,7 +80,14 @@ export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, 
  * Combines a base result (without bias) with one adapter's branch: bias + g ⊙ (base + s·lora) for DoRA
  * (g given), bias + base + s·lora for LoRA (g null). Conv2d results have their features on axis 1.
  */
-export function composeAdapter(geo: LayerGeometry, base: Tensor, lora: Tensor, scale: number, g: Tensor | null, bias: Tensor | null): Tensor {
+export function composeAdapter(
+  geo: LayerGeometry,
+  base: Tensor,
+  lora: Tensor,
+  scale: number,
+  g: Tensor | null,
+  bias: Tensor | null,
+): Tensor {
   // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (geo.kind === 'conv2d') {
@@ -99,7 +106,14 @@ export function composeAdapter(geo: LayerGeometry, base: Tensor, lora: Tensor, s
  * The training-with-dropout form (PEFT's recompute path): base + bias + (g − 1) ⊙ baseDropped + g ⊙ s·loraDropped,
  * where `baseDropped` = x̃·Wᵀ and `loraDropped` = B(A(x̃)) use the dropped-out input.
  */
-export function composeAdapterDropout(geo: LayerGeometry, result: Tensor, baseDropped: Tensor, loraDropped: Tensor, scale: number, g: Tensor): Tensor {
+export function composeAdapterDropout(
+  geo: LayerGeometry,
+  result: Tensor,
+  baseDropped: Tensor,
+  loraDropped: Tensor,
+  scale: number,
+  g: Tensor,
+): Tensor {
   // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const shaped = geo.kind === 'conv2d' ? reshape(g, [1, g.size, 1, 1]) : g;
@@ -121,7 +135,9 @@ export function deltaWeight(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor,
           return mulScalar(transpose(matmul(b, a), [1, 0]), scale);
         case 'conv2d': {
           if ((geo.groups ?? 1) !== 1) {
-            throw new ConfigError(`merging a Conv2d adapter with groups ${geo.groups} is not possible: its delta is not a grouped kernel (PEFT refuses too)`);
+            throw new ConfigError(
+              `merging a Conv2d adapter with groups ${geo.groups} is not possible: its delta is not a grouped kernel (PEFT refuses too)`,
+            );
           }
           const r = a.shape[0]!;
           return mulScalar(reshape(matmul(reshape(b, [w.shape[0]!, r]), reshape(a, [r, -1])), w.shape), scale);

@@ -43,11 +43,18 @@ export function matrixView(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor):
       const r = a.shape[0]!;
       const groups = geo.groups ?? 1;
       if (w.rank !== 4 || a.rank !== 4 || b.rank !== 4 || b.shape[0] !== out || b.shape[1]! * groups !== r) {
-        throw new ShapeError(`conv2d DoRA: W ${shapeStr(w.shape)}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} with groups ${groups} do not fit`);
+        throw new ShapeError(
+          `conv2d DoRA: W ${shapeStr(w.shape)}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} with groups ${groups} do not fit`,
+        );
       }
       const a2 = reshape(a, [r, -1]);
       if (groups === 1) return { w: reshape(w, [out, -1]), a: a2, b: reshape(b, [out, r]), transposeW: false };
-      return { w: blockDiagonal(reshape(w, [out, -1]), groups), a: a2, b: blockDiagonal(reshape(b, [out, r / groups]), groups), transposeW: false };
+      return {
+        w: blockDiagonal(reshape(w, [out, -1]), groups),
+        a: a2,
+        b: blockDiagonal(reshape(b, [out, r / groups]), groups),
+        transposeW: false,
+      };
     }
   }
 }

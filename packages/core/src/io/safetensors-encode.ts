@@ -61,10 +61,7 @@ export function layoutSafetensors(
 }
 
 /** The whole file in one buffer (for browsers and small files; the Node writer streams instead). */
-export function serializeSafetensors(
-  tensors: TensorsToWrite,
-  metadata?: Readonly<Record<string, string>>,
-): Uint8Array {
+export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Uint8Array {
   const { header, chunks, byteLength } = layoutSafetensors(tensors, metadata, '<memory>');
   const out = new Uint8Array(byteLength);
   out.set(header, 0);
@@ -93,11 +90,7 @@ function checkTensor(key: string, tensor: HostTensor, file: string): void {
   }
   const numel = numelOf(tensor.shape);
   if (tensor.data.length !== numel) {
-    throw new SafetensorsError(
-      `shape ${JSON.stringify(tensor.shape)} has ${numel} elements but data has ${tensor.data.length}`,
-      file,
-      key,
-    );
+    throw new SafetensorsError(`shape ${JSON.stringify(tensor.shape)} has ${numel} elements but data has ${tensor.data.length}`, file, key);
   }
 }
 

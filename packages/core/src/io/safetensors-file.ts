@@ -12,13 +12,7 @@ import { toFloat32, toInt32, type HostTensor } from './host-tensor.js';
 import type { SafetensorsContents } from './safetensors.js';
 import { decodeTensor } from './safetensors-decode.js';
 import { layoutSafetensors, type TensorsToWrite } from './safetensors-encode.js';
-import {
-  HEADER_LENGTH_BYTES,
-  parseHeader,
-  readHeaderLength,
-  type SafetensorsHeader,
-  type TensorEntry,
-} from './safetensors-header.js';
+import { HEADER_LENGTH_BYTES, parseHeader, readHeaderLength, type SafetensorsHeader, type TensorEntry } from './safetensors-header.js';
 
 /** An open safetensors file whose tensors are read on demand. Call `close()` when done. */
 export class SafetensorsFile {
@@ -113,11 +107,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
  * layout as the Python library. Atomic: on any failure the temporary file is removed and an existing
  * `path` is left untouched.
  */
-export async function saveSafetensors(
-  path: string,
-  tensors: TensorsToWrite,
-  metadata?: Readonly<Record<string, string>>,
-): Promise<void> {
+export async function saveSafetensors(path: string, tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Promise<void> {
   const layout = layoutSafetensors(tensors, metadata, path);
   const temp = join(dirname(path), `${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
   try {

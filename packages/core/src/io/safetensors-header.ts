@@ -41,10 +41,7 @@ export function readHeaderLength(prefix: Uint8Array, fileSize: number, file: str
     throw new SafetensorsError(`header length ${length} exceeds the ${MAX_HEADER_BYTES}-byte limit`, file);
   }
   if (length > BigInt(fileSize - HEADER_LENGTH_BYTES)) {
-    throw new SafetensorsError(
-      `header length ${length} exceeds the ${fileSize - HEADER_LENGTH_BYTES} bytes that follow it`,
-      file,
-    );
+    throw new SafetensorsError(`header length ${length} exceeds the ${fileSize - HEADER_LENGTH_BYTES} bytes that follow it`, file);
   }
   return Number(length);
 }
@@ -110,11 +107,7 @@ function parseEntry(key: string, value: unknown, file: string): TensorEntry {
     throw new SafetensorsError(`shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`, file, key);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInteger)) {
-    throw new SafetensorsError(
-      `data_offsets must be two non-negative integers [begin, end], got ${JSON.stringify(offsets)}`,
-      file,
-      key,
-    );
+    throw new SafetensorsError(`data_offsets must be two non-negative integers [begin, end], got ${JSON.stringify(offsets)}`, file, key);
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin) throw new SafetensorsError(`data_offsets [${begin}, ${end}] are reversed`, file, key);
@@ -145,11 +138,7 @@ function elementCount(shape: readonly number[], file: string, key: string): numb
 function checkTiling(entries: TensorEntry[], dataSize: number, file: string): void {
   for (const e of entries) {
     if (e.end > dataSize) {
-      throw new SafetensorsError(
-        `data_offsets [${e.begin}, ${e.end}] run past the ${dataSize}-byte data section`,
-        file,
-        e.key,
-      );
+      throw new SafetensorsError(`data_offsets [${e.begin}, ${e.end}] run past the ${dataSize}-byte data section`, file, e.key);
     }
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);

@@ -4,7 +4,18 @@
  */
 import type { Backend } from '../backend/backend.js';
 import { ConfigError, ShapeError } from '../errors.js';
-import { conv2d, conv2dParams, type Conv2dOptions, dropoutMask, embedding, layerNorm, linear, matmulLastAxis, mul, rmsNorm } from '../ops/index.js';
+import {
+  conv2d,
+  conv2dParams,
+  type Conv2dOptions,
+  dropoutMask,
+  embedding,
+  layerNorm,
+  linear,
+  matmulLastAxis,
+  mul,
+  rmsNorm,
+} from '../ops/index.js';
 import { add, gelu, geluTanh, relu, silu, tanh } from '../ops/elementwise.js';
 import type { Conv2dParams } from '../backend/backend.js';
 import { defaultRandom, type Random } from '../random.js';
@@ -95,7 +106,8 @@ export class Conv1D extends Layer {
   }
 
   forward(x: Tensor): Tensor {
-    if (x.shape[x.rank - 1] !== this.nx) throw new ShapeError(`Conv1D: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(this.weight.shape)}`);
+    if (x.shape[x.rank - 1] !== this.nx)
+      throw new ShapeError(`Conv1D: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(this.weight.shape)}`);
     return tidy(() => add(matmulLastAxis(x, this.weight, false), this.bias));
   }
 }
@@ -134,7 +146,8 @@ export class Conv2d extends Layer {
     const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
     this.params = conv2dParams(options);
     const g = this.params.groups;
-    if (inChannels % g || outChannels % g) throw new ConfigError(`Conv2d: channels ${inChannels}→${outChannels} not divisible by groups ${g}`);
+    if (inChannels % g || outChannels % g)
+      throw new ConfigError(`Conv2d: channels ${inChannels}→${outChannels} not divisible by groups ${g}`);
     const fanIn = (inChannels / g) * kh * kw;
     const bound = 1 / Math.sqrt(fanIn);
     this.weight = uniformParam([outChannels, inChannels / g, kh, kw], bound, options);

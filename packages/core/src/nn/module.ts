@@ -80,7 +80,8 @@ export abstract class Module {
         throw new StateDictError(`state dict key '${k}': expected shape ${shapeStr(p.shape)}, got ${shapeStr(v.shape)}`);
       }
       if (p.dtype !== v.dtype) throw new StateDictError(`state dict key '${k}': expected ${p.dtype}, got ${v.dtype}`);
-      if (p.backend !== v.backend) throw new StateDictError(`state dict key '${k}': value lives on '${v.backend.name}', parameter on '${p.backend.name}'`);
+      if (p.backend !== v.backend)
+        throw new StateDictError(`state dict key '${k}': value lives on '${v.backend.name}', parameter on '${p.backend.name}'`);
     }
     for (const [k, v] of values) own.get(k)?.assign(v);
     return { missing, unexpected };

@@ -64,7 +64,12 @@ export function doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: number
     // product before the next), so DoRA's step peaks barely above LoRA's.
     return record('doraCompose', y, [base, lora, g, bias], [base, lora, g1], (dy, [sb, sl, sg]) => [
       base.requiresGrad ? mul(dy, sg!) : null,
-      lora.requiresGrad ? mul(dy, tidy(() => mulScalar(sg!, scale))) : null,
+      lora.requiresGrad
+        ? mul(
+            dy,
+            tidy(() => mulScalar(sg!, scale)),
+          )
+        : null,
       g.requiresGrad
         ? tidy(() => {
             const dBase = tidy(() => sumTo(mul(dy, sb!), [out]));

@@ -117,6 +117,21 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   }
   const b = backendOf('concat', ...tensors);
   const shape = first.shape.map((d, i) => (i === a ? tensors.reduce((s, t) => s + t.shape[a]!, 0) : d));
-  const out = wrap(b, b.concat(tensors.map((t) => t.info), a, shape), shape, first.dtype);
-  return record('concat', out, tensors, [], (g) => split(g, tensors.map((t) => t.shape[a]!), a));
+  const out = wrap(
+    b,
+    b.concat(
+      tensors.map((t) => t.info),
+      a,
+      shape,
+    ),
+    shape,
+    first.dtype,
+  );
+  return record('concat', out, tensors, [], (g) =>
+    split(
+      g,
+      tensors.map((t) => t.shape[a]!),
+      a,
+    ),
+  );
 }

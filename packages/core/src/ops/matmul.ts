@@ -30,12 +30,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Tenso
   const shape = [...batch, m, n];
   const out = wrap(be, be.matmul(a.info, b.info, { transposeA: ta, transposeB: tb }, shape), shape, 'float32');
   return record('matmul', out, [a, b], [a, b], (g, [sa, sb]) => [
-    a.requiresGrad
-      ? sumTo(ta ? matmul(sb!, g, { transposeA: tb, transposeB: true }) : matmul(g, sb!, { transposeB: !tb }), a.shape)
-      : null,
-    b.requiresGrad
-      ? sumTo(tb ? matmul(g, sa!, { transposeA: true, transposeB: ta }) : matmul(sa!, g, { transposeA: !ta }), b.shape)
-      : null,
+    a.requiresGrad ? sumTo(ta ? matmul(sb!, g, { transposeA: tb, transposeB: true }) : matmul(g, sb!, { transposeB: !tb }), a.shape) : null,
+    b.requiresGrad ? sumTo(tb ? matmul(g, sa!, { transposeA: true, transposeB: ta }) : matmul(sa!, g, { transposeA: !ta }), b.shape) : null,
   ]);
 }
 
@@ -44,7 +40,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (x.shape[x.rank - 1] !== weight.shape[1]) {
-      throw new ShapeError(`linear: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`);
+      throw new ShapeError(
+        `linear: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`,
+      );
     }
     const y = matmulLastAxis(x, weight, true);
     return bias ? addBias(y, bias) : y;

@@ -60,7 +60,8 @@ export function conv2dParams(o: Conv2dOptions = {}): Conv2dParams {
 export function conv2dOutShape(x: readonly number[], w: readonly number[], p: Conv2dParams): number[] {
   const [n, c, h, wd] = x as [number, number, number, number];
   const [o, ci, kh, kw] = w as [number, number, number, number];
-  if (x.length !== 4 || w.length !== 4) throw new ShapeError(`conv2d: input ${shapeStr(x)} and weight ${shapeStr(w)} must be 4-D (NCHW / OIHW)`);
+  if (x.length !== 4 || w.length !== 4)
+    throw new ShapeError(`conv2d: input ${shapeStr(x)} and weight ${shapeStr(w)} must be 4-D (NCHW / OIHW)`);
   if (c !== ci * p.groups || o % p.groups !== 0) {
     throw new ShapeError(`conv2d: input ${shapeStr(x)} does not fit weight ${shapeStr(w)} with groups ${p.groups}`);
   }

@@ -23,7 +23,12 @@ function rawReduce(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean): 
     requireFloat(op, x);
     const kept = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     const out = wrap(be, be.reduce(op, x.info, axes, kept), kept, x.dtype);
-    return keepDims ? out : reshape(out, x.shape.filter((_, i) => !axes.includes(i)));
+    return keepDims
+      ? out
+      : reshape(
+          out,
+          x.shape.filter((_, i) => !axes.includes(i)),
+        );
   });
 }
 

@@ -38,7 +38,8 @@ export class GradNode {
   }
 
   get savedTensors(): readonly Tensor[] {
-    if (!this.saved) throw new DoraError(`backward through '${this.op}' a second time: its saved tensors were freed (pass { retainGraph: true })`);
+    if (!this.saved)
+      throw new DoraError(`backward through '${this.op}' a second time: its saved tensors were freed (pass { retainGraph: true })`);
     return this.saved;
   }
 
@@ -53,10 +54,21 @@ export class GradNode {
  * Attaches a node to `output` when grad is enabled and any input requires grad. Returns `output`.
  * `saved` are tensors the backward needs (the node keeps them alive).
  */
-export function record(op: string, output: Tensor, inputs: readonly (Tensor | null)[], saved: readonly Tensor[], backwardFn: BackwardFn): Tensor {
+export function record(
+  op: string,
+  output: Tensor,
+  inputs: readonly (Tensor | null)[],
+  saved: readonly Tensor[],
+  backwardFn: BackwardFn,
+): Tensor {
   if (!isGradEnabled() || !inputs.some((t) => t?.requiresGrad)) return output;
   output.requiresGrad = true;
-  output.node = new GradNode(op, inputs.map((t) => (t?.requiresGrad ? t : null)), saved, backwardFn);
+  output.node = new GradNode(
+    op,
+    inputs.map((t) => (t?.requiresGrad ? t : null)),
+    saved,
+    backwardFn,
+  );
   return output;
 }
 

@@ -46,7 +46,10 @@ it('a failing write leaves the old file intact and no temporary file behind', as
   const before = await readFile(path);
 
   failure.afterWrites = 1; // the header is written, the first tensor is not
-  const error = await saveSafetensors(path, tensors(2)).then(() => undefined, (e: unknown) => e);
+  const error = await saveSafetensors(path, tensors(2)).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
   expect(error).toBeInstanceOf(SafetensorsError);
   expect((error as SafetensorsError).message).toBe(`${path}: could not write: ENOSPC: no space left on device, write`);

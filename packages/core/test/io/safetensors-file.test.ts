@@ -40,7 +40,10 @@ describe('saveSafetensors', () => {
   it('leaves no partial or temporary file when the final rename fails', async () => {
     const path = join(folder, 'taken');
     await mkdir(path); // renaming a file onto a directory fails after the data was written
-    const error = await saveSafetensors(path, weights).then(() => undefined, (e: unknown) => e);
+    const error = await saveSafetensors(path, weights).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(SafetensorsError);
     expect((error as SafetensorsError).file).toBe(path);
     expect(await readdir(folder)).toEqual(['taken']);

@@ -57,7 +57,12 @@ const cases: Case[] = [
     says: 'appears twice',
   },
   { name: 'metadata not an object', bytes: craft({ __metadata__: ['pt'] }), key: '__metadata__', says: 'must be an object' },
-  { name: 'metadata value not a string', bytes: craft({ __metadata__: { format: 1 } }), key: '__metadata__', says: "'format' must be a string" },
+  {
+    name: 'metadata value not a string',
+    bytes: craft({ __metadata__: { format: 1 } }),
+    key: '__metadata__',
+    says: "'format' must be a string",
+  },
   { name: 'entry not an object', bytes: craft({ w: 3 }), key: 'w', says: 'entry must be an object' },
   { name: 'shape overflows', bytes: craft({ w: f32([2 ** 40, 2 ** 40], [0, 0]) }), key: 'w', says: 'too large' },
   { name: 'sub-byte dtype with an odd count', bytes: craft({ w: entry('F4', [3], [0, 2]) }, 2), key: 'w', says: 'whole number of bytes' },
@@ -101,7 +106,10 @@ describe('malformed safetensors', () => {
   it.each(cases)('$name: reading the file raises a SafetensorsError naming file and key', async (c) => {
     const path = join(folder, `${c.name.replace(/\W+/g, '-')}.safetensors`);
     await writeFile(path, c.bytes);
-    const error = await readSafetensors(path).then(() => undefined, (e: unknown) => e);
+    const error = await readSafetensors(path).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expectNamed(error, path, c);
   });
 

@@ -110,8 +110,16 @@ describe('safetensors round trip in memory', () => {
 
 describe('serializeSafetensors rejects bad tensors, naming the key', () => {
   const cases: [string, Record<string, unknown>, string][] = [
-    ['data length differs from the shape', { w: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }, 'has 4 elements but data has 3'],
-    ['data array of the wrong type', { w: { dtype: 'F32', shape: [1], data: new Int32Array(1) } }, 'must be a Float32Array, got Int32Array'],
+    [
+      'data length differs from the shape',
+      { w: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } },
+      'has 4 elements but data has 3',
+    ],
+    [
+      'data array of the wrong type',
+      { w: { dtype: 'F32', shape: [1], data: new Int32Array(1) } },
+      'must be a Float32Array, got Int32Array',
+    ],
     ['unwritable dtype', { w: { dtype: 'F64', shape: [1], data: new Float64Array(1) } }, 'cannot write dtype F64'],
     ['negative dimension', { w: { dtype: 'U8', shape: [-1], data: new Uint8Array(0) } }, 'non-negative integers'],
     ['reserved key', { __metadata__: { dtype: 'U8', shape: [0], data: new Uint8Array(0) } }, 'is reserved'],

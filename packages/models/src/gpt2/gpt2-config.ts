@@ -27,7 +27,8 @@ export function parseGPT2Config(json: JsonObject, file = 'config.json'): GPT2Con
   const nEmbd = f.size('n_embd', 768);
   const nHead = f.size('n_head', 12);
   if (nEmbd % nHead !== 0) f.reject('n_embd', `(${nEmbd}) must be divisible by n_head (${nHead})`);
-  if (f.boolean('add_cross_attention', false)) f.reject('add_cross_attention', 'is true; cross-attention (encoder-decoder use) is not supported');
+  if (f.boolean('add_cross_attention', false))
+    f.reject('add_cross_attention', 'is true; cross-attention (encoder-decoder use) is not supported');
   return {
     modelType: 'gpt2',
     vocabSize: f.size('vocab_size', 50257),

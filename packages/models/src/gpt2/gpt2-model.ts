@@ -4,7 +4,19 @@
  * says otherwise. Module tree and parameter names match PyTorch so PEFT adapters apply unchanged.
  */
 import {
-  Conv1D, defaultRandom, Dropout, Embedding, type Layer, type LayerOptions, LayerNorm, Linear, Module, ModuleList, ops, type Tensor, tensor,
+  Conv1D,
+  defaultRandom,
+  Dropout,
+  Embedding,
+  type Layer,
+  type LayerOptions,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+  ops,
+  type Tensor,
+  tensor,
 } from '@dorajs/core';
 import { TokenIdsError } from '../errors.js';
 import { activationByName, type Activation } from '../shared/activations.js';
@@ -111,7 +123,11 @@ export class GPT2Model extends Module {
     if (seq > this._nPositions) {
       throw new TokenIdsError(`sequence of ${seq} tokens is longer than n_positions (${this._nPositions})`, 'GPT2Model.forward');
     }
-    const positions = tensor(Int32Array.from({ length: seq }, (_, i) => i), [seq], { backend: ids.backend, dtype: 'int32' });
+    const positions = tensor(
+      Int32Array.from({ length: seq }, (_, i) => i),
+      [seq],
+      { backend: ids.backend, dtype: 'int32' },
+    );
     const mask = causalMask(seq, ids.backend);
     try {
       let x = this.drop.forward(ops.add(this.wte.forward(ids), this.wpe.forward(positions)));

@@ -71,7 +71,10 @@ export async function loadModel(folder: string, options: LoadModelOptions): Prom
       value.dispose();
     }
     const fileMetadata = new Map([...files].map(([name, f]) => [name, f.metadata]));
-    return { model: model.eval(), checkpoint: { dir, modelType, config, layout, fileMetadata, tensors: plan.tensors, unexpectedKeys: plan.unexpectedKeys } };
+    return {
+      model: model.eval(),
+      checkpoint: { dir, modelType, config, layout, fileMetadata, tensors: plan.tensors, unexpectedKeys: plan.unexpectedKeys },
+    };
   } catch (error) {
     model.dispose();
     throw error;

@@ -85,7 +85,10 @@ async function readShardIndex(dir: string, indexPath: string): Promise<WeightsLa
   for (const [key, file] of Object.entries(map)) {
     // Shards live beside the index: a path would let a downloaded index read any file.
     if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
-      throw new ShardIndexError(`weight_map['${key}'] must be a shard file name in the same folder, got ${JSON.stringify(file)}`, indexPath);
+      throw new ShardIndexError(
+        `weight_map['${key}'] must be a shard file name in the same folder, got ${JSON.stringify(file)}`,
+        indexPath,
+      );
     }
     weightMap.set(key, file);
     if (!files.includes(file)) files.push(file);

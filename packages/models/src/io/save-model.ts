@@ -33,7 +33,8 @@ export async function saveModel(model: Module, outDir: string, options: SaveMode
       const metadata = like.fileMetadata.get(file);
       await saveSafetensors(join(temp, file), tensors, metadata && Object.keys(metadata).length > 0 ? metadata : undefined);
     }
-    if (like.layout.kind === 'sharded') await writeDurably(join(temp, WEIGHTS_INDEX_FILE), `${JSON.stringify(like.layout.index, null, 2)}\n`);
+    if (like.layout.kind === 'sharded')
+      await writeDurably(join(temp, WEIGHTS_INDEX_FILE), `${JSON.stringify(like.layout.index, null, 2)}\n`);
     await writeDurably(join(temp, CONFIG_FILE), like.config.text);
     for (const name of COMPANION_FILES) await copyIfPresent(join(like.dir, name), join(temp, name));
     await rename(temp, target).catch((error: Error) => {
@@ -60,7 +61,11 @@ function matchParameters(model: Module, like: CheckpointInfo): Map<string, Param
 }
 
 /** One file's tensors on the host: parameters narrowed to the stored dtype, other tensors copied as stored. */
-async function hostTensorsFor(file: string, like: CheckpointInfo, params: ReadonlyMap<string, Parameter>): Promise<Map<string, HostTensor>> {
+async function hostTensorsFor(
+  file: string,
+  like: CheckpointInfo,
+  params: ReadonlyMap<string, Parameter>,
+): Promise<Map<string, HostTensor>> {
   const entries = like.tensors.filter((t) => t.file === file);
   const out = new Map<string, HostTensor>();
   const passthrough: CheckpointTensor[] = [];

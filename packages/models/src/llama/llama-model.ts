@@ -2,7 +2,18 @@
  * Llama as transformers' modeling_llama.py defines it, with the same module tree and parameter names
  * (`model.layers.0.self_attn.q_proj.weight`, …) so PEFT adapters address the same layers.
  */
-import { defaultRandom, Embedding, type Layer, type LayerOptions, Linear, Module, ModuleList, ops, RMSNorm, type Tensor } from '@dorajs/core';
+import {
+  defaultRandom,
+  Embedding,
+  type Layer,
+  type LayerOptions,
+  Linear,
+  Module,
+  ModuleList,
+  ops,
+  RMSNorm,
+  type Tensor,
+} from '@dorajs/core';
 import { activationByName, type Activation } from '../shared/activations.js';
 import { causalMask, causalSelfAttention, splitHeads } from '../shared/attention.js';
 import { CausalLM, type ModelOptions } from '../shared/causal-lm.js';
@@ -41,7 +52,13 @@ export class LlamaAttention extends Module {
     const v = splitHeads(this.v_proj.forward(x), kv, d);
     const random = this._options.random ?? defaultRandom;
     const dropout =
-      this.training && p > 0 ? (probs: Tensor) => ops.mul(probs, ops.dropoutMask(probs.shape, p, () => random.next(), probs)) : undefined;
+      this.training && p > 0
+        ? (probs: Tensor) =>
+            ops.mul(
+              probs,
+              ops.dropoutMask(probs.shape, p, () => random.next(), probs),
+            )
+        : undefined;
     const out = causalSelfAttention({ q, k, v, scale: d ** -0.5, mask: context.mask, dropout });
     return this.o_proj.forward(out);
   }

@@ -18,7 +18,9 @@ export interface TokenIdsOptions {
 /** Validates ids (rectangular, integers, 0 ≤ id < vocabSize) and uploads them as int32 [batch, seq]. */
 export function tokenIds(input: TokenIdsInput, options: TokenIdsOptions): Tensor {
   const source = options.source ?? 'token ids';
-  const { values, shape } = Array.isArray(input) ? fromNested(input as readonly (readonly number[])[], source) : fromHost(input as HostTensor, source);
+  const { values, shape } = Array.isArray(input)
+    ? fromNested(input as readonly (readonly number[])[], source)
+    : fromHost(input as HostTensor, source);
   checkRange(values, shape, options.vocabSize, source);
   return tensor(values, shape, { backend: options.backend, dtype: 'int32' });
 }
@@ -48,7 +50,8 @@ function fromNested(rows: readonly (readonly number[])[], source: string): { val
       throw new TokenIdsError(`ids are not rectangular: row 0 has ${seq} ids, row ${b} has ${row.length}`, source);
     }
     row.forEach((id, s) => {
-      if (typeof id !== 'number' || !Number.isInteger(id)) throw new TokenIdsError(`id ${JSON.stringify(id)} at [${b}, ${s}] is not an integer`, source);
+      if (typeof id !== 'number' || !Number.isInteger(id))
+        throw new TokenIdsError(`id ${JSON.stringify(id)} at [${b}, ${s}] is not an integer`, source);
       if (id < -(2 ** 31) || id >= 2 ** 31) throw new TokenIdsError(`id ${id} at [${b}, ${s}] does not fit in int32`, source);
       values[b * seq + s] = id;
     });

@@ -13,10 +13,29 @@ export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors';
 
 /** The keys dorajs interprets (everything else is passthrough). */
 const MODELED_KEYS = new Set([
-  'alpha_pattern', 'auto_mapping', 'base_model_name_or_path', 'bias', 'exclude_modules', 'fan_in_fan_out',
-  'inference_mode', 'init_lora_weights', 'layers_pattern', 'layers_to_transform', 'lora_alpha', 'lora_bias',
-  'lora_dropout', 'modules_to_save', 'peft_type', 'peft_version', 'r', 'rank_pattern', 'revision',
-  'target_modules', 'task_type', 'use_dora', 'use_rslora',
+  'alpha_pattern',
+  'auto_mapping',
+  'base_model_name_or_path',
+  'bias',
+  'exclude_modules',
+  'fan_in_fan_out',
+  'inference_mode',
+  'init_lora_weights',
+  'layers_pattern',
+  'layers_to_transform',
+  'lora_alpha',
+  'lora_bias',
+  'lora_dropout',
+  'modules_to_save',
+  'peft_type',
+  'peft_version',
+  'r',
+  'rank_pattern',
+  'revision',
+  'target_modules',
+  'task_type',
+  'use_dora',
+  'use_rslora',
 ]);
 
 /** The object PEFT would write for `config` (before JSON text). */
@@ -82,7 +101,8 @@ export function configFromJson(json: unknown, file = ADAPTER_CONFIG_NAME): LoraC
   if (o['peft_type'] !== 'LORA') {
     throw new AdapterFileError(`peft_type '${String(o['peft_type'])}' is not supported (dorajs loads LORA adapters, including DoRA)`, file);
   }
-  if ('runtime_config' in o) warn('runtime-config-dropped', `${file}: 'runtime_config' is never loaded from a file; ignoring it (as PEFT does)`);
+  if ('runtime_config' in o)
+    warn('runtime-config-dropped', `${file}: 'runtime_config' is never loaded from a file; ignoring it (as PEFT does)`);
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) {
     if (MODELED_KEYS.has(k) || k === 'runtime_config') continue;
@@ -110,9 +130,24 @@ export function configFromJson(json: unknown, file = ADAPTER_CONFIG_NAME): LoraC
       fanInFanOut: field('fan_in_fan_out', isBool, 'a boolean', false),
       bias: field<LoraBias>('bias', (v) => v === 'none' || v === 'all' || v === 'lora_only', "'none', 'all' or 'lora_only'", 'none'),
       useRslora: field('use_rslora', isBool, 'a boolean', false),
-      modulesToSave: field('modules_to_save', (v) => v === null || (Array.isArray(v) && v.every((x) => typeof x === 'string')), 'a list of strings or null', null),
-      initLoraWeights: field<InitLoraWeights | string>('init_lora_weights', (v) => typeof v === 'boolean' || typeof v === 'string', 'a boolean or a string', true),
-      layersToTransform: field('layers_to_transform', (v) => v === null || isNum(v) || (Array.isArray(v) && v.every(isNum)), 'an integer, a list of integers or null', null),
+      modulesToSave: field(
+        'modules_to_save',
+        (v) => v === null || (Array.isArray(v) && v.every((x) => typeof x === 'string')),
+        'a list of strings or null',
+        null,
+      ),
+      initLoraWeights: field<InitLoraWeights | string>(
+        'init_lora_weights',
+        (v) => typeof v === 'boolean' || typeof v === 'string',
+        'a boolean or a string',
+        true,
+      ),
+      layersToTransform: field(
+        'layers_to_transform',
+        (v) => v === null || isNum(v) || (Array.isArray(v) && v.every(isNum)),
+        'an integer, a list of integers or null',
+        null,
+      ),
       layersPattern: field('layers_pattern', isStrListOrStr, 'a string, a list of strings or null', null),
       rankPattern: field('rank_pattern', isNumMap, 'an object of numbers', {}),
       alphaPattern: field('alpha_pattern', isNumMap, 'an object of numbers', {}),
@@ -125,7 +160,12 @@ export function configFromJson(json: unknown, file = ADAPTER_CONFIG_NAME): LoraC
       extra,
     });
     config.peftVersion = field('peft_version', isStrOrNull, 'a string', config.peftVersion);
-    config.autoMapping = field<Record<string, unknown> | null>('auto_mapping', (v) => v === null || (typeof v === 'object' && !Array.isArray(v)), 'an object or null', null);
+    config.autoMapping = field<Record<string, unknown> | null>(
+      'auto_mapping',
+      (v) => v === null || (typeof v === 'object' && !Array.isArray(v)),
+      'an object or null',
+      null,
+    );
     return config;
   } catch (e) {
     if (e instanceof LoraConfigError) throw new AdapterFileError(e.message, file, { cause: e });

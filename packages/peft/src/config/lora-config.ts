@@ -84,7 +84,14 @@ export const PASSTHROUGH_DEFAULTS: Readonly<Record<string, unknown>> = Object.fr
 });
 
 /** Other LoRA variants (PEFT's `is_lora_variant` fields): none can be combined with DoRA, and dorajs implements none. */
-const VARIANT_KEYS = ['alora_invocation_tokens', 'arrow_config', 'kasa_config', 'monteclora_config', 'use_bdlora', 'velora_config'] as const;
+const VARIANT_KEYS = [
+  'alora_invocation_tokens',
+  'arrow_config',
+  'kasa_config',
+  'monteclora_config',
+  'use_bdlora',
+  'velora_config',
+] as const;
 
 /** The PEFT release whose adapter format dorajs writes (PEFT fills `peft_version` with its own version). */
 export const PEFT_FORMAT_VERSION = '0.21.0';
@@ -130,12 +137,18 @@ export class LoraConfig {
     this.useRslora = options.useRslora ?? false;
     this.modulesToSave = options.modulesToSave ? Object.freeze([...options.modulesToSave]) : null;
     this.initLoraWeights = options.initLoraWeights ?? true;
-    this.layersToTransform = options.layersToTransform === undefined || options.layersToTransform === null
-      ? null
-      : typeof options.layersToTransform === 'number' ? options.layersToTransform : Object.freeze([...options.layersToTransform]);
-    this.layersPattern = options.layersPattern === undefined || options.layersPattern === null
-      ? null
-      : typeof options.layersPattern === 'string' ? options.layersPattern : Object.freeze([...options.layersPattern]);
+    this.layersToTransform =
+      options.layersToTransform === undefined || options.layersToTransform === null
+        ? null
+        : typeof options.layersToTransform === 'number'
+          ? options.layersToTransform
+          : Object.freeze([...options.layersToTransform]);
+    this.layersPattern =
+      options.layersPattern === undefined || options.layersPattern === null
+        ? null
+        : typeof options.layersPattern === 'string'
+          ? options.layersPattern
+          : Object.freeze([...options.layersPattern]);
     this.rankPattern = Object.freeze({ ...(options.rankPattern ?? {}) });
     this.alphaPattern = Object.freeze({ ...(options.alphaPattern ?? {}) });
     this.useDora = options.useDora ?? false;
@@ -218,11 +231,16 @@ function sameJson(a: unknown, b: unknown): boolean {
 
 /** The checks PEFT's `LoraConfig.__post_init__` makes for LoRA and DoRA, with PEFT's messages. */
 function validate(c: LoraConfig): void {
-  if (!Number.isInteger(c.r) || c.r <= 0) throw new LoraConfigError(`\`r\` should be a positive integer value but the value passed is ${c.r}`);
+  if (!Number.isInteger(c.r) || c.r <= 0)
+    throw new LoraConfigError(`\`r\` should be a positive integer value but the value passed is ${c.r}`);
   if (!Number.isFinite(c.loraAlpha)) throw new LoraConfigError(`lora_alpha must be a finite number, got ${c.loraAlpha}`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) throw new LoraConfigError(`lora_dropout must be in [0, 1), got ${c.loraDropout}`);
-  if (!['none', 'all', 'lora_only'].includes(c.bias)) throw new LoraConfigError(`bias must be 'none', 'all' or 'lora_only', got '${String(c.bias)}'`);
-  for (const [name, pattern] of [['rank_pattern', c.rankPattern], ['alpha_pattern', c.alphaPattern]] as const) {
+  if (!['none', 'all', 'lora_only'].includes(c.bias))
+    throw new LoraConfigError(`bias must be 'none', 'all' or 'lora_only', got '${String(c.bias)}'`);
+  for (const [name, pattern] of [
+    ['rank_pattern', c.rankPattern],
+    ['alpha_pattern', c.alphaPattern],
+  ] as const) {
     for (const [key, value] of Object.entries(pattern)) {
       if (!Number.isFinite(value) || (name === 'rank_pattern' && (!Number.isInteger(value) || value <= 0))) {
         throw new LoraConfigError(`${name}['${key}'] must be a ${name === 'rank_pattern' ? 'positive integer' : 'number'}, got ${value}`);
@@ -251,12 +269,21 @@ function validate(c: LoraConfig): void {
   if (c.useDora) {
     const variants = VARIANT_KEYS.filter((k) => k in c.extra && c.extra[k] !== null && c.extra[k] !== false);
     if (variants.length) {
-      throw new LoraConfigError(`Invalid or unsupported variant combination: (${['use_dora', ...variants].sort().map((v) => `'${v}'`).join(', ')})`);
+      throw new LoraConfigError(
+        `Invalid or unsupported variant combination: (${['use_dora', ...variants]
+          .sort()
+          .map((v) => `'${v}'`)
+          .join(', ')})`,
+      );
     }
     if (c.initLoraWeights === 'mica') throw new LoraConfigError("Invalid or unsupported variant combination: ('mica', 'use_dora')");
   }
   const rt = c.runtimeConfig.ephemeralGpuOffload;
-  if (rt !== undefined && typeof rt !== 'boolean' && (typeof rt !== 'object' || rt === null || typeof (rt as Backend).matmul !== 'function')) {
+  if (
+    rt !== undefined &&
+    typeof rt !== 'boolean' &&
+    (typeof rt !== 'object' || rt === null || typeof (rt as Backend).matmul !== 'function')
+  ) {
     throw new LoraConfigError('runtimeConfig.ephemeralGpuOffload must be a boolean or a Backend instance');
   }
 }

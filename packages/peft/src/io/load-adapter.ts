@@ -4,7 +4,17 @@
  * then move the model (if asked) and install the adapter. Any error before that last step leaves the model
  * exactly as it was.
  */
-import { type Backend, type BackendSpec, fromHostTensor, type HostTensor, type Module, ops, type Parameter, resolveBackend, type Tensor } from '@dorajs/core';
+import {
+  type Backend,
+  type BackendSpec,
+  fromHostTensor,
+  type HostTensor,
+  type Module,
+  ops,
+  type Parameter,
+  resolveBackend,
+  type Tensor,
+} from '@dorajs/core';
 import { configFromJsonText } from '../config/config-json.js';
 import { AdapterFileError, AdapterKeyError, AdapterShapeError } from '../errors.js';
 import type { AdapterTensors } from '../layers/lora-layer.js';
@@ -43,7 +53,13 @@ export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, na
     });
     const model = peft.getBaseModel();
     const plan = planInjection(model, config, name, 'load');
-    const reads = planReads(reader, plan.targets, model, plan.modulesToSave.map((m) => m.path), name);
+    const reads = planReads(
+      reader,
+      plan.targets,
+      model,
+      plan.modulesToSave.map((m) => m.path),
+      name,
+    );
     const host = await readAll(reader, reads);
     let backend: Backend | null = null;
     if (options.backend !== undefined) {
@@ -70,7 +86,13 @@ export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, na
   }
 }
 
-function planReads(reader: AdapterReader, targets: readonly TargetPlan[], model: Module, savePaths: readonly string[], adapterName: string): Reads {
+function planReads(
+  reader: AdapterReader,
+  targets: readonly TargetPlan[],
+  model: Module,
+  savePaths: readonly string[],
+  adapterName: string,
+): Reads {
   const file = reader.weightsFile;
   const used = new Set<string>();
   const check = (key: string, module: string, expected: readonly number[], required: boolean): boolean => {
@@ -79,7 +101,11 @@ function planReads(reader: AdapterReader, targets: readonly TargetPlan[], model:
       if (required) throw new AdapterKeyError(file, key, module);
       return false;
     }
-    if (!FLOAT_DTYPES.has(d.dtype)) throw new AdapterFileError(`tensor '${key}' for module '${module}' has dtype ${d.dtype}; adapter weights must be F32, F16 or BF16`, file);
+    if (!FLOAT_DTYPES.has(d.dtype))
+      throw new AdapterFileError(
+        `tensor '${key}' for module '${module}' has dtype ${d.dtype}; adapter weights must be F32, F16 or BF16`,
+        file,
+      );
     if (!sameShape(d.shape, expected)) throw new AdapterShapeError(file, key, module, expected, d.shape);
     used.add(key);
     return true;
@@ -95,7 +121,9 @@ function planReads(reader: AdapterReader, targets: readonly TargetPlan[], model:
       const present = [keys.m, keys.mLegacy].find((k) => reader.describe(k));
       if (!present) throw new AdapterKeyError(file, keys.m, target.path);
       const shape = reader.describe(present)!.shape;
-      const flatOk = shape.reduce((x, y) => x * y, 1) === target.shapes.m.reduce((x, y) => x * y, 1) && (shape.length === 1 || sameShape(shape, target.shapes.m));
+      const flatOk =
+        shape.reduce((x, y) => x * y, 1) === target.shapes.m.reduce((x, y) => x * y, 1) &&
+        (shape.length === 1 || sameShape(shape, target.shapes.m));
       if (!flatOk) throw new AdapterShapeError(file, present, target.path, target.shapes.m, shape);
       check(present, target.path, shape, true);
       m = present;
@@ -130,16 +158,16 @@ function planReads(reader: AdapterReader, targets: readonly TargetPlan[], model:
   }
   const unexpected = reader.keys.filter((k) => !used.has(k));
   if (unexpected.length) {
-    warn('unexpected-adapter-keys', `${file}: ${unexpected.length} tensor(s) not used by the model: ${unexpected.slice(0, 10).join(', ')}${unexpected.length > 10 ? ', …' : ''}`);
+    warn(
+      'unexpected-adapter-keys',
+      `${file}: ${unexpected.length} tensor(s) not used by the model: ${unexpected.slice(0, 10).join(', ')}${unexpected.length > 10 ? ', …' : ''}`,
+    );
   }
   return { adapter, params };
 }
 
 async function readAll(reader: AdapterReader, reads: Reads): Promise<Map<string, HostTensor>> {
-  const keys = [
-    ...reads.adapter.flatMap((r) => [r.a, r.b, ...(r.m ? [r.m] : [])]),
-    ...reads.params.map((p) => p.key),
-  ];
+  const keys = [...reads.adapter.flatMap((r) => [r.a, r.b, ...(r.m ? [r.m] : [])]), ...reads.params.map((p) => p.key)];
   const host = new Map<string, HostTensor>();
   for (const key of keys) host.set(key, await reader.read(key));
   return host;

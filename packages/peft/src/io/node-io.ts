@@ -15,12 +15,20 @@ export async function openAdapterDirectory(dir: string): Promise<AdapterReader> 
   try {
     text = await readFile(configFile, 'utf8');
   } catch (e) {
-    throw new AdapterFileError(`cannot read the adapter config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, configFile, { cause: e });
+    throw new AdapterFileError(
+      `cannot read the adapter config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      configFile,
+      { cause: e },
+    );
   }
   try {
     await access(weightsFile);
   } catch (e) {
-    throw new AdapterFileError(`cannot read the adapter weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, weightsFile, { cause: e });
+    throw new AdapterFileError(
+      `cannot read the adapter weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      weightsFile,
+      { cause: e },
+    );
   }
   const file = await openSafetensors(weightsFile);
   return {

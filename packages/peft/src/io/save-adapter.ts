@@ -27,7 +27,11 @@ export interface SavePretrainedOptions {
 }
 
 /** The tensors PEFT writes for one adapter, by file key. */
-export async function adapterFileTensors(peft: PeftModel, name: string, saveEmbeddingLayers: boolean | 'auto' = 'auto'): Promise<Map<string, HostTensor>> {
+export async function adapterFileTensors(
+  peft: PeftModel,
+  name: string,
+  saveEmbeddingLayers: boolean | 'auto' = 'auto',
+): Promise<Map<string, HostTensor>> {
   const config = peft.peftConfig.get(name);
   if (!config) throw new AdapterNameError(`no adapter named '${name}'`);
   const out = new Map<string, HostTensor>();
@@ -43,7 +47,8 @@ export async function adapterFileTensors(peft: PeftModel, name: string, saveEmbe
       await put(keys.b, w.b);
       const mag = m.lora_magnitude_vector.get(name);
       if (mag) await put(keys.m, mag.weight);
-      const saveBase = saveEmbeddingLayers !== false && (savesEmbeddingLayer(path) || (saveEmbeddingLayers === true && kind === 'embedding'));
+      const saveBase =
+        saveEmbeddingLayers !== false && (savesEmbeddingLayer(path) || (saveEmbeddingLayers === true && kind === 'embedding'));
       if (saveBase) await put(keys.baseWeight, m.weight);
       if (config.bias !== 'none' && m.bias) await put(keys.baseBias, m.bias);
     } else if (m instanceof ModulesToSaveWrapper) {
@@ -55,7 +60,14 @@ export async function adapterFileTensors(peft: PeftModel, name: string, saveEmbe
   if (config.bias === 'all') {
     for (const [key, p] of model.stateDict()) {
       const isBias = key.split('.').pop() === 'bias';
-      if (!isBias || key.includes('.base_layer.') || key.includes('.modules_to_save.') || key.includes('.original_module.') || key.includes('.lora_')) continue;
+      if (
+        !isBias ||
+        key.includes('.base_layer.') ||
+        key.includes('.modules_to_save.') ||
+        key.includes('.original_module.') ||
+        key.includes('.lora_')
+      )
+        continue;
       await put(`${MODEL_PREFIX}${key}`, p);
     }
   }
@@ -66,12 +78,18 @@ export async function adapterFileTensors(peft: PeftModel, name: string, saveEmbe
 export function adapterConfigText(peft: PeftModel, config: LoraConfig): string {
   const c = config.with({ inferenceMode: true });
   c.peftVersion = config.peftVersion;
-  c.autoMapping = config.autoMapping ?? (config.taskType === null ? { base_model_class: peft.getBaseModel().typeName, parent_library: '@dorajs/peft' } : null);
+  c.autoMapping =
+    config.autoMapping ??
+    (config.taskType === null ? { base_model_class: peft.getBaseModel().typeName, parent_library: '@dorajs/peft' } : null);
   return configToJsonText(c);
 }
 
 /** Both files of one adapter in memory (for browsers, or to write elsewhere). */
-export async function adapterFiles(peft: PeftModel, name: string, options: SavePretrainedOptions = {}): Promise<{ config: string; tensors: Map<string, HostTensor> }> {
+export async function adapterFiles(
+  peft: PeftModel,
+  name: string,
+  options: SavePretrainedOptions = {},
+): Promise<{ config: string; tensors: Map<string, HostTensor> }> {
   const config = peft.peftConfig.get(name);
   if (!config) throw new AdapterNameError(`no adapter named '${name}'`);
   return { config: adapterConfigText(peft, config), tensors: await adapterFileTensors(peft, name, options.saveEmbeddingLayers) };

@@ -2,7 +2,18 @@
  * Initial A and B for a fresh adapter (PEFT's `reset_lora_parameters`), and the initial DoRA magnitude
  * m = ‖W + s·B·A‖, which makes a fresh DoRA adapter equal to its plain-LoRA counterpart.
  */
-import { type Backend, defaultRandom, doraWeightNorm, type LayerGeometry, magnitudeShape, ops, type Random, type Tensor, tensor, zeros } from '@dorajs/core';
+import {
+  type Backend,
+  defaultRandom,
+  doraWeightNorm,
+  type LayerGeometry,
+  magnitudeShape,
+  ops,
+  type Random,
+  type Tensor,
+  tensor,
+  zeros,
+} from '@dorajs/core';
 import type { InitLoraWeights } from '../config/lora-config.js';
 import { LoraConfigError } from '../errors.js';
 

@@ -65,20 +65,35 @@ export class LoraConv2d extends LoraABLayer<Conv2d> {
     const [out, inChannels] = dense.shape as [number, number];
     const o = out / g;
     const i = inChannels / g;
-    return tidy(() => ops.concat(Array.from({ length: g }, (_, k) => ops.narrow(ops.narrow(dense, 0, k * o, o), 1, k * i, i)), 0));
+    return tidy(() =>
+      ops.concat(
+        Array.from({ length: g }, (_, k) => ops.narrow(ops.narrow(dense, 0, k * o, o), 1, k * i, i)),
+        0,
+      ),
+    );
   }
 
   /** A merge source whose B is the dense [out, r, 1, 1] matrix of the grouped one. */
   private denseSource(src: MergeSource): MergeSource {
     const [out, rPerGroup] = src.b.shape as [number, number];
-    return { ...src, b: ops.reshape(blockDiagonal(ops.reshape(src.b, [out, rPerGroup]), this.groups), [out, rPerGroup * this.groups, 1, 1]) };
+    return {
+      ...src,
+      b: ops.reshape(blockDiagonal(ops.reshape(src.b, [out, rPerGroup]), this.groups), [out, rPerGroup * this.groups, 1, 1]),
+    };
   }
 
   private static readonly DENSE: LayerGeometry = { kind: 'conv2d', groups: 1 };
 
   override computeMerge(wCurrent: Tensor, wBase: Tensor, sources: readonly MergeSource[]): { w: Tensor; norms: (Tensor | null)[] } {
     if (this.groups === 1) return super.computeMerge(wCurrent, wBase, sources);
-    return tidy(() => super.computeMerge(this.densify(wCurrent), this.densify(wBase), sources.map((s) => this.denseSource(s)), LoraConv2d.DENSE));
+    return tidy(() =>
+      super.computeMerge(
+        this.densify(wCurrent),
+        this.densify(wBase),
+        sources.map((s) => this.denseSource(s)),
+        LoraConv2d.DENSE,
+      ),
+    );
   }
 
   override computeUnmerge(wMerged: Tensor, merged: readonly { source: MergeSource; norm: Tensor | null }[]): Tensor {
@@ -92,7 +107,14 @@ export class LoraConv2d extends LoraABLayer<Conv2d> {
       const grouped = this.base_layer;
       const [, , kh, kw] = newWeight.shape as [number, number, number, number];
       const p = grouped.params;
-      const dense = new Conv2d(grouped.inChannels, grouped.outChannels, [kh, kw], { backend: newWeight.backend, stride: p.stride, padding: p.padding, dilation: p.dilation, groups: 1, bias: false });
+      const dense = new Conv2d(grouped.inChannels, grouped.outChannels, [kh, kw], {
+        backend: newWeight.backend,
+        stride: p.stride,
+        padding: p.padding,
+        dilation: p.dilation,
+        groups: 1,
+        bias: false,
+      });
       dense.weight.dispose();
       dense.weight = new Parameter(newWeight, grouped.weight.requiresGrad);
       dense.bias = grouped.bias;

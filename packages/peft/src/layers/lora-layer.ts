@@ -156,7 +156,11 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   deleteAdapter(name: string): void {
     if (!this._settings.has(name)) return;
     if (this._merged.some((m) => m.name === name)) {
-      throw new MergeError(`Cannot delete adapter(s) ['${name}'] of module '${this._path}' while they are merged. Please unmerge them first.`, this._path, name);
+      throw new MergeError(
+        `Cannot delete adapter(s) ['${name}'] of module '${this._path}' while they are merged. Please unmerge them first.`,
+        this._path,
+        name,
+      );
     }
     const mag = this.lora_magnitude_vector.get(name);
     if (mag) {
@@ -233,7 +237,14 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
         return;
       }
       const last = i === names.length - 1 && bias !== null;
-      acc = composeAdapter(this.geometry, acc, this.branch(name, x), s.scaling, s.useDora ? this.doraScale(name) : null, last ? bias : null);
+      acc = composeAdapter(
+        this.geometry,
+        acc,
+        this.branch(name, x),
+        s.scaling,
+        s.useDora ? this.doraScale(name) : null,
+        last ? bias : null,
+      );
       biasAdded ||= last;
     });
     return bias && !biasAdded ? this.addBias(acc, bias) : acc;
@@ -242,7 +253,9 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   /** Per-sample adapters (`adapterNames`): each row gets its own adapter, or none for `__base__`. */
   protected mixedBatchForward(x: Tensor, names: readonly string[]): Tensor {
     if (names.length !== x.shape[0]) {
-      throw new AdapterNameError(`module '${this._path}': ${names.length} adapter names for a batch of ${x.shape[0]} (shape [${x.shape.join(', ')}])`);
+      throw new AdapterNameError(
+        `module '${this._path}': ${names.length} adapter names for a batch of ${x.shape[0]} (shape [${x.shape.join(', ')}])`,
+      );
     }
     return perRowGroups(x, names, (name, rows) =>
       this._settings.has(name) ? this.applyAdapters(rows, [name]) : this.base_layer.forward(rows),
@@ -280,36 +293,49 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
    * unmerged base `wBase` so that merged = unmerged forward (PEFT ≤ 0.20 took it from the running weight,
    * issue #3608). Pure: returns the new weight and the norms; runs on whatever backend the inputs live on.
    */
-  computeMerge(wCurrent: Tensor, wBase: Tensor, sources: readonly MergeSource[], geometry: LayerGeometry = this.geometry): { w: Tensor; norms: (Tensor | null)[] } {
-    return tidy(() => noGrad(() => {
-      let w = wCurrent;
-      const norms: (Tensor | null)[] = [];
-      for (const src of sources) {
-        const delta = this.delta(wBase, src, geometry);
-        if (src.m) {
-          const norm = doraWeightNorm(geometry, wBase, src.a, src.b, src.scale);
-          w = doraMerge(geometry, w, delta, src.m, norm);
-          norms.push(norm);
-        } else {
-          w = ops.add(w, delta);
-          norms.push(null);
+  computeMerge(
+    wCurrent: Tensor,
+    wBase: Tensor,
+    sources: readonly MergeSource[],
+    geometry: LayerGeometry = this.geometry,
+  ): { w: Tensor; norms: (Tensor | null)[] } {
+    return tidy(() =>
+      noGrad(() => {
+        let w = wCurrent;
+        const norms: (Tensor | null)[] = [];
+        for (const src of sources) {
+          const delta = this.delta(wBase, src, geometry);
+          if (src.m) {
+            const norm = doraWeightNorm(geometry, wBase, src.a, src.b, src.scale);
+            w = doraMerge(geometry, w, delta, src.m, norm);
+            norms.push(norm);
+          } else {
+            w = ops.add(w, delta);
+            norms.push(null);
+          }
         }
-      }
-      return { w, norms };
-    }));
+        return { w, norms };
+      }),
+    );
   }
 
   /** Inverse of computeMerge for already-merged adapters (last merged first). */
-  computeUnmerge(wMerged: Tensor, merged: readonly { source: MergeSource; norm: Tensor | null }[], geometry: LayerGeometry = this.geometry): Tensor {
-    return tidy(() => noGrad(() => {
-      let w = wMerged;
-      for (let i = merged.length - 1; i >= 0; i--) {
-        const { source, norm } = merged[i]!;
-        const delta = this.delta(w, source, geometry);
-        w = source.m && norm ? doraUnmerge(geometry, w, delta, source.m, norm) : ops.sub(w, delta);
-      }
-      return w;
-    }));
+  computeUnmerge(
+    wMerged: Tensor,
+    merged: readonly { source: MergeSource; norm: Tensor | null }[],
+    geometry: LayerGeometry = this.geometry,
+  ): Tensor {
+    return tidy(() =>
+      noGrad(() => {
+        let w = wMerged;
+        for (let i = merged.length - 1; i >= 0; i--) {
+          const { source, norm } = merged[i]!;
+          const delta = this.delta(w, source, geometry);
+          w = source.m && norm ? doraUnmerge(geometry, w, delta, source.m, norm) : ops.sub(w, delta);
+        }
+        return w;
+      }),
+    );
   }
 
   private delta(w: Tensor, src: MergeSource, geometry: LayerGeometry): Tensor {

@@ -19,7 +19,11 @@ export function takeRows(x: Tensor, indices: readonly number[]): Tensor {
  * Groups the batch rows by name (in order of first appearance), runs `fn` on each group's rows and puts
  * the results back in the original row order.
  */
-export function perRowGroups(x: Tensor, names: readonly string[], fn: (name: string, rows: Tensor, indices: readonly number[]) => Tensor): Tensor {
+export function perRowGroups(
+  x: Tensor,
+  names: readonly string[],
+  fn: (name: string, rows: Tensor, indices: readonly number[]) => Tensor,
+): Tensor {
   const groups = new Map<string, number[]>();
   names.forEach((name, i) => {
     const g = groups.get(name);

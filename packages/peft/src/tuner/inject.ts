@@ -15,7 +15,15 @@ import { isLoraLayer } from '../layers/kinds.js';
 import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
 import { initialAdapterWeights, initialMagnitude } from '../layers/init-weights.js';
 import { warn, type PeftWarningCode } from '../warnings.js';
-import { expandAllLinear, isExcluded, isTarget, isTargetableLayer, matchesModuleList, rankAndAlpha, type TargetableLayer } from './targeting.js';
+import {
+  expandAllLinear,
+  isExcluded,
+  isTarget,
+  isTargetableLayer,
+  matchesModuleList,
+  rankAndAlpha,
+  type TargetableLayer,
+} from './targeting.js';
 import { runOffloaded } from './offload.js';
 
 export type TargetKind = 'linear' | 'conv1d' | 'embedding' | 'conv2d';
@@ -72,14 +80,24 @@ function describeTargets(t: readonly string[] | string | null): string {
   return t === null ? 'null' : typeof t === 'string' ? `'${t}'` : `[${t.map((x) => `'${x}'`).join(', ')}]`;
 }
 
-export function planInjection(model: Module, configIn: LoraConfig, adapterName: string, purpose: 'create' | 'load' = 'create'): InjectionPlan {
+export function planInjection(
+  model: Module,
+  configIn: LoraConfig,
+  adapterName: string,
+  purpose: 'create' | 'load' = 'create',
+): InjectionPlan {
   if (configIn.targetModules === null) {
     throw new LoraConfigError('targetModules must be given: dorajs has no per-architecture defaults (PEFT looks them up by model type)');
   }
   const all = candidates(model);
   let config = configIn;
   if (config.targetModules === 'all-linear') {
-    config = config.with({ targetModules: expandAllLinear(model, all.map(([p, m]) => [p, baseOf(m)])) });
+    config = config.with({
+      targetModules: expandAllLinear(
+        model,
+        all.map(([p, m]) => [p, baseOf(m)]),
+      ),
+    });
   }
   const targetsSpec = config.targetModules!;
   const warnings: { code: PeftWarningCode; message: string }[] = [];
@@ -90,7 +108,8 @@ export function planInjection(model: Module, configIn: LoraConfig, adapterName: 
 
   for (const [path, module] of all) {
     if (saveSpec && matchesModuleList(saveSpec, path)) {
-      if (!(module instanceof Layer)) throw new LoraConfigError(`modules_to_save: module '${path}' (${module.typeName}) has no forward(x) and cannot be wrapped`);
+      if (!(module instanceof Layer))
+        throw new LoraConfigError(`modules_to_save: module '${path}' (${module.typeName}) has no forward(x) and cannot be wrapped`);
       modulesToSave.push({ path, current: module });
       continue;
     }
@@ -100,10 +119,16 @@ export function planInjection(model: Module, configIn: LoraConfig, adapterName: 
     if (existing?.settings(adapterName)) throw new AdapterNameError(`module '${path}' already has an adapter named '${adapterName}'`);
     const kind = kindOf(base);
     if (kind === 'conv1d' && !fanInFanOut) {
-      warnings.push({ code: 'fan-in-fan-out-corrected', message: `fan_in_fan_out is set to False but the target module '${path}' is \`Conv1D\`. Setting fan_in_fan_out to True.` });
+      warnings.push({
+        code: 'fan-in-fan-out-corrected',
+        message: `fan_in_fan_out is set to False but the target module '${path}' is \`Conv1D\`. Setting fan_in_fan_out to True.`,
+      });
       fanInFanOut = true;
     } else if (kind === 'linear' && fanInFanOut) {
-      warnings.push({ code: 'fan-in-fan-out-corrected', message: `fan_in_fan_out is set to True but the target module '${path}' is \`Linear\`. Setting fan_in_fan_out to False.` });
+      warnings.push({
+        code: 'fan-in-fan-out-corrected',
+        message: `fan_in_fan_out is set to True but the target module '${path}' is \`Linear\`. Setting fan_in_fan_out to False.`,
+      });
       fanInFanOut = false;
     }
     const { r, alpha } = rankAndAlpha(config, path);
@@ -114,7 +139,11 @@ export function planInjection(model: Module, configIn: LoraConfig, adapterName: 
           `Targeting a Conv2d ('${path}') with groups=${groups} and rank ${r}. Currently, support is limited to conv layers where the rank is divisible by groups. Either choose a different rank or do not target this specific layer.`,
         );
       }
-      if (groups > 1) warnings.push({ code: 'conv-groups', message: `LoRA adapter added to Conv2d layer '${path}' with groups > 1: its delta is not grouped, so merging turns the layer into the equivalent dense (groups 1) conv (PEFT refuses to merge it).` });
+      if (groups > 1)
+        warnings.push({
+          code: 'conv-groups',
+          message: `LoRA adapter added to Conv2d layer '${path}' with groups > 1: its delta is not grouped, so merging turns the layer into the equivalent dense (groups 1) conv (PEFT refuses to merge it).`,
+        });
       if (base.params.dilation.some((d) => d !== 1)) {
         const dil = `[${base.params.dilation.join(', ')}]`;
         warnings.push({
@@ -173,7 +202,14 @@ export async function computeAdapterTensors(
         continue;
       }
       const w = target.layer.weight;
-      const { a, b } = initialAdapterWeights(target.layer.geometry, target.shapes, target.settings.r, plan.config.initLoraWeights, w.backend, options.random);
+      const { a, b } = initialAdapterWeights(
+        target.layer.geometry,
+        target.shapes,
+        target.settings.r,
+        plan.config.initLoraWeights,
+        w.backend,
+        options.random,
+      );
       let m: Tensor | null = null;
       if (target.settings.useDora) {
         const [norm] = await runOffloaded(options.offload, w.backend, [w, a, b], ([w2, a2, b2]) => [

@@ -47,7 +47,12 @@ export async function computeLayerMerge(layer: LoraLayer, names: readonly string
     let i = prev.next;
     const norms = prevNorms.map((n) => (n ? t[i++]! : null));
     const next = unpack(sources, t, i);
-    const wBase = prev.sources.length ? layer.computeUnmerge(w, prev.sources.map((source, k) => ({ source, norm: norms[k]! }))) : w;
+    const wBase = prev.sources.length
+      ? layer.computeUnmerge(
+          w,
+          prev.sources.map((source, k) => ({ source, norm: norms[k]! })),
+        )
+      : w;
     const { w: merged, norms: newNorms } = layer.computeMerge(w, wBase, next.sources);
     return [merged, ...newNorms.filter((n): n is Tensor => n !== null)];
   });
@@ -66,7 +71,12 @@ export async function computeLayerUnmerge(layer: LoraLayer, offload: Backend | n
     const unpacked = unpack(sources, t, 1);
     let i = unpacked.next;
     const moved = norms.map((n) => (n ? t[i++]! : null));
-    return [layer.computeUnmerge(t[0]!, unpacked.sources.map((source, k) => ({ source, norm: moved[k]! })))];
+    return [
+      layer.computeUnmerge(
+        t[0]!,
+        unpacked.sources.map((source, k) => ({ source, norm: moved[k]! })),
+      ),
+    ];
   });
   return w!;
 }

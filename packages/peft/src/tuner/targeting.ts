@@ -19,7 +19,8 @@ export function matchesModuleList(spec: readonly string[] | string, path: string
 
 /** PEFT's layers_to_transform / layers_pattern filter: the layer index is the number after `<pattern>.`. */
 function layerIndexOf(path: string, layersPattern: string | readonly string[] | null): number | null {
-  const patterns = layersPattern === null || layersPattern.length === 0 ? [null] : typeof layersPattern === 'string' ? [layersPattern] : layersPattern;
+  const patterns =
+    layersPattern === null || layersPattern.length === 0 ? [null] : typeof layersPattern === 'string' ? [layersPattern] : layersPattern;
   for (const p of patterns) {
     // re.match(r".*\.[^.]*\.(\d+)\.") or re.match(rf".*\.{pattern}\.(\d+)\."): needs a dot before the pattern
     const re = new RegExp(p === null ? '^.*\\.[^.]*\\.(\\d+)\\.' : `^.*\\.${p}\\.(\\d+)\\.`);

@@ -36,7 +36,9 @@ export async function addWeightedAdapter(
     );
   }
   if (!['cat', 'linear'].includes(combination)) {
-    throw new UnsupportedAdapterOperationError(`add_weighted_adapter: combination_type '${combination}' is not implemented by dorajs (supported: 'cat', 'linear')`);
+    throw new UnsupportedAdapterOperationError(
+      `add_weighted_adapter: combination_type '${combination}' is not implemented by dorajs (supported: 'cat', 'linear')`,
+    );
   }
   const layers = peft.loraLayers().filter((l) => adapters.some((a) => l.settings(a)));
   if (combination === 'linear') {
@@ -45,7 +47,10 @@ export async function addWeightedAdapter(
   }
   const newRank = Math.max(...layers.map((l) => rankOf(l, adapters, combination)));
   const grouped = layers.find((l) => l.geometry.kind === 'conv2d' && (l.geometry.groups ?? 1) > 1);
-  if (grouped) throw new UnsupportedAdapterOperationError(`add_weighted_adapter: Conv2d '${grouped._path}' has groups > 1; its B cannot be concatenated`);
+  if (grouped)
+    throw new UnsupportedAdapterOperationError(
+      `add_weighted_adapter: Conv2d '${grouped._path}' has groups > 1; its B cannot be concatenated`,
+    );
 
   // Scaling of the new adapter is exactly 1 (alpha = r, no rsLoRA): the sources' scales are folded into A.
   const config = new LoraConfig({
@@ -77,7 +82,13 @@ function rankOf(layer: LoraLayer, adapters: readonly string[], combination: Weig
 }
 
 /** A [r, …] and B [out, r, …] of the combination, padded with zeros to the new rank. */
-function combine(layer: LoraLayer, adapters: readonly string[], weights: readonly number[], combination: WeightedCombination, shapes: { a: readonly number[]; b: readonly number[] }): AdapterTensors {
+function combine(
+  layer: LoraLayer,
+  adapters: readonly string[],
+  weights: readonly number[],
+  combination: WeightedCombination,
+  shapes: { a: readonly number[]; b: readonly number[] },
+): AdapterTensors {
   return tidy(() =>
     noGrad(() => {
       const be = layer.weight.backend;

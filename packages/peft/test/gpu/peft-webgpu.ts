@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { createWebGpuBackend } from '@dorajs/backend-webgpu';
 import '@dorajs/backend-webgpu/register';
-import { type Backend, backward, fromHostTensor, type HostTensor, type Layer, type Module, noGrad, parseSafetensors, Random, tensor } from '@dorajs/core';
+import {
+  type Backend,
+  backward,
+  fromHostTensor,
+  type HostTensor,
+  type Layer,
+  type Module,
+  noGrad,
+  parseSafetensors,
+  Random,
+  tensor,
+} from '@dorajs/core';
 import { DoraCaching, getPeftModel, LoraConfig, PeftModel } from '../../src/index.js';
 import { ConvNet, EmbHead, MLP } from '../helpers/models.js';
 import { perturb } from '../helpers/behaviour.js';
@@ -63,7 +74,8 @@ async function parity(name: string, build: (b: Backend) => Layer, be: Backend): 
   const out = peft.forward(xt);
   record(`${name} out.train`, rel(await out.float32(), f('out.train')));
   backward(out, { gradient: tensor(f('grad.R'), [...out.shape], { backend: be }) });
-  for (const [k, p] of peft.namedParameters()) if (p.requiresGrad) record(`${name} grad.${k.replace('base_model.model.', '')}`, rel(await p.grad!.float32(), f(`grad.${k}`)));
+  for (const [k, p] of peft.namedParameters())
+    if (p.requiresGrad) record(`${name} grad.${k.replace('base_model.model.', '')}`, rel(await p.grad!.float32(), f(`grad.${k}`)));
   if (fx.has('grad.input.x')) record(`${name} grad.input.x`, rel(await xt.grad!.float32(), f('grad.input.x')));
   if (name !== 'mlp_adamw') {
     peft.eval();
@@ -82,7 +94,11 @@ async function offload(label: string, spec: true | Backend): Promise<void> {
   const config = new LoraConfig({ r: 8, targetModules: ['lin1', 'lin2'], useDora: true, initLoraWeights: false });
   const plain = await getPeftModel(a, config, 'default', { random: new Random(1) });
   const off = await getPeftModel(b, config.with({ runtimeConfig: { ephemeralGpuOffload: spec } }), 'default', { random: new Random(1) });
-  const mags = (p: PeftModel) => p.namedParameters().filter(([k]) => k.includes('magnitude')).map(([, v]) => v);
+  const mags = (p: PeftModel) =>
+    p
+      .namedParameters()
+      .filter(([k]) => k.includes('magnitude'))
+      .map(([, v]) => v);
   for (const [i, m] of mags(off).entries()) record(`${label} init magnitude ${i}`, rel(await m.float32(), await mags(plain)[i]!.float32()));
   perturb(plain, 2);
   perturb(off, 2);

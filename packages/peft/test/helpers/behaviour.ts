@@ -11,15 +11,35 @@ export interface Kind {
 }
 
 export const KINDS: readonly Kind[] = [
-  { name: 'MLP', targets: ['lin1', 'lin2'], build: (b) => new MLP(b), input: (b, r) => tensor(r.fillNormal(4 * 16), [4, 16], { backend: b }) },
+  {
+    name: 'MLP',
+    targets: ['lin1', 'lin2'],
+    build: (b) => new MLP(b),
+    input: (b, r) => tensor(r.fillNormal(4 * 16), [4, 16], { backend: b }),
+  },
   {
     name: 'Embedding',
     targets: ['emb', 'head'],
     build: (b) => new EmbHead(b),
-    input: (b, r) => tensor(Int32Array.from({ length: 10 }, () => Math.floor(r.next() * 40)), [2, 5], { backend: b, dtype: 'int32' }),
+    input: (b, r) =>
+      tensor(
+        Int32Array.from({ length: 10 }, () => Math.floor(r.next() * 40)),
+        [2, 5],
+        { backend: b, dtype: 'int32' },
+      ),
   },
-  { name: 'Conv2d', targets: ['c1', 'c2'], build: (b) => new ConvNet(b), input: (b, r) => tensor(r.fillNormal(2 * 3 * 5 * 5), [2, 3, 5, 5], { backend: b }) },
-  { name: 'Conv1D', targets: ['c_fc', 'c_proj'], build: (b) => new Conv1DNet(b), input: (b, r) => tensor(r.fillNormal(3 * 8), [3, 8], { backend: b }) },
+  {
+    name: 'Conv2d',
+    targets: ['c1', 'c2'],
+    build: (b) => new ConvNet(b),
+    input: (b, r) => tensor(r.fillNormal(2 * 3 * 5 * 5), [2, 3, 5, 5], { backend: b }),
+  },
+  {
+    name: 'Conv1D',
+    targets: ['c_fc', 'c_proj'],
+    build: (b) => new Conv1DNet(b),
+    input: (b, r) => tensor(r.fillNormal(3 * 8), [3, 8], { backend: b }),
+  },
 ];
 
 /** Random B (and A), and magnitudes scaled by 1 + 0.3·N(0,1), as the fixtures' `perturb`: so m ≠ ‖W + sBA‖. */

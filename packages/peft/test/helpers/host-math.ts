@@ -6,10 +6,11 @@ export const mat = (data: ArrayLike<number>, rows: number, cols: number): Mat =>
 export function matmul(a: Mat, b: Mat): Mat {
   if (a.cols !== b.rows) throw new Error(`matmul ${a.rows}x${a.cols} · ${b.rows}x${b.cols}`);
   const out = new Float64Array(a.rows * b.cols);
-  for (let i = 0; i < a.rows; i++) for (let k = 0; k < a.cols; k++) {
-    const v = a.data[i * a.cols + k]!;
-    for (let j = 0; j < b.cols; j++) out[i * b.cols + j]! += v * b.data[k * b.cols + j]!;
-  }
+  for (let i = 0; i < a.rows; i++)
+    for (let k = 0; k < a.cols; k++) {
+      const v = a.data[i * a.cols + k]!;
+      for (let j = 0; j < b.cols; j++) out[i * b.cols + j]! += v * b.data[k * b.cols + j]!;
+    }
   return { rows: a.rows, cols: b.cols, data: out };
 }
 

@@ -47,7 +47,12 @@ async function readAllDigits(): Promise<DigitExample[][]> {
     try {
       file = require.resolve(`mnist/src/digits/${digit}.json`);
     } catch (e) {
-      throw new DatasetError(`the 'mnist' package is not installed (${(e as Error).message})`, `mnist/src/digits/${digit}.json`, undefined, { cause: e });
+      throw new DatasetError(
+        `the 'mnist' package is not installed (${(e as Error).message})`,
+        `mnist/src/digits/${digit}.json`,
+        undefined,
+        { cause: e },
+      );
     }
     let parsed: { data?: unknown };
     try {
@@ -91,7 +96,8 @@ export function collateDigits(backend: Backend, numClasses = MNIST_CLASSES): (ex
     const flat = new Float32Array(examples.length * MNIST_PIXELS);
     const labels = new Int32Array(examples.length);
     examples.forEach((e, i) => {
-      if (!Number.isInteger(e.label) || e.label < 0 || e.label >= numClasses) throw new LabelOutOfRangeError(e.label, numClasses, `digit example ${i} of the batch`);
+      if (!Number.isInteger(e.label) || e.label < 0 || e.label >= numClasses)
+        throw new LabelOutOfRangeError(e.label, numClasses, `digit example ${i} of the batch`);
       flat.set(e.pixels, i * MNIST_PIXELS);
       labels[i] = e.label;
     });

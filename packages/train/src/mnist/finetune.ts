@@ -6,7 +6,16 @@
  */
 import { type Backend, noGrad, ops, Random, type Tensor, tidy } from '@dorajs/core';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
-import { backendFor, type FinetuneMethod, type FinetuneOptions, describeTargets, parseTargetModules, resolveHyperParameters, type TargetModules, type ResolvedHyperParameters } from '../finetune-options.js';
+import {
+  backendFor,
+  type FinetuneMethod,
+  type FinetuneOptions,
+  describeTargets,
+  parseTargetModules,
+  resolveHyperParameters,
+  type TargetModules,
+  type ResolvedHyperParameters,
+} from '../finetune-options.js';
 import { formatMetrics } from '../metrics.js';
 import { peftCheckpointer } from '../peft-checkpointer.js';
 import { Trainer } from '../trainer.js';
@@ -62,7 +71,11 @@ export interface MnistFinetuneResult {
 }
 
 /** Predicted class per example (eval mode is the caller's business). */
-async function predict(forward: (x: Tensor) => Tensor, examples: readonly DigitExample[], collate: ReturnType<typeof collateDigits>): Promise<Int32Array> {
+async function predict(
+  forward: (x: Tensor) => Tensor,
+  examples: readonly DigitExample[],
+  collate: ReturnType<typeof collateDigits>,
+): Promise<Int32Array> {
   const out = new Int32Array(examples.length);
   for (let s = 0; s < examples.length; s += 256) {
     const batch = collate(examples.slice(s, s + 256));
@@ -95,7 +108,9 @@ export async function runMnistFinetune(options: MnistFinetuneOptions = {}): Prom
   const known = await mnistSplit(KNOWN_DIGITS);
   const collate = collateDigits(backend);
 
-  log(`MNIST fine-tuning: CNN pretrained on digits 0-4, adapters trained on digits 5-9 (${split.train.length} train / ${split.test.length} held-out images)`);
+  log(
+    `MNIST fine-tuning: CNN pretrained on digits 0-4, adapters trained on digits 5-9 (${split.train.length} train / ${split.test.length} held-out images)`,
+  );
   log(`backend: ${backend.name} (${reason})`);
   const base = await loadMnistBase(backend, baseFile);
   base.eval();
@@ -112,7 +127,15 @@ export async function runMnistFinetune(options: MnistFinetuneOptions = {}): Prom
   let adapterDir: string | null = null;
   for (const method of methods) {
     const primary = method === methods[0];
-    const run = await trainOne(backend, method, h, targets, { baseFile, split, known, collate, options, log, output: primary ? options.output : undefined });
+    const run = await trainOne(backend, method, h, targets, {
+      baseFile,
+      split,
+      known,
+      collate,
+      options,
+      log,
+      output: primary ? options.output : undefined,
+    });
     runs.push(run);
     if (primary && options.output) adapterDir = options.output;
   }
@@ -144,7 +167,13 @@ interface RunContext {
   readonly output: string | undefined;
 }
 
-async function trainOne(backend: Backend, method: FinetuneMethod, h: ResolvedHyperParameters, targets: TargetModules, ctx: RunContext): Promise<MnistRunResult> {
+async function trainOne(
+  backend: Backend,
+  method: FinetuneMethod,
+  h: ResolvedHyperParameters,
+  targets: TargetModules,
+  ctx: RunContext,
+): Promise<MnistRunResult> {
   const label = method === 'dora' ? 'DoRA' : 'LoRA';
   const model = await loadMnistBase(backend, ctx.baseFile);
   const config = new LoraConfig({
@@ -157,7 +186,9 @@ async function trainOne(backend: Backend, method: FinetuneMethod, h: ResolvedHyp
   });
   const peft = await getPeftModel(model, config, 'default', { random: new Random(h.seed) });
   const trainableParameters = peft.getNbTrainableParameters().trainable;
-  ctx.log(`${label}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)} + ${MNIST_HEAD} (modules_to_save); ${peft.printTrainableParameters(() => {})}`);
+  ctx.log(
+    `${label}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)} + ${MNIST_HEAD} (modules_to_save); ${peft.printTrainableParameters(() => {})}`,
+  );
   const trainer = new Trainer<DigitExample>({
     model: peft,
     objective: 'classification',
@@ -165,10 +196,20 @@ async function trainOne(backend: Backend, method: FinetuneMethod, h: ResolvedHyp
     evalDataset: ctx.split.test,
     collate: ctx.collate,
     checkpointer: peftCheckpointer(peft),
-    args: { maxSteps: h.maxSteps, batchSize: h.batchSize, evalBatchSize: 256, gradAccum: h.gradAccum, lr: h.lr, evalStep: h.evalStep, seed: h.seed, warmupSteps: Math.min(20, Math.floor(h.maxSteps / 10)) },
+    args: {
+      maxSteps: h.maxSteps,
+      batchSize: h.batchSize,
+      evalBatchSize: 256,
+      gradAccum: h.gradAccum,
+      lr: h.lr,
+      evalStep: h.evalStep,
+      seed: h.seed,
+      warmupSteps: Math.min(20, Math.floor(h.maxSteps / 10)),
+    },
     callbacks: {
       onStepEnd: (p) => ctx.options.onProgress?.({ ...p, method }),
-      onEvaluate: (m, step) => ctx.log(`${label} step ${step}: eval_loss ${m.eval_loss!.toFixed(4)}, eval_accuracy ${pct(m.eval_accuracy!)}`),
+      onEvaluate: (m, step) =>
+        ctx.log(`${label} step ${step}: eval_loss ${m.eval_loss!.toFixed(4)}, eval_accuracy ${pct(m.eval_accuracy!)}`),
     },
   });
   let released = false;

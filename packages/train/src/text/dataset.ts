@@ -22,14 +22,22 @@ export interface TokenizeResult {
   readonly skipped: number;
 }
 
-export function tokenizeRecords(records: readonly TextRecord[], tokenizer: TextTokenizer, options: { cutoffLen: number; vocabSize: number; file: string }): TokenizeResult {
+export function tokenizeRecords(
+  records: readonly TextRecord[],
+  tokenizer: TextTokenizer,
+  options: { cutoffLen: number; vocabSize: number; file: string },
+): TokenizeResult {
   const examples: TokenizedExample[] = [];
   let skipped = 0;
   for (const r of records) {
     const ids = tokenizer.encode(r.text).slice(0, options.cutoffLen);
     const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= options.vocabSize);
     if (bad !== undefined) {
-      throw new DatasetError(`token id ${bad} is outside the model's vocabulary [0, ${options.vocabSize}) (tokenizer and model do not match)`, options.file, r.line);
+      throw new DatasetError(
+        `token id ${bad} is outside the model's vocabulary [0, ${options.vocabSize}) (tokenizer and model do not match)`,
+        options.file,
+        r.line,
+      );
     }
     if (ids.length < 2) {
       skipped++;

@@ -9,7 +9,14 @@ import { loadModel } from '@dorajs/models/node';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { backendFor, type FinetuneOptions, describeTargets, parseTargetModules, resolveHyperParameters, type ResolvedHyperParameters } from '../finetune-options.js';
+import {
+  backendFor,
+  type FinetuneOptions,
+  describeTargets,
+  parseTargetModules,
+  resolveHyperParameters,
+  type ResolvedHyperParameters,
+} from '../finetune-options.js';
 import { formatMetrics } from '../metrics.js';
 import { peftCheckpointer } from '../peft-checkpointer.js';
 import { Trainer } from '../trainer.js';
@@ -80,7 +87,8 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
   let peft: Awaited<ReturnType<typeof getPeftModel>> | null = null;
   try {
     const eosConfig = checkpoint.config.json['eos_token_id'];
-    const eosFromConfig = typeof eosConfig === 'number' ? eosConfig : Array.isArray(eosConfig) && typeof eosConfig[0] === 'number' ? eosConfig[0] : null;
+    const eosFromConfig =
+      typeof eosConfig === 'number' ? eosConfig : Array.isArray(eosConfig) && typeof eosConfig[0] === 'number' ? eosConfig[0] : null;
     const tokenizer = await loadTokenizer(options.model, eosFromConfig);
     const { examples, skipped } = tokenizeRecords(records, tokenizer, { cutoffLen, vocabSize: model.vocabSize, file: options.data });
     const valSetSize = Math.min(options.valSetSize ?? defaultValSetSize(examples.length), examples.length - 1);
@@ -89,11 +97,23 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
     const targets = parseTargetModules(options.targetModules, DEFAULT_TEXT_TARGETS[checkpoint.modelType] ?? []);
 
     log(`model: ${checkpoint.modelType} from ${options.model}; backend: ${backend.name} (${reason})`);
-    log(`data: ${train.length} train / ${evalSet.length} eval examples from ${basename(options.data)}${skipped ? ` (${skipped} records with < 2 tokens skipped)` : ''}, cutoff ${cutoffLen} tokens`);
-    const config = new LoraConfig({ r: h.loraR, loraAlpha: h.loraAlpha, loraDropout: h.loraDropout, targetModules: targets, useDora: h.useDora, taskType: 'CAUSAL_LM', bias: 'none' });
+    log(
+      `data: ${train.length} train / ${evalSet.length} eval examples from ${basename(options.data)}${skipped ? ` (${skipped} records with < 2 tokens skipped)` : ''}, cutoff ${cutoffLen} tokens`,
+    );
+    const config = new LoraConfig({
+      r: h.loraR,
+      loraAlpha: h.loraAlpha,
+      loraDropout: h.loraDropout,
+      targetModules: targets,
+      useDora: h.useDora,
+      taskType: 'CAUSAL_LM',
+      bias: 'none',
+    });
     peft = await getPeftModel(model, config, 'default', { random });
     peft.train();
-    log(`${h.useDora ? 'DoRA' : 'LoRA'}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)}; ${peft.printTrainableParameters(() => {})}`);
+    log(
+      `${h.useDora ? 'DoRA' : 'LoRA'}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)}; ${peft.printTrainableParameters(() => {})}`,
+    );
 
     const pm = peft;
     const trainer = new Trainer<TokenizedExample>({
@@ -115,7 +135,8 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
       },
       callbacks: {
         onStepEnd: (p) => options.onProgress?.({ ...p, method: h.useDora ? 'dora' : 'lora' }),
-        onLog: (e) => log(`step ${e.step}: loss ${e.loss?.toFixed(4)}, lr ${e.learning_rate?.toExponential(2)}, grad_norm ${e.grad_norm?.toFixed(3)}`),
+        onLog: (e) =>
+          log(`step ${e.step}: loss ${e.loss?.toFixed(4)}, lr ${e.learning_rate?.toExponential(2)}, grad_norm ${e.grad_norm?.toFixed(3)}`),
         onEvaluate: (m, step) => log(`step ${step}: eval_loss ${m.eval_loss!.toFixed(4)}`),
       },
     });

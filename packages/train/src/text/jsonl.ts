@@ -22,7 +22,12 @@ export function parseJsonlTexts(contents: string, file: string): TextRecord[] {
       throw new DatasetError(`not valid JSON (${(e as Error).message})`, file, i + 1);
     }
     const text = value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as { text?: unknown }).text : undefined;
-    if (typeof text !== 'string') throw new DatasetError(`expected an object with a string "text" field, got ${raw.length > 60 ? `${raw.slice(0, 60)}…` : raw}`, file, i + 1);
+    if (typeof text !== 'string')
+      throw new DatasetError(
+        `expected an object with a string "text" field, got ${raw.length > 60 ? `${raw.slice(0, 60)}…` : raw}`,
+        file,
+        i + 1,
+      );
     out.push({ text, line: i + 1 });
   }
   if (out.length === 0) throw new DatasetError('no records (expected one {"text": ...} object per line)', file);

@@ -38,7 +38,8 @@ async function readJson(file: string, folder: string, required: boolean): Promis
 
 function tokenContent(value: unknown): string | null {
   if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') return (value as { content: string }).content;
+  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string')
+    return (value as { content: string }).content;
   return null;
 }
 
@@ -54,7 +55,7 @@ export async function loadTokenizer(folder: string, eosTokenId: number | null = 
     throw new ModelFolderError(`${TOKENIZER_FILE} is not a tokenizer @huggingface/tokenizers can load: ${(e as Error).message}`, folder);
   }
   const eosToken = tokenContent(config['eos_token']);
-  const eosId = eosTokenId ?? (eosToken !== null ? tokenizer.token_to_id(eosToken) ?? null : null);
+  const eosId = eosTokenId ?? (eosToken !== null ? (tokenizer.token_to_id(eosToken) ?? null) : null);
   return {
     encode: (text) => tokenizer.encode(text).ids,
     eosId,
