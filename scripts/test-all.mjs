@@ -1,8 +1,8 @@
 // @ts-check
 /**
- * `pnpm test:all`: every package's tests (one at a time), then publint + attw on every package, with the
- * output streamed as it comes. CI judges the closing line, so it is always a plain `N passed, M failed`:
- * vitest tests counted from each package's summary, one check per package lint, and one failure for any
+ * `pnpm test:all`: every package's tests (one at a time), then typecheck (sources and tests), publint and attw
+ * on every package and `biome ci` over the tree, with the output streamed as it comes. CI judges the closing line, so it is always a plain `N passed, M failed`:
+ * vitest tests counted from each package's summary, one check per package typecheck and lint, one for biome, and one failure for any
  * task that failed without a counted test failure (a build error, a crash before vitest's summary).
  * Both steps always run (--continue) so one failure does not hide the rest; the exit code is 1 on any failure.
  */
@@ -77,7 +77,23 @@ function vitestCounts(output) {
 
 /** @param {string} text */
 function stripAnsi(text) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC starts the ANSI sequences this strips
   return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
+}
+
+/**
+ * `biome ci .`: formatting and lint over the whole tree, echoed as it runs; resolves to its exit code.
+ * @returns {Promise<number>}
+ */
+function runBiome() {
+  return new Promise((resolve) => {
+    const child = spawn(join(ROOT, 'node_modules/.bin/biome'), ['ci', '.', '--colors=off'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('error', () => resolve(127));
+    child.on('close', (code) => resolve(code ?? 1));
+  });
 }
 
 /** @param {TaskSummary} t */
@@ -85,7 +101,8 @@ const failedTask = (t) => t.execution?.exitCode !== undefined && t.execution.exi
 
 rmSync(SUMMARY_FILE, { force: true });
 const tests = await turbo(['test', '--concurrency=1']);
-const lint = await turbo(['lint:pack']);
+const lint = await turbo(['typecheck', 'lint:pack']);
+const biome = await runBiome();
 
 const report = [];
 let passed = 0;
@@ -96,22 +113,25 @@ for (const [pkg, c] of counts) {
   passed += c.passed;
   failed += c.failed;
 }
-for (const t of lint.tasks.filter((t) => t.task === 'lint:pack')) {
+for (const t of lint.tasks.filter((t) => t.task === 'lint:pack' || t.task === 'typecheck')) {
   const ok = !failedTask(t);
-  report.push(`  ${t.package}: lint:pack ${ok ? 'passed' : 'FAILED'}`);
+  report.push(`  ${t.package}: ${t.task} ${ok ? 'passed' : 'FAILED'}`);
   if (ok) passed += 1;
   else failed += 1;
 }
+report.push(`  biome ci: ${biome === 0 ? 'passed' : `FAILED (exit ${biome})`}`);
+if (biome === 0) passed += 1;
+else failed += 1;
 // A build that fails runs (and fails) in both steps: count it once.
 const otherFailures = new Map([...tests.tasks, ...lint.tasks].filter(failedTask).map((t) => [t.taskId, t]));
 for (const t of otherFailures.values()) {
-  if (t.task === 'lint:pack' || (t.task === 'test' && (counts.get(t.package)?.failed ?? 0) > 0)) continue;
+  if (t.task === 'lint:pack' || t.task === 'typecheck' || (t.task === 'test' && (counts.get(t.package)?.failed ?? 0) > 0)) continue;
   report.push(`  ${t.taskId}: FAILED (exit ${t.execution?.exitCode}) without a counted test failure`);
   failed += 1;
 }
 for (const [name, run] of [
   ['tests', tests],
-  ['lint:pack', lint],
+  ['typecheck + lint:pack', lint],
 ]) {
   if (typeof run === 'object' && run.code !== 0 && failed === 0) {
     report.push(`  turbo ${name}: exited ${run.code} with no task failure recorded`);
@@ -124,4 +144,4 @@ const closing = `${passed} passed, ${failed} failed`;
 mkdirSync(dirname(SUMMARY_FILE), { recursive: true });
 writeFileSync(SUMMARY_FILE, `${closing}\n`);
 console.log(closing);
-process.exitCode = failed > 0 || tests.code !== 0 || lint.code !== 0 ? 1 : 0;
+process.exitCode = failed > 0 || tests.code !== 0 || lint.code !== 0 || biome !== 0 ? 1 : 0;

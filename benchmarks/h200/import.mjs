@@ -1,7 +1,7 @@
 // Records an H200 run's JSON (benchmarks/h200/results-*/webgpu-*.json, torch.json) as suite rows in
 // benchmarks/results/latest.json and regenerates docs/benchmarks.md, so the GPU numbers sit beside the CPU ones.
 //   node benchmarks/h200/import.mjs <results-dir> [<suite-name>]      (after `pnpm build`)
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadResults, mergeResults, writeAtomically } from '../dist/results.js';
 import { renderMarkdown } from '../dist/report.js';

@@ -253,10 +253,11 @@ export async function measureWeightNorm(
       gbps: gbpsOf(bytes, ms),
       ...(floorMs !== undefined ? { ratio: floorMs / ms, ratioTo: 'read-once floor' } : {}),
       threads: 1,
-      notes:
-        (floorMs !== undefined
+      notes: `${
+        floorMs !== undefined
           ? `floor ${floorMs.toFixed(4)} ms at ${floorGbps!.toFixed(0)} GB/s; ${(ms / floorMs).toFixed(2)}x the floor`
-          : 'effective GB/s of W') + `${note}; ${check}`,
+          : 'effective GB/s of W'
+      }${note}; ${check}`,
     },
   ];
 }

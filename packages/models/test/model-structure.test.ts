@@ -1,7 +1,7 @@
 /** Module trees and parameter names as PyTorch has them, so PEFT adapters and optimizers line up. */
 import { Conv1D, Dropout, Embedding, Linear, noGrad, tensor, tidy } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
-import { createModel, GPT2LMHeadModel, LlamaForCausalLM, TokenIdsError, tokenIds } from '../src/index.js';
+import { createModel, type GPT2LMHeadModel, type LlamaForCausalLM, TokenIdsError, tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig } from './checkpoints.js';
 import { baseDir, cpu } from './helpers.js';

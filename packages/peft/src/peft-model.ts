@@ -340,7 +340,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
   private async offloadForNames(names: readonly string[]): Promise<Backend | null> {
     for (const n of names) {
       const c = this.peftConfig.get(n);
-      if (c && c.ephemeralGpuOffload) return this._offload.forConfig(c);
+      if (c?.ephemeralGpuOffload) return this._offload.forConfig(c);
     }
     return null;
   }

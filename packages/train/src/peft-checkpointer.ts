@@ -3,7 +3,7 @@
  * folder is also a loadable adapter. Restoring loads that adapter under a temporary name through PEFT's
  * validating loader and copies its tensors into the live adapter's parameters (float32, exact).
  */
-import { type Parameter } from '@dorajs/core';
+import type { Parameter } from '@dorajs/core';
 import type { PeftModel } from '@dorajs/peft';
 import { join } from 'node:path';
 import { CheckpointError } from './errors.js';

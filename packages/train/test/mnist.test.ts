@@ -1,4 +1,4 @@
-import { type Backend } from '@dorajs/core';
+import type { Backend } from '@dorajs/core';
 import { readSafetensors } from '@dorajs/core/node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {

@@ -1,4 +1,4 @@
-import { type Backend } from '@dorajs/core';
+import type { Backend } from '@dorajs/core';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -30,7 +30,7 @@ function probe(body: readonly number[]): Uint8Array {
 
 function validates(bytes: Uint8Array): boolean {
   try {
-    return wasmApi !== undefined && wasmApi.validate(bytes);
+    return wasmApi?.validate(bytes) ?? false;
   } catch {
     return false;
   }

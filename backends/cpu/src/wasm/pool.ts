@@ -15,7 +15,7 @@
  * (or descheduled on a busy machine) delay nothing: the caller simply takes more tasks itself.
  */
 import { BackendError } from '@dorajs/core';
-import { type HostWorker, type ThreadHost } from './host.js';
+import type { HostWorker, ThreadHost } from './host.js';
 import type { TaskRunner } from './kernels.js';
 import { type KernelVariant, TASK_EXPORTS, type TaskFn, type TaskName, type WasmRuntime } from './runtime.js';
 import { WORKER_SOURCE } from './worker-source.js';

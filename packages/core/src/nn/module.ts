@@ -6,7 +6,7 @@
 import type { Backend } from '../backend/backend.js';
 import { StateDictError } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
-import { Parameter, Tensor } from '../tensor/tensor.js';
+import { Parameter, type Tensor } from '../tensor/tensor.js';
 
 export abstract class Module {
   /** Train mode (dropout active, DoRA caches off). Toggle with train()/eval(). */

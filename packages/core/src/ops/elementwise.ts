@@ -161,6 +161,7 @@ export const tanh = (x: Tensor) => unary('tanh', x);
 export const sin = (x: Tensor) => unary('sin', x);
 export const cos = (x: Tensor) => unary('cos', x);
 export const erf = (x: Tensor) => unary('erf', x);
+// biome-ignore lint/suspicious/noShadowRestrictedNames: the op keeps PyTorch's name (torch.isfinite); callers import it by name
 export const isFinite = (x: Tensor) => rawUnary('isFinite', x);
 
 /** cond ? a : b, broadcasting. */

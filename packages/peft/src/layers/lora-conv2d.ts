@@ -8,7 +8,7 @@
  * PEFT refuses to merge these layers.
  */
 import { blockDiagonal, Conv2d, type LayerGeometry, loraBranch, ModuleDict, ops, Parameter, type Tensor, tidy } from '@dorajs/core';
-import { DoraMagnitude } from './dora-magnitude.js';
+import type { DoraMagnitude } from './dora-magnitude.js';
 import { LoraABLayer } from './lora-ab-layer.js';
 import type { AdapterShapes, MergedAdapter, MergeSource } from './lora-layer.js';
 
@@ -126,7 +126,10 @@ export class LoraConv2d extends LoraABLayer<Conv2d> {
 
   override commitUnmerge(newWeight: Tensor): void {
     const grouped = this._groupedBase;
-    if (!grouped) return super.commitUnmerge(newWeight);
+    if (!grouped) {
+      super.commitUnmerge(newWeight);
+      return;
+    }
     const dense = this.base_layer;
     const blocks = this.groupedBlocks(newWeight);
     this.base_layer = grouped;

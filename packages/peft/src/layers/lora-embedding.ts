@@ -4,7 +4,7 @@
  * never applied.
  */
 import { type Embedding, type LayerGeometry, loraBranch, ModuleDict, ops, Parameter, ParameterDict, type Tensor } from '@dorajs/core';
-import { DoraMagnitude } from './dora-magnitude.js';
+import type { DoraMagnitude } from './dora-magnitude.js';
 import { type AdapterShapes, LoraLayer } from './lora-layer.js';
 
 export class LoraEmbedding extends LoraLayer<Embedding> {

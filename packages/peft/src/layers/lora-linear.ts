@@ -1,6 +1,6 @@
 /** LoRA/DoRA on a Linear or a transformers Conv1D (weight stored [in, out], PEFT's fan_in_fan_out). */
 import { Conv1D, type LayerGeometry, type Linear, loraBranch, ModuleDict, ops, type Tensor } from '@dorajs/core';
-import { DoraMagnitude } from './dora-magnitude.js';
+import type { DoraMagnitude } from './dora-magnitude.js';
 import { LoraABLayer } from './lora-ab-layer.js';
 import type { AdapterShapes } from './lora-layer.js';
 
