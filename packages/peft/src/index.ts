@@ -43,7 +43,19 @@ export type { AdapterFiles, AdapterSource } from './io/adapter-source.js';
 export { adapterFiles, adapterFileTensors, type SavePretrainedOptions } from './io/save-adapter.js';
 export { DoraCaching } from './layers/dora-caching.js';
 export { DoraMagnitude } from './layers/dora-magnitude.js';
-export { LoraLayer, type AdapterSettings } from './layers/lora-layer.js';
+export { LoraLayer, type LoraForwardOptions, type MergedAdapter, type MergeSpace } from './layers/lora-layer.js';
+export {
+  doraVariant,
+  loraVariant,
+  resolveVariant,
+  type AdapterSettings,
+  type AdapterTensors,
+  type AdapterVariant,
+  type MergeInput,
+  type MergeRecord,
+  type VariantHost,
+  type VariantTensor,
+} from './variants/index.js';
 export { LoraLinear } from './layers/lora-linear.js';
 export { LoraEmbedding } from './layers/lora-embedding.js';
 export { LoraConv2d } from './layers/lora-conv2d.js';

@@ -12,8 +12,18 @@ import { savePretrained, type SavePretrainedOptions } from './io/save-adapter.js
 import { isLoraLayer } from './layers/kinds.js';
 import type { LoraLayer } from './layers/lora-layer.js';
 import { ModulesToSaveWrapper } from './layers/modules-to-save.js';
+import { attachInternals } from './internal.js';
+import { withBatchAdapterNames } from './layers/batch-scope.js';
 import { applyInjection, computeAdapterTensors, planInjection } from './tuner/inject.js';
-import { assertFinite, type ComputedMerge, computeLayerMerge, computeLayerUnmerge, disposeComputed } from './tuner/merge.js';
+import {
+  assertFinite,
+  type ComputedMerge,
+  commitLayerMerge,
+  computeLayerMerge,
+  computeLayerUnmerge,
+  disposeComputed,
+  planLayerMerge,
+} from './tuner/merge.js';
 import { OffloadResolver } from './tuner/offload.js';
 import { addWeightedAdapter, type WeightedCombination } from './tuner/weighted.js';
 import { warn } from './warnings.js';
@@ -80,6 +90,12 @@ export class PeftModel<M extends Module = Module> extends Layer {
     super();
     this.base_model = new LoraModel(model);
     this._random = options.random;
+    attachInternals(this, {
+      registerAdapter: (name, config) => this.registerAdapter(name, config),
+      assertNewName: (name) => this.assertNewName(name),
+      offloadFor: (config) => this._offload.forConfig(config),
+      random: options.random,
+    });
     this.training = model.training;
     this.base_model.training = model.training;
   }
@@ -163,7 +179,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
     const offload = await this._offload.forConfig(config);
     const tensors = await computeAdapterTensors(plan, () => null, { random: this._random, offload });
     applyInjection(model, plan, tensors, this._random);
-    this._registerAdapter(name, plan.config);
+    this.registerAdapter(name, plan.config);
   }
 
   /** Loads another adapter from disk or memory under `name` (not activated). */
@@ -175,25 +191,9 @@ export class PeftModel<M extends Module = Module> extends Layer {
     if (!(options.isTrainable ?? false)) this.eval();
   }
 
-  /** @internal records a newly installed adapter and refreshes activity and trainability. */
-  _registerAdapter(name: string, config: LoraConfig): void {
+  private registerAdapter(name: string, config: LoraConfig): void {
     this.peftConfig.set(name, config);
     this.setAdapter(this._active.length ? this._active : [name]);
-  }
-
-  /** @internal */
-  _assertNewName(name: string): void {
-    this.assertNewName(name);
-  }
-
-  /** @internal the offload backend an adapter's config asks for. */
-  _offloadFor(config: LoraConfig): Promise<Backend | null> {
-    return this._offload.forConfig(config);
-  }
-
-  /** @internal */
-  get _randomSource(): Random | undefined {
-    return this._random;
   }
 
   private assertNewName(name: string): void {
@@ -322,17 +322,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
         merged._path,
         merged.mergedAdapters.join(','),
       );
-    const wrappers = this.modulesToSaveWrappers();
-    const set = (names: readonly string[] | null) => {
-      for (const l of layers) l._batchAdapterNames = names;
-      for (const w of wrappers) w._batchAdapterNames = names;
-    };
-    set(adapterNames);
-    try {
-      return fn();
-    } finally {
-      set(null);
-    }
+    return withBatchAdapterNames([...layers, ...this.modulesToSaveWrappers()], adapterNames, fn);
   }
 
   // ------------------------------------------------------------ merging
@@ -359,28 +349,29 @@ export class PeftModel<M extends Module = Module> extends Layer {
       warn('already-merged', 'All adapters are already merged, nothing to do.');
       return;
     }
-    for (const w of work) for (const n of w.names) w.layer.assertMergeable(n);
+    const plans = work.map((w) => planLayerMerge(w.layer, w.names));
     const offload = await this.offloadForNames(names);
     if (!options.safeMerge) {
-      for (const w of work) {
-        const c = await computeLayerMerge(w.layer, w.names, offload);
-        commit(c);
-      }
+      for (const plan of plans) commitLayerMerge(await computeLayerMerge(plan, offload));
       return;
     }
     // Safe merge: compute and check every layer before installing any, so a broken adapter changes nothing.
     const computed: ComputedMerge[] = [];
     try {
-      for (const w of work) {
-        const c = await computeLayerMerge(w.layer, w.names, offload);
+      for (const plan of plans) {
+        const c = await computeLayerMerge(plan, offload);
         computed.push(c);
-        await assertFinite(c.weight, w.layer, w.names);
+        await assertFinite(
+          c.weight,
+          c.layer,
+          plan.adding.map((a) => a.name),
+        );
       }
     } catch (e) {
       computed.forEach(disposeComputed);
       throw e;
     }
-    computed.forEach(commit);
+    computed.forEach(commitLayerMerge);
   }
 
   /** Restores the unmerged base weights of every merged layer. */
@@ -467,11 +458,6 @@ export class PeftModel<M extends Module = Module> extends Layer {
     log(line);
     return line;
   }
-}
-
-function commit(c: ComputedMerge): void {
-  c.layer.commitMerge(c.weight, c.merged);
-  c.weight.dispose();
 }
 
 /** Wraps `model` with a first adapter: PEFT's `get_peft_model`. */

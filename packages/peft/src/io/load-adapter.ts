@@ -17,7 +17,8 @@ import {
 } from '@dorajs/core';
 import { configFromJsonText } from '../config/config-json.js';
 import { AdapterFileError, AdapterKeyError, AdapterShapeError } from '../errors.js';
-import type { AdapterTensors } from '../layers/lora-layer.js';
+import { internalsOf } from '../internal.js';
+import type { AdapterTensors } from '../variants/variant.js';
 import type { PeftModel } from '../peft-model.js';
 import { applyInjection, planInjection, type TargetPlan } from '../tuner/inject.js';
 import { warn } from '../warnings.js';
@@ -41,7 +42,8 @@ interface Reads {
 }
 
 export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, name: string, options: LoadOptions): Promise<void> {
-  peft._assertNewName(name);
+  const internals = internalsOf(peft);
+  internals.assertNewName(name);
   const reader = await openAdapter(source);
   try {
     let config = configFromJsonText(await reader.configText(), reader.configFile);
@@ -70,17 +72,18 @@ export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, na
       const be = target.layer.weight.backend;
       const up = (key: string) => fromHostTensor(host.get(key)!, be, { file: reader.weightsFile, key });
       const mt = m ? up(m) : null;
+      if (!mt) return { a: up(a), b: up(b) };
       // PEFT ≤ 0.11 files and the `.weight` form may store the magnitude flat; install it in PEFT's shape.
-      return { a: up(a), b: up(b), m: mt && !sameShape(mt.shape, target.shapes.m) ? reshapeOwned(mt, target.shapes.m) : mt };
+      return { a: up(a), b: up(b), m: sameShape(mt.shape, target.shapes.m) ? mt : reshapeOwned(mt, target.shapes.m) };
     });
-    applyInjection(model, plan, tensors, peft._randomSource);
+    applyInjection(model, plan, tensors, internals.random);
     for (const { key, param } of reads.params) {
       const p = typeof param === 'function' ? param(model) : param;
       const t = fromHostTensor(host.get(key)!, p.backend, { file: reader.weightsFile, key });
       p.assign(t);
       t.dispose();
     }
-    peft._registerAdapter(name, plan.config);
+    internals.registerAdapter(name, plan.config);
   } finally {
     await reader.close();
   }
@@ -117,7 +120,8 @@ function planReads(
     check(keys.a, target.path, target.shapes.a, true);
     check(keys.b, target.path, target.shapes.b, true);
     let m: string | null = null;
-    if (target.settings.useDora) {
+    // The variants' own tensors (DoRA's magnitude, in PEFT's shape or flat).
+    if (target.settings.variant.stateTensors.some((v) => v.name === 'm')) {
       const present = [keys.m, keys.mLegacy].find((k) => reader.describe(k));
       if (!present) throw new AdapterKeyError(file, keys.m, target.path);
       const shape = reader.describe(present)!.shape;

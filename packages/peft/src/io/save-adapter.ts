@@ -45,8 +45,9 @@ export async function adapterFileTensors(
       const w = m.adapterWeights(name)!;
       await put(keys.a, w.a);
       await put(keys.b, w.b);
-      const mag = m.lora_magnitude_vector.get(name);
-      if (mag) await put(keys.m, mag.weight);
+      // The variant's own tensors (DoRA: `<module>.lora_magnitude_vector`).
+      const tensors = m.tensorsOf(name);
+      for (const v of m.settingsOf(name).variant.stateTensors) await put(`${MODEL_PREFIX}${path}.${v.container}`, tensors[v.name]!);
       const saveBase =
         saveEmbeddingLayers !== false && (savesEmbeddingLayer(path) || (saveEmbeddingLayers === true && kind === 'embedding'));
       if (saveBase) await put(keys.baseWeight, m.weight);

@@ -1,19 +1,5 @@
-/**
- * Initial A and B for a fresh adapter (PEFT's `reset_lora_parameters`), and the initial DoRA magnitude
- * m = ‖W + s·B·A‖, which makes a fresh DoRA adapter equal to its plain-LoRA counterpart.
- */
-import {
-  type Backend,
-  defaultRandom,
-  doraWeightNorm,
-  type LayerGeometry,
-  magnitudeShape,
-  ops,
-  type Random,
-  type Tensor,
-  tensor,
-  zeros,
-} from '@dorajs/core';
+/** Initial A and B for a fresh adapter (PEFT's `reset_lora_parameters`); variants add their own (DoRA: `init`). */
+import { type Backend, defaultRandom, type LayerGeometry, type Random, type Tensor, tensor, zeros } from '@dorajs/core';
 import type { InitLoraWeights } from '../config/lora-config.js';
 import { LoraConfigError } from '../errors.js';
 
@@ -48,10 +34,4 @@ export function initialAdapterWeights(
   const a = init === 'gaussian' ? normal(shapes.a, 1 / r, random, backend) : kaimingUniform(shapes.a, random, backend);
   const b = init === false ? kaimingUniform(shapes.b, random, backend) : zeros([...shapes.b], { backend });
   return { a, b };
-}
-
-/** m = ‖W + s·B·A‖ in PEFT's magnitude shape, computed on whatever backend W, A and B live on. */
-export function initialMagnitude(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
-  const norm = doraWeightNorm(geo, w, a, b, scale);
-  return ops.reshape(norm, magnitudeShape(geo, norm.size));
 }

@@ -10,7 +10,8 @@
 import { blockDiagonal, Conv2d, type LayerGeometry, loraBranch, ModuleDict, ops, Parameter, type Tensor, tidy } from '@dorajs/core';
 import type { DoraMagnitude } from './dora-magnitude.js';
 import { LoraABLayer } from './lora-ab-layer.js';
-import type { AdapterShapes, MergedAdapter, MergeSource } from './lora-layer.js';
+import type { MergeInput } from '../variants/variant.js';
+import type { AdapterShapes, MergedAdapter, MergeSpace } from './lora-layer.js';
 
 export class LoraConv2d extends LoraABLayer<Conv2d> {
   override lora_magnitude_vector = new ModuleDict<DoraMagnitude>();
@@ -27,11 +28,11 @@ export class LoraConv2d extends LoraABLayer<Conv2d> {
     return { a: [r, this.base_layer.inChannels, kh, kw], b: [out, r / g, 1, 1], m: [1, out, 1, 1] };
   }
 
-  protected baseOut(x: Tensor): Tensor {
+  baseOut(x: Tensor): Tensor {
     return ops.conv2d(x, this.weight, null, this.base_layer.params);
   }
 
-  protected branch(name: string, x: Tensor): Tensor {
+  branch(name: string, x: Tensor): Tensor {
     const p = this.base_layer.params;
     return loraBranch(this.geometry, x, this.lora_A.get(name)!.weight, this.lora_B.get(name)!.weight, {
       stride: p.stride,
@@ -40,7 +41,7 @@ export class LoraConv2d extends LoraABLayer<Conv2d> {
     });
   }
 
-  protected addBias(y: Tensor, bias: Tensor): Tensor {
+  addBias(y: Tensor, bias: Tensor): Tensor {
     return ops.add(y, ops.reshape(bias, [1, bias.size, 1, 1]));
   }
 
@@ -73,33 +74,20 @@ export class LoraConv2d extends LoraABLayer<Conv2d> {
     );
   }
 
-  /** A merge source whose B is the dense [out, r, 1, 1] matrix of the grouped one. */
-  private denseSource(src: MergeSource): MergeSource {
-    const [out, rPerGroup] = src.b.shape as [number, number];
-    return {
-      ...src,
-      b: ops.reshape(blockDiagonal(ops.reshape(src.b, [out, rPerGroup]), this.groups), [out, rPerGroup * this.groups, 1, 1]),
-    };
+  /** An adapter whose B is the dense [out, r, 1, 1] matrix of the grouped one. */
+  private denseInput(input: MergeInput): MergeInput {
+    const b = input.tensors.b;
+    const [out, rPerGroup] = b.shape as [number, number];
+    const dense = ops.reshape(blockDiagonal(ops.reshape(b, [out, rPerGroup]), this.groups), [out, rPerGroup * this.groups, 1, 1]);
+    return { ...input, tensors: { ...input.tensors, b: dense } };
   }
 
   private static readonly DENSE: LayerGeometry = { kind: 'conv2d', groups: 1 };
 
-  override computeMerge(wCurrent: Tensor, wBase: Tensor, sources: readonly MergeSource[]): { w: Tensor; norms: (Tensor | null)[] } {
-    if (this.groups === 1) return super.computeMerge(wCurrent, wBase, sources);
-    return tidy(() =>
-      super.computeMerge(
-        this.densify(wCurrent),
-        this.densify(wBase),
-        sources.map((s) => this.denseSource(s)),
-        LoraConv2d.DENSE,
-      ),
-    );
-  }
-
-  override computeUnmerge(wMerged: Tensor, merged: readonly { source: MergeSource; norm: Tensor | null }[]): Tensor {
-    if (this.groups === 1) return super.computeUnmerge(wMerged, merged);
-    const dense = merged.map((m) => ({ ...m, source: this.denseSource(m.source) }));
-    return tidy(() => super.computeUnmerge(this.densify(wMerged), dense, LoraConv2d.DENSE));
+  /** Grouped convs merge as the dense conv they equal once the (ungrouped) delta is added. */
+  override mergeSpace(): MergeSpace {
+    if (this.groups === 1) return super.mergeSpace();
+    return { geometry: LoraConv2d.DENSE, weight: (w) => this.densify(w), input: (i) => this.denseInput(i) };
   }
 
   override commitMerge(newWeight: Tensor, merged: readonly MergedAdapter[]): void {

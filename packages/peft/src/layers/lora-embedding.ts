@@ -18,15 +18,15 @@ export class LoraEmbedding extends LoraLayer<Embedding> {
     return { a: [r, num], b: [dim, r], m: [dim] };
   }
 
-  protected baseOut(ids: Tensor): Tensor {
+  baseOut(ids: Tensor): Tensor {
     return ops.embedding(this.weight, ids);
   }
 
-  protected branch(name: string, ids: Tensor): Tensor {
+  branch(name: string, ids: Tensor): Tensor {
     return loraBranch(this.geometry, ids, this.lora_embedding_A.get(name)!, this.lora_embedding_B.get(name)!);
   }
 
-  protected addBias(y: Tensor): Tensor {
+  addBias(y: Tensor): Tensor {
     return y;
   }
 

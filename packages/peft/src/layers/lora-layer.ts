@@ -1,59 +1,25 @@
 /**
- * The LoRA/DoRA wrapper around one base layer, as PEFT's `LoraLayer`: the base layer stays in `base_layer`
+ * The LoRA wrapper around one base layer, as PEFT's `LoraLayer`: the base layer stays in `base_layer`
  * and each adapter lives in per-adapter containers (`lora_A.<name>`, `lora_magnitude_vector.<name>`, …),
- * so state-dict keys equal PEFT's in-memory keys. The math comes from core's DoRA module; this class decides
- * which adapters apply, in which order, and with which form (base-result reuse, or PEFT's recompute form in
- * training with dropout), and keeps merge state and DoRA caches.
+ * so state-dict keys equal PEFT's in-memory keys. Each adapter's work — forward step, delta, merge — is
+ * its variant's (plain LoRA or DoRA, `../variants`); this class decides which adapters apply, in which
+ * order, and keeps the merge records.
  */
-import {
-  composeAdapter,
-  DoraError,
-  composeAdapterDropout,
-  deltaWeight,
-  doraMerge,
-  doraUnmerge,
-  doraWeightNorm,
-  Dropout,
-  isGradEnabled,
-  Layer,
-  type LayerGeometry,
-  loraScaling,
-  magnitudeScale,
-  ModuleDict,
-  noGrad,
-  ops,
-  Parameter,
-  type Random,
-  type Tensor,
-  tidy,
-} from '@dorajs/core';
+import { DoraError, Dropout, Layer, type LayerGeometry, loraScaling, ModuleDict, Parameter, type Random, type Tensor } from '@dorajs/core';
 import { AdapterNameError, MergeError } from '../errors.js';
-import { DoraCaching } from './dora-caching.js';
-import { DoraMagnitude } from './dora-magnitude.js';
+import type { AdapterSettings, AdapterTensors, MergeInput, MergeRecord, VariantHost } from '../variants/variant.js';
+import type { DoraMagnitude } from './dora-magnitude.js';
+import { DoraMagnitude as Magnitude } from './dora-magnitude.js';
+import { batchAdapterNamesFor } from './batch-scope.js';
+import { unmergeAll } from './merge-math.js';
 import { perRowGroups } from './rows.js';
 
-export interface AdapterSettings {
-  readonly r: number;
-  readonly alpha: number;
-  readonly scaling: number;
-  readonly useDora: boolean;
-  readonly useRslora: boolean;
-  readonly dropout: number;
-}
+export type { AdapterSettings, AdapterTensors } from '../variants/variant.js';
 
-/** The parameters of one adapter on one layer, in W's backend. */
-export interface AdapterTensors {
-  readonly a: Tensor;
-  readonly b: Tensor;
-  /** DoRA magnitude in PEFT's shape; null for plain LoRA. */
-  readonly m: Tensor | null;
-}
-
-/** One merged adapter: what unmerge needs (the norm cannot be recomputed from a merged weight). */
+/** One merged adapter and what its variant needs to undo the merge. */
 export interface MergedAdapter {
   readonly name: string;
-  /** ‖W_base + s·B·A‖ at merge time, [out], on W's backend; null for plain LoRA. */
-  readonly norm: Tensor | null;
+  readonly record: MergeRecord;
 }
 
 /** Shapes an adapter of rank r must have on this layer. */
@@ -63,16 +29,20 @@ export interface AdapterShapes {
   readonly m: readonly number[];
 }
 
-/** The merge inputs of one adapter (on whatever backend the merge runs). */
-export interface MergeSource {
-  readonly name: string;
-  readonly a: Tensor;
-  readonly b: Tensor;
-  readonly m: Tensor | null;
-  readonly scale: number;
+/** How merges see a layer: W and the adapter tensors in the space where W + Δ is exact (grouped convs densify). */
+export interface MergeSpace {
+  readonly geometry: LayerGeometry;
+  weight(w: Tensor): Tensor;
+  input(i: MergeInput): MergeInput;
 }
 
-export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
+/** Per-call forward options of a LoRA layer. */
+export interface LoraForwardOptions {
+  /** One adapter name per sample (`'__base__'` = none): mixed-batch inference. */
+  readonly adapterNames?: readonly string[];
+}
+
+export abstract class LoraLayer<B extends Layer = Layer> extends Layer implements VariantHost {
   base_layer: B;
   lora_dropout = new ModuleDict<Dropout>();
   declare lora_magnitude_vector: ModuleDict<DoraMagnitude>;
@@ -83,8 +53,6 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   protected _active: string[] = [];
   protected _disabled = false;
   protected _merged: MergedAdapter[] = [];
-  /** Per-sample adapter names while a mixed-batch forward runs. */
-  _batchAdapterNames: readonly string[] | null = null;
 
   constructor(base: B, path: string) {
     super();
@@ -96,18 +64,27 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   /** Shapes of A, B and the magnitude for rank r. */
   abstract adapterShapes(r: number): AdapterShapes;
   /** Base output without bias (x·Wᵀ, the lookup, the conv). */
-  protected abstract baseOut(x: Tensor): Tensor;
+  abstract baseOut(x: Tensor): Tensor;
   /** B(A(x)) without the scale. */
-  protected abstract branch(name: string, x: Tensor): Tensor;
+  abstract branch(name: string, x: Tensor): Tensor;
   /** y + bias, with the bias broadcast over this layer's feature axis. */
-  protected abstract addBias(y: Tensor, bias: Tensor): Tensor;
+  abstract addBias(y: Tensor, bias: Tensor): Tensor;
   /** Stores A and B (already shaped) under `name`. */
   protected abstract setAdapterWeights(name: string, a: Tensor, b: Tensor): void;
   protected abstract deleteAdapterWeights(name: string): void;
   abstract adapterWeights(name: string): { a: Parameter; b: Parameter } | undefined;
 
+  get path(): string {
+    return this._path;
+  }
+
   get weight(): Parameter {
     return (this.base_layer as unknown as { weight: Parameter }).weight;
+  }
+
+  /** The base weight as the DoRA norm and merges read it: the stored weight itself for dense bases. */
+  denseWeight(): Tensor {
+    return this.weight;
   }
 
   get bias(): Parameter | null {
@@ -121,6 +98,24 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
 
   settings(name: string): AdapterSettings | undefined {
     return this._settings.get(name);
+  }
+
+  settingsOf(name: string): AdapterSettings {
+    const s = this._settings.get(name);
+    if (!s) throw new AdapterNameError(`module '${this._path}' has no adapter named '${name}'`);
+    return s;
+  }
+
+  /** One adapter's parameters by name (A, B and its variant's, e.g. DoRA's magnitude). */
+  tensorsOf(name: string): AdapterTensors {
+    const w = this.adapterWeights(name);
+    if (!w) throw new AdapterNameError(`module '${this._path}' has no adapter named '${name}'`);
+    const m = this.lora_magnitude_vector.get(name)?.weight;
+    return m ? { a: w.a, b: w.b, m } : { a: w.a, b: w.b };
+  }
+
+  dropout(name: string, x: Tensor): Tensor {
+    return this.lora_dropout.get(name)!.forward(x);
   }
 
   get activeAdapters(): readonly string[] {
@@ -140,16 +135,21 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   }
 
   /**
-   * Adds an adapter from given tensors (copied into new Parameters). `m` is required exactly when
-   * `settings.useDora`; compute it with `initialMagnitude` for a fresh adapter.
+   * Adds an adapter from given tensors (copied into new Parameters): A, B and every tensor its variant
+   * keeps (compute fresh ones with the variant's `init`).
    */
   addAdapter(name: string, settings: AdapterSettings, t: AdapterTensors, random?: Random): void {
     if (this._settings.has(name)) throw new AdapterNameError(`module '${this._path}' already has an adapter named '${name}'`);
-    if (settings.useDora && !t.m) throw new DoraError(`module '${this._path}': DoRA adapter '${name}' was given no magnitude`);
+    for (const v of settings.variant.stateTensors) {
+      if (!t[v.name])
+        throw new DoraError(`module '${this._path}': ${settings.variant.name} adapter '${name}' was given no '${v.container}'`);
+    }
     this._settings.set(name, settings);
     this.lora_dropout.set(name, new Dropout(settings.dropout, random));
     this.setAdapterWeights(name, t.a, t.b);
-    if (settings.useDora) this.lora_magnitude_vector.set(name, new DoraMagnitude(new Parameter(t.m!)));
+    if (t.m && settings.variant.stateTensors.some((v) => v.name === 'm')) {
+      this.lora_magnitude_vector.set(name, new Magnitude(new Parameter(t.m)));
+    }
     this.lora_dropout.get(name)!.training = this.training;
   }
 
@@ -193,23 +193,24 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   }
 
   clearDoraCaches(): void {
-    for (const name of this.lora_magnitude_vector.keys()) this.lora_magnitude_vector.get(name)!.clearCache();
+    for (const [name, s] of this._settings) s.variant.clearCache(this, name);
   }
 
-  /** The parameters of one adapter as merge inputs (on this layer's backend). */
-  mergeSource(name: string): MergeSource {
-    const w = this.adapterWeights(name)!;
-    return { name, a: w.a, b: w.b, m: this.lora_magnitude_vector.get(name)?.weight ?? null, scale: this._settings.get(name)!.scaling };
+  /** One adapter as a merge input (on this layer's backend). */
+  mergeInput(name: string): MergeInput {
+    const s = this.settingsOf(name);
+    return { name, variant: s.variant, scale: s.scaling, tensors: this.tensorsOf(name) };
   }
 
   // ---------------------------------------------------------------- forward
 
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, options: LoraForwardOptions = {}): Tensor {
     if (this._disabled) {
       if (this.merged) this.unmergeSync();
       return this.base_layer.forward(x);
     }
-    if (this._batchAdapterNames) return this.mixedBatchForward(x, this._batchAdapterNames);
+    const batchNames = options.adapterNames ?? batchAdapterNamesFor(this);
+    if (batchNames) return this.mixedBatchForward(x, batchNames);
     if (this.merged) return this.base_layer.forward(x);
     const active = this._active.filter((n) => this._settings.has(n));
     if (active.length === 0) return this.base_layer.forward(x);
@@ -217,35 +218,18 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   }
 
   /**
-   * result = base(x) followed by each adapter in order. DoRA in the reuse form rescales everything
-   * accumulated so far (PEFT's eval forward: y = b + g₂ ⊙ [g₁ ⊙ x(W + s₁ΔW₁)ᵀ + s₂·xΔW₂ᵀ]); in training
-   * with dropout the correction term uses the dropped input (PEFT's recompute form).
+   * result = base(x) followed by each adapter's variant step in order. DoRA in the reuse form rescales
+   * everything accumulated so far (PEFT's eval forward: y = b + g₂ ⊙ [g₁ ⊙ x(W + s₁ΔW₁)ᵀ + s₂·xΔW₂ᵀ]).
    */
   protected applyAdapters(x: Tensor, names: readonly string[]): Tensor {
     const bias = this.bias;
     let acc = this.baseOut(x);
     let biasAdded = false;
     names.forEach((name, i) => {
-      const s = this._settings.get(name)!;
-      const recompute = this.training && s.dropout > 0 && this.geometry.kind !== 'embedding';
-      if (recompute) {
-        const xd = this.lora_dropout.get(name)!.forward(x);
-        const lora = this.branch(name, xd);
-        acc = s.useDora
-          ? composeAdapterDropout(this.geometry, acc, this.baseOut(xd), lora, s.scaling, this.doraScale(name))
-          : ops.add(acc, ops.mulScalar(lora, s.scaling));
-        return;
-      }
-      const last = i === names.length - 1 && bias !== null;
-      acc = composeAdapter(
-        this.geometry,
-        acc,
-        this.branch(name, x),
-        s.scaling,
-        s.useDora ? this.doraScale(name) : null,
-        last ? bias : null,
-      );
-      biasAdded ||= last;
+      const last = i === names.length - 1 ? bias : null;
+      const step = this._settings.get(name)!.variant.forward(this, name, x, acc, last);
+      acc = step.y;
+      biasAdded ||= step.biasAdded;
     });
     return bias && !biasAdded ? this.addBias(acc, bias) : acc;
   }
@@ -262,91 +246,14 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
     );
   }
 
-  /** g = m / ‖W + s·B·A‖ [out] for a DoRA adapter, from the cache when DoRA caching applies. */
-  protected doraScale(name: string): Tensor {
-    const mag = this.lora_magnitude_vector.get(name)!;
-    const m = mag.weight;
-    const { a, b } = this.adapterWeights(name)!;
-    const s = this._settings.get(name)!.scaling;
-    if (!DoraCaching.enabled || this.training) {
-      // PEFT empties a layer's cache whenever it computes the norm with caching off.
-      mag.clearCache();
-      return magnitudeScale(m, doraWeightNorm(this.geometry, this.weight, a, b, s));
-    }
-    const sources = [this.weight, a, b, m];
-    let hit = mag.cached(sources, s);
-    if (!hit) {
-      const norm = doraWeightNorm(this.geometry, this.weight, a, b, s);
-      const g = noGrad(() => magnitudeScale(m, norm));
-      mag.store(sources, s, norm, g);
-      hit = { norm, g };
-    }
-    // The cached g carries no gradient; recompute m / norm (out floats) when m must receive one.
-    if (isGradEnabled() && m.requiresGrad) return magnitudeScale(m, hit.norm);
-    return ops.reshape(hit.g, hit.g.shape);
-  }
-
   // ---------------------------------------------------------------- merging
 
-  /**
-   * W ← f_k ⊙ (W + Δ_k) for each source in order (plain LoRA: W + Δ_k), each DoRA norm taken from the
-   * unmerged base `wBase` so that merged = unmerged forward (PEFT ≤ 0.20 took it from the running weight,
-   * issue #3608). Pure: returns the new weight and the norms; runs on whatever backend the inputs live on.
-   */
-  computeMerge(
-    wCurrent: Tensor,
-    wBase: Tensor,
-    sources: readonly MergeSource[],
-    geometry: LayerGeometry = this.geometry,
-  ): { w: Tensor; norms: (Tensor | null)[] } {
-    return tidy(() =>
-      noGrad(() => {
-        let w = wCurrent;
-        const norms: (Tensor | null)[] = [];
-        for (const src of sources) {
-          const delta = this.delta(wBase, src, geometry);
-          if (src.m) {
-            const norm = doraWeightNorm(geometry, wBase, src.a, src.b, src.scale);
-            w = doraMerge(geometry, w, delta, src.m, norm);
-            norms.push(norm);
-          } else {
-            w = ops.add(w, delta);
-            norms.push(null);
-          }
-        }
-        return { w, norms };
-      }),
-    );
+  /** The space merges run in; identity except where a layer's merge changes its kind (grouped convs). */
+  mergeSpace(): MergeSpace {
+    return { geometry: this.geometry, weight: (w) => w, input: (i) => i };
   }
 
-  /** Inverse of computeMerge for already-merged adapters (last merged first). */
-  computeUnmerge(
-    wMerged: Tensor,
-    merged: readonly { source: MergeSource; norm: Tensor | null }[],
-    geometry: LayerGeometry = this.geometry,
-  ): Tensor {
-    return tidy(() =>
-      noGrad(() => {
-        let w = wMerged;
-        for (let i = merged.length - 1; i >= 0; i--) {
-          const { source, norm } = merged[i]!;
-          const delta = this.delta(w, source, geometry);
-          w = source.m && norm ? doraUnmerge(geometry, w, delta, source.m, norm) : ops.sub(w, delta);
-        }
-        return w;
-      }),
-    );
-  }
-
-  private delta(w: Tensor, src: MergeSource, geometry: LayerGeometry): Tensor {
-    try {
-      return deltaWeight(geometry, w, src.a, src.b, src.scale);
-    } catch (e) {
-      throw new MergeError(`module '${this._path}', adapter '${src.name}': ${(e as Error).message}`, this._path, src.name);
-    }
-  }
-
-  /** Throws a MergeError when this layer cannot be merged at all (grouped convs override this). */
+  /** Throws a MergeError when this layer cannot be merged at all. */
   assertMergeable(_name: string): void {}
 
   /** Records a merge computed elsewhere (possibly on an offload backend) and installs the new weight. */
@@ -359,27 +266,30 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer {
   /** Installs an unmerged weight and forgets the merge records. */
   commitUnmerge(newWeight: Tensor): void {
     this.weight.assign(newWeight);
-    for (const m of this._merged) m.norm?.dispose();
-    this._merged = [];
-    this.clearDoraCaches();
+    this.forgetMerges();
   }
 
   /** Drops the merge records, keeping the merged weight (mergeAndUnload, unload). */
   forgetMerges(): void {
-    for (const m of this._merged) m.norm?.dispose();
+    for (const m of this._merged) for (const t of Object.values(m.record)) t.dispose();
     this._merged = [];
     this.clearDoraCaches();
   }
 
-  /** Merge records with their current sources (for unmerge and for reconstructing the unmerged base). */
-  mergedSources(): { source: MergeSource; norm: Tensor | null }[] {
-    return this._merged.map((m) => ({ source: this.mergeSource(m.name), norm: m.norm }));
+  /** The merge records, oldest first. */
+  get mergeRecords(): readonly MergedAdapter[] {
+    return this._merged;
   }
 
   /** Unmerges on this layer's own backend (used by a forward with adapters disabled, as PEFT does). */
   unmergeSync(): void {
     if (!this.merged) return;
-    const w = this.computeUnmerge(this.weight, this.mergedSources());
+    const w = unmergeAll(
+      this._path,
+      this.mergeSpace(),
+      this.weight,
+      this._merged.map((m) => ({ input: this.mergeInput(m.name), record: m.record })),
+    );
     this.commitUnmerge(w);
     w.dispose();
   }

@@ -25,15 +25,15 @@ export class LoraLinear extends LoraABLayer<Linear | Conv1D> {
     return { a: [r, this.inFeatures], b: [this.outFeatures, r], m: [this.outFeatures] };
   }
 
-  protected baseOut(x: Tensor): Tensor {
+  baseOut(x: Tensor): Tensor {
     return ops.matmulLastAxis(x, this.weight, !this.geometry.fanInFanOut);
   }
 
-  protected branch(name: string, x: Tensor): Tensor {
+  branch(name: string, x: Tensor): Tensor {
     return loraBranch(this.geometry, x, this.lora_A.get(name)!.weight, this.lora_B.get(name)!.weight);
   }
 
-  protected addBias(y: Tensor, bias: Tensor): Tensor {
+  addBias(y: Tensor, bias: Tensor): Tensor {
     return ops.add(y, bias);
   }
 }

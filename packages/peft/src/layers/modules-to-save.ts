@@ -4,6 +4,7 @@
  */
 import { Layer, ModuleDict, type Tensor } from '@dorajs/core';
 import { AdapterNameError } from '../errors.js';
+import { batchAdapterNamesFor } from './batch-scope.js';
 import { cloneModule } from './clone-module.js';
 import { perRowGroups } from './rows.js';
 
@@ -13,7 +14,6 @@ export class ModulesToSaveWrapper extends Layer {
   readonly _path: string;
   private _active: string | null = null;
   private _disabled = false;
-  _batchAdapterNames: readonly string[] | null = null;
 
   constructor(original: Layer, path: string) {
     super();
@@ -53,9 +53,9 @@ export class ModulesToSaveWrapper extends Layer {
     return this.modules_to_save.keys();
   }
 
-  forward(x: Tensor): Tensor {
+  forward(x: Tensor, options: { readonly adapterNames?: readonly string[] } = {}): Tensor {
     if (this._disabled) return this.original_module.forward(x);
-    const names = this._batchAdapterNames;
+    const names = options.adapterNames ?? batchAdapterNamesFor(this);
     if (names) {
       if (names.length !== x.shape[0]) {
         throw new AdapterNameError(`module '${this._path}': ${names.length} adapter names for a batch of ${x.shape[0]}`);

@@ -4,16 +4,18 @@
  * throws on anything wrong); `applyInjection` then wraps the layers and installs tensors that were all
  * computed beforehand.
  */
-import { type Backend, Conv1D, Conv2d, Embedding, Layer, Linear, loraScaling, type Module, type Random, type Tensor } from '@dorajs/core';
+import { type Backend, Conv1D, Conv2d, Embedding, Layer, Linear, loraScaling, type Module, type Random } from '@dorajs/core';
 import type { LoraConfig } from '../config/lora-config.js';
 import { AdapterNameError, LoraConfigError, TargetNotFoundError } from '../errors.js';
-import type { AdapterSettings, AdapterShapes, AdapterTensors, LoraLayer } from '../layers/lora-layer.js';
+import type { AdapterShapes, LoraLayer } from '../layers/lora-layer.js';
+import { resolveVariant } from '../variants/index.js';
+import type { AdapterSettings, AdapterTensors } from '../variants/variant.js';
 import { LoraConv2d } from '../layers/lora-conv2d.js';
 import { LoraEmbedding } from '../layers/lora-embedding.js';
 import { LoraLinear } from '../layers/lora-linear.js';
 import { isLoraLayer } from '../layers/kinds.js';
 import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
-import { initialAdapterWeights, initialMagnitude } from '../layers/init-weights.js';
+import { initialAdapterWeights } from '../layers/init-weights.js';
 import { warn, type PeftWarningCode } from '../warnings.js';
 import {
   expandAllLinear,
@@ -160,9 +162,9 @@ export function planInjection(
       r,
       alpha,
       scaling: loraScaling(alpha, r, config.useRslora),
-      useDora: config.useDora,
       useRslora: config.useRslora,
       dropout: config.loraDropout,
+      variant: resolveVariant(config),
     };
     targets.push({ path, kind, current: existing ?? base, layer, settings, shapes: layer.adapterShapes(r) });
   }
@@ -210,17 +212,16 @@ export async function computeAdapterTensors(
         w.backend,
         options.random,
       );
-      let m: Tensor | null = null;
-      if (target.settings.useDora) {
-        const [norm] = await runOffloaded(options.offload, w.backend, [w, a, b], ([w2, a2, b2]) => [
-          initialMagnitude(target.layer.geometry, w2!, a2!, b2!, target.settings.scaling),
-        ]);
-        m = norm!;
-      }
-      out.push({ a, b, m });
+      const { variant, scaling } = target.settings;
+      const state = variant.stateTensors.length
+        ? await runOffloaded(options.offload, w.backend, { w: target.layer.denseWeight(), a, b }, (t) =>
+            variant.init(target.layer.geometry, t.w, t.a, t.b, scaling),
+          )
+        : {};
+      out.push({ ...state, a, b });
     }
   } catch (e) {
-    for (const t of out) [t.a, t.b, t.m].forEach((x) => x?.dispose());
+    for (const t of out) disposeTensors(t);
     throw e;
   }
   return out;
@@ -233,7 +234,7 @@ export function applyInjection(model: Module, plan: InjectionPlan, tensors: read
     const t = tensors[i]!;
     target.layer.addAdapter(plan.adapterName, target.settings, t, random);
     // The parameters now hold their own references to these buffers.
-    for (const x of [t.a, t.b, t.m]) x?.dispose();
+    disposeTensors(t);
     if (target.current !== target.layer) {
       target.layer.train(target.current.training);
       model.setSubmodule(target.path, target.layer);
@@ -247,4 +248,9 @@ export function applyInjection(model: Module, plan: InjectionPlan, tensors: read
       model.setSubmodule(path, wrapper);
     }
   }
+}
+
+/** Releases one adapter's tensors (A, B and any variant tensors). */
+export function disposeTensors(t: AdapterTensors): void {
+  for (const x of Object.values(t)) x?.dispose();
 }

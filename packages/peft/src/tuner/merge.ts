@@ -1,26 +1,20 @@
 /**
- * Merging and unmerging one layer, optionally on an offload backend. The math is in LoraLayer's pure
- * computeMerge/computeUnmerge; this file moves the inputs there and back and checks safe merges.
+ * Merging and unmerging, one straight line per layer: plan (which adapters, validated, nothing computed)
+ * → compute (the variants' math on named tensors, optionally on an offload backend) → commit (install the
+ * weight and the merge records). Nothing is installed before every check has passed.
  */
 import { type Backend, ops, type Tensor } from '@dorajs/core';
 import { MergeError } from '../errors.js';
-import type { LoraLayer, MergedAdapter, MergeSource } from '../layers/lora-layer.js';
+import type { LoraLayer, MergedAdapter } from '../layers/lora-layer.js';
+import { mergeAll, unmergeAll } from '../layers/merge-math.js';
+import type { AdapterTensors, MergeInput, MergeRecord } from '../variants/variant.js';
 import { runOffloaded } from './offload.js';
 
-/** Flattens merge sources into a tensor list and back (runOffloaded moves lists of tensors). */
-function pack(sources: readonly MergeSource[]): Tensor[] {
-  return sources.flatMap((s) => (s.m ? [s.a, s.b, s.m] : [s.a, s.b]));
-}
-
-function unpack(sources: readonly MergeSource[], tensors: readonly Tensor[], start: number): { sources: MergeSource[]; next: number } {
-  let i = start;
-  const out = sources.map((s) => {
-    const a = tensors[i++]!;
-    const b = tensors[i++]!;
-    const m = s.m ? tensors[i++]! : null;
-    return { ...s, a, b, m };
-  });
-  return { sources: out, next: i };
+/** What one layer's merge will do: the adapters already merged (with their records) and those to add. */
+export interface LayerMergePlan {
+  readonly layer: LoraLayer;
+  readonly merged: readonly { readonly input: MergeInput; readonly record: MergeRecord }[];
+  readonly adding: readonly MergeInput[];
 }
 
 export interface ComputedMerge {
@@ -29,56 +23,57 @@ export interface ComputedMerge {
   readonly merged: MergedAdapter[];
 }
 
-/**
- * The merged weight of `layer` with `names` added (after any adapters merged before), each DoRA norm from
- * the unmerged base: when adapters are already merged, the base is reconstructed by unmerging them on a
- * temporary copy. Nothing is installed.
- */
-export async function computeLayerMerge(layer: LoraLayer, names: readonly string[], offload: Backend | null): Promise<ComputedMerge> {
+/** Plans merging `names` into `layer` (after any adapters merged before); throws if it cannot be merged. */
+export function planLayerMerge(layer: LoraLayer, names: readonly string[]): LayerMergePlan {
   for (const n of names) layer.assertMergeable(n);
-  const previous = layer.mergedSources();
-  const prevSources = previous.map((p) => p.source);
-  const prevNorms = previous.map((p) => p.norm);
-  const sources = names.map((n) => layer.mergeSource(n));
-  const inputs = [layer.weight, ...pack(prevSources), ...prevNorms.filter((n): n is Tensor => n !== null), ...pack(sources)];
-  const outputs = await runOffloaded(offload, layer.weight.backend, inputs, (t) => {
-    const w = t[0]!;
-    const prev = unpack(prevSources, t, 1);
-    let i = prev.next;
-    const norms = prevNorms.map((n) => (n ? t[i++]! : null));
-    const next = unpack(sources, t, i);
-    const wBase = prev.sources.length
-      ? layer.computeUnmerge(
-          w,
-          prev.sources.map((source, k) => ({ source, norm: norms[k]! })),
-        )
-      : w;
-    const { w: merged, norms: newNorms } = layer.computeMerge(w, wBase, next.sources);
-    return [merged, ...newNorms.filter((n): n is Tensor => n !== null)];
+  return {
+    layer,
+    merged: layer.mergeRecords.map((m) => ({ input: layer.mergeInput(m.name), record: m.record })),
+    adding: names.map((n) => layer.mergeInput(n)),
+  };
+}
+
+/** The named tensors a plan reads, and the plan's inputs rebuilt around moved copies of them. */
+function namedInputs(plan: LayerMergePlan) {
+  return {
+    weight: plan.layer.weight as Tensor,
+    merged: plan.merged.map((m) => ({ tensors: m.input.tensors, record: m.record })),
+    adding: plan.adding.map((i) => i.tensors),
+  };
+}
+
+type NamedInputs = ReturnType<typeof namedInputs>;
+
+const withTensors = (input: MergeInput, tensors: AdapterTensors): MergeInput => ({ ...input, tensors });
+
+/** Runs a plan's math; nothing is installed. */
+export async function computeLayerMerge(plan: LayerMergePlan, offload: Backend | null): Promise<ComputedMerge> {
+  const { layer } = plan;
+  const out = await runOffloaded(offload, layer.weight.backend, namedInputs(plan), (t: NamedInputs) => {
+    const merged = plan.merged.map((m, i) => ({ input: withTensors(m.input, t.merged[i]!.tensors), record: t.merged[i]!.record }));
+    const adding = plan.adding.map((a, i) => withTensors(a, t.adding[i]!));
+    return mergeAll(layer._path, layer.mergeSpace(), t.weight, merged, adding);
   });
-  let k = 1;
-  const merged = sources.map((s) => ({ name: s.name, norm: s.m ? outputs[k++]! : null }));
-  return { layer, weight: outputs[0]!, merged };
+  return { layer, weight: out.weight, merged: plan.adding.map((a, i) => ({ name: a.name, record: out.records[i]! })) };
 }
 
 /** The layer's unmerged weight (every merged adapter removed, last first). Nothing is installed. */
 export async function computeLayerUnmerge(layer: LoraLayer, offload: Backend | null): Promise<Tensor> {
-  const previous = layer.mergedSources();
-  const sources = previous.map((p) => p.source);
-  const norms = previous.map((p) => p.norm);
-  const inputs = [layer.weight, ...pack(sources), ...norms.filter((n): n is Tensor => n !== null)];
-  const [w] = await runOffloaded(offload, layer.weight.backend, inputs, (t) => {
-    const unpacked = unpack(sources, t, 1);
-    let i = unpacked.next;
-    const moved = norms.map((n) => (n ? t[i++]! : null));
-    return [
-      layer.computeUnmerge(
-        t[0]!,
-        unpacked.sources.map((source, k) => ({ source, norm: moved[k]! })),
-      ),
-    ];
-  });
-  return w!;
+  const plan = planLayerMerge(layer, []);
+  const out = await runOffloaded(offload, layer.weight.backend, namedInputs(plan), (t: NamedInputs) => ({
+    weight: unmergeAll(
+      layer._path,
+      layer.mergeSpace(),
+      t.weight,
+      plan.merged.map((m, i) => ({ input: withTensors(m.input, t.merged[i]!.tensors), record: t.merged[i]!.record })),
+    ),
+  }));
+  return out.weight;
+}
+
+export function commitLayerMerge(c: ComputedMerge): void {
+  c.layer.commitMerge(c.weight, c.merged);
+  c.weight.dispose();
 }
 
 /** Throws a MergeError naming the module when `w` holds NaN or Inf (PEFT's safe_merge check). */
@@ -102,5 +97,5 @@ export async function assertFinite(w: Tensor, layer: LoraLayer, names: readonly 
 
 export function disposeComputed(c: ComputedMerge): void {
   c.weight.dispose();
-  for (const m of c.merged) m.norm?.dispose();
+  for (const m of c.merged) for (const t of Object.values(m.record)) t.dispose();
 }

@@ -7,7 +7,9 @@
 import { noGrad, ops, type Tensor, tidy, zeros } from '@dorajs/core';
 import { LoraConfig } from '../config/lora-config.js';
 import { AdapterNameError, LoraConfigError, UnsupportedAdapterOperationError } from '../errors.js';
-import type { AdapterTensors, LoraLayer } from '../layers/lora-layer.js';
+import { internalsOf } from '../internal.js';
+import type { LoraLayer } from '../layers/lora-layer.js';
+import type { AdapterTensors } from '../variants/variant.js';
 import type { PeftModel } from '../peft-model.js';
 import { applyInjection, planInjection } from './inject.js';
 
@@ -20,7 +22,8 @@ export async function addWeightedAdapter(
   name: string,
   combination: WeightedCombination,
 ): Promise<void> {
-  peft._assertNewName(name);
+  const internals = internalsOf(peft);
+  internals.assertNewName(name);
   if (adapters.length === 0 || adapters.length !== weights.length) {
     throw new LoraConfigError(`add_weighted_adapter: ${adapters.length} adapters and ${weights.length} weights`);
   }
@@ -72,8 +75,8 @@ export async function addWeightedAdapter(
     const layer = layers.find((l) => l._path === t.path)!;
     return combine(layer, adapters, weights, combination, t.shapes);
   });
-  applyInjection(model, plan, tensors, peft._randomSource);
-  peft._registerAdapter(name, plan.config);
+  applyInjection(model, plan, tensors, internals.random);
+  internals.registerAdapter(name, plan.config);
 }
 
 function rankOf(layer: LoraLayer, adapters: readonly string[], combination: WeightedCombination): number {
@@ -120,7 +123,7 @@ function combine(
       if (a.shape[0]! < r) a = ops.concat([a, zeros([r - a.shape[0]!, ...shapes.a.slice(1)], { backend: be })], 0);
       if (b.shape[1]! < r) b = ops.concat([b, zeros([shapes.b[0]!, r - b.shape[1]!, ...shapes.b.slice(2)], { backend: be })], 1);
       // Copies, so the new adapter never shares storage with its sources.
-      return { a: ops.mulScalar(a, 1), b: ops.mulScalar(b, 1), m: null };
+      return { a: ops.mulScalar(a, 1), b: ops.mulScalar(b, 1) };
     }),
   );
 }
