@@ -20,7 +20,8 @@ export type { CaseContext, ConformanceCase, ConformanceTier, ExpectOptions, Host
 export { assertClose, assertEqual, ConformanceMismatch, type CloseOptions, type Metric, type Tolerance } from './compare.js';
 export { SeededRandom } from './prng.js';
 export * as hostMath from './host-math.js';
-export { kernelTiers, primitiveTier, referenceTier, fusedTier } from './tiers/index.js';
+export { kernelTiers, primitiveTier, referenceTier, fusedTier, narrowTier } from './tiers/index.js';
+export { NARROW_FORMATS, type NarrowFormat } from './tiers/narrow.js';
 export { REFERENCE_CASES, type InputSpec, type ReferenceCase } from './tiers/reference.js';
 export { WEIGHT_NORM_CASES, DORA_COMPOSE_CASES, weightNormHost, type WeightNormCase, type DoraComposeCase } from './tiers/fused.js';
 export { MATMUL_CASES, MATMUL_REFERENCE_CASES, type MatmulCase } from './tables/matmul.js';

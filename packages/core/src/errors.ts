@@ -47,3 +47,28 @@ export class StateDictError extends DoraError {}
 
 /** Invalid configuration or argument. */
 export class ConfigError extends DoraError {}
+
+/** A weight cannot be quantized (NaN/Inf, an unsupported format) or a packed weight is malformed. */
+export class QuantizationError extends DoraError {
+  constructor(
+    message: string,
+    readonly tensor: string,
+  ) {
+    super(`${tensor}: ${message}`);
+  }
+}
+
+/**
+ * A tensor does not fit the memory a backend can address (the CPU backend's wasm heap, a GPU buffer):
+ * refused up front, before anything is allocated, naming the tensor, the bytes and the limit.
+ */
+export class OutOfMemoryError extends DoraError {
+  constructor(
+    message: string,
+    readonly tensor: string,
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(message);
+  }
+}

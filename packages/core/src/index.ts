@@ -27,3 +27,8 @@ export * from './nn/layers.js';
 export * from './dora/index.js';
 export * from './optim/adamw.js';
 export * from './random.js';
+export * from './quant/format.js';
+export { NF4_CODE, FP4_CODE, code4bit, dynamicMap } from './quant/codes.js';
+export { quantizeHost, dequantizeHost, absmaxHost, checkQuantizeOptions, type QuantizeOptions } from './quant/host.js';
+export { QuantizedWeight, type NestedAbsmax } from './quant/quantized-weight.js';
+export type { Weight } from './ops/narrow.js';

@@ -9,6 +9,7 @@
  * later. Only `download` waits.
  */
 import type { DType, TypedArrayFor } from '../dtype.js';
+import type { QuantFormat } from '../quant/format.js';
 
 /** What a kernel receives for each tensor: the backend's own handle plus shape and dtype. */
 export interface TensorInfo<H = unknown> {
@@ -65,6 +66,31 @@ export interface WeightNormOptions {
    */
   readonly transposeW?: boolean;
 }
+
+/**
+ * A packed quantized weight as kernels see it: the logical row-major matrix W [rows, cols] (PyTorch's
+ * [out, in]) in bitsandbytes' layout (docs/narrow-weights.md). Element e = r·cols + c of W is
+ *   nf4/fp4: code[nibble(e)] · scales[floor(e / blocksize)], nibble(e) = e even ? data[e/2] >> 4 : data[e>>1] & 15
+ *   int8:    data[e] · scales[r] · fround(1/127)
+ * with every product rounded to float32 as bitsandbytes does. Double quantization is resolved by core
+ * before a kernel sees the weight: `scales` is always float32.
+ */
+export interface QuantizedInfo<H = unknown> {
+  readonly format: QuantFormat;
+  readonly shape: readonly [number, number];
+  /** nf4/fp4: uint8 [ceil(rows·cols/2)] (int32 holding one byte each where the backend lacks uint8); int8: int8 [rows, cols]. */
+  readonly data: TensorInfo<H>;
+  /** float32: absmax per block (nf4/fp4) or SCB per row (int8). */
+  readonly scales: TensorInfo<H>;
+  /** Elements per absmax block (nf4/fp4); cols for int8. */
+  readonly blocksize: number;
+}
+
+/**
+ * A weight operand of the narrow kernels: a dense tensor (float32, bfloat16 or float16 bits) or a packed
+ * quantized one. Activations, adapters and outputs stay float32.
+ */
+export type WeightInfo<H = unknown> = TensorInfo<H> | QuantizedInfo<H>;
 
 /**
  * The kernels every backend implements. Shapes follow numpy broadcasting where noted.
@@ -138,6 +164,21 @@ export interface FusedKernels<H = unknown> {
    * bias + g ⊙ (base + scale·lora); base and lora [..., out], g [out], bias [out] or absent.
    */
   doraCompose?(base: TensorInfo<H>, lora: TensorInfo<H>, g: TensorInfo<H>, scale: number, bias: TensorInfo<H> | null): H;
+
+  // ---- narrow weights (bf16/f16 dense, nf4/fp4/int8 packed): W is widened in registers, never stored
+  // as float32. Core calls these only for a narrow W; each has a composite (ops/narrow.ts) that widens W
+  // into a float32 temporary first.
+  /**
+   * x [M, K] · Wᵀ with W [N, K] (transposeW, the forward of a Linear) → [M, N]; or x [M, N] · W with
+   * W [N, K] (the input gradient dY·W) → [M, K]. float32 x and output.
+   */
+  matmulNarrow?(x: TensorInfo<H>, w: WeightInfo<H>, transposeW: boolean, outShape: readonly number[]): H;
+  /** Rows of a narrow 2-D table (an Embedding), widened: float32 [indices.size, cols]. */
+  gatherNarrow?(table: WeightInfo<H>, indices: TensorInfo<H>): H;
+  /** `weightNorm` with a narrow W. */
+  weightNormNarrow?(w: WeightInfo<H>, a: TensorInfo<H>, b: TensorInfo<H>, scale: number, options: WeightNormOptions): H;
+  /** W widened to float32 [rows, cols] (bitsandbytes' dequantize_4bit / int8_vectorwise_dequant). */
+  dequantize?(w: QuantizedInfo<H>): H;
 }
 
 export interface BackendCapabilities {

@@ -12,23 +12,34 @@ import { add, mul, mulScalar, sqrt, sumTo } from './elementwise.js';
 import { reshape, transpose } from './layout.js';
 import { matmul } from './matmul.js';
 import { sum } from './reduce.js';
+import { QuantizedWeight } from '../quant/quantized-weight.js';
+import { assertLive, isNarrow, type Weight, weightInfo, widen } from './narrow.js';
 import { backendOf, wrap } from './util.js';
 
 /**
  * ‖W + scale·B·A‖ per output feature → [out]. Never differentiable: DoRA treats the norm as a constant
- * (paper §4.3). W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r].
+ * (paper §4.3). W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r]. W may be narrow
+ * (bfloat16, float16 or a QuantizedWeight): its exact dequantized values are what the norm is taken of.
  */
-export function weightNorm(w: Tensor, a: Tensor, b: Tensor, scale: number, options: WeightNormOptions = {}): Tensor {
-  const be = backendOf('weightNorm', w, a, b);
+export function weightNorm(w: Weight, a: Tensor, b: Tensor, scale: number, options: WeightNormOptions = {}): Tensor {
+  if (isNarrow(w)) assertLive('weightNorm', w);
+  const be = backendOf('weightNorm', w instanceof QuantizedWeight ? w.data : w, a, b);
   const tw = !!options.transposeW;
   const [out, inF] = tw ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
-  if (w.rank !== 2 || a.rank !== 2 || b.rank !== 2 || a.shape[1] !== inF || b.shape[0] !== out || a.shape[0] !== b.shape[1]) {
+  if (w.shape.length !== 2 || a.rank !== 2 || b.rank !== 2 || a.shape[1] !== inF || b.shape[0] !== out || a.shape[0] !== b.shape[1]) {
     throw new ShapeError(
       `weightNorm: W ${shapeStr(w.shape)}${tw ? ' (transposed)' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
     );
   }
-  if (be.weightNorm) return wrap(be, be.weightNorm(w.info, a.info, b.info, scale, { transposeW: tw }), [out], 'float32');
-  return noGrad(() => weightNormComposite(w, a, b, scale, tw));
+  if (isNarrow(w)) {
+    // A narrow W: the backend's fused kernel, else the float32 path over W widened into a temporary.
+    if (be.weightNormNarrow)
+      return tidy(() => wrap(be, be.weightNormNarrow!(weightInfo(w), a.info, b.info, scale, { transposeW: tw }), [out], 'float32'));
+    return noGrad(() => tidy(() => weightNorm(widen(w), a, b, scale, options)));
+  }
+  const wt = w as Tensor;
+  if (be.weightNorm) return wrap(be, be.weightNorm(wt.info, a.info, b.info, scale, { transposeW: tw }), [out], 'float32');
+  return noGrad(() => weightNormComposite(wt, a, b, scale, tw));
 }
 
 /** The reference: materialises B·A (out×in floats). */

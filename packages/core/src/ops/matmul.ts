@@ -6,6 +6,7 @@ import { broadcastShapes, shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { add, sumTo } from './elementwise.js';
 import { reshape } from './layout.js';
+import { isNarrow, narrowLinear, type Weight } from './narrow.js';
 import { backendOf, requireFloat, wrap } from './util.js';
 
 /**
@@ -35,8 +36,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Tenso
   ]);
 }
 
-/** x·Wᵀ (+ bias) for x [..., in] and W [out, in] — PyTorch's F.linear. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+/** x·Wᵀ (+ bias) for x [..., in] and W [out, in] — PyTorch's F.linear. A narrow W (bf16, f16, packed) uses the narrow kernels. */
+export function linear(x: Tensor, weight: Weight, bias?: Tensor | null): Tensor {
+  if (isNarrow(weight)) return narrowLinear(x, weight, bias);
   // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (x.shape[x.rank - 1] !== weight.shape[1]) {
@@ -44,7 +46,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
         `linear: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`,
       );
     }
-    const y = matmulLastAxis(x, weight, true);
+    const y = matmulLastAxis(x, weight as Tensor, true);
     return bias ? addBias(y, bias) : y;
   });
 }

@@ -7,6 +7,7 @@ import { tensor, type Tensor } from '../tensor/tensor.js';
 import { add, exp, mul, mulScalar, neg, rsqrt, sub, addScalar } from './elementwise.js';
 import { reshape } from './layout.js';
 import { mean, sum } from './reduce.js';
+import { isNarrow, narrowGather, type Weight } from './narrow.js';
 import { backendOf, requireFloat, wrap } from './util.js';
 
 export function softmax(x: Tensor): Tensor {
@@ -39,8 +40,10 @@ export function gather(table: Tensor, indices: Tensor): Tensor {
   });
 }
 
-/** Embedding lookup: weight [num, dim], ids int32 → [...ids.shape, dim]. */
-export const embedding = gather;
+/** Embedding lookup: weight [num, dim], ids int32 → [...ids.shape, dim] float32 (a narrow table is widened per row). */
+export function embedding(weight: Weight, ids: Tensor): Tensor {
+  return isNarrow(weight) ? narrowGather(weight, ids) : gather(weight as Tensor, ids);
+}
 
 export interface Conv2dOptions {
   readonly stride?: number | readonly [number, number];
