@@ -10,39 +10,27 @@
 import {
   type AnyTypedArray,
   type Backend,
-  BackendError,
   type BackendCapabilities,
+  BackendError,
   type BinaryOp,
-  broadcastShapes,
   ConfigError,
   type Conv2dParams,
   type DType,
-  DisposedTensorError,
   DTypeError,
   type MatMulOptions,
   MissingKernelError,
   type ReduceOp,
-  sameShape,
   ShapeError,
+  sameShape,
   shapeStr,
   sizeOf,
-  type TensorInfo,
   type TypedArrayFor,
   type UnaryOp,
   type WeightNormOptions,
 } from '@dorajs/core';
 import { planBroadcast } from './kernels/broadcast.js';
 import { castInto, encodeScalar } from './kernels/cast.js';
-import {
-  col2im as jsCol2im,
-  type ConvEnv,
-  conv2dFilterGrad,
-  conv2dForward,
-  conv2dInputGrad,
-  convGeometry,
-  im2col as jsIm2col,
-} from './kernels/conv2d.js';
-import { gemm as jsGemm } from './kernels/gemm.js';
+import { type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
 import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
 import { gatherInto, scatterAddInto } from './kernels/indexing.js';
@@ -54,10 +42,31 @@ import { wasmFeatures } from './wasm/features.js';
 import { hostCores, threadHost } from './wasm/host.js';
 import { isWasmBinary, isWasmUnary, type WasmBinaryOp, type WasmUnaryOp } from './wasm/elementwise-wasm.js';
 import { WasmKernels } from './wasm/kernels.js';
+import { wasmConvEnv } from './wasm/conv-env.js';
 import { WorkerPool } from './wasm/pool.js';
 import { WasmRuntime } from './wasm/runtime.js';
+import {
+  arrayTypeOf,
+  asFloat,
+  asInt,
+  asNumeric,
+  type CpuInfo,
+  checkBroadcast,
+  checkConcatPart,
+  checkDoraCompose,
+  checkPermutation,
+  checkReduce,
+  checkScatterAdd,
+  checkShape,
+  checkSlice,
+  describeArray,
+  dtypeOfArray,
+  type Numeric,
+  readHandle,
+  weightNormDims,
+} from './validation.js';
 
-export type CpuInfo = TensorInfo<CpuStorage>;
+export type { CpuInfo } from './validation.js';
 
 export interface CpuBackendOptions {
   /**
@@ -89,7 +98,6 @@ export interface CpuBackendOptions {
 const DEFAULT_SPLIT = 1 << 18;
 
 const ALL_DTYPES = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'] as const satisfies readonly DType[];
-type Numeric = Float32Array | Int32Array;
 
 export class CpuBackend implements Backend<CpuStorage> {
   readonly name = 'cpu';
@@ -209,7 +217,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     const bv = this.readNumeric(op, b);
     if (a.dtype !== b.dtype)
       throw new DTypeError(`cpu ${op}: dtypes differ (${a.dtype} ${shapeStr(a.shape)} and ${b.dtype} ${shapeStr(b.shape)})`);
-    this.checkBroadcast(op, [a.shape, b.shape], outShape);
+    checkBroadcast(op, [a.shape, b.shape], outShape);
     const isCompare = op === 'greater' || op === 'equal';
     const plan = planBroadcast(op, outShape, [a.shape, b.shape]);
     const wasm = a.dtype === 'float32' && isWasmBinary(op) ? this.wasmFor(a, b) : null;
@@ -260,7 +268,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     const av = this.readNumeric('where', a);
     const bv = this.readNumeric('where', b);
     if (a.dtype !== b.dtype) throw new DTypeError(`cpu where: branches differ in dtype (${a.dtype} and ${b.dtype})`);
-    this.checkBroadcast('where', [cond.shape, a.shape, b.shape], outShape);
+    checkBroadcast('where', [cond.shape, a.shape, b.shape], outShape);
     const plan = planBroadcast('where', outShape, [cond.shape, a.shape, b.shape]);
     return this.output(a.dtype, sizeOf(outShape), (out) => whereInto(cv, av, bv, out as Numeric, plan), false);
   }
@@ -271,17 +279,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     const x = this.readNumeric(op, a);
     if (op !== 'sum' && op !== 'mean' && op !== 'max' && op !== 'min') throw new MissingKernelError(`reduce '${String(op)}'`, 'cpu');
     if (a.dtype === 'int32' && op === 'mean') throw new DTypeError(`cpu mean: needs float32, got int32 ${shapeStr(a.shape)}`);
-    const rank = a.shape.length;
-    if (axes.length === 0 || axes.some((ax, i) => !Number.isInteger(ax) || ax < 0 || ax >= rank || (i > 0 && ax <= axes[i - 1]!))) {
-      throw new ShapeError(`cpu ${op}: axes [${axes.join(', ')}] must be sorted, unique, non-empty and within rank ${rank}`);
-    }
-    const kept = a.shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    if (!sameShape(kept, outShape))
-      throw new ShapeError(
-        `cpu ${op}: reducing ${shapeStr(a.shape)} over [${axes.join(', ')}] gives ${shapeStr(kept)}, not ${shapeStr(outShape)}`,
-      );
-    if (op !== 'sum' && op !== 'mean' && axes.some((ax) => a.shape[ax] === 0))
-      throw new ShapeError(`cpu ${op}: cannot reduce an empty axis of ${shapeStr(a.shape)}`);
+    const kept = checkReduce(op, a.shape, axes, outShape);
     // One run of adjacent reduced axes is x viewed [outer, len, inner]: the wasm kernels take that.
     const contiguous = axes.every((ax, i) => i === 0 || ax === axes[i - 1]! + 1);
     const len = axes.reduce((p, ax) => p * a.shape[ax]!, 1);
@@ -336,14 +334,7 @@ export class CpuBackend implements Backend<CpuStorage> {
   scatterAdd(indices: CpuInfo, updates: CpuInfo, numRows: number): CpuStorage {
     const iv = this.readInt('scatterAdd', indices);
     const uv = this.readFloat('scatterAdd', updates);
-    const cols = updates.shape[updates.shape.length - 1] ?? 1;
-    if (!Number.isInteger(numRows) || numRows < 0)
-      throw new ShapeError(`cpu scatterAdd: numRows must be a non-negative integer, got ${numRows}`);
-    if (uv.length !== iv.length * cols) {
-      throw new ShapeError(
-        `cpu scatterAdd: updates ${shapeStr(updates.shape)} do not hold one row of ${cols} per index of ${shapeStr(indices.shape)}`,
-      );
-    }
+    const cols = checkScatterAdd(indices, updates, numRows, iv.length, uv.length);
     return this.output('float32', numRows * cols, (out) => scatterAddInto(iv, uv, cols, numRows, out as Float32Array));
   }
 
@@ -351,24 +342,13 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   transpose(a: CpuInfo, perm: readonly number[]): CpuStorage {
     const x = this.read('transpose', a);
-    const rank = a.shape.length;
-    if (perm.length !== rank || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
-      throw new ShapeError(`cpu transpose: [${perm.join(', ')}] is not a permutation of the axes of ${shapeStr(a.shape)}`);
-    }
+    checkPermutation(a.shape, perm);
     return this.output(a.dtype, x.length, (out) => transposeInto(x, a.shape, perm, out), false);
   }
 
   slice(a: CpuInfo, begin: readonly number[], size: readonly number[]): CpuStorage {
     const x = this.read('slice', a);
-    const rank = a.shape.length;
-    const fits = (d: number) => {
-      const b = begin[d]!;
-      const s = size[d]!;
-      return Number.isInteger(b) && Number.isInteger(s) && b >= 0 && s >= 0 && b + s <= a.shape[d]!;
-    };
-    if (begin.length !== rank || size.length !== rank || !a.shape.every((_, d) => fits(d))) {
-      throw new ShapeError(`cpu slice: begin [${begin.join(', ')}] size [${size.join(', ')}] does not fit ${shapeStr(a.shape)}`);
-    }
+    checkSlice(a.shape, begin, size);
     return this.output(a.dtype, sizeOf(size), (out) => sliceInto(x, a.shape, begin, size, out), false);
   }
 
@@ -379,11 +359,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (!Number.isInteger(axis) || axis < 0 || axis >= rank) throw new ShapeError(`cpu concat: axis ${axis} out of range for rank ${rank}`);
     const parts = tensors.map((t) => {
       const values = this.read('concat', t);
-      if (t.dtype !== first.dtype || t.shape.length !== rank || t.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
-        throw new ShapeError(
-          `cpu concat: ${shapeStr(t.shape)} ${t.dtype} does not fit ${shapeStr(first.shape)} ${first.dtype} along axis ${axis}`,
-        );
-      }
+      checkConcatPart(first, t, axis);
       return { values, shape: t.shape };
     });
     const expected = first.shape.map((d, i) => (i === axis ? tensors.reduce((s, t) => s + t.shape[axis]!, 0) : d));
@@ -434,33 +410,13 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   // ---- fused
 
-  /**
-   * W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r] → [out]. A conv weight may also be
-   * passed unflattened: trailing axes of W and A (and B's trailing 1×1) are read as one `in` axis.
-   */
+  /** The norms of the merged weight's rows, [out] (shapes as `weightNormDims` reads them). */
   weightNorm(w: CpuInfo, a: CpuInfo, b: CpuInfo, scale: number, options: WeightNormOptions): CpuStorage {
     const wv = this.readFloat('weightNorm', w);
     const av = this.readFloat('weightNorm', a);
     const bv = this.readFloat('weightNorm', b);
     const tw = options.transposeW ?? false;
-    const asMatrix = (s: readonly number[]): [number, number] => [s[0] ?? 0, s.length < 2 ? 0 : sizeOf(s.slice(1))];
-    const [w0, w1] = asMatrix(w.shape);
-    const [out, inF] = tw ? [w1, w0] : [w0, w1];
-    const [r, aIn] = asMatrix(a.shape);
-    const [bOut, bR] = asMatrix(b.shape);
-    if (
-      w.shape.length < 2 ||
-      (tw && w.shape.length !== 2) ||
-      a.shape.length < 2 ||
-      b.shape.length < 2 ||
-      aIn !== inF ||
-      bOut !== out ||
-      bR !== r
-    ) {
-      throw new ShapeError(
-        `cpu weightNorm: W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
-      );
-    }
+    const { out, inF, r } = weightNormDims(w, a, b, tw);
     const wasm = this.wasm;
     return this.output(
       'float32',
@@ -483,12 +439,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     const lorav = this.readFloat('doraCompose', lora);
     const gv = this.readFloat('doraCompose', g);
     const biasv = bias ? this.readFloat('doraCompose', bias) : null;
-    const out = base.shape[base.shape.length - 1] ?? 1;
-    if (!sameShape(base.shape, lora.shape) || gv.length !== out || (biasv && biasv.length !== out)) {
-      throw new ShapeError(
-        `cpu doraCompose: base ${shapeStr(base.shape)}, lora ${shapeStr(lora.shape)}, g ${shapeStr(g.shape)}${bias ? `, bias ${shapeStr(bias.shape)}` : ''} do not fit [..., out], [..., out], [out], [out]`,
-      );
-    }
+    const out = checkDoraCompose(base, lora, g, bias);
     const wasm = this.wasmFor(base, lora, g, ...(bias ? [bias] : []));
     return this.output(
       'float32',
@@ -532,65 +483,8 @@ export class CpuBackend implements Backend<CpuStorage> {
     return new CpuStorage(new ctor(length), this.live);
   }
 
-  /**
-   * The conv kernels' GEMM and im2col buffers on the wasm heap: operands are recognised by their arrays
-   * (the inputs, the output and the scratch handed out here), anything else runs the typed-array GEMM.
-   */
   private convEnv(...arrays: [CpuInfo | AnyTypedArray, AnyTypedArray | number][]): ConvEnv | undefined {
-    const wasm = this.wasm;
-    if (!wasm) return undefined;
-    const bases = new Map<AnyTypedArray, number>();
-    for (const [handle, second] of arrays) {
-      if (typeof second === 'number') {
-        if (second) bases.set(handle as AnyTypedArray, second);
-      } else if ((handle as CpuInfo).data.ptr) bases.set(second, (handle as CpuInfo).data.ptr);
-    }
-    const heap = wasm.runtime.heap;
-    return {
-      gemm: (m, n, k, a, b, c, cOffset, ldc, accumulate) => {
-        const pa = bases.get(a.data);
-        const pb = bases.get(b.data);
-        const pc = bases.get(c);
-        if (pa === undefined || pb === undefined || pc === undefined) return jsGemm(m, n, k, a, b, c, cOffset, ldc, accumulate);
-        wasm.gemmStrided(
-          m,
-          n,
-          k,
-          pa + a.offset * 4,
-          a.rowStride,
-          a.colStride,
-          pb + b.offset * 4,
-          b.rowStride,
-          b.colStride,
-          pc + cOffset * 4,
-          ldc,
-          accumulate,
-        );
-      },
-      im2col: (x, xOffset, g, cols) => {
-        const px = bases.get(x);
-        const pc = bases.get(cols);
-        if (px === undefined || pc === undefined) return jsIm2col(x, xOffset, g, cols);
-        wasm.im2col(px + xOffset * 4, pc, g);
-      },
-      col2im: (cols, g, dx, dxOffset) => {
-        const pc = bases.get(cols);
-        const px = bases.get(dx);
-        if (px === undefined || pc === undefined) return jsCol2im(cols, g, dx, dxOffset);
-        wasm.col2im(pc, px + dxOffset * 4, g);
-      },
-      scratch: (n) => {
-        const ptr = n > 0 ? heap.alloc(n * 4) : null;
-        if (ptr === null) return new Float32Array(n);
-        const view = new Float32Array(wasm.runtime.buffer, ptr, n);
-        bases.set(view, ptr);
-        return view;
-      },
-      free: (view) => {
-        const ptr = bases.get(view);
-        if (ptr !== undefined) heap.free(ptr, view.length * 4);
-      },
-    };
+    return this.wasm ? wasmConvEnv(this.wasm, arrays) : undefined;
   }
 
   /** The wasm kernels, when this backend has them and every input lives in the heap. */
@@ -625,85 +519,26 @@ export class CpuBackend implements Backend<CpuStorage> {
 
   private checkShape(op: string, shape: readonly number[]): void {
     this.checkAlive(op);
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw new ShapeError(`cpu ${op}: invalid shape ${shapeStr(shape)}`);
+    checkShape(op, shape);
   }
 
   /** The values behind `t`, after checking the handle is live, ours, and matches its shape and dtype. */
   private read(op: string, t: CpuInfo): AnyTypedArray {
     this.checkAlive(op);
-    const h = t.data;
-    if (!(h instanceof CpuStorage)) throw new BackendError(`cpu ${op}: ${describeArray(h)} is not a cpu storage handle`);
-    if (h.released) throw new DisposedTensorError(`cpu ${op}: input ${shapeStr(t.shape)} ${t.dtype} was already released`);
-    if (h.owner !== this.live) throw new BackendError(`cpu ${op}: input ${shapeStr(t.shape)} belongs to another cpu backend instance`);
-    if (!(h.values instanceof arrayTypeOf(t.dtype))) {
-      throw new DTypeError(`cpu ${op}: input ${shapeStr(t.shape)} claims ${t.dtype} but holds a ${h.values.constructor.name}`);
-    }
-    const values = h.values;
-    if (values.length !== sizeOf(t.shape)) throw new ShapeError(`cpu ${op}: input ${shapeStr(t.shape)} holds ${values.length} elements`);
-    return values;
+    return readHandle(op, t, this.live);
   }
 
   private readNumeric(op: string, t: CpuInfo): Numeric {
-    const v = this.read(op, t);
-    if (!(v instanceof Float32Array || v instanceof Int32Array)) {
-      throw new DTypeError(`cpu ${op}: needs float32 or int32, got ${t.dtype} ${shapeStr(t.shape)}; cast it first`);
-    }
-    return v;
+    return asNumeric(op, t, this.read(op, t));
   }
 
   private readFloat(op: string, t: CpuInfo): Float32Array {
-    const v = this.read(op, t);
-    if (!(v instanceof Float32Array)) throw new DTypeError(`cpu ${op}: needs float32, got ${t.dtype} ${shapeStr(t.shape)}`);
-    return v;
+    return asFloat(op, t, this.read(op, t));
   }
 
   private readInt(op: string, t: CpuInfo): Int32Array {
-    const v = this.read(op, t);
-    if (!(v instanceof Int32Array)) throw new DTypeError(`cpu ${op}: indices must be int32, got ${t.dtype} ${shapeStr(t.shape)}`);
-    return v;
+    return asInt(op, t, this.read(op, t));
   }
-
-  private checkBroadcast(op: string, shapes: readonly (readonly number[])[], outShape: readonly number[]): void {
-    const expected = shapes.reduce<readonly number[]>((acc, s) => broadcastShapes(acc, s, `cpu ${op}`), []);
-    if (!sameShape(expected, outShape)) {
-      throw new ShapeError(
-        `cpu ${op}: inputs ${shapes.map(shapeStr).join(', ')} broadcast to ${shapeStr(expected)}, not ${shapeStr(outShape)}`,
-      );
-    }
-  }
-}
-
-type ArrayType = Float32ArrayConstructor | Int32ArrayConstructor | Uint16ArrayConstructor | Int8ArrayConstructor | Uint8ArrayConstructor;
-
-function arrayTypeOf(dtype: DType): ArrayType {
-  switch (dtype) {
-    case 'float32':
-      return Float32Array;
-    case 'int32':
-      return Int32Array;
-    case 'bfloat16':
-    case 'float16':
-      return Uint16Array;
-    case 'int8':
-      return Int8Array;
-    case 'uint8':
-      return Uint8Array;
-    default:
-      throw new DTypeError(`cpu: unknown dtype '${String(dtype)}'`);
-  }
-}
-
-function dtypeOfArray(v: AnyTypedArray): DType {
-  if (v instanceof Float32Array) return 'float32';
-  if (v instanceof Int32Array) return 'int32';
-  if (v instanceof Uint16Array) return 'bfloat16'; // same storage as float16
-  if (v instanceof Int8Array) return 'int8';
-  return 'uint8';
-}
-
-function describeArray(v: unknown): string {
-  if (v === null || v === undefined) return String(v);
-  return typeof v === 'object' ? (v.constructor?.name ?? 'object') : typeof v;
 }
 
 export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
