@@ -26,7 +26,6 @@ export function loraScaling(alpha: number, r: number, useRslora = false): number
 
 /** ‖W + s·B·A‖ per output feature, detached: [out] (PEFT shapes it per layer kind; see magnitudeShape). */
 export function doraWeightNorm(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     return noGrad(() => {
       const v = matrixView(geo, w, a, b);
@@ -45,7 +44,6 @@ export function magnitudeShape(geo: LayerGeometry, out: number): number[] {
  * Returns [out].
  */
 export function magnitudeScale(m: Tensor, norm: Tensor): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const out = norm.size;
     if (m.size !== out) throw new ShapeError(`DoRA magnitude ${shapeStr(m.shape)} does not match ${out} output features`);
@@ -59,7 +57,6 @@ export function magnitudeScale(m: Tensor, norm: Tensor): Tensor {
 
 /** The LoRA branch without its scale: B(A(x)) in the layer's own operator. */
 export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, conv?: Conv2dOptions): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     switch (geo.kind) {
       case 'linear':
@@ -88,7 +85,6 @@ export function composeAdapter(
   g: Tensor | null,
   bias: Tensor | null,
 ): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (geo.kind === 'conv2d') {
       const out = base.shape[1]!;
@@ -114,7 +110,6 @@ export function composeAdapterDropout(
   scale: number,
   g: Tensor,
 ): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const shaped = geo.kind === 'conv2d' ? reshape(g, [1, g.size, 1, 1]) : g;
     return add(result, add(mul(addScalar(shaped, -1), baseDropped), mul(shaped, mulScalar(loraDropped, scale))));
@@ -123,7 +118,6 @@ export function composeAdapterDropout(
 
 /** s·ΔW in W's stored layout (what merging adds to W). */
 export function deltaWeight(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     return noGrad(() => {
       switch (geo.kind) {
@@ -156,7 +150,6 @@ function factorView(geo: LayerGeometry, f: Tensor): Tensor {
 
 /** W ← f ⊙ (W + Δ) with f = m / norm (norm taken from the unmerged base). Returns the new weight. */
 export function doraMerge(geo: LayerGeometry, w: Tensor, delta: Tensor, m: Tensor, normBase: Tensor): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     return noGrad(() => mul(factorView(geo, magnitudeScale(m, normBase)), add(w, delta)));
   });
@@ -164,7 +157,6 @@ export function doraMerge(geo: LayerGeometry, w: Tensor, delta: Tensor, m: Tenso
 
 /** Inverse of doraMerge: W ← W / f − Δ; rows with f = 0 (zero norm ⇒ W + Δ = 0) come back as −Δ. */
 export function doraUnmerge(geo: LayerGeometry, merged: Tensor, delta: Tensor, m: Tensor, normBase: Tensor): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     return noGrad(() => {
       const f = factorView(geo, magnitudeScale(m, normBase));

@@ -64,7 +64,6 @@ export function matrixView(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor):
  * dense [out, groups·k] matrix it stands for — so norms and deltas of grouped convs are the true ones.
  */
 export function blockDiagonal(m: Tensor, groups: number): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const [out, k] = m.shape as [number, number];
     const rows = out / groups;

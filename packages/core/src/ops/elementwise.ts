@@ -18,7 +18,6 @@ function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 
 /** Sums a broadcast gradient back down to `shape`. */
 export function sumTo(g: Tensor, shape: Shape): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (sameShape(g.shape, shape)) return g;
     const axes = broadcastedAxes(shape, g.shape);

@@ -44,7 +44,6 @@ export function weightNorm(w: Weight, a: Tensor, b: Tensor, scale: number, optio
 
 /** The reference: materialises B·A (out×in floats). */
 export function weightNormComposite(w: Tensor, a: Tensor, b: Tensor, scale: number, transposeW: boolean): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const wOi = transposeW ? transpose(w, [1, 0]) : w;
     const v = add(wOi, mulScalar(matmul(b, a), scale));
@@ -57,7 +56,6 @@ export function weightNormComposite(w: Tensor, a: Tensor, b: Tensor, scale: numb
  * and bias.
  */
 export function doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const be = backendOf('doraCompose', base, lora, g, ...(bias ? [bias] : []));
     const out = base.shape[base.rank - 1]!;
@@ -98,7 +96,6 @@ function sameShapes(a: Tensor, b: Tensor): boolean {
 }
 
 export function doraComposeComposite(base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const y = mul(g, add(base, mulScalar(lora, scale)));
     return bias ? add(bias, y) : y;

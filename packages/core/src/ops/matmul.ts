@@ -39,7 +39,6 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Tenso
 /** x·Wᵀ (+ bias) for x [..., in] and W [out, in] — PyTorch's F.linear. A narrow W (bf16, f16, packed) uses the narrow kernels. */
 export function linear(x: Tensor, weight: Weight, bias?: Tensor | null): Tensor {
   if (isNarrow(weight)) return narrowLinear(x, weight, bias);
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (x.shape[x.rank - 1] !== weight.shape[1]) {
       throw new ShapeError(
@@ -53,7 +52,6 @@ export function linear(x: Tensor, weight: Weight, bias?: Tensor | null): Tensor 
 
 /** x [..., k] · w (w [k, n], or [n, k] with transposeW) with the leading axes of x flattened into rows. */
 export function matmulLastAxis(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const lead = x.shape.slice(0, -1);
     const x2 = x.rank === 2 ? x : reshapeRows(x);

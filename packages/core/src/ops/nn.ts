@@ -76,7 +76,6 @@ export function conv2dOutShape(x: readonly number[], w: readonly number[], p: Co
 
 /** 2-D convolution, NCHW input and OIHW weight (PyTorch layout); bias [out] optional. */
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, options: Conv2dOptions = {}): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const be = backendOf('conv2d', x, w);
     requireFloat('conv2d', x);
@@ -107,7 +106,6 @@ export function dropoutMask(shape: readonly number[], p: number, random: () => n
 
 /** LayerNorm over the last axis (biased variance, as PyTorch). */
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const mu = mean(x, -1, true);
     const xc = sub(x, mu);
@@ -121,7 +119,6 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
 
 /** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (Llama's order). */
 export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const y = mul(x, rsqrt(addScalar(mean(mul(x, x), -1, true), eps)));
     return weight ? mul(weight, y) : y;
@@ -133,7 +130,6 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
  * (PyTorch's default −100). Returns a scalar.
  */
 export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = -100): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     if (logits.rank !== 2 || logits.shape[0] !== targets.length) {
       throw new ShapeError(`crossEntropy: logits ${shapeStr(logits.shape)} do not match ${targets.length} targets`);

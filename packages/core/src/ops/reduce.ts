@@ -17,7 +17,6 @@ function normAxes(x: Tensor, axes: number | readonly number[] | undefined, op: s
 }
 
 function rawReduce(op: ReduceOp, x: Tensor, axes: number[], keepDims: boolean): Tensor {
-  // Composite: intermediates are freed here; the graph keeps what backward needs.
   return tidy(() => {
     const be = backendOf(op, x);
     requireFloat(op, x);

@@ -3,6 +3,9 @@ import type { Tensor } from './tensor.js';
 /**
  * Memory scopes (like tf.tidy): every tensor created inside `tidy(fn)` is disposed when fn returns,
  * except those it returns (moved to the enclosing scope) and those passed to `keep`.
+ *
+ * Every composite op (one built from other ops, in `ops/` and `dora/`) runs its body in `tidy`, so its
+ * intermediates are freed when it returns; the autograd graph keeps what backward needs.
  */
 interface Scope {
   readonly tracked: Tensor[];
