@@ -31,14 +31,29 @@ import {
 import { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './kernels/conv2d.js';
 import { doraCompose } from './kernels/dora-compose.js';
-import { affine, binary, fill, unary, where, type TensorArg } from './kernels/elementwise.js';
+import { affine, binary, binaryOutDType, fill, unary, unaryOutDType, where, type TensorArg } from './kernels/elementwise.js';
 import { cast, concat, gather, scatterAdd, slice, transpose } from './kernels/layout.js';
 import { matmul } from './kernels/matmul.js';
+import {
+  downloadSplit,
+  fillSplit,
+  gatherSplit,
+  mapParts,
+  matmulSplit,
+  releaseAny,
+  rowwise,
+  sliceSplit,
+  transposeSplit,
+  uploadSplit,
+  weightNormSplit,
+} from './kernels/split.js';
 import { argMax, reduce, softmax } from './kernels/reduce.js';
 import { weightNorm } from './kernels/weight-norm.js';
 import { GpuRuntime, type RuntimeStats } from './runtime.js';
 import { sizeOf } from './shapes.js';
+import { describeSplit, isSplit, needsSplit, partCapacity } from './split.js';
 import { assertKnownDType } from './storage.js';
+import { SplitTensorError } from './errors.js';
 
 export interface WebGpuBackendOptions extends DeviceRequest {
   /** Use this device instead of finding one (it is not destroyed on dispose unless `destroyDevice`). */
@@ -58,6 +73,12 @@ export interface WebGpuBackendOptions extends DeviceRequest {
   readonly maxPoolBytes?: number;
   /** Bytes of each of the 4 uniform arenas holding kernel parameters (default 256 KiB; small in tests). */
   readonly uniformArenaBytes?: number;
+  /**
+   * Largest buffer a tensor may occupy (default and cap: the device's `maxBufferSize` and
+   * `maxStorageBufferBindingSize`); larger tensors are stored over several buffers (see `split.ts`).
+   * Small in tests, to exercise splitting.
+   */
+  readonly maxBufferBytes?: number;
 }
 
 export interface WebGpuStats extends RuntimeStats, PoolStats {
@@ -85,13 +106,28 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     this.rt = new GpuRuntime(device, { maxPoolBytes: options.maxPoolBytes, uniformArenaBytes: options.uniformArenaBytes });
     const env = environmentOptions();
     this.envTuning = env.tuning;
-    this.ctx = new KernelContext(this.rt, {
-      matmulVariant: options.matmulVariant ?? env.matmulVariant ?? 'auto',
-      weightNormVariant: options.weightNormVariant ?? env.weightNormVariant ?? 'auto',
-      subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
-      fuse: options.fuse ?? (typeof process === 'undefined' || process.env?.DORA_WEBGPU_FUSE !== '0'),
-      tuning: { ...env.tuning },
-    });
+    const limits = this.rt.limits;
+    this.ctx = new KernelContext(
+      this.rt,
+      {
+        matmulVariant: options.matmulVariant ?? env.matmulVariant ?? 'auto',
+        weightNormVariant: options.weightNormVariant ?? env.weightNormVariant ?? 'auto',
+        subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
+        fuse: options.fuse ?? (typeof process === 'undefined' || process.env?.DORA_WEBGPU_FUSE !== '0'),
+        tuning: { ...env.tuning },
+      },
+      partCapacity(Math.min(options.maxBufferBytes ?? Infinity, limits.maxBufferSize, limits.maxStorageBufferBindingSize)),
+    );
+  }
+
+  /** Bytes one buffer of a tensor holds at most; larger tensors are split over several buffers. */
+  get maxBufferBytes(): number {
+    return this.ctx.partBytes;
+  }
+
+  /** Buffers a tensor occupies (1 unless it was split because it exceeds `maxBufferBytes`). */
+  buffersOf(t: GpuTensor): number {
+    return isSplit(t) ? t.parts.length : 1;
   }
 
   /** Counters for tests and benchmarks: dispatches, submits, readbacks, pipelines, buffer allocations. */
@@ -139,9 +175,22 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     this.rt.flush();
   }
 
-  private arg(t: TensorInfo<GpuTensor>): TensorArg {
+  /** A tensor for a kernel that takes split tensors (see `kernels/split.ts`). */
+  private anyArg(t: TensorInfo<GpuTensor>): TensorArg {
     if (t.data.released) throw new DoraError(`webgpu: tensor [${t.shape.join(', ')}] used after release`);
     return { t: t.data, shape: t.shape };
+  }
+
+  /** A tensor for a kernel that binds it as one buffer: a split one is refused, naming the op. */
+  private arg(t: TensorInfo<GpuTensor>, op: string): TensorArg {
+    const a = this.anyArg(t);
+    if (isSplit(a.t))
+      throw new SplitTensorError(`webgpu ${op}: ${describeSplit(a.t, a.shape)} is larger than one buffer; ${op} takes no split tensors`);
+    return a;
+  }
+
+  private anySplit(...ts: readonly TensorArg[]): boolean {
+    return ts.some((t) => isSplit(t.t));
   }
 
   // ---- storage
@@ -154,13 +203,15 @@ export class WebGpuBackend implements Backend<GpuTensor> {
       throw new ShapeError(`webgpu upload: a ${values.constructor.name} cannot hold ${dtype}`);
     }
     this.rt.check();
+    if (needsSplit(dtype, size, this.ctx.partBytes)) return uploadSplit(this.ctx, values, shape, dtype);
     const t = this.ctx.alloc(dtype, size);
     this.rt.write(t.buf, values);
     return t;
   }
 
   async download(t: TensorInfo<GpuTensor>): Promise<TypedArrayFor<DType>> {
-    const { t: h } = this.arg(t);
+    const { t: h } = this.anyArg(t);
+    if (isSplit(h)) return downloadSplit(this.ctx, h);
     const bytes = h.size * BYTES_PER_ELEMENT[h.dtype];
     const out = allocFor(h.dtype, h.size);
     if (h.size === 0) return out as TypedArrayFor<DType>;
@@ -172,7 +223,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   release(data: GpuTensor): void {
     if (data.released) return;
     data.released = true;
-    this.ctx.release(data);
+    releaseAny(this.ctx, data);
   }
 
   liveBuffers(): number {
@@ -182,63 +233,84 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   fill(shape: readonly number[], value: number, dtype: DType): GpuTensor {
     assertKnownDType(dtype, 'fill');
     this.rt.check();
+    if (needsSplit(dtype, sizeOf(shape), this.ctx.partBytes)) return fillSplit(this.ctx, shape, value, dtype);
     return fill(this.ctx, shape, value, dtype);
   }
 
   // ---- kernels
 
   matmul(a: TensorInfo<GpuTensor>, b: TensorInfo<GpuTensor>, options: MatMulOptions, outShape: readonly number[]): GpuTensor {
-    return matmul(this.ctx, this.arg(a), this.arg(b), options, outShape);
+    const [x, y] = [this.anyArg(a), this.anyArg(b)];
+    if (this.anySplit(x, y)) return matmulSplit(this.ctx, x, y, options, outShape, (p, q, o, s) => matmul(this.ctx, p, q, o, s));
+    return matmul(this.ctx, x, y, options, outShape);
   }
 
   binary(op: BinaryOp, a: TensorInfo<GpuTensor>, b: TensorInfo<GpuTensor>, outShape: readonly number[]): GpuTensor {
-    return binary(this.ctx, op, this.arg(a), this.arg(b), outShape);
+    const [x, y] = [this.anyArg(a), this.anyArg(b)];
+    if (this.anySplit(x, y)) {
+      const dtype = binaryOutDType(op, a.dtype, b.dtype);
+      return rowwise(this.ctx, [x, y], outShape, dtype, 'binary', ([p, q], s) => binary(this.ctx, op, p!, q!, s));
+    }
+    return binary(this.ctx, op, x, y, outShape);
   }
 
   unary(op: UnaryOp, a: TensorInfo<GpuTensor>): GpuTensor {
-    return unary(this.ctx, op, this.arg(a));
+    const x = this.anyArg(a);
+    if (isSplit(x.t)) return mapParts(this.ctx, x.t, unaryOutDType(op, a.dtype), (p) => unary(this.ctx, op, p));
+    return unary(this.ctx, op, x);
   }
 
   affine(a: TensorInfo<GpuTensor>, scale: number, offset: number): GpuTensor {
-    return affine(this.ctx, this.arg(a), scale, offset);
+    const x = this.anyArg(a);
+    if (isSplit(x.t)) return mapParts(this.ctx, x.t, a.dtype === 'int32' ? 'int32' : 'float32', (p) => affine(this.ctx, p, scale, offset));
+    return affine(this.ctx, x, scale, offset);
   }
 
   where(cond: TensorInfo<GpuTensor>, a: TensorInfo<GpuTensor>, b: TensorInfo<GpuTensor>, outShape: readonly number[]): GpuTensor {
-    return where(this.ctx, this.arg(cond), this.arg(a), this.arg(b), outShape);
+    const args = [this.anyArg(cond), this.anyArg(a), this.anyArg(b)] as const;
+    if (this.anySplit(...args)) {
+      const dtype = a.dtype === 'int32' && b.dtype === 'int32' ? 'int32' : 'float32';
+      return rowwise(this.ctx, args, outShape, dtype, 'where', ([c, p, q], s) => where(this.ctx, c!, p!, q!, s));
+    }
+    return where(this.ctx, ...args, outShape);
   }
 
   reduce(op: ReduceOp, a: TensorInfo<GpuTensor>, axes: readonly number[], outShape: readonly number[]): GpuTensor {
-    return reduce(this.ctx, op, this.arg(a), axes, outShape);
+    return reduce(this.ctx, op, this.arg(a, 'reduce'), axes, outShape);
   }
 
   argMax(a: TensorInfo<GpuTensor>): GpuTensor {
-    return argMax(this.ctx, this.arg(a));
+    return argMax(this.ctx, this.arg(a, 'argMax'));
   }
 
   softmax(a: TensorInfo<GpuTensor>, log: boolean): GpuTensor {
-    return softmax(this.ctx, this.arg(a), log);
+    return softmax(this.ctx, this.arg(a, 'softmax'), log);
   }
 
   gather(table: TensorInfo<GpuTensor>, indices: TensorInfo<GpuTensor>): GpuTensor {
-    return gather(this.ctx, this.arg(table), this.arg(indices));
+    const t = this.anyArg(table);
+    if (isSplit(t.t)) return gatherSplit(this.ctx, t, this.anyArg(indices));
+    return gather(this.ctx, t, this.arg(indices, 'gather'));
   }
 
   scatterAdd(indices: TensorInfo<GpuTensor>, updates: TensorInfo<GpuTensor>, numRows: number): GpuTensor {
-    return scatterAdd(this.ctx, this.arg(indices), this.arg(updates), numRows);
+    return scatterAdd(this.ctx, this.arg(indices, 'scatterAdd'), this.arg(updates, 'scatterAdd'), numRows);
   }
 
   transpose(a: TensorInfo<GpuTensor>, perm: readonly number[]): GpuTensor {
-    return transpose(this.ctx, this.arg(a), perm);
+    const x = this.anyArg(a);
+    return isSplit(x.t) ? transposeSplit(this.ctx, x, perm) : transpose(this.ctx, x, perm);
   }
 
   slice(a: TensorInfo<GpuTensor>, begin: readonly number[], size: readonly number[]): GpuTensor {
-    return slice(this.ctx, this.arg(a), begin, size);
+    const x = this.anyArg(a);
+    return isSplit(x.t) ? sliceSplit(this.ctx, x, begin, size) : slice(this.ctx, x, begin, size);
   }
 
   concat(tensors: readonly TensorInfo<GpuTensor>[], axis: number, outShape: readonly number[]): GpuTensor {
     return concat(
       this.ctx,
-      tensors.map((t) => this.arg(t)),
+      tensors.map((t) => this.arg(t, 'concat')),
       axis,
       outShape,
     );
@@ -246,19 +318,21 @@ export class WebGpuBackend implements Backend<GpuTensor> {
 
   cast(a: TensorInfo<GpuTensor>, dtype: DType): GpuTensor {
     assertKnownDType(dtype, 'cast');
-    return cast(this.ctx, this.arg(a), dtype);
+    const x = this.anyArg(a);
+    if (isSplit(x.t)) return mapParts(this.ctx, x.t, dtype, (p) => cast(this.ctx, p, dtype));
+    return cast(this.ctx, x, dtype);
   }
 
   conv2d(x: TensorInfo<GpuTensor>, w: TensorInfo<GpuTensor>, p: Conv2dParams, outShape: readonly number[]): GpuTensor {
-    return conv2d(this.ctx, this.arg(x), this.arg(w), p, outShape);
+    return conv2d(this.ctx, this.arg(x, 'conv2d'), this.arg(w, 'conv2d'), p, outShape);
   }
 
   conv2dBackpropInput(dy: TensorInfo<GpuTensor>, w: TensorInfo<GpuTensor>, p: Conv2dParams, xShape: readonly number[]): GpuTensor {
-    return conv2dBackpropInput(this.ctx, this.arg(dy), this.arg(w), p, xShape);
+    return conv2dBackpropInput(this.ctx, this.arg(dy, 'conv2dBackpropInput'), this.arg(w, 'conv2dBackpropInput'), p, xShape);
   }
 
   conv2dBackpropFilter(x: TensorInfo<GpuTensor>, dy: TensorInfo<GpuTensor>, p: Conv2dParams, wShape: readonly number[]): GpuTensor {
-    return conv2dBackpropFilter(this.ctx, this.arg(x), this.arg(dy), p, wShape);
+    return conv2dBackpropFilter(this.ctx, this.arg(x, 'conv2dBackpropFilter'), this.arg(dy, 'conv2dBackpropFilter'), p, wShape);
   }
 
   // ---- fused
@@ -270,7 +344,9 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     scale: number,
     options: WeightNormOptions,
   ): GpuTensor {
-    return weightNorm(this.ctx, this.arg(w), this.arg(a), this.arg(b), scale, options);
+    return weightNormSplit(this.ctx, this.anyArg(w), this.anyArg(a), this.anyArg(b), scale, options, (p, q, r, s, o) =>
+      weightNorm(this.ctx, p, q, r, s, o),
+    );
   }
 
   doraCompose(
@@ -280,7 +356,8 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     scale: number,
     bias: TensorInfo<GpuTensor> | null,
   ): GpuTensor {
-    return doraCompose(this.ctx, this.arg(base), this.arg(lora), this.arg(g), scale, bias ? this.arg(bias) : null);
+    const op = 'doraCompose';
+    return doraCompose(this.ctx, this.arg(base, op), this.arg(lora, op), this.arg(g, op), scale, bias ? this.arg(bias, op) : null);
   }
 
   // ---- lifecycle

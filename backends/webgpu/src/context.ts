@@ -4,7 +4,10 @@ import { sizeClass, type GpuBuffer } from './buffer-pool.js';
 import type { GpuRuntime } from './runtime.js';
 import { storageBytes } from './storage.js';
 
-/** The backend's storage handle: one pooled buffer holding `size` elements of `dtype`. */
+/**
+ * The backend's storage handle: one pooled buffer holding `size` elements of `dtype`, or, for a tensor
+ * larger than one buffer, a `SplitTensor` (`split.ts`) whose `buf` throws.
+ */
 export interface GpuTensor {
   readonly buf: GpuBuffer;
   readonly dtype: DType;
@@ -74,6 +77,8 @@ export class KernelContext {
   constructor(
     readonly rt: GpuRuntime,
     readonly options: KernelOptions,
+    /** Bytes one part of a split tensor may hold (see `split.ts`): the device's limits or `maxBufferBytes`. */
+    readonly partBytes: number,
   ) {}
 
   get maxInvocations(): number {

@@ -36,3 +36,9 @@ export class GpuValidationError extends BackendError {}
 
 /** The backend was used after `dispose()`. */
 export class BackendDisposedError extends BackendError {}
+
+/**
+ * A tensor stored over several buffers (larger than one buffer may be, see `split.ts`) reached a kernel
+ * that does not take split tensors, or was split in a way the kernel cannot follow.
+ */
+export class SplitTensorError extends BackendError {}
