@@ -15,7 +15,7 @@ export class TargetNotFoundError extends ConfigError {
     readonly candidates: readonly string[],
   ) {
     super(
-      `target modules ${targets} matched no Linear, Conv1D, Embedding or Conv2d module of the model` +
+      `target modules ${targets} matched no Linear, Conv1D, Embedding or Conv1d/Conv2d/Conv3d module of the model` +
         (candidates.length
           ? ` (candidates: ${candidates.slice(0, 20).join(', ')}${candidates.length > 20 ? ', …' : ''})`
           : ' (the model has no such layers)'),

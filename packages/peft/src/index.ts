@@ -58,7 +58,9 @@ export {
 } from './variants/index.js';
 export { LoraLinear } from './layers/lora-linear.js';
 export { LoraEmbedding } from './layers/lora-embedding.js';
+export { LoraConvLayer } from './layers/lora-conv.js';
 export { LoraConv2d } from './layers/lora-conv2d.js';
+export { LoraConv1d, LoraConv3d } from './layers/lora-conv-nd.js';
 export { LoraWeight } from './layers/lora-weight.js';
 export { ModulesToSaveWrapper } from './layers/modules-to-save.js';
 export { isLoraLayer } from './layers/kinds.js';

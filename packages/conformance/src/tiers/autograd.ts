@@ -119,6 +119,22 @@ const CASES: Case[] = [
     ],
     fn: ([x, w]) => ops.conv2d(x!, w!, null, { padding: 1, dilation: 2 }),
   },
+  {
+    id: 'conv1d',
+    shapes: [
+      [2, 4, 7],
+      [6, 2, 3],
+    ],
+    fn: ([x, w]) => ops.conv1d(x!, w!, null, { stride: 2, padding: 1, dilation: 1, groups: 2 }),
+  },
+  {
+    id: 'conv3d',
+    shapes: [
+      [1, 2, 4, 4, 3],
+      [3, 2, 2, 3, 2],
+    ],
+    fn: ([x, w]) => ops.conv3d(x!, w!, null, { stride: [2, 1, 1], padding: [1, 1, 0], dilation: [1, 1, 2] }),
+  },
   { id: 'dora-compose', shapes: [[3, 4], [3, 4], [4], [4]], fn: ([b, l, g, bias]) => ops.doraCompose(b!, l!, g!, 0.5, bias!) },
 ];
 

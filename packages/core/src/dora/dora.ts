@@ -9,14 +9,15 @@
  */
 import { ConfigError, ShapeError } from '../errors.js';
 import { add, addScalar, div, doraCompose, equal, mul, mulScalar, sub, where } from '../ops/index.js';
-import { conv2d, type Conv2dOptions, gather } from '../ops/nn.js';
+import { type ConvDims, convNd, type ConvNdOptions } from '../ops/conv-nd.js';
+import { gather } from '../ops/nn.js';
 import { reshape, transpose } from '../ops/layout.js';
 import { matmul, matmulLastAxis } from '../ops/matmul.js';
 import { weightNorm } from '../ops/fused.js';
 import { noGrad, tidy } from '../tensor/scope.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
-import { type LayerGeometry, matrixView } from './geometry.js';
+import { convDims, type LayerGeometry, matrixView } from './geometry.js';
 
 /** LoRA's scale: alpha / r, or alpha / √r with rsLoRA. */
 export function loraScaling(alpha: number, r: number, useRslora = false): number {
@@ -34,9 +35,20 @@ export function doraWeightNorm(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tens
   });
 }
 
-/** The shape PEFT gives the magnitude vector: [out] for Linear/Conv1D/Embedding, [1, out, 1, 1] for Conv2d. */
+/**
+ * The shape PEFT gives the magnitude vector: [out] for Linear/Conv1D/Embedding, [1, out, 1…] for convs
+ * ([1, out, 1] Conv1d, [1, out, 1, 1] Conv2d, [1, out, 1, 1, 1] Conv3d).
+ */
 export function magnitudeShape(geo: LayerGeometry, out: number): number[] {
-  return geo.kind === 'conv2d' ? [1, out, 1, 1] : [out];
+  const dims = convDims(geo);
+  return dims ? [1, out, ...ones(dims)] : [out];
+}
+
+const ones = (n: number): number[] => Array<number>(n).fill(1);
+
+/** A per-feature vector [out] shaped to broadcast over a conv output's channel axis ([1, out, 1…]). */
+function channelView(geo: LayerGeometry, v: Tensor): Tensor {
+  return reshape(v, [1, v.size, ...ones(convDims(geo))]);
 }
 
 /**
@@ -56,7 +68,7 @@ export function magnitudeScale(m: Tensor, norm: Tensor): Tensor {
 }
 
 /** The LoRA branch without its scale: B(A(x)) in the layer's own operator. */
-export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, conv?: Conv2dOptions): Tensor {
+export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, conv?: ConvNdOptions): Tensor {
   return tidy(() => {
     switch (geo.kind) {
       case 'linear':
@@ -64,10 +76,13 @@ export function loraBranch(geo: LayerGeometry, x: Tensor, a: Tensor, b: Tensor, 
       case 'embedding':
         // lookup(x, Aᵀ) · Bᵀ
         return matmulLastAxis(gather(transpose(a, [1, 0]), x), b, true);
-      case 'conv2d': {
+      case 'conv1d':
+      case 'conv2d':
+      case 'conv3d': {
         const c = conv ?? {};
-        const h = conv2d(x, a, null, { stride: c.stride ?? 1, padding: c.padding ?? 0, dilation: c.dilation ?? 1, groups: 1 });
-        return conv2d(h, b, null, { groups: geo.groups ?? 1 });
+        const dims = convDims(geo) as ConvDims;
+        const h = convNd(dims, x, a, null, { stride: c.stride ?? 1, padding: c.padding ?? 0, dilation: c.dilation ?? 1, groups: 1 });
+        return convNd(dims, h, b, null, { groups: geo.groups ?? 1 });
       }
     }
   });
@@ -86,11 +101,10 @@ export function composeAdapter(
   bias: Tensor | null,
 ): Tensor {
   return tidy(() => {
-    if (geo.kind === 'conv2d') {
-      const out = base.shape[1]!;
+    if (convDims(geo)) {
       let y = add(base, mulScalar(lora, scale));
-      if (g) y = mul(reshape(g, [1, out, 1, 1]), y);
-      return bias ? add(y, reshape(bias, [1, out, 1, 1])) : y;
+      if (g) y = mul(channelView(geo, g), y);
+      return bias ? add(y, channelView(geo, bias)) : y;
     }
     if (g) return doraCompose(base, lora, g, scale, bias);
     const y = add(base, mulScalar(lora, scale));
@@ -111,7 +125,7 @@ export function composeAdapterDropout(
   g: Tensor,
 ): Tensor {
   return tidy(() => {
-    const shaped = geo.kind === 'conv2d' ? reshape(g, [1, g.size, 1, 1]) : g;
+    const shaped = convDims(geo) ? channelView(geo, g) : g;
     return add(result, add(mul(addScalar(shaped, -1), baseDropped), mul(shaped, mulScalar(loraDropped, scale))));
   });
 }
@@ -127,10 +141,12 @@ export function deltaWeight(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor,
         }
         case 'embedding':
           return mulScalar(transpose(matmul(b, a), [1, 0]), scale);
-        case 'conv2d': {
+        case 'conv1d':
+        case 'conv2d':
+        case 'conv3d': {
           if ((geo.groups ?? 1) !== 1) {
             throw new ConfigError(
-              `merging a Conv2d adapter with groups ${geo.groups} is not possible: its delta is not a grouped kernel (PEFT refuses too)`,
+              `merging a ${geo.kind} adapter with groups ${geo.groups} is not possible: its delta is not a grouped kernel (PEFT refuses too)`,
             );
           }
           const r = a.shape[0]!;
@@ -143,7 +159,8 @@ export function deltaWeight(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor,
 
 /** Reshapes the per-feature factor [out] so it scales W's stored layout feature-wise. */
 function factorView(geo: LayerGeometry, f: Tensor): Tensor {
-  if (geo.kind === 'conv2d') return reshape(f, [f.size, 1, 1, 1]);
+  const dims = convDims(geo);
+  if (dims) return reshape(f, [f.size, ...ones(dims + 1)]);
   const columns = geo.kind === 'embedding' || !!geo.fanInFanOut;
   return reshape(f, columns ? [1, f.size] : [f.size, 1]);
 }

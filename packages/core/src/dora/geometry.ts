@@ -6,6 +6,9 @@
  *   conv1d     [in, out] (fanInFanOut)[r, in]            [out, r]          columns of W
  *   embedding  [num, dim]             [r, num]           [dim, r]          columns of W (one norm per dim)
  *   conv2d     [out, in/g, kh, kw]    [r, in, kh, kw]    [out, r/g, 1, 1]  over in·kh·kw per out channel
+ *   convNd     [out, in/g, k…]        [r, in, k…]        [out, r/g, 1…]    over in·k… per out channel (nn.Conv1d/Conv3d)
+ *
+ * (`conv1d` is PyTorch's nn.Conv1d; transformers' GPT-2 Conv1D is a `linear` with fanInFanOut.)
  */
 import { tidy } from '../tensor/scope.js';
 import { ShapeError } from '../errors.js';
@@ -13,13 +16,18 @@ import { concat, narrow, reshape } from '../ops/layout.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
 
-export type DoraLayerKind = 'linear' | 'embedding' | 'conv2d';
+export type DoraLayerKind = 'linear' | 'embedding' | 'conv1d' | 'conv2d' | 'conv3d';
+
+/** Spatial axes of a convolution kind (1, 2, 3), 0 for Linear and Embedding. */
+export function convDims(geo: LayerGeometry): 0 | 1 | 2 | 3 {
+  return geo.kind === 'conv1d' ? 1 : geo.kind === 'conv2d' ? 2 : geo.kind === 'conv3d' ? 3 : 0;
+}
 
 export interface LayerGeometry {
   readonly kind: DoraLayerKind;
   /** W stored [in, out] (transformers Conv1D). Linear only. */
   readonly fanInFanOut?: boolean;
-  /** Conv2d groups of the base layer. */
+  /** Convolution groups of the base layer. */
   readonly groups?: number;
 }
 
@@ -38,13 +46,16 @@ export function matrixView(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor):
       return { w, a, b, transposeW: !!geo.fanInFanOut };
     case 'embedding':
       return { w, a, b, transposeW: true };
-    case 'conv2d': {
+    case 'conv1d':
+    case 'conv2d':
+    case 'conv3d': {
       const out = w.shape[0]!;
       const r = a.shape[0]!;
       const groups = geo.groups ?? 1;
-      if (w.rank !== 4 || a.rank !== 4 || b.rank !== 4 || b.shape[0] !== out || b.shape[1]! * groups !== r) {
+      const rank = convDims(geo) + 2;
+      if (w.rank !== rank || a.rank !== rank || b.rank !== rank || b.shape[0] !== out || b.shape[1]! * groups !== r) {
         throw new ShapeError(
-          `conv2d DoRA: W ${shapeStr(w.shape)}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} with groups ${groups} do not fit`,
+          `${geo.kind} DoRA: W ${shapeStr(w.shape)}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} with groups ${groups} do not fit`,
         );
       }
       const a2 = reshape(a, [r, -1]);

@@ -18,6 +18,7 @@ import {
 } from '../ops/index.js';
 import { add, gelu, geluTanh, relu, silu, tanh } from '../ops/elementwise.js';
 import type { Conv2dParams } from '../backend/backend.js';
+import { type ConvDims, convNd, type ConvNdOptions, type ConvNdParams, convNdParams } from '../ops/conv-nd.js';
 import { defaultRandom, type Random } from '../random.js';
 import { shapeStr } from '../tensor/shape.js';
 import { getDefaultBackend, Parameter, type Tensor, tensor } from '../tensor/tensor.js';
@@ -160,6 +161,65 @@ export class Conv2d extends Layer {
 
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, this.params);
+  }
+}
+
+/** PyTorch's nn.Conv1d / nn.Conv3d: weight [out, in/groups, k…] (NCL / NCDHW), default init U(±1/√fan_in). */
+export abstract class ConvNd extends Layer {
+  weight: Parameter;
+  bias: Parameter | null;
+  readonly params: ConvNdParams;
+  abstract readonly dims: ConvDims;
+
+  constructor(
+    dims: ConvDims,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: number | readonly number[],
+    options: LayerOptions & ConvNdOptions & { bias?: boolean } = {},
+  ) {
+    super();
+    const kernel = typeof kernelSize === 'number' ? Array<number>(dims).fill(kernelSize) : [...kernelSize];
+    if (kernel.length !== dims) throw new ConfigError(`Conv${dims}d: kernel size [${kernel.join(', ')}] needs ${dims} entries`);
+    this.params = convNdParams(dims, options);
+    const g = this.params.groups;
+    if (inChannels % g || outChannels % g)
+      throw new ConfigError(`Conv${dims}d: channels ${inChannels}→${outChannels} not divisible by groups ${g}`);
+    const bound = 1 / Math.sqrt((inChannels / g) * kernel.reduce((a, b) => a * b, 1));
+    this.weight = uniformParam([outChannels, inChannels / g, ...kernel], bound, options);
+    this.bias = options.bias === false ? null : uniformParam([outChannels], bound, options);
+  }
+
+  get kernelSize(): number[] {
+    return this.weight.shape.slice(2);
+  }
+
+  forward(x: Tensor): Tensor {
+    return convNd(this.dims, x, this.weight, this.bias, this.params);
+  }
+}
+
+export class Conv1d extends ConvNd {
+  readonly dims = 1 as const;
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    kernelSize: number | readonly [number],
+    options: LayerOptions & ConvNdOptions & { bias?: boolean } = {},
+  ) {
+    super(1, inChannels, outChannels, kernelSize, options);
+  }
+}
+
+export class Conv3d extends ConvNd {
+  readonly dims = 3 as const;
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    kernelSize: number | readonly [number, number, number],
+    options: LayerOptions & ConvNdOptions & { bias?: boolean } = {},
+  ) {
+    super(3, inChannels, outChannels, kernelSize, options);
   }
 }
 

@@ -5,3 +5,4 @@ export * from './matmul.js';
 export * from './nn.js';
 export * from './reduce.js';
 export * from './narrow.js';
+export * from './conv-nd.js';

@@ -12,7 +12,6 @@ import { isLoraLayer } from '../layers/kinds.js';
 import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
 import type { PeftModel } from '../peft-model.js';
 import type { TargetKind } from '../tuner/inject.js';
-import { LoraConv2d } from '../layers/lora-conv2d.js';
 import { LoraEmbedding } from '../layers/lora-embedding.js';
 import { adapterFileKeys, MODEL_PREFIX, savesEmbeddingLayer } from './adapter-keys.js';
 
@@ -40,7 +39,7 @@ export async function adapterFileTensors(
   for (const [path, m] of model.namedModules()) {
     if (isLoraLayer(m)) {
       if (!m.settings(name)) continue;
-      const kind: TargetKind = m instanceof LoraEmbedding ? 'embedding' : m instanceof LoraConv2d ? 'conv2d' : 'linear';
+      const kind: TargetKind = m instanceof LoraEmbedding ? 'embedding' : 'linear';
       const keys = adapterFileKeys(kind, path);
       const w = m.adapterWeights(name)!;
       await put(keys.a, w.a);

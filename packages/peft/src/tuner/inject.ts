@@ -4,12 +4,25 @@
  * throws on anything wrong); `applyInjection` then wraps the layers and installs tensors that were all
  * computed beforehand.
  */
-import { type Backend, Conv1D, Conv2d, Embedding, Layer, Linear, loraScaling, type Module, type Random } from '@dorajs/core';
+import {
+  type Backend,
+  Conv1D,
+  Conv1d,
+  Conv2d,
+  Conv3d,
+  Embedding,
+  Layer,
+  Linear,
+  loraScaling,
+  type Module,
+  type Random,
+} from '@dorajs/core';
 import type { LoraConfig } from '../config/lora-config.js';
 import { AdapterNameError, LoraConfigError, TargetNotFoundError } from '../errors.js';
 import type { AdapterShapes, LoraLayer } from '../layers/lora-layer.js';
 import { resolveVariant } from '../variants/index.js';
 import type { AdapterSettings, AdapterTensors } from '../variants/variant.js';
+import { LoraConv1d, LoraConv3d } from '../layers/lora-conv-nd.js';
 import { LoraConv2d } from '../layers/lora-conv2d.js';
 import { LoraEmbedding } from '../layers/lora-embedding.js';
 import { LoraLinear } from '../layers/lora-linear.js';
@@ -28,7 +41,8 @@ import {
 } from './targeting.js';
 import { runOffloaded } from './offload.js';
 
-export type TargetKind = 'linear' | 'conv1d' | 'embedding' | 'conv2d';
+/** `fan-in-fan-out` is transformers' GPT-2 Conv1D; `conv1d`/`conv2d`/`conv3d` are PyTorch's nn.ConvNd. */
+export type TargetKind = 'linear' | 'fan-in-fan-out' | 'embedding' | 'conv1d' | 'conv2d' | 'conv3d';
 
 export interface TargetPlan {
   readonly path: string;
@@ -72,9 +86,11 @@ function candidates(model: Module): [string, Module][] {
 const baseOf = (m: Module): Module => (isLoraLayer(m) ? m.base_layer : m);
 
 function kindOf(m: TargetableLayer): TargetKind {
-  if (m instanceof Conv1D) return 'conv1d';
+  if (m instanceof Conv1D) return 'fan-in-fan-out';
   if (m instanceof Linear) return 'linear';
   if (m instanceof Embedding) return 'embedding';
+  if (m instanceof Conv1d) return 'conv1d';
+  if (m instanceof Conv3d) return 'conv3d';
   return 'conv2d';
 }
 
@@ -120,7 +136,7 @@ export function planInjection(
     const existing = isLoraLayer(module) ? module : null;
     if (existing?.settings(adapterName)) throw new AdapterNameError(`module '${path}' already has an adapter named '${adapterName}'`);
     const kind = kindOf(base);
-    if (kind === 'conv1d' && !fanInFanOut) {
+    if (kind === 'fan-in-fan-out' && !fanInFanOut) {
       warnings.push({
         code: 'fan-in-fan-out-corrected',
         message: `fan_in_fan_out is set to False but the target module '${path}' is \`Conv1D\`. Setting fan_in_fan_out to True.`,
@@ -134,17 +150,18 @@ export function planInjection(
       fanInFanOut = false;
     }
     const { r, alpha } = rankAndAlpha(config, path);
-    if (base instanceof Conv2d) {
+    if (base instanceof Conv2d || base instanceof Conv1d || base instanceof Conv3d) {
+      const conv = base.typeName;
       const groups = base.params.groups;
       if (r % groups !== 0) {
         throw new LoraConfigError(
-          `Targeting a Conv2d ('${path}') with groups=${groups} and rank ${r}. Currently, support is limited to conv layers where the rank is divisible by groups. Either choose a different rank or do not target this specific layer.`,
+          `Targeting a ${conv} ('${path}') with groups=${groups} and rank ${r}. Currently, support is limited to conv layers where the rank is divisible by groups. Either choose a different rank or do not target this specific layer.`,
         );
       }
       if (groups > 1)
         warnings.push({
           code: 'conv-groups',
-          message: `LoRA adapter added to Conv2d layer '${path}' with groups > 1: its delta is not grouped, so merging turns the layer into the equivalent dense (groups 1) conv (PEFT refuses to merge it).`,
+          message: `LoRA adapter added to ${conv} layer '${path}' with groups > 1: its delta is not grouped, so merging turns the layer into the equivalent dense (groups 1) conv (PEFT refuses to merge it).`,
         });
       if (base.params.dilation.some((d) => d !== 1)) {
         const dil = `[${base.params.dilation.join(', ')}]`;
@@ -152,8 +169,8 @@ export function planInjection(
           code: 'conv-dilation',
           message:
             purpose === 'load'
-              ? `Conv2d '${path}' has dilation ${dil}: PEFT ran this adapter's lora_A with dilation 1, dorajs runs it with the base dilation (so that merged = unmerged); outputs differ from PEFT's`
-              : `Conv2d '${path}' has dilation ${dil}: dorajs gives lora_A the base dilation (so merged = unmerged); PEFT uses dilation 1, so this adapter computes something else in PEFT`,
+              ? `${conv} '${path}' has dilation ${dil}: PEFT ran this adapter's lora_A with dilation 1, dorajs runs it with the base dilation (so that merged = unmerged); outputs differ from PEFT's`
+              : `${conv} '${path}' has dilation ${dil}: dorajs gives lora_A the base dilation (so merged = unmerged); PEFT uses dilation 1, so this adapter computes something else in PEFT`,
         });
       }
     }
@@ -186,6 +203,8 @@ export function planInjection(
 function wrap(base: TargetableLayer, path: string): LoraLayer {
   if (base instanceof Embedding) return new LoraEmbedding(base, path);
   if (base instanceof Conv2d) return new LoraConv2d(base, path);
+  if (base instanceof Conv1d) return new LoraConv1d(base, path);
+  if (base instanceof Conv3d) return new LoraConv3d(base, path);
   return new LoraLinear(base, path);
 }
 

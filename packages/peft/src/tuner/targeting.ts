@@ -2,13 +2,20 @@
  * Which modules a LoraConfig targets, with PEFT's rules (`check_target_module_exists`,
  * `_maybe_include_all_linear_layers`, `get_pattern_key`).
  */
-import { Conv1D, Conv2d, Embedding, Linear, type Module } from '@dorajs/core';
+import { Conv1D, Conv1d, Conv2d, Conv3d, Embedding, Linear, type Module } from '@dorajs/core';
 import { compilePattern, type LoraConfig } from '../config/lora-config.js';
 
-export type TargetableLayer = Linear | Conv1D | Embedding | Conv2d;
+export type TargetableLayer = Linear | Conv1D | Embedding | Conv1d | Conv2d | Conv3d;
 
 export function isTargetableLayer(m: Module): m is TargetableLayer {
-  return m instanceof Linear || m instanceof Conv1D || m instanceof Embedding || m instanceof Conv2d;
+  return (
+    m instanceof Linear ||
+    m instanceof Conv1D ||
+    m instanceof Embedding ||
+    m instanceof Conv1d ||
+    m instanceof Conv2d ||
+    m instanceof Conv3d
+  );
 }
 
 /** Does `path` match a list of names (exact, or ends with `.` + name) or a full-match regex? */

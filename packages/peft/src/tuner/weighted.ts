@@ -49,10 +49,10 @@ export async function addWeightedAdapter(
     if (ranks.size > 1) throw new LoraConfigError('All adapters must have the same r value when using combination_type linear.');
   }
   const newRank = Math.max(...layers.map((l) => rankOf(l, adapters, combination)));
-  const grouped = layers.find((l) => l.geometry.kind === 'conv2d' && (l.geometry.groups ?? 1) > 1);
+  const grouped = layers.find((l) => (l.geometry.groups ?? 1) > 1);
   if (grouped)
     throw new UnsupportedAdapterOperationError(
-      `add_weighted_adapter: Conv2d '${grouped._path}' has groups > 1; its B cannot be concatenated`,
+      `add_weighted_adapter: ${grouped.base_layer.typeName} '${grouped._path}' has groups > 1; its B cannot be concatenated`,
     );
 
   // Scaling of the new adapter is exactly 1 (alpha = r, no rsLoRA): the sources' scales are folded into A.

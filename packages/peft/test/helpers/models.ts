@@ -1,5 +1,5 @@
 /** The small base models of the PEFT fixtures (fixtures/peft/README.md), built from core layers. */
-import { type Backend, Conv1D, Conv2d, Embedding, Layer, Linear, ReLU, Sequential, type Tensor } from '@dorajs/core';
+import { type Backend, Conv1D, Conv1d, Conv2d, Conv3d, Embedding, Layer, Linear, ReLU, Sequential, type Tensor } from '@dorajs/core';
 
 /** MLP: lin1 (bias) → ReLU → lin2 (no bias), as the fixtures' `MLP(dims, bias)`. */
 export class MLP extends Layer {
@@ -79,3 +79,43 @@ export class Conv1DNet extends Layer {
 }
 
 export { Sequential };
+
+/** nn.Conv1d(3→6, k3, stride 2, pad 1) → ReLU → Conv1d(6→4, k1): fixtures/peft/conv1d (make_conv_nd.py). */
+export class ConvNet1d extends Layer {
+  c1: Layer;
+  act = new ReLU();
+  c2: Layer;
+
+  constructor(backend: Backend, o: { groups1?: number; dilation1?: number } = {}) {
+    super();
+    this.c1 = new Conv1d(3 * (o.groups1 ?? 1), 6, 3, {
+      backend,
+      stride: 2,
+      padding: 1,
+      groups: o.groups1 ?? 1,
+      dilation: o.dilation1 ?? 1,
+    });
+    this.c2 = new Conv1d(6, 4, 1, { backend });
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.c2.forward(this.act.forward(this.c1.forward(x)));
+  }
+}
+
+/** nn.Conv3d(2→4, k (2,3,3), stride (1,2,1), pad (1,1,0)) → ReLU → Conv3d(4→3, k1): fixtures/peft/conv3d. */
+export class ConvNet3d extends Layer {
+  c1: Layer;
+  act = new ReLU();
+  c2: Layer;
+
+  constructor(backend: Backend, o: { groups2?: number } = {}) {
+    super();
+    this.c1 = new Conv3d(2, 4, [2, 3, 3], { backend, stride: [1, 2, 1], padding: [1, 1, 0] });
+    this.c2 = new Conv3d(4, 4 - (o.groups2 ? 0 : 1), 1, { backend, groups: o.groups2 ?? 1 });
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.c2.forward(this.act.forward(this.c1.forward(x)));
+  }
+}
