@@ -25,7 +25,9 @@ import {
   shapeStr,
   sizeOf,
   type TypedArrayFor,
+  type QuantizedInfo,
   type UnaryOp,
+  type WeightInfo,
   type WeightNormOptions,
 } from '@dorajs/core';
 import { planBroadcast } from './kernels/broadcast.js';
@@ -33,7 +35,8 @@ import { castInto, encodeScalar } from './kernels/cast.js';
 import { type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
 import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
-import { gatherInto, scatterAddInto } from './kernels/indexing.js';
+import { checkIndex, gatherInto, scatterAddInto } from './kernels/indexing.js';
+import { decodeRow, matmulNarrowInto, type NarrowW, narrowOperand, weightNormNarrowInto } from './kernels/narrow.js';
 import { concatInto, sliceInto, transposeInto } from './kernels/layout.js';
 import { matmulInto, matmulShapes } from './kernels/matmul.js';
 import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
@@ -43,6 +46,7 @@ import { hostCores, threadHost } from './wasm/host.js';
 import { isWasmBinary, isWasmUnary, type WasmBinaryOp, type WasmUnaryOp } from './wasm/elementwise-wasm.js';
 import { WasmKernels } from './wasm/kernels.js';
 import { wasmConvEnv } from './wasm/conv-env.js';
+import { NarrowKernels, type NarrowOperand } from './wasm/narrow-host.js';
 import { WorkerPool } from './wasm/pool.js';
 import { WasmRuntime } from './wasm/runtime.js';
 import {
@@ -113,6 +117,7 @@ export class CpuBackend implements Backend<CpuStorage> {
   private readonly live = new LiveCounter();
   private readonly home: HeapHome | null = null;
   private readonly wasm: WasmKernels | null = null;
+  private readonly narrow: NarrowKernels | null = null;
   private readonly pool: WorkerPool | null = null;
   private disposed = false;
 
@@ -141,6 +146,7 @@ export class CpuBackend implements Backend<CpuStorage> {
       this.home = new HeapHome(runtime);
       const variant = runtime.variant(this.fma);
       this.wasm = new WasmKernels(runtime, variant, split);
+      this.narrow = new NarrowKernels(this.wasm);
       const host = threads > 1 ? threadHost() : null;
       if (host) {
         this.pool = new WorkerPool(host, runtime, variant, threads, host.canBlock);
@@ -451,6 +457,92 @@ export class CpuBackend implements Backend<CpuStorage> {
       },
       false,
     );
+  }
+
+  // ---- narrow weights (bf16/f16, nf4/fp4/int8): W widened in registers or one row panel at a time
+
+  matmulNarrow(x: CpuInfo, w: WeightInfo, transposeW: boolean, outShape: readonly number[]): CpuStorage {
+    const xv = this.readFloat('matmulNarrow', x);
+    const nw = this.narrowW('matmulNarrow', w);
+    const inner = transposeW ? nw.cols : nw.rows;
+    const m = x.shape[0] ?? 0;
+    const outCols = transposeW ? nw.rows : nw.cols;
+    if (x.shape.length !== 2 || x.shape[1] !== inner || outShape.length !== 2 || outShape[0] !== m || outShape[1] !== outCols) {
+      throw new ShapeError(
+        `cpu matmulNarrow: x ${shapeStr(x.shape)}, W [${nw.rows}, ${nw.cols}]${transposeW ? 'ᵀ' : ''} and out ${shapeStr(outShape)} do not fit`,
+      );
+    }
+    const heapW = this.heapOperand(nw);
+    return this.output(
+      'float32',
+      m * outCols,
+      (y, ptr) => {
+        if (this.narrow && heapW && ptr && x.data.ptr) this.narrow.matmul(heapW, x.data.ptr, m, transposeW, ptr);
+        else matmulNarrowInto(nw, xv, m, transposeW, y as Float32Array);
+      },
+      false,
+    );
+  }
+
+  gatherNarrow(table: WeightInfo, indices: CpuInfo): CpuStorage {
+    const iv = this.readInt('gatherNarrow', indices);
+    const nw = this.narrowW('gatherNarrow', table);
+    for (let i = 0; i < iv.length; i++) checkIndex('gatherNarrow', iv[i]!, i, nw.rows);
+    const heapW = this.heapOperand(nw);
+    return this.output(
+      'float32',
+      iv.length * nw.cols,
+      (y, ptr) => {
+        if (this.narrow && heapW && ptr) this.narrow.gather(heapW, iv, ptr);
+        else for (let i = 0; i < iv.length; i++) decodeRow(nw, iv[i]!, y as Float32Array, i * nw.cols);
+      },
+      false,
+    );
+  }
+
+  weightNormNarrow(w: WeightInfo, a: CpuInfo, b: CpuInfo, scale: number, options: WeightNormOptions): CpuStorage {
+    const nw = this.narrowW('weightNormNarrow', w);
+    const av = this.readFloat('weightNormNarrow', a);
+    const bv = this.readFloat('weightNormNarrow', b);
+    const tw = options.transposeW ?? false;
+    // Only W's shape is checked here; its parts were checked by narrowW.
+    const { out, inF, r } = weightNormDims({ ...a, shape: [nw.rows, nw.cols] }, a, b, tw);
+    const heapW = this.heapOperand(nw);
+    return this.output(
+      'float32',
+      out,
+      (norms, ptr) => {
+        if (this.narrow && heapW && ptr && a.data.ptr && b.data.ptr && inF > 0)
+          this.narrow.weightNorm(heapW, a.data.ptr, b.data.ptr, r, scale, tw, ptr);
+        else weightNormNarrowInto(nw, av, bv, r, scale, tw, norms as Float32Array);
+      },
+      false,
+    );
+  }
+
+  dequantize(w: QuantizedInfo): CpuStorage {
+    const nw = this.narrowW('dequantize', w);
+    const heapW = this.heapOperand(nw);
+    return this.output(
+      'float32',
+      nw.rows * nw.cols,
+      (y, ptr) => {
+        if (this.narrow && heapW && ptr) this.narrow.decodeRows(heapW, 0, nw.rows, ptr);
+        else for (let r = 0; r < nw.rows; r++) decodeRow(nw, r, y as Float32Array, r * nw.cols);
+      },
+      false,
+    );
+  }
+
+  private narrowW(op: string, w: WeightInfo): NarrowW {
+    this.checkAlive(op);
+    return narrowOperand(op, w, (t) => this.read(op, t));
+  }
+
+  /** The wasm view of a narrow W whose parts all live in the heap (else the typed-array kernels run). */
+  private heapOperand(w: NarrowW): NarrowOperand | null {
+    if (!this.narrow || !w.dataPtr || (w.scales && !w.scalesPtr)) return null;
+    return { format: w.format, rows: w.rows, cols: w.cols, data: w.dataPtr, scales: w.scalesPtr, blocksize: w.blocksize };
   }
 
   // ---- lifecycle

@@ -6,7 +6,7 @@ import { ConfigError } from '@dorajs/core';
 
 type Numeric = Float32Array | Int32Array;
 
-function checkIndex(op: string, index: number, position: number, rows: number): void {
+export function checkIndex(op: string, index: number, position: number, rows: number): void {
   if (!(index >= 0 && index < rows)) {
     throw new ConfigError(`cpu ${op}: index ${index} at position ${position} is outside a table of ${rows} rows`);
   }

@@ -283,6 +283,19 @@ export const I = {
     (c: Code) =>
       void c.push(addr).op(0x28).memarg(2, offset),
   select: (a: Expr, b: Expr, cond: Expr) => (c: Code) => void c.push(a).push(b).push(cond).op(0x1b),
+  /** i32.load8_u / load8_s / load16_u: one narrow element, widened. */
+  load8U:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).op(0x2d).memarg(0, offset),
+  load8S:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).op(0x2c).memarg(0, offset),
+  load16U:
+    (addr: Expr, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).op(0x2f).memarg(1, offset),
   /** i32.trunc_sat_f32_s: NaN → 0, out of range saturates. */
   truncSatF32: (a: Expr) => (c: Code) => void c.push(a).op(0xfc).u32(0),
 };
@@ -421,6 +434,25 @@ export const V = {
   promoteLow: vunop(0x5f),
   /** f64x2 narrowed into lanes 0 and 1, lanes 2 and 3 zero. */
   demoteZero: vunop(0x5e),
+  /** A constant vector of sixteen bytes. */
+  constBytes: (bytes: readonly number[]) => (c: Code) => void c.simd(0x0c).op(...bytes.map((b) => b & 0xff)),
+  /** i32x4.splat of an i32. */
+  isplat: vunop(0x11),
+  /** i8x16.swizzle: lane i = table[idx[i]] (0 for idx ≥ 16). */
+  swizzle: vbinop(0x0e),
+  /** i8x16.shr_u by an i32 count. */
+  i8ShrU: (a: Expr, n: Expr) => (c: Code) => void c.push(a).push(n).simd(0x6d),
+  ishrU: (a: Expr, n: Expr) => (c: Code) => void c.push(a).push(n).simd(0xad),
+  /** i32x4.eq (all-ones lanes where equal). */
+  ieq: vbinop(0x37),
+  /** i16x8 from the low / high eight i8 lanes, sign-extended. */
+  i16FromI8Low: vunop(0x87),
+  i16FromI8High: vunop(0x88),
+  /** i32x4 from the low / high four i16 lanes, sign- or zero-extended. */
+  i32FromI16LowS: vunop(0xa7),
+  i32FromI16HighS: vunop(0xa8),
+  i32FromI16LowU: vunop(0xa9),
+  i32FromI16HighU: vunop(0xaa),
   /** a·b + c in one rounding (relaxed SIMD; the engine may also round twice). */
   relaxedMadd: (a: Expr, b: Expr, acc: Expr) => (c: Code) => void c.push(a).push(b).push(acc).simd(0x105),
   dRelaxedMadd: (a: Expr, b: Expr, acc: Expr) => (c: Code) => void c.push(a).push(b).push(acc).simd(0x107),

@@ -108,6 +108,16 @@ export class WasmKernels {
     return Math.max(1, Math.min(4 * threads, byWork));
   }
 
+  /** Runs `tasks` of kernel `name` (one argument block) across the threads when `work` is worth it. */
+  runTasks(name: TaskName, tasks: number, args: number, work: number): void {
+    this.run(name, tasks, args, work);
+  }
+
+  /** How many tasks to cut `work` multiply-adds into (see tasksFor). */
+  taskCount(work: number): number {
+    return this.tasksFor(work);
+  }
+
   private run(name: TaskName, tasks: number, args: number, work: number): void {
     if (this.runner && tasks > 1 && work >= this.splitThreshold) {
       this.runner.run(name, tasks, args);
@@ -615,7 +625,7 @@ function packPanels(
   }
 }
 
-function heapFull(kernel: string, bytes: number): BackendError {
+export function heapFull(kernel: string, bytes: number): BackendError {
   return new BackendError(`cpu ${kernel}: the wasm heap cannot hold ${bytes} more bytes of scratch (4 GiB is the wasm32 limit)`);
 }
 

@@ -15,6 +15,7 @@ import { elementwiseTaskNames, emitElementwise } from './elementwise-wasm.js';
 import { emitGemm } from './gemm-wasm.js';
 import { emitIm2col } from './im2col-wasm.js';
 import { HeapAllocator } from './heap.js';
+import { emitNarrow } from './narrow-wasm.js';
 import { emitWeightNorm } from './weight-norm-wasm.js';
 import { wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
 
@@ -37,6 +38,8 @@ export const TASK_EXPORTS: readonly string[] = [
   'col2im_task',
   'wn_rows_task',
   'wn_cols_task',
+  'nw_decode_task',
+  'nw_gemv_task',
   ...elementwiseTaskNames(),
 ];
 export type TaskName = string;
@@ -55,6 +58,7 @@ export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
   const mb = new ModuleBuilder({ initialPages: 1, maximumPages: MAX_PAGES, shared });
   emitGemm(mb, fma);
   emitWeightNorm(mb, fma);
+  emitNarrow(mb, fma);
   emitIm2col(mb);
   emitElementwise(mb);
   return mb.bytes();

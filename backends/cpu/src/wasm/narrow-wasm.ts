@@ -1,0 +1,379 @@
+/**
+ * Narrow weights in WebAssembly SIMD (docs/narrow-weights.md): W stored as bfloat16 / float16 bits, or packed
+ * in bitsandbytes' nf4 / fp4 / int8 layouts, widened to float32 in registers.
+ *
+ * - `nw_gemv_task`: y[r] = Σ_k x[k]·W[r, k] for one chunk of rows (a Linear's forward at one token), reading
+ *   W once and never storing it widened. 4-bit blocks must not straddle rows here (cols % blocksize = 0, the
+ *   host checks): each block's dot with x is summed in lanes, then scaled once by its absmax.
+ * - `nw_decode_task`: rows of W widened into a float32 buffer (exactly bitsandbytes' dequantized values):
+ *   the embedding gather writes the rows it picks straight into its output, and the GEMM / input-gradient /
+ *   weight-norm paths widen one panel of rows at a time into a small scratch that the float32 kernels read.
+ *
+ * 4-bit decoding: 16 bytes hold 32 codes; their nibbles are interleaved into element order (high nibble
+ * first) and looked up with i8x16.swizzle in four 16-byte planes (byte k of each of the 16 float32 code
+ * values), then the four byte vectors are interleaved into float32 lanes: 4 swizzles and 8 shuffles give 16
+ * values. float16: the exponent is re-biased in integer lanes, subnormals renormalised by one float subtract,
+ * Inf/NaN kept. int8: sign-extended to i32 lanes and converted.
+ */
+import { type Code, type Expr, f32, F32, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
+
+export const NW_BF16 = 0;
+export const NW_F16 = 1;
+export const NW_Q4 = 2;
+export const NW_INT8 = 3;
+
+export const NwArg = {
+  format: 0,
+  rows: 1,
+  cols: 2,
+  /** Byte address of W's stored elements (2 bytes each, packed nibbles, or int8). */
+  data: 3,
+  /** float32 absmax per block (4-bit) or SCB per row (int8). */
+  scales: 4,
+  /** log2 of the 4-bit block size. */
+  blockShift: 5,
+  /** decode: output (row row0 at out); gemv: y. */
+  out: 6,
+  row0: 7,
+  row1: 8,
+  perTask: 9,
+  /** gemv: x, float32 [cols]. */
+  x: 10,
+  /** 4-bit: four 16-byte planes of the code table, then the 16 float32 codes. */
+  table: 11,
+  words: 12,
+} as const;
+
+/** Bytes of a 4-bit code table as the kernels read it (see `codeTableBytes`). */
+export const NW_TABLE_BYTES = 128;
+
+/** Byte planes (plane k = byte k of each code's float32 bits), then the codes themselves. */
+export function codeTableBytes(code: Float32Array): Uint8Array {
+  const raw = new Uint8Array(code.buffer.slice(code.byteOffset, code.byteOffset + 64));
+  const out = new Uint8Array(NW_TABLE_BYTES);
+  for (let c = 0; c < 16; c++) for (let k = 0; k < 4; k++) out[k * 16 + c] = raw[c * 4 + k]!;
+  out.set(raw, 64);
+  return out;
+}
+
+const INTERLEAVE_LOW = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+const INTERLEAVE_HIGH = INTERLEAVE_LOW.map((i) => i + 8);
+const PAIRS_LOW = [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23];
+const PAIRS_HIGH = PAIRS_LOW.map((i) => i + 8);
+
+export interface NarrowFunctions {
+  readonly decode: number;
+  readonly gemv: number;
+}
+
+export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions {
+  const madd = (a: Expr, b: Expr, acc: Expr): Expr => (relaxed ? V.relaxedMadd(a, b, acc) : V.add(acc, V.mul(a, b)));
+  const hsum = (v: Expr): Expr => F32.add(F32.add(V.lane(v, 0), V.lane(v, 1)), F32.add(V.lane(v, 2), V.lane(v, 3)));
+
+  /** float16 bits in i32 lanes → float32 lanes (exact, subnormals and Inf/NaN included). */
+  const f16Lanes = (c: Code, h: Local, o: Local, e: Local, t: Local): Expr => {
+    c.set(o, V.ishl(V.and(h, V.constI32(0x7fff)), 13));
+    c.set(e, V.and(o, V.constI32(0x0f800000)));
+    c.set(o, V.iadd(o, V.constI32(0x38000000)));
+    c.set(o, V.iadd(o, V.and(V.ieq(e, V.constI32(0x0f800000)), V.constI32(0x38000000))));
+    c.set(t, V.ieq(e, V.zero));
+    c.set(o, V.iadd(o, V.and(t, V.constI32(0x00800000))));
+    c.set(o, V.bitselect(V.sub(o, V.constI32(0x38800000)), o, t));
+    return V.or(o, V.ishl(V.and(h, V.constI32(0x8000)), 16));
+  };
+
+  /** 16 nibbles (one per byte lane, element order) → 4 float32 vectors of their codes, into `out`. */
+  const decode16 = (
+    c: Code,
+    nib: Expr,
+    planes: readonly Local[],
+    bytes: readonly Local[],
+    tmp: readonly Local[],
+    out: readonly Local[],
+  ) => {
+    for (let k = 0; k < 4; k++) c.set(bytes[k]!, V.swizzle(planes[k]!, nib));
+    c.set(tmp[0]!, V.shuffle(bytes[0]!, bytes[1]!, INTERLEAVE_LOW));
+    c.set(tmp[1]!, V.shuffle(bytes[2]!, bytes[3]!, INTERLEAVE_LOW));
+    c.set(out[0]!, V.shuffle(tmp[0]!, tmp[1]!, PAIRS_LOW));
+    c.set(out[1]!, V.shuffle(tmp[0]!, tmp[1]!, PAIRS_HIGH));
+    c.set(tmp[0]!, V.shuffle(bytes[0]!, bytes[1]!, INTERLEAVE_HIGH));
+    c.set(tmp[1]!, V.shuffle(bytes[2]!, bytes[3]!, INTERLEAVE_HIGH));
+    c.set(out[2]!, V.shuffle(tmp[0]!, tmp[1]!, PAIRS_LOW));
+    c.set(out[3]!, V.shuffle(tmp[0]!, tmp[1]!, PAIRS_HIGH));
+  };
+
+  /** 16 packed bytes at `p` → 32 codes in element order (8 vectors into `out`). */
+  const decode32 = (
+    c: Code,
+    p: Expr,
+    v: Local,
+    nib: readonly Local[],
+    planes: readonly Local[],
+    bytes: readonly Local[],
+    tmp: readonly Local[],
+    out: readonly Local[],
+  ) => {
+    c.set(v, V.load(p));
+    c.set(tmp[0]!, V.i8ShrU(v, 4));
+    c.set(tmp[1]!, V.and(v, V.constBytes(new Array(16).fill(15))));
+    c.set(nib[0]!, V.shuffle(tmp[0]!, tmp[1]!, INTERLEAVE_LOW));
+    c.set(nib[1]!, V.shuffle(tmp[0]!, tmp[1]!, INTERLEAVE_HIGH));
+    decode16(c, nib[0]!, planes, bytes, tmp, out.slice(0, 4));
+    decode16(c, nib[1]!, planes, bytes, tmp, out.slice(4, 8));
+  };
+
+  const loadPlanes = (c: Code, table: Local, planes: readonly Local[]) => {
+    for (let k = 0; k < 4; k++) c.set(planes[k]!, V.load(table, k * 16));
+  };
+
+  /** One 4-bit element e, exactly: code[nibble] · absmax[e >> shift]. */
+  const q4Scalar =
+    (data: Local, scales: Local, table: Local, shift: Local, e: Expr, b: Local): Expr =>
+    (c: Code) => {
+      c.set(b, I.load8U(I.add(data, I.shrU(e, 1))));
+      c.set(b, I.select(I.and(b, 15), I.shrU(b, 4), I.and(e, 1)));
+      c.push(F32.mul(F32.load(I.add(table, I.add(64, I.shl(b, 2)))), F32.load(I.add(scales, I.shl(I.shrU(e, shift), 2)))));
+    };
+
+  // nw_decode_task: rows [row0 + task·perTask, …) of W widened into out (row row0 at out).
+  const decode = mb.func('nw_decode_task', [i32, i32, i32], [], (c, [task, args]) => {
+    const arg = (w: number): Expr => I.load(args, w * 4);
+    const [fmt, cols, data, scales, shift, out, row0, r0, r1, table, r, k, src, dst, e, e1, b] = c.localsOf(i32, 17);
+    const [v, h, o, ex, t] = c.localsOf(v128, 5);
+    const planes = c.localsOf(v128, 4);
+    const bytes = c.localsOf(v128, 4);
+    const tmp = c.localsOf(v128, 2);
+    const nib = c.localsOf(v128, 2);
+    const vals = c.localsOf(v128, 8);
+    const scale = c.local(v128);
+    c.set(fmt, arg(NwArg.format)).set(cols, arg(NwArg.cols)).set(data, arg(NwArg.data)).set(scales, arg(NwArg.scales));
+    c.set(shift, arg(NwArg.blockShift)).set(out, arg(NwArg.out)).set(row0, arg(NwArg.row0)).set(table, arg(NwArg.table));
+    c.set(r0, I.add(row0, I.mul(task, arg(NwArg.perTask))));
+    c.set(r1, I.add(r0, arg(NwArg.perTask)));
+    c.set(r1, I.select(arg(NwArg.row1), r1, I.ltS(arg(NwArg.row1), r1)));
+    c.if(I.geS(r0, r1), () => c.ret());
+    c.if(
+      I.eq(fmt, NW_Q4),
+      () => {
+        // The flat element range of these rows: a scalar head to a 32-element boundary, 32 at a time, a tail.
+        loadPlanes(c, table, planes);
+        c.set(e, I.mul(r0, cols));
+        c.set(e1, I.mul(r1, cols));
+        c.set(dst, I.add(out, I.shl(I.mul(I.sub(r0, row0), cols), 2)));
+        c.block(() => {
+          c.loop(() => {
+            c.brIf(1, I.or(I.eqz(I.and(e, 31)), I.geS(e, e1)));
+            c.storeF32(dst, q4Scalar(data, scales, table, shift, e, b));
+            c.set(e, I.add(e, 1)).set(dst, I.add(dst, 4));
+            c.br(0);
+          });
+        });
+        c.block(() => {
+          c.loop(() => {
+            c.brIf(1, I.gtS(I.add(e, 32), e1));
+            decode32(c, I.add(data, I.shrU(e, 1)), v, nib, planes, bytes, tmp, vals);
+            c.set(scale, V.load32Splat(I.add(scales, I.shl(I.shrU(e, shift), 2))));
+            for (let j = 0; j < 8; j++) c.storeV(dst, V.mul(vals[j]!, scale), j * 16);
+            c.set(e, I.add(e, 32)).set(dst, I.add(dst, 128));
+            c.br(0);
+          });
+        });
+        c.for(e, e, e1, 1, () => {
+          c.storeF32(dst, q4Scalar(data, scales, table, shift, e, b));
+          c.set(dst, I.add(dst, 4));
+        });
+      },
+      () => {
+        c.for(r, r0, r1, 1, () => {
+          c.set(dst, I.add(out, I.shl(I.mul(I.sub(r, row0), cols), 2)));
+          c.if(
+            I.eq(fmt, NW_INT8),
+            () => {
+              // fround(fround(q · SCB) · fround(1/127)): bitsandbytes' int8_vectorwise_dequant.
+              c.set(src, I.add(data, I.mul(r, cols)));
+              c.set(scale, V.load32Splat(I.add(scales, I.shl(r, 2))));
+              c.set(k, 0);
+              c.block(() => {
+                c.loop(() => {
+                  c.brIf(1, I.gtS(I.add(k, 16), cols));
+                  c.set(v, V.load(I.add(src, k)));
+                  c.set(tmp[0]!, V.i16FromI8Low(v));
+                  c.set(tmp[1]!, V.i16FromI8High(v));
+                  const lanes = [
+                    V.i32FromI16LowS(tmp[0]!),
+                    V.i32FromI16HighS(tmp[0]!),
+                    V.i32FromI16LowS(tmp[1]!),
+                    V.i32FromI16HighS(tmp[1]!),
+                  ];
+                  for (let j = 0; j < 4; j++) {
+                    c.storeV(I.add(dst, I.shl(k, 2)), V.mul(V.mul(V.fromI32(lanes[j]!), scale), V.constF32(Math.fround(1 / 127))), j * 16);
+                  }
+                  c.set(k, I.add(k, 16));
+                  c.br(0);
+                });
+              });
+              c.for(k, k, cols, 1, () => {
+                c.storeF32(
+                  I.add(dst, I.shl(k, 2)),
+                  F32.mul(F32.mul(F32.fromI32(I.load8S(I.add(src, k))), V.lane(scale, 0)), F32.const(Math.fround(1 / 127))),
+                );
+              });
+            },
+            () => {
+              // bfloat16 / float16: 4 at a time from 8 bytes, the tail one at a time through the same lanes.
+              c.set(src, I.add(data, I.shl(I.mul(r, cols), 1)));
+              const rowOf = (widen: (raw: Expr) => Expr) => {
+                c.set(k, 0);
+                c.block(() => {
+                  c.loop(() => {
+                    c.brIf(1, I.gtS(I.add(k, 4), cols));
+                    c.storeV(I.add(dst, I.shl(k, 2)), widen(V.i32FromI16LowU(V.load64Zero(I.add(src, I.shl(k, 1))))));
+                    c.set(k, I.add(k, 4));
+                    c.br(0);
+                  });
+                });
+                c.for(k, k, cols, 1, () =>
+                  c.storeF32(I.add(dst, I.shl(k, 2)), V.lane(widen(V.isplat(I.load16U(I.add(src, I.shl(k, 1))))), 0)),
+                );
+              };
+              c.if(
+                I.eq(fmt, NW_BF16),
+                () => rowOf((raw) => V.ishl(raw, 16)),
+                () =>
+                  rowOf((raw) => (cc: Code) => {
+                    cc.set(h, raw);
+                    cc.push(f16Lanes(cc, h, o, ex, t));
+                  }),
+              );
+            },
+          );
+        });
+      },
+    );
+  });
+
+  // nw_gemv_task: y[r] = Σ_k x[k]·W[r, k] for rows [task·perTask, …).
+  const gemv = mb.func('nw_gemv_task', [i32, i32, i32], [], (c, [task, args]) => {
+    const arg = (w: number): Expr => I.load(args, w * 4);
+    const [fmt, rows, cols, data, scales, shift, y, x, table, r, r1, k, kb, src, bs] = c.localsOf(i32, 15);
+    const [v, h, o, ex, t, acc0, acc1, bacc0, bacc1] = c.localsOf(v128, 9);
+    const planes = c.localsOf(v128, 4);
+    const bytes = c.localsOf(v128, 4);
+    const tmp = c.localsOf(v128, 2);
+    const nib = c.localsOf(v128, 2);
+    const vals = c.localsOf(v128, 8);
+    const tail = c.local(f32);
+    c.set(fmt, arg(NwArg.format)).set(rows, arg(NwArg.rows)).set(cols, arg(NwArg.cols)).set(data, arg(NwArg.data));
+    c.set(scales, arg(NwArg.scales))
+      .set(shift, arg(NwArg.blockShift))
+      .set(y, arg(NwArg.out))
+      .set(x, arg(NwArg.x))
+      .set(table, arg(NwArg.table));
+    c.set(r, I.mul(task, arg(NwArg.perTask)));
+    c.set(r1, I.add(r, arg(NwArg.perTask)));
+    c.set(r1, I.select(rows, r1, I.ltS(rows, r1)));
+    c.set(bs, I.shl(1, shift));
+    loadPlanes(c, table, planes);
+    c.for(r, r, r1, 1, () => {
+      c.set(acc0, V.zero).set(acc1, V.zero).set(tail, F32.const(0));
+      c.if(
+        I.eq(fmt, NW_Q4),
+        () => {
+          // cols % blocksize = 0: each block's Σ code·x in lanes, then one multiply-add by its absmax.
+          c.set(src, I.add(data, I.shrU(I.mul(r, cols), 1)));
+          // Step 0: the body advances kb by one block itself.
+          c.for(kb, 0, cols, 0, () => {
+            c.set(bacc0, V.zero).set(bacc1, V.zero);
+            c.set(k, kb);
+            c.doWhile(
+              () => {
+                decode32(c, I.add(src, I.shrU(k, 1)), v, nib, planes, bytes, tmp, vals);
+                for (let j = 0; j < 8; j++) {
+                  const acc = j & 1 ? bacc1 : bacc0;
+                  c.set(acc, madd(vals[j]!, V.load(I.add(x, I.shl(k, 2)), j * 16), acc));
+                }
+                c.set(k, I.add(k, 32));
+              },
+              I.ltS(k, I.add(kb, bs)),
+            );
+            c.set(acc0, madd(V.add(bacc0, bacc1), V.load32Splat(I.add(scales, I.shl(I.shrU(I.add(I.mul(r, cols), kb), shift), 2))), acc0));
+            c.set(kb, I.add(kb, bs));
+          });
+          c.storeF32(I.add(y, I.shl(r, 2)), hsum(acc0));
+        },
+        () =>
+          c.if(
+            I.eq(fmt, NW_INT8),
+            () => {
+              c.set(src, I.add(data, I.mul(r, cols)));
+              c.set(k, 0);
+              c.block(() => {
+                c.loop(() => {
+                  c.brIf(1, I.gtS(I.add(k, 16), cols));
+                  c.set(v, V.load(I.add(src, k)));
+                  c.set(tmp[0]!, V.i16FromI8Low(v));
+                  c.set(tmp[1]!, V.i16FromI8High(v));
+                  const lanes = [
+                    V.i32FromI16LowS(tmp[0]!),
+                    V.i32FromI16HighS(tmp[0]!),
+                    V.i32FromI16LowS(tmp[1]!),
+                    V.i32FromI16HighS(tmp[1]!),
+                  ];
+                  for (let j = 0; j < 4; j++) {
+                    const acc = j & 1 ? acc1 : acc0;
+                    c.set(acc, madd(V.fromI32(lanes[j]!), V.load(I.add(x, I.shl(k, 2)), j * 16), acc));
+                  }
+                  c.set(k, I.add(k, 16));
+                  c.br(0);
+                });
+              });
+              c.for(k, k, cols, 1, () => {
+                c.set(tail, F32.add(tail, F32.mul(F32.fromI32(I.load8S(I.add(src, k))), F32.load(I.add(x, I.shl(k, 2))))));
+              });
+              // Σ q·x, then · SCB · (1/127) once per row.
+              c.storeF32(
+                I.add(y, I.shl(r, 2)),
+                F32.mul(
+                  F32.mul(F32.add(hsum(V.add(acc0, acc1)), tail), F32.load(I.add(scales, I.shl(r, 2)))),
+                  F32.const(Math.fround(1 / 127)),
+                ),
+              );
+            },
+            () => {
+              c.set(src, I.add(data, I.shl(I.mul(r, cols), 1)));
+              const rowOf = (widen: (raw: Expr) => Expr) => {
+                c.set(k, 0);
+                c.block(() => {
+                  c.loop(() => {
+                    c.brIf(1, I.gtS(I.add(k, 8), cols));
+                    c.set(bacc0, V.load(I.add(src, I.shl(k, 1))));
+                    c.set(acc0, madd(widen(V.i32FromI16LowU(bacc0)), V.load(I.add(x, I.shl(k, 2))), acc0));
+                    c.set(acc1, madd(widen(V.i32FromI16HighU(bacc0)), V.load(I.add(x, I.shl(k, 2)), 16), acc1));
+                    c.set(k, I.add(k, 8));
+                    c.br(0);
+                  });
+                });
+                c.for(k, k, cols, 1, () => {
+                  c.set(
+                    tail,
+                    F32.add(tail, F32.mul(V.lane(widen(V.isplat(I.load16U(I.add(src, I.shl(k, 1))))), 0), F32.load(I.add(x, I.shl(k, 2))))),
+                  );
+                });
+              };
+              c.if(
+                I.eq(fmt, NW_BF16),
+                () => rowOf((raw) => V.ishl(raw, 16)),
+                () =>
+                  rowOf((raw) => (cc: Code) => {
+                    cc.set(h, raw);
+                    cc.push(f16Lanes(cc, h, o, ex, t));
+                  }),
+              );
+              c.storeF32(I.add(y, I.shl(r, 2)), F32.add(hsum(V.add(acc0, acc1)), tail));
+            },
+          ),
+      );
+    });
+  });
+  return { decode, gemv };
+}
