@@ -38,8 +38,13 @@ export class SafetensorsError extends DoraError {
     readonly file: string,
     readonly key?: string,
   ) {
-    super(`${file}${key !== undefined ? ` [${key}]` : ''}: ${message}`);
+    super(`${file}${key !== undefined ? ` [${clip(key)}]` : ''}: ${message}`);
   }
+}
+
+/** Keys come from untrusted headers: a message shows at most the first 200 characters of one. */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
 /** A state dict does not fit a module: a missing, unexpected or mis-shaped key. */
@@ -72,3 +77,21 @@ export class OutOfMemoryError extends DoraError {
     super(message);
   }
 }
+
+/**
+ * A path cannot be used: an input that is not a readable regular file, or an output that exists as the
+ * wrong kind, sits under a file, is not writable, or is (or contains, or lies inside) one of the inputs.
+ * `path` is the culprit; `reason` is the message without it.
+ */
+export class FileError extends DoraError {
+  constructor(
+    readonly reason: string,
+    readonly path: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: ${reason}`, options);
+  }
+}
+
+/** Writing an output failed (disk full, I/O error, permission, read-only file system); the previous output is intact. */
+export class OutputError extends FileError {}

@@ -1,5 +1,7 @@
 export * from './dtype.js';
 export * from './errors.js';
+export * from './preview.js';
+export * from './io/json-limits.js';
 export type * from './backend/backend.js';
 export * from './backend/registry.js';
 export * from './io/host-tensor.js';

@@ -2,6 +2,7 @@
  * The model types this package implements, keyed by config.json's `model_type`. The loader dispatches
  * here; adding an architecture is one entry.
  */
+import { preview } from '@dorajs/core';
 import type { JsonObject } from './config/config-fields.js';
 import { ModelConfigError, UnsupportedModelError } from './errors.js';
 import { parseGPT2Config } from './gpt2/gpt2-config.js';
@@ -51,7 +52,7 @@ export function architectureFor(modelType: string, file: string): Architecture {
 export function modelTypeOf(json: JsonObject, file: string): string {
   const modelType = json['model_type'];
   if (typeof modelType !== 'string') {
-    throw new ModelConfigError(`must be a string naming the architecture, got ${JSON.stringify(modelType)}`, file, 'model_type');
+    throw new ModelConfigError(`must be a string naming the architecture, got ${preview(modelType)}`, file, 'model_type');
   }
   return modelType;
 }

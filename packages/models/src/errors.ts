@@ -128,3 +128,17 @@ export class UnsupportedActivationError extends ModelConfigError {
     super(`is '${activation}', which is not supported (supported: ${supported.join(', ')})`, file, field);
   }
 }
+
+/** config.json declares a model much larger than its checkpoint holds. */
+export class ModelSizeError extends ConfigError {
+  constructor(
+    readonly config: string,
+    readonly checkpoint: string,
+    readonly limit: number,
+  ) {
+    super(
+      `${config}: declares a model with more than ${limit} weight values, more than ${checkpoint} can fill: ` +
+        'check its sizes (vocab_size, hidden_size, intermediate_size, num_hidden_layers, …)',
+    );
+  }
+}

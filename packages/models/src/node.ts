@@ -1,6 +1,6 @@
 /** Node-only entry (`@dorajs/models/node`): Hugging Face model folders on disk. */
 export { loadModel, type CheckpointInfo, type CheckpointTensor, type LoadedModel, type LoadModelOptions } from './io/load-model.js';
-export { saveModel, type SaveModelOptions } from './io/save-model.js';
+export { checkModelOutput, saveModel, type SaveModelOptions } from './io/save-model.js';
 export {
   COMPANION_FILES,
   CONFIG_FILE,

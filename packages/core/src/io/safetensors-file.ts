@@ -1,13 +1,15 @@
 /**
  * safetensors files on disk (Node only). `openSafetensors` validates the header and then reads one
  * tensor's byte range at a time, straight into that tensor's storage, so a loader can stream a checkpoint
- * larger than it wants to hold twice. `saveSafetensors` writes atomically: a temporary file in the same
- * folder, fsync, rename — readers never see half a file.
+ * larger than it wants to hold twice. Only regular files are opened (a FIFO is refused, never waited on),
+ * and the header is validated against the file size before any tensor is read. `saveSafetensors` writes
+ * atomically (`atomic.ts`): readers never see half a file.
  */
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { SafetensorsError } from '../errors.js';
+import type { FileHandle } from 'node:fs/promises';
+import { FileError, SafetensorsError } from '../errors.js';
+import { type AtomicWriteOptions, replaceFile } from './atomic.js';
+import { type FileSystem, ioReason } from './file-system.js';
+import { openRegularFile } from './regular-file.js';
 import { toFloat32, toInt32, type HostTensor } from './host-tensor.js';
 import type { SafetensorsContents } from './safetensors.js';
 import { decodeTensor } from './safetensors-decode.js';
@@ -29,18 +31,17 @@ export class SafetensorsFile {
   }
 
   /** Opens `path` and validates its header against the file size; no tensor data is read yet. */
-  static async open(path: string): Promise<SafetensorsFile> {
-    const handle = await openOrThrow(path);
+  static async open(path: string, fs?: FileSystem): Promise<SafetensorsFile> {
+    const { handle, size } = await openRegularFile(path, fs).catch((error: unknown) => {
+      throw error instanceof FileError ? new SafetensorsError(error.reason, path) : error;
+    });
     try {
-      const stats = await handle.stat();
-      if (!stats.isFile()) throw new SafetensorsError('not a regular file', path);
-      const size = stats.size;
       const prefix = await readExactly(handle, 0, Math.min(HEADER_LENGTH_BYTES, size), path);
       const length = readHeaderLength(prefix, size, path);
       const headerBytes = await readExactly(handle, HEADER_LENGTH_BYTES, length, path);
       return new SafetensorsFile(path, handle, parseHeader(headerBytes, size, path));
     } catch (error) {
-      await handle.close();
+      await handle.close().catch(() => {});
       throw error;
     }
   }
@@ -67,7 +68,7 @@ export class SafetensorsFile {
 
   async read(key: string): Promise<HostTensor> {
     const entry = this.entry(key);
-    const bytes = await readExactly(this.#handle, this.#header.dataStart + entry.begin, entry.end - entry.begin, this.file);
+    const bytes = await readExactly(this.#handle, this.#header.dataStart + entry.begin, entry.end - entry.begin, this.file, key);
     return decodeTensor(entry, bytes, this.file);
   }
 
@@ -86,8 +87,8 @@ export class SafetensorsFile {
   }
 }
 
-export function openSafetensors(path: string): Promise<SafetensorsFile> {
-  return SafetensorsFile.open(path);
+export function openSafetensors(path: string, fs?: FileSystem): Promise<SafetensorsFile> {
+  return SafetensorsFile.open(path, fs);
 }
 
 /** Reads every tensor of `path` (each read straight into its own buffer). */
@@ -104,76 +105,38 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
 
 /**
  * Writes `tensors` (and optional string `metadata`, e.g. `{ format: 'pt' }`) to `path` with the same
- * layout as the Python library. Atomic: on any failure the temporary file is removed and an existing
- * `path` is left untouched.
+ * layout as the Python library. Atomic: on any failure an existing `path` is left untouched and an
+ * OutputError names `path`.
  */
-export async function saveSafetensors(path: string, tensors: TensorsToWrite, metadata?: Readonly<Record<string, string>>): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  tensors: TensorsToWrite,
+  metadata?: Readonly<Record<string, string>>,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
   const layout = layoutSafetensors(tensors, metadata, path);
-  const temp = join(dirname(path), `${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
-  try {
-    const handle = await open(temp, 'wx');
-    try {
-      let position = 0;
-      for (const part of [layout.header, ...layout.chunks]) {
-        await writeFully(handle, part, position);
-        position += part.byteLength;
-      }
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw new SafetensorsError(`could not write: ${(error as Error).message}`, path);
-  }
-  await syncFolder(dirname(path));
+  await replaceFile(path, [layout.header, ...layout.chunks], options);
 }
 
-async function openOrThrow(path: string): Promise<FileHandle> {
+async function readExactly(handle: FileHandle, position: number, length: number, file: string, key?: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
   try {
-    return await open(path, 'r');
-  } catch (error) {
-    throw new SafetensorsError(`cannot open: ${(error as Error).message}`, path);
+    bytes = new Uint8Array(length);
+  } catch {
+    throw new SafetensorsError(`cannot allocate ${length} bytes to read it`, file, key);
   }
-}
-
-async function readExactly(handle: FileHandle, position: number, length: number, file: string): Promise<Uint8Array> {
-  const bytes = new Uint8Array(length);
   let done = 0;
   while (done < length) {
     let bytesRead: number;
     try {
       ({ bytesRead } = await handle.read(bytes, done, length - done, position + done));
     } catch (error) {
-      throw new SafetensorsError(`cannot read: ${(error as Error).message}`, file);
+      throw new SafetensorsError(`cannot read: ${ioReason(error)}`, file, key);
     }
     if (bytesRead === 0) {
-      throw new SafetensorsError(`file ended after ${position + done} bytes (it changed while being read?)`, file);
+      throw new SafetensorsError(`file ended after ${position + done} bytes (it changed while being read?)`, file, key);
     }
     done += bytesRead;
   }
   return bytes;
-}
-
-async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done);
-    done += bytesWritten;
-  }
-}
-
-/** Makes the rename itself durable. Best effort: some platforms cannot fsync a directory. */
-async function syncFolder(folder: string): Promise<void> {
-  try {
-    const handle = await open(folder, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Durability of the directory entry is a bonus; the file content is already synced.
-  }
 }

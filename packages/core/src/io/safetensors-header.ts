@@ -2,11 +2,15 @@
  * The safetensors header: an 8-byte little-endian length, then that many bytes of UTF-8 JSON mapping each
  * key to `{ dtype, shape, data_offsets }` (plus an optional `__metadata__` string map), then the data
  * section. Validation follows the Rust reference: tensors must tile the data section exactly (no gaps, no
- * overlaps, no trailing bytes), each byte range must match dtype × shape, and the header is bounded.
+ * overlaps, no trailing bytes), each byte range must match dtype × shape, and the header is bounded. The
+ * JSON grammar is the reference's too (integers only, well-formed strings, bounded depth): see
+ * `safetensors-json.ts`.
  * Pure byte code: runs in browsers as well as Node.
  */
 import { SafetensorsError } from '../errors.js';
+import { preview } from '../preview.js';
 import { dtypeBits, isKnownDType } from './safetensors-dtypes.js';
+import { HeaderJsonError, parseHeaderJson } from './safetensors-json.js';
 
 /** The Rust reference refuses larger headers; so do we, before allocating anything. */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -73,13 +77,12 @@ function parseJsonObject(text: string, file: string): Record<string, unknown> {
   if (!text.startsWith('{')) throw new SafetensorsError('header is not a JSON object (it must start with "{")', file);
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseHeaderJson(text);
   } catch (error) {
-    throw new SafetensorsError(`header is not valid JSON: ${(error as Error).message}`, file);
+    if (error instanceof HeaderJsonError) throw new SafetensorsError(error.message, file, error.key);
+    throw error;
   }
   if (!isPlainObject(value)) throw new SafetensorsError('header is not a JSON object', file);
-  const duplicate = findDuplicateTopLevelKey(text);
-  if (duplicate !== undefined) throw new SafetensorsError('key appears twice in the header', file, duplicate);
   return value;
 }
 
@@ -90,7 +93,7 @@ function parseMetadata(value: unknown, file: string): Record<string, string> {
   const metadata: Record<string, string> = {};
   for (const [name, text] of Object.entries(value)) {
     if (typeof text !== 'string') {
-      throw new SafetensorsError(`value of '${name}' must be a string, got ${describe(text)}`, file, METADATA_KEY);
+      throw new SafetensorsError(`value of ${preview(name)} must be a string, got ${describe(text)}`, file, METADATA_KEY);
     }
     metadata[name] = text;
   }
@@ -102,22 +105,22 @@ function parseEntry(key: string, value: unknown, file: string): TensorEntry {
   if (!isPlainObject(value)) throw new SafetensorsError(`entry must be an object, got ${describe(value)}`, file, key);
   const { dtype, shape, data_offsets: offsets } = value;
   if (typeof dtype !== 'string') throw new SafetensorsError(`dtype must be a string, got ${describe(dtype)}`, file, key);
-  if (!isKnownDType(dtype)) throw new SafetensorsError(`unknown dtype '${dtype}'`, file, key);
+  if (!isKnownDType(dtype)) throw new SafetensorsError(`unknown dtype ${preview(dtype)}`, file, key);
   if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
-    throw new SafetensorsError(`shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`, file, key);
+    throw new SafetensorsError(`shape must be an array of non-negative integers, got ${preview(shape)}`, file, key);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInteger)) {
-    throw new SafetensorsError(`data_offsets must be two non-negative integers [begin, end], got ${JSON.stringify(offsets)}`, file, key);
+    throw new SafetensorsError(`data_offsets must be two non-negative integers [begin, end], got ${preview(offsets)}`, file, key);
   }
   const [begin, end] = offsets as [number, number];
   if (end < begin) throw new SafetensorsError(`data_offsets [${begin}, ${end}] are reversed`, file, key);
   const bits = elementCount(shape as number[], file, key) * dtypeBits(dtype);
   if (!Number.isSafeInteger(bits) || bits % 8 !== 0) {
-    throw new SafetensorsError(`shape ${JSON.stringify(shape)} of ${dtype} is not a whole number of bytes`, file, key);
+    throw new SafetensorsError(`shape ${preview(shape)} of ${dtype} is not a whole number of bytes`, file, key);
   }
   if (bits / 8 !== end - begin) {
     throw new SafetensorsError(
-      `shape ${JSON.stringify(shape)} of ${dtype} needs ${bits / 8} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
+      `shape ${preview(shape)} of ${dtype} needs ${bits / 8} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
       file,
       key,
     );
@@ -129,7 +132,7 @@ function elementCount(shape: readonly number[], file: string, key: string): numb
   let n = 1;
   for (const d of shape) {
     n *= d;
-    if (!Number.isSafeInteger(n)) throw new SafetensorsError(`shape ${JSON.stringify(shape)} is too large`, file, key);
+    if (!Number.isSafeInteger(n)) throw new SafetensorsError(`shape ${preview(shape)} is too large`, file, key);
   }
   return n;
 }
@@ -171,37 +174,6 @@ function checkTiling(entries: TensorEntry[], dataSize: number, file: string): vo
   }
 }
 
-/**
- * JSON.parse keeps the last of two equal keys silently; a second entry for the same key would hide a
- * tensor, so scan the (already valid) JSON text for repeated top-level keys.
- */
-function findDuplicateTopLevelKey(text: string): string | undefined {
-  const seen = new Set<string>();
-  let depth = 0;
-  let expectKey = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 /* " */) {
-      const start = i;
-      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c /* \ */) i++;
-      if (depth === 1 && expectKey) {
-        const key = JSON.parse(text.slice(start, i + 1)) as string;
-        if (seen.has(key)) return key;
-        seen.add(key);
-        expectKey = false;
-      }
-    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      depth++;
-      expectKey = depth === 1;
-    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
-      depth--;
-    } else if (c === 0x2c /* , */ && depth === 1) {
-      expectKey = true;
-    }
-  }
-  return undefined;
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -213,5 +185,5 @@ function isNonNegativeInteger(value: unknown): value is number {
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${preview(value)}`;
 }

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SafetensorsError, serializeSafetensors, type HostTensor } from '../../src/index.js';
+import { OutputError, SafetensorsError, serializeSafetensors, type HostTensor } from '../../src/index.js';
 import { openSafetensors, readSafetensors, saveSafetensors } from '../../src/io/node.js';
 
 let folder: string;
@@ -44,8 +44,8 @@ describe('saveSafetensors', () => {
       () => undefined,
       (e: unknown) => e,
     );
-    expect(error).toBeInstanceOf(SafetensorsError);
-    expect((error as SafetensorsError).file).toBe(path);
+    expect(error).toBeInstanceOf(OutputError);
+    expect((error as OutputError).path).toBe(path);
     expect(await readdir(folder)).toEqual(['taken']);
     expect(await readdir(path)).toEqual([]);
   });
@@ -100,7 +100,7 @@ describe('openSafetensors (lazy reads)', () => {
     await saveSafetensors(path, weights);
     const file = await openSafetensors(path);
     await file.close();
-    await expect(file.read('ids')).rejects.toThrowError(`${path}: cannot read`);
+    await expect(file.read('ids')).rejects.toThrowError(`${path} [ids]: cannot read`);
   });
 
   it('still reads the other keys of a file holding a dtype it cannot decode', async () => {

@@ -2,9 +2,13 @@
  * Typed access to a parsed config.json. Every failure names the file and the field, and defaults follow
  * transformers' config classes so a sparse config.json means what it means in Python.
  */
+import { preview } from '@dorajs/core';
 import { ModelConfigError } from '../errors.js';
 
 export type JsonObject = Readonly<Record<string, unknown>>;
+
+/** Sizes index int32 token ids and typed arrays: nothing real comes near 2^31. */
+export const MAX_CONFIG_SIZE = 2 ** 31 - 1;
 
 export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -36,17 +40,18 @@ export class ConfigFields {
     return v;
   }
 
-  /** A positive integer (sizes, counts). */
+  /** A positive integer (sizes, counts), at most MAX_CONFIG_SIZE. */
   size(field: string, fallback?: number): number {
     const v = this.get(field, fallback);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) this.fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) this.fail(field, `must be a positive integer, got ${preview(v)}`);
+    if (v > MAX_CONFIG_SIZE) this.fail(field, `is ${v}, over the limit of ${MAX_CONFIG_SIZE} for any size or count`);
     return v;
   }
 
   /** A finite number. */
   number(field: string, fallback?: number): number {
     const v = this.get(field, fallback);
-    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(field, `must be a number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(field, `must be a number, got ${preview(v)}`);
     return v;
   }
 
@@ -59,13 +64,13 @@ export class ConfigFields {
 
   boolean(field: string, fallback?: boolean): boolean {
     const v = this.get(field, fallback);
-    if (typeof v !== 'boolean') this.fail(field, `must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') this.fail(field, `must be true or false, got ${preview(v)}`);
     return v;
   }
 
   string(field: string, fallback?: string): string {
     const v = this.get(field, fallback);
-    if (typeof v !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string') this.fail(field, `must be a string, got ${preview(v)}`);
     return v;
   }
 
@@ -73,7 +78,7 @@ export class ConfigFields {
   object(field: string): ConfigFields | null {
     const v = this.json[field];
     if (v === undefined || v === null) return null;
-    if (!isJsonObject(v)) this.fail(field, `must be an object, got ${JSON.stringify(v)}`);
+    if (!isJsonObject(v)) this.fail(field, `must be an object, got ${preview(v)}`);
     return new ConfigFields(v, this.file, `${this.path}${field}.`);
   }
 

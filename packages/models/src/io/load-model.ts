@@ -50,7 +50,17 @@ export interface LoadModelOptions {
   readonly backend: Backend;
   /** Drives dropout during training; default: core's default generator. */
   readonly random?: Random;
+  /**
+   * Told once, naming them, about checkpoint tensors the model does not use (as transformers warns);
+   * default: console.warn.
+   */
+  readonly onWarning?: (message: string) => void;
 }
+
+const defaultWarning = (message: string) => console.warn(`[@dorajs/models] ${message}`);
+
+/** Slack for weights a model builds and then ties to another (a tied lm_head), and for tiny models. */
+const BUDGET_SLACK_VALUES = 2 ** 20;
 
 export async function loadModel(folder: string, options: LoadModelOptions): Promise<LoadedModel> {
   // Absolute, so the checkpoint info still points at the source if the working directory changes before saving.
@@ -59,10 +69,12 @@ export async function loadModel(folder: string, options: LoadModelOptions): Prom
   const modelType = modelTypeOf(config.json, config.path);
   const arch = architectureFor(modelType, config.path);
   const layout = await findWeights(dir);
-  const model = arch.create(config.json, config.path, unloadedWeights(options.random));
   const files = new Map<string, SafetensorsFile>();
+  let model: CausalLM | undefined;
   try {
     for (const file of layout.files) files.set(file, await openSafetensors(join(dir, file)));
+    const budget = { values: 2 * storedValues(files) + BUDGET_SLACK_VALUES, config: config.path, checkpoint: join(dir, layout.files[0]!) };
+    model = arch.create(config.json, config.path, unloadedWeights(options.random, budget));
     const plan = planLoad(model, arch, layout, files, dir);
     for (const { tensor, parameter } of plan.loads) {
       const source = files.get(tensor.file)!;
@@ -71,17 +83,42 @@ export async function loadModel(folder: string, options: LoadModelOptions): Prom
       value.dispose();
     }
     const fileMetadata = new Map([...files].map(([name, f]) => [name, f.metadata]));
+    if (plan.unexpectedKeys.length > 0) (options.onWarning ?? defaultWarning)(unusedWarning(plan.unexpectedKeys, dir));
     return {
       model: model.eval(),
       checkpoint: { dir, modelType, config, layout, fileMetadata, tensors: plan.tensors, unexpectedKeys: plan.unexpectedKeys },
     };
   } catch (error) {
-    model.dispose();
+    // Cleanup must never replace the error that explains the failure.
+    try {
+      model?.dispose();
+    } catch {
+      // A half-built model may not dispose cleanly; the original error is what matters.
+    }
     throw error;
   } finally {
-    for (const f of files.values()) await f.close();
+    for (const f of files.values()) await f.close().catch(() => {});
   }
 }
+
+/** Values stored across the checkpoint's files (from headers only). */
+function storedValues(files: ReadonlyMap<string, SafetensorsFile>): number {
+  let total = 0;
+  for (const f of files.values()) for (const key of f.keys) total += f.entry(key).shape.reduce((a, b) => a * b, 1);
+  return total;
+}
+
+function unusedWarning(keys: readonly string[], dir: string): string {
+  const shown = keys.slice(0, 20).map((k) => `'${k.length > 120 ? `${k.slice(0, 120)}…` : k}'`);
+  const more = keys.length > 20 ? ` and ${keys.length - 20} more` : '';
+  return `${dir}: ${keys.length} checkpoint tensor(s) are not used by the model: ${shown.join(', ')}${more} (kept, and written back when the model is saved)`;
+}
+
+/**
+ * Keys a quantized checkpoint stores beside a weight (bitsandbytes' 4-bit and 8-bit states): part of the
+ * weight, not unused tensors.
+ */
+const QUANT_STATE = /\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\.[\w.]+|SCB|weight_format)$/;
 
 interface LoadPlan {
   readonly tensors: CheckpointTensor[];
@@ -131,6 +168,6 @@ function planLoad(
     if (!filled.has(parameter)) throw new MissingWeightError(name, weightsFile);
   }
   // Unknown keys are kept (a saver writes them back unchanged) and reported, as transformers warns.
-  const unexpectedKeys = tensors.filter((t) => t.parameter === null && !arch.isBuffer(t.key)).map((t) => t.key);
+  const unexpectedKeys = tensors.filter((t) => t.parameter === null && !arch.isBuffer(t.key) && !QUANT_STATE.test(t.key)).map((t) => t.key);
   return { tensors, loads, unexpectedKeys };
 }

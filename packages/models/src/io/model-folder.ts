@@ -3,14 +3,20 @@
  * or in shards listed by `model.safetensors.index.json` (`weight_map`: tensor key → shard file).
  * transformers prefers the single file when both exist; so do we.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FileError, parseJsonBounded, preview } from '@dorajs/core';
+import { readRegularText } from '@dorajs/core/node';
 import { isJsonObject, type JsonObject } from '../config/config-fields.js';
 import { ModelFolderError, NoWeightsError, ShardIndexError } from '../errors.js';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
 export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+
+/** Real config.json files are kilobytes; a shard index lists one line per tensor. */
+export const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+export const MAX_INDEX_BYTES = 64 * 2 ** 20;
 
 /** Files copied next to saved weights when present: they describe the model, not its values. */
 export const COMPANION_FILES: readonly string[] = [
@@ -47,18 +53,10 @@ export type WeightsLayout =
 
 export async function readModelConfig(dir: string): Promise<ModelConfigFile> {
   const path = join(dir, CONFIG_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new ModelFolderError(`cannot read ${CONFIG_FILE}: ${(error as Error).message}`, path);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new ModelFolderError(`is not valid JSON: ${(error as Error).message}`, path);
-  }
+  const text = await readRegularText(path, MAX_CONFIG_BYTES).catch((error: unknown) => {
+    throw error instanceof FileError ? new ModelFolderError(`cannot read ${CONFIG_FILE}: ${error.reason}`, path) : error;
+  });
+  const json = parseJsonBounded(text, (reason) => new ModelFolderError(`is ${reason}`, path));
   if (!isJsonObject(json)) throw new ModelFolderError('must hold a JSON object', path);
   return { text, json, path };
 }
@@ -72,12 +70,10 @@ export async function findWeights(dir: string): Promise<WeightsLayout> {
 }
 
 async function readShardIndex(dir: string, indexPath: string): Promise<WeightsLayout> {
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
-  } catch (error) {
-    throw new ShardIndexError(`cannot be read as JSON: ${(error as Error).message}`, indexPath);
-  }
+  const text = await readRegularText(indexPath, MAX_INDEX_BYTES).catch((error: unknown) => {
+    throw error instanceof FileError ? new ShardIndexError(`cannot be read: ${error.reason}`, indexPath) : error;
+  });
+  const index = parseJsonBounded(text, (reason) => new ShardIndexError(`cannot be read as JSON: ${reason}`, indexPath));
   const map = isJsonObject(index) ? index['weight_map'] : undefined;
   if (!isJsonObject(index) || !isJsonObject(map)) throw new ShardIndexError("must be an object with a 'weight_map' object", indexPath);
   const weightMap = new Map<string, string>();
@@ -86,7 +82,7 @@ async function readShardIndex(dir: string, indexPath: string): Promise<WeightsLa
     // Shards live beside the index: a path would let a downloaded index read any file.
     if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
       throw new ShardIndexError(
-        `weight_map['${key}'] must be a shard file name in the same folder, got ${JSON.stringify(file)}`,
+        `weight_map[${preview(key)}] must be a shard file name in the same folder, got ${preview(file)}`,
         indexPath,
       );
     }

@@ -1,15 +1,24 @@
 /**
  * Writes a model as a Hugging Face folder shaped like the checkpoint it was loaded from: the same tensor
  * names, file split (single file or shards + index), shapes and dtypes (float32 values narrowed back to
- * BF16/F16 where the checkpoint had them), plus config.json and the tokenizer files. Everything is
- * written into a temporary sibling folder that is renamed into place at the end, so a failure leaves no
- * output folder at all.
+ * BF16/F16 where the checkpoint had them), plus config.json and the tokenizer files. The folder is
+ * written whole by core's `replaceFolder`: a failure or a kill leaves no output folder (or the old empty
+ * one), and every I/O failure is an OutputError naming the output path.
  */
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { DoraError, type HostTensor, type Module, type Parameter, sameShape, type SafetensorsDType, toHostTensor } from '@dorajs/core';
-import { openSafetensors, saveSafetensors } from '@dorajs/core/node';
+import { join, resolve } from 'node:path';
+import { type HostTensor, type Module, type Parameter, sameShape, type SafetensorsDType, toHostTensor } from '@dorajs/core';
+import {
+  checkOutputPath,
+  errnoCode,
+  type FileSystem,
+  ioReason,
+  nodeFileSystem,
+  openSafetensors,
+  recoverOutput,
+  replaceFolder,
+  saveSafetensors,
+  writeFileDurable,
+} from '@dorajs/core/node';
 import { MissingWeightError, ModelFolderError, OutputExistsError, WeightShapeError } from '../errors.js';
 import type { CheckpointInfo, CheckpointTensor } from './load-model.js';
 import { COMPANION_FILES, CONFIG_FILE, WEIGHTS_INDEX_FILE } from './model-folder.js';
@@ -17,33 +26,44 @@ import { COMPANION_FILES, CONFIG_FILE, WEIGHTS_INDEX_FILE } from './model-folder
 export interface SaveModelOptions {
   /** The checkpoint whose names, layout and dtypes to reproduce (from `loadModel`). */
   readonly like: CheckpointInfo;
+  /** The file system to write with (tests inject faults). */
+  readonly fs?: FileSystem;
+  /** Told about leftovers of killed runs that were cleaned up. */
+  readonly report?: (message: string) => void;
+}
+
+/**
+ * Checks `outDir` before any work: it must not exist or be an empty folder, must be creatable and
+ * writable, and may not be, contain or lie inside the source checkpoint folder.
+ */
+export async function checkModelOutput(outDir: string, like: CheckpointInfo, options: Omit<SaveModelOptions, 'like'> = {}): Promise<void> {
+  const target = resolve(outDir);
+  await recoverOutput(target, options);
+  await refuseNonEmpty(target, options.fs ?? nodeFileSystem);
+  await checkOutputPath(target, { kind: 'folder', inputs: [like.dir], fs: options.fs });
 }
 
 export async function saveModel(model: Module, outDir: string, options: SaveModelOptions): Promise<void> {
   const like = options.like;
+  const fs = options.fs ?? nodeFileSystem;
   const target = resolve(outDir);
   const params = matchParameters(model, like);
-  await refuseNonEmpty(target);
-  await mkdirOrThrow(dirname(target));
-  const temp = join(dirname(target), `.${basename(target)}.tmp-${randomBytes(6).toString('hex')}`);
-  await mkdirOrThrow(temp);
-  try {
-    for (const file of like.layout.files) {
-      const tensors = await hostTensorsFor(file, like, params);
-      const metadata = like.fileMetadata.get(file);
-      await saveSafetensors(join(temp, file), tensors, metadata && Object.keys(metadata).length > 0 ? metadata : undefined);
-    }
-    if (like.layout.kind === 'sharded')
-      await writeDurably(join(temp, WEIGHTS_INDEX_FILE), `${JSON.stringify(like.layout.index, null, 2)}\n`);
-    await writeDurably(join(temp, CONFIG_FILE), like.config.text);
-    for (const name of COMPANION_FILES) await copyIfPresent(join(like.dir, name), join(temp, name));
-    await rename(temp, target).catch((error: Error) => {
-      throw new ModelFolderError(`cannot move the finished folder into place: ${error.message}`, target);
-    });
-  } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    throw error instanceof DoraError ? error : new ModelFolderError(`cannot write: ${(error as Error).message}`, target);
-  }
+  await checkModelOutput(target, like, options);
+  await replaceFolder(
+    target,
+    async (temp) => {
+      for (const file of like.layout.files) {
+        const tensors = await hostTensorsFor(file, like, params);
+        const metadata = like.fileMetadata.get(file);
+        await saveSafetensors(join(temp, file), tensors, metadata && Object.keys(metadata).length > 0 ? metadata : undefined, { fs });
+      }
+      if (like.layout.kind === 'sharded')
+        await writeFileDurable(join(temp, WEIGHTS_INDEX_FILE), `${JSON.stringify(like.layout.index, null, 2)}\n`, fs);
+      await writeFileDurable(join(temp, CONFIG_FILE), like.config.text, fs);
+      for (const name of COMPANION_FILES) await copyIfPresent(join(like.dir, name), join(temp, name), fs);
+    },
+    { fs },
+  );
 }
 
 /** Every parameter the checkpoint needs, checked (name and shape) before anything is written. */
@@ -84,34 +104,16 @@ async function hostTensorsFor(
   return out;
 }
 
-async function refuseNonEmpty(dir: string): Promise<void> {
-  const info = await stat(dir).catch(() => null);
+async function refuseNonEmpty(dir: string, fs: FileSystem): Promise<void> {
+  const info = await fs.stat(dir).catch(() => null);
   if (!info) return;
-  if (!info.isDirectory() || (await readdir(dir)).length > 0) throw new OutputExistsError(dir);
+  if (!info.isDirectory() || (await fs.readdir(dir)).length > 0) throw new OutputExistsError(dir);
 }
 
-async function mkdirOrThrow(dir: string): Promise<void> {
+async function copyIfPresent(from: string, to: string, fs: FileSystem): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await fs.copyFile(from, to);
   } catch (error) {
-    throw new ModelFolderError(`cannot create folder: ${(error as Error).message}`, dir);
-  }
-}
-
-async function writeDurably(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(text, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function copyIfPresent(from: string, to: string): Promise<void> {
-  try {
-    await copyFile(from, to);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new ModelFolderError(`cannot copy: ${(error as Error).message}`, from);
+    if (errnoCode(error) !== 'ENOENT') throw new ModelFolderError(`cannot copy: ${ioReason(error)}`, from);
   }
 }

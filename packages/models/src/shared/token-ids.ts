@@ -3,7 +3,7 @@
  * unchecked, so ids are validated on the host — where they come from (JSON, a safetensors file) — before
  * upload. `tokenIds` does both; `validateTokenIds` checks a tensor that is already on a backend.
  */
-import { type Backend, type HostTensor, type Tensor, tensor } from '@dorajs/core';
+import { type Backend, type HostTensor, preview, type Tensor, tensor } from '@dorajs/core';
 import { TokenIdsError } from '../errors.js';
 
 export type TokenIdsInput = readonly (readonly number[])[] | HostTensor;
@@ -51,7 +51,7 @@ function fromNested(rows: readonly (readonly number[])[], source: string): { val
     }
     row.forEach((id, s) => {
       if (typeof id !== 'number' || !Number.isInteger(id))
-        throw new TokenIdsError(`id ${JSON.stringify(id)} at [${b}, ${s}] is not an integer`, source);
+        throw new TokenIdsError(`id ${preview(id)} at [${b}, ${s}] is not an integer`, source);
       if (id < -(2 ** 31) || id >= 2 ** 31) throw new TokenIdsError(`id ${id} at [${b}, ${s}] does not fit in int32`, source);
       values[b * seq + s] = id;
     });

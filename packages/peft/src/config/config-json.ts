@@ -3,6 +3,7 @@
  * sorted, indent 2, `inference_mode: true`, no `runtime_config`. Read like PEFT's loader: only `peft_type`
  * is required, missing keys take PEFT's defaults, unknown keys are kept (and written back).
  */
+import { parseJsonBounded, preview, quoted } from '@dorajs/core';
 import { AdapterFileError, LoraConfigError } from '../errors.js';
 import { warn } from '../warnings.js';
 import { type InitLoraWeights, type LoraBias, LoraConfig, PASSTHROUGH_DEFAULTS } from './lora-config.js';
@@ -84,12 +85,7 @@ export function configToJsonText(config: LoraConfig): string {
 
 /** Parses adapter_config.json text; `file` names it in errors. */
 export function configFromJsonText(text: string, file = ADAPTER_CONFIG_NAME): LoraConfig {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (e) {
-    throw new AdapterFileError(`not valid JSON (${(e as Error).message})`, file, { cause: e });
-  }
+  const parsed = parseJsonBounded(text, (reason, cause) => new AdapterFileError(reason, file, { cause }));
   return configFromJson(parsed, file);
 }
 
@@ -99,7 +95,7 @@ export function configFromJson(json: unknown, file = ADAPTER_CONFIG_NAME): LoraC
   const o = json as Record<string, unknown>;
   if (!('peft_type' in o)) throw new AdapterFileError("no 'peft_type' key: not a PEFT adapter config", file);
   if (o['peft_type'] !== 'LORA') {
-    throw new AdapterFileError(`peft_type '${String(o['peft_type'])}' is not supported (dorajs loads LORA adapters, including DoRA)`, file);
+    throw new AdapterFileError(`peft_type ${quoted(o['peft_type'])} is not supported (dorajs loads LORA adapters, including DoRA)`, file);
   }
   if ('runtime_config' in o)
     warn('runtime-config-dropped', `${file}: 'runtime_config' is never loaded from a file; ignoring it (as PEFT does)`);
@@ -112,7 +108,7 @@ export function configFromJson(json: unknown, file = ADAPTER_CONFIG_NAME): LoraC
   const field = <T>(key: string, check: (v: unknown) => boolean, what: string, fallback: T): T => {
     if (!(key in o) || o[key] === undefined) return fallback;
     const v = o[key];
-    if (!check(v)) throw new AdapterFileError(`'${key}' must be ${what}, got ${JSON.stringify(v)}`, file);
+    if (!check(v)) throw new AdapterFileError(`'${key}' must be ${what}, got ${preview(v)}`, file);
     return v as T;
   };
   const isNum = (v: unknown) => typeof v === 'number' && Number.isFinite(v);

@@ -4,7 +4,7 @@
  * not model (LoftQ, EVA, Megatron, other variants, …) are carried through unchanged so a file read and
  * written again keeps them.
  */
-import type { Backend } from '@dorajs/core';
+import { type Backend, preview, quoted } from '@dorajs/core';
 import { LoraConfigError } from '../errors.js';
 
 export type LoraBias = 'none' | 'all' | 'lora_only';
@@ -236,7 +236,7 @@ function validate(c: LoraConfig): void {
   if (!Number.isFinite(c.loraAlpha)) throw new LoraConfigError(`lora_alpha must be a finite number, got ${c.loraAlpha}`);
   if (!(c.loraDropout >= 0 && c.loraDropout < 1)) throw new LoraConfigError(`lora_dropout must be in [0, 1), got ${c.loraDropout}`);
   if (!['none', 'all', 'lora_only'].includes(c.bias))
-    throw new LoraConfigError(`bias must be 'none', 'all' or 'lora_only', got '${String(c.bias)}'`);
+    throw new LoraConfigError(`bias must be 'none', 'all' or 'lora_only', got ${quoted(c.bias)}`);
   for (const [name, pattern] of [
     ['rank_pattern', c.rankPattern],
     ['alpha_pattern', c.alphaPattern],
@@ -258,7 +258,7 @@ function validate(c: LoraConfig): void {
   }
   const layers = c.layersToTransform;
   if (layers !== null && (typeof layers === 'number' ? [layers] : layers).some((l) => !Number.isInteger(l) || l < 0)) {
-    throw new LoraConfigError(`layers_to_transform must hold non-negative integers, got ${JSON.stringify(layers)}`);
+    throw new LoraConfigError(`layers_to_transform must hold non-negative integers, got ${preview(layers)}`);
   }
   if (c.useDora && c.extra['megatron_config'] !== undefined && c.extra['megatron_config'] !== null) {
     throw new LoraConfigError('DoRA does not support megatron_core, please set `use_dora=False`.');

@@ -1,5 +1,5 @@
 /** Initial A and B for a fresh adapter (PEFT's `reset_lora_parameters`); variants add their own (DoRA: `init`). */
-import { type Backend, defaultRandom, type LayerGeometry, type Random, type Tensor, tensor, zeros } from '@dorajs/core';
+import { type Backend, defaultRandom, type LayerGeometry, quoted, type Random, type Tensor, tensor, zeros } from '@dorajs/core';
 import type { InitLoraWeights } from '../config/lora-config.js';
 import { LoraConfigError } from '../errors.js';
 
@@ -24,7 +24,7 @@ export function initialAdapterWeights(
   random: Random = defaultRandom,
 ): { a: Tensor; b: Tensor } {
   if (init !== true && init !== false && init !== 'gaussian') {
-    throw new LoraConfigError(`init_lora_weights '${String(init)}' is not implemented by dorajs (supported: true, false, 'gaussian')`);
+    throw new LoraConfigError(`init_lora_weights ${quoted(init)} is not implemented by dorajs (supported: true, false, 'gaussian')`);
   }
   if (geo.kind === 'embedding') {
     // PEFT inverts the roles for embeddings: A = 0 and B ~ N(0, 1) so the adapter starts as a no-op.
