@@ -180,7 +180,12 @@ describe('worker threads and process exit', () => {
       }
     };
     copy(join(pkg, 'src'), join(dir, 'src'));
-    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }');
+    // The package's `#` imports, Node's side, pointing at the transpiled sources.
+    const { imports } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as {
+      imports: Record<string, { '@dorajs/source': { node: string } }>;
+    };
+    const nodeImports = Object.fromEntries(Object.entries(imports).map(([k, v]) => [k, v['@dorajs/source'].node.replace(/\.ts$/, '.js')]));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', imports: nodeImports }));
     return dir;
   }
 

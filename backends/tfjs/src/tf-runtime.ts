@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { BackendError } from '@dorajs/core';
+import { nodeWasmDir } from '#wasm-dir';
 
 export interface TfRuntimeOptions {
   /**
@@ -95,13 +96,4 @@ async function loadWasm(options: TfRuntimeOptions): Promise<WasmModule> {
     if (options.wasmThreads !== undefined) wasm.setThreadsCount(options.wasmThreads);
   }
   return wasm;
-}
-
-/** In Node, the `.wasm` files ship in the package's dist/ folder; browsers must serve them (`wasmPaths`). */
-async function nodeWasmDir(): Promise<string | undefined> {
-  if (typeof process === 'undefined' || !process.versions?.node) return undefined;
-  const { createRequire } = await import('node:module');
-  const { dirname, join, sep } = await import('node:path');
-  const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + sep;
 }

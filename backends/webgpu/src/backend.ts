@@ -54,6 +54,7 @@ import { sizeOf } from './shapes.js';
 import { describeSplit, isSplit, needsSplit, partCapacity } from './split.js';
 import { assertKnownDType } from './storage.js';
 import { SplitTensorError } from './errors.js';
+import { hostEnv } from '#host';
 
 export interface WebGpuBackendOptions extends DeviceRequest {
   /** Use this device instead of finding one (it is not destroyed on dispose unless `destroyDevice`). */
@@ -113,7 +114,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
         matmulVariant: options.matmulVariant ?? env.matmulVariant ?? 'auto',
         weightNormVariant: options.weightNormVariant ?? env.weightNormVariant ?? 'auto',
         subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
-        fuse: options.fuse ?? (typeof process === 'undefined' || process.env?.DORA_WEBGPU_FUSE !== '0'),
+        fuse: options.fuse ?? hostEnv('DORA_WEBGPU_FUSE') !== '0',
         tuning: { ...env.tuning },
       },
       partCapacity(Math.min(options.maxBufferBytes ?? Infinity, limits.maxBufferSize, limits.maxStorageBufferBindingSize)),

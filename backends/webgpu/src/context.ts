@@ -3,6 +3,7 @@ import type { DType } from '@dorajs/core';
 import { sizeClass, type GpuBuffer } from './buffer-pool.js';
 import type { GpuRuntime } from './runtime.js';
 import { storageBytes } from './storage.js';
+import { hostEnv } from '#host';
 
 /**
  * The backend's storage handle: one pooled buffer holding `size` elements of `dtype`, or, for a tensor
@@ -47,21 +48,19 @@ export interface MatmulTuning {
 /**
  * Variants and tuning forced through the environment (`DORA_WEBGPU_MATMUL`, `DORA_WEBGPU_WN`,
  * `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK`, `DORA_WEBGPU_ROWS`, `DORA_WEBGPU_WN_WORKGROUPS`), read once
- * when a backend is created: `process.env` lookups are too slow for every dispatch.
+ * when a backend is created: environment lookups are too slow for every dispatch.
  */
 export function environmentOptions(): { matmulVariant?: MatmulVariant; weightNormVariant?: WeightNormVariant; tuning: MatmulTuning } {
-  const env = typeof process !== 'undefined' ? process.env : undefined;
-  if (!env) return { tuning: {} };
   const num = (v: string | undefined) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined);
-  const mm = env.DORA_WEBGPU_MATMUL;
-  const wn = env.DORA_WEBGPU_WN;
+  const mm = hostEnv('DORA_WEBGPU_MATMUL');
+  const wn = hostEnv('DORA_WEBGPU_WN');
   const tuning: MatmulTuning = {};
-  if (env.DORA_WEBGPU_TILE) tuning.tile = env.DORA_WEBGPU_TILE;
-  const splitK = num(env.DORA_WEBGPU_SPLITK);
+  if (hostEnv('DORA_WEBGPU_TILE')) tuning.tile = hostEnv('DORA_WEBGPU_TILE');
+  const splitK = num(hostEnv('DORA_WEBGPU_SPLITK'));
   if (splitK !== undefined) tuning.splitK = splitK;
-  const rows = num(env.DORA_WEBGPU_ROWS);
+  const rows = num(hostEnv('DORA_WEBGPU_ROWS'));
   if (rows !== undefined) tuning.rows = rows;
-  const normWorkgroups = num(env.DORA_WEBGPU_WN_WORKGROUPS);
+  const normWorkgroups = num(hostEnv('DORA_WEBGPU_WN_WORKGROUPS'));
   if (normWorkgroups !== undefined) tuning.normWorkgroups = normWorkgroups;
   return {
     matmulVariant: mm === 'tiled' || mm === 'gemv' || mm === 'smallK' ? mm : undefined,

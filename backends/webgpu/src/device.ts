@@ -1,8 +1,9 @@
 /**
  * Finding a GPUDevice: an injected one, `navigator.gpu` in browsers, or Dawn (npm `webgpu`) in Node.
- * Dawn is imported dynamically and only when there is no `navigator.gpu`, so browser bundles never pull it in.
+ * Dawn comes from the `#host` import, whose browser variant has none, and is loaded only when there is no `navigator.gpu`.
  */
 import { WebGpuUnavailableError } from './errors.js';
+import { type DawnModule, hostEnv, loadDawn } from '#host';
 
 export interface DeviceRequest {
   /** A `GPU` to ask for adapters (defaults to `navigator.gpu`, else Dawn's). */
@@ -20,18 +21,8 @@ export interface AcquiredDevice {
   readonly features: ReadonlySet<string>;
 }
 
-interface DawnModule {
-  create(flags: string[]): GPU;
-}
-
 // Dawn wants one instance per flag set per process; creating more leaks threads and can keep Node alive.
 const dawnInstances = new Map<string, GPU>();
-
-async function loadDawn(): Promise<DawnModule> {
-  // A variable specifier keeps bundlers (esbuild, vite) from resolving Dawn into browser bundles.
-  const specifier = 'webgpu';
-  return (await import(/* @vite-ignore */ specifier)) as DawnModule;
-}
 
 function dawnInstance(dawn: DawnModule, flags: string[]): GPU {
   const key = flags.join(',');
@@ -111,8 +102,7 @@ export async function acquireDevice(request: DeviceRequest = {}): Promise<Acquir
     if (found) return found;
     throw new WebGpuUnavailableError(attempts);
   }
-  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
-  if (!isNode) {
+  if (!loadDawn) {
     attempts.push('navigator.gpu is undefined (WebGPU needs a secure context and a supporting browser)');
     throw new WebGpuUnavailableError(attempts);
   }
@@ -133,7 +123,7 @@ export async function acquireDevice(request: DeviceRequest = {}): Promise<Acquir
     wantSubgroups,
   );
   if (gles) return gles;
-  if (!process.env.EGL_PLATFORM)
+  if (!hostEnv('EGL_PLATFORM'))
     attempts.push('hint: without a GPU set EGL_PLATFORM=surfaceless and install Mesa (libegl-mesa0, libgl1-mesa-dri)');
   throw new WebGpuUnavailableError(attempts);
 }

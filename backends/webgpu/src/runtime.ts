@@ -20,6 +20,7 @@ import { type CompiledProgram, PipelineCache } from './runtime/pipelines.js';
 import type { Program } from './runtime/program.js';
 import { StagingBuffers } from './runtime/readback.js';
 import { UniformArena } from './runtime/uniform-arena.js';
+import { hostEnv } from '#host';
 
 export type { PendingOp } from './runtime/deferred.js';
 export { memoProgram, type Program } from './runtime/program.js';
@@ -74,7 +75,7 @@ export class GpuRuntime {
   private pendingError: Error | null = null;
   private lostError: DeviceLostError | null = null;
   private disposed = false;
-  private readonly dumpShaders = typeof process !== 'undefined' && !!process.env?.DORA_WEBGPU_DUMP_SHADERS;
+  private readonly dumpShaders = !!hostEnv('DORA_WEBGPU_DUMP_SHADERS');
   private readonly onUncaptured = (ev: Event): void => {
     const err = (ev as GPUUncapturedErrorEvent).error;
     this.record(new GpuValidationError(`WebGPU error: ${err.message}`));

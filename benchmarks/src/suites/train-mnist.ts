@@ -8,6 +8,7 @@
  */
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { type Backend, Random } from '@dorajs/core';
+import { loadMnistDigits } from '@dorajs/cli';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import {
   collateDigits,
@@ -28,7 +29,7 @@ type BackendFactory = () => Backend | Promise<Backend>;
 
 async function run(useDora: boolean, dropout: number, steps: number, makeBackend: BackendFactory) {
   const backend = await makeBackend();
-  const split = await mnistSplit([5, 6, 7, 8, 9]);
+  const split = mnistSplit(await loadMnistDigits(), [5, 6, 7, 8, 9]);
   const peft = await getPeftModel(
     await loadMnistBase(backend),
     new LoraConfig({

@@ -7,15 +7,19 @@
  *   node packages/train/scripts/pretrain-mnist.mjs [--out FILE]
  */
 import { createCpuBackend } from '@dorajs/backend-cpu';
-import { MNIST_BASE_FILE, pretrainMnistBase, saveMnistBase } from '../dist/index.js';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { MNIST_BASE_FILE, pretrainMnistBase, readMnistDigits, saveMnistBase } from '../dist/index.js';
 
 const outIndex = process.argv.indexOf('--out');
 const out = outIndex > 0 ? (process.argv[outIndex + 1] ?? MNIST_BASE_FILE) : MNIST_BASE_FILE;
 const seed = 0;
 const maxSteps = 1000;
 const backend = await createCpuBackend();
+const data = await readMnistDigits(join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src', 'digits'));
 const result = await pretrainMnistBase({
   backend,
+  data,
   seed,
   maxSteps,
   onStepEnd: (p) => {

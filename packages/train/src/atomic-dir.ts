@@ -3,9 +3,7 @@
  * and renamed only once complete, so a crash or an error mid-save leaves either the old folder or the new
  * one, never a half-written folder under the final name.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, mkdir, open, randomHex, rename, rm, stat } from '#node-fs';
 
 /** Temporary folders start with this prefix; readers skip them. */
 export const TEMP_PREFIX = '.tmp-';
@@ -40,7 +38,7 @@ async function syncDir(path: string): Promise<void> {
 export async function writeDirAtomic(finalDir: string, fill: (tempDir: string) => Promise<void>): Promise<void> {
   const parent = dirname(finalDir);
   await mkdir(parent, { recursive: true });
-  const tag = randomBytes(6).toString('hex');
+  const tag = randomHex(6);
   const temp = join(parent, `${TEMP_PREFIX}${basename(finalDir)}-${tag}`);
   await mkdir(temp);
   try {
@@ -63,7 +61,7 @@ export async function writeDirAtomic(finalDir: string, fill: (tempDir: string) =
 
 /** Writes a small text file atomically (temp file + rename). */
 export async function writeFileAtomic(path: string, contents: string): Promise<void> {
-  const temp = join(dirname(path), `${TEMP_PREFIX}${basename(path)}-${randomBytes(6).toString('hex')}`);
+  const temp = join(dirname(path), `${TEMP_PREFIX}${basename(path)}-${randomHex(6)}`);
   const handle = await open(temp, 'wx');
   try {
     await handle.writeFile(contents);

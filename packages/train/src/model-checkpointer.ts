@@ -4,9 +4,8 @@
  * `model.safetensors`. Restoring loads the values back into the live model, in place.
  */
 import { fromHostTensor, type Parameter, type Tensor, toHostTensor } from '@dorajs/core';
-import { readSafetensors, saveSafetensors } from '@dorajs/core/node';
-import { join } from 'node:path';
 import { CheckpointError } from './errors.js';
+import { join, readSafetensors, saveSafetensors } from '#node-fs';
 
 export interface ModelCheckpointer {
   /** Writes the weights into `dir` (which exists and is empty or holds other checkpoint files). */

@@ -5,9 +5,9 @@
  */
 import type { Parameter } from '@dorajs/core';
 import type { PeftModel } from '@dorajs/peft';
-import { join } from 'node:path';
 import { CheckpointError } from './errors.js';
 import type { ModelCheckpointer } from './model-checkpointer.js';
+import { join } from '#node-fs';
 
 // No leading underscore: module properties starting with '_' are outside the module tree.
 const RESTORE_NAME = 'dorajs_resume';

@@ -14,12 +14,10 @@ import {
   type Tensor,
   toHostTensor,
 } from '@dorajs/core';
-import { readSafetensors, saveSafetensors } from '@dorajs/core/node';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { DataOrderState } from './data-order.js';
 import { CheckpointError } from './errors.js';
 import { writeFileAtomic } from './atomic-dir.js';
+import { join, readFile, readSafetensors, saveSafetensors } from '#node-fs';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';

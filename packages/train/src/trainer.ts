@@ -7,8 +7,6 @@
  * use, gradients are released by `zeroGrad`, and only the optimizer's moments persist between steps.
  */
 import { AdamW, backward, ConfigError, type Module, noGrad, ops, type Parameter, type Tensor, tidy } from '@dorajs/core';
-import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { writeDirAtomic } from './atomic-dir.js';
 import { DataOrder } from './data-order.js';
 import { CheckpointError, NonFiniteLossError } from './errors.js';
@@ -28,6 +26,7 @@ import {
   TRAINER_STATE_VERSION,
   type TrainerState,
 } from './trainer-state.js';
+import { join, readdir, rm, stat } from '#node-fs';
 
 /** One collated micro-batch. The Trainer disposes `input` once it is done with it. */
 export interface Batch {

@@ -1,6 +1,8 @@
 import { type Backend, Dropout, Layer, Linear, ops, Random, ReLU, Sequential, type Tensor, tensor } from '@dorajs/core';
 import { createCpuBackend } from '@dorajs/backend-cpu';
-import type { Batch } from '../src/index.js';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { type Batch, type DigitExample, readMnistDigits } from '../src/index.js';
 
 let shared: Promise<Backend> | null = null;
 
@@ -71,3 +73,10 @@ export function bitsEqual(a: Float32Array, b: Float32Array): boolean {
 }
 
 export { ops };
+
+let mnist: Promise<DigitExample[][]> | null = null;
+/** The `mnist` package's images (a devDependency here: the library takes the data as a parameter). */
+export function mnistData(): Promise<DigitExample[][]> {
+  mnist ??= readMnistDigits(join(dirname(createRequire(import.meta.url).resolve('mnist/package.json')), 'src', 'digits'));
+  return mnist;
+}

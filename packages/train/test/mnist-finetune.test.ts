@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collateDigits, type DigitExample, loadMnistBase, mnistSplit, peftCheckpointer, runMnistFinetune, Trainer } from '../src/index.js';
-import { bitsEqual, snapshot, testBackend } from './helpers.js';
+import { bitsEqual, mnistData, snapshot, testBackend } from './helpers.js';
 
 let backend: Backend;
 let root: string;
@@ -18,7 +18,7 @@ afterAll(async () => {
 });
 
 async function doraTrainer(maxSteps: number, extra: { outputDir?: string; saveStep?: number; onStepEnd?: () => void } = {}) {
-  const split = await mnistSplit([5, 6, 7, 8, 9], { perClassLimit: 40 });
+  const split = mnistSplit(await mnistData(), [5, 6, 7, 8, 9], { perClassLimit: 40 });
   const base = await loadMnistBase(backend);
   const config = new LoraConfig({
     r: 4,
@@ -112,6 +112,7 @@ describe('runMnistFinetune', () => {
     const lines: string[] = [];
     const progress: number[] = [];
     const result = await runMnistFinetune({
+      data: await mnistData(),
       backend,
       maxSteps: 2,
       output,
@@ -138,7 +139,7 @@ describe('runMnistFinetune', () => {
 
   // The main job itself (about a minute on 2 cores): the acceptance numbers, checked on every CI run.
   it('the full job: base ≥ 95% on 0–4, DoRA ≥ 90% on held-out 5–9, merged = unmerged, LoRA compared', async () => {
-    const result = await runMnistFinetune({ backend, log: () => {} });
+    const result = await runMnistFinetune({ data: await mnistData(), backend, log: () => {} });
     expect(result.before.knownDigitsAccuracy).toBeGreaterThanOrEqual(0.95);
     const [dora, lora] = result.runs;
     expect(dora!.method).toBe('dora');

@@ -1,7 +1,8 @@
 /**
- * What the host offers for threads: Node's worker_threads (loaded with a dynamic import, so bundles for the
- * browser never see it) or Web Workers on a cross-origin-isolated page, and the number of cores.
+ * What the host offers for threads: Node's worker_threads (from the `#node-threads` import, whose browser variant
+ * has none) or Web Workers on a cross-origin-isolated page, and the number of cores.
  */
+import { nodeCores, nodeThreads } from '#node-threads';
 
 /** The part of a worker (Node's or the web's) the pool uses. */
 export interface HostWorker {
@@ -18,29 +19,6 @@ export interface ThreadHost {
   spawn(source: string, data: unknown, onMessage: (message: unknown) => void, onError: (error: unknown) => void): HostWorker;
   /** Whether the calling thread may block in Atomics.wait (not a browser's main thread). */
   readonly canBlock: boolean;
-}
-
-interface NodeWorkerThreads {
-  Worker: new (
-    source: string,
-    options: { eval: true; workerData: unknown },
-  ) => HostWorker & { on(event: 'message' | 'error', fn: (m: unknown) => void): void };
-}
-
-let nodeThreads: NodeWorkerThreads | null = null;
-let nodeCores = 0;
-const isNode = typeof process === 'object' && typeof process.versions?.node === 'string';
-if (isNode) {
-  // A variable specifier keeps bundlers from trying to resolve Node built-ins for browser builds.
-  const wt = 'node:worker_threads';
-  const os = 'node:os';
-  try {
-    nodeThreads = (await import(/* @vite-ignore */ wt)) as NodeWorkerThreads;
-    const nodeOs = (await import(/* @vite-ignore */ os)) as { availableParallelism?: () => number; cpus(): unknown[] };
-    nodeCores = nodeOs.availableParallelism?.() ?? nodeOs.cpus().length;
-  } catch {
-    nodeThreads = null;
-  }
 }
 
 /** The part of a worker's ErrorEvent we use. */

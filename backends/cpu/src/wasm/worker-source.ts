@@ -1,9 +1,13 @@
 /**
  * The worker thread's program, as source text: it is started with `eval` (Node) or from a Blob URL (Web
  * Workers), so it needs no file of its own next to the bundle and runs the same from TypeScript sources,
- * `dist/` or a browser bundle. Plain ES2020, no imports. The protocol is described in pool.ts.
+ * `dist/` or a browser bundle. Plain ES2020, no imports. The protocol is described in pool.ts. How it receives its
+ * data (worker_threads' workerData or a first message) comes from the `#node-threads` import, per platform.
  */
+import { WORKER_BOOT } from '#node-threads';
+
 export const WORKER_SOURCE = `'use strict';
+${WORKER_BOOT}
 const SEQ = 0, FN = 1, ARGS = 2, TOTAL = 3, DONE = 4, QUIT = 5, ERRORS = 6, READY = 7;
 function start(data, reply) {
   let fns, ctl, claim;
@@ -40,11 +44,5 @@ function start(data, reply) {
       if (Atomics.add(ctl, DONE, 1) + 1 === total) Atomics.notify(ctl, DONE);
     }
   }
-}
-if (typeof process === 'object' && process.versions && process.versions.node) {
-  // import() works whether Node evaluates this as a script or (--input-type=module inherited) as a module.
-  import('node:worker_threads').then((wt) => start(wt.workerData, (m) => wt.parentPort.postMessage(m)));
-} else {
-  self.onmessage = (e) => { self.onmessage = null; start(e.data, (m) => self.postMessage(m)); };
 }
 `;

@@ -63,10 +63,11 @@ export const finetuneCommand: Command = {
     };
     const backend = await selectBackend(flags.backend, log);
     const train = await import('@dorajs/train');
+    const { loadMnistDigits } = await import('../mnist-data.js');
     const onProgress = progressBar(log);
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     const summary = builtin
-      ? await train.runMnistFinetune({ ...defined, backend, onProgress, log: (l: string) => out(`${l}\n`) })
+      ? await train.runMnistFinetune({ ...defined, data: await loadMnistDigits(), backend, onProgress, log: (l: string) => out(`${l}\n`) })
       : await train.runTextFinetune({ ...defined, model: model!, data: data!, backend, onProgress, log: (l: string) => out(`${l}\n`) });
     out(`${train.formatSummary(summary)}\n`);
     backend.dispose();

@@ -6,6 +6,7 @@
 import { type HostTensor, parseSafetensors } from '@dorajs/core';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME } from '../config/config-json.js';
 import { AdapterFileError } from '../errors.js';
+import { openAdapterDirectory } from '#node-io';
 
 /** The files of an adapter held in memory. */
 export interface AdapterFiles {
@@ -31,10 +32,7 @@ export interface AdapterReader {
 }
 
 export async function openAdapter(source: AdapterSource): Promise<AdapterReader> {
-  if (typeof source === 'string') {
-    const { openAdapterDirectory } = await import('./node-io.js');
-    return openAdapterDirectory(source);
-  }
+  if (typeof source === 'string') return openAdapterDirectory(source);
   return memoryReader(source);
 }
 

@@ -1,4 +1,4 @@
-/** Node file I/O for adapter directories (imported on demand, so browser bundles never load node:fs). */
+/** Node file I/O for adapter directories; browsers get node-io.web.ts instead (the `#node-io` import's `node` condition). */
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -68,4 +68,8 @@ async function writeTextAtomic(path: string, text: string): Promise<void> {
     await rm(temp, { force: true });
     throw new AdapterFileError(`could not write (${(e as Error).message})`, path, { cause: e });
   }
+}
+
+export function subfolder(dir: string, name: string): string {
+  return join(dir, name);
 }

@@ -13,6 +13,7 @@ import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
 import type { PeftModel } from '../peft-model.js';
 import type { TargetKind } from '../tuner/inject.js';
 import { LoraEmbedding } from '../layers/lora-embedding.js';
+import { subfolder, writeAdapterDirectory } from '#node-io';
 import { adapterFileKeys, MODEL_PREFIX, savesEmbeddingLayer } from './adapter-keys.js';
 
 export interface SavePretrainedOptions {
@@ -99,10 +100,8 @@ export async function savePretrained(peft: PeftModel, dir: string, options: Save
   const names = options.selectedAdapters ? [...options.selectedAdapters] : [...peft.peftConfig.keys()];
   const unknown = names.filter((n) => !peft.peftConfig.has(n));
   if (unknown.length) throw new AdapterNameError(`cannot save unknown adapter(s) ${unknown.map((n) => `'${n}'`).join(', ')}`);
-  const { writeAdapterDirectory } = await import('./node-io.js');
-  const { join } = await import('node:path');
   for (const name of names) {
     const files = await adapterFiles(peft, name, options);
-    await writeAdapterDirectory(name === 'default' ? dir : join(dir, name), files.config, files.tensors);
+    await writeAdapterDirectory(name === 'default' ? dir : subfolder(dir, name), files.config, files.tensors);
   }
 }

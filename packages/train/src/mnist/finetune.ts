@@ -19,7 +19,7 @@ import {
 import { formatMetrics } from '../metrics.js';
 import { peftCheckpointer } from '../peft-checkpointer.js';
 import { Trainer } from '../trainer.js';
-import { collateDigits, type DigitExample, mnistSplit } from './data.js';
+import { collateDigits, type DigitExample, type MnistDigits, type MnistSplit, mnistSplit } from './data.js';
 import { loadMnistBase, MNIST_BASE_FILE, MNIST_HEAD, MNIST_TARGET_MODULES } from './model.js';
 
 export const FINETUNE_DIGITS = [5, 6, 7, 8, 9] as const;
@@ -38,10 +38,12 @@ export const MNIST_FINETUNE_DEFAULTS: Omit<ResolvedHyperParameters, 'useDora'> =
 };
 
 export interface MnistFinetuneOptions extends FinetuneOptions {
+  /** The images (the `mnist` package's data: readMnistDigits in Node, digitsFromJson in a page). */
+  readonly data: MnistDigits;
   /** Also train the other method (LoRA when useDora, DoRA otherwise) for the comparison. Default true. */
   readonly compare?: boolean;
-  /** Base weights (default: the shipped asset). */
-  readonly baseWeights?: string;
+  /** Base weights: a file (Node) or its bytes (default: the shipped asset). */
+  readonly baseWeights?: string | Uint8Array;
   /** Use at most this many training images per digit (quick runs and tests). */
   readonly perClassLimit?: number;
 }
@@ -98,14 +100,18 @@ function accuracyOf(predicted: Int32Array, examples: readonly DigitExample[]): n
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 
-export async function runMnistFinetune(options: MnistFinetuneOptions = {}): Promise<MnistFinetuneResult> {
+export async function runMnistFinetune(options: MnistFinetuneOptions): Promise<MnistFinetuneResult> {
   const log = options.log ?? ((line: string) => console.log(line));
   const h = resolveHyperParameters(options, MNIST_FINETUNE_DEFAULTS);
   const targets = parseTargetModules(options.targetModules, MNIST_TARGET_MODULES);
   const { backend, reason } = await backendFor(options.backend);
   const baseFile = options.baseWeights ?? MNIST_BASE_FILE;
-  const split = await mnistSplit(FINETUNE_DIGITS, options.perClassLimit !== undefined ? { perClassLimit: options.perClassLimit } : {});
-  const known = await mnistSplit(KNOWN_DIGITS);
+  const split = mnistSplit(
+    options.data,
+    FINETUNE_DIGITS,
+    options.perClassLimit !== undefined ? { perClassLimit: options.perClassLimit } : {},
+  );
+  const known = mnistSplit(options.data, KNOWN_DIGITS);
   const collate = collateDigits(backend);
 
   log(
@@ -158,9 +164,9 @@ export async function runMnistFinetune(options: MnistFinetuneOptions = {}): Prom
 }
 
 interface RunContext {
-  readonly baseFile: string;
-  readonly split: Awaited<ReturnType<typeof mnistSplit>>;
-  readonly known: Awaited<ReturnType<typeof mnistSplit>>;
+  readonly baseFile: string | Uint8Array;
+  readonly split: MnistSplit;
+  readonly known: MnistSplit;
   readonly collate: ReturnType<typeof collateDigits>;
   readonly options: MnistFinetuneOptions;
   readonly log: (line: string) => void;

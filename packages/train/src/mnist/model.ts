@@ -3,14 +3,13 @@
  * 10-way head exists from the start; pretraining only ever shows it digits 0–4, so fine-tuning on 5–9
  * needs no new layer, only the adapter (and the head, saved with it).
  */
-import { type Backend, Conv2d, fromHostTensor, Layer, Linear, ops, Random, type Tensor } from '@dorajs/core';
-import { readSafetensors } from '@dorajs/core/node';
-import { fileURLToPath } from 'node:url';
+import { type Backend, Conv2d, fromHostTensor, Layer, Linear, ops, parseSafetensors, Random, type Tensor } from '@dorajs/core';
 import { ModelFolderError } from '../errors.js';
 import { MNIST_CLASSES, MNIST_SIDE } from './data.js';
+import { assetFile, readSafetensors } from '#node-fs';
 
 /** Where the shipped pretrained base lives (regenerate with `scripts/pretrain-mnist.mjs`). */
-export const MNIST_BASE_FILE = fileURLToPath(new URL('../../assets/mnist-cnn-base.safetensors', import.meta.url));
+export const MNIST_BASE_FILE = assetFile('mnist-cnn-base.safetensors');
 
 /** The layers DoRA targets by default (the head is trained in full through modulesToSave). */
 export const MNIST_TARGET_MODULES = ['conv1', 'conv2', 'fc1'] as const;
@@ -46,10 +45,17 @@ export function isMnistInput(x: Tensor): boolean {
   return x.rank === 4 && x.shape[1] === 1 && x.shape[2] === MNIST_SIDE && x.shape[3] === MNIST_SIDE;
 }
 
-/** The pretrained base (digits 0–4) from `file` (default: the shipped asset). */
-export async function loadMnistBase(backend: Backend, file = MNIST_BASE_FILE): Promise<MnistCnn> {
+/**
+ * The pretrained base (digits 0–4) from `file` (default: the shipped asset; in Node a path) or from the
+ * file's bytes (a page fetches MNIST_BASE_FILE, a URL there).
+ */
+export async function loadMnistBase(backend: Backend, source: string | Uint8Array = MNIST_BASE_FILE): Promise<MnistCnn> {
+  const file = typeof source === 'string' ? source : '<memory>';
   const model = new MnistCnn({ backend });
-  const contents = await readSafetensors(file).catch((e: unknown) => {
+  const contents = await (typeof source === 'string'
+    ? readSafetensors(source)
+    : Promise.resolve().then(() => parseSafetensors(source, file))
+  ).catch((e: unknown) => {
     throw new ModelFolderError(`cannot read the MNIST base weights: ${(e as Error).message}`, file);
   });
   const values = new Map<string, Tensor>();

@@ -4,16 +4,18 @@
  */
 import type { Backend } from '@dorajs/core';
 import { toHostTensor } from '@dorajs/core';
-import { saveSafetensors } from '@dorajs/core/node';
 import { classificationAccuracy } from '../evaluate.js';
 import { Trainer, type StepProgress } from '../trainer.js';
-import { collateDigits, type DigitExample, mnistSplit } from './data.js';
+import { collateDigits, type DigitExample, type MnistDigits, mnistSplit } from './data.js';
 import { MnistCnn } from './model.js';
+import { saveSafetensors } from '#node-fs';
 
 export const PRETRAIN_DIGITS = [0, 1, 2, 3, 4] as const;
 
 export interface PretrainOptions {
   readonly backend: Backend;
+  /** The images (readMnistDigits / digitsFromJson). */
+  readonly data: MnistDigits;
   readonly seed?: number;
   readonly maxSteps?: number;
   readonly batchSize?: number;
@@ -31,7 +33,7 @@ export interface PretrainResult {
 export async function pretrainMnistBase(options: PretrainOptions): Promise<PretrainResult> {
   const { backend } = options;
   const seed = options.seed ?? 0;
-  const split = await mnistSplit(PRETRAIN_DIGITS);
+  const split = mnistSplit(options.data, PRETRAIN_DIGITS);
   const model = new MnistCnn({ backend, seed });
   const collate = collateDigits(backend);
   const trainer = new Trainer<DigitExample>({

@@ -5,10 +5,7 @@
  * and the tokenizer files are written to `output`.
  */
 import { ConfigError, Random } from '@dorajs/core';
-import { loadModel } from '@dorajs/models/node';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
-import { copyFile, mkdir } from 'node:fs/promises';
-import { basename, join } from 'node:path';
 import {
   backendFor,
   type FinetuneOptions,
@@ -23,6 +20,7 @@ import { Trainer } from '../trainer.js';
 import { collateCausalLm, type TokenizedExample, tokenizeRecords } from './dataset.js';
 import { readJsonlTexts } from './jsonl.js';
 import { loadTokenizer } from './tokenizer.js';
+import { basename, copyFile, join, loadModel, mkdir } from '#node-fs';
 
 /** PEFT's example targets Llama's seven projections; GPT-2's Conv1D layers play the same roles. */
 export const DEFAULT_TEXT_TARGETS: Readonly<Record<string, readonly string[]>> = {

@@ -1,6 +1,6 @@
 /** JSON-lines text datasets: one `{"text": "…"}` object per line; blank lines are skipped. */
-import { readFile } from 'node:fs/promises';
 import { DatasetError } from '../errors.js';
+import { readFile } from '#node-fs';
 
 export interface TextRecord {
   readonly text: string;

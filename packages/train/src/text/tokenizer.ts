@@ -3,9 +3,8 @@
  * Hugging Face's pure-JS @huggingface/tokenizers: no network, same ids as the Python tokenizer.
  */
 import { Tokenizer } from '@huggingface/tokenizers';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ModelFolderError } from '../errors.js';
+import { join, readFile } from '#node-fs';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';

@@ -1,0 +1,22 @@
+/**
+ * The browser's stand-in for node-io.ts (picked by the `#node-io` import's conditions): folder paths on disk
+ * need Node, so a path fails with the same typed error as an unreadable folder, naming it.
+ */
+import type { HostTensor } from '@dorajs/core';
+import { ADAPTER_CONFIG_NAME } from '../config/config-json.js';
+import { AdapterFileError } from '../errors.js';
+import type { AdapterReader } from './adapter-source.js';
+
+const NODE_ONLY = 'adapter folders on disk need Node; in a browser pass the files (AdapterFiles) instead';
+
+export async function openAdapterDirectory(dir: string): Promise<AdapterReader> {
+  throw new AdapterFileError(NODE_ONLY, `${dir}/${ADAPTER_CONFIG_NAME}`);
+}
+
+export async function writeAdapterDirectory(dir: string, _configText: string, _tensors: ReadonlyMap<string, HostTensor>): Promise<void> {
+  throw new AdapterFileError(NODE_ONLY, dir);
+}
+
+export function subfolder(dir: string, name: string): string {
+  return `${dir}/${name}`;
+}

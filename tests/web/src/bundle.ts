@@ -1,0 +1,130 @@
+/**
+ * Bundling dorajs the way a web app does — esbuild with `--platform=browser`, and Vite — from the built
+ * packages (their `default` conditions, as an installed tarball resolves), with no flags, externals or
+ * shims. Used by the bundle test (every default entry) and by the `bundle-size` bench suite.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build as esbuild, type Plugin } from 'esbuild';
+
+/** Every published library package: each default entry must bundle for a browser. */
+export const LIBRARY_PACKAGES = [
+  '@dorajs/core',
+  '@dorajs/peft',
+  '@dorajs/models',
+  '@dorajs/train',
+  '@dorajs/backend-cpu',
+  '@dorajs/backend-webgpu',
+  '@dorajs/backend-tfjs',
+] as const;
+
+/** Published, but Node-only by declaration (their exports have a `node` condition and no `default`). */
+export const NODE_ONLY_PACKAGES = ['@dorajs/cli', '@dorajs/backend-conformance'] as const;
+
+/** Free identifiers that exist only in Node. A browser bundle that names one breaks or needs a shim. */
+export const NODE_GLOBALS = [
+  'process',
+  'Buffer',
+  'global',
+  '__dirname',
+  '__filename',
+  'require',
+  'module',
+  'setImmediate',
+  'clearImmediate',
+];
+
+/** This package's folder: its node_modules holds every dorajs package, so bundles resolve from here. */
+export const RESOLVE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** An entry module re-exporting `packages` (what an app importing them pulls in; any specifier resolvable from RESOLVE_DIR). */
+export function entryFor(packages: readonly string[]): string {
+  return packages.map((p, i) => `export * as m${i} from '${p}';`).join('\n');
+}
+
+export interface Bundle {
+  readonly code: string;
+  /** Minified bytes. */
+  readonly bytes: number;
+  /** Minified + gzip (level 9) bytes: what a page downloads. */
+  readonly gzipBytes: number;
+}
+
+function sized(code: string): Bundle {
+  const bytes = Buffer.byteLength(code);
+  return { code, bytes, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
+}
+
+/** `esbuild entry.js --bundle --platform=browser --format=esm --minify`. */
+export async function esbuildBundle(packages: readonly string[]): Promise<Bundle> {
+  const out = await esbuild({
+    stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    minify: true,
+    write: false,
+    logLevel: 'silent',
+  });
+  return sized(out.outputFiles[0]!.text);
+}
+
+/** `vite build` of a library entry (Vite's browser conditions), minified, one ES module with dynamic imports inlined. */
+export async function viteBundle(packages: readonly string[]): Promise<Bundle> {
+  const { build } = await import('vite');
+  const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.vite-bundle-'));
+  try {
+    const entry = join(dir, 'entry.js');
+    await writeFile(entry, entryFor(packages));
+    const result = await build({
+      configFile: false,
+      logLevel: 'silent',
+      root: dir,
+      build: {
+        write: false,
+        minify: true,
+        lib: { entry, formats: ['es'], fileName: 'bundle' },
+        rolldownOptions: { output: { codeSplitting: false } },
+      },
+    });
+    const outputs = (Array.isArray(result) ? result : [result]) as { output: { type: string; code?: string }[] }[];
+    const chunks = outputs.flatMap((o) => o.output).filter((o) => o.type === 'chunk');
+    return sized(chunks.map((c) => c.code ?? '').join('\n'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every `node:` specifier (or other Node built-in by its bare name) the bundle still names. */
+export function nodeSpecifiersIn(code: string): string[] {
+  return [...new Set(code.match(/["'`]node:[a-z_/]+["'`]/g) ?? [])];
+}
+
+/**
+ * The Node globals that dorajs's own code refers to in a browser bundle. Third-party packages are left
+ * external (tfjs checks `typeof process` itself), and each global is defined to a marker, so only real
+ * references count — not the word in a string or a comment, not a property or a local of that name.
+ */
+export async function nodeGlobalsIn(packages: readonly string[]): Promise<string[]> {
+  const marker = (g: string) => `__dorajs_node_global_${g}__`;
+  const thirdPartyExternal: Plugin = {
+    name: 'third-party-external',
+    setup(b) {
+      b.onResolve({ filter: /^[^./#]/ }, (args) => (args.path.startsWith('@dorajs/') ? undefined : { path: args.path, external: true }));
+    },
+  };
+  const out = await esbuild({
+    stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    write: false,
+    logLevel: 'silent',
+    plugins: [thirdPartyExternal],
+    define: Object.fromEntries(NODE_GLOBALS.map((g) => [g, marker(g)])),
+  });
+  const code = out.outputFiles[0]!.text;
+  return NODE_GLOBALS.filter((g) => code.includes(marker(g)));
+}
