@@ -17,6 +17,8 @@ import {
   type TypedArrayFor,
   type UnaryOp,
   type WeightNormOptions,
+  type WeightInfo,
+  type QuantizedInfo,
   DoraError,
 } from '@dorajs/core';
 import type { PoolStats } from './buffer-pool.js';
@@ -34,6 +36,7 @@ import { doraCompose } from './kernels/dora-compose.js';
 import { affine, binary, binaryOutDType, fill, unary, unaryOutDType, where, type TensorArg } from './kernels/elementwise.js';
 import { cast, concat, gather, scatterAdd, slice, transpose } from './kernels/layout.js';
 import { matmul } from './kernels/matmul.js';
+import { dequantize, gatherNarrow, matmulNarrow, narrowArg, weightNormNarrow } from './kernels/narrow.js';
 import {
   downloadSplit,
   fillSplit,
@@ -359,6 +362,30 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   ): GpuTensor {
     const op = 'doraCompose';
     return doraCompose(this.ctx, this.arg(base, op), this.arg(lora, op), this.arg(g, op), scale, bias ? this.arg(bias, op) : null);
+  }
+
+  // ---- narrow weights (bf16/f16 dense, nf4/fp4/int8 packed; see kernels/narrow.ts)
+
+  matmulNarrow(x: TensorInfo<GpuTensor>, w: WeightInfo<GpuTensor>, transposeW: boolean, outShape: readonly number[]): GpuTensor {
+    return matmulNarrow(this.ctx, this.anyArg(x), narrowArg(w, 'matmulNarrow'), transposeW, outShape);
+  }
+
+  gatherNarrow(table: WeightInfo<GpuTensor>, indices: TensorInfo<GpuTensor>): GpuTensor {
+    return gatherNarrow(this.ctx, narrowArg(table, 'gatherNarrow'), this.anyArg(indices));
+  }
+
+  weightNormNarrow(
+    w: WeightInfo<GpuTensor>,
+    a: TensorInfo<GpuTensor>,
+    b: TensorInfo<GpuTensor>,
+    scale: number,
+    options: WeightNormOptions,
+  ): GpuTensor {
+    return weightNormNarrow(this.ctx, narrowArg(w, 'weightNormNarrow'), this.anyArg(a), this.anyArg(b), scale, options);
+  }
+
+  dequantize(w: QuantizedInfo<GpuTensor>): GpuTensor {
+    return dequantize(this.ctx, narrowArg(w, 'dequantize'));
   }
 
   // ---- lifecycle

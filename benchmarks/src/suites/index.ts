@@ -3,6 +3,7 @@ export { default as bundleSize } from './bundle-size.js';
 export { default as safetensorsIo } from './safetensors-io.js';
 export { default as cpuPeers } from './cpu-peers.js';
 export { default as webgpuKernels } from './webgpu-kernels.js';
+export { default as narrowWebgpu } from './narrow-webgpu.js';
 export { default as cpuMatmul } from './cpu-matmul.js';
 export { default as cpuKernels } from './cpu-kernels.js';
 export { default as cpuSpeed } from './cpu-speed.js';

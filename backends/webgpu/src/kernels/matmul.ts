@@ -6,17 +6,19 @@
  *   workgroups (and the slices added by a second dispatch) when there are too few output tiles to fill a GPU;
  * - `gemv`: M = 1 (decoding): x·Wᵀ streams W's rows (`rows.ts`); x·W keeps a column per thread;
  * - `smallK`: K ≤ 32 (LoRA's B·(A·x)): one thread per 4 outputs, operands read straight from global memory.
- * Leading (batch) axes broadcast; B may be stored bf16 (two per u32) and is widened while loading.
+ * Leading (batch) axes broadcast; B may be stored bf16 or f16 (two per u32) and is widened while loading.
+ * A packed quantized B (nf4/fp4/int8, `wgsl/weights.ts`) takes the row-streaming and vec4 tiled programs
+ * (`matmulQuantized`); the shapes they do not cover go to `narrow.ts`'s program.
  *
  * The tiled and row-streaming programs take an optional epilogue, y' = bias + g ⊙ (y + s·lora): with fusion
  * on, `matmul` defers its dispatch (`GpuRuntime.defer`) so that a `doraCompose` over its result folds into
  * it, and a `weightNorm` over the same W joins a GEMV (see `dora-compose.ts`, `weight-norm.ts`).
  */
-import { DTypeError, type MatMulOptions, ShapeError } from '@dorajs/core';
+import { type DType, DTypeError, type MatMulOptions, ShapeError } from '@dorajs/core';
 import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext } from '../context.js';
 import type { PendingOp, Program } from '../runtime.js';
-import { grid } from '../shapes.js';
+import { grid, MAX_RANK, padTo } from '../shapes.js';
 import { ELEMENTWISE_WORKGROUP as WG } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
 import { GEMV_LANES, GEMV_ROWS, gemvProgram } from './matmul/gemv.js';
@@ -27,6 +29,7 @@ import { type Epilogue, tiledProgram } from './matmul/tiled.js';
 import { chooseSplits, chooseTile, forcedRows, gemvRowsPerWorkgroup } from './matmul/tuning.js';
 import { matmulVariantFor } from './matmul/variant.js';
 import { rowsProgram } from './rows.js';
+import { DENSE, type WeightCodec } from '../wgsl/weights.js';
 
 export { chooseMatmulVariant } from './matmul/variant.js';
 export { forcedRows } from './matmul/tuning.js';
@@ -46,7 +49,15 @@ export interface MatmulPlan {
   /** Whether `emit` accepts a compose epilogue. */
   readonly composable: boolean;
   /** Set for the row-streaming GEMV x·Wᵀ (which a weight norm over the same W can join). */
-  readonly rows?: { readonly x: GpuBuffer; readonly w: GpuTensor; readonly N: number; readonly K: number; readonly batch: number };
+  readonly rows?: {
+    readonly x: GpuBuffer;
+    readonly w: GpuTensor;
+    /** A packed W's scales (null for dense W). */
+    readonly scales: GpuBuffer | null;
+    readonly N: number;
+    readonly K: number;
+    readonly batch: number;
+  };
   emit(compose: ComposeArgs | null): void;
 }
 
@@ -67,13 +78,23 @@ function epilogueOf(c: ComposeArgs | null): Epilogue {
   return c ? (c.bias ? 'composeBias' : 'compose') : 'none';
 }
 
+/** A packed quantized B: its format and float32 scales (absmax per block, or SCB per row). */
+export interface QuantizedB {
+  readonly codec: WeightCodec;
+  readonly scales: GpuBuffer;
+}
+
+const DENSE_ROWS: ReadonlySet<DType> = new Set(['float32', 'bfloat16', 'float16']);
+
+/** The plan, or null for a quantized B in a shape only `narrow.ts`'s program covers. */
 function planMatmul(
   ctx: KernelContext,
   a: TensorArg,
   b: TensorArg,
   options: MatMulOptions,
   outShape: readonly number[],
-): MatmulPlan | GpuTensor {
+  bq: QuantizedB | null,
+): MatmulPlan | GpuTensor | null {
   const s = resolveShape(a, b, options, outShape);
   const transA = options.transposeA ?? false;
   const transB = options.transposeB ?? false;
@@ -85,15 +106,28 @@ function planMatmul(
   ] as const) {
     if (t === 'int32') throw new DTypeError(`webgpu matmul: operand ${name} is int32; cast to float32 first`);
   }
-  const out = ctx.alloc('float32', s.batch * s.M * s.N);
-  if (s.batch === 0 || s.M === 0 || s.N === 0) return out;
   if (s.batch > ctx.rt.limits.maxComputeWorkgroupsPerDimension) {
     throw new ShapeError(`webgpu matmul: batch of ${s.batch} exceeds the device's workgroup grid`);
   }
-  const variant = matmulVariantFor(ctx, s.M, s.K);
+  const codec = bq?.codec ?? DENSE(bType);
+  const bInputs = bq ? [b.t.buf, bq.scales] : [b.t.buf];
+  let variant = matmulVariantFor(ctx, s.M, s.K);
+  // A packed B has the row-streaming GEMV (at any M: one pass over W per row of x) and the vec4 tiled program.
+  if (bq && variant === 'smallK') variant = s.M <= ROWS_MAX_M ? 'gemv' : 'tiled';
+  if (bq && variant === 'tiled' && s.M <= ROWS_MAX_M && transB) variant = 'gemv';
+  const rowsOk = transB && s.K % 4 === 0 && aType === 'float32' && (bq !== null || DENSE_ROWS.has(bType)) && ctx.maxInvocations >= 256;
+  const vec =
+    aType === 'float32' &&
+    (bq !== null || DENSE_ROWS.has(bType)) &&
+    s.N % 4 === 0 &&
+    (transA ? s.M : s.K) % 4 === 0 &&
+    (transB ? s.K : s.N) % 4 === 0;
+  if (bq && !(variant === 'gemv' ? rowsOk : vec)) return null;
+  const out = ctx.alloc('float32', s.batch * s.M * s.N);
+  if (s.batch === 0 || s.M === 0 || s.N === 0) return out;
   const scalars = { M: s.M, N: s.N, K: s.K, batchRank: s.batchRank, kChunk: s.K, splits: 1, batch: s.batch, escale: 0 };
   const maxPerDim = ctx.rt.limits.maxComputeWorkgroupsPerDimension;
-  const io = { outputs: [out.buf], inputs: [a.t.buf, b.t.buf] };
+  const io = { outputs: [out.buf], inputs: [a.t.buf, ...bInputs] };
   const simple = (program: Program, workgroups: [number, number, number]): MatmulPlan => ({
     out,
     composable: false,
@@ -101,21 +135,22 @@ function planMatmul(
   });
 
   if (variant === 'gemv') {
-    const rowsOk = transB && s.K % 4 === 0 && aType === 'float32' && (bType === 'float32' || bType === 'bfloat16');
     if (rowsOk) {
       const R = forcedRows(ctx) ?? gemvRowsPerWorkgroup(s.N);
-      const wType = bType as 'float32' | 'bfloat16';
+      // M > 1 (a packed W only): one GEMV per row of x, as batch entries of the grid.
+      const batch = s.batch * s.M;
+      const dims = s.M === 1 ? s.dims : rowBatchDims(s.M, s.K);
       const [x, y] = grid(Math.ceil(s.N / R), maxPerDim);
       return {
         out,
         composable: true,
-        rows: { x: a.t.buf, w: b.t, N: s.N, K: s.K, batch: s.batch },
+        rows: { x: a.t.buf, w: b.t, scales: bq?.scales ?? null, N: s.N, K: s.K, batch },
         emit: (c) => {
           const program = rowsProgram({
             rows: R,
             gemv: true,
             rank: 0,
-            wType,
+            w: codec,
             bType,
             compose: c !== null,
             composeBias: !!c?.bias,
@@ -124,10 +159,10 @@ function planMatmul(
           ctx.rt.dispatch({
             program,
             outputs: c ? [out.buf, c.y.buf] : [out.buf],
-            inputs: c ? [a.t.buf, b.t.buf, ...composeInputs(c)] : [a.t.buf, b.t.buf],
-            scalars: { N: s.N, K: s.K, r: 0, batchRank: s.batchRank, scale: 0, escale: c?.scale ?? 0 },
-            dims: s.dims,
-            workgroups: [x, y, s.batch],
+            inputs: c ? [a.t.buf, ...bInputs, ...composeInputs(c)] : [a.t.buf, ...bInputs],
+            scalars: { N: s.N, K: s.K, r: 0, batchRank: s.M === 1 ? s.batchRank : 1, scale: 0, escale: c?.scale ?? 0 },
+            dims,
+            workgroups: [x, y, batch],
           });
         },
       };
@@ -143,16 +178,10 @@ function planMatmul(
   const cfg = chooseTile(ctx, s.M, s.N, transA, transB);
   const BM = 16 * cfg.TM;
   const BN = 16 * cfg.TN;
-  const vec =
-    aType === 'float32' &&
-    (bType === 'float32' || bType === 'bfloat16') &&
-    s.N % 4 === 0 &&
-    (transA ? s.M : s.K) % 4 === 0 &&
-    (transB ? s.K : s.N) % 4 === 0;
   const tiles = Math.ceil(s.M / BM) * Math.ceil(s.N / BN) * s.batch;
   const { splits, kChunk } = chooseSplits(ctx, tiles, s.K, cfg.BK, s.batch);
   const workgroups: [number, number, number] = [Math.ceil(s.N / BN), Math.ceil(s.M / BM), s.batch * (splits > 1 ? splits : 1)];
-  const key = { cfg, aType, bType, transA, transB, vec };
+  const key = { cfg, aType, bType, b: codec, transA, transB, vec };
   if (splits <= 1) {
     return {
       out,
@@ -161,7 +190,7 @@ function planMatmul(
         ctx.rt.dispatch({
           program: tiledProgram({ ...key, split: false, epilogue: epilogueOf(c) }),
           outputs: c ? [out.buf, c.y.buf] : [out.buf],
-          inputs: c ? [a.t.buf, b.t.buf, ...composeInputs(c)] : [a.t.buf, b.t.buf],
+          inputs: c ? [a.t.buf, ...bInputs, ...composeInputs(c)] : [a.t.buf, ...bInputs],
           scalars: { ...scalars, escale: c?.scale ?? 0 },
           dims: s.dims,
           workgroups,
@@ -177,7 +206,7 @@ function planMatmul(
       ctx.rt.dispatch({
         program: tiledProgram({ ...key, split: true, epilogue: 'none' }),
         outputs: [part],
-        inputs: [a.t.buf, b.t.buf],
+        inputs: [a.t.buf, ...bInputs],
         scalars: { ...scalars, kChunk, splits },
         dims: s.dims,
         workgroups,
@@ -195,14 +224,41 @@ function planMatmul(
   };
 }
 
-export function matmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): GpuTensor {
-  const plan = planMatmul(ctx, a, b, options, outShape);
+/** Rows of x handled as GEMVs over a packed W (above this, the tiled program). */
+const ROWS_MAX_M = 8;
+
+/** dims for M GEMVs as a batch of M: x's rows K apart, W shared. */
+function rowBatchDims(M: number, K: number): number[] {
+  return [M, ...padTo([], MAX_RANK - 1, 1), K, ...padTo([], MAX_RANK - 1), ...padTo([], MAX_RANK)];
+}
+
+function record(ctx: KernelContext, plan: MatmulPlan | GpuTensor, reads: GpuBuffer[]): GpuTensor {
   if (!('emit' in plan)) return plan;
   if (ctx.options.fuse && (plan.composable || plan.rows)) {
-    const op: PendingMatmul = { kind: 'matmul', plan, writes: [plan.out.buf], reads: [a.t.buf, b.t.buf], emit: () => plan.emit(null) };
+    const op: PendingMatmul = { kind: 'matmul', plan, writes: [plan.out.buf], reads, emit: () => plan.emit(null) };
     ctx.rt.defer(op);
   } else {
     plan.emit(null);
   }
   return plan.out;
+}
+
+export function matmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): GpuTensor {
+  return record(ctx, planMatmul(ctx, a, b, options, outShape, null)!, [a.t.buf, b.t.buf]);
+}
+
+/**
+ * x·Wᵀ (transposeB) or x·W with a packed W ([rows, cols] as `b.shape`, its bytes in `b.t`), widened in
+ * registers; null when the shape needs `narrow.ts`'s program (K or N not a multiple of 4, non-float32 x).
+ */
+export function matmulQuantized(
+  ctx: KernelContext,
+  a: TensorArg,
+  b: TensorArg,
+  q: QuantizedB,
+  options: MatMulOptions,
+  outShape: readonly number[],
+): GpuTensor | null {
+  const plan = planMatmul(ctx, a, b, options, outShape, q);
+  return plan && record(ctx, plan, [a.t.buf, b.t.buf, q.scales]);
 }

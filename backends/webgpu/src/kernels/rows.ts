@@ -9,7 +9,7 @@
  * A workgroup owns ROWS consecutive rows and all columns; thread t reads columns [4t, 4t+4) of every 1024.
  * That keeps A's slice in registers across the ROWS rows (A is read once per workgroup, from cache) and
  * makes every row's reduction a single workgroup reduction at the end, with subgroup operations where the
- * device has them. Requires cols % 4 == 0, x and A float32, W float32 or bfloat16 (widened in registers).
+ * device has them. Requires cols % 4 == 0, x and A float32; W in any storage format (`wgsl/weights.ts`), widened in registers.
  *
  * The optional compose epilogue writes y' = bias + g ⊙ (y + s·lora) beside y (see `doraCompose`).
  */
@@ -17,6 +17,7 @@ import type { DType } from '@dorajs/core';
 import { memoProgram, type Program } from '../runtime.js';
 import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType } from '../wgsl/common.js';
 import { MAX_RANK } from '../shapes.js';
+import { bindWeight, codecKey, isQuantized, weightDecoder, type WeightCodec } from '../wgsl/weights.js';
 
 export const ROWS_WORKGROUP = 256;
 /** Largest rank the norm variant keeps B's rows for in workgroup memory. */
@@ -53,7 +54,8 @@ export interface RowsConfig {
   readonly gemv: boolean;
   /** The norm variant's rank r (compile-time: sizes the register chunk of A), 0 without the norm. */
   readonly rank: number;
-  readonly wType: 'float32' | 'bfloat16';
+  /** How W is stored (float32, bf16, f16, nf4/fp4, int8): widened in registers by `w_at4`. */
+  readonly w: WeightCodec;
   readonly bType: DType;
   readonly compose: boolean;
   readonly composeBias: boolean;
@@ -75,7 +77,7 @@ export const ROWS_UNIFORMS = {
 function rowsKey(cfg: RowsConfig): string {
   const norm = cfg.rank > 0 ? `+norm${cfg.rank <= KC_MAX ? cfg.rank : 'k'}:${cfg.bType}` : '';
   const compose = cfg.compose ? (cfg.composeBias ? ':compose+bias' : ':compose') : '';
-  return `rows:${cfg.rows}:${cfg.gemv ? 'gemv' : ''}${norm}:${cfg.wType}${compose}${cfg.subgroups ? ':sg' : ''}`;
+  return `rows:${cfg.rows}:${cfg.gemv ? 'gemv' : ''}${norm}:${codecKey(cfg.w)}${compose}${cfg.subgroups ? ':sg' : ''}`;
 }
 
 export function rowsProgram(cfg: RowsConfig): Program {
@@ -84,14 +86,13 @@ export function rowsProgram(cfg: RowsConfig): Program {
 }
 
 function buildRowsProgram(cfg: RowsConfig, key: string): Program {
-  const { rows: R, gemv, rank, wType, compose, subgroups } = cfg;
+  const { rows: R, gemv, rank, compose, subgroups } = cfg;
   const norm = rank > 0;
   const KC = Math.min(rank, KC_MAX);
   const exact = rank <= KC_MAX;
   const WG = ROWS_WORKGROUP;
   const nred = (gemv ? R : 0) + (norm ? R : 0);
-  const bf16 = wType === 'bfloat16';
-  const wLoad = (idx: string) => (bf16 ? `widen_bf16x4(W[(${idx}) / 4u])` : `W[(${idx}) / 4u]`);
+  const wLoad = (idx: string) => `W_at4(${idx})`;
 
   // Bindings: outputs first (y, then norm or the composed y'), inputs after.
   const bindings: string[] = [];
@@ -100,7 +101,9 @@ function buildRowsProgram(cfg: RowsConfig, key: string): Program {
   if (norm) bindings.push(bindOutput(binding++, 'NORM', 'f32'));
   if (compose) bindings.push(bindOutput(binding++, 'Y', 'f32'));
   if (gemv) bindings.push(bindInput(binding++, 'X', 'vec4<f32>'));
-  bindings.push(bindInput(binding++, 'W', bf16 ? 'vec2<u32>' : 'vec4<f32>'));
+  const [wBindings, wCount] = bindWeight(cfg.w, binding, true);
+  bindings.push(wBindings);
+  binding += wCount;
   if (norm) {
     bindings.push(bindInput(binding++, 'Am', 'vec4<f32>'));
     bindings.push(bindInput(binding++, 'Bm', storageType(cfg.bType)));
@@ -203,13 +206,11 @@ ${values.map((_, j) => `    red[${j * (WG / 4)}u + lid / sgsize] = s${j};`).join
     name: `${gemv ? 'gemv' : ''}${gemv && norm ? ' + ' : ''}${norm ? 'weightNorm' : ''} rows${compose ? ' + compose' : ''}`,
     uniforms: ROWS_UNIFORMS,
     outputs: (gemv ? 1 : 0) + (norm ? 1 : 0) + (compose ? 1 : 0),
-    inputs: (gemv ? 1 : 0) + 1 + (norm ? 2 : 0) + (compose ? (cfg.composeBias ? 3 : 2) : 0),
+    inputs: (gemv ? 1 : 0) + (isQuantized(cfg.w) ? 2 : 1) + (norm ? 2 : 0) + (compose ? (cfg.composeBias ? 3 : 2) : 0),
     source: () => `${subgroups ? 'enable subgroups;' : ''}
 ${DIMS_ACCESSOR}
 ${BATCH_OFFSETS}
-fn widen_bf16x4(w: vec2<u32>) -> vec4<f32> {
-  return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u), bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
-}
+${weightDecoder(cfg.w, true, 'P.K')}
 ${bindings.join('\n')}
 ${norm ? `var<workgroup> Bs: array<vec4<f32>, ${(R * ROWS_MAX_RANK) / 4}>;` : ''}
 var<workgroup> red: array<f32, ${subgroups ? nred * (WG / 4) : Math.min(nred, RED_CHUNK) * WG}>;

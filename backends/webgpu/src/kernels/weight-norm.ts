@@ -19,8 +19,10 @@ import type { GpuTensor, KernelContext } from '../context.js';
 import { memoProgram, type PendingOp, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { bindInput, bindOutput, loadF32, storageType } from '../wgsl/common.js';
+import { bindWeight, codecKey, DENSE, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
+import type { GpuBuffer } from '../buffer-pool.js';
 import type { TensorArg } from './elementwise.js';
-import { forcedRows, isPendingMatmul } from './matmul.js';
+import { forcedRows, isPendingMatmul, type QuantizedB } from './matmul.js';
 import { ROWS_MAX_RANK, rowsProgram } from './rows.js';
 
 /** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
@@ -29,20 +31,14 @@ const RK = 16;
 /** Workgroups to aim for: enough to fill a large GPU several times over. */
 const TARGET_WORKGROUPS = 1024;
 
-function normProgram(
-  wType: 'float32' | 'bfloat16',
-  aType: DType,
-  bType: DType,
-  transposeW: boolean,
-  vec: boolean,
-  oneChunk: boolean,
-): Program {
-  const key = `weight-norm:${wType}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`;
-  return memoProgram(key, () => buildNormProgram(wType, aType, bType, transposeW, vec, oneChunk));
+function normProgram(w: WeightCodec, aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
+  const key = `weight-norm:${codecKey(w)}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`;
+  return memoProgram(key, () => buildNormProgram(key, w, aType, bType, transposeW, vec, oneChunk));
 }
 
 function buildNormProgram(
-  wType: 'float32' | 'bfloat16',
+  key: string,
+  w: WeightCodec,
   aType: DType,
   bType: DType,
   transposeW: boolean,
@@ -50,14 +46,12 @@ function buildNormProgram(
   oneChunk: boolean,
 ): Program {
   // "slow" indexes W's rows, "fast" its contiguous columns. Normal: slow = o, fast = i. Transposed: swapped.
-  const wBinding = vec ? (wType === 'bfloat16' ? 'vec2<u32>' : 'vec4<f32>') : storageType(wType);
+  // W is read through `wgsl/weights.ts` (any storage format, widened in registers); its row length is fastDim.
+  const [wBindings, wCount] = bindWeight(w, 2, vec);
   const wLoad = vec
-    ? wType === 'bfloat16'
-      ? `let w2 = W[(slow * P.fastDim + fast) / 4u];
-        let w4 = vec4<f32>(bitcast<f32>(w2.x << 16u), bitcast<f32>(w2.x & 0xffff0000u), bitcast<f32>(w2.y << 16u), bitcast<f32>(w2.y & 0xffff0000u));`
-      : `let w4 = W[(slow * P.fastDim + fast) / 4u];`
+    ? 'let w4 = W_at4(slow * P.fastDim + fast);'
     : `var w4 = vec4<f32>(0.0);
-        for (var c = 0u; c < 4u; c++) { if (fast + c < P.fastDim) { w4[c] = ${loadF32('W', wType, 'slow * P.fastDim + fast + c')}; } }`;
+        for (var c = 0u; c < 4u; c++) { if (fast + c < P.fastDim) { w4[c] = W_at(slow * P.fastDim + fast + c); } }`;
   // B is [out, r] (contiguous along k); A is [r, in] (contiguous along i).
   const loadB = (dst: string, p0: string) => `
     for (var q = 0u; q < ${(TILE * RK) / 256}u; q++) {
@@ -91,7 +85,7 @@ function buildNormProgram(
     : `        let v = w4 + P.scale * acc[j];
         sq[j] += dot(v, v);`;
   return {
-    key: `weight-norm:${wType}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`,
+    key,
     name: `weightNorm${transposeW ? ' (transposed W)' : ''}`,
     uniforms: {
       scalars: [
@@ -106,11 +100,12 @@ function buildNormProgram(
       dims: 0,
     },
     outputs: 1,
-    inputs: 3,
+    inputs: 2 + wCount,
     source: () => `${bindOutput(1, 'partial', 'f32')}
-${bindInput(2, 'W', wBinding)}
-${bindInput(3, 'Am', storageType(aType))}
-${bindInput(4, 'Bm', storageType(bType))}
+${wBindings}
+${bindInput(2 + wCount, 'Am', storageType(aType))}
+${bindInput(3 + wCount, 'Bm', storageType(bType))}
+${weightDecoder(w, vec, 'P.fastDim')}
 var<workgroup> Ss: array<vec4<f32>, ${(RK * TILE) / 4}>;
 var<workgroup> Fs: array<vec4<f32>, ${(RK * TILE) / 4}>;
 var<workgroup> red: array<f32, ${TILE * 16}>;
@@ -205,6 +200,8 @@ export function weightNorm(
   b: TensorArg,
   scale: number,
   options: WeightNormOptions,
+  /** A packed W: `w.t` holds its bytes, `w.shape` its logical shape. */
+  q: QuantizedB | null = null,
 ): GpuTensor {
   const transposeW = options.transposeW ?? false;
   if (w.shape.length < 2 || a.shape.length < 2 || b.shape.length < 2) {
@@ -224,8 +221,12 @@ export function weightNorm(
     );
   }
   const wType = w.t.dtype;
-  if (wType !== 'float32' && wType !== 'bfloat16') throw new DTypeError(`webgpu weightNorm: W must be float32 or bfloat16, got ${wType}`);
-  if (useRows(ctx, transposeW, inDim, r, a.t.dtype)) return rowsNorm(ctx, w, a, b, scale, outDim, inDim, r);
+  if (!q && wType !== 'float32' && wType !== 'bfloat16' && wType !== 'float16') {
+    throw new DTypeError(`webgpu weightNorm: W must be float32, bfloat16, float16 or packed, got ${wType}`);
+  }
+  const codec = q?.codec ?? DENSE(wType);
+  const wInputs = q ? [w.t.buf, q.scales] : [w.t.buf];
+  if (useRows(ctx, transposeW, inDim, r, a.t.dtype)) return rowsNorm(ctx, w, q, a, b, scale, outDim, inDim, r);
   const fastDim = transposeW ? outDim : inDim;
   const slowDim = transposeW ? inDim : outDim;
   const vec = fastDim % 4 === 0;
@@ -236,11 +237,11 @@ export function weightNorm(
   const chunk = Math.ceil(steps / splits) * TILE;
   const usedSplits = Math.ceil(inDim / chunk) || 1;
   const partial = ctx.scratch(usedSplits * outDim * 4);
-  const program = normProgram(wType, a.t.dtype, b.t.dtype, transposeW, vec, r <= RK);
+  const program = normProgram(codec, a.t.dtype, b.t.dtype, transposeW, vec, r <= RK);
   ctx.rt.dispatch({
     program,
     outputs: [partial],
-    inputs: [w.t.buf, a.t.buf, b.t.buf],
+    inputs: [...wInputs, a.t.buf, b.t.buf],
     scalars: { outDim, inDim, fastDim, slowDim, r, chunk, scale },
     workgroups: [tiles, usedSplits],
   });
@@ -257,11 +258,12 @@ export function weightNorm(
 }
 
 /** A deferred GEMV x·Wᵀ over this very W (same buffer, shape, no batch) that the norm can join. */
-function pendingGemv(ctx: KernelContext, w: TensorArg, outDim: number, inDim: number) {
+function pendingGemv(ctx: KernelContext, w: TensorArg, scales: GpuBuffer | null, outDim: number, inDim: number) {
   const m = (op: PendingOp) =>
     isPendingMatmul(op) &&
     !!op.plan.rows &&
     op.plan.rows.w.buf === w.t.buf &&
+    op.plan.rows.scales === scales &&
     op.plan.rows.batch === 1 &&
     op.plan.rows.N === outDim &&
     op.plan.rows.K === inDim;
@@ -286,6 +288,7 @@ const NORM_ROWS = 16;
 function rowsNorm(
   ctx: KernelContext,
   w: TensorArg,
+  q: QuantizedB | null,
   a: TensorArg,
   b: TensorArg,
   scale: number,
@@ -293,9 +296,9 @@ function rowsNorm(
   inDim: number,
   r: number,
 ): GpuTensor {
-  const wType = w.t.dtype as 'float32' | 'bfloat16';
+  const wInputs = q ? [w.t.buf, q.scales] : [w.t.buf];
   const out = ctx.alloc('float32', outDim);
-  const match = pendingGemv(ctx, w, outDim, inDim);
+  const match = pendingGemv(ctx, w, q?.scales ?? null, outDim, inDim);
   const gemv = match ? ctx.rt.takePending(match) : null;
   const rows = gemv && isPendingMatmul(gemv) ? gemv.plan : null;
   const R = forcedRows(ctx) ?? NORM_ROWS;
@@ -303,7 +306,7 @@ function rowsNorm(
     rows: R,
     gemv: rows !== null,
     rank: r,
-    wType,
+    w: q?.codec ?? DENSE(w.t.dtype),
     bType: b.t.dtype,
     compose: false,
     composeBias: false,
@@ -313,7 +316,7 @@ function rowsNorm(
   ctx.rt.dispatch({
     program,
     outputs: rows ? [rows.out.buf, out.buf] : [out.buf],
-    inputs: rows ? [rows.rows!.x, w.t.buf, a.t.buf, b.t.buf] : [w.t.buf, a.t.buf, b.t.buf],
+    inputs: rows ? [rows.rows!.x, ...wInputs, a.t.buf, b.t.buf] : [...wInputs, a.t.buf, b.t.buf],
     scalars: { N: outDim, K: inDim, r, batchRank: 0, scale, escale: 0 },
     dims: [],
     workgroups: [x, y, 1],

@@ -7,6 +7,7 @@
 import type { DType } from '@dorajs/core';
 import { memoProgram, type Program } from '../../runtime.js';
 import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, storageType } from '../../wgsl/common.js';
+import { bindWeight, codecKey, isQuantized, type WeightCodec, weightDecoder } from '../../wgsl/weights.js';
 import { scalarAccessors, UNIFORMS } from './operands.js';
 
 export interface TileConfig {
@@ -15,19 +16,17 @@ export interface TileConfig {
   readonly BK: number;
 }
 
-function widenBf16x4(w: string): string {
-  return `vec4<f32>(bitcast<f32>(${w}.x << 16u), bitcast<f32>(${w}.x & 0xffff0000u), bitcast<f32>(${w}.y << 16u), bitcast<f32>(${w}.y & 0xffff0000u))`;
-}
-
 export type Epilogue = 'none' | 'compose' | 'composeBias';
 
 export interface TiledKey {
   readonly cfg: TileConfig;
   readonly aType: DType;
   readonly bType: DType;
+  /** How B is stored when `vec` (dense float32/bf16/f16, or packed nf4/fp4/int8 with scales), widened by `B_at4`. */
+  readonly b: WeightCodec;
   readonly transA: boolean;
   readonly transB: boolean;
-  /** vec4 loads and stores (contiguous dimensions multiples of 4, float32 A, float32/bf16 B); else scalar. */
+  /** vec4 loads and stores (contiguous dimensions multiples of 4, float32 A); else scalar (dense B only). */
   readonly vec: boolean;
   /** Writes partial sums per K slice (reduced by `splitReduceProgram`). */
   readonly split: boolean;
@@ -51,7 +50,7 @@ function tiledStorageBytes(cfg: TileConfig, transA: boolean, transB: boolean): n
  * edge workgroups check bounds (one program, a workgroup-uniform branch).
  */
 export function tiledProgram(t: TiledKey): Program {
-  const key = `matmul-tiled:${t.cfg.TM}x${t.cfg.TN}x${t.cfg.BK}:${t.aType}:${t.bType}:${t.transA ? 'T' : 'N'}${t.transB ? 'T' : 'N'}:${t.vec ? 'vec4' : 'scalar'}${t.split ? ':split' : ''}:${t.epilogue}`;
+  const key = `matmul-tiled:${t.cfg.TM}x${t.cfg.TN}x${t.cfg.BK}:${t.aType}:${t.vec ? codecKey(t.b) : t.bType}:${t.transA ? 'T' : 'N'}${t.transB ? 'T' : 'N'}:${t.vec ? 'vec4' : 'scalar'}${t.split ? ':split' : ''}:${t.epilogue}`;
   return memoProgram(key, () => buildTiledProgram(t, key));
 }
 
@@ -66,7 +65,6 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
   const BPAD = BN + (bContigK ? 4 : 0);
   const perA = (BM * BK) / 4 / 256;
   const perB = (BN * BK) / 4 / 256;
-  const bf16B = bType === 'bfloat16';
   const compose = epilogue !== 'none';
 
   // A thread's vec4 slot `idx` of an operand tile as (d, k): along K for K-contiguous operands, else along d.
@@ -92,7 +90,7 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
       const g = contigK ? `${base} + (${d0} + d) * P.K + k0 + k` : `${base} + (k0 + k) * ${outer} + ${d0} + d`;
       if (vec) {
         const raw = `${op}[(${g}) / 4u]`;
-        const value = op === 'B' && bf16B ? widenBf16x4(raw) : raw;
+        const value = op === 'B' ? `B_at4(${g})` : raw;
         if (checked) {
           lines.push(`        ${reg} = vec4<f32>(0.0);
         if (${d0} + d < ${outer} && k0 + k < kEnd) { ${reg} = ${value}; }`);
@@ -213,7 +211,13 @@ ${stores('B', 1 - buf)}
   let binding = 2;
   if (compose) bindings.push(bindOutput(binding++, 'Y', f4));
   bindings.push(bindInput(binding++, 'A', vec ? 'vec4<f32>' : storageType(aType)));
-  bindings.push(bindInput(binding++, 'B', vec ? (bf16B ? 'vec2<u32>' : 'vec4<f32>') : storageType(bType)));
+  if (vec) {
+    const [bBindings, count] = bindWeight(t.b, binding, true, 'B');
+    bindings.push(bBindings);
+    binding += count;
+  } else {
+    bindings.push(bindInput(binding++, 'B', storageType(bType)));
+  }
   if (compose) {
     bindings.push(bindInput(binding++, 'LORA', f4));
     bindings.push(bindInput(binding++, 'G', f4));
@@ -229,11 +233,11 @@ ${stores('B', 1 - buf)}
     name: `matmul tiled ${BM}x${BN}${split ? ' split-K' : ''}${compose ? ' + compose' : ''}`,
     uniforms: UNIFORMS,
     outputs: compose ? 2 : 1,
-    inputs: compose ? (epilogue === 'composeBias' ? 5 : 4) : 2,
+    inputs: (compose ? (epilogue === 'composeBias' ? 5 : 4) : 2) + (vec && isQuantized(t.b) ? 1 : 0),
     source: () => `${DIMS_ACCESSOR}
 ${BATCH_OFFSETS}
 ${bindings.join('\n')}
-${vec ? '' : scalarAccessors(aType, bType, transA, transB)}
+${vec ? weightDecoder(t.b, true, transB ? 'P.K' : 'P.N', 'B') : scalarAccessors(aType, bType, transA, transB)}
 var<workgroup> As0: array<vec4<f32>, ${(BK * APAD) / 4}>;
 var<workgroup> As1: array<vec4<f32>, ${(BK * APAD) / 4}>;
 var<workgroup> Bs0: array<vec4<f32>, ${(BK * BPAD) / 4}>;
