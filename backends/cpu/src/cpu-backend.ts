@@ -459,6 +459,30 @@ export class CpuBackend implements Backend<CpuStorage> {
     );
   }
 
+  writeSlice(dst: CpuInfo, src: CpuInfo, axis: number, offset: number): void {
+    const d = this.read('writeSlice', dst);
+    const v = this.read('writeSlice', src);
+    const n = src.shape[axis] ?? 0;
+    if (
+      src.dtype !== dst.dtype ||
+      src.shape.length !== dst.shape.length ||
+      src.shape.some((s, i) => i !== axis && s !== dst.shape[i]) ||
+      !Number.isInteger(offset) ||
+      offset < 0 ||
+      offset + n > (dst.shape[axis] ?? 0)
+    ) {
+      throw new ShapeError(
+        `cpu writeSlice: ${shapeStr(src.shape)} ${src.dtype} does not fit ${shapeStr(dst.shape)} ${dst.dtype} at offset ${offset} along axis ${axis}`,
+      );
+    }
+    // One contiguous run per index of the leading axes.
+    const inner = sizeOf(dst.shape.slice(axis + 1));
+    const outer = sizeOf(dst.shape.slice(0, axis));
+    const dstRun = dst.shape[axis]! * inner;
+    const srcRun = n * inner;
+    for (let o = 0; o < outer; o++) d.set(v.subarray(o * srcRun, (o + 1) * srcRun), o * dstRun + offset * inner);
+  }
+
   // ---- narrow weights (bf16/f16, nf4/fp4/int8): W widened in registers or one row panel at a time
 
   matmulNarrow(x: CpuInfo, w: WeightInfo, transposeW: boolean, outShape: readonly number[]): CpuStorage {

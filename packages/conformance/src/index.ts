@@ -23,7 +23,15 @@ export * as hostMath from './host-math.js';
 export { kernelTiers, primitiveTier, referenceTier, fusedTier, narrowTier } from './tiers/index.js';
 export { NARROW_FORMATS, type NarrowFormat } from './tiers/narrow.js';
 export { REFERENCE_CASES, type InputSpec, type ReferenceCase } from './tiers/reference.js';
-export { WEIGHT_NORM_CASES, DORA_COMPOSE_CASES, weightNormHost, type WeightNormCase, type DoraComposeCase } from './tiers/fused.js';
+export {
+  WEIGHT_NORM_CASES,
+  DORA_COMPOSE_CASES,
+  WRITE_SLICE_CASES,
+  weightNormHost,
+  type WeightNormCase,
+  type DoraComposeCase,
+  type WriteSliceCase,
+} from './tiers/fused.js';
 export { MATMUL_CASES, MATMUL_REFERENCE_CASES, type MatmulCase } from './tables/matmul.js';
 export { CONV2D_CASES, type Conv2dCase } from './tables/conv2d.js';
 export {

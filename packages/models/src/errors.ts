@@ -142,3 +142,6 @@ export class ModelSizeError extends ConfigError {
     );
   }
 }
+
+/** A forward or generation call that cannot run as asked (cache full, mask of the wrong size, bad options). */
+export class GenerationError extends ConfigError {}

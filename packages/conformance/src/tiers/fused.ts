@@ -259,8 +259,72 @@ function doraComposeCase(dc: DoraComposeCase): ConformanceCase {
   };
 }
 
+export interface WriteSliceCase {
+  readonly id: string;
+  readonly title: string;
+  readonly dst: readonly number[];
+  readonly axis: number;
+  readonly offset: number;
+  readonly length: number;
+  readonly dtype: 'float32' | 'int32';
+  readonly seed: number;
+}
+
+export const WRITE_SLICE_CASES: readonly WriteSliceCase[] = [
+  {
+    id: 'kv-step',
+    title: 'one position into a [2,3,8,4] cache at 5 (axis 2)',
+    dst: [2, 3, 8, 4],
+    axis: 2,
+    offset: 5,
+    length: 1,
+    dtype: 'float32',
+    seed: 960,
+  },
+  {
+    id: 'kv-prefill',
+    title: 'six positions into a [2,3,8,4] cache at 0',
+    dst: [2, 3, 8, 4],
+    axis: 2,
+    offset: 0,
+    length: 6,
+    dtype: 'float32',
+    seed: 961,
+  },
+  { id: 'axis0-int', title: 'int32 rows 1..2 of a [4,5]', dst: [4, 5], axis: 0, offset: 1, length: 2, dtype: 'int32', seed: 962 },
+  { id: 'last-axis', title: 'the last axis of a [3,7] at 6', dst: [3, 7], axis: 1, offset: 6, length: 1, dtype: 'float32', seed: 963 },
+];
+
+/** In place, exact: every element outside the slab keeps its value, the slab takes src's. */
+function writeSliceCase(wc: WriteSliceCase): ConformanceCase {
+  return {
+    id: `${T}/writeSlice.${wc.id}`,
+    title: `writeSlice: ${wc.title}`,
+    async run(ctx) {
+      const write = ctx.backend.writeSlice?.bind(ctx.backend);
+      if (!write) return ctx.skip('the backend has no writeSlice (core rebuilds the buffer with slice + concat)');
+      const srcShape = wc.dst.map((d, i) => (i === wc.axis ? wc.length : d));
+      const count = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
+      const r = ctx.random(wc.seed);
+      const draw = (n: number) =>
+        wc.dtype === 'int32' ? Int32Array.from({ length: n }, () => Math.floor(r.uniform(-1000, 1000))) : r.float32(n);
+      const before = draw(count(wc.dst));
+      const src = draw(count(srcShape));
+      const dst = ctx.tensor(before, wc.dst, wc.dtype);
+      write(dst, ctx.tensor(src, srcShape, wc.dtype), wc.axis, wc.offset);
+      const inner = count(wc.dst.slice(wc.axis + 1));
+      const expected = before.slice();
+      for (let o = 0; o < count(wc.dst.slice(0, wc.axis)); o++) {
+        for (let j = 0; j < wc.length * inner; j++)
+          expected[o * wc.dst[wc.axis]! * inner + wc.offset * inner + j] = src[o * wc.length * inner + j]!;
+      }
+      await ctx.expectEqual(`writeSlice.${wc.id}`, dst, expected);
+    },
+  };
+}
+
 export const fusedTier: ConformanceTier = {
   id: T,
   title: 'fused kernels against their composites and float64',
-  cases: [...WEIGHT_NORM_CASES.map(weightNormCase), ...DORA_COMPOSE_CASES.map(doraComposeCase)],
+  cases: [...WEIGHT_NORM_CASES.map(weightNormCase), ...DORA_COMPOSE_CASES.map(doraComposeCase), ...WRITE_SLICE_CASES.map(writeSliceCase)],
 };

@@ -164,6 +164,13 @@ export interface FusedKernels<H = unknown> {
    * bias + g ⊙ (base + scale·lora); base and lora [..., out], g [out], bias [out] or absent.
    */
   doraCompose?(base: TensorInfo<H>, lora: TensorInfo<H>, g: TensorInfo<H>, scale: number, bias: TensorInfo<H> | null): H;
+  /**
+   * In place: overwrites dst's slab [offset, offset + src.shape[axis]) along `axis` with src (same rank and
+   * dtype, equal sizes on every other axis). The one kernel that mutates storage; core calls it only on a
+   * buffer no other tensor shares (a KV cache), ordered after every kernel enqueued before it. Without it,
+   * core rebuilds the buffer from slice + concat on the device.
+   */
+  writeSlice?(dst: TensorInfo<H>, src: TensorInfo<H>, axis: number, offset: number): void;
 
   // ---- narrow weights (bf16/f16 dense, nf4/fp4/int8 packed): W is widened in registers, never stored
   // as float32. Core calls these only for a narrow W; each has a composite (ops/narrow.ts) that widens W

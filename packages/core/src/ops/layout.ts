@@ -1,7 +1,8 @@
 import { ShapeError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
 import { normAxis, type Shape, shapeStr, sizeOf } from '../tensor/shape.js';
-import { Tensor } from '../tensor/tensor.js';
+import { noGrad, tidy } from '../tensor/scope.js';
+import { type Parameter, Tensor } from '../tensor/tensor.js';
 import { backendOf, wrap } from './util.js';
 
 /** A view with a new shape (no copy). One dimension may be -1. */
@@ -134,4 +135,49 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
       a,
     ),
   );
+}
+
+/**
+ * Overwrites `target`'s slab [offset, offset + value.shape[axis]) along `axis` with `value` — the one
+ * mutating op, for buffers written step by step (a KV cache). In place through the backend's `writeSlice`
+ * when it has one and no other tensor views the buffer; otherwise the buffer is rebuilt on the device from
+ * slice + concat and swapped in (`Parameter.assign`). Never recorded for autograd.
+ */
+export function writeSlice(target: Parameter, value: Tensor, axis: number, offset: number): void {
+  const a = normAxis(axis, target.rank, 'writeSlice');
+  const n = value.shape[a] ?? 0;
+  if (
+    value.rank !== target.rank ||
+    value.dtype !== target.dtype ||
+    value.shape.some((d, i) => i !== a && d !== target.shape[i]) ||
+    !Number.isInteger(offset) ||
+    offset < 0 ||
+    offset + n > target.shape[a]!
+  ) {
+    throw new ShapeError(
+      `writeSlice: ${shapeStr(value.shape)} ${value.dtype} does not fit ${shapeStr(target.shape)} ${target.dtype} at offset ${offset} along axis ${a}`,
+    );
+  }
+  const b = backendOf('writeSlice', target, value);
+  if (n === 0) return;
+  if (b.writeSlice && !target.storage.shared) {
+    b.writeSlice(target.info, value.info, a, offset);
+    target.version++;
+    return;
+  }
+  const rebuilt = noGrad(() =>
+    tidy(() => {
+      const size = (k: number) => target.shape.map((d, i) => (i === a ? k : d));
+      const begin = (k: number) => target.shape.map((_, i) => (i === a ? k : 0));
+      const after = target.shape[a]! - offset - n;
+      const parts = [
+        ...(offset > 0 ? [slice(target, begin(0), size(offset))] : []),
+        value,
+        ...(after > 0 ? [slice(target, begin(offset + n), size(after))] : []),
+      ];
+      return parts.length === 1 ? reshape(value, target.shape) : concat(parts, a);
+    }),
+  );
+  target.assign(rebuilt);
+  rebuilt.dispose();
 }

@@ -19,6 +19,11 @@ export class Storage {
     return this.refs <= 0;
   }
 
+  /** True while more than one tensor views this buffer (an in-place write would change them all). */
+  get shared(): boolean {
+    return this.refs > 1;
+  }
+
   retain(): this {
     this.refs++;
     return this;

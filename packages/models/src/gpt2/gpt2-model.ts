@@ -16,12 +16,13 @@ import {
   ModuleList,
   ops,
   type Tensor,
-  tensor,
 } from '@dorajs/core';
 import { TokenIdsError } from '../errors.js';
 import { activationByName, type Activation } from '../shared/activations.js';
-import { causalMask, causalSelfAttention, splitHeads } from '../shared/attention.js';
+import { causalSelfAttention, splitHeads } from '../shared/attention.js';
 import { CausalLM, type ModelOptions } from '../shared/causal-lm.js';
+import { ForwardLayout } from '../shared/forward-layout.js';
+import type { KVCacheSpec } from '../shared/kv-cache.js';
 import type { GPT2Config } from './gpt2-config.js';
 
 const dropout = (p: number, options: LayerOptions): Dropout => new Dropout(p, options.random ?? defaultRandom);
@@ -35,7 +36,12 @@ export class GPT2Attention extends Module {
   private readonly _headDim: number;
   private readonly _scale: number;
 
-  constructor(config: GPT2Config, layerIdx: number, options: LayerOptions) {
+  constructor(
+    config: GPT2Config,
+    /** This layer's slot in the KV cache. */
+    readonly layerIdx: number,
+    options: LayerOptions,
+  ) {
     super();
     const e = config.nEmbd;
     this.c_attn = new Conv1D(3 * e, e, options);
@@ -48,14 +54,21 @@ export class GPT2Attention extends Module {
     this._scale = (config.scaleAttnWeights ? this._headDim ** -0.5 : 1) / (config.scaleAttnByInverseLayerIdx ? layerIdx + 1 : 1);
   }
 
-  forward(x: Tensor, mask: Tensor): Tensor {
+  forward(x: Tensor, layout: ForwardLayout): Tensor {
     const e = this._heads * this._headDim;
     const [q, k, v] = ops.split(this.c_attn.forward(x), [e, e, e], -1).map((t) => splitHeads(t, this._heads, this._headDim)) as [
       Tensor,
       Tensor,
       Tensor,
     ];
-    const out = causalSelfAttention({ q, k, v, scale: this._scale, mask, dropout: (p) => this.attn_dropout.forward(p) });
+    const cached = layout.keysAndValues(this.layerIdx, k, v);
+    const out = causalSelfAttention({
+      q,
+      ...cached,
+      scale: this._scale,
+      mask: layout.mask(),
+      dropout: (p) => this.attn_dropout.forward(p),
+    });
     return this.resid_dropout.forward(this.c_proj.forward(out));
   }
 }
@@ -93,8 +106,8 @@ export class GPT2Block extends Module {
     this.mlp = new GPT2MLP(config, options);
   }
 
-  forward(x: Tensor, mask: Tensor): Tensor {
-    const h = ops.add(this.attn.forward(this.ln_1.forward(x), mask), x);
+  forward(x: Tensor, layout: ForwardLayout): Tensor {
+    const h = ops.add(this.attn.forward(this.ln_1.forward(x), layout), x);
     return ops.add(h, this.mlp.forward(this.ln_2.forward(h)));
   }
 }
@@ -118,25 +131,20 @@ export class GPT2Model extends Module {
     this._nPositions = config.nPositions;
   }
 
-  forward(ids: Tensor): Tensor {
-    const seq = ids.shape[1]!;
-    if (seq > this._nPositions) {
-      throw new TokenIdsError(`sequence of ${seq} tokens is longer than n_positions (${this._nPositions})`, 'GPT2Model.forward');
-    }
-    const positions = tensor(
-      Int32Array.from({ length: seq }, (_, i) => i),
-      [seq],
-      { backend: ids.backend, dtype: 'int32' },
-    );
-    const mask = causalMask(seq, ids.backend);
+  /** Hidden states for `ids`; `layout` (positions, mask, cache) defaults to a plain causal forward. */
+  forward(ids: Tensor, layout?: ForwardLayout): Tensor {
+    const own = layout ?? ForwardLayout.create(ids, {}, 'GPT2Model.forward');
     try {
-      let x = this.drop.forward(ops.add(this.wte.forward(ids), this.wpe.forward(positions)));
-      for (const block of this.h) x = block.forward(x, mask);
+      // Positions (never above the cache position) index the wpe table, which kernels read unchecked.
+      const length = own.start + own.seq;
+      if (length > this._nPositions) {
+        throw new TokenIdsError(`sequence of ${length} tokens is longer than n_positions (${this._nPositions})`, 'GPT2Model.forward');
+      }
+      let x = this.drop.forward(ops.add(this.wte.forward(ids), this.wpe.forward(own.positions())));
+      for (const block of this.h) x = block.forward(x, own);
       return this.ln_f.forward(x);
     } finally {
-      // Constants of this call; freed here so a forward outside tidy leaks nothing of its own.
-      positions.dispose();
-      mask.dispose();
+      if (!layout) own.dispose();
     }
   }
 }
@@ -158,8 +166,16 @@ export class GPT2LMHeadModel extends CausalLM<GPT2Config> {
     this.lm_head = head;
   }
 
-  forward(ids: Tensor): Tensor {
-    this.checkIds(ids);
-    return this.lm_head.forward(this.transformer.forward(ids));
+  get cacheSpec(): KVCacheSpec {
+    const { nLayer, nHead, nEmbd } = this.config;
+    return { numLayers: nLayer, numKeyValueHeads: nHead, headDim: nEmbd / nHead };
+  }
+
+  get maxPositions(): number {
+    return this.config.nPositions;
+  }
+
+  protected hiddenStates(ids: Tensor, layout: ForwardLayout): Tensor {
+    return this.transformer.forward(ids, layout);
   }
 }

@@ -19,6 +19,8 @@ export interface LlamaConfig {
   readonly attentionBias: boolean;
   readonly mlpBias: boolean;
   readonly attentionDropout: number;
+  /** Positions the model was trained for; longer prompts are refused. */
+  readonly maxPositionEmbeddings: number;
 }
 
 const DEFAULT_ROPE_THETA = 10000;
@@ -53,6 +55,7 @@ export function parseLlamaConfig(json: JsonObject, file = 'config.json'): LlamaC
     attentionBias: f.boolean('attention_bias', false),
     mlpBias: f.boolean('mlp_bias', false),
     attentionDropout: f.probability('attention_dropout', 0),
+    maxPositionEmbeddings: f.size('max_position_embeddings', 2048),
   };
 }
 

@@ -15,15 +15,17 @@ import {
   type Tensor,
 } from '@dorajs/core';
 import { activationByName, type Activation } from '../shared/activations.js';
-import { causalMask, causalSelfAttention, splitHeads } from '../shared/attention.js';
+import { causalSelfAttention, splitHeads } from '../shared/attention.js';
 import { CausalLM, type ModelOptions } from '../shared/causal-lm.js';
+import { ForwardLayout } from '../shared/forward-layout.js';
+import type { KVCacheSpec } from '../shared/kv-cache.js';
 import { applyRope, ropeInverseFrequencies, ropeTables, type RopeTables } from '../shared/rope.js';
 import type { LlamaConfig } from './llama-config.js';
 
-/** Per-forward tensors every layer shares. */
+/** Per-forward values every layer shares. */
 interface LlamaContext {
   readonly rope: RopeTables;
-  readonly mask: Tensor;
+  readonly layout: ForwardLayout;
 }
 
 export class LlamaAttention extends Module {
@@ -34,7 +36,12 @@ export class LlamaAttention extends Module {
   private readonly _config: LlamaConfig;
   private readonly _options: LayerOptions;
 
-  constructor(config: LlamaConfig, options: LayerOptions) {
+  constructor(
+    config: LlamaConfig,
+    options: LayerOptions,
+    /** This layer's slot in the KV cache. */
+    readonly layerIdx = 0,
+  ) {
     super();
     const { hiddenSize: h, numAttentionHeads: heads, numKeyValueHeads: kv, headDim: d, attentionBias: bias } = config;
     this.q_proj = new Linear(h, heads * d, { ...options, bias });
@@ -49,7 +56,7 @@ export class LlamaAttention extends Module {
     const { numAttentionHeads: heads, numKeyValueHeads: kv, headDim: d, attentionDropout: p } = this._config;
     const q = applyRope(splitHeads(this.q_proj.forward(x), heads, d), context.rope);
     const k = applyRope(splitHeads(this.k_proj.forward(x), kv, d), context.rope);
-    const v = splitHeads(this.v_proj.forward(x), kv, d);
+    const cached = context.layout.keysAndValues(this.layerIdx, k, splitHeads(this.v_proj.forward(x), kv, d));
     const random = this._options.random ?? defaultRandom;
     const dropout =
       this.training && p > 0
@@ -59,7 +66,7 @@ export class LlamaAttention extends Module {
               ops.dropoutMask(probs.shape, p, () => random.next(), probs),
             )
         : undefined;
-    const out = causalSelfAttention({ q, k, v, scale: d ** -0.5, mask: context.mask, dropout });
+    const out = causalSelfAttention({ q, ...cached, scale: d ** -0.5, mask: context.layout.mask(), dropout });
     return this.o_proj.forward(out);
   }
 }
@@ -90,9 +97,9 @@ export class LlamaDecoderLayer extends Module {
   input_layernorm: Layer;
   post_attention_layernorm: Layer;
 
-  constructor(config: LlamaConfig, options: LayerOptions) {
+  constructor(config: LlamaConfig, options: LayerOptions, layerIdx = 0) {
     super();
-    this.self_attn = new LlamaAttention(config, options);
+    this.self_attn = new LlamaAttention(config, options, layerIdx);
     this.mlp = new LlamaMLP(config, options);
     this.input_layernorm = new RMSNorm(config.hiddenSize, config.rmsNormEps, options);
     this.post_attention_layernorm = new RMSNorm(config.hiddenSize, config.rmsNormEps, options);
@@ -114,23 +121,24 @@ export class LlamaModel extends Module {
   constructor(config: LlamaConfig, options: LayerOptions) {
     super();
     this.embed_tokens = new Embedding(config.vocabSize, config.hiddenSize, options);
-    this.layers = new ModuleList(Array.from({ length: config.numHiddenLayers }, () => new LlamaDecoderLayer(config, options)));
+    this.layers = new ModuleList(Array.from({ length: config.numHiddenLayers }, (_, i) => new LlamaDecoderLayer(config, options, i)));
     this.norm = new RMSNorm(config.hiddenSize, config.rmsNormEps, options);
     this._invFreq = ropeInverseFrequencies(config.headDim, config.ropeTheta);
   }
 
-  forward(ids: Tensor): Tensor {
-    const seq = ids.shape[1]!;
-    const context: LlamaContext = { rope: ropeTables(seq, this._invFreq, ids.backend), mask: causalMask(seq, ids.backend) };
+  /** Hidden states for `ids`; `layout` (positions, mask, cache) defaults to a plain causal forward. */
+  forward(ids: Tensor, layout?: ForwardLayout): Tensor {
+    const own = layout ?? ForwardLayout.create(ids, {}, 'LlamaModel.forward');
+    const rope = ropeTables(own.positionIds, own.positionRows, this._invFreq, ids.backend);
     try {
       let h = this.embed_tokens.forward(ids);
-      for (const layer of this.layers) h = layer.forward(h, context);
+      for (const layer of this.layers) h = layer.forward(h, { rope, layout: own });
       return this.norm.forward(h);
     } finally {
       // Constants of this call; freed here so a forward outside tidy leaks nothing of its own.
-      context.rope.cos.dispose();
-      context.rope.sin.dispose();
-      context.mask.dispose();
+      rope.cos.dispose();
+      rope.sin.dispose();
+      if (!layout) own.dispose();
     }
   }
 }
@@ -152,8 +160,16 @@ export class LlamaForCausalLM extends CausalLM<LlamaConfig> {
     this.lm_head = head;
   }
 
-  forward(ids: Tensor): Tensor {
-    this.checkIds(ids);
-    return this.lm_head.forward(this.model.forward(ids));
+  get cacheSpec(): KVCacheSpec {
+    const { numHiddenLayers, numKeyValueHeads, headDim } = this.config;
+    return { numLayers: numHiddenLayers, numKeyValueHeads, headDim };
+  }
+
+  get maxPositions(): number {
+    return this.config.maxPositionEmbeddings;
+  }
+
+  protected hiddenStates(ids: Tensor, layout: ForwardLayout): Tensor {
+    return this.model.forward(ids, layout);
   }
 }

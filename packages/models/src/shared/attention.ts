@@ -1,30 +1,21 @@
 /**
  * Causal self-attention as transformers' eager path computes it: scores = q·kᵀ·scale, plus an additive
- * mask holding float32's lowest value above the diagonal, softmax in float32, then ·v. Grouped-query
- * attention broadcasts each key/value head over its group of query heads instead of copying it.
+ * mask holding float32's lowest value where a key is hidden (see `ForwardLayout.mask`), softmax in
+ * float32, then ·v. Grouped-query attention broadcasts each key/value head over its group of query heads
+ * instead of copying it. Keys may outnumber queries (a KV cache holds earlier positions).
  */
-import { type Backend, ops, type Tensor, tensor } from '@dorajs/core';
-
-/** torch.finfo(torch.float32).min, what transformers adds at masked positions. */
-const MASKED = -3.4028234663852886e38;
-
-/** [seq, seq] additive mask: 0 where key ≤ query, the float32 minimum elsewhere. */
-export function causalMask(seq: number, backend: Backend): Tensor {
-  const values = new Float32Array(seq * seq);
-  for (let q = 0; q < seq; q++) values.fill(MASKED, q * seq + q + 1, (q + 1) * seq);
-  return tensor(values, [seq, seq], { backend });
-}
+import { ops, type Tensor } from '@dorajs/core';
 
 export interface AttentionInputs {
   /** [batch, heads, seq, headDim] */
   readonly q: Tensor;
-  /** [batch, kvHeads, seq, headDim], kvHeads dividing heads */
+  /** [batch, kvHeads, keys, headDim], kvHeads dividing heads */
   readonly k: Tensor;
-  /** [batch, kvHeads, seq, headDim] */
+  /** [batch, kvHeads, keys, headDim] */
   readonly v: Tensor;
   /** Multiplies the scores before masking (1/√headDim, possibly more). */
   readonly scale: number;
-  /** [seq, seq] from `causalMask`. */
+  /** [seq, keys] or [batch, 1, 1, seq, keys], from `ForwardLayout.mask`. */
   readonly mask: Tensor;
   /** Applied to the attention probabilities (dropout in train mode). */
   readonly dropout?: (probs: Tensor) => Tensor;
@@ -33,12 +24,12 @@ export interface AttentionInputs {
 /** Returns the attention output [batch, seq, heads·headDim], heads concatenated as PyTorch does. */
 export function causalSelfAttention({ q, k, v, scale, mask, dropout }: AttentionInputs): Tensor {
   const [batch, heads, seq, headDim] = q.shape as [number, number, number, number];
-  const kvHeads = k.shape[1]!;
+  const [kvHeads, keys] = [k.shape[1]!, k.shape[2]!];
   const group = heads / kvHeads;
-  // [b, kvh, group, s, d] against [b, kvh, 1, s, d]: matmul broadcasts the group axis.
+  // [b, kvh, group, s, d] against [b, kvh, 1, keys, d]: matmul broadcasts the group axis.
   const qg = ops.reshape(q, [batch, kvHeads, group, seq, headDim]);
-  const kg = ops.reshape(k, [batch, kvHeads, 1, seq, headDim]);
-  const vg = ops.reshape(v, [batch, kvHeads, 1, seq, headDim]);
+  const kg = ops.reshape(k, [batch, kvHeads, 1, keys, headDim]);
+  const vg = ops.reshape(v, [batch, kvHeads, 1, keys, headDim]);
   const scores = ops.add(ops.mulScalar(ops.matmul(qg, kg, { transposeB: true }), scale), mask);
   let probs = ops.softmax(scores);
   if (dropout) probs = dropout(probs);

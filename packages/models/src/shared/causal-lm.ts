@@ -1,5 +1,12 @@
-/** What every model here is: ids [batch, seq] in, logits [batch, seq, vocab] out. */
-import { type Backend, Layer, type Random, type Tensor } from '@dorajs/core';
+/**
+ * What every model here is: ids [batch, seq] in, logits [batch, seq, vocab] out — with, for generation,
+ * an optional KV cache, attention mask and `logitsToKeep` (see `ForwardLayout`). An architecture
+ * implements `hiddenStates` (ids + layout → final hidden states) and names its head; `forward` here does
+ * the rest, so every architecture handles caches, masks and head slicing the same way.
+ */
+import { type Backend, Layer, ops, type Random, type Tensor } from '@dorajs/core';
+import { type CausalLMForwardOptions, ForwardLayout } from './forward-layout.js';
+import { KVCache, type KVCacheSpec } from './kv-cache.js';
 import { checkIdsTensor } from './token-ids.js';
 
 export interface ModelOptions {
@@ -17,15 +24,48 @@ export interface CausalLMConfig {
 
 export abstract class CausalLM<C extends CausalLMConfig = CausalLMConfig> extends Layer {
   abstract readonly config: C;
+  /** The output projection to the vocabulary (`lm_head`). */
+  abstract readonly lm_head: Layer;
+  /** What the KV cache holds per layer. */
+  abstract get cacheSpec(): KVCacheSpec;
+  /** Positions the model can address (`max_position_embeddings`, GPT-2's `n_positions`). */
+  abstract get maxPositions(): number;
 
-  /** Logits [batch, seq, vocab] for int32 ids [batch, seq] (values are trusted: see `tokenIds`). */
-  abstract override forward(ids: Tensor): Tensor;
+  /**
+   * Final hidden states [batch, seq, hidden] for `ids`, positions and masks taken from `layout`; each
+   * attention layer gets its keys/values through `layout.keysAndValues(layerIndex, k, v)`.
+   */
+  protected abstract hiddenStates(ids: Tensor, layout: ForwardLayout): Tensor;
+
+  /**
+   * Logits [batch, seq, vocab] (or [batch, logitsToKeep, vocab]) for int32 ids [batch, seq] (values are
+   * trusted: see `tokenIds`). With `cache`, attends to its earlier positions and appends this call's.
+   */
+  override forward(ids: Tensor, options: CausalLMForwardOptions = {}): Tensor {
+    checkIdsTensor(ids, `${this.typeName}.forward`);
+    const layout = ForwardLayout.create(ids, options, `${this.typeName}.forward`);
+    try {
+      let h = this.hiddenStates(ids, layout);
+      const keep = options.logitsToKeep;
+      if (keep !== undefined && keep < layout.seq) {
+        const [batch, seq, hidden] = h.shape as [number, number, number];
+        h = ops.slice(h, [0, seq - keep, 0], [batch, keep, hidden]);
+      }
+      const logits = this.lm_head.forward(h);
+      layout.commit();
+      return logits;
+    } finally {
+      // Constants of this call; freed here so a forward outside tidy leaks nothing of its own.
+      layout.dispose();
+    }
+  }
+
+  /** A KV cache for `batch` rows of up to `capacity` positions, on the model's backend by default. */
+  createCache(batch: number, capacity: number, backend: Backend = this.parameters()[0]!.backend): KVCache {
+    return new KVCache({ ...this.cacheSpec, batch, capacity, backend });
+  }
 
   get vocabSize(): number {
     return this.config.vocabSize;
-  }
-
-  protected checkIds(ids: Tensor): void {
-    checkIdsTensor(ids, `${this.typeName}.forward`);
   }
 }

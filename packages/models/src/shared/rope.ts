@@ -6,9 +6,9 @@
 import { type Backend, ops, type Tensor, tensor } from '@dorajs/core';
 
 export interface RopeTables {
-  /** [seq, headDim] */
+  /** [rows, 1, seq, headDim]: broadcasts over the heads of [batch, heads, seq, headDim]. */
   readonly cos: Tensor;
-  /** [seq, headDim] */
+  /** [rows, 1, seq, headDim] */
   readonly sin: Tensor;
 }
 
@@ -21,24 +21,38 @@ export function ropeInverseFrequencies(headDim: number, theta: number): Float32A
   return out;
 }
 
-/** cos/sin tables for positions 0 … seq−1 (created in the caller's scope). */
-export function ropeTables(seq: number, invFreq: Float32Array, backend: Backend): RopeTables {
+/**
+ * cos/sin tables for `positions` ([rows · seq] position ids, e.g. `ForwardLayout.positionIds`), created
+ * in the caller's scope. `attentionScaling` multiplies both (transformers' `attention_scaling`: 1 for
+ * default RoPE, other values for YaRN / LongRoPE).
+ */
+export function ropeTables(
+  positions: ArrayLike<number>,
+  rows: number,
+  invFreq: Float32Array,
+  backend: Backend,
+  attentionScaling = 1,
+): RopeTables {
   const half = invFreq.length;
   const dim = 2 * half;
-  const cos = new Float32Array(seq * dim);
-  const sin = new Float32Array(seq * dim);
-  for (let p = 0; p < seq; p++) {
+  const n = positions.length;
+  const cos = new Float32Array(n * dim);
+  const sin = new Float32Array(n * dim);
+  for (let t = 0; t < n; t++) {
+    const p = positions[t]!;
     for (let i = 0; i < half; i++) {
+      // float32 angle, as transformers' inv_freq @ position_ids in float32.
       const angle = Math.fround(p * invFreq[i]!);
-      const c = Math.cos(angle);
-      const s = Math.sin(angle);
-      cos[p * dim + i] = c;
-      cos[p * dim + half + i] = c;
-      sin[p * dim + i] = s;
-      sin[p * dim + half + i] = s;
+      const c = Math.fround(Math.cos(angle)) * attentionScaling;
+      const s = Math.fround(Math.sin(angle)) * attentionScaling;
+      cos[t * dim + i] = c;
+      cos[t * dim + half + i] = c;
+      sin[t * dim + i] = s;
+      sin[t * dim + half + i] = s;
     }
   }
-  return { cos: tensor(cos, [seq, dim], { backend }), sin: tensor(sin, [seq, dim], { backend }) };
+  const shape = [rows, 1, n / rows, dim];
+  return { cos: tensor(cos, shape, { backend }), sin: tensor(sin, shape, { backend }) };
 }
 
 /** Applies RoPE to x [..., seq, headDim] (the tables broadcast over the leading axes). */
