@@ -6,10 +6,10 @@
  * On llvmpipe (CI, and machines without a GPU) the "GPU" is the CPU, so these rows say what a software
  * rasterizer does with fewer bytes, not what a GPU does.
  */
-import type { WebGpuBackend } from '@dorajs/backend-webgpu';
-import { f32ToBf16, f32ToF16, ops, QuantizedWeight, type Tensor, tensor, tidy, type Weight } from '@dorajs/core';
-import { type BenchResult, type BenchSuite, gbpsOf, median, SuiteSkipped } from '../harness.js';
+import { f32ToBf16, f32ToF16, ops, QuantizedWeight, tensor, tidy, type Weight } from '@dorajs/core';
+import { type BenchResult, type BenchSuite, gbpsOf } from '../harness.js';
 import { randomMatrix } from './matmul-reference.js';
+import { createWebGpuBackendOrSkip, timeGpu } from './webgpu-measure.js';
 
 type Format = 'float32' | 'bfloat16' | 'float16' | 'int8' | 'nf4';
 const FORMATS: readonly Format[] = ['float32', 'bfloat16', 'float16', 'int8', 'nf4'];
@@ -28,36 +28,12 @@ function bytesOf(format: Format, d: number): number {
   }
 }
 
-/** Median over `trials` of (wall time of `reps` enqueued ops + sync) / reps, after a warm-up trial. */
-async function timeOps(be: WebGpuBackend, reps: number, trials: number, op: () => Tensor): Promise<number> {
-  const once = async () => {
-    const start = performance.now();
-    for (let i = 0; i < reps; i++) tidy(op).dispose();
-    await be.sync();
-    return (performance.now() - start) / reps;
-  };
-  await once();
-  const samples: number[] = [];
-  for (let t = 0; t < trials; t++) samples.push(await once());
-  return median(samples);
-}
-
-async function createBackend(): Promise<WebGpuBackend> {
-  const specifier = '@dorajs/backend-webgpu';
-  try {
-    const mod = (await import(specifier)) as typeof import('@dorajs/backend-webgpu');
-    return await mod.createWebGpuBackend();
-  } catch (e) {
-    throw new SuiteSkipped(`no WebGPU adapter: ${(e as Error).message.split('\n')[0]}`);
-  }
-}
-
 const suite: BenchSuite = {
   name: 'narrow-webgpu',
   async run({ quick }) {
     const d = quick ? 1024 : 4096;
     const rank = 16;
-    const be = await createBackend();
+    const be = await createWebGpuBackendOrSkip();
     const label = be.capabilities.software ? 'webgpu (llvmpipe)' : `webgpu (${be.description})`;
     const values = randomMatrix(d, d, 11).map((v) => v * 0.05);
     const weights = new Map<Format, Weight>([
@@ -77,7 +53,7 @@ const suite: BenchSuite = {
       const gemv = new Map<Format, number>();
       for (const f of FORMATS) {
         const w = weights.get(f)!;
-        const medianMs = await timeOps(be, reps, trials, () => ops.linear(x, w));
+        const medianMs = await timeGpu(be, reps, trials, () => tidy(() => ops.linear(x, w)));
         gemv.set(f, medianMs);
         const bytes = bytesOf(f, d);
         results.push({
@@ -94,7 +70,7 @@ const suite: BenchSuite = {
       const norm = new Map<Format, number>();
       for (const f of ['float32', 'bfloat16', 'nf4'] as const) {
         const w = weights.get(f)!;
-        const medianMs = await timeOps(be, 1, trials, () => ops.weightNorm(w, a, b, 2));
+        const medianMs = await timeGpu(be, 1, trials, () => tidy(() => ops.weightNorm(w, a, b, 2)));
         norm.set(f, medianMs);
         results.push({
           name: `weight-norm-${f}`,

@@ -3,9 +3,9 @@
  * per program variant, GEMV, the fused weight norm, host cost per dispatch and a DoRA vs LoRA Linear
  * forward. The H200 figures come from `benchmarks/h200/run.sh` (see docs/webgpu.md).
  */
-import type { WebGpuBackend } from '@dorajs/backend-webgpu';
-import { SuiteSkipped, type BenchResult, type BenchSuite } from '../harness.js';
+import type { BenchResult, BenchSuite } from '../harness.js';
 import {
+  createWebGpuBackendOrSkip,
   measureDispatch,
   measureDoraLinear,
   measureGemv,
@@ -14,20 +14,10 @@ import {
   type MeasureContext,
 } from './webgpu-measure.js';
 
-async function createBackend(): Promise<WebGpuBackend> {
-  const specifier = '@dorajs/backend-webgpu';
-  try {
-    const mod = (await import(specifier)) as typeof import('@dorajs/backend-webgpu');
-    return await mod.createWebGpuBackend();
-  } catch (e) {
-    throw new SuiteSkipped(`no WebGPU adapter: ${(e as Error).message.split('\n')[0]}`);
-  }
-}
-
 const suite: BenchSuite = {
   name: 'webgpu-kernels',
   async run({ quick }) {
-    const be = await createBackend();
+    const be = await createWebGpuBackendOrSkip();
     const adapter = be.description.includes('opengles') ? 'llvmpipe' : be.description;
     const c: MeasureContext = { be, label: `webgpu (${adapter})`, trials: quick ? 3 : 5, trialMs: quick ? 50 : 200 };
     const rows: BenchResult[] = [];

@@ -8,7 +8,7 @@
  */
 import { bf16ToF32, f32ToBf16, type TensorInfo } from '@dorajs/core';
 import type { GpuTensor, MatmulTuning, MatmulVariant, WebGpuBackend, WeightNormVariant } from '@dorajs/backend-webgpu';
-import { gbpsOf, gflopsOf, median, type BenchResult } from '../harness.js';
+import { gbpsOf, gflopsOf, median, SuiteSkipped, type BenchResult } from '../harness.js';
 
 type Info = TensorInfo<GpuTensor>;
 
@@ -57,13 +57,33 @@ async function spotCheck(be: WebGpuBackend, out: GpuTensor, samples: number, exp
   return `checked ${samples} entries: rel err ${err.toExponential(1)}${err > 1e-4 ? ' WRONG' : ''}`;
 }
 
-/** Median over `trials` of (wall time of `reps` enqueued calls + sync) / reps, after one warm-up trial. */
-export async function timeGpu(be: WebGpuBackend, reps: number, trials: number, call: () => GpuTensor | GpuTensor[]): Promise<number> {
+/** The backend on this machine's adapter, or `SuiteSkipped` when there is none. */
+export async function createWebGpuBackendOrSkip(): Promise<WebGpuBackend> {
+  const specifier = '@dorajs/backend-webgpu';
+  try {
+    const mod = (await import(specifier)) as typeof import('@dorajs/backend-webgpu');
+    return await mod.createWebGpuBackend();
+  } catch (e) {
+    throw new SuiteSkipped(`no WebGPU adapter: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+/**
+ * Median over `trials` of (wall time of `reps` enqueued calls + sync) / reps, after one warm-up trial. Each
+ * call's result is released: backend handles, or core tensors (anything with `dispose`).
+ */
+export async function timeGpu(
+  be: WebGpuBackend,
+  reps: number,
+  trials: number,
+  call: () => GpuTensor | GpuTensor[] | { dispose(): void },
+): Promise<number> {
   const once = async () => {
     const start = performance.now();
     for (let i = 0; i < reps; i++) {
       const out = call();
-      for (const t of Array.isArray(out) ? out : [out]) be.release(t);
+      if ('dispose' in out) out.dispose();
+      else for (const t of Array.isArray(out) ? out : [out]) be.release(t);
     }
     await be.sync();
     return (performance.now() - start) / reps;

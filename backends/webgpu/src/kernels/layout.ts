@@ -268,6 +268,13 @@ ${packWord(to, (e) => convertBits(from, to, e))}`,
   return out;
 }
 
+/** WGSL for output element `index` of a gather (P.cols columns): its index `i`, column `col`, table row `r` (i32). */
+export function gatherRow(idxType: DType): string {
+  return `  let i = index / P.cols;
+  let col = index % P.cols;
+  let r = ${loadI32('idx', idxType, 'i')};`;
+}
+
 /** out[i, :] = table[indices[i], :]; rows out of range read as zeros (a GPU cannot throw). */
 export function gather(ctx: KernelContext, table: TensorArg, indices: TensorArg): GpuTensor {
   if (table.shape.length !== 2) throw new ShapeError(`webgpu gather: table must be 2-D, got [${table.shape.join(', ')}]`);
@@ -298,9 +305,7 @@ ${bindInput(3, 'idx', storageType(indices.t.dtype))}
 ${linearMain(
   WG,
   `  if (index >= P.n) { return; }
-  let i = index / P.cols;
-  let col = index % P.cols;
-  let r = ${loadI32('idx', indices.t.dtype, 'i')};
+${gatherRow(indices.t.dtype)}
   if (r < 0 || u32(r) >= P.rows) { out[index] = 0u; return; }
   let row = u32(r);
   out[index] = ${value};`,

@@ -19,10 +19,10 @@ import type { GpuTensor, KernelContext } from '../context.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { describeSplit, isSplit } from '../split.js';
-import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, loadI32, storageType } from '../wgsl/common.js';
+import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, storageType } from '../wgsl/common.js';
 import { bindWeight, codecKey, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
 import type { TensorArg } from './elementwise.js';
-import { gather } from './layout.js';
+import { gather, gatherRow } from './layout.js';
 import { matmul, matmulQuantized, type QuantizedB } from './matmul.js';
 import { gatherSplit, matmulSplit, weightNormSplit } from './split.js';
 import { weightNorm } from './weight-norm.js';
@@ -179,9 +179,7 @@ ${weightDecoder(codec, false, 'P.cols')}
 ${linearMain(
   WG,
   `  if (index >= P.n) { return; }
-  let i = index / P.cols;
-  let col = index % P.cols;
-  let r = ${loadI32('idx', idxType as 'int32', 'i')};
+${gatherRow(idxType as 'int32')}
   if (r < 0 || u32(r) >= P.rows) { out[index] = 0.0; return; }
   out[index] = W_at(u32(r) * P.cols + col);`,
 )}`,

@@ -19,9 +19,9 @@ import { SplitTensorError } from '../errors.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid, sizeOf } from '../shapes.js';
 import { describeSplit, isSplit, needsSplit, planParts, rowElements, rowParts, SplitTensor, type RowPart } from '../split.js';
-import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, loadBits, loadF32, loadI32, storageType } from '../wgsl/common.js';
+import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, loadBits, loadF32, storageType } from '../wgsl/common.js';
 import { binary, fill, unary, type TensorArg } from './elementwise.js';
-import { concat, slice, transpose } from './layout.js';
+import { concat, gatherRow, slice, transpose } from './layout.js';
 
 /** Frees a tensor the composite made (all its parts when split). */
 export function releaseAny(ctx: KernelContext, t: GpuTensor): void {
@@ -340,9 +340,7 @@ ${bindInput(3, 'idx', storageType(idxType))}
 ${linearMain(
   WG,
   `  if (index >= P.n) { return; }
-  let i = index / P.cols;
-  let col = index % P.cols;
-  let r = ${loadI32('idx', idxType, 'i')};
+${gatherRow(idxType)}
   // Rows of other parts are left to their dispatch; the first dispatch zeroes rows no part holds.
   if (r < i32(P.start) || r >= i32(P.start + P.rows)) {
     if (P.first == 1u && (r < 0 || u32(r) >= P.total)) { out[index] = 0u; }
