@@ -22,14 +22,7 @@ import {
   DoraError,
 } from '@dorajs/core';
 import type { PoolStats } from './buffer-pool.js';
-import {
-  environmentOptions,
-  KernelContext,
-  type GpuTensor,
-  type MatmulTuning,
-  type MatmulVariant,
-  type WeightNormVariant,
-} from './context.js';
+import { KernelContext, type GpuTensor, type MatmulTuning, type MatmulVariant, type WeightNormVariant } from './context.js';
 import { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';
 import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './kernels/conv2d.js';
 import { doraCompose } from './kernels/dora-compose.js';
@@ -53,26 +46,30 @@ import {
 import { argMax, reduce, softmax } from './kernels/reduce.js';
 import { weightNorm } from './kernels/weight-norm.js';
 import { GpuRuntime, type RuntimeStats } from './runtime.js';
+import { debugOverrides } from './debug-env.js';
 import { sizeOf } from './shapes.js';
 import { describeSplit, isSplit, needsSplit, partCapacity } from './split.js';
 import { assertKnownDType } from './storage.js';
 import { SplitTensorError } from './errors.js';
-import { hostEnv } from '#host';
 
 export interface WebGpuBackendOptions extends DeviceRequest {
   /** Use this device instead of finding one (it is not destroyed on dispose unless `destroyDevice`). */
   readonly device?: GPUDevice;
   /** Destroy the device on dispose (default: true for devices the backend found, false for injected ones). */
   readonly destroyDevice?: boolean;
-  /** Force one matmul program for every shape; also `DORA_WEBGPU_MATMUL=tiled|gemv|smallK`. */
+  /** Force one matmul program for every shape (default 'auto': chosen by shape). */
   readonly matmulVariant?: MatmulVariant;
-  /** Force one weight-norm program where it applies; also `DORA_WEBGPU_WN=rows|tiles`. */
+  /** Force one weight-norm program where it applies (default 'auto'). */
   readonly weightNormVariant?: WeightNormVariant;
   /**
    * Fold a `doraCompose` into the matmul that produced its base, and a `weightNorm` into a GEMV over the
-   * same W, by deferring matmuls until their result is read (default true; `DORA_WEBGPU_FUSE=0` disables).
+   * same W, by deferring matmuls until their result is read (default true).
    */
   readonly fuse?: boolean;
+  /** The programs' blocking and work splits (default: chosen by shape); see `setTuning`. */
+  readonly tuning?: MatmulTuning;
+  /** Print every compiled program's WGSL to stderr (default false). */
+  readonly dumpShaders?: boolean;
   /** Free buffer bytes kept for reuse (default 1 GiB). */
   readonly maxPoolBytes?: number;
   /** Bytes of each of the 4 uniform arenas holding kernel parameters (default 256 KiB; small in tests). */
@@ -96,7 +93,8 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   readonly capabilities: BackendCapabilities;
   private readonly rt: GpuRuntime;
   private readonly ctx: KernelContext;
-  private readonly envTuning: MatmulTuning;
+  /** The tuning `setTuning({})` restores: the options', over the debugging overrides (debug-env.ts). */
+  private readonly baseTuning: MatmulTuning;
 
   constructor(
     readonly device: GPUDevice,
@@ -107,18 +105,22 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   ) {
     // A CPU rasterizer behind WebGPU (Mesa llvmpipe, SwiftShader) is slower than the CPU backend: 'auto' skips it.
     this.capabilities = { dtypes: ALL_DTYPES, offHost: true, software: /llvmpipe|swiftshader|lavapipe|softpipe/i.test(description) };
-    this.rt = new GpuRuntime(device, { maxPoolBytes: options.maxPoolBytes, uniformArenaBytes: options.uniformArenaBytes });
-    const env = environmentOptions();
-    this.envTuning = env.tuning;
+    const debug = debugOverrides();
+    this.rt = new GpuRuntime(device, {
+      maxPoolBytes: options.maxPoolBytes,
+      uniformArenaBytes: options.uniformArenaBytes,
+      dumpShaders: options.dumpShaders ?? debug.dumpShaders ?? false,
+    });
+    this.baseTuning = { ...debug.tuning, ...options.tuning };
     const limits = this.rt.limits;
     this.ctx = new KernelContext(
       this.rt,
       {
-        matmulVariant: options.matmulVariant ?? env.matmulVariant ?? 'auto',
-        weightNormVariant: options.weightNormVariant ?? env.weightNormVariant ?? 'auto',
+        matmulVariant: options.matmulVariant ?? debug.matmulVariant ?? 'auto',
+        weightNormVariant: options.weightNormVariant ?? debug.weightNormVariant ?? 'auto',
         subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
-        fuse: options.fuse ?? hostEnv('DORA_WEBGPU_FUSE') !== '0',
-        tuning: { ...env.tuning },
+        fuse: options.fuse ?? debug.fuse ?? true,
+        tuning: { ...this.baseTuning },
       },
       partCapacity(Math.min(options.maxBufferBytes ?? Infinity, limits.maxBufferSize, limits.maxStorageBufferBindingSize)),
     );
@@ -155,12 +157,12 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   }
 
   /**
-   * Overrides the programs' blocking (tests, tuning runs); `{}` restores the defaults (those the
-   * environment gave at creation: `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK`, `DORA_WEBGPU_ROWS`, ...).
+   * Overrides the programs' blocking (tests, tuning runs); `{}` restores the tuning the backend was
+   * created with (`WebGpuBackendOptions.tuning`).
    */
   setTuning(tuning: MatmulTuning): void {
     this.rt.flushDeferred();
-    this.ctx.options.tuning = { ...this.envTuning, ...tuning };
+    this.ctx.options.tuning = { ...this.baseTuning, ...tuning };
   }
 
   /** Turns lazy fusion (see `WebGpuBackendOptions.fuse`) on or off; deferred work is recorded first. */

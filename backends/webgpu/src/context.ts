@@ -3,7 +3,6 @@ import type { DType } from '@dorajs/core';
 import { sizeClass, type GpuBuffer } from './buffer-pool.js';
 import type { GpuRuntime } from './runtime.js';
 import { storageBytes } from './storage.js';
-import { hostEnv } from '#host';
 
 /**
  * The backend's storage handle: one pooled buffer holding `size` elements of `dtype`, or, for a tensor
@@ -30,7 +29,7 @@ export interface KernelOptions {
   subgroups: boolean;
   /** Defer matmuls so that a following doraCompose / weightNorm can fold into them. */
   fuse: boolean;
-  /** Tuning overrides (tests, benchmarks); each also has an environment variable, see `setTuning`. */
+  /** Tuning overrides (tests, benchmarks, tuning runs), see `setTuning`. */
   tuning: MatmulTuning;
 }
 
@@ -43,30 +42,6 @@ export interface MatmulTuning {
   rows?: number;
   /** Workgroups the `tiles` weight-norm program aims for (it splits the input dimension to get them). */
   normWorkgroups?: number;
-}
-
-/**
- * Variants and tuning forced through the environment (`DORA_WEBGPU_MATMUL`, `DORA_WEBGPU_WN`,
- * `DORA_WEBGPU_TILE`, `DORA_WEBGPU_SPLITK`, `DORA_WEBGPU_ROWS`, `DORA_WEBGPU_WN_WORKGROUPS`), read once
- * when a backend is created: environment lookups are too slow for every dispatch.
- */
-export function environmentOptions(): { matmulVariant?: MatmulVariant; weightNormVariant?: WeightNormVariant; tuning: MatmulTuning } {
-  const num = (v: string | undefined) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined);
-  const mm = hostEnv('DORA_WEBGPU_MATMUL');
-  const wn = hostEnv('DORA_WEBGPU_WN');
-  const tuning: MatmulTuning = {};
-  if (hostEnv('DORA_WEBGPU_TILE')) tuning.tile = hostEnv('DORA_WEBGPU_TILE');
-  const splitK = num(hostEnv('DORA_WEBGPU_SPLITK'));
-  if (splitK !== undefined) tuning.splitK = splitK;
-  const rows = num(hostEnv('DORA_WEBGPU_ROWS'));
-  if (rows !== undefined) tuning.rows = rows;
-  const normWorkgroups = num(hostEnv('DORA_WEBGPU_WN_WORKGROUPS'));
-  if (normWorkgroups !== undefined) tuning.normWorkgroups = normWorkgroups;
-  return {
-    matmulVariant: mm === 'tiled' || mm === 'gemv' || mm === 'smallK' ? mm : undefined,
-    weightNormVariant: wn === 'rows' || wn === 'tiles' ? wn : undefined,
-    tuning,
-  };
 }
 
 export class KernelContext {

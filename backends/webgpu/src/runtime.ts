@@ -20,7 +20,6 @@ import { type CompiledProgram, PipelineCache } from './runtime/pipelines.js';
 import type { Program } from './runtime/program.js';
 import { StagingBuffers } from './runtime/readback.js';
 import { UniformArena } from './runtime/uniform-arena.js';
-import { hostEnv } from '#host';
 
 export type { PendingOp } from './runtime/deferred.js';
 export { memoProgram, type Program } from './runtime/program.js';
@@ -75,7 +74,7 @@ export class GpuRuntime {
   private pendingError: Error | null = null;
   private lostError: DeviceLostError | null = null;
   private disposed = false;
-  private readonly dumpShaders = !!hostEnv('DORA_WEBGPU_DUMP_SHADERS');
+  private readonly dumpShaders: boolean;
   private readonly onUncaptured = (ev: Event): void => {
     const err = (ev as GPUUncapturedErrorEvent).error;
     this.record(new GpuValidationError(`WebGPU error: ${err.message}`));
@@ -85,8 +84,9 @@ export class GpuRuntime {
 
   constructor(
     readonly device: GPUDevice,
-    options: { maxPoolBytes?: number; uniformArenaBytes?: number } = {},
+    options: { maxPoolBytes?: number; uniformArenaBytes?: number; dumpShaders?: boolean } = {},
   ) {
+    this.dumpShaders = options.dumpShaders ?? false;
     this.bindGroups = new BindGroupCache(device, this.stats);
     this.pool = new BufferPool(
       (size, usage) => this.createBuffer(size, usage),

@@ -19,7 +19,7 @@ export function gemvRowsPerWorkgroup(N: number): number {
 
 const parsedTiles = new Map<string, TileConfig | undefined>();
 
-/** A `TMxTNxBK` blocking (e.g. 8x8x8; TM, TN ∈ {4, 8}), from `setTuning` or `DORA_WEBGPU_TILE`. */
+/** A `TMxTNxBK` blocking (e.g. 8x8x8; TM, TN ∈ {4, 8}), from the `tuning` option or `setTuning`. */
 export function parseTile(spec: string | undefined): TileConfig | undefined {
   if (!spec) return undefined;
   if (parsedTiles.has(spec)) return parsedTiles.get(spec);
@@ -34,13 +34,13 @@ export function parseTile(spec: string | undefined): TileConfig | undefined {
   return cfg;
 }
 
-/** K slices forced by `setTuning` or `DORA_WEBGPU_SPLITK=n` (1: none). */
+/** K slices forced by the `tuning` option or `setTuning` (1: none). */
 function forcedSplits(ctx: KernelContext): number | undefined {
   const n = ctx.options.tuning.splitK;
   return n !== undefined && Number.isInteger(n) && n >= 1 ? n : undefined;
 }
 
-/** Rows per workgroup of the row-streaming programs forced by `setTuning` or `DORA_WEBGPU_ROWS`. */
+/** Rows per workgroup of the row-streaming programs forced by the `tuning` option or `setTuning`. */
 export function forcedRows(ctx: KernelContext): number | undefined {
   const n = ctx.options.tuning.rows;
   return n !== undefined && [1, 2, 4, 8, 16].includes(n) ? n : undefined;
