@@ -153,30 +153,22 @@ export function checkConcatPart(first: CpuInfo, t: CpuInfo, axis: number): void 
 }
 
 /**
- * W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r]: the sizes the weight-norm kernels
- * index by. A conv weight may also be passed unflattened: trailing axes of W and A (and B's trailing 1×1)
- * are read as one `in` axis.
+ * W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r], all 2-D. Core validates the shapes (and
+ * flattens conv weights) before calling; this is only the O(1) check the kernels' memory safety needs: they
+ * index W, A and B by these sizes, so the sizes must agree with each other (each handle's length was
+ * checked against its shape when it was read).
  */
 export function weightNormDims(w: CpuInfo, a: CpuInfo, b: CpuInfo, tw: boolean): { out: number; inF: number; r: number } {
-  const asMatrix = (s: readonly number[]): [number, number] => [s[0] ?? 0, s.length < 2 ? 0 : sizeOf(s.slice(1))];
-  const [w0, w1] = asMatrix(w.shape);
+  const [w0 = -1, w1 = -1] = w.shape;
   const [out, inF] = tw ? [w1, w0] : [w0, w1];
-  const [r, aIn] = asMatrix(a.shape);
-  const [bOut, bR] = asMatrix(b.shape);
-  if (
-    w.shape.length < 2 ||
-    (tw && w.shape.length !== 2) ||
-    a.shape.length < 2 ||
-    b.shape.length < 2 ||
-    aIn !== inF ||
-    bOut !== out ||
-    bR !== r
-  ) {
+  const [r, aIn] = a.shape;
+  const [bOut, bR] = b.shape;
+  if (w.shape.length !== 2 || a.shape.length !== 2 || b.shape.length !== 2 || aIn !== inF || bOut !== out || bR !== r) {
     throw new ShapeError(
       `cpu weightNorm: W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit [out, in], [r, in], [out, r]`,
     );
   }
-  return { out, inF, r };
+  return { out, inF, r: r! };
 }
 
 export function checkDoraCompose(base: CpuInfo, lora: CpuInfo, g: CpuInfo, bias: CpuInfo | null): number {
