@@ -17,6 +17,7 @@ import { chromium, type Browser, type ConsoleMessage } from 'playwright-core';
 import { createCpuBackend } from '../src/index.js';
 import { CASES, runCase } from './browser/cases.js';
 import type { PlainReport, ThreadedReport } from './browser/page.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -33,19 +34,6 @@ const PAGE_TIMEOUT = 20_000;
 function floats(b64: string): Float32Array {
   const b = Buffer.from(b64, 'base64');
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
-
-/** max|a − b| / max|b|. */
-function relError(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i]! - b[i]!);
-    diff = d > diff || Number.isNaN(d) ? d : diff;
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
 }
 
 /** Index of the first element that differs bit-for-bit (Object.is), or -1. */
@@ -134,8 +122,8 @@ function checkThreaded(r: ThreadedReport | { error: string } | undefined, label:
     const ref = nodeReference.get(c.name)!;
     expect(threaded.length, `${label} ${c.name}: output size`).toBe(ref.length);
     expect(firstDifference(threaded, one), `${label} ${c.name}: 2 threads bit-identical to 1 thread (first differing index)`).toBe(-1);
-    expect(relError(threaded, js), `${label} ${c.name}: 2 threads vs the page's typed-array kernels`).toBeLessThanOrEqual(1e-5);
-    expect(relError(js, ref), `${label} ${c.name}: the page's typed-array kernels vs Node's`).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(threaded, js), `${label} ${c.name}: 2 threads vs the page's typed-array kernels`).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(js, ref), `${label} ${c.name}: the page's typed-array kernels vs Node's`).toBeLessThanOrEqual(1e-5);
   }
   expect(
     firstDifference(floats(t.eager), floats(t.outputs[CASES[0]!.name]!.one)),
@@ -241,8 +229,8 @@ describe.skipIf(!haveChromium)(`cpu backend in headless Chromium${skipReason ? `
     for (const c of CASES) {
       const o = p.outputs[c.name]!;
       const ref = nodeReference.get(c.name)!;
-      expect(relError(floats(o.auto), ref), `${c.name}: default backend vs Node's typed-array kernels`).toBeLessThanOrEqual(1e-5);
-      expect(relError(floats(o.asked), ref), `${c.name}: threads: 2 backend vs Node's typed-array kernels`).toBeLessThanOrEqual(1e-5);
+      expect(relativeError(floats(o.auto), ref), `${c.name}: default backend vs Node's typed-array kernels`).toBeLessThanOrEqual(1e-5);
+      expect(relativeError(floats(o.asked), ref), `${c.name}: threads: 2 backend vs Node's typed-array kernels`).toBeLessThanOrEqual(1e-5);
     }
     expect(p.live).toEqual({ auto: 0, asked: 0 });
   });

@@ -5,31 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuBackend } from '../src/index.js';
+import { weightNormHost } from '@dorajs/backend-conformance';
 import { seeded } from './helpers.js';
-
-function hostNorms(
-  w: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  out: number,
-  inF: number,
-  r: number,
-  s: number,
-  tw: boolean,
-): Float64Array {
-  const norms = new Float64Array(out);
-  for (let o = 0; o < out; o++) {
-    let sum = 0;
-    for (let i = 0; i < inF; i++) {
-      let ba = 0;
-      for (let k = 0; k < r; k++) ba += b[o * r + k]! * a[k * inF + i]!;
-      const v = w[tw ? i * out + o : o * inF + i]! + s * ba;
-      sum += v * v;
-    }
-    norms[o] = Math.sqrt(sum);
-  }
-  return norms;
-}
 
 async function norms(
   be: CpuBackend,
@@ -71,7 +48,7 @@ describe('wasm weightNorm', () => {
           const a = seeded(r * inF, 2 + inF);
           const b = seeded(out * r, 3 + r);
           const got = await norms(be, w, a, b, out, inF, r, 0.75, tw);
-          const want = hostNorms(w, a, b, out, inF, r, 0.75, tw);
+          const want = weightNormHost(w, a, b, out, inF, r, 0.75, tw);
           for (let o = 0; o < out; o++) expect(Math.abs(got[o]! - want[o]!)).toBeLessThanOrEqual(2e-6 * want[o]!);
         });
       }
@@ -95,7 +72,7 @@ describe('wasm weightNorm', () => {
         }
         const a = seeded(r * inF, 7);
         const got = await norms(be, w, a, b, out, inF, r, 1, tw);
-        const want = hostNorms(w, a, b, out, inF, r, 1, tw);
+        const want = weightNormHost(w, a, b, out, inF, r, 1, tw);
         expect(got[0]).toBe(0);
         expect(Number.isFinite(got[1]!)).toBe(true);
         for (let o = 1; o < out; o++) expect(Math.abs(got[o]! - want[o]!)).toBeLessThanOrEqual(2e-6 * want[o]!);

@@ -15,7 +15,8 @@ import { chromium } from 'playwright-core';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import type { Backend, TensorInfo } from '@dorajs/core';
 import { doraLinear } from './helpers/dora-linear.js';
-import { randn, relError } from './helpers/reference.js';
+import { randn } from './helpers/reference.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -122,9 +123,9 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
         ['no WebGPU errors', result.gpuErrors.length === 0 && consoleErrors.length === 0],
       ];
       if (result.ok) {
-        const err = relError(result.y!, await cpuReference('x'));
+        const err = relativeError(result.y!, await cpuReference('x'));
         checks.push([`matches the CPU backend (rel err ${err.toExponential(2)})`, err < 1e-4]);
-        const errDecode = relError(result.yDecode!, await cpuReference('x1'));
+        const errDecode = relativeError(result.yDecode!, await cpuReference('x1'));
         checks.push([
           `decode step (GEMV and norm in one pass) matches the CPU backend (rel err ${errDecode.toExponential(2)})`,
           errDecode < 1e-4,

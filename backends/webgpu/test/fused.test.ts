@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { f32ToBf16, bf16ToF32, type DType, type TensorInfo } from '@dorajs/core';
 import type { GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
-import { randn, relError, weightNormRef } from './helpers/reference.js';
+import { randn } from './helpers/reference.js';
+import { relativeError, weightNormHost } from '@dorajs/backend-conformance';
 
 const { backend, skipReason } = await setupGpu();
 const be = backend!;
@@ -36,7 +37,7 @@ describe.skipIf(!backend)(`webgpu fused kernels${skipReason ? ` (${skipReason})`
     const n = be.weightNorm(W, A, B, scale, { transposeW });
     expect(be.stats().largestRequest).toBeLessThan(out * inn * 4);
     const got = await be.download({ data: n, shape: [out], dtype: 'float32' });
-    expect(relError(got as Float32Array, weightNormRef(w, a, b, out, inn, r, scale, transposeW))).toBeLessThan(1e-5);
+    expect(relativeError(got as Float32Array, weightNormHost(w, a, b, out, inn, r, scale, transposeW))).toBeLessThan(1e-5);
     for (const t of [W, A, B]) be.release(t.data);
     be.release(n);
   });
@@ -49,7 +50,7 @@ describe.skipIf(!backend)(`webgpu fused kernels${skipReason ? ` (${skipReason})`
     const b = randn(o * r, 6, 0.5);
     const n = be.weightNorm(up(w, [o, c, kh, kw]), up(a, [r, c, kh, kw]), up(b, [o, r, 1, 1]), 2, {});
     const got = await be.download({ data: n, shape: [o], dtype: 'float32' });
-    expect(relError(got as Float32Array, weightNormRef(w, a, b, o, inn, r, 2, false))).toBeLessThan(1e-5);
+    expect(relativeError(got as Float32Array, weightNormHost(w, a, b, o, inn, r, 2, false))).toBeLessThan(1e-5);
   });
 
   it('weightNorm reads bf16-stored W (half the bytes) exactly like float32 W holding the same values', async () => {
@@ -65,7 +66,7 @@ describe.skipIf(!backend)(`webgpu fused kernels${skipReason ? ` (${skipReason})`
       expect(wBf.data.buf.size * 2).toBe(wF.data.buf.size);
       const nb = await be.download({ data: be.weightNorm(wBf, a, b, 0.5, { transposeW }), shape: [out], dtype: 'float32' });
       const nf = await be.download({ data: be.weightNorm(wF, a, b, 0.5, { transposeW }), shape: [out], dtype: 'float32' });
-      expect(relError(nb as Float32Array, nf as Float32Array)).toBeLessThan(1e-6);
+      expect(relativeError(nb as Float32Array, nf as Float32Array)).toBeLessThan(1e-6);
     }
   });
 
@@ -80,7 +81,7 @@ describe.skipIf(!backend)(`webgpu fused kernels${skipReason ? ` (${skipReason})`
     const args = [up(base, [rows, cols]), up(lora, [rows, cols]), up(g, [cols]), s] as const;
     const y1 = await be.download({ data: be.doraCompose(...args, up(bias, [cols])), shape: [rows, cols], dtype: 'float32' });
     const y0 = await be.download({ data: be.doraCompose(...args, null), shape: [rows, cols], dtype: 'float32' });
-    expect(relError(y1 as Float32Array, want(true))).toBeLessThan(1e-6);
-    expect(relError(y0 as Float32Array, want(false))).toBeLessThan(1e-6);
+    expect(relativeError(y1 as Float32Array, want(true))).toBeLessThan(1e-6);
+    expect(relativeError(y0 as Float32Array, want(false))).toBeLessThan(1e-6);
   });
 });

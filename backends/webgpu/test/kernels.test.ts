@@ -3,7 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { bf16ToF32, f32ToBf16, type BinaryOp, type DType, type TensorInfo, type UnaryOp } from '@dorajs/core';
 import type { GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
-import { broadcastMap, matmulRef, randn, relError, size, strides } from './helpers/reference.js';
+import { broadcastMap, matmulRef, randn, size, strides } from './helpers/reference.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const { backend, skipReason } = await setupGpu();
 const be = backend!;
@@ -94,7 +95,7 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
       const got = await down(be.unary(op, t), [input.length]);
       const want = input.map((x) => unaryRef[op](Math.fround(x)));
       // GPU transcendental functions are not correctly rounded; 1e-5 is well inside the 1e-4 GPU budget.
-      expect(relError(got, want), op).toBeLessThan(1e-5);
+      expect(relativeError(got, want), op).toBeLessThan(1e-5);
     }
     const inf = up([1, Infinity, -Infinity, NaN], [4]);
     expect(await down(be.unary('isFinite', inf), [4])).toEqual([1, 0, 0, 0]);
@@ -116,7 +117,7 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     for (const [op, f] of ops) {
       const got = await down(be.binary(op, up(a, [2, 3, 4]), up(b, [3, 1]), [2, 3, 4]), [24]);
       expect(
-        relError(
+        relativeError(
           got,
           broadcastMap(
             [
@@ -183,7 +184,7 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
         }
         if (op === 'mean') for (let i = 0; i < n; i++) want[i]! /= count;
         const got = await down(be.reduce(op, up(x, shape), axes, outShape), outShape);
-        expect(relError(got, want), `${op} ${axes}`).toBeLessThan(1e-6);
+        expect(relativeError(got, want), `${op} ${axes}`).toBeLessThan(1e-6);
       }
     }
     const ints = be.reduce('sum', up([1, 2, 3, 4], [2, 2], 'int32'), [1], [2, 1]);
@@ -202,9 +203,9 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
       const m = Math.max(...row);
       const s = row.reduce((p, v) => p + Math.exp(v - m), 0);
       const want = row.map((v) => Math.exp(v - m) / s);
-      expect(relError(sm.slice(r * 300, r * 300 + 300), want)).toBeLessThan(1e-5);
+      expect(relativeError(sm.slice(r * 300, r * 300 + 300), want)).toBeLessThan(1e-5);
       expect(
-        relError(
+        relativeError(
           lsm.slice(r * 300, r * 300 + 300),
           row.map((v) => v - m - Math.log(s)),
         ),
@@ -226,7 +227,7 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     [5, 0, 5, 2].forEach((r, i) => {
       for (let c = 0; c < 3; c++) ref[r * 3 + c]! += upd[i * 3 + c]!;
     });
-    expect(relError(sa, ref)).toBeLessThan(1e-6);
+    expect(relativeError(sa, ref)).toBeLessThan(1e-6);
   });
 
   it('transpose, slice and concat keep exact bits for every dtype', async () => {
@@ -279,7 +280,7 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
       be.matmul(up(a, [...aShape]), up(b, [...bShape]), { transposeA: transA, transposeB: transB }, ref.shape),
       ref.shape,
     );
-    expect(relError(got, ref.out)).toBeLessThan(1e-5);
+    expect(relativeError(got, ref.out)).toBeLessThan(1e-5);
   });
 
   it.each([
@@ -294,7 +295,7 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const rounded = Float32Array.from(bits, bf16ToF32);
     const ref = matmulRef(a, aShape, rounded, bShape, false, transB);
     const got = await down(be.matmul(up(a, [...aShape]), up(bits, [...bShape], 'bfloat16'), { transposeB: transB }, ref.shape), ref.shape);
-    expect(relError(got, ref.out)).toBeLessThan(1e-5);
+    expect(relativeError(got, ref.out)).toBeLessThan(1e-5);
   });
 
   it('conv2d and both gradients (stride, padding, dilation, groups)', async () => {
@@ -331,9 +332,9 @@ describe.skipIf(!backend)(`webgpu kernels${skipReason ? ` (${skipReason})` : ''}
     const xs = [N, C, H, W];
     const ws = [O, cpg, KH, KW];
     const ys = [N, O, OH, OW];
-    expect(relError(await down(be.conv2d(up(x, xs), up(w, ws), p, ys), ys), y)).toBeLessThan(1e-5);
-    expect(relError(await down(be.conv2dBackpropInput(up(dy, ys), up(w, ws), p, xs), xs), dx)).toBeLessThan(1e-5);
-    expect(relError(await down(be.conv2dBackpropFilter(up(x, xs), up(dy, ys), p, ws), ws), dw)).toBeLessThan(1e-5);
+    expect(relativeError(await down(be.conv2d(up(x, xs), up(w, ws), p, ys), ys), y)).toBeLessThan(1e-5);
+    expect(relativeError(await down(be.conv2dBackpropInput(up(dy, ys), up(w, ws), p, xs), xs), dx)).toBeLessThan(1e-5);
+    expect(relativeError(await down(be.conv2dBackpropFilter(up(x, xs), up(dy, ys), p, ws), ws), dw)).toBeLessThan(1e-5);
   });
 
   it('releases every buffer it hands out', () => {

@@ -10,7 +10,7 @@ import { bf16ToF32, f32ToBf16, parseSafetensors, type DType, type HostTensor, ty
 import type { GpuTensor } from '../src/index.js';
 import { doraLinear } from './helpers/dora-linear.js';
 import { setupGpu } from './helpers/gpu.js';
-import { relError } from './helpers/reference.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const { backend, skipReason } = await setupGpu();
 const be = backend!;
@@ -93,7 +93,7 @@ describe.skipIf(!backend)(`webgpu on the PEFT 'linear' fixture${skipReason ? ` (
   it('matches PEFT out.dora within 1e-4', async () => {
     const temps: GpuTensor[] = [];
     const y = await be.download(forwardExact(temps));
-    expect(relError(y as Float32Array, f32(tensors, 'out.dora').data)).toBeLessThan(1e-4);
+    expect(relativeError(y as Float32Array, f32(tensors, 'out.dora').data)).toBeLessThan(1e-4);
     for (const h of temps) be.release(h);
   });
 
@@ -102,14 +102,14 @@ describe.skipIf(!backend)(`webgpu on the PEFT 'linear' fixture${skipReason ? ` (
     const tb: GpuTensor[] = [];
     const yf = await be.download(forward('float32', tf));
     const yb = await be.download(forward('bfloat16', tb));
-    expect(relError(yb as Float32Array, yf as Float32Array)).toBeLessThan(1e-4);
+    expect(relativeError(yb as Float32Array, yf as Float32Array)).toBeLessThan(1e-4);
     // The base weights are the first upload of each layer in both runs: compare their storage.
     const weightBytes = (ts: GpuTensor[]) =>
       ts.filter((t) => t.size === 32 * 16 || t.size === 8 * 32).reduce((sum, t) => sum + t.buf.size, 0);
     expect(weightBytes(tb) * 2).toBe(weightBytes(tf));
     expect(tb.filter((t) => t.dtype === 'bfloat16')).toHaveLength(2);
     // and the bf16 result still agrees with PEFT to bf16 weight precision
-    expect(relError(yb as Float32Array, f32(tensors, 'out.dora').data)).toBeLessThan(1e-2);
+    expect(relativeError(yb as Float32Array, f32(tensors, 'out.dora').data)).toBeLessThan(1e-2);
     for (const h of [...tf, ...tb]) be.release(h);
   });
 });

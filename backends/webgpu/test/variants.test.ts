@@ -9,7 +9,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { bf16ToF32, f32ToBf16, type DType, type TensorInfo } from '@dorajs/core';
 import type { GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
-import { matmulRef, randn, relError, size, weightNormRef } from './helpers/reference.js';
+import { matmulRef, randn, size } from './helpers/reference.js';
+import { relativeError, weightNormHost } from '@dorajs/backend-conformance';
 
 const { backend, skipReason } = await setupGpu();
 const be = backend!;
@@ -54,7 +55,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const b = randn(size(bShape), 2);
       const ref = matmulRef(a, aShape, b, bShape, transA, transB);
       const y = be.matmul(up(a, aShape), up(b, bShape), { transposeA: transA, transposeB: transB }, ref.shape);
-      expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), ref.out)).toBeLessThan(1e-5);
     });
 
     it.each([
@@ -73,7 +74,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const y = be.matmul(up(a, aShape), up(b, bShape), { transposeB: transB }, ref.shape);
       be.flush();
       expect(be.stats().dispatches - before).toBe(2); // the slices, then their sum
-      expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), ref.out)).toBeLessThan(1e-5);
     });
 
     it('reuses one scratch buffer for the K slices of consecutive matmuls in a batch, without mixing them up', async () => {
@@ -89,7 +90,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const ys = uploaded.map(([a, b]) => be.matmul(a, b, {}, [M, N]));
       be.flush();
       expect(be.stats().largestRequest).toBe(M * N * 4); // the outputs only: the scratch was not requested again
-      for (let i = 0; i < 3; i++) expect(relError(await down(ys[i]!), refs[i]!)).toBeLessThan(1e-5);
+      for (let i = 0; i < 3; i++) expect(relativeError(await down(ys[i]!), refs[i]!)).toBeLessThan(1e-5);
     });
 
     it('splits K by itself when the output has few tiles and K is long', async () => {
@@ -101,7 +102,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const y = be.matmul(up(a, [M, K]), up(b, [N, K]), { transposeB: true }, [M, N]);
       be.flush();
       expect(be.stats().dispatches - before).toBe(2);
-      expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), ref.out)).toBeLessThan(1e-5);
     });
 
     it('falls back to a blocking that fits the workgroup memory limit', async () => {
@@ -112,7 +113,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const b = randn(70 * 129, 8);
       const ref = matmulRef(a, [130, 70], b, [70, 129], false, false);
       const y = be.matmul(up(a, [130, 70]), up(b, [70, 129]), {}, ref.shape);
-      expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), ref.out)).toBeLessThan(1e-5);
       await be.sync();
     });
   });
@@ -138,7 +139,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const ref = matmulRef(x, xShape, wv, [N, K], false, true);
       const W = dtype === 'float32' ? up(wf, [N, K]) : up(bits, [N, K], 'bfloat16');
       const y = be.matmul(up(x, xShape), W, { transposeB: true }, ref.shape);
-      expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), ref.out)).toBeLessThan(1e-5);
     });
 
     it('keeps the older GEMV for shapes the rows program does not take (K % 4 != 0, x·W)', async () => {
@@ -151,7 +152,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
         const wShape = transB ? [10, K] : [K, 10];
         const ref = matmulRef(x, [1, K], w, wShape, false, transB);
         const y = be.matmul(up(x, [1, K]), up(w, wShape), { transposeB: transB }, [1, 10]);
-        expect(relError(await down(y), ref.out)).toBeLessThan(1e-5);
+        expect(relativeError(await down(y), ref.out)).toBeLessThan(1e-5);
       }
     });
   });
@@ -181,7 +182,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       be.resetLargestRequest();
       const n = be.weightNorm(W, A, B, 1.3, {});
       expect(be.stats().largestRequest).toBe(out * 4); // the norms, nothing else
-      expect(relError(await down(n), weightNormRef(wv, a, b, out, inn, r, 1.3, false))).toBeLessThan(1e-5);
+      expect(relativeError(await down(n), weightNormHost(wv, a, b, out, inn, r, 1.3, false))).toBeLessThan(1e-5);
     });
 
     it('by default runs the one-pass rows program, and joins a deferred GEMV over the same W', async () => {
@@ -191,7 +192,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const b = randn(out * r, 42, 0.5);
       const x = randn(inn, 43);
       const [W, A, B, X] = [up(w, [out, inn]), up(a, [r, inn]), up(b, [out, r]), up(x, [1, inn])];
-      const ref = weightNormRef(w, a, b, out, inn, r, 2, false);
+      const ref = weightNormHost(w, a, b, out, inn, r, 2, false);
       await be.sync();
       let before = be.stats();
       const alone = be.weightNorm(W, A, B, 2, {});
@@ -201,9 +202,9 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const joined = be.weightNorm(W, A, B, 2, {});
       expect(be.stats().fused - before.fused).toBe(1);
       expect(be.stats().dispatches - before.dispatches).toBe(1);
-      expect(relError(await down(alone), ref)).toBeLessThan(1e-5);
-      expect(relError(await down(joined), ref)).toBeLessThan(1e-5);
-      expect(relError(await down(y), matmulRef(x, [1, inn], w, [out, inn], false, true).out)).toBeLessThan(1e-5);
+      expect(relativeError(await down(alone), ref)).toBeLessThan(1e-5);
+      expect(relativeError(await down(joined), ref)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), matmulRef(x, [1, inn], w, [out, inn], false, true).out)).toBeLessThan(1e-5);
       // A GEMV over another W (or with fusion off) leaves the norm alone.
       before = be.stats();
       be.matmul(X, up(w, [out, inn]), { transposeB: true }, [1, out]);
@@ -220,7 +221,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const W = up(w, [out, inn]);
       const A = up(a, [r, inn]);
       const B = up(b, [out, r]);
-      const ref = weightNormRef(w, a, b, out, inn, r, 2, false);
+      const ref = weightNormHost(w, a, b, out, inn, r, 2, false);
       for (const [variant, dispatches] of [
         ['rows', 1],
         ['tiles', 2],
@@ -229,7 +230,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
         const before = be.stats().dispatches;
         const n = be.weightNorm(W, A, B, 2, {});
         expect(be.stats().dispatches - before, variant).toBe(dispatches);
-        expect(relError(await down(n), ref), variant).toBeLessThan(1e-5);
+        expect(relativeError(await down(n), ref), variant).toBeLessThan(1e-5);
       }
     });
   });
@@ -283,8 +284,8 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       expect(plain.fused).toBe(0);
       expect(fused.fused).toBe(1);
       expect(fused.dispatches).toBe(plain.dispatches - 1);
-      expect(relError(fused.y, plain.y)).toBeLessThan(1e-6);
-      expect(relError(fused.base, plain.base)).toBeLessThan(1e-6);
+      expect(relativeError(fused.y, plain.y)).toBeLessThan(1e-6);
+      expect(relativeError(fused.base, plain.base)).toBeLessThan(1e-6);
     });
 
     it('folds the compose into a split-K matmul (in its reduction)', async () => {
@@ -303,8 +304,8 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       be.flush();
       expect(be.stats().fused - before.fused).toBe(1);
       expect(be.stats().dispatches - before.dispatches).toBe(2);
-      expect(relError(await down(y), want)).toBeLessThan(1e-5);
-      expect(relError(await down(b), ref)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y), want)).toBeLessThan(1e-5);
+      expect(relativeError(await down(b), ref)).toBeLessThan(1e-5);
     });
 
     it('never lets a deferred matmul be read before it runs, nor reuse buffers it still needs', async () => {
@@ -324,12 +325,12 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       be.flush();
       const junk = [be.upload(randn(M * K, 33), [M, K], 'float32'), be.upload(randn(K * N, 34), [K, N], 'float32')];
       expect(
-        relError(
+        relativeError(
           await down(doubled),
           Array.from(ref, (v) => 2 * v),
         ),
       ).toBeLessThan(1e-5);
-      expect(relError(await down(y2), ref)).toBeLessThan(1e-5);
+      expect(relativeError(await down(y2), ref)).toBeLessThan(1e-5);
       for (const t of [y, y2, doubled, ...junk]) be.release(t);
     });
   });

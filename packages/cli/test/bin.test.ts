@@ -2,7 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FIXTURES, floats, idsJson, readTensors, relativeError, tempDir } from './helpers.js';
+import { FIXTURES, floats, idsJson, readTensors, tempDir } from './helpers.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 // The package's test script builds first, so this is the JavaScript that `node_modules/.bin/dora` runs.
 const BIN = new URL('../dist/bin.js', import.meta.url).pathname;

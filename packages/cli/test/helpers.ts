@@ -34,17 +34,6 @@ export function floats(map: ReadonlyMap<string, HostTensor>, key: string): Float
   return toFloat32(h, { file: '?', key });
 }
 
-export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  if (a.length !== b.length) return Infinity;
-  return den === 0 ? num : num / den;
-}
-
 /** Writes the fixture's `input.ids` as a JSON ids file. */
 export function idsJson(caseName: string, dir: string): string {
   const t = readTensors(join(FIXTURES, caseName, 'tensors.safetensors')).get('input.ids')!;

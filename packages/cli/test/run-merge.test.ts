@@ -1,7 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dora, FIXTURES, floats, idsJson, readTensors, relativeError, tempDir } from './helpers.js';
+import { dora, FIXTURES, floats, idsJson, readTensors, tempDir } from './helpers.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 // CPU matches PEFT to float32 rounding; GPU and tfjs kernels sum in other orders.
 const BACKENDS = [

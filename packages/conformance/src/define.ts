@@ -7,7 +7,7 @@ import type { Backend } from '@dorajs/core';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Tolerance } from './compare.js';
 import { CaseSkipped, RunContext } from './context.js';
-import { kernelTiers } from './tiers/index.js';
+import { kernelTiers, referenceTier } from './tiers/index.js';
 import { modelTiers } from './tiers/models.js';
 import type { ConformanceCase, ConformanceTier } from './types.js';
 
@@ -18,10 +18,12 @@ export interface BackendConformanceOptions {
   readonly create: () => Backend | Promise<Backend>;
   /**
    * Creates the reference backend for the vs-reference tier (called once, on first use), normally
-   * `() => createCpuBackend()` from @dorajs/backend-cpu. Required rather than imported here, so this
-   * package does not depend on a backend (the CPU backend runs this suite against itself).
+   * `() => createCpuBackend({ kernels: 'js' })` from @dorajs/backend-cpu. Required rather than imported
+   * here, so this package does not depend on a backend. `null` for the reference kernels themselves: the
+   * vs-reference tier is then left out (it would compare the kernels with themselves, a check that cannot
+   * fail); their values are checked against float64 host values by the other tiers.
    */
-  readonly reference: () => Backend | Promise<Backend>;
+  readonly reference: (() => Backend | Promise<Backend>) | null;
   /**
    * rtol/atol for every comparison. Default: 1e-5 / 1e-6 for host backends, 1e-4 / 1e-5 for backends
    * whose `capabilities.offHost` is true (GPUs sum in other orders and use fast transcendental functions).
@@ -33,7 +35,7 @@ export interface BackendConformanceOptions {
   readonly tiers?: readonly ConformanceTier[];
   /**
    * Folder of the PEFT 0.21.0 golden fixtures for the parity tier (default: this repository's
-   * fixtures/peft). Where it is missing, the parity cases skip with the path as reason.
+   * fixtures/peft). A missing fixture fails its case, naming the path.
    */
   readonly fixturesDir?: string;
 }
@@ -42,7 +44,8 @@ export const HOST_TOLERANCE: Tolerance = { rtol: 1e-5, atol: 1e-6 };
 export const OFF_HOST_TOLERANCE: Tolerance = { rtol: 1e-4, atol: 1e-5 };
 
 export function defineBackendConformance(options: BackendConformanceOptions): void {
-  const tiers = [...kernelTiers, ...modelTiers(options.fixturesDir), ...(options.tiers ?? [])];
+  const kernels = options.reference ? kernelTiers : kernelTiers.filter((t) => t !== referenceTier);
+  const tiers = [...kernels, ...modelTiers(options.fixturesDir), ...(options.tiers ?? [])];
   const skip = options.skip ?? {};
   checkIds(tiers, skip);
 
@@ -63,7 +66,11 @@ export function defineBackendConformance(options: BackendConformanceOptions): vo
       backend?.dispose();
     });
 
-    const getReference = (): Promise<Backend> => (reference ??= Promise.resolve(options.reference()));
+    const makeReference = options.reference;
+    const getReference = (): Promise<Backend> => {
+      if (!makeReference) throw new Error(`backend '${options.name}' is the reference: no case may ask for another one`);
+      return (reference ??= Promise.resolve(makeReference()));
+    };
 
     for (const tier of tiers) {
       describe(`${tier.id}: ${tier.title}`, () => {

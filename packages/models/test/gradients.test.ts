@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, writeCheckpoint } from './checkpoints.js';
-import { cpu, relativeError, tempDir } from './helpers.js';
+import { cpu, tempDir } from './helpers.js';
 import { referenceGPT2, referenceLlama, type Weights } from './reference.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const IDS = [
   [5, 1, 11, 7],

@@ -26,19 +26,6 @@ export function hostFloat32(t: HostTensor | undefined, what: string): Float32Arr
   return t.data;
 }
 
-/** max|a − b| / max|b|, the parity metric in CONTRIBUTING. */
-export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  // Both all-zero (an untouched zero bias) is a match, not 0/0.
-  return num === 0 ? 0 : num / den;
-}
-
 /** A fresh temporary folder, removed by the returned cleanup. */
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'dorajs-models-'));

@@ -15,8 +15,9 @@ import {
 } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, shardName, writeCheckpoint } from './checkpoints.js';
-import { baseDir, cpu, rejection, relativeError, tempDir } from './helpers.js';
+import { baseDir, cpu, rejection, tempDir } from './helpers.js';
 import { referenceGPT2, referenceLlama } from './reference.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
 let n = 0;

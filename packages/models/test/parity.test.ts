@@ -3,7 +3,8 @@ import { noGrad, tidy } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import { tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
-import { baseDir, cpu, fixtureTensors, hostFloat32, relativeError } from './helpers.js';
+import { baseDir, cpu, fixtureTensors, hostFloat32 } from './helpers.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 describe.each([
   ['llama', 'LlamaForCausalLM', [2, 9, 96]],

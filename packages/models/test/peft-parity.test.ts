@@ -10,7 +10,8 @@ import { PeftModel } from '@dorajs/peft';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type CausalLM, tokenIds } from '../src/index.js';
 import { type CheckpointInfo, loadModel, saveModel } from '../src/node.js';
-import { baseDir, cpu, fixtureDir, fixtureTensors, hostFloat32, relativeError, tempDir } from './helpers.js';
+import { baseDir, cpu, fixtureDir, fixtureTensors, hostFloat32, tempDir } from './helpers.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const TOL = 1e-5;
 

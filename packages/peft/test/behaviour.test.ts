@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DoraCaching, getPeftModel, isLoraLayer, LoraConfig, MergeError, PeftModel } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { KINDS, type Kind, perturb } from './helpers/behaviour.js';
-import { relError } from './helpers/fixtures.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 let dir = '';
 beforeAll(async () => {
@@ -53,10 +53,10 @@ const TABLE = KINDS.flatMap((kind) =>
 describe.each(TABLE)('$label', ({ kind, useDora }) => {
   it('adapter changes the output; disabled = base', async () => {
     const { peft, x, base } = await setup(kind, useDora);
-    expect(relError(await out(peft, x), base)).toBeGreaterThan(1e-3);
-    expect(relError(await peft.disableAdapter(() => out(peft, x)), base)).toBeLessThan(1e-6);
+    expect(relativeError(await out(peft, x), base)).toBeGreaterThan(1e-3);
+    expect(relativeError(await peft.disableAdapter(() => out(peft, x)), base)).toBeLessThan(1e-6);
     // Leaving the scope re-enables the adapter.
-    expect(relError(await out(peft, x), base)).toBeGreaterThan(1e-3);
+    expect(relativeError(await out(peft, x), base)).toBeGreaterThan(1e-3);
   });
 
   it('save/load round trip gives the same outputs', async () => {
@@ -64,9 +64,9 @@ describe.each(TABLE)('$label', ({ kind, useDora }) => {
     const path = join(dir, `${kind.name}-${useDora}`);
     await peft.savePretrained(path);
     const loaded = await PeftModel.fromPretrained(copy, path);
-    expect(relError(await out(loaded, x), await out(peft, x))).toBeLessThan(1e-6);
+    expect(relativeError(await out(loaded, x), await out(peft, x))).toBeLessThan(1e-6);
     const a = peft.stateDict();
-    for (const [k, v] of loaded.stateDict()) expect(relError(await v.float32(), await a.get(k)!.float32()), k).toBe(0);
+    for (const [k, v] of loaded.stateDict()) expect(relativeError(await v.float32(), await a.get(k)!.float32()), k).toBe(0);
   });
 
   it('merge ≈ unmerged, idempotent; unmerge restores weights and outputs', async () => {
@@ -74,16 +74,16 @@ describe.each(TABLE)('$label', ({ kind, useDora }) => {
     const before = await out(peft, x);
     const weights = await Promise.all(peft.loraLayers().map((l) => l.weight.float32()));
     await peft.mergeAdapter();
-    expect(relError(await out(peft, x), before)).toBeLessThan(1e-5);
+    expect(relativeError(await out(peft, x), before)).toBeLessThan(1e-5);
     await peft.mergeAdapter(); // warns "All adapters are already merged", changes nothing
-    expect(relError(await out(peft, x), before)).toBeLessThan(1e-5);
+    expect(relativeError(await out(peft, x), before)).toBeLessThan(1e-5);
     await peft.unmergeAdapter();
     const after = await Promise.all(peft.loraLayers().map((l) => l.weight.float32()));
-    after.forEach((w, i) => expect(relError(w, weights[i]!)).toBeLessThan(1e-5));
-    expect(relError(await out(peft, x), before)).toBeLessThan(1e-5);
+    after.forEach((w, i) => expect(relativeError(w, weights[i]!)).toBeLessThan(1e-5));
+    expect(relativeError(await out(peft, x), before)).toBeLessThan(1e-5);
     const merged = await peft.mergeAndUnload({ safeMerge: true });
     expect(merged.namedModules().some(([, m]) => isLoraLayer(m))).toBe(false);
-    expect(relError(await out(merged as Layer, x), before)).toBeLessThan(1e-5);
+    expect(relativeError(await out(merged as Layer, x), before)).toBeLessThan(1e-5);
   });
 
   it('switching adapters without reloading; delete removes every trace', async () => {
@@ -91,9 +91,9 @@ describe.each(TABLE)('$label', ({ kind, useDora }) => {
     const first = await out(peft, x);
     peft.setAdapter('second');
     const second = await out(peft, x);
-    expect(relError(second, first)).toBeGreaterThan(1e-3);
+    expect(relativeError(second, first)).toBeGreaterThan(1e-3);
     peft.setAdapter('first');
-    expect(relError(await out(peft, x), first)).toBe(0);
+    expect(relativeError(await out(peft, x), first)).toBe(0);
     await peft.mergeAdapter();
     expect(() => peft.deleteAdapter('first')).toThrow(MergeError);
     await peft.unmergeAdapter();
@@ -101,15 +101,15 @@ describe.each(TABLE)('$label', ({ kind, useDora }) => {
     expect(peft.activeAdapters).toEqual(['second']);
     expect([...peft.stateDict().keys()].some((k) => k.includes('.first'))).toBe(false);
     // merge + unmerge round the base weights (PEFT's W/f − Δ), hence 1e-5
-    expect(relError(await out(peft, x), second)).toBeLessThan(1e-5);
+    expect(relativeError(await out(peft, x), second)).toBeLessThan(1e-5);
     peft.deleteAdapter('second');
-    expect(relError(await out(peft, x), base)).toBeLessThan(1e-5);
+    expect(relativeError(await out(peft, x), base)).toBeLessThan(1e-5);
   });
 
   it('DoRA caching gives the uncached outputs', async () => {
     const { peft, x } = await setup(kind, useDora);
     const plain = await out(peft, x);
     const cached = await DoraCaching.scope(async () => [await out(peft, x), await out(peft, x)]);
-    for (const c of cached) expect(relError(c, plain)).toBe(0);
+    for (const c of cached) expect(relativeError(c, plain)).toBe(0);
   });
 });

@@ -15,9 +15,9 @@ import {
 } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
-import { relError } from './helpers/fixtures.js';
 import { add, mat, matmul, rowNorms, scale } from './helpers/host-math.js';
 import { ConvNet } from './helpers/models.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const input = (backend: import('@dorajs/core').Backend) => tensor(new Random(3).fillNormal(2 * 3 * 7 * 7), [2, 3, 7, 7], { backend });
 
@@ -38,7 +38,7 @@ describe('Conv2d with dilation ≠ 1', () => {
     const x = input(backend);
     const unmerged = await peft.forward(x).float32();
     const merged = (await peft.mergeAndUnload()) as Layer;
-    expect(relError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+    expect(relativeError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
   });
 
   it('warns when an adapter (e.g. from PEFT, which ran lora_A undilated) is loaded onto a dilated conv', async () => {
@@ -89,7 +89,7 @@ describe('Conv2d with groups > 1', () => {
     const delta = scale(matmul(mat(bFull, 4, 4), mat(await a.float32(), 4, 6)), 0.5);
     const expected = rowNorms(add(mat(wFull, 4, 6), delta));
     const m = await layer.lora_magnitude_vector.get('default')!.weight.float32();
-    expect(relError(m, expected)).toBeLessThan(1e-6);
+    expect(relativeError(m, expected)).toBeLessThan(1e-6);
   });
 
   it.each([true, false])(
@@ -110,14 +110,14 @@ describe('Conv2d with groups > 1', () => {
       expect(layer.merged).toBe(true);
       expect(layer.base_layer.params.groups).toBe(1);
       expect(layer.weight.shape).toEqual([out, inPerGroup * 2, kh, kw]);
-      expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      expect(relativeError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
       await peft.unmergeAdapter();
       expect(layer.base_layer.params.groups).toBe(2);
       expect(layer.weight.shape).toEqual([out, inPerGroup, kh, kw]);
-      expect(relError(await layer.weight.float32(), groupedWeight)).toBeLessThan(1e-5);
-      expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      expect(relativeError(await layer.weight.float32(), groupedWeight)).toBeLessThan(1e-5);
+      expect(relativeError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
       const merged = (await peft.mergeAndUnload({ safeMerge: true })) as Layer;
-      expect(relError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      expect(relativeError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
     },
   );
 

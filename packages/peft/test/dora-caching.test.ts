@@ -4,7 +4,7 @@ import { DoraCaching, getPeftModel, LoraConfig, type LoraLinear } from '../src/i
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
 import { counting } from './helpers/counting-backend.js';
-import { relError } from './helpers/fixtures.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 const IN = 64;
 const OUT = 48;
@@ -55,8 +55,8 @@ describe('DoRA caching', () => {
     const cached = noGrad(() => peft.forward(x));
     expect(c.largest()).toBeLessThan(IN * OUT);
     expect(c.largest()).toBeLessThanOrEqual(2 * OUT);
-    expect(relError(await cached.float32(), await plain.float32())).toBe(0);
-    expect(relError(await first.float32(), await plain.float32())).toBe(0);
+    expect(relativeError(await cached.float32(), await plain.float32())).toBe(0);
+    expect(relativeError(await first.float32(), await plain.float32())).toBe(0);
     DoraCaching.enable(false);
     noGrad(() => peft.forward(x)).dispose();
     expect(mag.hasCache).toBe(false);
@@ -90,7 +90,7 @@ describe('DoRA caching', () => {
     const mag = layer.lora_magnitude_vector.get('default')!;
     peft.setAdapter('other');
     expect(mag.hasCache).toBe(false);
-    expect(relError(await run(), await reference())).toBe(0);
+    expect(relativeError(await run(), await reference())).toBe(0);
     peft.setAdapter('default');
     await run();
     await peft.mergeAdapter();
@@ -104,11 +104,11 @@ describe('DoRA caching', () => {
     c.reset();
     const y = await run();
     expect(c.count('weightNorm', 'matmul')).toBeGreaterThan(0);
-    expect(relError(y, await reference())).toBe(0);
+    expect(relativeError(y, await reference())).toBe(0);
     const w = layer.weight;
     const nw = noGrad(() => ops.mulScalar(w, 0.5));
     w.assign(nw);
-    expect(relError(await run(), await reference())).toBe(0);
+    expect(relativeError(await run(), await reference())).toBe(0);
   });
 
   it('the magnitude still receives its gradient through a cached forward with grad enabled', async () => {
@@ -123,6 +123,6 @@ describe('DoRA caching', () => {
     m.grad = null;
     DoraCaching.enable(false);
     backward(ops.sum(peft.forward(x)));
-    expect(relError(cachedGrad, await m.grad!.float32())).toBe(0);
+    expect(relativeError(cachedGrad, await m.grad!.float32())).toBe(0);
   });
 });

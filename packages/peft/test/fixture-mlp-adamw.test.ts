@@ -6,18 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { cpu } from './helpers/backend.js';
 import { fixturePath, readHost } from './helpers/fixtures.js';
 import { MLP } from './helpers/models.js';
-import { checkGradients, checkMerged, checkOutputs, expectClose, loadCase, type ParityCase } from './helpers/parity.js';
+import { checkMerged, expectClose, loadCase, type ParityCase } from './helpers/parity.js';
 
 const mlp: ParityCase = { name: 'mlp_adamw', build: (b) => new MLP(b, [12, 20, 6], [true, false]) };
 
 describe('PEFT fixture mlp_adamw (from files on disk)', () => {
-  it('eval outputs and gradients before training match PEFT', async () => {
-    const backend = cpu();
-    const { peft, fx } = await loadCase(mlp, backend);
-    await checkOutputs(peft, fx, backend);
-    await checkGradients(peft, fx, backend);
-  });
-
   it('3 AdamW steps (lr 1e-2, wd 0.01, loss sum(out·R)/numel) reach trained.*, out.trained, the merge and adapter_trained/', async () => {
     const backend = cpu();
     const { peft, fx } = await loadCase(mlp, backend);

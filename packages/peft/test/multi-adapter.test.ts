@@ -17,8 +17,8 @@ import {
 } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { KINDS, perturb } from './helpers/behaviour.js';
-import { relError } from './helpers/fixtures.js';
 import { add, mat, matmul, rowNorms, scale, scaleCols, transpose } from './helpers/host-math.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 class Net extends Layer {
   lin: Layer;
@@ -66,10 +66,10 @@ describe('several adapters on one layer', () => {
     const inner = add(scaleCols(matmul(X, transpose(add(ra.W, ra.delta))), ra.g!), matmul(X, transpose(rb.delta)));
     const bias = await layer.bias!.float32();
     const expected = scaleCols(inner, rb.g!).data.map((v, i) => v + bias[i % 5]!);
-    expect(relError(await peft.forward(x).float32(), expected)).toBeLessThan(1e-5);
+    expect(relativeError(await peft.forward(x).float32(), expected)).toBeLessThan(1e-5);
     // Order matters: b then a is a different model.
     peft.setAdapter(['b', 'a']);
-    expect(relError(await peft.forward(x).float32(), expected)).toBeGreaterThan(1e-3);
+    expect(relativeError(await peft.forward(x).float32(), expected)).toBeGreaterThan(1e-3);
   });
 
   it.each([
@@ -89,9 +89,9 @@ describe('several adapters on one layer', () => {
         await peft.mergeAdapter();
       }
       expect(layer.mergedAdapters).toEqual(['a', 'b']);
-      expect(relError(await peft.forward(x).float32(), unmerged), `incremental ${incremental}`).toBeLessThan(1e-5);
+      expect(relativeError(await peft.forward(x).float32(), unmerged), `incremental ${incremental}`).toBeLessThan(1e-5);
       await peft.unmergeAdapter();
-      expect(relError(await layer.weight.float32(), w0)).toBeLessThan(1e-5);
+      expect(relativeError(await layer.weight.float32(), w0)).toBeLessThan(1e-5);
     }
   });
 
@@ -113,7 +113,7 @@ describe('several adapters on one layer', () => {
     );
     const bias = await layer.bias!.float32();
     const buggy = matmul(mat(await x.float32(), 4, 6), transpose(W2)).data.map((v, i) => v + bias[i % 5]!);
-    expect(relError(buggy, unmerged)).toBeGreaterThan(1e-3);
+    expect(relativeError(buggy, unmerged)).toBeGreaterThan(1e-3);
   });
 });
 
@@ -137,7 +137,7 @@ describe('mixed-batch inference (adapterNames per sample)', () => {
     const outputs: Record<string, Float32Array> = { a: await single('a'), b: await single('b'), __base__: await single('__base__') };
     names.forEach((name, i) => {
       const row = (t: Float32Array) => t.subarray(i * per, (i + 1) * per);
-      expect(relError(row(mixed), row(outputs[name]!)), `sample ${i} (${name})`).toBeLessThanOrEqual(1e-6);
+      expect(relativeError(row(mixed), row(outputs[name]!)), `sample ${i} (${name})`).toBeLessThanOrEqual(1e-6);
     });
   });
 
@@ -171,7 +171,7 @@ describe('addWeightedAdapter', () => {
     peft.setAdapter('mix');
     expect(peft.peftConfig.get('mix')!.r).toBe(5);
     const expected = base.map((v, i) => v + 0.7 * (ya[i]! - v) - 1.5 * (yb[i]! - v));
-    expect(relError(await peft.forward(x).float32(), expected)).toBeLessThan(1e-5);
+    expect(relativeError(await peft.forward(x).float32(), expected)).toBeLessThan(1e-5);
     await expect(peft.addWeightedAdapter(['a', 'b'], [1, 1], 'lin2', 'linear')).rejects.toThrow('same r value');
   });
 });
@@ -208,9 +208,9 @@ describe('training with dropout (PEFT recompute form)', () => {
     const lora = scaleCols(matmul(Xd, transpose(r.delta)), g);
     const bias = await layer.bias!.float32();
     const expected = add(add(base, corr), lora).data.map((v, i) => v + bias[i % 5]!);
-    expect(relError(y, expected)).toBeLessThan(1e-5);
+    expect(relativeError(y, expected)).toBeLessThan(1e-5);
     // Eval (or dropout 0) reuses the base result instead: a different number for the same weights.
     peft.eval();
-    expect(relError(await peft.forward(x).float32(), expected)).toBeGreaterThan(1e-3);
+    expect(relativeError(await peft.forward(x).float32(), expected)).toBeGreaterThan(1e-3);
   });
 });

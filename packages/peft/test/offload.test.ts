@@ -12,7 +12,7 @@ import { getPeftModel, LoraConfig, PeftModel } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { KINDS, perturb } from './helpers/behaviour.js';
 import { counting } from './helpers/counting-backend.js';
-import { relError } from './helpers/fixtures.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 let dir = '';
 beforeAll(async () => {
@@ -45,7 +45,7 @@ describe.each(KINDS.map((k) => [k.name, k] as const))('ephemeral offload: %s', (
         .map(([, v]) => v);
     const ma = mags(plain);
     const mb = mags(off);
-    for (let i = 0; i < ma.length; i++) expect(relError(await mb[i]!.float32(), await ma[i]!.float32())).toBe(0);
+    for (let i = 0; i < ma.length; i++) expect(relativeError(await mb[i]!.float32(), await ma[i]!.float32())).toBe(0);
 
     perturb(plain, 5);
     perturb(off, 5);
@@ -60,7 +60,7 @@ describe.each(KINDS.map((k) => [k.name, k] as const))('ephemeral offload: %s', (
     expect(offload.count('weightNorm')).toBe(kind.targets.length);
     expect(home.count('weightNorm', 'matmul')).toBe(0);
     expect(offload.backend.liveBuffers()).toBe(0);
-    expect(relError(await off.forward(x).float32(), await plain.forward(x).float32())).toBe(0);
+    expect(relativeError(await off.forward(x).float32(), await plain.forward(x).float32())).toBe(0);
     await off.unmergeAdapter();
     expect(offload.backend.liveBuffers()).toBe(0);
   });
@@ -87,7 +87,7 @@ describe.each(KINDS.map((k) => [k.name, k] as const))('ephemeral offload: %s', (
     const merged = (await loaded.mergeAndUnload()) as Layer;
     expect(offload.count('weightNorm')).toBe(kind.targets.length);
     expect(offload.backend.liveBuffers()).toBe(0);
-    expect(relError(await merged.forward(x).float32(), expected)).toBeLessThan(1e-5);
+    expect(relativeError(await merged.forward(x).float32(), expected)).toBeLessThan(1e-5);
   });
 });
 
@@ -110,7 +110,7 @@ describe('ephemeralGpuOffload: true', () => {
     const [ma, mb] = [mags(plain), mags(off)];
     expect(mb.length).toBe(ma.length);
     // The norms came from the GPU kernels (another summation order): equal to float32 rounding, 1e-4.
-    for (let i = 0; i < ma.length; i++) expect(relError(await mb[i]!.float32(), await ma[i]!.float32())).toBeLessThan(1e-4);
+    for (let i = 0; i < ma.length; i++) expect(relativeError(await mb[i]!.float32(), await ma[i]!.float32())).toBeLessThan(1e-4);
   });
 
   it('without an installed WebGPU backend the error is typed and the model is untouched', async () => {

@@ -8,8 +8,8 @@ import { collectWarningsAsync, getPeftModel, isLoraLayer, LoraConfig, type LoraL
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
 import { counting } from './helpers/counting-backend.js';
-import { relError } from './helpers/fixtures.js';
 import { MLP } from './helpers/models.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 let dir = '';
 beforeAll(async () => {
@@ -63,7 +63,7 @@ describe('partial merges and unload', () => {
     peft.setAdapter('default');
     const merged = (await peft.mergeAndUnload({ adapterNames: ['other'] })) as Layer;
     expect(merged.namedModules().some(([, m]) => isLoraLayer(m))).toBe(false);
-    expect(relError(await merged.forward(x).float32(), expected)).toBeLessThan(1e-5);
+    expect(relativeError(await merged.forward(x).float32(), expected)).toBeLessThan(1e-5);
   });
 
   it('unload() restores the plain layers without merging; getBaseModel() is the wrapped model', async () => {
@@ -77,7 +77,7 @@ describe('partial merges and unload', () => {
     const unloaded = peft.unload();
     expect(unloaded).toBe(model);
     expect([...unloaded.stateDict().keys()]).toEqual(['lin1.weight', 'lin1.bias', 'lin2.weight']);
-    expect(relError(await unloaded.forward(x).float32(), base)).toBe(0);
+    expect(relativeError(await unloaded.forward(x).float32(), base)).toBe(0);
   });
 
   it('merge warns when everything is merged already; unmerge warns when nothing is', async () => {
@@ -95,7 +95,7 @@ describe('partial merges and unload', () => {
     const base = await peft.disableAdapter(() => peft.forward(x).float32());
     await peft.mergeAdapter();
     const disabled = await peft.disableAdapter(async () => peft.forward(x).float32());
-    expect(relError(disabled, base)).toBeLessThan(1e-5);
+    expect(relativeError(disabled, base)).toBeLessThan(1e-5);
     expect(peft.loraLayers().some((l) => l.merged)).toBe(false);
   });
 });
@@ -121,13 +121,13 @@ describe('several adapters on disk', () => {
     const loaded = await PeftModel.fromPretrained(copy, path);
     await loaded.loadAdapter(join(path, 'other'), 'other');
     expect(loaded.activeAdapter).toBe('default');
-    expect(relError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
+    expect(relativeError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
     loaded.setAdapter('other');
     peft.setAdapter('other');
-    expect(relError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
+    expect(relativeError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
     loaded.setAdapter(['default', 'other']);
     peft.setAdapter(['default', 'other']);
-    expect(relError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
+    expect(relativeError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
   });
 
   it('loadAdapter honours ephemeralGpuOffload (PEFT drops it): merges of that adapter run on the offload backend', async () => {
@@ -169,6 +169,6 @@ describe('fromPretrained({ backend })', () => {
     expect(loaded.parameters().every((p) => p.backend === target)).toBe(true);
     const xt = tensor(await x.float32(), [...x.shape], { backend: target });
     peft.setAdapter('default');
-    expect(relError(await loaded.forward(xt).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
+    expect(relativeError(await loaded.forward(xt).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
   });
 });

@@ -24,8 +24,8 @@ import {
 } from '../src/index.js';
 import { adapterFiles } from '../src/io/save-adapter.js';
 import { cpu } from './helpers/backend.js';
-import { relError } from './helpers/fixtures.js';
 import { Conv1DNet, ConvNet, EmbHead, MLP } from './helpers/models.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 class Block extends Module {
   attn: { q_proj: Linear; v_proj: Linear } & Module;
@@ -176,7 +176,7 @@ describe('initialisation and trainable parameters', () => {
     const base = new MLP(b);
     const ref = await base.forward(x).float32();
     const dora = await getPeftModel(base, new LoraConfig({ targetModules: ['lin1', 'lin2'], useDora: true }));
-    expect(relError(await dora.forward(x).float32(), ref)).toBeLessThan(1e-6);
+    expect(relativeError(await dora.forward(x).float32(), ref)).toBeLessThan(1e-6);
 
     const m1 = new MLP(b);
     const m2 = new MLP(b);
@@ -191,8 +191,8 @@ describe('initialisation and trainable parameters', () => {
       { random: new Random(7) },
     );
     const yl = await lora.forward(x).float32();
-    expect(relError(yl, ref)).toBeGreaterThan(1e-3);
-    expect(relError(await dora2.forward(x).float32(), yl)).toBeLessThan(1e-5);
+    expect(relativeError(yl, ref)).toBeGreaterThan(1e-3);
+    expect(relativeError(await dora2.forward(x).float32(), yl)).toBeLessThan(1e-5);
   });
 
   it('only adapter parameters train; printTrainableParameters prints PEFT’s line', async () => {
@@ -265,7 +265,7 @@ describe('initialisation and trainable parameters', () => {
     expect(Array.from(await w.weight.float32()).every((v) => v === 0.5)).toBe(true);
     const x = tensor(new Random(1).fillNormal(3 * 16), [3, 16], { backend: b });
     peft.eval();
-    expect(relError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
+    expect(relativeError(await loaded.forward(x).float32(), await peft.forward(x).float32())).toBeLessThan(1e-6);
   });
 });
 

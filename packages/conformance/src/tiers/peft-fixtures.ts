@@ -39,12 +39,10 @@ function readST(path: string): ReadonlyMap<string, HostTensor> {
   return parseSafetensors(readFileSync(path), path).tensors;
 }
 
-export function fixturesAvailable(root: string): boolean {
-  return existsSync(join(root, 'linear', 'tensors.safetensors'));
-}
-
+/** Reads one case; a missing case folder (or fixtures folder) is an error naming the path, never a skip. */
 export function loadFixtureCase(root: string, name: string): FixtureCase {
   const dir = join(root, name);
+  if (!existsSync(join(dir, 'meta.json'))) throw new Error(`PEFT fixture case '${name}' not found: ${join(dir, 'meta.json')} is missing`);
   return {
     name,
     dir,

@@ -27,15 +27,7 @@ import {
 } from '@dorajs/core';
 import type { ConformanceCase, ConformanceTier } from '../types.js';
 import { type Owned, withOwned } from './owned.js';
-import {
-  buildFixtureModel,
-  type FixtureCase,
-  fixturesAvailable,
-  loadBaseWeights,
-  loadFixtureCase,
-  relativeError,
-  upload,
-} from './peft-fixtures.js';
+import { buildFixtureModel, type FixtureCase, loadBaseWeights, loadFixtureCase, relativeError, upload } from './peft-fixtures.js';
 
 type BaseLayer = Linear | Embedding | Conv2d;
 
@@ -122,7 +114,6 @@ export function peftParityTier(fixturesDir: string = DEFAULT_FIXTURES_DIR): Conf
         id: `parity/${name}`,
         title: `fixture '${name}' through core layers and the DoRA math`,
         async run(ctx) {
-          if (!fixturesAvailable(fixturesDir)) ctx.skip(`PEFT fixtures not found at ${fixturesDir}`);
           await withOwned((own) => checkCase(loadFixtureCase(fixturesDir, name), ctx.backend, ctx.tolerance.rtol, own));
         },
       }),

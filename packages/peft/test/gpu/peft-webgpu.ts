@@ -5,6 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { relativeError } from '@dorajs/backend-conformance';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { createWebGpuBackend } from '@dorajs/backend-webgpu';
 import '@dorajs/backend-webgpu/register';
@@ -30,18 +31,6 @@ const TOL = 1e-4;
 const report: Record<string, number | string> = {};
 let failures = 0;
 
-function rel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < b.length; i++) {
-    const x = Math.abs(a[i]! - b[i]!);
-    d = Number.isNaN(x) ? Infinity : Math.max(d, x);
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / (s || 1);
-}
-
 function record(key: string, err: number, tol = TOL): void {
   report[key] = err;
   if (!(err <= tol)) {
@@ -64,23 +53,24 @@ async function parity(name: string, build: (b: Backend) => Layer, be: Backend): 
   const input = () => fromHostTensor(fx.get(fx.has('input.x') ? 'input.x' : 'input.ids')!, be);
   peft.eval();
   const x = input();
-  record(`${name} out.dora`, rel(await peft.forward(x).float32(), f('out.dora')));
-  record(`${name} out.disabled`, rel(await peft.disableAdapter(() => peft.forward(x)).float32(), f('out.disabled')));
+  record(`${name} out.dora`, relativeError(await peft.forward(x).float32(), f('out.dora')));
+  record(`${name} out.disabled`, relativeError(await peft.disableAdapter(() => peft.forward(x)).float32(), f('out.disabled')));
   const cached = DoraCaching.scope(() => [noGrad(() => peft.forward(x)), noGrad(() => peft.forward(x))]);
-  for (const c of cached) record(`${name} out.dora_cached`, rel(await c.float32(), f('out.dora_cached')));
+  for (const c of cached) record(`${name} out.dora_cached`, relativeError(await c.float32(), f('out.dora_cached')));
   peft.train();
   const xt = input();
   if (xt.dtype === 'float32') xt.requiresGrad = true;
   const out = peft.forward(xt);
-  record(`${name} out.train`, rel(await out.float32(), f('out.train')));
+  record(`${name} out.train`, relativeError(await out.float32(), f('out.train')));
   backward(out, { gradient: tensor(f('grad.R'), [...out.shape], { backend: be }) });
   for (const [k, p] of peft.namedParameters())
-    if (p.requiresGrad) record(`${name} grad.${k.replace('base_model.model.', '')}`, rel(await p.grad!.float32(), f(`grad.${k}`)));
-  if (fx.has('grad.input.x')) record(`${name} grad.input.x`, rel(await xt.grad!.float32(), f('grad.input.x')));
+    if (p.requiresGrad)
+      record(`${name} grad.${k.replace('base_model.model.', '')}`, relativeError(await p.grad!.float32(), f(`grad.${k}`)));
+  if (fx.has('grad.input.x')) record(`${name} grad.input.x`, relativeError(await xt.grad!.float32(), f('grad.input.x')));
   if (name !== 'mlp_adamw') {
     peft.eval();
     const merged = (await peft.mergeAndUnload()) as Layer;
-    record(`${name} out.merged`, rel(await merged.forward(x).float32(), f('out.merged')));
+    record(`${name} out.merged`, relativeError(await merged.forward(x).float32(), f('out.merged')));
   }
 }
 
@@ -99,7 +89,8 @@ async function offload(label: string, spec: true | Backend): Promise<void> {
       .namedParameters()
       .filter(([k]) => k.includes('magnitude'))
       .map(([, v]) => v);
-  for (const [i, m] of mags(off).entries()) record(`${label} init magnitude ${i}`, rel(await m.float32(), await mags(plain)[i]!.float32()));
+  for (const [i, m] of mags(off).entries())
+    record(`${label} init magnitude ${i}`, relativeError(await m.float32(), await mags(plain)[i]!.float32()));
   perturb(plain, 2);
   perturb(off, 2);
   plain.eval();
@@ -107,10 +98,10 @@ async function offload(label: string, spec: true | Backend): Promise<void> {
   const x = tensor(new Random(3).fillNormal(4 * 256), [4, 256], { backend: cpu });
   await plain.mergeAdapter();
   await off.mergeAdapter();
-  record(`${label} merged output`, rel(await off.forward(x).float32(), await plain.forward(x).float32()));
+  record(`${label} merged output`, relativeError(await off.forward(x).float32(), await plain.forward(x).float32()));
   await off.unmergeAdapter();
   await plain.unmergeAdapter();
-  record(`${label} unmerged output`, rel(await off.forward(x).float32(), await plain.forward(x).float32()));
+  record(`${label} unmerged output`, relativeError(await off.forward(x).float32(), await plain.forward(x).float32()));
   if (off.parameters().some((p) => p.backend !== cpu)) record(`${label}: model left the CPU`, Infinity);
 }
 

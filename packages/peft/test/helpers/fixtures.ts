@@ -48,19 +48,6 @@ export async function readFixture(name: string): Promise<Fixture> {
   };
 }
 
-/** max|a − b| / max|b| — the project's tolerance measure. */
-export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i]! - expected[i]!);
-    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  return diff / (scale || 1);
-}
-
 export async function values(t: Tensor): Promise<Float32Array> {
   return t.float32();
 }
