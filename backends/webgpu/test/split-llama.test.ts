@@ -7,7 +7,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { bf16ToF32, type TensorInfo } from '@dorajs/core';
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from '../src/index.js';
-import { randn, relError } from './helpers/reference.js';
+import { randn } from './helpers/reference.js';
+import { relativeError } from '@dorajs/backend-conformance';
 
 interface Dawn {
   create(flags: string[]): GPU;
@@ -88,7 +89,7 @@ describe.skipIf(!be)('webgpu: a 525 MB bf16 embedding on a default-limits device
       for (let c = 0; c < DIM; c++) s += x[c]! * widened[bits[v * DIM + c]!]!;
       ref[v] = s;
     }
-    expect(relError(y, ref)).toBeLessThan(1e-5);
+    expect(relativeError(y, ref)).toBeLessThan(1e-5);
     for (const t of [E.data, idx.data, rows, X.data, logits]) gpu.release(t);
   });
 });

@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { bf16ToF32, f32ToBf16, type DType, type TensorInfo } from '@dorajs/core';
 import { SplitTensorError, type GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
-import { matmulRef, randn, relError, weightNormRef } from './helpers/reference.js';
+import { matmulRef, randn } from './helpers/reference.js';
+import { relativeError, weightNormHost } from '@dorajs/backend-conformance';
 
 const { backend, skipReason } = await setupGpu({ maxBufferBytes: 4096 });
 const be = backend!;
@@ -67,7 +68,7 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     const values = dtype === 'float32' ? w : wb.rounded;
     const y = be.matmul(up(x, [T, K]), W, { transposeB: true }, [T, N]);
     const ref = matmulRef(x, [T, K], values, [N, K], false, true);
-    expect(relError(await down(y, [T, N]), ref.out)).toBeLessThan(1e-5);
+    expect(relativeError(await down(y, [T, N]), ref.out)).toBeLessThan(1e-5);
   });
 
   it('dY·W (the input gradient) with W split along the reduced axis, and batched dY', async () => {
@@ -75,17 +76,17 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     const W = up(wb.bits, [N, K], 'bfloat16');
     const g = be.matmul(up(dy, [2, 3, N]), W, {}, [2, 3, K]);
     const ref = matmulRef(dy, [2, 3, N], wb.rounded, [N, K], false, false);
-    expect(relError(await down(g, [2, 3, K]), ref.out)).toBeLessThan(1e-5);
+    expect(relativeError(await down(g, [2, 3, K]), ref.out)).toBeLessThan(1e-5);
   });
 
   it('W as the left operand, plain and transposed', async () => {
     const W = up(w, [N, K]);
     const b = randn(K * 5, 5);
     const y = be.matmul(W, up(b, [K, 5]), {}, [N, 5]);
-    expect(relError(await down(y, [N, 5]), matmulRef(w, [N, K], b, [K, 5], false, false).out)).toBeLessThan(1e-5);
+    expect(relativeError(await down(y, [N, 5]), matmulRef(w, [N, K], b, [K, 5], false, false).out)).toBeLessThan(1e-5);
     const c = randn(6 * N, 6);
     const z = be.matmul(W, up(c, [6, N]), { transposeA: true, transposeB: true }, [K, 6]);
-    expect(relError(await down(z, [K, 6]), matmulRef(w, [N, K], c, [6, N], true, true).out)).toBeLessThan(1e-5);
+    expect(relativeError(await down(z, [K, 6]), matmulRef(w, [N, K], c, [6, N], true, true).out)).toBeLessThan(1e-5);
   });
 
   it('gathers embedding rows from every part, zeros for rows out of range', async () => {
@@ -103,8 +104,8 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     const b = randn(out * r, 8, 0.3);
     const W = up(wb.bits, [N, K], 'bfloat16');
     const n = be.weightNorm(W, up(a, [r, inn]), up(b, [out, r]), 1.5, { transposeW });
-    const ref = weightNormRef(wb.rounded, a, b, out, inn, r, 1.5, transposeW);
-    expect(relError(await down(n, [out]), ref)).toBeLessThan(1e-5);
+    const ref = weightNormHost(wb.rounded, a, b, out, inn, r, 1.5, transposeW);
+    expect(relativeError(await down(n, [out]), ref)).toBeLessThan(1e-5);
   });
 
   it('elementwise on split weights: W + delta, W·row, cast, unary, affine; results split or joined', async () => {
@@ -114,7 +115,7 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     const sum = be.binary('add', W, D, [N, K]);
     expect(be.buffersOf(sum)).toBe(4);
     expect(
-      relError(
+      relativeError(
         await down(sum, [N, K]),
         Float64Array.from(delta, (d, i) => d + wb.rounded[i]!),
       ),
@@ -122,7 +123,7 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     const row = randn(K, 10);
     const scaled = be.binary('mul', up(row, [K]), W, [N, K]);
     expect(
-      relError(
+      relativeError(
         await down(scaled, [N, K]),
         Float64Array.from(wb.rounded, (v, i) => v * row[i % K]!),
       ),
@@ -131,14 +132,14 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     expect(Array.from(await down(wide, [N, K]))).toEqual(Array.from(wb.rounded));
     const sq = be.unary('square', W);
     expect(
-      relError(
+      relativeError(
         await down(sq, [N, K]),
         Float64Array.from(wb.rounded, (v) => v * v),
       ),
     ).toBeLessThan(1e-6);
     const af = be.affine(W, 2, 1);
     expect(
-      relError(
+      relativeError(
         await down(af, [N, K]),
         Float64Array.from(wb.rounded, (v) => 2 * v + 1),
       ),

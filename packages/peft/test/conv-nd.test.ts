@@ -1,40 +1,15 @@
 /**
- * DoRA on nn.Conv1d and nn.Conv3d (PEFT's DoraConv1dVariant / DoraConv3dVariant): parity with the float64
- * numpy port of PEFT's code (fixtures/peft/make_conv_nd.py), then merge/unmerge and grouped convs.
+ * DoRA on nn.Conv1d and nn.Conv3d (PEFT's DoraConv1dVariant / DoraConv3dVariant): merge/unmerge and grouped
+ * convs. Their parity with the float64 numpy port of PEFT's code (fixtures/peft/make_conv_nd.py) runs with
+ * the other fixture cases in fixture-layers.test.ts.
  */
 import { type Backend, type Layer, Random, tensor } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import { getPeftModel, LoraConfig, type LoraConvLayer } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
-import { relError } from './helpers/fixtures.js';
 import { ConvNet1d, ConvNet3d } from './helpers/models.js';
-import { checkGradients, checkMerged, checkOutputs, loadCase, type ParityCase } from './helpers/parity.js';
-
-const cases: ParityCase[] = [
-  { name: 'conv1d', build: (b) => new ConvNet1d(b) },
-  { name: 'conv3d', build: (b) => new ConvNet3d(b) },
-];
-
-describe.each(cases)('PEFT reference $name (from files on disk)', (c) => {
-  it('eval outputs, disabled, cached and parameters match the reference', async () => {
-    const backend = cpu();
-    const { peft, fx } = await loadCase(c, backend);
-    await checkOutputs(peft, fx, backend);
-  });
-
-  it('train-mode output and every gradient (A, B, magnitude, input) match the reference', async () => {
-    const backend = cpu();
-    const { peft, fx } = await loadCase(c, backend);
-    await checkGradients(peft, fx, backend);
-  });
-
-  it('mergeAndUnload matches out.merged and merged.safetensors', async () => {
-    const backend = cpu();
-    const { peft, fx } = await loadCase(c, backend);
-    await checkMerged(peft, fx, backend, c.name);
-  });
-});
+import { relativeError } from '@dorajs/backend-conformance';
 
 const kinds = [
   { name: 'Conv1d', build: (b: Backend, groups: boolean) => new ConvNet1d(b, groups ? { groups1: 3 } : {}), x: [2, 9, 9] },
@@ -65,11 +40,11 @@ describe.each(kinds)('$name', (k) => {
       const w0 = await c1.weight.float32();
       const unmerged = await peft.forward(x).float32();
       await peft.mergeAdapter();
-      expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
-      expect(relError(await c1.weight.float32(), w0)).toBeGreaterThan(1e-3);
+      expect(relativeError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      expect(relativeError(await c1.weight.float32(), w0)).toBeGreaterThan(1e-3);
       await peft.unmergeAdapter();
-      expect(relError(await c1.weight.float32(), w0)).toBeLessThan(1e-5);
-      expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+      expect(relativeError(await c1.weight.float32(), w0)).toBeLessThan(1e-5);
+      expect(relativeError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
     },
   );
 
@@ -90,10 +65,10 @@ describe.each(kinds)('$name', (k) => {
     const w0 = await grouped.weight.float32();
     const unmerged = await peft.forward(x).float32();
     await peft.mergeAdapter();
-    expect(relError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+    expect(relativeError(await peft.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
     await peft.unmergeAdapter();
-    expect(relError(await grouped.weight.float32(), w0)).toBeLessThan(1e-5);
+    expect(relativeError(await grouped.weight.float32(), w0)).toBeLessThan(1e-5);
     const merged = (await peft.mergeAndUnload()) as Layer;
-    expect(relError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
+    expect(relativeError(await merged.forward(x).float32(), unmerged)).toBeLessThan(1e-5);
   });
 });

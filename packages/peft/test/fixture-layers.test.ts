@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { disposeAll, parityBackends } from './helpers/backends.js';
 import { FIXTURES } from './helpers/fixtures.js';
-import { ConvNet, EmbHead, MLP } from './helpers/models.js';
+import { ConvNet, ConvNet1d, ConvNet3d, EmbHead, MLP } from './helpers/models.js';
 import { checkGradients, checkMerged, checkOutputs, loadCase, type ParityCase } from './helpers/parity.js';
 
 /** `merged: false` where merged.safetensors holds the merge after training (mlp_adamw, see its own test). */
@@ -18,6 +18,8 @@ const cases: (ParityCase & { readonly merged: boolean })[] = [
   { name: 'lora_plain', build: (b) => new MLP(b), merged: true },
   { name: 'embedding', build: (b) => new EmbHead(b), merged: true },
   { name: 'conv2d', build: (b) => new ConvNet(b), merged: true },
+  { name: 'conv1d', build: (b) => new ConvNet1d(b), merged: true },
+  { name: 'conv3d', build: (b) => new ConvNet3d(b), merged: true },
   { name: 'mlp_adamw', build: (b) => new MLP(b, [12, 20, 6], [true, false]), merged: false },
 ];
 const MODEL_LEVEL = ['gpt2', 'llama', 'llama_embed'];
