@@ -22,7 +22,8 @@ import {
 } from '@dorajs/core';
 import type { GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
-import { matmulRef, randn, relError, weightNormRef } from './helpers/reference.js';
+import { matmulRef, randn } from './helpers/reference.js';
+import { relativeError, weightNormHost } from '@dorajs/backend-conformance';
 
 const { backend, skipReason } = await setupGpu();
 const be = backend!;
@@ -77,7 +78,7 @@ describe.skipIf(!backend)(`webgpu narrow weights${skipReason ? ` (${skipReason})
       const got = await y.data();
       expect(be.stats().largestRequest).toBeLessThan(rows * cols * 4);
       const ref = matmulRef(xs, [m, inner], values, [rows, cols], false, transposeW);
-      expect(relError(got, ref.out)).toBeLessThan(1e-5);
+      expect(relativeError(got, ref.out)).toBeLessThan(1e-5);
       freeAll();
     });
 
@@ -102,7 +103,7 @@ describe.skipIf(!backend)(`webgpu narrow weights${skipReason ? ` (${skipReason})
       const got = await n.data();
       be.setWeightNormVariant('auto');
       expect(be.stats().largestRequest).toBeLessThan(rows * cols * 4);
-      expect(relError(got, weightNormRef(values, a, b, out, inF, r, 0.5, transposeW))).toBeLessThan(1e-5);
+      expect(relativeError(got, weightNormHost(values, a, b, out, inF, r, 0.5, transposeW))).toBeLessThan(1e-5);
       freeAll();
     });
   });
@@ -118,8 +119,8 @@ describe.skipIf(!backend)(`webgpu narrow weights${skipReason ? ` (${skipReason})
     const y = keep(ops.narrowMatmul(keep(tensor(xs, [1, cols], { backend: be })), w, true));
     const n = keep(ops.weightNorm(w, keep(tensor(a, [r, cols], { backend: be })), keep(tensor(b, [rows, r], { backend: be })), 2, {}));
     expect(be.stats().fused).toBe(fusedBefore + 1);
-    expect(relError(await y.data(), matmulRef(xs, [1, cols], values, [rows, cols], false, true).out)).toBeLessThan(1e-5);
-    expect(relError(await n.data(), weightNormRef(values, a, b, rows, cols, r, 2, false))).toBeLessThan(1e-5);
+    expect(relativeError(await y.data(), matmulRef(xs, [1, cols], values, [rows, cols], false, true).out)).toBeLessThan(1e-5);
+    expect(relativeError(await n.data(), weightNormHost(values, a, b, rows, cols, r, 2, false))).toBeLessThan(1e-5);
     freeAll();
   });
 

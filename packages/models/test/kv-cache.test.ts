@@ -7,7 +7,8 @@ import { type Backend, noGrad, ops, Parameter, Random, type Tensor, tensor, tidy
 import { describe, expect, it } from 'vitest';
 import { type CausalLM, createModel, GenerationError, KVCache } from '../src/index.js';
 import { gpt2Config, llamaConfig } from './checkpoints.js';
-import { cpu, relativeError } from './helpers.js';
+import { relativeError } from '@dorajs/backend-conformance';
+import { cpu } from './helpers.js';
 
 type Json = Readonly<Record<string, unknown>>;
 
