@@ -5,6 +5,7 @@
  */
 import { type Backend, type BackendSpec, Layer, type Module, type Random, type Tensor } from '@dorajs/core';
 import type { LoraConfig } from './config/lora-config.js';
+import { preparePatterns } from './config/patterns.js';
 import { AdapterNameError, LoraConfigError, MergeError } from './errors.js';
 import type { AdapterSource } from './io/adapter-source.js';
 import { loadAdapterInto } from './io/load-adapter.js';
@@ -174,6 +175,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
         `LoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters (adapter '${name}').`,
       );
     }
+    await preparePatterns(config);
     const model = this.base_model.model;
     const plan = planInjection(model, config, name);
     const offload = await this._offload.forConfig(config);

@@ -245,11 +245,9 @@ function validate(c: LoraConfig): void {
       if (!Number.isFinite(value) || (name === 'rank_pattern' && (!Number.isInteger(value) || value <= 0))) {
         throw new LoraConfigError(`${name}['${key}'] must be a ${name === 'rank_pattern' ? 'positive integer' : 'number'}, got ${value}`);
       }
-      compilePattern(key, name);
     }
   }
-  if (typeof c.targetModules === 'string' && c.targetModules !== 'all-linear') compilePattern(c.targetModules, 'target_modules', true);
-  if (typeof c.excludeModules === 'string') compilePattern(c.excludeModules, 'exclude_modules', true);
+  // Pattern syntax is checked when the adapter is added (patterns.ts compiles them on RE2, loaded lazily).
   if (typeof c.targetModules === 'string' && (c.layersToTransform !== null || c.layersPattern !== null)) {
     throw new LoraConfigError('`layers_to_transform` cannot be used when `target_modules` is a str.');
   }
@@ -285,14 +283,5 @@ function validate(c: LoraConfig): void {
     (typeof rt !== 'object' || rt === null || typeof (rt as Backend).matmul !== 'function')
   ) {
     throw new LoraConfigError('runtimeConfig.ephemeralGpuOffload must be a boolean or a Backend instance');
-  }
-}
-
-/** Compiles a PEFT pattern: `(.*\.)?(key)$` for rank/alpha patterns, `^(?:key)$` (re.fullmatch) for targets. */
-export function compilePattern(key: string, field: string, fullMatch = false): RegExp {
-  try {
-    return new RegExp(fullMatch ? `^(?:${key})$` : `^(?:.*\\.)?(?:${key})$`);
-  } catch (e) {
-    throw new LoraConfigError(`${field}: '${key}' is not a valid regular expression (${(e as Error).message})`);
   }
 }

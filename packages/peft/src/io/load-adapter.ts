@@ -16,7 +16,8 @@ import {
   type Tensor,
 } from '@dorajs/core';
 import { configFromJsonText } from '../config/config-json.js';
-import { AdapterFileError, AdapterKeyError, AdapterShapeError } from '../errors.js';
+import { preparePatterns } from '../config/patterns.js';
+import { AdapterFileError, AdapterKeyError, AdapterShapeError, LoraConfigError } from '../errors.js';
 import { internalsOf } from '../internal.js';
 import type { AdapterTensors } from '../variants/variant.js';
 import type { PeftModel } from '../peft-model.js';
@@ -52,6 +53,9 @@ export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, na
     config = config.with({
       inferenceMode: !options.isTrainable,
       runtimeConfig: options.ephemeralGpuOffload !== undefined ? { ephemeralGpuOffload: options.ephemeralGpuOffload } : {},
+    });
+    await preparePatterns(config).catch((e: unknown) => {
+      throw e instanceof LoraConfigError ? new AdapterFileError(e.message, reader.configFile, { cause: e }) : e;
     });
     const model = peft.getBaseModel();
     const plan = planInjection(model, config, name, 'load');

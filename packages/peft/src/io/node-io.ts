@@ -1,26 +1,32 @@
 /** Node file I/O for adapter directories; browsers get node-io.web.ts instead (the `#node-io` import's `node` condition). */
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { HostTensor } from '@dorajs/core';
-import { openSafetensors, saveSafetensors } from '@dorajs/core/node';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileError, type HostTensor } from '@dorajs/core';
+import {
+  checkOutputPath,
+  errnoCode,
+  type FileSystem,
+  nodeFileSystem,
+  openSafetensors,
+  readRegularText,
+  replaceFolder,
+  saveSafetensors,
+  writeFileDurable,
+} from '@dorajs/core/node';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME } from '../config/config-json.js';
 import { AdapterFileError } from '../errors.js';
 import type { AdapterReader } from './adapter-source.js';
 
+/** adapter_config.json files are a few kilobytes; anything past this is not one. */
+export const MAX_ADAPTER_CONFIG_BYTES = 16 * 2 ** 20;
+
 export async function openAdapterDirectory(dir: string): Promise<AdapterReader> {
   const configFile = join(dir, ADAPTER_CONFIG_NAME);
   const weightsFile = join(dir, ADAPTER_WEIGHTS_NAME);
-  let text: string;
-  try {
-    text = await readFile(configFile, 'utf8');
-  } catch (e) {
-    throw new AdapterFileError(
-      `cannot read the adapter config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
-      configFile,
-      { cause: e },
-    );
-  }
+  const text = await readRegularText(configFile, MAX_ADAPTER_CONFIG_BYTES).catch((e: unknown) => {
+    if (!(e instanceof FileError)) throw e;
+    throw new AdapterFileError(`cannot read the adapter config (${errnoCode(e.cause) ?? e.reason})`, configFile, { cause: e });
+  });
   try {
     await access(weightsFile);
   } catch (e) {
@@ -46,30 +52,30 @@ export async function openAdapterDirectory(dir: string): Promise<AdapterReader> 
   };
 }
 
-/** Writes adapter_config.json and adapter_model.safetensors into `dir` (created if needed), each atomically. */
-export async function writeAdapterDirectory(dir: string, configText: string, tensors: ReadonlyMap<string, HostTensor>): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await saveSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), tensors, { format: 'pt' });
-  await writeTextAtomic(join(dir, ADAPTER_CONFIG_NAME), configText);
+/** One adapter's two files, and the subfolder they go in (null: the folder itself). */
+export interface AdapterFolderEntry {
+  readonly subfolder: string | null;
+  readonly configText: string;
+  readonly tensors: ReadonlyMap<string, HostTensor>;
 }
 
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
-  try {
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (e) {
-    await rm(temp, { force: true });
-    throw new AdapterFileError(`could not write (${(e as Error).message})`, path, { cause: e });
-  }
-}
-
-export function subfolder(dir: string, name: string): string {
-  return join(dir, name);
+/**
+ * Writes adapters into `dir` as one atomic replacement (core's `replaceFolder`): a kill or an I/O error
+ * leaves the previous folder whole — never new weights beside an old config. Other entries already in
+ * `dir` (other adapters' subfolders, a README) are carried over. The path is checked before any work.
+ */
+export async function writeAdapterFolder(dir: string, adapters: readonly AdapterFolderEntry[], fs?: FileSystem): Promise<void> {
+  await checkOutputPath(dir, { kind: 'folder', fs });
+  await replaceFolder(
+    dir,
+    async (temp) => {
+      for (const a of adapters) {
+        const folder = a.subfolder === null ? temp : join(temp, a.subfolder);
+        if (a.subfolder !== null) await (fs ?? nodeFileSystem).mkdir(folder, { recursive: true });
+        await saveSafetensors(join(folder, ADAPTER_WEIGHTS_NAME), a.tensors, { format: 'pt' }, { fs });
+        await writeFileDurable(join(folder, ADAPTER_CONFIG_NAME), a.configText, fs);
+      }
+    },
+    { fs, keepOthers: true },
+  );
 }

@@ -13,10 +13,13 @@ export async function openAdapterDirectory(dir: string): Promise<AdapterReader> 
   throw new AdapterFileError(NODE_ONLY, `${dir}/${ADAPTER_CONFIG_NAME}`);
 }
 
-export async function writeAdapterDirectory(dir: string, _configText: string, _tensors: ReadonlyMap<string, HostTensor>): Promise<void> {
+export async function writeAdapterFolder(dir: string, _adapters: readonly AdapterFolderEntry[], _fs?: unknown): Promise<void> {
   throw new AdapterFileError(NODE_ONLY, dir);
 }
 
-export function subfolder(dir: string, name: string): string {
-  return `${dir}/${name}`;
+/** One adapter's two files, and the subfolder they go in (null: the folder itself). */
+export interface AdapterFolderEntry {
+  readonly subfolder: string | null;
+  readonly configText: string;
+  readonly tensors: ReadonlyMap<string, HostTensor>;
 }

@@ -5,6 +5,7 @@
  * other adapter into a subfolder of its name.
  */
 import { type HostTensor, type Tensor, toHostTensor } from '@dorajs/core';
+import type { FileSystem } from '@dorajs/core/node';
 import { configToJsonText } from '../config/config-json.js';
 import type { LoraConfig } from '../config/lora-config.js';
 import { AdapterNameError } from '../errors.js';
@@ -13,7 +14,7 @@ import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
 import type { PeftModel } from '../peft-model.js';
 import type { TargetKind } from '../tuner/inject.js';
 import { LoraEmbedding } from '../layers/lora-embedding.js';
-import { subfolder, writeAdapterDirectory } from '#node-io';
+import { writeAdapterFolder } from '#node-io';
 import { adapterFileKeys, MODEL_PREFIX, savesEmbeddingLayer } from './adapter-keys.js';
 
 export interface SavePretrainedOptions {
@@ -24,6 +25,8 @@ export interface SavePretrainedOptions {
    * layers named `embed_tokens` or `lm_head`; true: those and every targeted Embedding; false: none.
    */
   readonly saveEmbeddingLayers?: boolean | 'auto';
+  /** Node: the file system to write with (tests inject faults). The folder is replaced as a whole. */
+  readonly fs?: FileSystem;
 }
 
 /** The tensors PEFT writes for one adapter, by file key. */
@@ -100,8 +103,10 @@ export async function savePretrained(peft: PeftModel, dir: string, options: Save
   const names = options.selectedAdapters ? [...options.selectedAdapters] : [...peft.peftConfig.keys()];
   const unknown = names.filter((n) => !peft.peftConfig.has(n));
   if (unknown.length) throw new AdapterNameError(`cannot save unknown adapter(s) ${unknown.map((n) => `'${n}'`).join(', ')}`);
+  const adapters = [];
   for (const name of names) {
     const files = await adapterFiles(peft, name, options);
-    await writeAdapterDirectory(name === 'default' ? dir : subfolder(dir, name), files.config, files.tensors);
+    adapters.push({ subfolder: name === 'default' ? null : name, configText: files.config, tensors: files.tensors });
   }
+  await writeAdapterFolder(dir, adapters, options.fs);
 }

@@ -3,7 +3,8 @@
  * `_maybe_include_all_linear_layers`, `get_pattern_key`).
  */
 import { Conv1D, Conv1d, Conv2d, Conv3d, Embedding, Linear, type Module } from '@dorajs/core';
-import { compilePattern, type LoraConfig } from '../config/lora-config.js';
+import type { LoraConfig } from '../config/lora-config.js';
+import { fullMatch, keyMatches, layerIndex } from '../config/patterns.js';
 
 export type TargetableLayer = Linear | Conv1D | Embedding | Conv1d | Conv2d | Conv3d;
 
@@ -19,8 +20,8 @@ export function isTargetableLayer(m: Module): m is TargetableLayer {
 }
 
 /** Does `path` match a list of names (exact, or ends with `.` + name) or a full-match regex? */
-export function matchesModuleList(spec: readonly string[] | string, path: string): boolean {
-  if (typeof spec === 'string') return compilePattern(spec, 'target_modules', true).test(path);
+export function matchesModuleList(spec: readonly string[] | string, path: string, field = 'target_modules'): boolean {
+  if (typeof spec === 'string') return fullMatch(spec, path, field);
   return spec.includes(path) || spec.some((name) => path.endsWith(`.${name}`));
 }
 
@@ -29,17 +30,21 @@ function layerIndexOf(path: string, layersPattern: string | readonly string[] | 
   const patterns =
     layersPattern === null || layersPattern.length === 0 ? [null] : typeof layersPattern === 'string' ? [layersPattern] : layersPattern;
   for (const p of patterns) {
-    // re.match(r".*\.[^.]*\.(\d+)\.") or re.match(rf".*\.{pattern}\.(\d+)\."): needs a dot before the pattern
-    const re = new RegExp(p === null ? '^.*\\.[^.]*\\.(\\d+)\\.' : `^.*\\.${p}\\.(\\d+)\\.`);
-    const m = re.exec(path);
-    if (m) return Number(m[1]);
+    // re.match(r".*\.[^.]*\.(\d+)\.") (a fixed pattern) or re.match(rf".*\.{pattern}\.(\d+)\.") (the config's, on RE2)
+    const index = p === null ? defaultLayerIndex(path) : layerIndex(p, path);
+    if (index !== null) return index;
   }
   return null;
 }
 
+function defaultLayerIndex(path: string): number | null {
+  const m = /^.*\.[^.]*\.(\d+)\./.exec(path);
+  return m ? Number(m[1]) : null;
+}
+
 /** True when `path` is a target of `config` (ignoring exclusions). `targetModules` must not be 'all-linear' here. */
 export function isTarget(config: LoraConfig, targets: readonly string[] | string, path: string): boolean {
-  if (typeof targets === 'string') return compilePattern(targets, 'target_modules', true).test(path);
+  if (typeof targets === 'string') return fullMatch(targets, path, 'target_modules');
   if (targets.includes(path)) return true;
   if (!targets.some((name) => path.endsWith(`.${name}`))) return false;
   const layers = config.layersToTransform;
@@ -52,7 +57,7 @@ export function isTarget(config: LoraConfig, targets: readonly string[] | string
 
 export function isExcluded(config: LoraConfig, path: string): boolean {
   const ex = config.excludeModules;
-  return ex !== null && matchesModuleList(ex, path);
+  return ex !== null && matchesModuleList(ex, path, 'exclude_modules');
 }
 
 /**
@@ -70,7 +75,7 @@ export function expandAllLinear(model: Module, candidates: readonly [string, Mod
 /** The rank and alpha for one module: the first matching rank_pattern / alpha_pattern key, else the config's. */
 export function rankAndAlpha(config: LoraConfig, path: string): { r: number; alpha: number } {
   const pick = (pattern: Readonly<Record<string, number>>, fallback: number, field: string): number => {
-    for (const [key, value] of Object.entries(pattern)) if (compilePattern(key, field).test(path)) return value;
+    for (const [key, value] of Object.entries(pattern)) if (keyMatches(key, path, field)) return value;
     return fallback;
   };
   return { r: pick(config.rankPattern, config.r, 'rank_pattern'), alpha: pick(config.alphaPattern, config.loraAlpha, 'alpha_pattern') };
