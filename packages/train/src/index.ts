@@ -5,7 +5,6 @@ export * from './grad-clip.js';
 export * from './data-order.js';
 export * from './metrics.js';
 export * from './model-checkpointer.js';
-export { writeDirAtomic } from './atomic-dir.js';
 export { type LogEntry, type TrainerState, TRAINER_STATE_FILE, OPTIMIZER_FILE, collectGenerators } from './trainer-state.js';
 export * from './trainer.js';
 export * from './evaluate.js';

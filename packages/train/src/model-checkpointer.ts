@@ -5,11 +5,11 @@
  */
 import { fromHostTensor, type Parameter, type Tensor, toHostTensor } from '@dorajs/core';
 import { CheckpointError } from './errors.js';
-import { join, readSafetensors, saveSafetensors } from '#node-fs';
+import { type FileSystem, join, readSafetensors, saveSafetensors } from '#node-fs';
 
 export interface ModelCheckpointer {
-  /** Writes the weights into `dir` (which exists and is empty or holds other checkpoint files). */
-  save(dir: string): Promise<void>;
+  /** Writes the weights into `dir` (which exists and is empty or holds other checkpoint files), with `fs` when given. */
+  save(dir: string, fs?: FileSystem): Promise<void>;
   /** Loads the weights saved by `save` from `dir` into the live model. */
   restore(dir: string): Promise<void>;
 }
@@ -19,10 +19,10 @@ export const PARAMETERS_FILE = 'model.safetensors';
 /** Saves and restores named parameters exactly (float32 as stored) in `model.safetensors`. */
 export function parameterCheckpointer(params: readonly (readonly [string, Parameter])[]): ModelCheckpointer {
   return {
-    async save(dir) {
+    async save(dir, fs) {
       const tensors = new Map<string, Awaited<ReturnType<typeof toHostTensor>>>();
       for (const [name, p] of params) tensors.set(name, await toHostTensor(p));
-      await saveSafetensors(join(dir, PARAMETERS_FILE), tensors, { format: 'pt' });
+      await saveSafetensors(join(dir, PARAMETERS_FILE), tensors, { format: 'pt' }, { fs });
     },
     async restore(dir) {
       const file = join(dir, PARAMETERS_FILE);

@@ -6,7 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
-export { readSafetensors, saveSafetensors } from '@dorajs/core/node';
+export {
+  checkOutputPath,
+  type FileSystem,
+  readSafetensors,
+  recoverOutput,
+  replaceFile,
+  replaceFolder,
+  saveSafetensors,
+} from '@dorajs/core/node';
 export { loadModel } from '@dorajs/models/node';
 export { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 export { basename, dirname, join } from 'node:path';

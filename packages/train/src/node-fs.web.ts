@@ -15,6 +15,11 @@ function nodeOnly<F>(name: string): F {
 
 export const readSafetensors = nodeOnly<typeof NodeFs.readSafetensors>('reading a safetensors file');
 export const saveSafetensors = nodeOnly<typeof NodeFs.saveSafetensors>('saving a safetensors file');
+export const checkOutputPath = nodeOnly<typeof NodeFs.checkOutputPath>('checking an output folder');
+export const replaceFile = nodeOnly<typeof NodeFs.replaceFile>('writing a file');
+export const replaceFolder = nodeOnly<typeof NodeFs.replaceFolder>('writing a folder');
+export const recoverOutput = nodeOnly<typeof NodeFs.recoverOutput>('cleaning up after a killed run');
+export type FileSystem = NodeFs.FileSystem;
 export const loadModel = nodeOnly<typeof NodeFs.loadModel>('loading a model folder');
 export const copyFile = nodeOnly<typeof NodeFs.copyFile>('copying a file');
 export const mkdir = nodeOnly<typeof NodeFs.mkdir>('creating a folder');

@@ -15,8 +15,8 @@ const RESTORE_NAME = 'dorajs_resume';
 export function peftCheckpointer(peft: PeftModel, adapterName = peft.activeAdapter): ModelCheckpointer {
   const folder = (dir: string) => (adapterName === 'default' ? dir : join(dir, adapterName));
   return {
-    async save(dir) {
-      await peft.savePretrained(dir, { selectedAdapters: [adapterName] });
+    async save(dir, fs) {
+      await peft.savePretrained(dir, { selectedAdapters: [adapterName], fs });
     },
     async restore(dir) {
       // PEFT's loader switches the model to eval mode for a frozen adapter; put the mode back afterwards.

@@ -16,8 +16,7 @@ import {
 } from '@dorajs/core';
 import type { DataOrderState } from './data-order.js';
 import { CheckpointError } from './errors.js';
-import { writeFileAtomic } from './atomic-dir.js';
-import { join, readFile, readSafetensors, saveSafetensors } from '#node-fs';
+import { type FileSystem, join, readFile, readSafetensors, replaceFile, saveSafetensors } from '#node-fs';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -60,8 +59,8 @@ export function collectGenerators(model: Module): Random[] {
   return out;
 }
 
-export async function saveTrainerState(dir: string, state: TrainerState): Promise<void> {
-  await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+export async function saveTrainerState(dir: string, state: TrainerState, fs?: FileSystem): Promise<void> {
+  await replaceFile(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { fs });
 }
 
 export async function loadTrainerState(dir: string): Promise<TrainerState> {
@@ -88,6 +87,7 @@ export async function saveOptimizerState(
   dir: string,
   optimizers: readonly AdamW[],
   params: readonly (readonly [string, Parameter])[],
+  fs?: FileSystem,
 ): Promise<void> {
   const tensors = new Map<string, HostTensor>();
   for (const [name, p] of params) {
@@ -96,7 +96,7 @@ export async function saveOptimizerState(
     tensors.set(`${name}.exp_avg`, await toHostTensor(st.m));
     tensors.set(`${name}.exp_avg_sq`, await toHostTensor(st.v));
   }
-  await saveSafetensors(join(dir, OPTIMIZER_FILE), tensors, { step: String(optimizers[0]?.state.step ?? 0) });
+  await saveSafetensors(join(dir, OPTIMIZER_FILE), tensors, { step: String(optimizers[0]?.state.step ?? 0) }, { fs });
 }
 
 /** Replaces every optimizer's moments and step with the checkpoint's. */

@@ -7,7 +7,6 @@
  * use, gradients are released by `zeroGrad`, and only the optimizer's moments persist between steps.
  */
 import { AdamW, backward, ConfigError, type Module, noGrad, ops, type Parameter, type Tensor, tidy } from '@dorajs/core';
-import { writeDirAtomic } from './atomic-dir.js';
 import { DataOrder } from './data-order.js';
 import { CheckpointError, NonFiniteLossError } from './errors.js';
 import { clipGradNorm } from './grad-clip.js';
@@ -26,7 +25,7 @@ import {
   TRAINER_STATE_VERSION,
   type TrainerState,
 } from './trainer-state.js';
-import { join, readdir, rm, stat } from '#node-fs';
+import { type FileSystem, join, readdir, recoverOutput, replaceFolder, rm, stat } from '#node-fs';
 
 /** One collated micro-batch. The Trainer disposes `input` once it is done with it. */
 export interface Batch {
@@ -124,6 +123,8 @@ export interface TrainerOptions<E> {
   readonly parameters?: readonly (readonly [string, Parameter])[];
   /** How the trained weights are saved in a checkpoint. Default: the trainable parameters. */
   readonly checkpointer?: ModelCheckpointer;
+  /** The file system checkpoints are written with (tests inject faults). */
+  readonly fs?: FileSystem;
   readonly callbacks?: TrainerCallbacks;
 }
 
@@ -177,6 +178,7 @@ export class Trainer<E> {
   private readonly eval_: Dataset<E> | undefined;
   private readonly collate: (examples: readonly E[]) => Batch;
   private readonly checkpointer: ModelCheckpointer;
+  private readonly fs: FileSystem | undefined;
   private readonly callbacks: TrainerCallbacks;
   private readonly schedule: LrSchedule;
   private readonly dataOrder: DataOrder;
@@ -220,6 +222,7 @@ export class Trainer<E> {
     this.parameters = options.parameters ?? options.model.namedParameters().filter(([, p]) => p.requiresGrad);
     if (this.parameters.length === 0) throw new ConfigError(`${options.model.typeName} has no trainable parameters`);
     this.checkpointer = options.checkpointer ?? parameterCheckpointer(this.parameters);
+    this.fs = options.fs;
     this.schedule = a.schedule ?? linearWarmupDecay(this.args.warmupSteps, this.args.maxSteps);
     this.dataOrder = new DataOrder(this.train_.length, this.args.seed, this.args.shuffle);
 
@@ -399,11 +402,18 @@ export class Trainer<E> {
     const root = this.args.outputDir;
     if (!root) throw new ConfigError('saveCheckpoint(): no outputDir');
     const dir = join(root, `checkpoint-${this.globalStep}`);
-    await writeDirAtomic(dir, async (temp) => {
-      await this.checkpointer.save(temp);
-      await saveOptimizerState(temp, this.optimizers, this.parameters);
-      await saveTrainerState(temp, this.state());
-    });
+    const fs = this.fs;
+    // Leftovers of killed saves of any step are finished or removed first (core's recoverOutput).
+    for (const name of await staleCheckpointNames(root)) await recoverOutput(join(root, name), { fs });
+    await replaceFolder(
+      dir,
+      async (temp) => {
+        await this.checkpointer.save(temp, fs);
+        await saveOptimizerState(temp, this.optimizers, this.parameters, fs);
+        await saveTrainerState(temp, this.state(), fs);
+      },
+      { fs },
+    );
     if (this.args.saveTotalLimit !== undefined) await this.prune(root, this.args.saveTotalLimit);
     this.callbacks.onSave?.(dir, this.globalStep);
     return dir;
@@ -485,6 +495,17 @@ export class Trainer<E> {
       await rm(join(root, `checkpoint-${step}`), { recursive: true, force: true });
     }
   }
+}
+
+/** `checkpoint-N` names that have temporaries of a (killed) save beside them under `root`. */
+async function staleCheckpointNames(root: string): Promise<string[]> {
+  const entries = await readdir(root).catch(() => [] as string[]);
+  const names = new Set<string>();
+  for (const e of entries) {
+    const m = /^\.(checkpoint-\d+)\.(tmp|new|old)-/.exec(e);
+    if (m) names.add(m[1]!);
+  }
+  return [...names];
 }
 
 /** Steps of the complete `checkpoint-*` folders under `root`, ascending. */

@@ -3,6 +3,7 @@
  * base checkpoint's tensor names, layout (GPT-2 Conv1D stays [in, out]), dtypes and file split, plus
  * config.json and tokenizer files. Written to a temporary folder and renamed at the end.
  */
+import { checkOutputPath } from '@dorajs/core/node';
 import { loadModel, saveModel } from '@dorajs/models/node';
 import { PeftModel } from '@dorajs/peft';
 import type { CommandSpec } from '../args.js';
@@ -24,6 +25,8 @@ const spec: CommandSpec = {
 export const mergeCommand: Command = {
   spec,
   async run({ flags, log }) {
+    // Before any work: the output may not be a file, be unwritable, or be, hold or lie inside an input.
+    await checkOutputPath(flags.out as string, { kind: 'folder', inputs: [flags.model as string, flags.adapter as string] });
     const backend = await selectBackend(flags.backend, log);
     const { model, checkpoint } = await loadModel(flags.model as string, { backend });
     const peft = await PeftModel.fromPretrained(model, flags.adapter as string);

@@ -3,7 +3,7 @@
  * token ids, written as safetensors key `logits` (F32, [batch, seq, vocab]).
  */
 import { noGrad, type Tensor, tidy, toHostTensor } from '@dorajs/core';
-import { saveSafetensors } from '@dorajs/core/node';
+import { checkOutputPath, saveSafetensors } from '@dorajs/core/node';
 import { tokenIds } from '@dorajs/models';
 import { loadModel } from '@dorajs/models/node';
 import { PeftModel } from '@dorajs/peft';
@@ -34,6 +34,11 @@ const spec: CommandSpec = {
 export const runCommand: Command = {
   spec,
   async run({ flags, log }) {
+    // Before any work: the output may not be a folder, sit under a file, be unwritable, or be an input.
+    const inputs = [flags.model as string, flags.ids as string, ...(typeof flags.adapter === 'string' ? [flags.adapter] : [])];
+    await checkOutputPath(flags.out as string, { kind: 'file', inputs });
+    const idsPath = flags.ids as string;
+    const idsInput = await readIdsFile(idsPath);
     const backend = await selectBackend(flags.backend, log);
     const { model: base } = await loadModel(flags.model as string, { backend });
     let forward = (x: Tensor) => base.forward(x);
@@ -48,8 +53,7 @@ export const runCommand: Command = {
     } else if (flags.merge) {
       throw new UsageError('--merge needs --adapter');
     }
-    const idsPath = flags.ids as string;
-    const ids = tokenIds(await readIdsFile(idsPath), { vocabSize: base.vocabSize, backend, source: idsPath });
+    const ids = tokenIds(idsInput, { vocabSize: base.vocabSize, backend, source: idsPath });
     const logits = noGrad(() => tidy(() => forward(ids)));
     await saveSafetensors(flags.out as string, new Map([['logits', await toHostTensor(logits, 'F32')]]));
     log(`dora: wrote logits [${logits.shape.join(', ')}] to ${String(flags.out)}\n`);

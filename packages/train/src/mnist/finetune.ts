@@ -16,6 +16,7 @@ import {
   type TargetModules,
   type ResolvedHyperParameters,
 } from '../finetune-options.js';
+import { checkOutputPath } from '#node-fs';
 import { formatMetrics } from '../metrics.js';
 import { peftCheckpointer } from '../peft-checkpointer.js';
 import { Trainer } from '../trainer.js';
@@ -104,6 +105,8 @@ export async function runMnistFinetune(options: MnistFinetuneOptions): Promise<M
   const log = options.log ?? ((line: string) => console.log(line));
   const h = resolveHyperParameters(options, MNIST_FINETUNE_DEFAULTS);
   const targets = parseTargetModules(options.targetModules, MNIST_TARGET_MODULES);
+  // The output folder is checked before the run, not after it.
+  if (options.output) await checkOutputPath(options.output, { kind: 'folder' });
   const { backend, reason } = await backendFor(options.backend);
   const baseFile = options.baseWeights ?? MNIST_BASE_FILE;
   const split = mnistSplit(

@@ -20,7 +20,7 @@ import { Trainer } from '../trainer.js';
 import { collateCausalLm, type TokenizedExample, tokenizeRecords } from './dataset.js';
 import { readJsonlTexts } from './jsonl.js';
 import { loadTokenizer } from './tokenizer.js';
-import { basename, copyFile, join, loadModel, mkdir } from '#node-fs';
+import { basename, checkOutputPath, copyFile, join, loadModel, replaceFolder } from '#node-fs';
 
 /** PEFT's example targets Llama's seven projections; GPT-2's Conv1D layers play the same roles. */
 export const DEFAULT_TEXT_TARGETS: Readonly<Record<string, readonly string[]>> = {
@@ -78,7 +78,8 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
   if (!Number.isInteger(cutoffLen) || cutoffLen < 2) throw new ConfigError(`cutoffLen must be an integer ≥ 2, got ${cutoffLen}`);
   const { backend, reason } = await backendFor(options.backend);
 
-  // Cheap checks first: the data file and the tokenizer fail before any weight is read.
+  // Cheap checks first: the output path, the data file and the tokenizer fail before any weight is read.
+  if (options.output) await checkOutputPath(options.output, { kind: 'folder', inputs: [options.model, options.data] });
   const records = await readJsonlTexts(options.data);
   const random = new Random(h.seed);
   const { model, checkpoint } = await loadModel(options.model, { backend, random });
@@ -146,9 +147,11 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
       if (evalMetrics) log(formatMetrics('eval', evalMetrics));
       let adapterDir: string | null = null;
       if (options.output) {
-        await pm.savePretrained(options.output);
-        await mkdir(options.output, { recursive: true });
-        for (const f of tokenizer.files) await copyFile(f, join(options.output, basename(f)));
+        // Adapter and tokenizer files replace the output folder together: never new weights beside old files.
+        await replaceFolder(options.output, async (temp) => {
+          await pm.savePretrained(temp);
+          for (const f of tokenizer.files) await copyFile(f, join(temp, basename(f)));
+        });
         adapterDir = options.output;
         log(`adapter (PEFT format) and tokenizer written to ${adapterDir}`);
       }
