@@ -8,6 +8,7 @@ export { default as cpuMatmul } from './cpu-matmul.js';
 export { default as cpuKernels } from './cpu-kernels.js';
 export { default as cpuSpeed } from './cpu-speed.js';
 export { default as modelLoad } from './model-load.js';
+export { default as llm } from './llm.js';
 export { default as trainMnist } from './train-mnist.js';
 export { default as trainStep } from './train-step.js';
 export { default as trainWebgpu } from './train-webgpu.js';

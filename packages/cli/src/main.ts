@@ -28,6 +28,7 @@ type Loader = () => Promise<Command>;
 
 const COMMANDS: Readonly<Record<string, Loader>> = {
   run: async () => (await import('./commands/run.js')).runCommand,
+  generate: async () => (await import('./commands/generate.js')).generateCommand,
   merge: async () => (await import('./commands/merge.js')).mergeCommand,
   finetune: async () => (await import('./commands/finetune.js')).finetuneCommand,
 };
@@ -40,6 +41,7 @@ function topHelp(): string {
     '',
     'Commands:',
     '  run        run a Hugging Face model (with an adapter, optionally merged) on token ids',
+    '  generate   generate text with a model (and an adapter), printed as it comes',
     '  merge      merge an adapter into a model and write the merged checkpoint',
     '  finetune   fine-tune an adapter (DoRA by default); with no --model/--data, the MNIST demo',
     '',

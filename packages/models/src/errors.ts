@@ -145,3 +145,20 @@ export class ModelSizeError extends ConfigError {
 
 /** A forward or generation call that cannot run as asked (cache full, mask of the wrong size, bad options). */
 export class GenerationError extends ConfigError {}
+
+/** `generate` was aborted through its AbortSignal; `partial` holds what was generated until then. */
+export class GenerationAbortedError extends DoraError {
+  constructor(readonly partial: import('./generation/generate.js').GenerateOutput) {
+    super(`generation aborted after ${Math.max(0, ...partial.newTokens.map((t) => t.length))} new tokens`);
+  }
+}
+
+/** A tokenizer that cannot be loaded, does not fit the model, or a chat template that fails. */
+export class TokenizerError extends ConfigError {
+  constructor(
+    message: string,
+    readonly file: string,
+  ) {
+    super(`${file}: ${message}`);
+  }
+}

@@ -12,3 +12,20 @@ export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaMod
 export { parseGPT2Config, type GPT2Config } from './gpt2/gpt2-config.js';
 export { GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, GPT2Model } from './gpt2/gpt2-model.js';
 export { architectureFor, createModel, modelTypeOf, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';
+export {
+  generate,
+  type AdapterModel,
+  type FinishReason,
+  type GenerateOptions,
+  type GenerateOutput,
+  type GenerationStreamer,
+} from './generation/generate.js';
+export {
+  parseGenerationConfig,
+  resolveGenerationConfig,
+  type GenerationConfig,
+  type ResolvedGenerationConfig,
+} from './generation/generation-config.js';
+export { applyRepetitionPenalty, applyTopK, applyTopP, argMax, nextToken, softmax64 } from './generation/logits-processors.js';
+export { TextTokenizer, type ChatMessage, type TextTokenizerFiles } from './tokenizer/text-tokenizer.js';
+export { TextStreamer, type TextStreamerOptions } from './tokenizer/text-streamer.js';

@@ -9,3 +9,5 @@ export {
   type ModelConfigFile,
   type WeightsLayout,
 } from './io/model-folder.js';
+export { CHAT_TEMPLATE_FILE, loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from './tokenizer/load-tokenizer.js';
+export { loadGenerationConfig } from './generation/load-generation-config.js';
