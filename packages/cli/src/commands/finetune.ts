@@ -26,7 +26,7 @@ const spec: CommandSpec = {
     'batch-size': { type: 'string', description: 'samples per micro-batch', placeholder: 'N' },
     'grad-accum': { type: 'string', description: 'micro-batches per optimizer step', placeholder: 'N' },
     'max-steps': { type: 'string', description: 'optimizer steps', placeholder: 'N' },
-    'eval-step': { type: 'string', description: 'evaluate every N steps', placeholder: 'N' },
+    'eval-step': { type: 'string', description: 'evaluate every N steps (0: only before and after training)', placeholder: 'N' },
     lr: { type: 'string', description: 'learning rate', placeholder: 'LR' },
     seed: { type: 'string', description: 'random seed', placeholder: 'N' },
   },
@@ -56,7 +56,7 @@ export const finetuneCommand: Command = {
       batchSize: numberFlag(flags, 'batch-size', { integer: true, min: 1 }),
       gradAccum: numberFlag(flags, 'grad-accum', { integer: true, min: 1 }),
       maxSteps: numberFlag(flags, 'max-steps', { integer: true, min: 1 }),
-      evalStep: numberFlag(flags, 'eval-step', { integer: true, min: 1 }),
+      evalStep: numberFlag(flags, 'eval-step', { integer: true, min: 0 }),
       lr: numberFlag(flags, 'lr', { min: 0 }),
       seed: numberFlag(flags, 'seed', { integer: true, min: 0 }),
       output: flags.output as string | undefined,
@@ -64,11 +64,12 @@ export const finetuneCommand: Command = {
     const backend = await selectBackend(flags.backend, log);
     const train = await import('@dorajs/train');
     const { loadMnistDigits } = await import('../mnist-data.js');
-    const onProgress = progressBar(log);
+    const bar = progressBar(log, out);
+    const onProgress = bar.update;
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     const summary = builtin
-      ? await train.runMnistFinetune({ ...defined, data: await loadMnistDigits(), backend, onProgress, log: (l: string) => out(`${l}\n`) })
-      : await train.runTextFinetune({ ...defined, model: model!, data: data!, backend, onProgress, log: (l: string) => out(`${l}\n`) });
+      ? await train.runMnistFinetune({ ...defined, data: await loadMnistDigits(), backend, onProgress, log: bar.line })
+      : await train.runTextFinetune({ ...defined, model: model!, data: data!, backend, onProgress, log: bar.line });
     out(`${train.formatSummary(summary)}\n`);
     backend.dispose();
   },
