@@ -47,8 +47,8 @@ const weightBytes = (model: CausalLM): number => model.parameters().reduce((s, p
 
 /** Median ms of one streaming sum over `bytes` of float32 on `backend`: the read bandwidth floor. */
 async function streamMs(backend: Backend, bytes: number): Promise<number> {
-  const n = Math.floor(bytes / 4);
-  const big = tensor(new Float32Array(n).fill(1e-3), [n / 1024, 1024].map(Math.floor) as [number, number], { backend });
+  const rows = Math.floor(bytes / 4 / 1024);
+  const big = tensor(new Float32Array(rows * 1024).fill(1e-3), [rows, 1024], { backend });
   const times: number[] = [];
   for (let i = 0; i < 7; i++) {
     const t0 = performance.now();
