@@ -12,15 +12,9 @@ import { type Backend, ops, Random, tensor, tidy } from '@dorajs/core';
 import { type CausalLM, createModel, generate } from '@dorajs/models';
 import { DoraCaching, getPeftModel, LoraConfig } from '@dorajs/peft';
 import type { BenchResult, BenchSuite } from '../harness.js';
+import type { LlamaSize } from './model-load.js';
 
-interface Size {
-  vocab: number;
-  hidden: number;
-  intermediate: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-}
+type Size = LlamaSize;
 
 const FULL: Size = { vocab: 32000, hidden: 768, intermediate: 2048, layers: 8, heads: 12, kvHeads: 4 };
 const QUICK: Size = { vocab: 4000, hidden: 256, intermediate: 704, layers: 4, heads: 8, kvHeads: 4 };

@@ -14,7 +14,8 @@ import { saveSafetensors } from '@dorajs/core/node';
 import { loadModel } from '@dorajs/models/node';
 import { gbpsOf, timeIt, type BenchResult, type BenchSuite } from '../harness.js';
 
-interface LlamaSize {
+/** The shape of a Llama-like model (shared with the llm suite). */
+export interface LlamaSize {
   vocab: number;
   hidden: number;
   intermediate: number;
