@@ -28,7 +28,7 @@ import { conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './kernels/con
 import { doraCompose } from './kernels/dora-compose.js';
 import { affine, binary, binaryOutDType, fill, unary, unaryOutDType, where, type TensorArg } from './kernels/elementwise.js';
 import { cast, concat, gather, scatterAdd, slice, transpose } from './kernels/layout.js';
-import { matmul } from './kernels/matmul.js';
+import { matmul, matmulCompose } from './kernels/matmul.js';
 import { dequantize, gatherNarrow, matmulNarrow, narrowArg, weightNormNarrow } from './kernels/narrow.js';
 import {
   downloadSplit,
@@ -44,7 +44,7 @@ import {
   weightNormSplit,
 } from './kernels/split.js';
 import { argMax, reduce, softmax } from './kernels/reduce.js';
-import { weightNorm } from './kernels/weight-norm.js';
+import { matmulWeightNorm, weightNorm } from './kernels/weight-norm.js';
 import { GpuRuntime, type RuntimeStats } from './runtime.js';
 import { debugOverrides } from './debug-env.js';
 import { sizeOf } from './shapes.js';
@@ -62,8 +62,9 @@ export interface WebGpuBackendOptions extends DeviceRequest {
   /** Force one weight-norm program where it applies (default 'auto'). */
   readonly weightNormVariant?: WeightNormVariant;
   /**
-   * Fold a `doraCompose` into the matmul that produced its base, and a `weightNorm` into a GEMV over the
-   * same W, by deferring matmuls until their result is read (default true).
+   * Serve the fused DoRA kernels core asks for (`matmulCompose`: the compose in the matmul's epilogue;
+   * `matmulWeightNorm`: a GEMV and the norm from one read of W) in one dispatch; off, they run as separate
+   * programs (default true).
    */
   readonly fuse?: boolean;
   /** The programs' blocking and work splits (default: chosen by shape); see `setTuning`. */
@@ -161,13 +162,11 @@ export class WebGpuBackend implements Backend<GpuTensor> {
    * created with (`WebGpuBackendOptions.tuning`).
    */
   setTuning(tuning: MatmulTuning): void {
-    this.rt.flushDeferred();
     this.ctx.options.tuning = { ...this.baseTuning, ...tuning };
   }
 
-  /** Turns lazy fusion (see `WebGpuBackendOptions.fuse`) on or off; deferred work is recorded first. */
+  /** Turns the fused DoRA kernels (see `WebGpuBackendOptions.fuse`) on or off. */
   setFusion(on: boolean): void {
-    this.rt.flushDeferred();
     this.ctx.options.fuse = on;
   }
 
@@ -353,6 +352,31 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     return weightNormSplit(this.ctx, this.anyArg(w), this.anyArg(a), this.anyArg(b), scale, options, (p, q, r, s, o) =>
       weightNorm(this.ctx, p, q, r, s, o),
     );
+  }
+
+  matmulCompose(
+    x: TensorInfo<GpuTensor>,
+    w: TensorInfo<GpuTensor>,
+    lora: TensorInfo<GpuTensor>,
+    g: TensorInfo<GpuTensor>,
+    scale: number,
+    bias: TensorInfo<GpuTensor> | null,
+    options: WeightNormOptions,
+  ): { base: GpuTensor; y: GpuTensor } {
+    const arg = (t: TensorInfo<GpuTensor>) => this.arg(t, 'matmulCompose');
+    return matmulCompose(this.ctx, arg(x), arg(w), arg(lora), arg(g), scale, bias ? arg(bias) : null, !!options.transposeW);
+  }
+
+  matmulWeightNorm(
+    x: TensorInfo<GpuTensor>,
+    w: WeightInfo<GpuTensor>,
+    a: TensorInfo<GpuTensor>,
+    b: TensorInfo<GpuTensor>,
+    scale: number,
+    options: WeightNormOptions,
+  ): { base: GpuTensor; norm: GpuTensor } | null {
+    const arg = (t: TensorInfo<GpuTensor>) => this.arg(t, 'matmulWeightNorm');
+    return matmulWeightNorm(this.ctx, arg(x), narrowArg(w, 'matmulWeightNorm'), arg(a), arg(b), scale, !!options.transposeW);
   }
 
   doraCompose(

@@ -2,8 +2,9 @@
  * The GPU side of the backend: the queue. Dispatches are recorded into one open compute pass and submitted
  * lazily; readback maps a staging copy. The caches it drives live beside it in `runtime/`: compiled
  * pipelines by program key (`pipelines.ts`), kernel parameters in content-addressed uniform slots
- * (`uniform-arena.ts`), bind groups by buffer identity (`bind-groups.ts`), deferred dispatches for fusion
- * (`deferred.ts`), staging buffers (`readback.ts`); storage buffers come from `buffer-pool.ts`.
+ * (`uniform-arena.ts`), bind groups by buffer identity (`bind-groups.ts`), staging buffers (`readback.ts`);
+ * storage buffers come from `buffer-pool.ts`. Fusion is explicit (core asks for fused kernels), so
+ * dispatches are recorded in the order they are made.
  *
  * Host cost per dispatch is dominated by Dawn's native calls (each a few µs in Node), so a dispatch makes
  * as few as possible: identical parameters reuse one uniform slot, which lets bind groups be static:
@@ -15,13 +16,11 @@ import { BufferPool, type GpuBuffer } from './buffer-pool.js';
 import { BackendDisposedError, DeviceLostError, GpuOutOfMemoryError, GpuValidationError } from './errors.js';
 import { packUniforms } from './uniforms.js';
 import { BindGroupCache } from './runtime/bind-groups.js';
-import { DeferredOps, type PendingOp } from './runtime/deferred.js';
 import { type CompiledProgram, PipelineCache } from './runtime/pipelines.js';
 import type { Program } from './runtime/program.js';
 import { StagingBuffers } from './runtime/readback.js';
 import { UniformArena } from './runtime/uniform-arena.js';
 
-export type { PendingOp } from './runtime/deferred.js';
 export { memoProgram, type Program } from './runtime/program.js';
 
 export interface DispatchCall {
@@ -42,7 +41,7 @@ export interface RuntimeStats {
   bindGroupsCreated: number;
   /** Distinct parameter blocks written since the slots were last recycled. */
   uniformSlots: number;
-  /** Deferred ops folded into a later kernel (see `defer`). */
+  /** Fused DoRA kernels served in one pass (`matmulCompose`, `matmulWeightNorm`). */
   fused: number;
 }
 
@@ -64,7 +63,6 @@ export class GpuRuntime {
   private readonly pipelines: PipelineCache;
   private readonly bindGroups: BindGroupCache;
   private readonly uniforms: UniformArena;
-  private readonly deferred: DeferredOps;
   private readonly staging: StagingBuffers;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -105,7 +103,6 @@ export class GpuRuntime {
         this.bindGroups.clear();
       },
     );
-    this.deferred = new DeferredOps(this.stats);
     this.staging = new StagingBuffers((size, usage) => this.createBuffer(size, usage));
     device.addEventListener('uncapturederror', this.onUncaptured);
     this.lost = device.lost.then((info) => {
@@ -167,30 +164,6 @@ export class GpuRuntime {
     return this.pipelines.has(key);
   }
 
-  // ---- deferred ops (see runtime/deferred.ts)
-
-  /** Holds `op` back so that a later kernel may fold itself into it. */
-  defer(op: PendingOp): void {
-    this.check();
-    this.deferred.defer(op);
-  }
-
-  /** Whether a deferred op that `match` accepts exists. */
-  hasPending(match: (op: PendingOp) => boolean): boolean {
-    return this.deferred.has(match);
-  }
-
-  /** Removes and returns the first deferred op `match` accepts: the caller fuses it into its own dispatch. */
-  takePending(match: (op: PendingOp) => boolean): PendingOp | null {
-    return this.deferred.take(match);
-  }
-
-  /** Records every deferred op now (without submitting). */
-  flushDeferred(): void {
-    this.check();
-    this.deferred.emitAll();
-  }
-
   // ---- recording
 
   private ensurePass(): GPUComputePassEncoder {
@@ -215,7 +188,6 @@ export class GpuRuntime {
 
   dispatch(call: DispatchCall): void {
     this.check();
-    if (this.deferred.length > 0) this.deferred.emitWritersOf(call.inputs);
     const [x, y = 1, z = 1] = call.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const compiled = this.compile(call.program);
@@ -238,13 +210,12 @@ export class GpuRuntime {
     this.stats.dispatches++;
   }
 
-  /** Submits everything recorded so far, deferred ops included. */
+  /** Submits everything recorded so far. */
   flush(): void {
-    this.deferred.emitAll();
     this.submit();
   }
 
-  /** Submits what is recorded; deferred ops stay deferred (they reference no uniform slot yet). */
+  /** Submits what is recorded. */
   private submit(): void {
     if (!this.encoder) {
       // Nothing unsubmitted can reference a parked buffer, so they are reusable now.
@@ -261,7 +232,7 @@ export class GpuRuntime {
   }
 
   private afterSubmit(): void {
-    this.pool.afterSubmit(this.deferred.usesBuffer());
+    this.pool.afterSubmit();
   }
 
   // ---- data movement
@@ -284,7 +255,6 @@ export class GpuRuntime {
   async read(src: GpuBuffer, bytes: number): Promise<ArrayBuffer> {
     this.check();
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    this.deferred.emitAll();
     const staging = this.staging.take(size);
     this.ensurePass();
     this.endPass();
@@ -335,7 +305,6 @@ export class GpuRuntime {
     this.pool.trim();
     this.staging.destroy();
     this.uniforms.destroy();
-    this.deferred.clear();
     this.pipelines.clear();
     this.bindGroups.clear();
     if (destroyDevice) this.device.destroy();

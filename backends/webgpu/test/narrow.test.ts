@@ -108,7 +108,7 @@ describe.skipIf(!backend)(`webgpu narrow weights${skipReason ? ` (${skipReason})
     });
   });
 
-  it('a weight norm over packed W joins the deferred GEMV over the same W (one pass, DoRA decode)', async () => {
+  it('matmulWeightNorm over packed W: the GEMV and the weight norm from one read of W (DoRA decode)', async () => {
     const [rows, cols, r] = [64, 256, 4];
     const { w, values } = await narrow('nf4', rows, cols, 21);
     keep(w as Tensor);
@@ -116,11 +116,19 @@ describe.skipIf(!backend)(`webgpu narrow weights${skipReason ? ` (${skipReason})
     const a = randn(r * cols, 23, 0.1);
     const b = randn(rows * r, 24, 0.1);
     const fusedBefore = be.stats().fused;
-    const y = keep(ops.narrowMatmul(keep(tensor(xs, [1, cols], { backend: be })), w, true));
-    const n = keep(ops.weightNorm(w, keep(tensor(a, [r, cols], { backend: be })), keep(tensor(b, [rows, r], { backend: be })), 2, {}));
+    const [xt, at, bt] = [
+      keep(tensor(xs, [1, cols], { backend: be })),
+      keep(tensor(a, [r, cols], { backend: be })),
+      keep(tensor(b, [rows, r], { backend: be })),
+    ];
+    const shared = be.matmulWeightNorm(xt.info as never, ops.weightInfo(w) as never, at.info as never, bt.info as never, 2, {})!;
     expect(be.stats().fused).toBe(fusedBefore + 1);
-    expect(relativeError(await y.data(), matmulRef(xs, [1, cols], values, [rows, cols], false, true).out)).toBeLessThan(1e-5);
-    expect(relativeError(await n.data(), weightNormHost(values, a, b, rows, cols, r, 2, false))).toBeLessThan(1e-5);
+    const y = await be.download({ data: shared.base, shape: [1, rows], dtype: 'float32' });
+    const n = await be.download({ data: shared.norm, shape: [rows], dtype: 'float32' });
+    expect(relativeError(y as Float32Array, matmulRef(xs, [1, cols], values, [rows, cols], false, true).out)).toBeLessThan(1e-5);
+    expect(relativeError(n as Float32Array, weightNormHost(values, a, b, rows, cols, r, 2, false))).toBeLessThan(1e-5);
+    be.release(shared.base);
+    be.release(shared.norm);
     freeAll();
   });
 

@@ -1,9 +1,9 @@
 /**
  * Every program variant forced on its own, at odd sizes and edges, against float64 references: the tiled
  * blockings (128×128 included), split-K, the row-streaming GEMV and weight norm (rows per workgroup, ranks
- * across the register-chunk boundary, bf16 W), the compose epilogue and lazy fusion (results equal with
- * fusion off, fewer dispatches with it on, deferred work never reordered across a reader), and the uniform
- * slots (reused for identical parameters, recycled when full).
+ * across the register-chunk boundary, bf16 W), the fused DoRA kernels core asks for (`matmulCompose`,
+ * `matmulWeightNorm`: results equal with fusion off, fewer dispatches with it on), and the uniform slots
+ * (reused for identical parameters, recycled when full).
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { bf16ToF32, f32ToBf16, type DType, type TensorInfo } from '@dorajs/core';
@@ -185,7 +185,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       expect(relativeError(await down(n), weightNormHost(wv, a, b, out, inn, r, 1.3, false))).toBeLessThan(1e-5);
     });
 
-    it('by default runs the one-pass rows program, and joins a deferred GEMV over the same W', async () => {
+    it('by default runs the one-pass rows program, and matmulWeightNorm shares it with the GEMV over W', async () => {
       const [out, inn, r] = [36, 64, 4];
       const w = randn(out * inn, 40);
       const a = randn(r * inn, 41, 0.5);
@@ -198,19 +198,18 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const alone = be.weightNorm(W, A, B, 2, {});
       expect(be.stats().dispatches - before.dispatches).toBe(1);
       before = be.stats();
-      const y = be.matmul(X, W, { transposeB: true }, [1, out]);
-      const joined = be.weightNorm(W, A, B, 2, {});
+      const shared = be.matmulWeightNorm(X, W, A, B, 2, {})!;
+      const [y, joined] = [shared.base, shared.norm];
       expect(be.stats().fused - before.fused).toBe(1);
       expect(be.stats().dispatches - before.dispatches).toBe(1);
       expect(relativeError(await down(alone), ref)).toBeLessThan(1e-5);
       expect(relativeError(await down(joined), ref)).toBeLessThan(1e-5);
       expect(relativeError(await down(y), matmulRef(x, [1, inn], w, [out, inn], false, true).out)).toBeLessThan(1e-5);
-      // A GEMV over another W (or with fusion off) leaves the norm alone.
-      before = be.stats();
-      be.matmul(X, up(w, [out, inn]), { transposeB: true }, [1, out]);
-      be.weightNorm(W, A, B, 2, {});
-      be.flush();
-      expect(be.stats().fused - before.fused).toBe(0);
+      // Several rows, W stored [in, out], or fusion off: nothing to share (core runs them apart).
+      expect(be.matmulWeightNorm(up(randn(2 * inn, 44), [2, inn]), W, A, B, 2, {})).toBeNull();
+      expect(be.matmulWeightNorm(X, up(w, [inn, out]), A, B, 2, { transposeW: true })).toBeNull();
+      be.setFusion(false);
+      expect(be.matmulWeightNorm(X, W, A, B, 2, {})).toBeNull();
     });
 
     it('takes one dispatch, and the tiles program where rows does not apply', async () => {
@@ -235,8 +234,9 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
     });
   });
 
-  describe('compose epilogue and lazy fusion', () => {
-    // A DoRA Linear forward in PEFT's order: base = x·Wᵀ, the LoRA branch, then (uncached) the norm and g.
+  describe('fused DoRA kernels (matmulCompose, matmulWeightNorm)', () => {
+    // A DoRA Linear forward as core's doraLinear asks for it: the LoRA branch, then (uncached) the base GEMV
+    // and the norm in one pass where the backend shares it, else the norm and the base matmul with the compose.
     async function doraForward(T: number, out: number, inn: number, r: number, opts: { bias: boolean; cached: boolean; bf16W?: boolean }) {
       const s = 0.8;
       const xs = [T, inn];
@@ -248,19 +248,27 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const B = up(randn(out * r, 23, 0.2), [out, r]);
       const m = up(randn(out, 24, 2), [out]);
       const bias = opts.bias ? up(randn(out, 25), [out]) : null;
-      const cachedG = opts.cached ? info(be.binary('div', m, info(be.weightNorm(W, A, B, s, {}), [out]), [out]), [out]) : null;
+      const gOf = (norm: GpuTensor) => info(be.binary('div', m, info(norm, [out]), [out]), [out]);
+      const cachedG = opts.cached ? gOf(be.weightNorm(W, A, B, s, {})) : null;
       await be.sync();
       const before = be.stats();
-      const base = info(be.matmul(x, W, { transposeB: true }, [T, out]), [T, out]);
       const ax = info(be.matmul(x, A, { transposeB: true }, [T, r]), [T, r]);
       const lora = info(be.matmul(ax, B, { transposeB: true }, [T, out]), [T, out]);
-      const g = cachedG ?? info(be.binary('div', m, info(be.weightNorm(W, A, B, s, {}), [out]), [out]), [out]);
-      const y = be.doraCompose(base, lora, g, s, bias);
+      const shared = cachedG ? null : be.matmulWeightNorm(x, W, A, B, s, {});
+      let y: GpuTensor;
+      let base: GpuTensor;
+      if (shared) {
+        base = shared.base;
+        y = be.doraCompose(info(base, [T, out]), lora, gOf(shared.norm), s, bias);
+      } else {
+        const fused = be.matmulCompose(x, W, lora, cachedG ?? gOf(be.weightNorm(W, A, B, s, {})), s, bias, {});
+        [base, y] = [fused.base, fused.y];
+      }
       be.flush();
       const after = be.stats();
       return {
         y: await down(y),
-        base: await down(base.data),
+        base: await down(base),
         dispatches: after.dispatches - before.dispatches,
         fused: after.fused - before.fused,
       };
@@ -299,8 +307,15 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const ref = matmulRef(base, [T, inn], w, [out, inn], false, true).out;
       const want = Array.from(ref, (v, i) => bias[i % out]! + g[i % out]! * (v + 0.5 * lora[i]!));
       const before = be.stats();
-      const b = be.matmul(up(base, [T, inn]), up(w, [out, inn]), { transposeB: true }, [T, out]);
-      const y = be.doraCompose(info(b, [T, out]), up(lora, [T, out]), up(g, [out]), 0.5, up(bias, [out]));
+      const { base: b, y } = be.matmulCompose(
+        up(base, [T, inn]),
+        up(w, [out, inn]),
+        up(lora, [T, out]),
+        up(g, [out]),
+        0.5,
+        up(bias, [out]),
+        {},
+      );
       be.flush();
       expect(be.stats().fused - before.fused).toBe(1);
       expect(be.stats().dispatches - before.dispatches).toBe(2);
@@ -308,7 +323,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       expect(relativeError(await down(b), ref)).toBeLessThan(1e-5);
     });
 
-    it('never lets a deferred matmul be read before it runs, nor reuse buffers it still needs', async () => {
+    it('a matmul is read right after it is recorded, and released inputs are not reused before it ran', async () => {
       const [M, K, N] = [6, 40, 12];
       const a = randn(M * K, 31);
       const b = randn(K * N, 32);
@@ -316,9 +331,7 @@ describe.skipIf(!backend)(`webgpu program variants${skipReason ? ` (${skipReason
       const A = up(a, [M, K]);
       const B = up(b, [K, N]);
       const y = be.matmul(A, B, {}, [M, N]);
-      // A reader forces it out first ...
       const doubled = be.affine(info(y, [M, N]), 2, 0);
-      // ... and released inputs of a deferred op stay parked across a submit until it has run.
       const y2 = be.matmul(A, B, {}, [M, N]);
       be.release(A.data);
       be.release(B.data);

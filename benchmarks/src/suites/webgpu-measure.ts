@@ -413,16 +413,28 @@ export async function measureDoraLinear(
     };
     const norm = be.weightNorm(w, a, b, s, {});
     const g = be.binary('div', m, info(norm, [out]), [out]);
+    // As core's doraLinear asks for them: the base matmul with the compose in its epilogue (matmulCompose),
+    // and uncached, the base GEMV and the norm from one read of W where the backend shares it.
+    const loraBranch = (): [GpuTensor, GpuTensor] => {
+      const ax = be.matmul(x, a, { transposeB: true }, [T, r]);
+      return [ax, be.matmul(info(ax, [T, r]), b, { transposeB: true }, [T, out])];
+    };
     const doraCached = () => {
-      const [base, ax, lora] = branch();
-      const y = be.doraCompose(info(base, [T, out]), info(lora, [T, out]), info(g, [out]), s, null);
+      const [ax, lora] = loraBranch();
+      const { base, y } = be.matmulCompose(x, w, info(lora, [T, out]), info(g, [out]), s, null, {});
       return [base, ax, lora, y];
     };
     const doraUncached = () => {
-      const [base, ax, lora] = branch();
+      const [ax, lora] = loraBranch();
+      const shared = be.matmulWeightNorm(x, w, a, b, s, {});
+      if (shared) {
+        const gg = be.binary('div', m, info(shared.norm, [out]), [out]);
+        const y = be.doraCompose(info(shared.base, [T, out]), info(lora, [T, out]), info(gg, [out]), s, null);
+        return [shared.base, shared.norm, ax, lora, gg, y];
+      }
       const n = be.weightNorm(w, a, b, s, {});
       const gg = be.binary('div', m, info(n, [out]), [out]);
-      const y = be.doraCompose(info(base, [T, out]), info(lora, [T, out]), info(gg, [out]), s, null);
+      const { base, y } = be.matmulCompose(x, w, info(lora, [T, out]), info(gg, [out]), s, null, {});
       return [base, ax, lora, n, gg, y];
     };
     const reps = await calibratedReps(be, c.trialMs, loraCall);

@@ -1,7 +1,6 @@
 /**
- * DoRA's output composition y = bias + g ⊙ (base + s·lora), one pass instead of four elementwise ops; or
- * none at all when `base` comes from a matmul that is still deferred: the composition then runs in that
- * matmul's epilogue (which also writes `base`, so the handle stays valid).
+ * DoRA's output composition y = bias + g ⊙ (base + s·lora), one pass instead of four elementwise ops. (Core
+ * asks for the base matmul with this composition in its epilogue through `matmulCompose` when it can.)
  */
 import { ShapeError } from '@dorajs/core';
 import type { GpuTensor, KernelContext } from '../context.js';
@@ -9,7 +8,6 @@ import type { Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, loadF32, storageType } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
-import { isPendingMatmul } from './matmul.js';
 
 export function doraCompose(
   ctx: KernelContext,
@@ -28,17 +26,6 @@ export function doraCompose(
     );
   }
   const hasBias = bias !== null;
-  const allF32 = [base, lora, g, ...(bias ? [bias] : [])].every((t) => t.t.dtype === 'float32');
-  if (ctx.options.fuse && allF32 && lora.t.buf !== base.t.buf) {
-    const pending = ctx.rt.takePending(
-      (op) => isPendingMatmul(op) && op.plan.composable && op.plan.out.buf === base.t.buf && op.plan.out.size === base.t.size,
-    );
-    if (pending && isPendingMatmul(pending)) {
-      const y = ctx.alloc('float32', base.t.size);
-      pending.plan.emit({ lora: lora.t.buf, g: g.t.buf, bias: bias?.t.buf ?? null, scale, y });
-      return y;
-    }
-  }
   const program: Program = {
     key: `dora-compose:${base.t.dtype}:${lora.t.dtype}:${g.t.dtype}:${hasBias ? bias.t.dtype : 'none'}`,
     name: 'doraCompose',

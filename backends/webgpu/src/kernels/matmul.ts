@@ -10,14 +10,14 @@
  * A packed quantized B (nf4/fp4/int8, `wgsl/weights.ts`) takes the row-streaming and vec4 tiled programs
  * (`matmulQuantized`); the shapes they do not cover go to `narrow.ts`'s program.
  *
- * The tiled and row-streaming programs take an optional epilogue, y' = bias + g ⊙ (y + s·lora): with fusion
- * on, `matmul` defers its dispatch (`GpuRuntime.defer`) so that a `doraCompose` over its result folds into
- * it, and a `weightNorm` over the same W joins a GEMV (see `dora-compose.ts`, `weight-norm.ts`).
+ * The tiled and row-streaming programs take an optional epilogue, y' = bias + g ⊙ (y + s·lora): core asks
+ * for it explicitly through `matmulCompose` (a DoRA Linear's base matmul and compose in one dispatch); a
+ * GEMV joins the DoRA weight norm through `matmulWeightNorm` (`weight-norm.ts`).
  */
 import { type DType, DTypeError, type MatMulOptions, ShapeError } from '@dorajs/core';
 import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext } from '../context.js';
-import type { PendingOp, Program } from '../runtime.js';
+import type { Program } from '../runtime.js';
 import { grid, MAX_RANK, padTo } from '../shapes.js';
 import { ELEMENTWISE_WORKGROUP as WG } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
@@ -28,6 +28,7 @@ import { splitReduceProgram } from './matmul/split-reduce.js';
 import { type Epilogue, tiledProgram } from './matmul/tiled.js';
 import { chooseSplits, chooseTile, forcedRows, gemvRowsPerWorkgroup } from './matmul/tuning.js';
 import { matmulVariantFor } from './matmul/variant.js';
+import { doraCompose } from './dora-compose.js';
 import { rowsProgram } from './rows.js';
 import { DENSE, type WeightCodec } from '../wgsl/weights.js';
 
@@ -43,7 +44,7 @@ export interface ComposeArgs {
   readonly y: GpuTensor;
 }
 
-/** A matmul ready to be recorded, possibly with the compose epilogue folded in (see `defer`). */
+/** A matmul ready to be recorded, possibly with the compose epilogue folded in. */
 export interface MatmulPlan {
   readonly out: GpuTensor;
   /** Whether `emit` accepts a compose epilogue. */
@@ -59,15 +60,6 @@ export interface MatmulPlan {
     readonly batch: number;
   };
   emit(compose: ComposeArgs | null): void;
-}
-
-export interface PendingMatmul extends PendingOp {
-  readonly kind: 'matmul';
-  readonly plan: MatmulPlan;
-}
-
-export function isPendingMatmul(op: PendingOp): op is PendingMatmul {
-  return op.kind === 'matmul';
 }
 
 function composeInputs(c: ComposeArgs): GpuBuffer[] {
@@ -87,7 +79,7 @@ export interface QuantizedB {
 const DENSE_ROWS: ReadonlySet<DType> = new Set(['float32', 'bfloat16', 'float16']);
 
 /** The plan, or null for a quantized B in a shape only `narrow.ts`'s program covers. */
-function planMatmul(
+export function planMatmul(
   ctx: KernelContext,
   a: TensorArg,
   b: TensorArg,
@@ -232,19 +224,14 @@ function rowBatchDims(M: number, K: number): number[] {
   return [M, ...padTo([], MAX_RANK - 1, 1), K, ...padTo([], MAX_RANK - 1), ...padTo([], MAX_RANK)];
 }
 
-function record(ctx: KernelContext, plan: MatmulPlan | GpuTensor, reads: GpuBuffer[]): GpuTensor {
+function record(plan: MatmulPlan | GpuTensor): GpuTensor {
   if (!('emit' in plan)) return plan;
-  if (ctx.options.fuse && (plan.composable || plan.rows)) {
-    const op: PendingMatmul = { kind: 'matmul', plan, writes: [plan.out.buf], reads, emit: () => plan.emit(null) };
-    ctx.rt.defer(op);
-  } else {
-    plan.emit(null);
-  }
+  plan.emit(null);
   return plan.out;
 }
 
 export function matmul(ctx: KernelContext, a: TensorArg, b: TensorArg, options: MatMulOptions, outShape: readonly number[]): GpuTensor {
-  return record(ctx, planMatmul(ctx, a, b, options, outShape, null)!, [a.t.buf, b.t.buf]);
+  return record(planMatmul(ctx, a, b, options, outShape, null)!);
 }
 
 /**
@@ -260,5 +247,33 @@ export function matmulQuantized(
   outShape: readonly number[],
 ): GpuTensor | null {
   const plan = planMatmul(ctx, a, b, options, outShape, q);
-  return plan && record(ctx, plan, [a.t.buf, b.t.buf, q.scales]);
+  return plan && record(plan);
+}
+
+/**
+ * A DoRA Linear's base = x·Wᵀ (x·W with transposeW) with y = bias + g ⊙ (base + s·lora) in the matmul's
+ * epilogue: one dispatch (two for split-K) instead of a matmul and a compose. Without fusion, or for a
+ * program without the epilogue, the matmul and `doraCompose` run one after the other.
+ */
+export function matmulCompose(
+  ctx: KernelContext,
+  x: TensorArg,
+  w: TensorArg,
+  lora: TensorArg,
+  g: TensorArg,
+  scale: number,
+  bias: TensorArg | null,
+  transposeW: boolean,
+): { base: GpuTensor; y: GpuTensor } {
+  const outShape = [x.shape[0]!, transposeW ? w.shape[1]! : w.shape[0]!];
+  const plan = planMatmul(ctx, x, w, { transposeB: !transposeW }, outShape, null)!;
+  const allF32 = [lora, g, ...(bias ? [bias] : [])].every((t) => t.t.dtype === 'float32');
+  if ('emit' in plan && plan.composable && ctx.options.fuse && allF32) {
+    const y = ctx.alloc('float32', plan.out.size);
+    plan.emit({ lora: lora.t.buf, g: g.t.buf, bias: bias?.t.buf ?? null, scale, y });
+    ctx.rt.stats.fused++;
+    return { base: plan.out, y };
+  }
+  const base = 'emit' in plan ? (plan.emit(null), plan.out) : plan;
+  return { base, y: doraCompose(ctx, { t: base, shape: outShape }, lora, g, scale, bias) };
 }

@@ -16,14 +16,16 @@
  */
 import { DTypeError, ShapeError, type DType, type WeightNormOptions } from '@dorajs/core';
 import type { GpuTensor, KernelContext } from '../context.js';
-import { memoProgram, type PendingOp, type Program } from '../runtime.js';
+import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { bindInput, bindOutput, loadF32, storageType } from '../wgsl/common.js';
 import { bindWeight, codecKey, DENSE, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
-import type { GpuBuffer } from '../buffer-pool.js';
 import type { TensorArg } from './elementwise.js';
-import { forcedRows, isPendingMatmul, type QuantizedB } from './matmul.js';
+import { forcedRows, type MatmulPlan, planMatmul, type QuantizedB } from './matmul.js';
+import { matmulVariantFor } from './matmul/variant.js';
+import type { NarrowArg } from './narrow.js';
 import { ROWS_MAX_RANK, rowsProgram } from './rows.js';
+import { isSplit } from '../split.js';
 
 /** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
 const TILE = 64;
@@ -257,19 +259,6 @@ export function weightNorm(
   return out;
 }
 
-/** A deferred GEMV x·Wᵀ over this very W (same buffer, shape, no batch) that the norm can join. */
-function pendingGemv(ctx: KernelContext, w: TensorArg, scales: GpuBuffer | null, outDim: number, inDim: number) {
-  const m = (op: PendingOp) =>
-    isPendingMatmul(op) &&
-    !!op.plan.rows &&
-    op.plan.rows.w.buf === w.t.buf &&
-    op.plan.rows.scales === scales &&
-    op.plan.rows.batch === 1 &&
-    op.plan.rows.N === outDim &&
-    op.plan.rows.K === inDim;
-  return ctx.options.fuse && ctx.rt.hasPending(m) ? m : null;
-}
-
 /**
  * `rows` unless forced to `tiles` or not applicable. On the H200 (2026-11-28, second run) rows with 16 rows
  * per workgroup measured best everywhere: fp32 4096² 0.031 ms (1.9× the read-once floor) vs 0.058 tiles and
@@ -284,7 +273,7 @@ function useRows(ctx: KernelContext, transposeW: boolean, inDim: number, r: numb
 /** Rows per workgroup of the norm: 16 reads each A panel once per 16 rows and measured best (see useRows). */
 const NORM_ROWS = 16;
 
-/** The `rows` program, sharing W's read with a deferred GEMV x·Wᵀ over the same W when there is one. */
+/** The `rows` program, sharing W's read with the GEMV x·Wᵀ over the same W when one is given. */
 function rowsNorm(
   ctx: KernelContext,
   w: TensorArg,
@@ -295,12 +284,10 @@ function rowsNorm(
   outDim: number,
   inDim: number,
   r: number,
+  rows: MatmulPlan | null = null,
 ): GpuTensor {
   const wInputs = q ? [w.t.buf, q.scales] : [w.t.buf];
   const out = ctx.alloc('float32', outDim);
-  const match = pendingGemv(ctx, w, q?.scales ?? null, outDim, inDim);
-  const gemv = match ? ctx.rt.takePending(match) : null;
-  const rows = gemv && isPendingMatmul(gemv) ? gemv.plan : null;
   const R = forcedRows(ctx) ?? NORM_ROWS;
   const program = rowsProgram({
     rows: R,
@@ -322,4 +309,36 @@ function rowsNorm(
     workgroups: [x, y, 1],
   });
   return out;
+}
+
+/**
+ * A DoRA Linear's base GEMV x·Wᵀ (one token) and ‖W + s·B·A‖ from one read of W (the `rows` program);
+ * null where that does not apply — several rows, W stored [in, out], a shape or device the rows program
+ * does not serve, fusion off — and core then runs the matmul (with the compose epilogue) and the norm apart.
+ */
+export function matmulWeightNorm(
+  ctx: KernelContext,
+  x: TensorArg,
+  w: NarrowArg,
+  a: TensorArg,
+  b: TensorArg,
+  scale: number,
+  transposeW: boolean,
+): { base: GpuTensor; norm: GpuTensor } | null {
+  const [outDim, inDim] = w.w.shape as [number, number];
+  const r = a.shape[0]!;
+  if (!ctx.options.fuse || transposeW || x.shape.length !== 2 || x.shape[0] !== 1 || x.t.dtype !== 'float32') return null;
+  if (isSplit(x.t) || isSplit(w.w.t) || (!w.q && w.w.t.dtype !== 'float32' && w.w.t.dtype !== 'bfloat16')) return null;
+  if (matmulVariantFor(ctx, 1, inDim) !== 'gemv' || !useRows(ctx, false, inDim, r, a.t.dtype)) return null;
+  // A packed W in a shape only narrow.ts's program covers: nothing to share.
+  const plan = planMatmul(ctx, x, w.w, { transposeB: true }, [1, outDim], w.q);
+  if (!plan) return null;
+  if (!('emit' in plan)) return { base: plan, norm: weightNorm(ctx, w.w, a, b, scale, {}, w.q) };
+  if (!plan.rows) {
+    plan.emit(null);
+    return { base: plan.out, norm: weightNorm(ctx, w.w, a, b, scale, {}, w.q) };
+  }
+  const norm = rowsNorm(ctx, w.w, w.q, a, b, scale, outDim, inDim, r, plan);
+  ctx.rt.stats.fused++;
+  return { base: plan.out, norm };
 }

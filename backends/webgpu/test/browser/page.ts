@@ -6,7 +6,7 @@
  */
 import type { TensorInfo } from '@dorajs/core';
 import { createWebGpuBackend, type GpuTensor } from '../../src/index.js';
-import { doraLinear, doraLinearPeftOrder } from '../helpers/dora-linear.js';
+import { doraLinear, doraLinearFused } from '../helpers/dora-linear.js';
 
 interface PageInput {
   readonly shapes: Record<string, number[]>;
@@ -45,7 +45,7 @@ async function main(): Promise<PageResult> {
   const out = Array.from((await be.download(y)) as Float32Array);
   const weights = { w: up('w'), a: up('a'), b: up('b'), m: up('m'), bias: up('bias'), scale };
   const fused0 = be.stats().fused;
-  const yDecode = Array.from((await be.download(doraLinearPeftOrder(be, up('x1'), weights, temps))) as Float32Array);
+  const yDecode = Array.from((await be.download(doraLinearFused(be, up('x1'), weights, temps))) as Float32Array);
   const result = {
     ok: true,
     adapter: be.description,

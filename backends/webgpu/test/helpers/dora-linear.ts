@@ -32,21 +32,28 @@ export function doraLinear<H>(be: Backend<H>, x: TensorInfo<H>, p: DoraLinearWei
 }
 
 /**
- * The same forward in the order PEFT's layer issues it (base matmul, LoRA branch, then the norm and g),
- * which lets a backend fuse lazily: the WebGPU backend joins the norm to a deferred GEMV over W at T = 1.
+ * The same forward through the fused kernels core asks for (`matmulWeightNorm` where the backend shares
+ * W's read between the base GEMV and the norm, else `matmulCompose`), as core's `doraLinear` does.
  */
-export function doraLinearPeftOrder<H>(be: Backend<H>, x: TensorInfo<H>, p: DoraLinearWeights<H>, temps: H[]): TensorInfo<H> {
+export function doraLinearFused<H>(be: Backend<H>, x: TensorInfo<H>, p: DoraLinearWeights<H>, temps: H[]): TensorInfo<H> {
   const [out] = p.w.shape as [number, number];
   const r = p.a.shape[0]!;
-  const lead = x.shape.slice(0, -1);
+  const rows = x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const x2: TensorInfo<H> = { ...x, shape: [rows, x.shape[x.shape.length - 1]!] };
   const t = (data: H, shape: readonly number[]): TensorInfo<H> => {
     temps.push(data);
     return { data, shape, dtype: 'float32' };
   };
-  const base = t(be.matmul(x, p.w, { transposeB: true }, [...lead, out]), [...lead, out]);
-  const ax = t(be.matmul(x, p.a, { transposeB: true }, [...lead, r]), [...lead, r]);
-  const lora = t(be.matmul(ax, p.b, { transposeB: true }, [...lead, out]), [...lead, out]);
-  const norm = t(be.weightNorm!(p.w, p.a, p.b, p.scale, {}), [out]);
-  const g = t(be.binary('div', p.m, norm, [out]), [out]);
-  return t(be.doraCompose!(base, lora, g, p.scale, p.bias), [...lead, out]);
+  const ax = t(be.matmul(x2, p.a, { transposeB: true }, [rows, r]), [rows, r]);
+  const lora = t(be.matmul(ax, p.b, { transposeB: true }, [rows, out]), [rows, out]);
+  const shared = be.matmulWeightNorm!(x2, p.w, p.a, p.b, p.scale, {});
+  if (shared) {
+    const base = t(shared.base, [rows, out]);
+    const g = t(be.binary('div', p.m, t(shared.norm, [out]), [out]), [out]);
+    return t(be.doraCompose!(base, lora, g, p.scale, p.bias), [...x.shape.slice(0, -1), out]);
+  }
+  const g = t(be.binary('div', p.m, t(be.weightNorm!(p.w, p.a, p.b, p.scale, {}), [out]), [out]), [out]);
+  const fused = be.matmulCompose!(x2, p.w, lora, g, p.scale, p.bias, {});
+  t(fused.base, [rows, out]);
+  return t(fused.y, [...x.shape.slice(0, -1), out]);
 }

@@ -323,8 +323,120 @@ function writeSliceCase(wc: WriteSliceCase): ConformanceCase {
   };
 }
 
+export interface DoraLinearCase {
+  readonly id: string;
+  readonly title: string;
+  readonly rows: number;
+  readonly out: number;
+  readonly inF: number;
+  readonly r: number;
+  readonly scale: number;
+  readonly bias: boolean;
+  readonly transposeW?: boolean;
+  readonly seed: number;
+}
+
+/** Shapes for the fused DoRA Linear kernels: a decode step (one row), a prompt, W stored [in, out], odd sizes. */
+export const DORA_LINEAR_CASES: readonly DoraLinearCase[] = [
+  { id: 'decode', title: 'one row, W [40, 64], r 4, bias', rows: 1, out: 40, inF: 64, r: 4, scale: 0.8, bias: true, seed: 970 },
+  { id: 'prompt', title: '9 rows, W [36, 44], r 3, no bias', rows: 9, out: 36, inF: 44, r: 3, scale: 2, bias: false, seed: 971 },
+  {
+    id: 'transposed',
+    title: '5 rows, W stored [in 30, out 22] (Conv1D), bias',
+    rows: 5,
+    out: 22,
+    inF: 30,
+    r: 2,
+    scale: 0.5,
+    bias: true,
+    transposeW: true,
+    seed: 972,
+  },
+  { id: 'odd', title: '3 rows, W [13, 37], r 5', rows: 3, out: 13, inF: 37, r: 5, scale: 1.5, bias: true, seed: 973 },
+];
+
+function doraLinearInputs(ctx: CaseContext, dc: DoraLinearCase) {
+  const r = ctx.random(dc.seed);
+  const x = r.float32(dc.rows * dc.inF);
+  const w = r.float32(dc.out * dc.inF);
+  const a = r.float32(dc.r * dc.inF, (q) => q.normal() * 0.3);
+  const b = r.float32(dc.out * dc.r, (q) => q.normal() * 0.3);
+  const lora = r.float32(dc.rows * dc.out);
+  const g = r.float32(dc.out, (q) => q.uniform(-2, 2));
+  const bias = dc.bias ? r.float32(dc.out) : null;
+  const wShape = dc.transposeW ? [dc.inF, dc.out] : [dc.out, dc.inF];
+  // x·W_oiᵀ in float64
+  const base = new Float64Array(dc.rows * dc.out);
+  for (let i = 0; i < dc.rows; i++)
+    for (let o = 0; o < dc.out; o++) {
+      let acc = 0;
+      for (let k = 0; k < dc.inF; k++) acc += x[i * dc.inF + k]! * w[dc.transposeW ? k * dc.out + o : o * dc.inF + k]!;
+      base[i * dc.out + o] = acc;
+    }
+  return { x, w, a, b, lora, g, bias, wShape, base };
+}
+
+function matmulComposeCase(dc: DoraLinearCase): ConformanceCase {
+  return {
+    id: `${T}/matmulCompose.${dc.id}`,
+    title: `matmulCompose: ${dc.title}`,
+    async run(ctx) {
+      const fused = ctx.backend.matmulCompose?.bind(ctx.backend);
+      if (!fused) return ctx.skip('the backend has no fused matmulCompose (core uses matmul and doraCompose)');
+      const v = doraLinearInputs(ctx, dc);
+      const [xt, wt, lt, gt] = [
+        ctx.tensor(v.x, [dc.rows, dc.inF]),
+        ctx.tensor(v.w, v.wShape),
+        ctx.tensor(v.lora, [dc.rows, dc.out]),
+        ctx.tensor(v.g, [dc.out]),
+      ];
+      const bt = v.bias ? ctx.tensor(v.bias, [dc.out]) : null;
+      const res = fused(xt, wt, lt, gt, dc.scale, bt, { transposeW: !!dc.transposeW });
+      const base = await ctx.read(ctx.own(res.base, [dc.rows, dc.out], 'float32'));
+      const y = await ctx.read(ctx.own(res.y, [dc.rows, dc.out], 'float32'));
+      const out = dc.out;
+      const want = Float32Array.from(v.base, (u, i) => (v.bias ? v.bias[i % out]! : 0) + v.g[i % out]! * (u + dc.scale * v.lora[i]!));
+      assertClose(`matmulCompose.${dc.id} base vs float64`, base, Float32Array.from(v.base), ctx.closeOptions());
+      assertClose(`matmulCompose.${dc.id} y vs float64`, y, want, ctx.closeOptions());
+    },
+  };
+}
+
+function matmulWeightNormCase(dc: DoraLinearCase): ConformanceCase {
+  return {
+    id: `${T}/matmulWeightNorm.${dc.id}`,
+    title: `matmulWeightNorm: ${dc.title}`,
+    async run(ctx) {
+      const fused = ctx.backend.matmulWeightNorm?.bind(ctx.backend);
+      if (!fused) return ctx.skip('the backend has no fused matmulWeightNorm (core uses matmul and weightNorm)');
+      const v = doraLinearInputs(ctx, dc);
+      const [xt, wt, at, bt] = [
+        ctx.tensor(v.x, [dc.rows, dc.inF]),
+        ctx.tensor(v.w, v.wShape),
+        ctx.tensor(v.a, [dc.r, dc.inF]),
+        ctx.tensor(v.b, [dc.out, dc.r]),
+      ];
+      const res = fused(xt, wt, at, bt, dc.scale, { transposeW: !!dc.transposeW });
+      if (!res) return; // nothing to share for this shape on this backend: core runs the kernels apart
+      const base = await ctx.read(ctx.own(res.base, [dc.rows, dc.out], 'float32'));
+      const norm = await ctx.read(ctx.own(res.norm, [dc.out], 'float32'));
+      assertClose(`matmulWeightNorm.${dc.id} base vs float64`, base, Float32Array.from(v.base), ctx.closeOptions());
+      const host = weightNormHost(v.w, v.a, v.b, dc.out, dc.inF, dc.r, dc.scale, !!dc.transposeW);
+      assertClose(`matmulWeightNorm.${dc.id} norm vs float64`, norm, Float32Array.from(host), {
+        tolerance: { rtol: ctx.tolerance.rtol, atol: 0 },
+      });
+    },
+  };
+}
+
 export const fusedTier: ConformanceTier = {
   id: T,
   title: 'fused kernels against their composites and float64',
-  cases: [...WEIGHT_NORM_CASES.map(weightNormCase), ...DORA_COMPOSE_CASES.map(doraComposeCase), ...WRITE_SLICE_CASES.map(writeSliceCase)],
+  cases: [
+    ...WEIGHT_NORM_CASES.map(weightNormCase),
+    ...DORA_COMPOSE_CASES.map(doraComposeCase),
+    ...WRITE_SLICE_CASES.map(writeSliceCase),
+    ...DORA_LINEAR_CASES.map(matmulComposeCase),
+    ...DORA_LINEAR_CASES.map(matmulWeightNormCase),
+  ],
 };

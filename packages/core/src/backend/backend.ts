@@ -171,6 +171,34 @@ export interface FusedKernels<H = unknown> {
    * core rebuilds the buffer from slice + concat on the device.
    */
   writeSlice?(dst: TensorInfo<H>, src: TensorInfo<H>, axis: number, offset: number): void;
+  /**
+   * A DoRA Linear's base matmul with the compose in its epilogue: base = x·Wᵀ (x·W with transposeW) and
+   * y = bias + g ⊙ (base + scale·lora). x [rows, in], W [out, in] (or [in, out]), lora [rows, out],
+   * g [out], bias [out] or absent → both [rows, out] (backward needs base).
+   */
+  matmulCompose?(
+    x: TensorInfo<H>,
+    w: TensorInfo<H>,
+    lora: TensorInfo<H>,
+    g: TensorInfo<H>,
+    scale: number,
+    bias: TensorInfo<H> | null,
+    options: WeightNormOptions,
+  ): { readonly base: H; readonly y: H };
+  /**
+   * A DoRA Linear's base matmul and weight norm from one pass over W: base = x·Wᵀ [rows, out] and
+   * ‖W + scale·B·A‖ [out]; W dense or narrow (widened in registers, as `matmulNarrow`). Returns null where
+   * sharing the pass gains nothing on this backend for these shapes (core then runs matmulCompose, or
+   * matmul, with a separate weightNorm).
+   */
+  matmulWeightNorm?(
+    x: TensorInfo<H>,
+    w: WeightInfo<H>,
+    a: TensorInfo<H>,
+    b: TensorInfo<H>,
+    scale: number,
+    options: WeightNormOptions,
+  ): { readonly base: H; readonly norm: H } | null;
 
   // ---- narrow weights (bf16/f16 dense, nf4/fp4/int8 packed): W is widened in registers, never stored
   // as float32. Core calls these only for a narrow W; each has a composite (ops/narrow.ts) that widens W

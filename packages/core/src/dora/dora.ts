@@ -8,12 +8,14 @@
  * every other row follows PEFT's formula and order of operations.
  */
 import { ConfigError, ShapeError } from '../errors.js';
-import { add, addScalar, div, doraCompose, equal, mul, mulScalar, sub, where } from '../ops/index.js';
+import { add, addScalar, div, equal, mul, mulScalar, sub, where } from '../ops/index.js';
 import { type ConvDims, convNd, type ConvNdOptions } from '../ops/conv-nd.js';
 import { gather } from '../ops/nn.js';
 import { reshape, transpose } from '../ops/layout.js';
-import { matmul, matmulLastAxis } from '../ops/matmul.js';
-import { weightNorm } from '../ops/fused.js';
+import { matmul, matmulLastAxis, recordMatmul } from '../ops/matmul.js';
+import { doraCompose, recordCompose, weightNorm } from '../ops/fused.js';
+import { backendOf, wrap } from '../ops/util.js';
+import type { WeightNormOptions } from '../backend/backend.js';
 import { noGrad, tidy } from '../tensor/scope.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
@@ -181,5 +183,62 @@ export function doraUnmerge(geo: LayerGeometry, merged: Tensor, delta: Tensor, m
       const safe = where(zero, full([], 1, { backend: f.backend }), f);
       return sub(where(zero, full([], 0, { backend: f.backend }), div(merged, safe)), delta);
     });
+  });
+}
+
+/**
+ * One DoRA adapter on a Linear (or Conv1D with transposeW) in the reuse form, its base matmul included:
+ * y = bias + g ⊙ (x·Wᵀ + s·(x·Aᵀ)·Bᵀ), with g given (DoRA caching) or m / ‖W + s·B·A‖. Explicit fusion:
+ * the backend is asked for the base matmul and the norm from one pass over W (`matmulWeightNorm`), else
+ * for the base matmul with the compose in its epilogue (`matmulCompose`); without either, the same numbers
+ * come from matmul, weightNorm and doraCompose. Differentiable in x, W, A, B, m (or g) and bias.
+ */
+export function doraLinear(
+  x: Tensor,
+  w: Tensor,
+  a: Tensor,
+  b: Tensor,
+  scale: number,
+  bias: Tensor | null,
+  magnitude: { readonly m: Tensor } | { readonly g: Tensor },
+  options: WeightNormOptions = {},
+): Tensor {
+  return tidy(() => {
+    const be = backendOf('doraLinear', x, w, a, b);
+    const tw = !!options.transposeW;
+    const inF = x.shape[x.rank - 1]!;
+    const [out, wIn] = tw ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
+    const r = a.shape[0]!;
+    if (w.rank !== 2 || a.rank !== 2 || b.rank !== 2 || wIn !== inF || a.shape[1] !== inF || b.shape[0] !== out || b.shape[1] !== r) {
+      throw new ShapeError(
+        `doraLinear: x ${shapeStr(x.shape)}, W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit`,
+      );
+    }
+    const x2 = x.rank === 2 ? x : reshape(x, [-1, inF]);
+    const rows = x2.shape[0]!;
+    const mm = { transposeB: !tw };
+    const lora = matmul(matmul(x2, a, { transposeB: true }), b, { transposeB: true });
+    const f32 = [x2, w, a, b].every((t) => t.dtype === 'float32');
+    let base: Tensor | null = null;
+    let g: Tensor;
+    if ('g' in magnitude) g = magnitude.g;
+    else {
+      const shared = f32 && be.matmulWeightNorm ? be.matmulWeightNorm(x2.info, w.info, a.info, b.info, scale, { transposeW: tw }) : null;
+      let norm: Tensor;
+      if (shared) {
+        base = recordMatmul(wrap(be, shared.base, [rows, out], 'float32'), x2, w, mm);
+        norm = wrap(be, shared.norm, [out], 'float32');
+      } else norm = weightNorm(w, a, b, scale, { transposeW: tw });
+      g = magnitudeScale(magnitude.m, norm);
+    }
+    let y: Tensor;
+    if (!base && f32 && be.matmulCompose && g.size === out && (!bias || bias.size === out)) {
+      const g1 = reshape(g, [out]);
+      const b1 = bias ? reshape(bias, [out]) : null;
+      const fused = be.matmulCompose(x2.info, w.info, lora.info, g1.info, scale, b1?.info ?? null, { transposeW: tw });
+      base = recordMatmul(wrap(be, fused.base, [rows, out], 'float32'), x2, w, mm);
+      y = recordCompose(wrap(be, fused.y, [rows, out], 'float32'), base, lora, g, scale, bias);
+    } else y = doraCompose(base ?? matmul(x2, w, mm), lora, g, scale, bias);
+    return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), out]);
   });
 }

@@ -69,6 +69,15 @@ export function doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: number
     const y = be.doraCompose
       ? wrap(be, be.doraCompose(base.info, lora.info, g1.info, scale, b1?.info ?? null), base.shape, 'float32')
       : noGrad(() => doraComposeComposite(base, lora, g1, scale, b1));
+    return recordCompose(y, base, lora, g, scale, bias);
+  });
+}
+
+/** Attaches doraCompose's backward to `y` = bias + g ⊙ (base + scale·lora) computed by any kernel. */
+export function recordCompose(y: Tensor, base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
+  return tidy(() => {
+    const out = base.shape[base.rank - 1]!;
+    const g1 = reshape(g, [out]);
     // Backward allocates at most one activation-sized temporary at a time (each inner tidy frees its
     // product before the next), so DoRA's step peaks barely above LoRA's.
     return record('doraCompose', y, [base, lora, g, bias], [base, lora, g1], (dy, [sb, sl, sg]) => [

@@ -29,7 +29,13 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Tenso
   }
   const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
   const shape = [...batch, m, n];
-  const out = wrap(be, be.matmul(a.info, b.info, { transposeA: ta, transposeB: tb }, shape), shape, 'float32');
+  return recordMatmul(wrap(be, be.matmul(a.info, b.info, { transposeA: ta, transposeB: tb }, shape), shape, 'float32'), a, b, options);
+}
+
+/** Attaches matmul's backward to `out` = a·b (with the transposes) computed by any kernel (fused ones too). */
+export function recordMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatMulOptions = {}): Tensor {
+  const ta = !!options.transposeA;
+  const tb = !!options.transposeB;
   return record('matmul', out, [a, b], [a, b], (g, [sa, sb]) => [
     a.requiresGrad ? sumTo(ta ? matmul(sb!, g, { transposeA: tb, transposeB: true }) : matmul(g, sb!, { transposeB: !tb }), a.shape) : null,
     b.requiresGrad ? sumTo(tb ? matmul(g, sa!, { transposeA: true, transposeB: ta }) : matmul(sa!, g, { transposeA: !ta }), b.shape) : null,

@@ -223,7 +223,8 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
    */
   protected applyAdapters(x: Tensor, names: readonly string[]): Tensor {
     const bias = this.bias;
-    let acc = this.baseOut(x);
+    // The first adapter computes the base output itself (so a variant can fuse it); see AdapterVariant.forward.
+    let acc: Tensor | null = null;
     let biasAdded = false;
     names.forEach((name, i) => {
       const last = i === names.length - 1 ? bias : null;
@@ -231,7 +232,8 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
       acc = step.y;
       biasAdded ||= step.biasAdded;
     });
-    return bias && !biasAdded ? this.addBias(acc, bias) : acc;
+    const y = acc ?? this.baseOut(x);
+    return bias && !biasAdded ? this.addBias(y, bias) : y;
   }
 
   /** Per-sample adapters (`adapterNames`): each row gets its own adapter, or none for `__base__`. */

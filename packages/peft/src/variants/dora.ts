@@ -8,6 +8,7 @@ import {
   composeAdapterDropout,
   doraMerge,
   doraUnmerge,
+  doraLinear,
   doraWeightNorm,
   isGradEnabled,
   type LayerGeometry,
@@ -26,22 +27,24 @@ function magnitudeOf(input: MergeInput): Tensor {
   return input.tensors.m!;
 }
 
-/** g = m / ‖W + s·B·A‖ [out] for one adapter, from the cache when DoRA caching applies. */
-function doraScale(host: VariantHost, name: string): Tensor {
+/**
+ * g = m / ‖W + s·B·A‖ [out] from the DoRA cache when caching applies (eval mode, caching on), computing
+ * and storing it on a miss; null when it does not (the caller computes the norm, fused where it can).
+ */
+function cachedScale(host: VariantHost, name: string): Tensor | null {
   const mag = host.lora_magnitude_vector.get(name)!;
-  const m = mag.weight;
-  const { a, b } = host.adapterWeights(name)!;
-  const s = host.settingsOf(name).scaling;
-  const w = host.denseWeight();
   if (!DoraCaching.enabled || host.training) {
     // PEFT empties a layer's cache whenever it computes the norm with caching off.
     mag.clearCache();
-    return magnitudeScale(m, doraWeightNorm(host.geometry, w, a, b, s));
+    return null;
   }
+  const m = mag.weight;
+  const { a, b } = host.adapterWeights(name)!;
+  const s = host.settingsOf(name).scaling;
   const sources = [host.weight, a, b, m];
   let hit = mag.cached(sources, s);
   if (!hit) {
-    const norm = doraWeightNorm(host.geometry, w, a, b, s);
+    const norm = doraWeightNorm(host.geometry, host.denseWeight(), a, b, s);
     const g = noGrad(() => magnitudeScale(m, norm));
     mag.store(sources, s, norm, g);
     hit = { norm, g };
@@ -49,6 +52,15 @@ function doraScale(host: VariantHost, name: string): Tensor {
   // The cached g carries no gradient; recompute m / norm (out floats) when m must receive one.
   if (isGradEnabled() && m.requiresGrad) return magnitudeScale(m, hit.norm);
   return ops.reshape(hit.g, hit.g.shape);
+}
+
+/** g = m / ‖W + s·B·A‖ [out] for one adapter, from the cache when DoRA caching applies. */
+function doraScale(host: VariantHost, name: string): Tensor {
+  const cached = cachedScale(host, name);
+  if (cached) return cached;
+  const { a, b } = host.adapterWeights(name)!;
+  const m = host.lora_magnitude_vector.get(name)!.weight;
+  return magnitudeScale(m, doraWeightNorm(host.geometry, host.denseWeight(), a, b, host.settingsOf(name).scaling));
 }
 
 export const doraVariant: AdapterVariant = {
@@ -60,8 +72,17 @@ export const doraVariant: AdapterVariant = {
     return { m: ops.reshape(norm, magnitudeShape(geometry, norm.size)) };
   },
 
-  forward(host, name, x, acc, bias) {
+  forward(host, name, x, accIn, bias) {
     const s = host.settingsOf(name);
+    if (accIn === null && host.geometry.kind === 'linear' && !recomputes(host, s)) {
+      // The first adapter on a Linear/Conv1D: one fused DoRA linear (base matmul, branch, norm, compose).
+      const { a, b } = host.adapterWeights(name)!;
+      const g = cachedScale(host, name);
+      const mag = g ? { g } : { m: host.lora_magnitude_vector.get(name)!.weight };
+      const y = doraLinear(x, host.denseWeight(), a, b, s.scaling, bias, mag, { transposeW: !!host.geometry.fanInFanOut });
+      return { y, biasAdded: bias !== null };
+    }
+    const acc = accIn ?? host.baseOut(x);
     if (recomputes(host, s)) {
       // PEFT's training-with-dropout form: the correction term uses the dropped input too.
       const xd = host.dropout(name, x);

@@ -14,8 +14,9 @@ export const loraVariant: AdapterVariant = {
 
   init: () => ({}),
 
-  forward(host: VariantHost, name: string, x: Tensor, acc: Tensor, bias: Tensor | null) {
+  forward(host: VariantHost, name: string, x: Tensor, accIn: Tensor | null, bias: Tensor | null) {
     const s = host.settingsOf(name);
+    const acc = accIn ?? host.baseOut(x);
     if (recomputes(host, s))
       return { y: ops.add(acc, ops.mulScalar(host.branch(name, host.dropout(name, x)), s.scaling)), biasAdded: false };
     return { y: composeAdapter(host.geometry, acc, host.branch(name, x), s.scaling, null, bias), biasAdded: bias !== null };

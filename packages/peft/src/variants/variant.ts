@@ -79,11 +79,12 @@ export interface AdapterVariant {
   /** The variant's tensors for a fresh adapter (DoRA: m = ‖W + s·B·A‖ in PEFT's shape), on W's backend. */
   init(geometry: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Partial<AdapterTensors>;
   /**
-   * One adapter's step of a layer's forward: `acc` is the output so far without bias (the base output, plus
-   * earlier adapters); `bias`, when given, must be added by this step. Returns the new output and whether
-   * the bias is in it.
+   * One adapter's step of a layer's forward: `acc` is the output so far without bias (the base output plus
+   * earlier adapters), or null for the first adapter, which computes the base output itself (so that it
+   * may ask for a fused kernel); `bias`, when given, must be added by this step. Returns the new output and
+   * whether the bias is in it.
    */
-  forward(host: VariantHost, name: string, x: Tensor, acc: Tensor, bias: Tensor | null): { y: Tensor; biasAdded: boolean };
+  forward(host: VariantHost, name: string, x: Tensor, acc: Tensor | null, bias: Tensor | null): { y: Tensor; biasAdded: boolean };
   /** s·ΔW in W's stored layout. */
   deltaWeight(geometry: LayerGeometry, w: Tensor, input: MergeInput): Tensor;
   /** W ← merge of one adapter into `w`, DoRA norms from the unmerged `wBase`; returns the weight and its record. */
