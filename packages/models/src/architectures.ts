@@ -7,8 +7,13 @@ import type { JsonObject } from './config/config-fields.js';
 import { ModelConfigError, UnsupportedModelError } from './errors.js';
 import { parseGPT2Config } from './gpt2/gpt2-config.js';
 import { GPT2LMHeadModel } from './gpt2/gpt2-model.js';
+import { Gemma2ForCausalLM, parseGemma2Config } from './gemma2/gemma2.js';
 import { parseLlamaConfig } from './llama/llama-config.js';
 import { LlamaForCausalLM } from './llama/llama-model.js';
+import { MistralForCausalLM, parseMistralConfig } from './mistral/mistral.js';
+import { parsePhi3Config, Phi3ForCausalLM } from './phi3/phi3.js';
+import { parseQwen2Config, Qwen2ForCausalLM } from './qwen2/qwen2.js';
+import { parseQwen3Config, Qwen3ForCausalLM } from './qwen3/qwen3.js';
 import type { CausalLM, ModelOptions } from './shared/causal-lm.js';
 
 export interface Architecture {
@@ -24,13 +29,25 @@ export interface Architecture {
   readonly create: (json: JsonObject, file: string, options: ModelOptions) => CausalLM;
 }
 
+/** Old checkpoints of the Llama-like families saved RoPE's inverse frequencies as a buffer. */
+const isRotaryBuffer = (key: string): boolean => key.endsWith('.rotary_emb.inv_freq');
+
 const ARCHITECTURES: readonly Architecture[] = [
   {
     modelType: 'llama',
     basePrefix: 'model',
-    isBuffer: (key) => key.endsWith('.rotary_emb.inv_freq'),
+    isBuffer: isRotaryBuffer,
     create: (json, file, options) => new LlamaForCausalLM(parseLlamaConfig(json, file), options),
   },
+  ...(
+    [
+      ['qwen2', (json, file, options) => new Qwen2ForCausalLM(parseQwen2Config(json, file), options)],
+      ['qwen3', (json, file, options) => new Qwen3ForCausalLM(parseQwen3Config(json, file), options)],
+      ['mistral', (json, file, options) => new MistralForCausalLM(parseMistralConfig(json, file), options)],
+      ['phi3', (json, file, options) => new Phi3ForCausalLM(parsePhi3Config(json, file), options)],
+      ['gemma2', (json, file, options) => new Gemma2ForCausalLM(parseGemma2Config(json, file), options)],
+    ] as const satisfies readonly (readonly [string, Architecture['create']])[]
+  ).map(([modelType, create]) => ({ modelType, basePrefix: 'model', isBuffer: isRotaryBuffer, create })),
   {
     modelType: 'gpt2',
     basePrefix: 'transformer',

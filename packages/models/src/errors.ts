@@ -112,8 +112,9 @@ export class UnsupportedRopeError extends ModelConfigError {
     readonly ropeType: string,
     file: string,
     field: string,
+    supported: readonly string[],
   ) {
-    super(`is rope_type '${ropeType}'; only 'default' RoPE is supported`, file, field);
+    super(`is rope_type '${ropeType}', which is not supported (supported: ${supported.join(', ')})`, file, field);
   }
 }
 

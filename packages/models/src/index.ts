@@ -8,7 +8,42 @@ export { CausalLM, type CausalLMConfig, type ModelOptions } from './shared/causa
 export { applyRope, ropeInverseFrequencies, ropeTables, type RopeTables } from './shared/rope.js';
 export { checkIdsTensor, tokenIds, validateTokenIds, type TokenIdsInput, type TokenIdsOptions } from './shared/token-ids.js';
 export { parseLlamaConfig, type LlamaConfig } from './llama/llama-config.js';
-export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from './llama/llama-model.js';
+export {
+  DecoderAttention,
+  type DecoderContext,
+  DecoderLayer,
+  type DecoderMLP,
+  type DecoderParts,
+  LLAMA_PARTS,
+  LlamaAttention,
+  LlamaDecoderLayer,
+  LlamaForCausalLM,
+  LlamaMLP,
+  LlamaModel,
+} from './llama/llama-model.js';
+export { type DecoderConfig, type DecoderDefaults, LAYER_TYPES, type LayerType, parseDecoderConfig } from './shared/decoder-config.js';
+export {
+  parseRope,
+  ROPE_TYPES,
+  ropeDependsOnLength,
+  ropeFrequencies,
+  type RopeConfig,
+  type RopeFrequencies,
+  type RopeParseOptions,
+  type RopeType,
+} from './shared/rope-scaling.js';
+export { parseQwen2Config, Qwen2ForCausalLM, type Qwen2Config } from './qwen2/qwen2.js';
+export { parseQwen3Config, Qwen3ForCausalLM, type Qwen3Config } from './qwen3/qwen3.js';
+export { MistralForCausalLM, parseMistralConfig, type MistralConfig } from './mistral/mistral.js';
+export { parsePhi3Config, Phi3Attention, Phi3ForCausalLM, Phi3MLP, PHI3_PARTS, type Phi3Config } from './phi3/phi3.js';
+export {
+  Gemma2DecoderLayer,
+  Gemma2ForCausalLM,
+  Gemma2RMSNorm,
+  GEMMA2_PARTS,
+  parseGemma2Config,
+  type Gemma2Config,
+} from './gemma2/gemma2.js';
 export { parseGPT2Config, type GPT2Config } from './gpt2/gpt2-config.js';
 export { GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, GPT2Model } from './gpt2/gpt2-model.js';
 export { architectureFor, createModel, modelTypeOf, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';

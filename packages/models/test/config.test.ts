@@ -10,27 +10,28 @@ import {
   UnsupportedRopeError,
 } from '../src/index.js';
 import { gpt2Config, llamaConfig } from './checkpoints.js';
+import { thrown } from './helpers.js';
 
 describe('parseLlamaConfig', () => {
   it('reads rope_parameters in the rope_type: default form', () => {
     const c = parseLlamaConfig(llamaConfig({ rope_parameters: { rope_type: 'default', rope_theta: 500000 } }));
-    expect(c.ropeTheta).toBe(500000);
+    expect(c.rope.theta).toBe(500000);
   });
 
   it('reads a legacy top-level rope_theta, and defaults to 10000', () => {
-    expect(parseLlamaConfig(llamaConfig({ rope_parameters: undefined, rope_theta: 123 })).ropeTheta).toBe(123);
-    expect(parseLlamaConfig(llamaConfig({ rope_parameters: undefined })).ropeTheta).toBe(10000);
+    expect(parseLlamaConfig(llamaConfig({ rope_parameters: undefined, rope_theta: 123 })).rope.theta).toBe(123);
+    expect(parseLlamaConfig(llamaConfig({ rope_parameters: undefined })).rope.theta).toBe(10000);
   });
 
   it.each([
-    [{ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }, 'llama3', 'rope_parameters.rope_type'],
-    [{ rope_parameters: undefined, rope_scaling: { type: 'linear', factor: 2 } }, 'linear', 'rope_scaling.type'],
-    [{ rope_parameters: undefined, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'yarn', 'rope_scaling.rope_type'],
-  ])('refuses other RoPE types, naming the type and field (%#)', (overrides, ropeType, field) => {
-    const error = catchError(() => parseLlamaConfig(llamaConfig(overrides), '/m/config.json'));
+    [{ rope_parameters: { rope_type: 'mrope', rope_theta: 500000 } }, 'mrope', 'rope_parameters.rope_type'],
+    [{ rope_parameters: undefined, rope_scaling: { type: 'ntk-by-parts', factor: 2 } }, 'ntk-by-parts', 'rope_scaling.type'],
+  ])('refuses RoPE types it does not implement, naming the type and field (%#)', (overrides, ropeType, field) => {
+    const error = thrown(() => parseLlamaConfig(llamaConfig(overrides), '/m/config.json'));
     expect(error).toBeInstanceOf(UnsupportedRopeError);
     expect(error).toMatchObject({ ropeType, field, file: '/m/config.json' });
     expect((error as Error).message).toContain(`'${ropeType}'`);
+    expect((error as Error).message).toContain('llama3');
     expect((error as Error).message).toContain('/m/config.json');
   });
 
@@ -52,13 +53,13 @@ describe('parseLlamaConfig', () => {
     [{ tie_word_embeddings: 'yes' }, 'tie_word_embeddings'],
     [{ rms_norm_eps: 'small' }, 'rms_norm_eps'],
   ])('names the bad field (%o)', (overrides, field) => {
-    const error = catchError(() => parseLlamaConfig(llamaConfig(overrides), 'cfg.json'));
+    const error = thrown(() => parseLlamaConfig(llamaConfig(overrides), 'cfg.json'));
     expect(error).toBeInstanceOf(ModelConfigError);
     expect(error).toMatchObject({ field, file: 'cfg.json' });
   });
 
   it('refuses an unknown hidden_act, naming it', () => {
-    const error = catchError(() => parseLlamaConfig(llamaConfig({ hidden_act: 'quick_gelu' })));
+    const error = thrown(() => parseLlamaConfig(llamaConfig({ hidden_act: 'quick_gelu' })));
     expect(error).toBeInstanceOf(UnsupportedActivationError);
     expect((error as Error).message).toContain("'quick_gelu'");
   });
@@ -93,11 +94,11 @@ describe('parseGPT2Config', () => {
     [{ add_cross_attention: true }, 'add_cross_attention'],
     [{ scale_attn_weights: 1 }, 'scale_attn_weights'],
   ])('names the bad field (%o)', (overrides, field) => {
-    expect(catchError(() => parseGPT2Config(gpt2Config(overrides)))).toMatchObject({ field });
+    expect(thrown(() => parseGPT2Config(gpt2Config(overrides)))).toMatchObject({ field });
   });
 
   it('refuses an unknown activation_function, naming it and the field', () => {
-    const error = catchError(() => parseGPT2Config(gpt2Config({ activation_function: 'gelu_fast' }), 'g.json'));
+    const error = thrown(() => parseGPT2Config(gpt2Config({ activation_function: 'gelu_fast' }), 'g.json'));
     expect(error).toBeInstanceOf(UnsupportedActivationError);
     expect(error).toMatchObject({ activation: 'gelu_fast', field: 'activation_function', file: 'g.json' });
   });
@@ -105,22 +106,15 @@ describe('parseGPT2Config', () => {
 
 describe('createModel', () => {
   it('refuses an unsupported model_type, naming it and the file', () => {
-    const error = catchError(() => createModel({ model_type: 'mistral' }, {}, '/x/config.json'));
+    const error = thrown(() => createModel({ model_type: 'falcon' }, {}, '/x/config.json'));
     expect(error).toBeInstanceOf(UnsupportedModelError);
-    expect(error).toMatchObject({ modelType: 'mistral', file: '/x/config.json' });
-    expect((error as Error).message).toBe("/x/config.json: unsupported model_type 'mistral' (supported: llama, gpt2)");
+    expect(error).toMatchObject({ modelType: 'falcon', file: '/x/config.json' });
+    expect((error as Error).message).toBe(
+      "/x/config.json: unsupported model_type 'falcon' (supported: llama, qwen2, qwen3, mistral, phi3, gemma2, gpt2)",
+    );
   });
 
   it('requires model_type', () => {
-    expect(catchError(() => createModel({}, {}, 'c.json'))).toMatchObject({ field: 'model_type', file: 'c.json' });
+    expect(thrown(() => createModel({}, {}, 'c.json'))).toMatchObject({ field: 'model_type', file: 'c.json' });
   });
 });
-
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}

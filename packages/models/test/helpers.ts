@@ -41,3 +41,13 @@ export async function rejection(promise: Promise<unknown>): Promise<Error> {
   }
   throw new Error('expected a rejection');
 }
+
+/** The error a function throws (a test failure when it returns). */
+export function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected an error');
+}

@@ -177,7 +177,9 @@ describe('bad input', () => {
     await writeFile(join(dir, 'config.json'), JSON.stringify({ model_type: 'bert' }));
     const error = await rejection(loadModel(dir, { backend: cpu() }));
     expect(error).toBeInstanceOf(UnsupportedModelError);
-    expect(error.message).toBe(`${join(dir, 'config.json')}: unsupported model_type 'bert' (supported: llama, gpt2)`);
+    expect(error.message).toBe(
+      `${join(dir, 'config.json')}: unsupported model_type 'bert' (supported: llama, qwen2, qwen3, mistral, phi3, gemma2, gpt2)`,
+    );
   });
 
   it('a missing weight names the key and the file', async () => {

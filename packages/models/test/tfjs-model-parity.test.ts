@@ -1,7 +1,8 @@
 /**
  * Whole models on tfjs: base-model logits of the tiny Llama and GPT-2 fixtures (transformers' `out.base`),
  * through @dorajs/models, on tfjs-cpu and tfjs-wasm — attention, RoPE, RMSNorm/LayerNorm, gelu_new and
- * embeddings exercised together, with nothing left alive afterwards.
+ * embeddings exercised together, with nothing left alive afterwards — and every Llama-like family of
+ * fixtures/models (forward, teacher-forced decode, DoRA unmerged and merged) within 1e-4.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ import { tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { createTfjsBackend, type TfjsBackend } from '@dorajs/backend-tfjs';
 import { relativeError } from '@dorajs/backend-conformance';
+import { ARCHITECTURE_CASES, expectDecodeMatches, expectDoraMatches, expectForwardMatches, openFixture } from './architecture-fixtures.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/peft/', import.meta.url));
 
@@ -33,6 +35,25 @@ describe.each(['cpu', 'wasm'] as const)('model logits on tfjs-%s', (tfBackend) =
     const logits = tidy(() => noGrad(() => model.forward(ids)));
     expect(relativeError(await logits.float32(), expected.data)).toBeLessThan(1e-5);
     for (const t of [logits, ids, model]) t.dispose();
+    expect(tf.memory().numTensors).toBe(tfBefore);
+  });
+});
+
+describe.each(['cpu', 'wasm'] as const)('Llama-like architectures on tfjs-%s (fixtures/models, within 1e-4)', (tfBackend) => {
+  let be: TfjsBackend;
+  beforeAll(async () => {
+    be = await createTfjsBackend({ tfBackend });
+  });
+  afterAll(() => be.dispose());
+
+  it.each(ARCHITECTURE_CASES.map(([name]) => name))('%s: forward, decode, and the DoRA adapter unmerged and merged', async (name) => {
+    const tfBefore = tf.memory().numTensors;
+    const base = await openFixture(name, be, 1e-4);
+    await expectForwardMatches(base, 'out.base');
+    await expectDecodeMatches(base, 'base', false);
+    base.ids.dispose();
+    base.model.dispose();
+    await expectDoraMatches(await openFixture(name, be, 1e-4), false);
     expect(tf.memory().numTensors).toBe(tfBefore);
   });
 });

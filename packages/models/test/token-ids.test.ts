@@ -2,19 +2,10 @@
 import { tensor } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import { TokenIdsError, tokenIds, validateTokenIds } from '../src/index.js';
-import { cpu, fixtureTensors } from './helpers.js';
+import { cpu, fixtureTensors, thrown as error } from './helpers.js';
 
 const backend = cpu();
 const opts = { vocabSize: 10, backend, source: 'ids.json' };
-
-function error(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected an error');
-}
 
 describe('tokenIds', () => {
   it('uploads rectangular in-vocabulary ids as int32 [batch, seq]', async () => {

@@ -19,10 +19,12 @@ export interface AttentionInputs {
   readonly mask: Tensor;
   /** Applied to the attention probabilities (dropout in train mode). */
   readonly dropout?: (probs: Tensor) => Tensor;
+  /** Gemma 2's soft-capping: scaled scores ← cap·tanh(scores / cap), before the mask. */
+  readonly softcap?: number;
 }
 
 /** Returns the attention output [batch, seq, heads·headDim], heads concatenated as PyTorch does. */
-export function causalSelfAttention({ q, k, v, scale, mask, dropout }: AttentionInputs): Tensor {
+export function causalSelfAttention({ q, k, v, scale, mask, dropout, softcap }: AttentionInputs): Tensor {
   const [batch, heads, seq, headDim] = q.shape as [number, number, number, number];
   const [kvHeads, keys] = [k.shape[1]!, k.shape[2]!];
   const group = heads / kvHeads;
@@ -30,7 +32,9 @@ export function causalSelfAttention({ q, k, v, scale, mask, dropout }: Attention
   const qg = ops.reshape(q, [batch, kvHeads, group, seq, headDim]);
   const kg = ops.reshape(k, [batch, kvHeads, 1, keys, headDim]);
   const vg = ops.reshape(v, [batch, kvHeads, 1, keys, headDim]);
-  const scores = ops.add(ops.mulScalar(ops.matmul(qg, kg, { transposeB: true }), scale), mask);
+  let scores = ops.mulScalar(ops.matmul(qg, kg, { transposeB: true }), scale);
+  if (softcap !== undefined) scores = ops.mulScalar(ops.tanh(ops.mulScalar(scores, 1 / softcap)), softcap);
+  scores = ops.add(scores, mask);
   let probs = ops.softmax(scores);
   if (dropout) probs = dropout(probs);
   const out = ops.reshape(ops.matmul(probs, vg), [batch, heads, seq, headDim]);

@@ -60,6 +60,15 @@ export abstract class CausalLM<C extends CausalLMConfig = CausalLMConfig> extend
     }
   }
 
+  /**
+   * Whether generation must drop its cache and run the whole sequence again before feeding `added`
+   * tokens after `past` cached ones. transformers' Phi-3 does so when a step first passes LongRoPE's
+   * original context, so that every key is rotated with the long factors. Default: never.
+   */
+  needsCacheRebuild(_past: number, _added: number): boolean {
+    return false;
+  }
+
   /** A KV cache for `batch` rows of up to `capacity` positions, on the model's backend by default. */
   createCache(batch: number, capacity: number, backend: Backend = this.parameters()[0]!.backend): KVCache {
     return new KVCache({ ...this.cacheSpec, batch, capacity, backend });

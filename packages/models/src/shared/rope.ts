@@ -55,9 +55,17 @@ export function ropeTables(
   return { cos: tensor(cos, shape, { backend }), sin: tensor(sin, shape, { backend }) };
 }
 
-/** Applies RoPE to x [..., seq, headDim] (the tables broadcast over the leading axes). */
+/**
+ * Applies RoPE to x [..., seq, headDim] (the tables broadcast over the leading axes). Tables narrower
+ * than the head rotate its first dimensions and pass the rest through (partial rotary, as Phi-3).
+ */
 export function applyRope(x: Tensor, tables: RopeTables): Tensor {
-  const dim = x.shape[x.rank - 1]!;
+  const head = x.shape[x.rank - 1]!;
+  const dim = tables.cos.shape[tables.cos.rank - 1]!;
+  if (dim < head) {
+    const [rot, pass] = ops.split(x, [dim, head - dim], -1) as [Tensor, Tensor];
+    return ops.concat([applyRope(rot, tables), pass], -1);
+  }
   const [x1, x2] = ops.split(x, [dim / 2, dim / 2], -1) as [Tensor, Tensor];
   const rotated = ops.concat([ops.neg(x2), x1], -1);
   return ops.add(ops.mul(x, tables.cos), ops.mul(rotated, tables.sin));
