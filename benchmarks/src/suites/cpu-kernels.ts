@@ -98,7 +98,7 @@ function rows(quick: boolean): Row[] {
       name: 'gelu',
       shape: `${elems}`,
       bytes: 8 * elems,
-      notes: 'erf form, float64 erf',
+      notes: 'erf form (Cephes erff/erfcf in wasm on the cpu backend)',
       setup: (b, t) => {
         const x = t([elems], 13);
         return () => b.unary('gelu', x);
