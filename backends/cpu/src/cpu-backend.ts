@@ -18,7 +18,9 @@ import {
   type DType,
   DTypeError,
   type MatMulOptions,
+  type MemoryInfo,
   MissingKernelError,
+  OutOfMemoryError,
   type ReduceOp,
   ShapeError,
   sameShape,
@@ -173,7 +175,7 @@ export class CpuBackend implements Backend<CpuStorage> {
       throw new DTypeError(`cpu upload: ${dtype} needs a ${arrayTypeOf(dtype).name}, got ${describeArray(values)}`);
     }
     if (values.length !== sizeOf(shape)) throw new ShapeError(`cpu upload: ${values.length} values do not fill shape ${shapeStr(shape)}`);
-    return this.copyOf(values);
+    return this.copyOf(values, shape);
   }
 
   download(t: CpuInfo): Promise<TypedArrayFor<DType>> {
@@ -595,8 +597,26 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (this.home && length > 0) {
       const s = this.home.allocate(ctor, length, this.live, zero ? 'zero' : 'none');
       if (s) return s;
+      throw this.heapFull(`a ${dtype} result of ${length} elements`, length * ctor.BYTES_PER_ELEMENT);
     }
     return new CpuStorage(new ctor(length), this.live);
+  }
+
+  /** Heap bytes in use and the wasm32 limit (wasm kernels only). */
+  memory(): MemoryInfo {
+    const heap = this.home?.runtime.heap;
+    return heap ? { usedBytes: heap.allocatedBytes, limitBytes: heap.maxBytes } : { usedBytes: 0, limitBytes: Number.POSITIVE_INFINITY };
+  }
+
+  /** The wasm kernels never fall back to arrays outside the heap: a tensor that does not fit is refused. */
+  private heapFull(what: string, bytes: number): OutOfMemoryError {
+    const { usedBytes, limitBytes } = this.memory();
+    return new OutOfMemoryError(
+      `cpu: the wasm heap cannot hold ${what} (${bytes} bytes): ${usedBytes} bytes are in use and the heap cannot grow past ${limitBytes} bytes (or the engine refused to grow it)`,
+      what,
+      bytes,
+      limitBytes,
+    );
   }
 
   private convEnv(...arrays: [CpuInfo | AnyTypedArray, AnyTypedArray | number][]): ConvEnv | undefined {
@@ -621,10 +641,12 @@ export class CpuBackend implements Backend<CpuStorage> {
     return s;
   }
 
-  private copyOf(values: AnyTypedArray): CpuStorage {
+  private copyOf(values: AnyTypedArray, shape: readonly number[] = [values.length]): CpuStorage {
     if (this.home && values.length > 0) {
-      const s = this.home.allocate(arrayTypeOf(dtypeOfArray(values)), values.length, this.live, values);
+      const dtype = dtypeOfArray(values);
+      const s = this.home.allocate(arrayTypeOf(dtype), values.length, this.live, values);
       if (s) return s;
+      throw this.heapFull(`an uploaded ${dtype} tensor ${shapeStr(shape)}`, values.byteLength);
     }
     return new CpuStorage(values.slice(), this.live);
   }

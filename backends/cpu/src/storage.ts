@@ -3,8 +3,8 @@
  * bfloat16/float16 are kept as their raw Uint16 bit patterns and int8/uint8 as-is, and `cast` widens them.
  *
  * With the wasm kernels the typed array is a view of the wasm heap (`ptr` is its byte address), so kernels
- * read and write tensors in place; otherwise (the JavaScript kernels, an empty tensor, or a heap that cannot
- * grow any further) it is an ordinary array and `ptr` is 0.
+ * read and write tensors in place; otherwise (the JavaScript kernels, or an empty tensor) it is an ordinary
+ * array and `ptr` is 0. A tensor the heap cannot hold is refused (OutOfMemoryError), never placed outside it.
  */
 import { type AnyTypedArray, DisposedTensorError } from '@dorajs/core';
 import type { WasmRuntime } from './wasm/runtime.js';

@@ -1,4 +1,14 @@
-import { BackendError, ConfigError, DisposedTensorError, DTypeError, registeredBackends, resolveBackend, ShapeError } from '@dorajs/core';
+import {
+  BackendError,
+  ConfigError,
+  checkFits,
+  DisposedTensorError,
+  DTypeError,
+  OutOfMemoryError,
+  registeredBackends,
+  resolveBackend,
+  ShapeError,
+} from '@dorajs/core';
 import { describe, expect, it, vi } from 'vitest';
 import { CpuBackend, createCpuBackend } from '../src/index.js';
 import { WasmRuntime } from '../src/wasm/runtime.js';
@@ -112,20 +122,58 @@ describe('wasm heap storage', () => {
     expect(runtime.heap.allocatedBytes).toBe(before);
   });
 
-  it('a tensor the heap cannot hold is an ordinary array, and kernels on it fall back to the js code', async () => {
+  it('a tensor the heap cannot hold is refused with a typed error (never an array outside the heap)', async () => {
     const b = createCpuBackend({ kernels: 'wasm' });
     const heap = WasmRuntime.get()!.heap;
     const inHeap = up(b, [1, 2, 3, 4], [2, 2]);
+    const live = b.liveBuffers();
     const spy = vi.spyOn(heap, 'alloc').mockReturnValue(null);
-    const outside = up(b, [5, 6, 7, 8], [2, 2]);
-    const product = b.matmul(inHeap, outside, {}, [2, 2]);
-    const sum = b.binary('add', inHeap, outside, [2, 2]);
-    spy.mockRestore();
-    expect(outside.data.ptr).toBe(0);
-    expect(await down(b, product, [2, 2])).toEqual([19, 22, 43, 50]);
-    expect(await down(b, sum, [2, 2])).toEqual([6, 8, 10, 12]);
-    for (const h of [inHeap.data, outside.data, product, sum]) b.release(h);
+    try {
+      const refused = (() => {
+        try {
+          b.upload(new Float32Array(6), [2, 3], 'float32');
+        } catch (e) {
+          return e;
+        }
+        return null;
+      })();
+      expect(refused).toBeInstanceOf(OutOfMemoryError);
+      const err = refused as OutOfMemoryError;
+      expect(err.tensor).toBe('an uploaded float32 tensor [2, 3]');
+      expect(err.bytes).toBe(24);
+      expect(err.limit).toBe(heap.maxBytes);
+      expect(err.message).toMatch(/cpu: the wasm heap cannot hold an uploaded float32 tensor \[2, 3\] \(24 bytes\).*4294967296 bytes/);
+      // A kernel's result too, and nothing is left allocated or counted.
+      expect(() => b.unary('neg', inHeap)).toThrow(/cannot hold a float32 result of 4 elements \(16 bytes\)/);
+      expect(b.liveBuffers()).toBe(live);
+    } finally {
+      spy.mockRestore();
+    }
+    b.release(inHeap.data);
     expect(b.liveBuffers()).toBe(0);
+  });
+
+  it('checkFits refuses a model before anything is uploaded, naming the tensor, the bytes and the limit', () => {
+    const b = createCpuBackend({ kernels: 'wasm' });
+    const { usedBytes, limitBytes } = b.memory();
+    const room = limitBytes - usedBytes;
+    expect(() =>
+      checkFits(b, [
+        { name: 'a', bytes: room / 2 },
+        { name: 'b', bytes: room / 4 },
+      ]),
+    ).not.toThrow();
+    expect(() =>
+      checkFits(b, [
+        { name: 'a', bytes: room / 2 },
+        { name: 'model.embed_tokens.weight', bytes: room / 2 + 64 },
+      ]),
+    ).toThrow(/cannot hold model\.embed_tokens\.weight \(\d+ bytes\).*exceed its limit of 4294967296 bytes/);
+    expect(() => checkFits(b, [{ name: 'a', bytes: room / 2 }], room / 2 + 64, 'a KV cache of 2048 tokens')).toThrow(
+      /cannot hold a KV cache of 2048 tokens/,
+    );
+    // The typed-array kernels have no fixed bound.
+    expect(() => checkFits(createCpuBackend({ kernels: 'js' }), [{ name: 'x', bytes: 2 ** 40 }])).not.toThrow();
   });
 
   it('empty tensors and the js kernels use ordinary arrays', () => {

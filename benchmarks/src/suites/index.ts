@@ -12,3 +12,4 @@ export { default as llm } from './llm.js';
 export { default as trainMnist } from './train-mnist.js';
 export { default as trainStep } from './train-step.js';
 export { default as trainWebgpu } from './train-webgpu.js';
+export { default as narrow } from './narrow.js';

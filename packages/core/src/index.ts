@@ -4,6 +4,7 @@ export * from './preview.js';
 export * from './io/json-limits.js';
 export type * from './backend/backend.js';
 export * from './backend/registry.js';
+export { checkFits, type PlannedTensor } from './backend/memory.js';
 export * from './io/host-tensor.js';
 export * from './io/safetensors.js';
 export * from './tensor/shape.js';

@@ -33,7 +33,7 @@ export class HeapAllocator {
     /** Bytes below this address are reserved (never handed out). */
     base: number,
     /** The most bytes the memory may grow to. */
-    private readonly maxBytes: number,
+    readonly maxBytes: number,
   ) {
     this.top = roundUp(base, ALIGN);
   }

@@ -228,9 +228,20 @@ export interface BackendCapabilities {
   readonly software?: boolean;
 }
 
+/** Bytes a backend holds and the most it can address (the CPU backend's wasm heap). */
+export interface MemoryInfo {
+  readonly usedBytes: number;
+  readonly limitBytes: number;
+}
+
 export interface Backend<H = unknown> extends BackendKernels<H>, FusedKernels<H> {
   readonly name: string;
   readonly capabilities: BackendCapabilities;
+  /**
+   * Where storage is bounded (the CPU backend's wasm heap): what is in use and the limit, so a loader can
+   * check that a model fits before uploading any of it (`checkFits`). Absent: no fixed bound is known.
+   */
+  memory?(): MemoryInfo;
   /** Waits until all enqueued work is done (no-op on synchronous backends). */
   sync(): Promise<void>;
   /** Frees every resource; the backend is unusable afterwards. */
