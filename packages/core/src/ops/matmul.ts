@@ -6,7 +6,7 @@ import { broadcastShapes, shapeStr } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { add, sumTo } from './elementwise.js';
 import { reshape } from './layout.js';
-import { isNarrow, narrowLinear, type Weight } from './narrow.js';
+import { isNarrow, narrowLinear, narrowMatmul, type Weight } from './narrow.js';
 import { backendOf, requireFloat, wrap } from './util.js';
 
 /**
@@ -51,17 +51,20 @@ export function linear(x: Tensor, weight: Weight, bias?: Tensor | null): Tensor 
         `linear: input ${shapeStr(x.shape)} does not fit weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`,
       );
     }
-    const y = matmulLastAxis(x, weight as Tensor, true);
+    const y = matmulLastAxis(x, weight, true);
     return bias ? addBias(y, bias) : y;
   });
 }
 
-/** x [..., k] · w (w [k, n], or [n, k] with transposeW) with the leading axes of x flattened into rows. */
-export function matmulLastAxis(x: Tensor, w: Tensor, transposeW: boolean): Tensor {
+/**
+ * x [..., k] · w (w [k, n], or [n, k] with transposeW) with the leading axes of x flattened into rows. A narrow
+ * w (bf16, f16, packed) goes through the narrow kernels.
+ */
+export function matmulLastAxis(x: Tensor, w: Weight, transposeW: boolean): Tensor {
   return tidy(() => {
     const lead = x.shape.slice(0, -1);
     const x2 = x.rank === 2 ? x : reshapeRows(x);
-    const y = matmul(x2, w, { transposeB: transposeW });
+    const y = isNarrow(w) ? narrowMatmul(x2, w, transposeW) : matmul(x2, w as Tensor, { transposeB: transposeW });
     return x.rank === 2 ? y : reshapeBack(y, [...lead, y.shape[1]!]);
   });
 }

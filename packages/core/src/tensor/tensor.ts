@@ -119,13 +119,19 @@ export class Parameter extends Tensor {
     this.requiresGrad = requiresGrad;
   }
 
-  /** Replaces the values with `value`'s (same shape and dtype); the caller keeps ownership of `value`. */
-  assign(value: Tensor): void {
+  /**
+   * Replaces the values with `value`'s (same shape and dtype); the caller keeps ownership of `value`.
+   * `changeDtype` lets a loader store a checkpoint at its own width (a frozen bfloat16 weight, say).
+   */
+  assign(value: Tensor, options: { readonly changeDtype?: boolean } = {}): void {
     value.assertAlive();
     if (value.shape.length !== this.shape.length || value.shape.some((d, i) => d !== this.shape[i])) {
       throw new ShapeError(`assign: parameter is ${shapeStr(this.shape)}, value is ${shapeStr(value.shape)}`);
     }
-    if (value.dtype !== this.dtype) throw new DTypeError(`assign: parameter is ${this.dtype}, value is ${value.dtype}`);
+    if (value.dtype !== this.dtype) {
+      if (!options.changeDtype) throw new DTypeError(`assign: parameter is ${this.dtype}, value is ${value.dtype}`);
+      (this as { dtype: DType }).dtype = value.dtype;
+    }
     if (value.storage === this.storage) return;
     const old = this.storage;
     this.storage = value.storage.retain();

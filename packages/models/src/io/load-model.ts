@@ -5,7 +5,18 @@
  * checkpoint, and the backend holds each weight once.
  */
 import { join, resolve } from 'node:path';
-import { type Backend, fromHostTensor, type Parameter, type Random, sameShape } from '@dorajs/core';
+import {
+  type Backend,
+  checkFits,
+  Conv1D,
+  Embedding,
+  fromHostTensor,
+  Linear,
+  type Parameter,
+  type Random,
+  sameShape,
+  tensor,
+} from '@dorajs/core';
 import { openSafetensors, type SafetensorsFile } from '@dorajs/core/node';
 import { architectureFor, type Architecture, modelTypeOf } from '../architectures.js';
 import { MissingWeightError, WeightDTypeError, WeightShapeError } from '../errors.js';
@@ -55,6 +66,17 @@ export interface LoadModelOptions {
    * default: console.warn.
    */
   readonly onWarning?: (message: string) => void;
+  /**
+   * Keep a BF16/F16 checkpoint's Linear, Conv1D and Embedding weights 2 bytes per weight on the backend
+   * (frozen; the narrow kernels widen them in registers, docs/narrow-weights.md). Default false: widen
+   * every weight to float32, as before.
+   */
+  readonly keepWidth?: boolean;
+  /**
+   * Bytes to keep free beside the weights (a KV cache, activations): with the weights they must fit the
+   * backend's bounded memory (the CPU backend's wasm heap), checked before any tensor is read.
+   */
+  readonly reserveBytes?: number;
 }
 
 const defaultWarning = (message: string) => console.warn(`[@dorajs/models] ${message}`);
@@ -76,10 +98,23 @@ export async function loadModel(folder: string, options: LoadModelOptions): Prom
     const budget = { values: 2 * storedValues(files) + BUDGET_SLACK_VALUES, config: config.path, checkpoint: join(dir, layout.files[0]!) };
     model = arch.create(config.json, config.path, unloadedWeights(options.random, budget));
     const plan = planLoad(model, arch, layout, files, dir);
-    for (const { tensor, parameter } of plan.loads) {
-      const source = files.get(tensor.file)!;
-      const value = fromHostTensor(await source.read(tensor.key), options.backend, { file: source.file, key: tensor.key });
-      parameter.assign(value);
+    const narrow = options.keepWidth ? narrowableWeights(model) : new Set<Parameter>();
+    const keeps = (t: CheckpointTensor, p: Parameter) => narrow.has(p) && (t.dtype === 'BF16' || t.dtype === 'F16');
+    const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+    checkFits(
+      options.backend,
+      plan.loads.map(({ tensor, parameter }) => ({ name: tensor.key, bytes: numel(tensor.shape) * (keeps(tensor, parameter) ? 2 : 4) })),
+      options.reserveBytes ?? 0,
+      `the reserved ${options.reserveBytes ?? 0} bytes (reserveBytes)`,
+    );
+    for (const { tensor: t, parameter } of plan.loads) {
+      const source = files.get(t.file)!;
+      const host = await source.read(t.key);
+      const value =
+        keeps(t, parameter) && host.data instanceof Uint16Array
+          ? tensor(host.data, host.shape, { backend: options.backend, dtype: host.dtype === 'BF16' ? 'bfloat16' : 'float16' })
+          : fromHostTensor(host, options.backend, { file: source.file, key: t.key });
+      parameter.assign(value, { changeDtype: keeps(t, parameter) });
       value.dispose();
     }
     const fileMetadata = new Map([...files].map(([name, f]) => [name, f.metadata]));
@@ -119,6 +154,15 @@ function unusedWarning(keys: readonly string[], dir: string): string {
  * weight, not unused tensors.
  */
 const QUANT_STATE = /\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\.[\w.]+|SCB|weight_format)$/;
+
+/** Weights only ever read through linear / embedding / Conv1D (which take narrow weights). */
+function narrowableWeights(model: CausalLM): Set<Parameter> {
+  const out = new Set<Parameter>();
+  for (const [, m] of model.namedModules()) {
+    if (m instanceof Linear || m instanceof Embedding || m instanceof Conv1D) out.add(m.weight);
+  }
+  return out;
+}
 
 interface LoadPlan {
   readonly tensors: CheckpointTensor[];
