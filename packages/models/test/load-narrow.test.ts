@@ -5,12 +5,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { relativeError } from '@dorajs/backend-conformance';
 import { type Backend, noGrad, OutOfMemoryError, tidy } from '@dorajs/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, writeCheckpoint } from './checkpoints.js';
-import { cpu, rejection, relativeError, tempDir } from './helpers.js';
+import { cpu, rejection, tempDir } from './helpers.js';
 import { referenceGPT2, referenceLlama } from './reference.js';
 
 const IDS = [[4, 9, 1, 16, 0]];
