@@ -110,7 +110,13 @@ export async function acquireDevice(request: DeviceRequest = {}): Promise<Acquir
   try {
     dawn = await loadDawn();
   } catch (e) {
-    attempts.push(`Dawn (npm 'webgpu') could not be loaded: ${(e as Error).message}`);
+    // A missing optional package is the common case: one short line, no node_modules paths.
+    const missing = (e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND';
+    attempts.push(
+      missing
+        ? "the optional 'webgpu' package (Dawn) is not installed (npm i webgpu)"
+        : `Dawn (npm 'webgpu') could not be loaded: ${(e as Error).message.split('\n')[0]}`,
+    );
     throw new WebGpuUnavailableError(attempts);
   }
   const native = await tryAdapter(dawnInstance(dawn, []), base, 'dawn default', attempts, wantSubgroups);

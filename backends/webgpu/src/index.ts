@@ -1,4 +1,4 @@
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 export { createWebGpuBackend, WebGpuBackend, type WebGpuBackendOptions, type WebGpuStats } from './backend.js';
 export type { GpuTensor, MatmulTuning, MatmulVariant, WeightNormVariant } from './context.js';
 export { acquireDevice, type AcquiredDevice, type DeviceRequest } from './device.js';

@@ -1,4 +1,5 @@
 // One line per suite, each a default-exported BenchSuite; `pnpm bench` runs them sorted by suite name.
+export { default as consumerInstall } from './consumer-install.js';
 export { default as bundleSize } from './bundle-size.js';
 export { default as safetensorsIo } from './safetensors-io.js';
 export { default as cpuPeers } from './cpu-peers.js';

@@ -22,6 +22,7 @@ export interface CommandSpec {
 export const COMMON_FLAGS: Readonly<Record<string, FlagSpec>> = {
   backend: { type: 'string', description: 'compute backend: cpu | webgpu | tfjs | auto', default: 'auto', placeholder: 'NAME' },
   debug: { type: 'boolean', description: 'print stack traces on errors' },
+  verbose: { type: 'boolean', description: "also show native libraries' diagnostics (Dawn, tfjs); or DORA_DEBUG=1" },
   help: { type: 'boolean', description: 'show this help' },
 };
 

@@ -3,6 +3,7 @@
  */
 import { helpText, parseFlags, type CommandSpec, type ParsedFlags } from './args.js';
 import { reportError, UsageError } from './errors.js';
+import { version } from './version.js';
 
 export interface CommandContext {
   readonly flags: ParsedFlags;
@@ -35,7 +36,7 @@ const COMMANDS: Readonly<Record<string, Loader>> = {
 
 function topHelp(): string {
   return [
-    'Usage: dora <command> [options]',
+    'Usage: dora <command> [options]      dora --version',
     '',
     'DoRA and LoRA adapters in the PEFT format, on cpu, webgpu or tfjs backends.',
     '',
@@ -55,6 +56,10 @@ export async function main(argv: readonly string[], io: Io = defaultIo): Promise
   const [name, ...rest] = argv;
   const debug = rest.includes('--debug');
   try {
+    if (name === '--version' || name === '-v' || name === 'version') {
+      io.out(`${version()}\n`);
+      return 0;
+    }
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       io.out(topHelp());
       return name === undefined ? 1 : 0;

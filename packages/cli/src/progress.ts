@@ -1,6 +1,8 @@
 /**
  * A one-line progress bar on stderr (redrawn in place on a terminal, a line per update otherwise).
  */
+import { TTY_ENV } from './quiet.js';
+
 export interface ProgressEvent {
   readonly step: number;
   readonly maxSteps: number;
@@ -20,7 +22,11 @@ export interface ProgressBar {
 }
 
 /** `write` draws the bar (stderr), `print` prints log lines (stdout); on a terminal both reach one screen. */
-export function progressBar(write: (text: string) => void, print: (text: string) => void, isTty = !!process.stderr.isTTY): ProgressBar {
+export function progressBar(
+  write: (text: string) => void,
+  print: (text: string) => void,
+  isTty = !!process.stderr.isTTY || process.env[TTY_ENV] === '1',
+): ProgressBar {
   let last = 0;
   /** The bar as last drawn, while it is on screen (a terminal, training not finished). */
   let shown = '';

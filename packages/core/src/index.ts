@@ -7,6 +7,11 @@ export * from './backend/registry.js';
 export { checkFits, type PlannedTensor } from './backend/memory.js';
 export * from './io/host-tensor.js';
 export * from './io/safetensors.js';
+export { SafetensorsReader } from './io/safetensors-reader.js';
+export * from './io/source/file-source.js';
+export * from './io/source/http-source.js';
+export * from './io/source/browser-sources.js';
+export * from './io/source/resolve-source.js';
 export * from './tensor/shape.js';
 export { fromHostTensor, toHostTensor } from './tensor/host.js';
 export {

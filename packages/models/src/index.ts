@@ -64,3 +64,5 @@ export {
 export { applyRepetitionPenalty, applyTopK, applyTopP, argMax, nextToken, softmax64 } from './generation/logits-processors.js';
 export { TextTokenizer, type ChatMessage, type TextTokenizerFiles } from './tokenizer/text-tokenizer.js';
 export { TextStreamer, type TextStreamerOptions } from './tokenizer/text-streamer.js';
+export { loadModel, type CheckpointInfo, type CheckpointTensor, type LoadedModel, type LoadModelOptions } from './io/load-model.js';
+export { CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, type ModelConfigFile, type WeightsLayout } from './io/model-folder.js';

@@ -1,4 +1,4 @@
-/** Node-only entry (`@dorajs/models/node`): Hugging Face model folders on disk. */
+/** Node-only entry (`@dorajs/models/node`): saving model folders to disk (loadModel is also in the default entry). */
 export { loadModel, type CheckpointInfo, type CheckpointTensor, type LoadedModel, type LoadModelOptions } from './io/load-model.js';
 export { checkModelOutput, saveModel, type SaveModelOptions } from './io/save-model.js';
 export {

@@ -40,7 +40,7 @@ export {
   type PeftModelOptions,
 } from './peft-model.js';
 export type { AdapterFiles, AdapterSource } from './io/adapter-source.js';
-export { adapterFiles, adapterFileTensors, type SavePretrainedOptions } from './io/save-adapter.js';
+export { adapterBlobs, adapterFiles, adapterFileTensors, type SavePretrainedOptions, type SaveTarget } from './io/save-adapter.js';
 export { DoraCaching } from './layers/dora-caching.js';
 export { DoraMagnitude } from './layers/dora-magnitude.js';
 export { LoraLayer, type LoraForwardOptions, type MergedAdapter, type MergeSpace } from './layers/lora-layer.js';

@@ -3,13 +3,13 @@
  * `base_model.model` (so state-dict keys are PEFT's: `base_model.model.lin1.lora_A.default.weight`);
  * adapters are added, loaded, switched, disabled, merged and saved here.
  */
-import { type Backend, type BackendSpec, Layer, type Module, type Random, type Tensor } from '@dorajs/core';
+import { type Backend, type BackendSpec, Layer, type Module, type Random, type SourceOptions, type Tensor } from '@dorajs/core';
 import type { LoraConfig } from './config/lora-config.js';
 import { preparePatterns } from './config/patterns.js';
 import { AdapterNameError, LoraConfigError, MergeError } from './errors.js';
 import type { AdapterSource } from './io/adapter-source.js';
 import { loadAdapterInto } from './io/load-adapter.js';
-import { savePretrained, type SavePretrainedOptions } from './io/save-adapter.js';
+import { savePretrained, type SavePretrainedOptions, type SaveTarget } from './io/save-adapter.js';
 import { isLoraLayer } from './layers/kinds.js';
 import type { LoraLayer } from './layers/lora-layer.js';
 import { ModulesToSaveWrapper } from './layers/modules-to-save.js';
@@ -49,7 +49,7 @@ export interface PeftModelOptions {
   readonly random?: Random;
 }
 
-export interface FromPretrainedOptions extends PeftModelOptions {
+export interface FromPretrainedOptions extends PeftModelOptions, SourceOptions {
   readonly adapterName?: string;
   /** Keep the adapter trainable (default false: frozen, model in eval mode — as PEFT). */
   readonly isTrainable?: boolean;
@@ -59,7 +59,7 @@ export interface FromPretrainedOptions extends PeftModelOptions {
   readonly backend?: BackendSpec;
 }
 
-export interface LoadAdapterOptions {
+export interface LoadAdapterOptions extends SourceOptions {
   readonly isTrainable?: boolean;
   readonly ephemeralGpuOffload?: boolean | Backend;
 }
@@ -129,6 +129,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
       isTrainable: options.isTrainable ?? false,
       ephemeralGpuOffload: options.ephemeralGpuOffload,
       backend: options.backend,
+      sourceOptions: options,
     });
     peft.setAdapter(name);
     if (!(options.isTrainable ?? false)) peft.eval();
@@ -189,6 +190,7 @@ export class PeftModel<M extends Module = Module> extends Layer {
     await loadAdapterInto(this, source, name, {
       isTrainable: options.isTrainable ?? false,
       ephemeralGpuOffload: options.ephemeralGpuOffload,
+      sourceOptions: options,
     });
     if (!(options.isTrainable ?? false)) this.eval();
   }
@@ -437,8 +439,8 @@ export class PeftModel<M extends Module = Module> extends Layer {
   }
 
   /** Writes each adapter in PEFT's format: `default` into `dir`, others into `dir/<name>`. */
-  async savePretrained(dir: string, options: SavePretrainedOptions = {}): Promise<void> {
-    await savePretrained(this, dir, options);
+  async savePretrained(target: SaveTarget, options: SavePretrainedOptions = {}): Promise<void> {
+    await savePretrained(this, target, options);
   }
 
   /** [trainable, all] parameter counts (tied parameters once). */

@@ -100,7 +100,9 @@ export async function openPage(browser: Browser, url: string, options: { expecte
     if (/(^|\/)node:/.test(decodeURIComponent(r.url()))) nodeRequests.push(r.url());
   });
   page.on('requestfailed', (r) => {
-    if (!expected(r.url())) failedRequests.push(`${r.url()}: ${r.failure()?.errorText ?? 'failed'}`);
+    const reason = r.failure()?.errorText ?? 'failed';
+    // ERR_ABORTED is the page cancelling a body it no longer needs (a loader stops a streamed download).
+    if (!expected(r.url()) && reason !== 'net::ERR_ABORTED') failedRequests.push(`${r.url()}: ${reason}`);
   });
   page.on('response', (r) => {
     if (r.status() >= 400 && !expected(r.url())) failedRequests.push(`${r.url()}: HTTP ${r.status()}`);

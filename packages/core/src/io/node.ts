@@ -4,3 +4,4 @@ export * from './atomic.js';
 export * from './file-system.js';
 export * from './regular-file.js';
 export * from './fault-injection.js';
+export { directorySource, openFileReader } from './source/node-directory.js';

@@ -4,20 +4,26 @@
  * widened to float32, uploaded, released — so the host never holds more than one tensor of the
  * checkpoint, and the backend holds each weight once.
  */
-import { join, resolve } from 'node:path';
 import {
   type Backend,
   checkFits,
   Conv1D,
   Embedding,
+  FileError,
+  type FileSource,
   fromHostTensor,
   Linear,
   type Parameter,
+  type ProgressCallback,
   type Random,
+  resolveSource,
+  SafetensorsError,
+  SafetensorsReader,
+  type SourceInput,
+  type SourceOptions,
   sameShape,
   tensor,
 } from '@dorajs/core';
-import { openSafetensors, type SafetensorsFile } from '@dorajs/core/node';
 import { architectureFor, type Architecture, modelTypeOf } from '../architectures.js';
 import { MissingWeightError, WeightDTypeError, WeightShapeError } from '../errors.js';
 import type { CausalLM } from '../shared/causal-lm.js';
@@ -38,8 +44,10 @@ export interface CheckpointTensor {
 
 /** Everything needed to write a checkpoint with the same names, layout and dtypes. */
 export interface CheckpointInfo {
-  /** The folder the model was loaded from. */
+  /** The folder the model was loaded from, as errors name it (an absolute path, a URL, 'org/name@revision'). */
   readonly dir: string;
+  /** Where its files are read from. */
+  readonly source: FileSource;
   readonly modelType: string;
   readonly config: ModelConfigFile;
   readonly layout: WeightsLayout;
@@ -57,8 +65,10 @@ export interface LoadedModel {
   readonly checkpoint: CheckpointInfo;
 }
 
-export interface LoadModelOptions {
+export interface LoadModelOptions extends SourceOptions {
   readonly backend: Backend;
+  /** Called after each tensor is loaded: bytes and tensors so far, of the totals. */
+  readonly onProgress?: ProgressCallback;
   /** Drives dropout during training; default: core's default generator. */
   readonly random?: Random;
   /**
@@ -84,20 +94,29 @@ const defaultWarning = (message: string) => console.warn(`[@dorajs/models] ${mes
 /** Slack for weights a model builds and then ties to another (a tied lm_head), and for tiny models. */
 const BUDGET_SLACK_VALUES = 2 ** 20;
 
-export async function loadModel(folder: string, options: LoadModelOptions): Promise<LoadedModel> {
-  // Absolute, so the checkpoint info still points at the source if the working directory changes before saving.
-  const dir = resolve(folder);
-  const config = await readModelConfig(dir);
+/**
+ * Loads a Hugging Face model folder from anywhere: a folder on disk (Node; made absolute), an http(s) URL
+ * (one Range request per tensor), a Hub id ('org/name' with `revision`, `endpoint`, `accessToken`), dropped
+ * Files, a directory handle (OPFS) or any FileSource — core's resolveSource says how a string is read.
+ */
+export async function loadModel(folder: SourceInput, options: LoadModelOptions): Promise<LoadedModel> {
+  const source = await resolveSource(folder, options);
+  const dir = source.name;
+  const config = await readModelConfig(source);
   const modelType = modelTypeOf(config.json, config.path);
   const arch = architectureFor(modelType, config.path);
-  const layout = await findWeights(dir);
-  const files = new Map<string, SafetensorsFile>();
+  const layout = await findWeights(source);
+  const files = new Map<string, SafetensorsReader>();
   let model: CausalLM | undefined;
   try {
-    for (const file of layout.files) files.set(file, await openSafetensors(join(dir, file)));
-    const budget = { values: 2 * storedValues(files) + BUDGET_SLACK_VALUES, config: config.path, checkpoint: join(dir, layout.files[0]!) };
+    for (const file of layout.files) files.set(file, await openWeights(source, file));
+    const budget = {
+      values: 2 * storedValues(files) + BUDGET_SLACK_VALUES,
+      config: config.path,
+      checkpoint: source.describe(layout.files[0]!),
+    };
     model = arch.create(config.json, config.path, unloadedWeights(options.random, budget));
-    const plan = planLoad(model, arch, layout, files, dir);
+    const plan = planLoad(model, arch, layout, files, source);
     const narrow = options.keepWidth ? narrowableWeights(model) : new Set<Parameter>();
     const keeps = (t: CheckpointTensor, p: Parameter) => narrow.has(p) && (t.dtype === 'BF16' || t.dtype === 'F16');
     const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -107,21 +126,31 @@ export async function loadModel(folder: string, options: LoadModelOptions): Prom
       options.reserveBytes ?? 0,
       `the reserved ${options.reserveBytes ?? 0} bytes (reserveBytes)`,
     );
+    // Reads go file by file in file order: a server that ignores Range streams each file once.
+    const bytesOf = (t: CheckpointTensor) => {
+      const e = files.get(t.file)!.entry(t.key);
+      return e.end - e.begin;
+    };
+    const progress = { loadedBytes: 0, totalBytes: 0, loadedTensors: 0, totalTensors: plan.loads.length };
+    for (const l of plan.loads) progress.totalBytes += bytesOf(l.tensor);
     for (const { tensor: t, parameter } of plan.loads) {
-      const source = files.get(t.file)!;
-      const host = await source.read(t.key);
+      const reader = files.get(t.file)!;
+      const host = await reader.read(t.key);
       const value =
         keeps(t, parameter) && host.data instanceof Uint16Array
           ? tensor(host.data, host.shape, { backend: options.backend, dtype: host.dtype === 'BF16' ? 'bfloat16' : 'float16' })
-          : fromHostTensor(host, options.backend, { file: source.file, key: t.key });
+          : fromHostTensor(host, options.backend, { file: reader.file, key: t.key });
       parameter.assign(value, { changeDtype: keeps(t, parameter) });
       value.dispose();
+      progress.loadedBytes += bytesOf(t);
+      progress.loadedTensors += 1;
+      options.onProgress?.({ ...progress, file: reader.file });
     }
     const fileMetadata = new Map([...files].map(([name, f]) => [name, f.metadata]));
     if (plan.unexpectedKeys.length > 0) (options.onWarning ?? defaultWarning)(unusedWarning(plan.unexpectedKeys, dir));
     return {
       model: model.eval(),
-      checkpoint: { dir, modelType, config, layout, fileMetadata, tensors: plan.tensors, unexpectedKeys: plan.unexpectedKeys },
+      checkpoint: { dir, source, modelType, config, layout, fileMetadata, tensors: plan.tensors, unexpectedKeys: plan.unexpectedKeys },
     };
   } catch (error) {
     // Cleanup must never replace the error that explains the failure.
@@ -137,7 +166,15 @@ export async function loadModel(folder: string, options: LoadModelOptions): Prom
 }
 
 /** Values stored across the checkpoint's files (from headers only). */
-function storedValues(files: ReadonlyMap<string, SafetensorsFile>): number {
+async function openWeights(source: FileSource, file: string): Promise<SafetensorsReader> {
+  const reader = await source.open(file).catch((error: unknown) => {
+    throw error instanceof FileError ? new SafetensorsError(error.reason, error.path) : error;
+  });
+  if (!reader) throw new SafetensorsError('cannot open: no such file', source.describe(file));
+  return SafetensorsReader.from(reader);
+}
+
+function storedValues(files: ReadonlyMap<string, SafetensorsReader>): number {
   let total = 0;
   for (const f of files.values()) for (const key of f.keys) total += f.entry(key).shape.reduce((a, b) => a * b, 1);
   return total;
@@ -178,8 +215,8 @@ function planLoad(
   model: CausalLM,
   arch: Architecture,
   layout: WeightsLayout,
-  files: ReadonlyMap<string, SafetensorsFile>,
-  dir: string,
+  files: ReadonlyMap<string, SafetensorsReader>,
+  source: FileSource,
 ): LoadPlan {
   const params = model.stateDict();
   const tensors: CheckpointTensor[] = [];
@@ -204,10 +241,10 @@ function planLoad(
   }
   if (layout.kind === 'sharded') {
     for (const [key, file] of layout.weightMap) {
-      if (!files.get(file)!.has(key)) throw new MissingWeightError(key, join(dir, file));
+      if (!files.get(file)!.has(key)) throw new MissingWeightError(key, source.describe(file));
     }
   }
-  const weightsFile = join(dir, layout.kind === 'single' ? layout.files[0] : WEIGHTS_INDEX_FILE);
+  const weightsFile = source.describe(layout.kind === 'single' ? layout.files[0] : WEIGHTS_INDEX_FILE);
   for (const [name, parameter] of params) {
     if (!filled.has(parameter)) throw new MissingWeightError(name, weightsFile);
   }

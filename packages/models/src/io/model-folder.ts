@@ -3,10 +3,7 @@
  * or in shards listed by `model.safetensors.index.json` (`weight_map`: tensor key → shard file).
  * transformers prefers the single file when both exist; so do we.
  */
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
-import { FileError, parseJsonBounded, preview } from '@dorajs/core';
-import { readRegularText } from '@dorajs/core/node';
+import { FileError, type FileSource, parseJsonBounded, preview, readSourceText, sourceHas } from '@dorajs/core';
 import { isJsonObject, type JsonObject } from '../config/config-fields.js';
 import { ModelFolderError, NoWeightsError, ShardIndexError } from '../errors.js';
 
@@ -51,28 +48,29 @@ export type WeightsLayout =
       readonly weightMap: ReadonlyMap<string, string>;
     };
 
-export async function readModelConfig(dir: string): Promise<ModelConfigFile> {
-  const path = join(dir, CONFIG_FILE);
-  const text = await readRegularText(path, MAX_CONFIG_BYTES).catch((error: unknown) => {
+export async function readModelConfig(source: FileSource): Promise<ModelConfigFile> {
+  const path = source.describe(CONFIG_FILE);
+  const text = await readSourceText(source, CONFIG_FILE, MAX_CONFIG_BYTES).catch((error: unknown) => {
     throw error instanceof FileError ? new ModelFolderError(`cannot read ${CONFIG_FILE}: ${error.reason}`, path) : error;
   });
+  if (text === null) throw new ModelFolderError(`cannot read ${CONFIG_FILE}: no such file`, path);
   const json = parseJsonBounded(text, (reason) => new ModelFolderError(`is ${reason}`, path));
   if (!isJsonObject(json)) throw new ModelFolderError('must hold a JSON object', path);
   return { text, json, path };
 }
 
-export async function findWeights(dir: string): Promise<WeightsLayout> {
-  if (await exists(join(dir, WEIGHTS_FILE))) return { kind: 'single', files: [WEIGHTS_FILE] };
-  const indexPath = join(dir, WEIGHTS_INDEX_FILE);
-  if (await exists(indexPath)) return readShardIndex(dir, indexPath);
-  const hint = (await exists(join(dir, 'pytorch_model.bin'))) ? ' — found pytorch_model.bin, but only safetensors weights are read' : '';
-  throw new NoWeightsError(dir, hint);
-}
-
-async function readShardIndex(dir: string, indexPath: string): Promise<WeightsLayout> {
-  const text = await readRegularText(indexPath, MAX_INDEX_BYTES).catch((error: unknown) => {
+export async function findWeights(source: FileSource): Promise<WeightsLayout> {
+  if (await exists(source, WEIGHTS_FILE)) return { kind: 'single', files: [WEIGHTS_FILE] };
+  const indexPath = source.describe(WEIGHTS_INDEX_FILE);
+  const text = await readSourceText(source, WEIGHTS_INDEX_FILE, MAX_INDEX_BYTES).catch((error: unknown) => {
     throw error instanceof FileError ? new ShardIndexError(`cannot be read: ${error.reason}`, indexPath) : error;
   });
+  if (text !== null) return readShardIndex(source, indexPath, text);
+  const hint = (await exists(source, 'pytorch_model.bin')) ? ' — found pytorch_model.bin, but only safetensors weights are read' : '';
+  throw new NoWeightsError(source.name, hint);
+}
+
+async function readShardIndex(source: FileSource, indexPath: string, text: string): Promise<WeightsLayout> {
   const index = parseJsonBounded(text, (reason) => new ShardIndexError(`cannot be read as JSON: ${reason}`, indexPath));
   const map = isJsonObject(index) ? index['weight_map'] : undefined;
   if (!isJsonObject(index) || !isJsonObject(map)) throw new ShardIndexError("must be an object with a 'weight_map' object", indexPath);
@@ -89,18 +87,17 @@ async function readShardIndex(dir: string, indexPath: string): Promise<WeightsLa
     weightMap.set(key, file);
     if (!files.includes(file)) files.push(file);
   }
-  if (files.length === 0) throw new NoWeightsError(dir, ` — ${WEIGHTS_INDEX_FILE} lists no tensors`);
+  if (files.length === 0) throw new NoWeightsError(source.name, ` — ${WEIGHTS_INDEX_FILE} lists no tensors`);
   for (const file of files) {
-    if (!(await exists(join(dir, file)))) throw new ShardIndexError(`lists shard '${file}', which does not exist`, indexPath);
+    if (!(await exists(source, file))) throw new ShardIndexError(`lists shard '${file}', which does not exist`, indexPath);
   }
   return { kind: 'sharded', files, index, weightMap };
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
+/** Whether the folder has `file`; one that is there but cannot be opened (a FIFO, HTTP 500) counts, and opening it says why. */
+async function exists(source: FileSource, file: string): Promise<boolean> {
+  return sourceHas(source, file).catch((error: unknown) => {
+    if (error instanceof FileError) return true;
+    throw error;
+  });
 }

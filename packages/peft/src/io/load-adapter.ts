@@ -13,6 +13,7 @@ import {
   ops,
   type Parameter,
   resolveBackend,
+  type SourceOptions,
   type Tensor,
 } from '@dorajs/core';
 import { configFromJsonText } from '../config/config-json.js';
@@ -28,6 +29,8 @@ import { adapterFileKeys, MODEL_PREFIX } from './adapter-keys.js';
 
 export interface LoadOptions {
   readonly isTrainable: boolean;
+  /** How URLs and Hub ids are reached (revision, endpoint, accessToken, fetch). */
+  readonly sourceOptions?: SourceOptions;
   readonly ephemeralGpuOffload?: boolean | Backend;
   readonly backend?: BackendSpec;
 }
@@ -45,7 +48,7 @@ interface Reads {
 export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, name: string, options: LoadOptions): Promise<void> {
   const internals = internalsOf(peft);
   internals.assertNewName(name);
-  const reader = await openAdapter(source);
+  const reader = await openAdapter(source, options.sourceOptions);
   try {
     let config = configFromJsonText(await reader.configText(), reader.configFile);
     const unsupported = config.unsupportedFeatures();

@@ -15,7 +15,7 @@ import {
 } from '@dorajs/core/node';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME } from '../config/config-json.js';
 import { AdapterFileError } from '../errors.js';
-import type { AdapterReader } from './adapter-source.js';
+import { type AdapterReader, safetensorsAdapterReader } from './adapter-source.js';
 
 /** adapter_config.json files are a few kilobytes; anything past this is not one. */
 export const MAX_ADAPTER_CONFIG_BYTES = 16 * 2 ** 20;
@@ -36,20 +36,7 @@ export async function openAdapterDirectory(dir: string): Promise<AdapterReader> 
       { cause: e },
     );
   }
-  const file = await openSafetensors(weightsFile);
-  return {
-    configFile,
-    weightsFile,
-    configText: async () => text,
-    keys: file.keys,
-    describe: (key) => {
-      if (!file.has(key)) return undefined;
-      const e = file.entry(key);
-      return { dtype: e.dtype, shape: e.shape };
-    },
-    read: (key) => file.read(key),
-    close: () => file.close(),
-  };
+  return safetensorsAdapterReader(configFile, text, await openSafetensors(weightsFile));
 }
 
 /** One adapter's two files, and the subfolder they go in (null: the folder itself). */

@@ -4,11 +4,11 @@
  * drop the adapter name and the magnitude's `.weight`. `default` goes into the directory itself, every
  * other adapter into a subfolder of its name.
  */
-import { type HostTensor, type Tensor, toHostTensor } from '@dorajs/core';
+import { type DirectoryHandle, type HostTensor, isDirectoryHandle, serializeSafetensors, type Tensor, toHostTensor } from '@dorajs/core';
 import type { FileSystem } from '@dorajs/core/node';
-import { configToJsonText } from '../config/config-json.js';
+import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, configToJsonText } from '../config/config-json.js';
 import type { LoraConfig } from '../config/lora-config.js';
-import { AdapterNameError } from '../errors.js';
+import { AdapterFileError, AdapterNameError } from '../errors.js';
 import { isLoraLayer } from '../layers/kinds.js';
 import { ModulesToSaveWrapper } from '../layers/modules-to-save.js';
 import type { PeftModel } from '../peft-model.js';
@@ -99,7 +99,10 @@ export async function adapterFiles(
   return { config: adapterConfigText(peft, config), tensors: await adapterFileTensors(peft, name, options.saveEmbeddingLayers) };
 }
 
-export async function savePretrained(peft: PeftModel, dir: string, options: SavePretrainedOptions = {}): Promise<void> {
+/** Where savePretrained writes: a folder on disk (Node), or a directory handle (the directory picker, OPFS). */
+export type SaveTarget = string | DirectoryHandle;
+
+export async function savePretrained(peft: PeftModel, target: SaveTarget, options: SavePretrainedOptions = {}): Promise<void> {
   const names = options.selectedAdapters ? [...options.selectedAdapters] : [...peft.peftConfig.keys()];
   const unknown = names.filter((n) => !peft.peftConfig.has(n));
   if (unknown.length) throw new AdapterNameError(`cannot save unknown adapter(s) ${unknown.map((n) => `'${n}'`).join(', ')}`);
@@ -108,5 +111,52 @@ export async function savePretrained(peft: PeftModel, dir: string, options: Save
     const files = await adapterFiles(peft, name, options);
     adapters.push({ subfolder: name === 'default' ? null : name, configText: files.config, tensors: files.tensors });
   }
-  await writeAdapterFolder(dir, adapters, options.fs);
+  if (typeof target === 'string') await writeAdapterFolder(target, adapters, options.fs);
+  else if (isDirectoryHandle(target)) {
+    for (const a of adapters) {
+      const dir = a.subfolder === null ? target : await target.getDirectoryHandle(a.subfolder, { create: true });
+      await writeAdapterHandle(dir, a.configText, a.tensors);
+    }
+  } else throw new AdapterFileError('expected a folder path or a directory handle to save into', String(target));
+}
+
+/** One adapter's two files as Blobs (a page offers them for download), named as PEFT names them. */
+export async function adapterBlobs(
+  peft: PeftModel,
+  name = 'default',
+  options: SavePretrainedOptions = {},
+): Promise<{ readonly [ADAPTER_CONFIG_NAME]: Blob; readonly [ADAPTER_WEIGHTS_NAME]: Blob }> {
+  const files = await adapterFiles(peft, name, options);
+  return {
+    [ADAPTER_CONFIG_NAME]: new Blob([files.config], { type: 'application/json' }),
+    [ADAPTER_WEIGHTS_NAME]: new Blob([serializeSafetensors(files.tensors, { format: 'pt' }) as Uint8Array<ArrayBuffer>], {
+      type: 'application/octet-stream',
+    }),
+  };
+}
+
+/**
+ * Writes both files into a directory handle. Each file goes through a writable stream that replaces the old
+ * file only on close(), so a failure leaves the previous file (or none), never half of one.
+ */
+async function writeAdapterHandle(dir: DirectoryHandle, configText: string, tensors: ReadonlyMap<string, HostTensor>): Promise<void> {
+  const write = async (file: string, data: Uint8Array | string) => {
+    const where = `${dir.name || 'directory'}/${file}`;
+    try {
+      const handle = await dir.getFileHandle(file, { create: true });
+      if (!handle.createWritable) throw new Error('this browser cannot write files through a directory handle');
+      const stream = await handle.createWritable();
+      try {
+        await stream.write(data as Uint8Array<ArrayBuffer> | string);
+        await stream.close();
+      } catch (e) {
+        await stream.abort?.().catch(() => {});
+        throw e;
+      }
+    } catch (e) {
+      throw new AdapterFileError(`could not write (${(e as Error).message})`, where, { cause: e });
+    }
+  };
+  await write(ADAPTER_WEIGHTS_NAME, serializeSafetensors(tensors, { format: 'pt' }));
+  await write(ADAPTER_CONFIG_NAME, configText);
 }

@@ -1,0 +1,96 @@
+/**
+ * A safetensors file read through a ByteReader (disk, HTTP ranges, a Blob): the header is validated against the
+ * file's size before anything else, then one tensor's byte range is read at a time, straight into that
+ * tensor's storage — a loader streams a checkpoint larger than it wants to hold twice. Browser-safe.
+ */
+import { FileError, SafetensorsError } from '../errors.js';
+import { toFloat32, toInt32, type HostTensor } from './host-tensor.js';
+import { decodeTensor } from './safetensors-decode.js';
+import { HEADER_LENGTH_BYTES, parseHeader, readHeaderLength, type SafetensorsHeader, type TensorEntry } from './safetensors-header.js';
+import type { ByteReader } from './source/file-source.js';
+
+/** An open safetensors file whose tensors are read on demand. Call `close()` when done. */
+export class SafetensorsReader {
+  readonly file: string;
+  readonly #reader: ByteReader;
+  readonly #header: SafetensorsHeader;
+  readonly #entries: ReadonlyMap<string, TensorEntry>;
+
+  protected constructor(reader: ByteReader, header: SafetensorsHeader) {
+    this.file = reader.name;
+    this.#reader = reader;
+    this.#header = header;
+    this.#entries = new Map(header.entries.map((e) => [e.key, e]));
+  }
+
+  /** Validates the header of `reader`'s file; no tensor data is read yet. The reader is closed on failure. */
+  static async from(reader: ByteReader): Promise<SafetensorsReader> {
+    return new SafetensorsReader(reader, await readHeader(reader));
+  }
+
+  get metadata(): Readonly<Record<string, string>> {
+    return this.#header.metadata;
+  }
+
+  /** Keys in file order. */
+  get keys(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** Bytes of tensor data in the file. */
+  get dataBytes(): number {
+    return this.#reader.size - this.#header.dataStart;
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  /** dtype, shape and byte range of `key`, without reading it. */
+  entry(key: string): TensorEntry {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) throw new SafetensorsError('no such tensor in the file', this.file, key);
+    return entry;
+  }
+
+  async read(key: string): Promise<HostTensor> {
+    const entry = this.entry(key);
+    const bytes = await this.#reader.read(this.#header.dataStart + entry.begin, entry.end - entry.begin).catch((e: unknown) => {
+      throw asSafetensorsError(e, this.file, key);
+    });
+    return decodeTensor(entry, bytes, this.file);
+  }
+
+  /** `key` as float32 (F32, F16 or BF16 in the file). */
+  async readFloat32(key: string): Promise<Float32Array> {
+    return toFloat32(await this.read(key), { file: this.file, key });
+  }
+
+  /** `key` as int32 (I64 values must fit; I32, I8, U8 widen). */
+  async readInt32(key: string): Promise<Int32Array> {
+    return toInt32(await this.read(key), { file: this.file, key });
+  }
+
+  async close(): Promise<void> {
+    await this.#reader.close();
+  }
+}
+
+/** Reads and validates the header; closes the reader when it is not a safetensors file. */
+export async function readHeader(reader: ByteReader): Promise<SafetensorsHeader> {
+  try {
+    const size = reader.size;
+    const prefix = await reader.read(0, Math.min(HEADER_LENGTH_BYTES, size));
+    const length = readHeaderLength(prefix, size, reader.name);
+    const headerBytes = await reader.read(HEADER_LENGTH_BYTES, length);
+    return parseHeader(headerBytes, size, reader.name);
+  } catch (error) {
+    await reader.close();
+    throw asSafetensorsError(error, reader.name);
+  }
+}
+
+/** A failed read (a short file, a dropped download) says so in the file format's own error. */
+function asSafetensorsError(error: unknown, file: string, key?: string): unknown {
+  return error instanceof FileError ? new SafetensorsError(error.reason, file, key) : error;
+}
