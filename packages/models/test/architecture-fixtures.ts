@@ -10,7 +10,7 @@ import { type Backend, type HostTensor, Linear, noGrad, type Tensor, tensor, tid
 import { readSafetensors } from '@dorajs/core/node';
 import { PeftModel } from '@dorajs/peft';
 import { expect } from 'vitest';
-import { type CausalLM, tokenIds } from '../src/index.js';
+import { type CausalLM, generate, tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { relativeError } from '@dorajs/backend-conformance';
 import { hostFloat32 } from './helpers.js';
@@ -142,6 +142,51 @@ export async function expectDoraMatches(f: Fixture, greedy: boolean): Promise<vo
     await expectForwardMatches(f, 'out.dora', merged, 'merged');
   } finally {
     merged.dispose();
+    f.ids.dispose();
+  }
+}
+
+/** Cases whose expected.safetensors holds a free-running batched generation (`generate.*`). */
+export const GENERATE_CASES = ['phi3'] as const;
+
+/**
+ * generate() on the fixture's left-padded batch (`generate.ids` / `generate.mask`), greedy, 20 new tokens,
+ * gives the reference's tokens without and with the DoRA adapter. For Phi-3 the sequence passes
+ * original_max_position_embeddings at step 6, so this holds only if generate() rebuilds its cache there:
+ * the same run with the rebuild switched off must give other tokens (the test can fail). Disposes the model.
+ */
+export async function expectGenerateMatches(f: Fixture): Promise<void> {
+  const int = (key: string): number[][] => {
+    const t = f.expected.get(key)!;
+    const [rows, cols] = t.shape as [number, number];
+    const data = Array.from(t.data as BigInt64Array, Number);
+    return Array.from({ length: rows }, (_, r) => data.slice(r * cols, (r + 1) * cols));
+  };
+  const ids = int('generate.ids');
+  const mask = int('generate.mask');
+  const prompts = ids.map((row, b) => row.filter((_, i) => mask[b]![i] === 1));
+  const steps = int('generate.base')[0]!.length;
+  const options = { maxNewTokens: steps, padTokenId: 0 };
+  const free = await generate(f.model, prompts, options);
+  expect(free.newTokens, 'generate.base').toEqual(int('generate.base'));
+  // The rectangular form (ids + attentionMask) is the same call.
+  expect((await generate(f.model, ids, { ...options, attentionMask: mask })).newTokens, 'generate.base, attentionMask').toEqual(
+    int('generate.base'),
+  );
+  if (f.model.needsCacheRebuild(ids[0]!.length + 5, 1)) {
+    const rebuild = f.model.needsCacheRebuild;
+    f.model.needsCacheRebuild = () => false;
+    try {
+      expect((await generate(f.model, prompts, options)).newTokens, 'without the rebuild').not.toEqual(int('generate.base'));
+    } finally {
+      f.model.needsCacheRebuild = rebuild;
+    }
+  }
+  const peft = await PeftModel.fromPretrained(f.model, join(ARCHITECTURE_FIXTURES, f.name, 'adapter'));
+  try {
+    expect((await generate(peft, prompts, options)).newTokens, 'generate.dora').toEqual(int('generate.dora'));
+  } finally {
+    peft.dispose();
     f.ids.dispose();
   }
 }

@@ -4,7 +4,15 @@
  * a DoRA adapter on every linear layer, unmerged and merged.
  */
 import { describe, expect, it } from 'vitest';
-import { ARCHITECTURE_CASES, expectDecodeMatches, expectDoraMatches, expectForwardMatches, openFixture } from './architecture-fixtures.js';
+import {
+  ARCHITECTURE_CASES,
+  expectDecodeMatches,
+  expectDoraMatches,
+  expectForwardMatches,
+  expectGenerateMatches,
+  GENERATE_CASES,
+  openFixture,
+} from './architecture-fixtures.js';
 import { cpu } from './helpers.js';
 
 describe.each(ARCHITECTURE_CASES)('%s on the CPU', (name, typeName) => {
@@ -21,6 +29,14 @@ describe.each(ARCHITECTURE_CASES)('%s on the CPU', (name, typeName) => {
   it('a DoRA adapter on every linear layer: unmerged logits and decode, then merged logits', async () => {
     const f = await openFixture(name, cpu(), 1e-5);
     await expectDoraMatches(f, true);
+    expect(f.backend.liveBuffers()).toBe(0);
+  });
+});
+
+describe.each(GENERATE_CASES)('%s: generate() on the CPU', (name) => {
+  it('a left-padded batch, free-running greedy past the LongRoPE switch, gives the reference tokens (base and DoRA)', async () => {
+    const f = await openFixture(name, cpu(), 1e-5);
+    await expectGenerateMatches(f);
     expect(f.backend.liveBuffers()).toBe(0);
   });
 });

@@ -4,7 +4,9 @@
  * only; then one token per row per step until every row has emitted an EOS id or a stop string, or
  * `maxNewTokens` is reached, or the caller aborts. Finished rows are fed the pad id (their output ignores
  * it). The cache stays on the backend; per step only the picked ids (greedy) or the last position's logits
- * (sampling, repetition penalty) come back to the host. Adapters behave as in forward: a PEFT model runs
+ * (sampling, repetition penalty) come back to the host. A model that asks for it (`needsCacheRebuild`:
+ * Phi-3 once LongRoPE passes its original context) has its cache emptied and the whole sequence run
+ * again, as transformers' Phi-3 `prepare_inputs_for_generation` does. Adapters behave as in forward: a PEFT model runs
  * with its active adapters, inside `disableAdapter`, merged, or one adapter per row (`adapterNames`).
  */
 import { noGrad, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
@@ -104,8 +106,11 @@ export async function generate(
     let t0 = performance.now();
     let ids = prompts.ids;
     let mask: Uint8Array | undefined = prompts.mask;
+    let prefill = true;
     let prefillMs = 0;
     let steps = 0;
+    /** Each step's fed ids [batch], for a cache rebuild. */
+    const fed: Int32Array[] = [];
     for (;;) {
       const input = tensor(ids, [batch, ids.length / batch], { backend, dtype: 'int32' });
       let picked: Int32Array;
@@ -114,9 +119,10 @@ export async function generate(
       } finally {
         input.dispose();
       }
-      if (mask) {
+      if (prefill) {
         prefillMs = performance.now() - t0;
         t0 = performance.now();
+        prefill = false;
       } else steps++;
       for (let b = 0; b < batch; b++) {
         if (finish[b]) picked[b] = pad;
@@ -134,14 +140,40 @@ export async function generate(
         if (!done) throw new GenerationAbortedError(result);
         return result;
       }
-      ids = picked;
-      mask = undefined;
+      fed.push(picked);
+      if (lm.needsCacheRebuild(cache.length, 1)) {
+        // Phi-3 LongRoPE past its original context: every position again (prompt, then each step's ids).
+        [ids, mask] = rebuild(prompts, fed);
+        cache.reset();
+      } else {
+        ids = picked;
+        mask = undefined;
+      }
       // Let the event loop deliver an abort between steps.
       if (signal) await new Promise<void>((resolve) => setTimeout(resolve, 0));
     }
   } finally {
     cache.dispose();
   }
+}
+
+/**
+ * Ids and mask [batch · (width + steps)] of the whole sequence so far: the left-padded prompts, then the
+ * ids fed at each step (finished rows' pad ids count as tokens, as transformers' attention mask has them).
+ */
+function rebuild(prompts: PromptLayout, fed: readonly Int32Array[]): [Int32Array, Uint8Array] {
+  const { batch, width } = prompts;
+  const seq = width + fed.length;
+  const ids = new Int32Array(batch * seq);
+  const mask = new Uint8Array(batch * seq).fill(1);
+  for (let b = 0; b < batch; b++) {
+    ids.set(prompts.ids.subarray(b * width, (b + 1) * width), b * seq);
+    mask.set(prompts.mask.subarray(b * width, (b + 1) * width), b * seq);
+    fed.forEach((step, s) => {
+      ids[b * seq + width + s] = step[b]!;
+    });
+  }
+  return [ids, mask];
 }
 
 /** One forward step and the next token of every row. */
