@@ -1,11 +1,12 @@
 /** Shared by the model tests: fixture paths, the CPU backend, and the error metric of CONTRIBUTING. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import type { Backend, HostTensor } from '@dorajs/core';
 import { readSafetensors } from '@dorajs/core/node';
+import { afterEach, beforeEach } from 'vitest';
 
 export const FIXTURES = fileURLToPath(new URL('../../../fixtures/peft/', import.meta.url));
 
@@ -30,6 +31,26 @@ export function hostFloat32(t: HostTensor | undefined, what: string): Float32Arr
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'dorajs-models-'));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Registers a temporary root per test (removed after it) and returns a maker of fresh empty folders in it,
+ * for tests that write several checkpoints.
+ */
+export function useTempFolders(): () => Promise<string> {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let n = 0;
+  beforeEach(async () => {
+    tmp = await tempDir();
+  });
+  afterEach(async () => {
+    await tmp.cleanup();
+  });
+  return async () => {
+    const dir = join(tmp.dir, `m${n++}`);
+    await mkdir(dir);
+    return dir;
+  };
 }
 
 /** The error a promise rejects with (a test failure when it resolves). */

@@ -5,28 +5,16 @@
  * or a cleanup error hiding the cause.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsError } from '@dorajs/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ModelConfigError, ModelFolderError, ModelSizeError } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, writeCheckpoint } from './checkpoints.js';
-import { cpu, rejection, tempDir } from './helpers.js';
+import { cpu, rejection, useTempFolders } from './helpers.js';
 
-let tmp: Awaited<ReturnType<typeof tempDir>>;
-let n = 0;
-beforeEach(async () => {
-  tmp = await tempDir();
-});
-afterEach(async () => {
-  await tmp.cleanup();
-});
-async function folder(): Promise<string> {
-  const dir = join(tmp.dir, `m${n++}`);
-  await mkdir(dir);
-  return dir;
-}
+const folder = useTempFolders();
 
 /** A valid Llama checkpoint whose config.json is then replaced by `config`. */
 async function withConfig(config: string | object): Promise<string> {

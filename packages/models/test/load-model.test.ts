@@ -1,8 +1,8 @@
 /** loadModel on real folders: layouts, dtypes, key prefixes, and a typed error for each bad input. */
-import { copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Backend, noGrad, SafetensorsError, tidy } from '@dorajs/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   MissingWeightError,
   ModelFolderError,
@@ -15,23 +15,11 @@ import {
 } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, shardName, writeCheckpoint } from './checkpoints.js';
-import { baseDir, cpu, rejection, tempDir } from './helpers.js';
+import { baseDir, cpu, rejection, useTempFolders } from './helpers.js';
 import { referenceGPT2, referenceLlama } from './reference.js';
 import { relativeError } from '@dorajs/backend-conformance';
 
-let tmp: Awaited<ReturnType<typeof tempDir>>;
-let n = 0;
-beforeEach(async () => {
-  tmp = await tempDir();
-});
-afterEach(async () => {
-  await tmp.cleanup();
-});
-async function folder(): Promise<string> {
-  const dir = join(tmp.dir, `m${n++}`);
-  await mkdir(dir);
-  return dir;
-}
+const folder = useTempFolders();
 
 const IDS = [[4, 9, 1, 16, 0]];
 

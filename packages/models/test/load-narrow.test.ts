@@ -3,31 +3,17 @@
  * per weight on the backend and the logits still match the float64 reference; reserveBytes and the heap
  * limit are checked before any tensor is read.
  */
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { relativeError } from '@dorajs/backend-conformance';
 import { type Backend, noGrad, OutOfMemoryError, tidy } from '@dorajs/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, writeCheckpoint } from './checkpoints.js';
-import { cpu, rejection, tempDir } from './helpers.js';
+import { cpu, rejection, useTempFolders } from './helpers.js';
 import { referenceGPT2, referenceLlama } from './reference.js';
 
 const IDS = [[4, 9, 1, 16, 0]];
-let tmp: Awaited<ReturnType<typeof tempDir>>;
-let n = 0;
-beforeEach(async () => {
-  tmp = await tempDir();
-});
-afterEach(async () => {
-  await tmp.cleanup();
-});
-async function folder(): Promise<string> {
-  const dir = join(tmp.dir, `m${n++}`);
-  await mkdir(dir);
-  return dir;
-}
+const folder = useTempFolders();
 
 describe('loadModel keepWidth', () => {
   for (const [arch, make, reference] of [
