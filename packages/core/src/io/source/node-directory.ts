@@ -22,12 +22,18 @@ export async function openFileReader(path: string): Promise<ByteReader | null> {
   }
 }
 
-function fileHandleReader(path: string, handle: FileHandle, size: number): ByteReader {
+/** Positioned reads of an open regular file; `read` fails with a FileError naming `path`. */
+export function fileHandleReader(path: string, handle: FileHandle, size: number): ByteReader {
   return {
     name: path,
     size,
     async read(offset, length) {
-      const bytes = new Uint8Array(length);
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(length);
+      } catch {
+        throw new FileError(`cannot allocate ${length} bytes to read it`, path);
+      }
       let done = 0;
       while (done < length) {
         let bytesRead: number;
