@@ -42,6 +42,7 @@ import { decodeRow, matmulNarrowInto, type NarrowW, narrowOperand, weightNormNar
 import { concatInto, sliceInto, transposeInto } from './kernels/layout.js';
 import { matmulInto, matmulShapes } from './kernels/matmul.js';
 import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
+import { checkMemoryLimit, parseMemoryLimit } from './memory-limit.js';
 import { CpuStorage, HeapHome, LiveCounter } from './storage.js';
 import { wasmFeatures } from './wasm/features.js';
 import { hostCores, threadHost } from './wasm/host.js';
@@ -98,6 +99,12 @@ export interface CpuBackendOptions {
    * (default 2¹⁸). Tests lower it to run the threaded paths on small inputs.
    */
   readonly splitThreshold?: number;
+  /**
+   * Most bytes the backend's live tensors may hold together (default: no cap besides the wasm heap's). An
+   * allocation past it is refused with an OutOfMemoryError before any memory is taken; `memory()` reports
+   * it as the limit. For bounding an application's memory, and for provoking out-of-memory in tests.
+   */
+  readonly memoryLimitBytes?: number;
 }
 
 /** Below this many multiply-adds a matmul, GEMV or norm is not worth waking other threads for. */
@@ -116,6 +123,8 @@ export class CpuBackend implements Backend<CpuStorage> {
   readonly threads: number;
   /** The number that was asked for. */
   readonly maxThreads: number;
+  /** `CpuBackendOptions.memoryLimitBytes` (+∞ without one). */
+  readonly memoryLimitBytes: number;
   private readonly live = new LiveCounter();
   private readonly home: HeapHome | null = null;
   private readonly wasm: WasmKernels | null = null;
@@ -129,6 +138,7 @@ export class CpuBackend implements Backend<CpuStorage> {
     if (!Number.isInteger(threads) || threads < 1)
       throw new ConfigError(`cpu backend: threads must be a positive integer or 'auto', got ${String(asked)}`);
     this.maxThreads = threads;
+    this.memoryLimitBytes = parseMemoryLimit(options.memoryLimitBytes);
     const choice = options.kernels ?? 'auto';
     if (choice !== 'auto' && choice !== 'wasm' && choice !== 'js')
       throw new ConfigError(`cpu backend: kernels must be 'auto', 'wasm' or 'js', got '${String(choice)}'`);
@@ -594,6 +604,7 @@ export class CpuBackend implements Backend<CpuStorage> {
    */
   private allocate(dtype: DType, length: number, zero = true): CpuStorage {
     const ctor = arrayTypeOf(dtype);
+    checkMemoryLimit(this.live, this.memoryLimitBytes, length * ctor.BYTES_PER_ELEMENT, `a ${dtype} result of ${length} elements`);
     if (this.home && length > 0) {
       const s = this.home.allocate(ctor, length, this.live, zero ? 'zero' : 'none');
       if (s) return s;
@@ -602,10 +613,13 @@ export class CpuBackend implements Backend<CpuStorage> {
     return new CpuStorage(new ctor(length), this.live);
   }
 
-  /** Heap bytes in use and the wasm32 limit (wasm kernels only). */
+  /** Heap bytes in use and the wasm32 limit (wasm kernels only), or live tensor bytes and `memoryLimitBytes` where that is lower. */
   memory(): MemoryInfo {
     const heap = this.home?.runtime.heap;
-    return heap ? { usedBytes: heap.allocatedBytes, limitBytes: heap.maxBytes } : { usedBytes: 0, limitBytes: Number.POSITIVE_INFINITY };
+    const info = heap
+      ? { usedBytes: heap.allocatedBytes, limitBytes: heap.maxBytes }
+      : { usedBytes: 0, limitBytes: Number.POSITIVE_INFINITY };
+    return this.memoryLimitBytes < info.limitBytes ? { usedBytes: this.live.bytes, limitBytes: this.memoryLimitBytes } : info;
   }
 
   /** The wasm kernels never fall back to arrays outside the heap: a tensor that does not fit is refused. */
@@ -642,6 +656,7 @@ export class CpuBackend implements Backend<CpuStorage> {
   }
 
   private copyOf(values: AnyTypedArray, shape: readonly number[] = [values.length]): CpuStorage {
+    checkMemoryLimit(this.live, this.memoryLimitBytes, values.byteLength, `an uploaded ${dtypeOfArray(values)} tensor ${shapeStr(shape)}`);
     if (this.home && values.length > 0) {
       const dtype = dtypeOfArray(values);
       const s = this.home.allocate(arrayTypeOf(dtype), values.length, this.live, values);

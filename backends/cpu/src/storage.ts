@@ -12,6 +12,8 @@ import type { WasmRuntime } from './wasm/runtime.js';
 /** Counts the handles a backend instance has handed out and not yet had released. */
 export class LiveCounter {
   count = 0;
+  /** Bytes of the values those handles hold (what `memoryLimitBytes` caps). */
+  bytes = 0;
 }
 
 type ArrayCtor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): AnyTypedArray; readonly BYTES_PER_ELEMENT: number };
@@ -32,6 +34,7 @@ export class CpuStorage {
     private readonly home: HeapHome | null = null,
   ) {
     owner.count++;
+    owner.bytes += values.byteLength;
   }
 
   /** @internal */
@@ -43,6 +46,7 @@ export class CpuStorage {
     }
     this.released = true;
     this.owner.count--;
+    this.owner.bytes -= this.values.byteLength;
     this.home?.free(this);
   }
 }

@@ -71,4 +71,15 @@ describe('dora generate', () => {
     r = await dora('generate', '--model', dir, '--prompt', 'x', '--max-new-tokens', 'lots');
     expect(r.stderr).toMatch(/--max-new-tokens must be an integer, got 'lots'/);
   });
+
+  it('refuses an adapter made for another architecture before attaching it', async () => {
+    const phi3 = new URL('../../../fixtures/models/phi3/adapter/', import.meta.url).pathname;
+    const dir = await modelFolder(263);
+    const r = await dora('generate', '--model', dir, '--adapter', phi3, '--prompt', 'hi', '--backend', 'cpu');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^dora: AdapterMismatchError: .*adapter_model\.safetensors: tensor '.*qkv_proj\.lora_A\.weight' adapts module 'model\.layers\.0\.self_attn\.qkv_proj', which this LlamaForCausalLM does not have; the adapter was made for a Phi3ForCausalLM$/m,
+    );
+    expect(r.stdout).toBe('');
+  });
 });

@@ -163,3 +163,14 @@ export class TokenizerError extends ConfigError {
     super(`${file}: ${message}`);
   }
 }
+
+/** A PEFT adapter that does not fit the model (made for another architecture or size). */
+export class AdapterMismatchError extends ConfigError {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly key?: string,
+  ) {
+    super(message);
+  }
+}

@@ -66,3 +66,4 @@ export { TextTokenizer, type ChatMessage, type TextTokenizerFiles } from './toke
 export { TextStreamer, type TextStreamerOptions } from './tokenizer/text-streamer.js';
 export { loadModel, type CheckpointInfo, type CheckpointTensor, type LoadedModel, type LoadModelOptions } from './io/load-model.js';
 export { CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, type ModelConfigFile, type WeightsLayout } from './io/model-folder.js';
+export { type AdapterDescription, checkAdapterFits } from './adapter/check-adapter.js';

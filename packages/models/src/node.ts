@@ -11,3 +11,4 @@ export {
 } from './io/model-folder.js';
 export { CHAT_TEMPLATE_FILE, loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from './tokenizer/load-tokenizer.js';
 export { loadGenerationConfig } from './generation/load-generation-config.js';
+export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, checkAdapter, describeAdapter } from './adapter/read-adapter.js';

@@ -3,11 +3,11 @@
  * printed as it is generated; greedy unless --temperature / --top-p ask for sampling. Prompt and decode
  * tokens per second go to stderr at the end.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { generate, type GenerateOptions, type GenerationConfig, TextStreamer } from '@dorajs/models';
-import { CONFIG_FILE, loadGenerationConfig, loadModel, loadTokenizer } from '@dorajs/models/node';
+import { CONFIG_FILE, checkAdapter, loadGenerationConfig, loadModel, loadTokenizer } from '@dorajs/models/node';
 import { DoraCaching, PeftModel } from '@dorajs/peft';
 import type { CommandSpec } from '../args.js';
 import { selectBackend } from '../backend.js';
@@ -75,6 +75,13 @@ export const generateCommand: Command = {
       tokenizer.checkVocabulary(base.vocabSize, join(dir, CONFIG_FILE));
       let model: Parameters<typeof generate>[0] = base;
       if (typeof flags.adapter === 'string') {
+        // An adapter folder made for another architecture or size is refused before anything is attached
+        // (PEFT would attach the modules whose names match and only warn about the rest).
+        const local = await stat(flags.adapter).then(
+          (s) => s.isDirectory(),
+          () => false,
+        );
+        if (local) await checkAdapter(base, flags.adapter);
         const peft = await PeftModel.fromPretrained(base, flags.adapter);
         model = flags.merge ? await peft.mergeAndUnload() : peft;
       }
