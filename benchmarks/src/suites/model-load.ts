@@ -24,8 +24,8 @@ export interface LlamaSize {
   kvHeads: number;
 }
 
-const FULL: LlamaSize = { vocab: 32000, hidden: 768, intermediate: 2048, layers: 8, heads: 12, kvHeads: 4 };
-const QUICK: LlamaSize = { vocab: 8000, hidden: 256, intermediate: 704, layers: 8, heads: 8, kvHeads: 4 };
+export const FULL: LlamaSize = { vocab: 32000, hidden: 768, intermediate: 2048, layers: 8, heads: 12, kvHeads: 4 };
+export const QUICK: LlamaSize = { vocab: 8000, hidden: 256, intermediate: 704, layers: 8, heads: 8, kvHeads: 4 };
 
 /** Names and shapes of a Llama checkpoint (untied head), as transformers writes them. */
 function llamaTensors(s: LlamaSize): [string, number[]][] {
@@ -60,7 +60,7 @@ function randomValues(n: number, seed: number): Float32Array {
   return out;
 }
 
-async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 'BF16'): Promise<{ params: number; bytes: number }> {
+export async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 'BF16'): Promise<{ params: number; bytes: number }> {
   const tensors = new Map<string, HostTensor>();
   let params = 0;
   llamaTensors(s).forEach(([key, shape], i) => {
