@@ -32,6 +32,7 @@ export { backward, type BackwardOptions } from './tensor/autograd.js';
 export * as ops from './ops/index.js';
 export * from './nn/module.js';
 export * from './nn/layers.js';
+export * from './nn/quantized-linear.js';
 export * from './dora/index.js';
 export * from './optim/adamw.js';
 export * from './random.js';

@@ -3,7 +3,20 @@
  * `base_model.model` (so state-dict keys are PEFT's: `base_model.model.lin1.lora_A.default.weight`);
  * adapters are added, loaded, switched, disabled, merged and saved here.
  */
-import { type Backend, type BackendSpec, Layer, type Module, type Random, type SourceOptions, type Tensor } from '@dorajs/core';
+import {
+  type Backend,
+  type BackendSpec,
+  dequantizeLinear,
+  Layer,
+  type Linear,
+  type Module,
+  noGrad,
+  ops,
+  QuantizedLinear,
+  type Random,
+  type SourceOptions,
+  type Tensor,
+} from '@dorajs/core';
 import type { LoraConfig } from './config/lora-config.js';
 import { preparePatterns } from './config/patterns.js';
 import { AdapterNameError, LoraConfigError, MergeError } from './errors.js';
@@ -23,6 +36,7 @@ import {
   computeLayerMerge,
   computeLayerUnmerge,
   disposeComputed,
+  releaseCommitted,
   planLayerMerge,
 } from './tuner/merge.js';
 import { OffloadResolver } from './tuner/offload.js';
@@ -69,6 +83,13 @@ export interface MergeOptions {
   readonly safeMerge?: boolean;
   /** Adapters to merge, in order (default: the active ones). */
   readonly adapterNames?: readonly string[];
+  /**
+   * mergeAndUnload only: return a dense model. Every quantized Linear (adapted or not) becomes a plain
+   * Linear whose weight is computed in float32 from the dequantized base (no requantization) and stored
+   * in this dtype (bfloat16: rounded once, frozen). Without it a quantized base stays quantized, the
+   * merged weight requantized (PEFT's behaviour).
+   */
+  readonly dtype?: 'float32' | 'bfloat16';
 }
 
 export interface ForwardOptions {
@@ -354,6 +375,10 @@ export class PeftModel<M extends Module = Module> extends Layer {
       return;
     }
     const plans = work.map((w) => planLayerMerge(w.layer, w.names));
+    warnQuantizedRounding(
+      'Merge',
+      plans.map((p) => p.layer),
+    );
     const offload = await this.offloadForNames(names);
     if (!options.safeMerge) {
       for (const plan of plans) commitLayerMerge(await computeLayerMerge(plan, offload));
@@ -385,20 +410,40 @@ export class PeftModel<M extends Module = Module> extends Layer {
       warn('nothing-merged', 'Already unmerged. Nothing to do.');
       return;
     }
+    warnQuantizedRounding('Unmerge', layers);
     for (const layer of layers) {
       const offload = await this.offloadForNames(layer.mergedAdapters);
       const w = await computeLayerUnmerge(layer, offload);
       layer.commitUnmerge(w);
-      w.dispose();
+      releaseCommitted(w);
     }
   }
 
   /** Merges (default: the active adapters) and returns the base model with plain layers again. */
   async mergeAndUnload(options: MergeOptions = {}): Promise<M> {
     const names = [...(options.adapterNames ?? this._active)];
+    if (options.dtype !== undefined && options.dtype !== 'float32' && options.dtype !== 'bfloat16') {
+      throw new MergeError(`mergeAndUnload: dtype '${String(options.dtype)}' is not supported (float32 or bfloat16)`, '', '');
+    }
+    // A dense result: adapted quantized bases become float32 Linears first, so the merge runs in float32.
+    const densePaths = options.dtype
+      ? this.loraLayers()
+          .filter(densifyBase)
+          .map((l) => l.path)
+      : [];
     const pending = this.loraLayers().some((l) => names.some((n) => l.settings(n) && !l.mergedAdapters.includes(n)));
     if (pending) await this.mergeAdapter(names, { safeMerge: options.safeMerge });
-    return this.unloadLayers();
+    const model = this.unloadLayers();
+    if (options.dtype) {
+      for (const path of densePaths) castWeight(model.getSubmodule(path) as Linear, options.dtype);
+      for (const [path, m] of model.namedModules()) {
+        if (m instanceof QuantizedLinear) {
+          model.setSubmodule(path, dequantizeLinear(m, options.dtype));
+          m.weight.dispose();
+        }
+      }
+    }
+    return model;
   }
 
   /** Removes every adapter without merging and returns the base model (merged weights stay merged, as PEFT). */
@@ -472,4 +517,31 @@ export function getPeftModel<M extends Module>(
   options: PeftModelOptions = {},
 ): Promise<PeftModel<M>> {
   return PeftModel.create(model, config, adapterName, options);
+}
+
+/** Replaces an adapted quantized base with a float32 Linear of its dequantized weight (merges stay valid). */
+function densifyBase(layer: LoraLayer): boolean {
+  const q = layer.quantizedBase;
+  if (!q) return false;
+  (layer as LoraLayer<Layer>).base_layer = dequantizeLinear(q, 'float32');
+  q.weight.dispose();
+  layer.clearDoraCaches();
+  return true;
+}
+
+/** A merged dense weight stored in `dtype` (bfloat16: rounded once from float32, frozen). */
+function castWeight(lin: Linear, dtype: 'float32' | 'bfloat16'): void {
+  if (dtype === 'float32' || lin.weight.dtype === dtype) return;
+  const narrow = noGrad(() => ops.cast(lin.weight, dtype));
+  lin.weight.assign(narrow, { changeDtype: true });
+  lin.weight.requiresGrad = false;
+  narrow.dispose();
+}
+
+/** PEFT warns once when merging into (or unmerging from) a bitsandbytes layer: the weight is requantized. */
+function warnQuantizedRounding(what: 'Merge' | 'Unmerge', layers: readonly LoraLayer[]): void {
+  const q = layers.map((l) => l.quantizedBase).find((b) => b !== null);
+  if (!q) return;
+  const bits = q.format === 'int8' ? '8-bit' : '4-bit';
+  warn('quantized-merge-rounding', `${what} lora module to ${bits} linear may get different generations due to rounding errors.`);
 }

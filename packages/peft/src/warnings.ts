@@ -13,7 +13,8 @@ export type PeftWarningCode =
   | 'nothing-merged'
   | 'unknown-config-value'
   | 'unknown-config-key'
-  | 'target-module-exists';
+  | 'target-module-exists'
+  | 'quantized-merge-rounding';
 
 export interface PeftWarning {
   readonly code: PeftWarningCode;

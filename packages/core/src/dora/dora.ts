@@ -17,6 +17,8 @@ import { doraCompose, recordCompose, weightNorm } from '../ops/fused.js';
 import { backendOf, wrap } from '../ops/util.js';
 import type { WeightNormOptions } from '../backend/backend.js';
 import { noGrad, tidy } from '../tensor/scope.js';
+import { isNarrow, narrowMatmul, type Weight } from '../ops/narrow.js';
+import { QuantizedWeight } from '../quant/quantized-weight.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
 import { convDims, type LayerGeometry, matrixView } from './geometry.js';
@@ -27,8 +29,11 @@ export function loraScaling(alpha: number, r: number, useRslora = false): number
   return useRslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
-/** ‖W + s·B·A‖ per output feature, detached: [out] (PEFT shapes it per layer kind; see magnitudeShape). */
-export function doraWeightNorm(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Tensor {
+/**
+ * ‖W + s·B·A‖ per output feature, detached: [out] (PEFT shapes it per layer kind; see magnitudeShape). A
+ * narrow W (bf16, f16, a QuantizedWeight on a Linear) is normed as dequantized, through the fused kernel.
+ */
+export function doraWeightNorm(geo: LayerGeometry, w: Weight, a: Tensor, b: Tensor, scale: number): Tensor {
   return tidy(() => {
     return noGrad(() => {
       const v = matrixView(geo, w, a, b);
@@ -195,7 +200,7 @@ export function doraUnmerge(geo: LayerGeometry, merged: Tensor, delta: Tensor, m
  */
 export function doraLinear(
   x: Tensor,
-  w: Tensor,
+  w: Weight,
   a: Tensor,
   b: Tensor,
   scale: number,
@@ -204,12 +209,20 @@ export function doraLinear(
   options: WeightNormOptions = {},
 ): Tensor {
   return tidy(() => {
-    const be = backendOf('doraLinear', x, w, a, b);
+    const be = backendOf('doraLinear', x, w instanceof QuantizedWeight ? w.data : w, a, b);
     const tw = !!options.transposeW;
     const inF = x.shape[x.rank - 1]!;
     const [out, wIn] = tw ? [w.shape[1]!, w.shape[0]!] : [w.shape[0]!, w.shape[1]!];
     const r = a.shape[0]!;
-    if (w.rank !== 2 || a.rank !== 2 || b.rank !== 2 || wIn !== inF || a.shape[1] !== inF || b.shape[0] !== out || b.shape[1] !== r) {
+    if (
+      w.shape.length !== 2 ||
+      a.rank !== 2 ||
+      b.rank !== 2 ||
+      wIn !== inF ||
+      a.shape[1] !== inF ||
+      b.shape[0] !== out ||
+      b.shape[1] !== r
+    ) {
       throw new ShapeError(
         `doraLinear: x ${shapeStr(x.shape)}, W ${shapeStr(w.shape)}${tw ? ' (stored [in, out])' : ''}, A ${shapeStr(a.shape)}, B ${shapeStr(b.shape)} do not fit`,
       );
@@ -218,15 +231,16 @@ export function doraLinear(
     const rows = x2.shape[0]!;
     const mm = { transposeB: !tw };
     const lora = matmul(matmul(x2, a, { transposeB: true }), b, { transposeB: true });
-    const f32 = [x2, w, a, b].every((t) => t.dtype === 'float32');
+    const f32 = !isNarrow(w) && [x2, a, b].every((t) => t.dtype === 'float32');
+    const wt = w as Tensor; // only read as a dense tensor where f32 holds
     let base: Tensor | null = null;
     let g: Tensor;
     if ('g' in magnitude) g = magnitude.g;
     else {
-      const shared = f32 && be.matmulWeightNorm ? be.matmulWeightNorm(x2.info, w.info, a.info, b.info, scale, { transposeW: tw }) : null;
+      const shared = f32 && be.matmulWeightNorm ? be.matmulWeightNorm(x2.info, wt.info, a.info, b.info, scale, { transposeW: tw }) : null;
       let norm: Tensor;
       if (shared) {
-        base = recordMatmul(wrap(be, shared.base, [rows, out], 'float32'), x2, w, mm);
+        base = recordMatmul(wrap(be, shared.base, [rows, out], 'float32'), x2, wt, mm);
         norm = wrap(be, shared.norm, [out], 'float32');
       } else norm = weightNorm(w, a, b, scale, { transposeW: tw });
       g = magnitudeScale(magnitude.m, norm);
@@ -235,10 +249,10 @@ export function doraLinear(
     if (!base && f32 && be.matmulCompose && g.size === out && (!bias || bias.size === out)) {
       const g1 = reshape(g, [out]);
       const b1 = bias ? reshape(bias, [out]) : null;
-      const fused = be.matmulCompose(x2.info, w.info, lora.info, g1.info, scale, b1?.info ?? null, { transposeW: tw });
-      base = recordMatmul(wrap(be, fused.base, [rows, out], 'float32'), x2, w, mm);
+      const fused = be.matmulCompose(x2.info, wt.info, lora.info, g1.info, scale, b1?.info ?? null, { transposeW: tw });
+      base = recordMatmul(wrap(be, fused.base, [rows, out], 'float32'), x2, wt, mm);
       y = recordCompose(wrap(be, fused.y, [rows, out], 'float32'), base, lora, g, scale, bias);
-    } else y = doraCompose(base ?? matmul(x2, w, mm), lora, g, scale, bias);
+    } else y = doraCompose(base ?? (isNarrow(w) ? narrowMatmul(x2, w, !tw) : matmul(x2, wt, mm)), lora, g, scale, bias);
     return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), out]);
   });
 }

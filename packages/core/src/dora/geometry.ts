@@ -15,6 +15,8 @@ import { ShapeError } from '../errors.js';
 import { concat, narrow, reshape } from '../ops/layout.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
+import type { Weight } from '../ops/narrow.js';
+import { QuantizedWeight } from '../quant/quantized-weight.js';
 
 export type DoraLayerKind = 'linear' | 'embedding' | 'conv1d' | 'conv2d' | 'conv3d';
 
@@ -33,22 +35,25 @@ export interface LayerGeometry {
 
 /** W, A and B as the [out, in], [r, in], [out, r] matrices whose B·A is the true weight delta. */
 export interface MatrixView {
-  readonly w: Tensor;
+  /** Narrow (bf16, f16, packed) only for Linear/Conv1D and Embedding, whose W is already a matrix. */
+  readonly w: Weight;
   readonly a: Tensor;
   readonly b: Tensor;
   /** W is [in, out] and must be read transposed. */
   readonly transposeW: boolean;
 }
 
-export function matrixView(geo: LayerGeometry, w: Tensor, a: Tensor, b: Tensor): MatrixView {
+export function matrixView(geo: LayerGeometry, wIn: Weight, a: Tensor, b: Tensor): MatrixView {
   switch (geo.kind) {
     case 'linear':
-      return { w, a, b, transposeW: !!geo.fanInFanOut };
+      return { w: wIn, a, b, transposeW: !!geo.fanInFanOut };
     case 'embedding':
-      return { w, a, b, transposeW: true };
+      return { w: wIn, a, b, transposeW: true };
     case 'conv1d':
     case 'conv2d':
     case 'conv3d': {
+      if (wIn instanceof QuantizedWeight) throw new ShapeError(`${geo.kind} DoRA: a quantized weight is a Linear's only`);
+      const w = wIn;
       const out = w.shape[0]!;
       const r = a.shape[0]!;
       const groups = geo.groups ?? 1;

@@ -39,6 +39,11 @@ export class QuantizedWeight {
     return this.data.backend;
   }
 
+  /** Always 0: a packed weight is never written in place (a change is a new QuantizedWeight). */
+  get version(): number {
+    return 0;
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }

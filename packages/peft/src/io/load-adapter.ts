@@ -76,7 +76,7 @@ export async function loadAdapterInto(peft: PeftModel, source: AdapterSource, na
       await model.to(backend);
     }
     const tensors: AdapterTensors[] = reads.adapter.map(({ target, a, b, m }) => {
-      const be = target.layer.weight.backend;
+      const be = target.layer.baseWeight.backend;
       const up = (key: string) => fromHostTensor(host.get(key)!, be, { file: reader.weightsFile, key });
       const mt = m ? up(m) : null;
       if (!mt) return { a: up(a), b: up(b) };
@@ -141,7 +141,9 @@ function planReads(
     }
     adapter.push({ target, a: keys.a, b: keys.b, m });
     const base = target.layer;
-    if (check(keys.baseWeight, target.path, base.weight.shape, false)) params.push({ key: keys.baseWeight, param: base.weight });
+    // A quantized base has no float weight an adapter file could replace (PEFT saves none for bnb layers).
+    if (!base.quantizedBase && check(keys.baseWeight, target.path, base.weight.shape, false))
+      params.push({ key: keys.baseWeight, param: base.weight });
     const bias = base.bias;
     if (bias && check(keys.baseBias, target.path, bias.shape, false)) params.push({ key: keys.baseBias, param: bias });
   }

@@ -5,9 +5,15 @@
  */
 import { keep, Module, type Parameter, type Tensor } from '@dorajs/core';
 
+/** What a cache entry depends on: a Parameter, or a packed base weight (never changed in place, version 0). */
+export interface CacheSource {
+  readonly version: number;
+  readonly isDisposed: boolean;
+}
+
 interface CacheEntry {
   /** Parameters the cached values were computed from, and their versions at the time. */
-  readonly sources: readonly Parameter[];
+  readonly sources: readonly CacheSource[];
   readonly versions: readonly number[];
   readonly scale: number;
   /** ‖W + s·B·A‖ [out] and g = m / norm [out]. */
@@ -25,7 +31,7 @@ export class DoraMagnitude extends Module {
   }
 
   /** The cached entry when it was computed from exactly these parameter versions and scale. */
-  cached(sources: readonly Parameter[], scale: number): { norm: Tensor; g: Tensor } | null {
+  cached(sources: readonly CacheSource[], scale: number): { norm: Tensor; g: Tensor } | null {
     const c = this._cache;
     if (!c || c.scale !== scale || c.sources.length !== sources.length) return null;
     for (let i = 0; i < sources.length; i++) {
@@ -34,7 +40,7 @@ export class DoraMagnitude extends Module {
     return { norm: c.norm, g: c.g };
   }
 
-  store(sources: readonly Parameter[], scale: number, norm: Tensor, g: Tensor): void {
+  store(sources: readonly CacheSource[], scale: number, norm: Tensor, g: Tensor): void {
     this.clearCache();
     this._cache = { sources: [...sources], versions: sources.map((p) => p.version), scale, norm: keep(norm), g: keep(g) };
   }

@@ -5,7 +5,20 @@
  * its variant's (plain LoRA or DoRA, `../variants`); this class decides which adapters apply, in which
  * order, and keeps the merge records.
  */
-import { DoraError, Dropout, Layer, type LayerGeometry, loraScaling, ModuleDict, Parameter, type Random, type Tensor } from '@dorajs/core';
+import {
+  DoraError,
+  Dropout,
+  Layer,
+  type LayerGeometry,
+  loraScaling,
+  ModuleDict,
+  Parameter,
+  type QuantizedLinear,
+  QuantizedWeight,
+  type Random,
+  type Tensor,
+  type Weight,
+} from '@dorajs/core';
 import { AdapterNameError, MergeError } from '../errors.js';
 import type { AdapterSettings, AdapterTensors, MergeInput, MergeRecord, VariantHost } from '../variants/variant.js';
 import type { DoraMagnitude } from './dora-magnitude.js';
@@ -78,13 +91,44 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
     return this._path;
   }
 
-  get weight(): Parameter {
-    return (this.base_layer as unknown as { weight: Parameter }).weight;
+  /** The base weight: a Parameter, or the packed weight of a quantized base (`quantizedBase`). */
+  get baseWeight(): Parameter | QuantizedWeight {
+    return (this.base_layer as unknown as { weight: Parameter | QuantizedWeight }).weight;
   }
 
-  /** The base weight as the DoRA norm and merges read it: the stored weight itself for dense bases. */
-  denseWeight(): Tensor {
+  /** The base weight Parameter of a dense base; a quantized base has none (use `baseWeight`). */
+  get weight(): Parameter {
+    const w = this.baseWeight;
+    if (w instanceof QuantizedWeight) {
+      throw new DoraError(`module '${this._path}': the base weight is quantized (${w.format}) and has no Parameter; read baseWeight`);
+    }
+    return w;
+  }
+
+  /** The quantized base layer, or null for a dense base. */
+  get quantizedBase(): QuantizedLinear | null {
+    return null;
+  }
+
+  /**
+   * The base weight as the DoRA norm and the DoRA linear read it: the stored weight itself (a packed
+   * weight for a quantized base: core's narrow ops read it dequantized, never materialised).
+   */
+  denseWeight(): Weight {
+    return this.baseWeight;
+  }
+
+  /** The base weight merges compute on: the Parameter, or a quantized base dequantized (a new tensor). */
+  mergeWeight(): Tensor {
     return this.weight;
+  }
+
+  /**
+   * The weight a computed merge installs: the dense result itself, or for a quantized base the result
+   * requantized in the base's format (PEFT's dequantize → add → requantize). Takes ownership of `dense`.
+   */
+  async packMerged(dense: Tensor, _names: readonly string[]): Promise<Tensor | QuantizedWeight> {
+    return dense;
   }
 
   get bias(): Parameter | null {
@@ -259,16 +303,25 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
   assertMergeable(_name: string): void {}
 
   /** Records a merge computed elsewhere (possibly on an offload backend) and installs the new weight. */
-  commitMerge(newWeight: Tensor, merged: readonly MergedAdapter[]): void {
-    this.weight.assign(newWeight);
+  commitMerge(newWeight: Tensor | QuantizedWeight, merged: readonly MergedAdapter[]): void {
+    this.installWeight(newWeight);
     this._merged.push(...merged);
     this.clearDoraCaches();
   }
 
   /** Installs an unmerged weight and forgets the merge records. */
-  commitUnmerge(newWeight: Tensor): void {
-    this.weight.assign(newWeight);
+  commitUnmerge(newWeight: Tensor | QuantizedWeight): void {
+    this.installWeight(newWeight);
     this.forgetMerges();
+  }
+
+  /** A dense weight is copied into the Parameter (the caller keeps its tensor); a packed one is taken over. */
+  protected installWeight(w: Tensor | QuantizedWeight): void {
+    if (w instanceof QuantizedWeight) {
+      const q = this.quantizedBase;
+      if (!q) throw new MergeError(`module '${this._path}': a packed weight cannot replace a dense base`, this._path, '');
+      q.setWeight(w);
+    } else this.weight.assign(w);
   }
 
   /** Drops the merge records, keeping the merged weight (mergeAndUnload, unload). */
@@ -286,6 +339,13 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
   /** Unmerges on this layer's own backend (used by a forward with adapters disabled, as PEFT does). */
   unmergeSync(): void {
     if (!this.merged) return;
+    if (this.quantizedBase) {
+      throw new MergeError(
+        `module '${this._path}': adapters merged into a quantized base are unmerged by requantizing; call 'await unmergeAdapter()' before a forward with adapters disabled`,
+        this._path,
+        this.mergedAdapters.join(','),
+      );
+    }
     const w = unmergeAll(
       this._path,
       this.mergeSpace(),

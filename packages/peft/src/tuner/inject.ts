@@ -14,6 +14,10 @@ import {
   Layer,
   Linear,
   loraScaling,
+  noGrad,
+  QuantizedLinear,
+  QuantizedWeight,
+  tidy,
   type Module,
   type Random,
 } from '@dorajs/core';
@@ -87,7 +91,7 @@ const baseOf = (m: Module): Module => (isLoraLayer(m) ? m.base_layer : m);
 
 function kindOf(m: TargetableLayer): TargetKind {
   if (m instanceof Conv1D) return 'fan-in-fan-out';
-  if (m instanceof Linear) return 'linear';
+  if (m instanceof Linear || m instanceof QuantizedLinear) return 'linear';
   if (m instanceof Embedding) return 'embedding';
   if (m instanceof Conv1d) return 'conv1d';
   if (m instanceof Conv3d) return 'conv3d';
@@ -222,7 +226,7 @@ export async function computeAdapterTensors(
         out.push(provided);
         continue;
       }
-      const w = target.layer.weight;
+      const w = target.layer.baseWeight;
       const { a, b } = initialAdapterWeights(
         target.layer.geometry,
         target.shapes,
@@ -232,11 +236,15 @@ export async function computeAdapterTensors(
         options.random,
       );
       const { variant, scaling } = target.settings;
-      const state = variant.stateTensors.length
-        ? await runOffloaded(options.offload, w.backend, { w: target.layer.denseWeight(), a, b }, (t) =>
-            variant.init(target.layer.geometry, t.w, t.a, t.b, scaling),
-          )
-        : {};
+      const dense = target.layer.denseWeight();
+      const state = !variant.stateTensors.length
+        ? {}
+        : dense instanceof QuantizedWeight
+          ? // A packed base stays where it is: core's narrow norm reads it in place (no copy to move).
+            tidy(() => noGrad(() => variant.init(target.layer.geometry, dense, a, b, scaling)))
+          : await runOffloaded(options.offload, w.backend, { w: dense, a, b }, (t) =>
+              variant.init(target.layer.geometry, t.w, t.a, t.b, scaling),
+            );
       out.push({ ...state, a, b });
     }
   } catch (e) {

@@ -2,15 +2,16 @@
  * Which modules a LoraConfig targets, with PEFT's rules (`check_target_module_exists`,
  * `_maybe_include_all_linear_layers`, `get_pattern_key`).
  */
-import { Conv1D, Conv1d, Conv2d, Conv3d, Embedding, Linear, type Module } from '@dorajs/core';
+import { Conv1D, Conv1d, Conv2d, Conv3d, Embedding, Linear, type Module, QuantizedLinear } from '@dorajs/core';
 import type { LoraConfig } from '../config/lora-config.js';
 import { fullMatch, keyMatches, layerIndex } from '../config/patterns.js';
 
-export type TargetableLayer = Linear | Conv1D | Embedding | Conv1d | Conv2d | Conv3d;
+export type TargetableLayer = Linear | Conv1D | QuantizedLinear | Embedding | Conv1d | Conv2d | Conv3d;
 
 export function isTargetableLayer(m: Module): m is TargetableLayer {
   return (
     m instanceof Linear ||
+    m instanceof QuantizedLinear ||
     m instanceof Conv1D ||
     m instanceof Embedding ||
     m instanceof Conv1d ||
@@ -68,7 +69,11 @@ export function expandAllLinear(model: Module, candidates: readonly [string, Mod
   const getOut = (model as unknown as { getOutputEmbeddings?: () => Module | null }).getOutputEmbeddings;
   const output = typeof getOut === 'function' ? getOut.call(model) : null;
   return candidates
-    .filter(([path, m]) => (m instanceof Linear || m instanceof Conv1D) && (output ? m !== output : path.split('.').pop() !== 'lm_head'))
+    .filter(
+      ([path, m]) =>
+        (m instanceof Linear || m instanceof Conv1D || m instanceof QuantizedLinear) &&
+        (output ? m !== output : path.split('.').pop() !== 'lm_head'),
+    )
     .map(([path]) => path);
 }
 

@@ -94,7 +94,7 @@ function combine(
 ): AdapterTensors {
   return tidy(() =>
     noGrad(() => {
-      const be = layer.weight.backend;
+      const be = layer.baseWeight.backend;
       const as: Tensor[] = [];
       const bs: Tensor[] = [];
       adapters.forEach((name, i) => {

@@ -17,6 +17,7 @@ import {
   noGrad,
   ops,
   type Tensor,
+  type Weight,
 } from '@dorajs/core';
 import { DoraCaching } from '../layers/dora-caching.js';
 import { delta } from './lora.js';
@@ -41,7 +42,7 @@ function cachedScale(host: VariantHost, name: string): Tensor | null {
   const m = mag.weight;
   const { a, b } = host.adapterWeights(name)!;
   const s = host.settingsOf(name).scaling;
-  const sources = [host.weight, a, b, m];
+  const sources = [host.baseWeight, a, b, m];
   let hit = mag.cached(sources, s);
   if (!hit) {
     const norm = doraWeightNorm(host.geometry, host.denseWeight(), a, b, s);
@@ -67,7 +68,7 @@ export const doraVariant: AdapterVariant = {
   name: 'dora',
   stateTensors: [{ name: 'm', container: 'lora_magnitude_vector' }],
 
-  init(geometry: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number) {
+  init(geometry: LayerGeometry, w: Weight, a: Tensor, b: Tensor, scale: number) {
     const norm = doraWeightNorm(geometry, w, a, b, scale);
     return { m: ops.reshape(norm, magnitudeShape(geometry, norm.size)) };
   },

@@ -8,7 +8,7 @@
  *   tuner/merge (plan → compute → commit) ──▶ variant.merge / variant.unmerge ──▶ core: doraMerge, …
  *   tuner/inject, io/load-adapter, io/save-adapter ──▶ variant.init / variant.stateTensors
  */
-import type { LayerGeometry, ModuleDict, Parameter, Tensor } from '@dorajs/core';
+import type { LayerGeometry, ModuleDict, Parameter, QuantizedWeight, Tensor, Weight } from '@dorajs/core';
 import type { DoraMagnitude } from '../layers/dora-magnitude.js';
 
 /** Names of the tensors one adapter has on one layer: A, B and the variants' own (DoRA's magnitude `m`). */
@@ -46,10 +46,13 @@ export interface VariantHost {
   readonly path: string;
   readonly geometry: LayerGeometry;
   readonly training: boolean;
-  /** The base weight parameter (what caches compare versions of). */
-  readonly weight: Parameter;
-  /** The base weight in its stored layout, dense (a quantized base dequantized). */
-  denseWeight(): Tensor;
+  /** The base weight (what caches compare versions of): a Parameter, or a quantized base's packed weight. */
+  readonly baseWeight: Parameter | QuantizedWeight;
+  /**
+   * The base weight in its stored layout as the DoRA norm and DoRA linear read it: dense, or a quantized
+   * base's packed weight, which core's narrow ops read as dequantized (PEFT's QDoRA norm).
+   */
+  denseWeight(): Weight;
   settingsOf(name: string): AdapterSettings;
   adapterWeights(name: string): { a: Parameter; b: Parameter } | undefined;
   /** The base output without bias (x·Wᵀ, the lookup, the conv). */
@@ -77,7 +80,7 @@ export interface AdapterVariant {
   /** The tensors this variant adds to an adapter: saved, loaded and trained with A and B. */
   readonly stateTensors: readonly VariantTensor[];
   /** The variant's tensors for a fresh adapter (DoRA: m = ‖W + s·B·A‖ in PEFT's shape), on W's backend. */
-  init(geometry: LayerGeometry, w: Tensor, a: Tensor, b: Tensor, scale: number): Partial<AdapterTensors>;
+  init(geometry: LayerGeometry, w: Weight, a: Tensor, b: Tensor, scale: number): Partial<AdapterTensors>;
   /**
    * One adapter's step of a layer's forward: `acc` is the output so far without bias (the base output plus
    * earlier adapters), or null for the first adapter, which computes the base output itself (so that it
