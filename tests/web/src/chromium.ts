@@ -119,3 +119,64 @@ export async function pageResult<T>(page: Page, timeoutMs: number): Promise<T> {
   });
   return (await page.evaluate(() => (globalThis as unknown as { __result: unknown }).__result)) as T;
 }
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+};
+
+/**
+ * A built site (Vite's dist/) on loopback with the cross-origin isolation headers `vite preview` sets,
+ * plus extra folders under URL prefixes (`{ '/models/llama': dir }`) and files made by the test
+ * (`{ '/models/llama/tokenizer.json': text }`). Only files under the roots are served; the rest is a 404.
+ */
+export async function serveStatic(
+  root: string,
+  extra: Readonly<Record<string, string>> = {},
+  made: Readonly<Record<string, string | Uint8Array>> = {},
+) {
+  const { readFile } = await import('node:fs/promises');
+  const { extname, join, resolve, sep } = await import('node:path');
+  return serve(async (req, res) => {
+    let path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    const text = made[path];
+    if (text !== undefined) {
+      const body = typeof text === 'string' ? Buffer.from(text) : text;
+      return void res
+        .writeHead(200, {
+          ...ISOLATION_HEADERS,
+          'content-type': CONTENT_TYPES[extname(path)] ?? 'application/octet-stream',
+          'content-length': body.byteLength,
+        })
+        .end(req.method === 'HEAD' ? undefined : body);
+    }
+    let dir = root;
+    for (const [prefix, folder] of Object.entries(extra)) {
+      if (path.startsWith(`${prefix}/`)) {
+        dir = folder;
+        path = path.slice(prefix.length);
+      }
+    }
+    if (path.endsWith('/')) path += 'index.html';
+    const file = join(resolve(dir), path);
+    if (!file.startsWith(resolve(dir) + sep)) return void res.writeHead(404, ISOLATION_HEADERS).end();
+    let body: Buffer;
+    try {
+      body = await readFile(file);
+    } catch {
+      return void res.writeHead(404, ISOLATION_HEADERS).end();
+    }
+    res
+      .writeHead(200, {
+        ...ISOLATION_HEADERS,
+        'content-type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
+        'content-length': body.byteLength,
+      })
+      .end(req.method === 'HEAD' ? undefined : body);
+  });
+}
