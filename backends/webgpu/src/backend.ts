@@ -45,6 +45,7 @@ import {
 } from './kernels/split.js';
 import { argMax, reduce, softmax } from './kernels/reduce.js';
 import { matmulWeightNorm, weightNorm } from './kernels/weight-norm.js';
+import { writeSlice } from './kernels/write-slice.js';
 import { GpuRuntime, type RuntimeStats } from './runtime.js';
 import { debugOverrides } from './debug-env.js';
 import { sizeOf } from './shapes.js';
@@ -338,6 +339,28 @@ export class WebGpuBackend implements Backend<GpuTensor> {
 
   conv2dBackpropFilter(x: TensorInfo<GpuTensor>, dy: TensorInfo<GpuTensor>, p: Conv2dParams, wShape: readonly number[]): GpuTensor {
     return conv2dBackpropFilter(this.ctx, this.arg(x, 'conv2dBackpropFilter'), this.arg(dy, 'conv2dBackpropFilter'), p, wShape);
+  }
+
+  /** In place, one dispatch touching only the slab (kernels/write-slice.ts). */
+  writeSlice(dst: TensorInfo<GpuTensor>, src: TensorInfo<GpuTensor>, axis: number, offset: number): void {
+    const d = this.arg(dst, 'writeSlice');
+    const v = this.arg(src, 'writeSlice');
+    const n = src.shape[axis] ?? 0;
+    if (
+      src.dtype !== dst.dtype ||
+      src.shape.length !== dst.shape.length ||
+      src.shape.some((x, i) => i !== axis && x !== dst.shape[i]) ||
+      !Number.isInteger(offset) ||
+      offset < 0 ||
+      offset + n > (dst.shape[axis] ?? 0)
+    ) {
+      throw new ShapeError(
+        `webgpu writeSlice: [${src.shape.join(', ')}] ${src.dtype} does not fit [${dst.shape.join(', ')}] ${dst.dtype} at offset ${offset} along axis ${axis}`,
+      );
+    }
+    // A tensor written over itself whole: nothing to do (and one buffer cannot be bound twice).
+    if (d.t.buf === v.t.buf) return;
+    writeSlice(this.ctx, d, v, axis, offset);
   }
 
   // ---- fused

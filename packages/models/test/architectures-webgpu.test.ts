@@ -5,7 +5,15 @@
  * skipped locally (reason printed) but fails in CI, as the WebGPU backend's own tests do.
  */
 import { expect, describe, it } from 'vitest';
-import { ARCHITECTURE_CASES, expectDecodeMatches, expectDoraMatches, expectForwardMatches, openFixture } from './architecture-fixtures.js';
+import {
+  ARCHITECTURE_CASES,
+  expectDecodeMatches,
+  expectDoraMatches,
+  expectForwardMatches,
+  expectGenerateMatches,
+  GENERATE_CASES,
+  openFixture,
+} from './architecture-fixtures.js';
 import { useWebGpu } from './webgpu.js';
 
 const webGpu = useWebGpu();
@@ -20,6 +28,15 @@ describe.each(ARCHITECTURE_CASES)('%s on WebGPU', (name) => {
     base.ids.dispose();
     base.model.dispose();
     await expectDoraMatches(await openFixture(name, gpu, 1e-4), false);
+    expect(gpu.liveBuffers()).toBe(live);
+  });
+});
+
+describe.each(GENERATE_CASES)('%s: generate() on WebGPU', (name) => {
+  it('the left-padded batch past the LongRoPE switch gives the reference tokens (KV cache written by the writeSlice kernel)', async (context) => {
+    const gpu = webGpu(context);
+    const live = gpu.liveBuffers();
+    await expectGenerateMatches(await openFixture(name, gpu, 1e-4));
     expect(gpu.liveBuffers()).toBe(live);
   });
 });

@@ -266,7 +266,7 @@ export interface WriteSliceCase {
   readonly axis: number;
   readonly offset: number;
   readonly length: number;
-  readonly dtype: 'float32' | 'int32';
+  readonly dtype: 'float32' | 'int32' | 'bfloat16' | 'float16' | 'int8' | 'uint8';
   readonly seed: number;
 }
 
@@ -293,7 +293,71 @@ export const WRITE_SLICE_CASES: readonly WriteSliceCase[] = [
   },
   { id: 'axis0-int', title: 'int32 rows 1..2 of a [4,5]', dst: [4, 5], axis: 0, offset: 1, length: 2, dtype: 'int32', seed: 962 },
   { id: 'last-axis', title: 'the last axis of a [3,7] at 6', dst: [3, 7], axis: 1, offset: 6, length: 1, dtype: 'float32', seed: 963 },
+  {
+    id: 'kv-prefill-large',
+    title: '200 positions into a [1,8,300,64] cache at 37 (1600 workgroups of 64)',
+    dst: [1, 8, 300, 64],
+    axis: 2,
+    offset: 37,
+    length: 200,
+    dtype: 'float32',
+    seed: 964,
+  },
+  // Packed dtypes: slabs that start and end inside 32-bit words, and rows whose slabs share a word.
+  {
+    id: 'bf16-rows-share-words',
+    title: 'bfloat16: all of a [3,3] along axis 1 (odd rows share words)',
+    dst: [3, 3],
+    axis: 1,
+    offset: 0,
+    length: 3,
+    dtype: 'bfloat16',
+    seed: 965,
+  },
+  {
+    id: 'f16-odd',
+    title: 'float16: 3 of 5 at 1 in a [2,5,3] (odd starts and ends)',
+    dst: [2, 5, 3],
+    axis: 1,
+    offset: 1,
+    length: 3,
+    dtype: 'float16',
+    seed: 966,
+  },
+  {
+    id: 'int8-shared',
+    title: 'int8: 2 of 3 at 1 in a [4,3] (rows 1 and 2 share a word)',
+    dst: [4, 3],
+    axis: 1,
+    offset: 1,
+    length: 2,
+    dtype: 'int8',
+    seed: 967,
+  },
+  { id: 'uint8-axis0', title: 'uint8: rows 2..3 of a [5,3]', dst: [5, 3], axis: 0, offset: 2, length: 2, dtype: 'uint8', seed: 968 },
 ];
+
+/** Random values of a dtype: float32 values, or integers covering the whole range (raw bits for 16-bit floats). */
+function drawValues(
+  r: { uniform(lo: number, hi: number): number; float32(n: number): Float32Array },
+  dtype: WriteSliceCase['dtype'],
+  n: number,
+) {
+  const ints = (lo: number, hi: number) => Array.from({ length: n }, () => Math.min(hi, Math.floor(r.uniform(lo, hi + 1))));
+  switch (dtype) {
+    case 'float32':
+      return r.float32(n);
+    case 'int32':
+      return Int32Array.from(ints(-1000, 999));
+    case 'bfloat16':
+    case 'float16':
+      return Uint16Array.from(ints(0, 65535));
+    case 'int8':
+      return Int8Array.from(ints(-128, 127));
+    case 'uint8':
+      return Uint8Array.from(ints(0, 255));
+  }
+}
 
 /** In place, exact: every element outside the slab keeps its value, the slab takes src's. */
 function writeSliceCase(wc: WriteSliceCase): ConformanceCase {
@@ -303,13 +367,12 @@ function writeSliceCase(wc: WriteSliceCase): ConformanceCase {
     async run(ctx) {
       const write = ctx.backend.writeSlice?.bind(ctx.backend);
       if (!write) return ctx.skip('the backend has no writeSlice (core rebuilds the buffer with slice + concat)');
+      if (!ctx.supports(wc.dtype)) return ctx.skip(`the backend has no ${wc.dtype}`);
       const srcShape = wc.dst.map((d, i) => (i === wc.axis ? wc.length : d));
       const count = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
       const r = ctx.random(wc.seed);
-      const draw = (n: number) =>
-        wc.dtype === 'int32' ? Int32Array.from({ length: n }, () => Math.floor(r.uniform(-1000, 1000))) : r.float32(n);
-      const before = draw(count(wc.dst));
-      const src = draw(count(srcShape));
+      const before = drawValues(r, wc.dtype, count(wc.dst));
+      const src = drawValues(r, wc.dtype, count(srcShape));
       const dst = ctx.tensor(before, wc.dst, wc.dtype);
       write(dst, ctx.tensor(src, srcShape, wc.dtype), wc.axis, wc.offset);
       const inner = count(wc.dst.slice(wc.axis + 1));
