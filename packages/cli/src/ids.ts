@@ -2,15 +2,16 @@
  * Token ids for `dora run`: a JSON rectangular integer array [[…], …] or a safetensors file with key `ids`.
  * This reads the file; @dorajs/models' `tokenIds` validates (rectangular, integers, inside the vocabulary).
  * Only regular files are read (a named pipe is refused, never waited on). A safetensors file is opened
- * header first and only its `ids` tensor is read; a JSON file is bounded in size and nesting before parsing.
+ * header first and only its `ids` tensor is read; a JSON file is streamed through `IdsJsonReader`, which
+ * keeps only the ids accepted so far and stops at the first byte that cannot be valid.
  */
-import { FileError, type HostTensor, parseJsonBounded } from '@dorajs/core';
-import { openSafetensors, readRegularText } from '@dorajs/core/node';
+import { FileError, type HostTensor } from '@dorajs/core';
+import { ioReason, openRegularFile, openSafetensors } from '@dorajs/core/node';
 import type { TokenIdsInput } from '@dorajs/models';
 import { InputFileError } from './errors.js';
+import { IdsJsonReader } from './ids-json.js';
 
-/** 64M ids as JSON text; larger inputs go in a safetensors file (read without parsing text). */
-export const MAX_IDS_JSON_BYTES = 256 * 2 ** 20;
+export { IdsJsonReader, MAX_IDS, parseIdsJson } from './ids-json.js';
 
 export async function readIdsFile(path: string): Promise<TokenIdsInput> {
   if (path.endsWith('.safetensors')) {
@@ -26,14 +27,24 @@ export async function readIdsFile(path: string): Promise<TokenIdsInput> {
       await file.close().catch(() => {});
     }
   }
-  const text = await readRegularText(path, MAX_IDS_JSON_BYTES).catch((e: unknown) => {
+  const opened = await openRegularFile(path).catch((e: unknown) => {
     if (!(e instanceof FileError)) throw e;
     const code = (e.cause as { code?: unknown } | undefined)?.code;
     throw new InputFileError(`cannot read ids file ${path}: ${typeof code === 'string' ? code : e.reason}`);
   });
-  // [[…], …] nests two deep: anything deeper is refused before parsing.
-  const data = parseJsonBounded(text, (reason) => new InputFileError(`${path}: ${reason}`), 2);
-  if (!Array.isArray(data)) throw new InputFileError(`${path}: expected an array of rows [[…], …]`);
-  // A flat list is one sequence.
-  return (data.length > 0 && !Array.isArray(data[0]) ? [data] : data) as TokenIdsInput;
+  // Streamed: memory follows the ids accepted so far, never the file's size.
+  const reader = new IdsJsonReader(path);
+  const chunk = new Uint8Array(64 * 1024);
+  try {
+    for (;;) {
+      const { bytesRead } = await opened.handle.read(chunk, 0, chunk.length, null).catch((e: unknown) => {
+        throw new InputFileError(`cannot read ids file ${path}: ${ioReason(e)}`);
+      });
+      if (bytesRead === 0) break;
+      reader.push(chunk.subarray(0, bytesRead));
+    }
+  } finally {
+    await opened.handle.close().catch(() => {});
+  }
+  return reader.end();
 }

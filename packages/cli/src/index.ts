@@ -1,4 +1,4 @@
 export { main, type Command, type CommandContext, type Io } from './main.js';
 export { UsageError, InputFileError } from './errors.js';
-export { readIdsFile } from './ids.js';
+export { IdsJsonReader, MAX_IDS, parseIdsJson, readIdsFile } from './ids.js';
 export { loadMnistDigits } from './mnist-data.js';

@@ -61,11 +61,13 @@ describe('dora run: ids files from strangers', () => {
     }
   });
 
-  it('ids nested deeper than [[…]] are refused before parsing, naming the file', async () => {
+  it('ids nested deeper than [[…]] are refused at the first byte too deep, naming the file', async () => {
     const dir = tempDir();
     const ids = join(dir, 'deep.json');
     writeFileSync(ids, `${'['.repeat(100_000)}${']'.repeat(100_000)}`);
     const r = await dora('run', '--model', base, '--ids', ids, '--out', join(dir, 'o.safetensors'), '--backend', 'cpu');
-    expect(lastLine(r.stderr)).toBe(`dora: InputFileError: ${ids}: JSON nested more than 2 levels deep (at character 2)`);
+    expect(lastLine(r.stderr)).toBe(
+      `dora: InputFileError: ${ids}: invalid ids JSON at byte 2: nested more than 2 levels deep (expected [[…], …])`,
+    );
   });
 });

@@ -42,9 +42,14 @@ export class SafetensorsError extends DoraError {
   }
 }
 
-/** Keys come from untrusted headers: a message shows at most the first 200 characters of one. */
+/**
+ * Keys come from untrusted headers: a message shows at most the first 200 characters of one, with
+ * control characters escaped so that it stays on one line.
+ */
 function clip(text: string): string {
-  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  const clipped = text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this escapes
+  return clipped.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** A state dict does not fit a module: a missing, unexpected or mis-shaped key. */

@@ -58,7 +58,13 @@ function render(value: unknown, depth: number): string {
   return `{${items.join(', ')}}`;
 }
 
-/** A name-like value in single quotes (`'IA3'`, clipped), or the preview of anything else. */
+/**
+ * A name-like value in single quotes (`'IA3'`, clipped, control characters escaped so the message stays
+ * on one line), or the preview of anything else.
+ */
 export function quoted(value: unknown): string {
-  return typeof value === 'string' ? `'${value.length > MAX_LENGTH ? `${value.slice(0, MAX_LENGTH)}…` : value}'` : preview(value);
+  if (typeof value !== 'string') return preview(value);
+  const clipped = value.length > MAX_LENGTH ? `${value.slice(0, MAX_LENGTH)}…` : value;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this escapes
+  return `'${clipped.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}'`;
 }

@@ -2,7 +2,7 @@
  * Errors raised by model construction, loading and saving. Each names its culprit (file, key, field,
  * id) in the message and keeps it as a field, so the CLI can print one line and callers can branch.
  */
-import { ConfigError, DoraError, ShapeError, StateDictError } from '@dorajs/core';
+import { ConfigError, DoraError, quoted, ShapeError, StateDictError } from '@dorajs/core';
 
 /** A `model_type` this package does not implement. */
 export class UnsupportedModelError extends ConfigError {
@@ -11,7 +11,7 @@ export class UnsupportedModelError extends ConfigError {
     readonly file: string,
     readonly supported: readonly string[],
   ) {
-    super(`${file}: unsupported model_type '${modelType}' (supported: ${supported.join(', ')})`);
+    super(`${file}: unsupported model_type ${quoted(modelType)} (supported: ${supported.join(', ')})`);
   }
 }
 
@@ -22,7 +22,7 @@ export class ModelConfigError extends ConfigError {
     readonly file: string,
     readonly field: string,
   ) {
-    super(`${file}: '${field}' ${message}`);
+    super(`${file}: ${quoted(field)} ${message}`);
   }
 }
 

@@ -38,6 +38,12 @@ export function parseJsonBounded(
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw fail(`not valid JSON (${(error as Error).message.slice(0, 200)})`, error);
+    throw fail(`not valid JSON (${oneLine((error as Error).message.slice(0, 200))})`, error);
   }
+}
+
+/** V8's JSON.parse messages quote the text around the error, newlines and control characters included. */
+function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this escapes
+  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
