@@ -6,6 +6,7 @@
 import { code4bit, type QuantFormat } from '@dorajs/core';
 import { weightNormOne } from '../kernels/fused.js';
 import { heapFull, type WasmKernels } from './kernels.js';
+import type { WasmRuntime } from './runtime.js';
 import { codeTableBytes, NW_BF16, NW_F16, NW_INT8, NW_Q4, NW_TABLE_BYTES, NwArg } from './narrow-wasm.js';
 
 /** A narrow W in the heap: byte addresses of its stored elements and (4-bit, int8) its float32 scales. */
@@ -16,6 +17,35 @@ export interface NarrowOperand {
   readonly data: number;
   readonly scales: number;
   readonly blocksize: number;
+}
+
+/** Per runtime (heap): the 4-bit GEMV's tables, made on first use and kept while the heap lives (1 MiB each). */
+const quadTables = new WeakMap<WasmRuntime, Map<'nf4' | 'fp4', number>>();
+
+/**
+ * The 4-bit GEMV's table: for each little-endian u16 of packed data, the float32 codes of its 4 elements in
+ * element order (byte 0's high nibble, its low nibble, then byte 1's).
+ */
+export function quadTable(runtime: WasmRuntime, format: 'nf4' | 'fp4'): number {
+  let tables = quadTables.get(runtime);
+  if (!tables) quadTables.set(runtime, (tables = new Map()));
+  let at = tables.get(format);
+  if (at === undefined) {
+    const bytes = 65536 * 16;
+    const p = runtime.heap.alloc(bytes);
+    if (p === null) throw heapFull('narrow', bytes);
+    const code = code4bit(format);
+    const t = new Float32Array(runtime.buffer, p, 65536 * 4);
+    for (let u = 0; u < 65536; u++) {
+      t[4 * u] = code[(u >> 4) & 15]!;
+      t[4 * u + 1] = code[u & 15]!;
+      t[4 * u + 2] = code[u >> 12]!;
+      t[4 * u + 3] = code[(u >> 8) & 15]!;
+    }
+    at = p;
+    tables.set(format, at);
+  }
+  return at;
 }
 
 /** Widened panels stay this small (L2-sized), whatever the size of W. */
@@ -69,8 +99,10 @@ export class NarrowKernels {
   gemv(w: NarrowOperand, x: number, y: number): void {
     const work = w.rows * w.cols;
     const tasks = Math.min(Math.ceil(w.rows / 4), this.k.taskCount(work));
-    const perTask = Math.ceil(w.rows / tasks);
-    this.setArgs(w, { out: y, x, perTask });
+    // Whole pairs of rows per task (the 4-bit kernel reads two rows per pass).
+    const perTask = 2 * Math.ceil(w.rows / tasks / 2);
+    const quads = w.format === 'nf4' || w.format === 'fp4' ? quadTable(this.k.runtime, w.format) : 0;
+    this.setArgs(w, { out: y, x, perTask, quads });
     this.k.runTasks('nw_gemv_task', Math.ceil(w.rows / perTask), this.args, work);
   }
 

@@ -9,10 +9,11 @@
  *   the embedding gather writes the rows it picks straight into its output, and the GEMM / input-gradient /
  *   weight-norm paths widen one panel of rows at a time into a small scratch that the float32 kernels read.
  *
- * 4-bit decoding: 16 bytes hold 32 codes; their nibbles are interleaved into element order (high nibble
- * first) and looked up with i8x16.swizzle in four 16-byte planes (byte k of each of the 16 float32 code
+ * 4-bit decoding (decode): 16 bytes hold 32 codes; their nibbles are interleaved into element order (high
+ * nibble first) and looked up with i8x16.swizzle in four 16-byte planes (byte k of each of the 16 float32 code
  * values), then the four byte vectors are interleaved into float32 lanes: 4 swizzles and 8 shuffles give 16
- * values. float16: the exponent is re-biased in integer lanes, subnormals renormalised by one float subtract,
+ * values. The GEMV instead reads its 4 codes per u16 of packed data from a 65536-entry table (quadTable in
+ * narrow-host.ts): one load per 4 elements where the swizzle decode needs 6 shuffles. float16: the exponent is re-biased in integer lanes, subnormals renormalised by one float subtract,
  * Inf/NaN kept. int8: sign-extended to i32 lanes and converted.
  */
 import { type Code, type Expr, f32, F32, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
@@ -39,9 +40,11 @@ export const NwArg = {
   perTask: 9,
   /** gemv: x, float32 [cols]. */
   x: 10,
-  /** 4-bit: four 16-byte planes of the code table, then the 16 float32 codes. */
+  /** 4-bit decode: four 16-byte planes of the code table, then the 16 float32 codes. */
   table: 11,
-  words: 12,
+  /** 4-bit gemv: 65536 × 4 float32, the codes of the 4 elements in each little-endian u16 of packed data. */
+  quads: 12,
+  words: 13,
 } as const;
 
 /** Bytes of a 4-bit code table as the kernels read it (see `codeTableBytes`). */
@@ -60,6 +63,8 @@ const INTERLEAVE_LOW = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
 const INTERLEAVE_HIGH = INTERLEAVE_LOW.map((i) => i + 8);
 const PAIRS_LOW = [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23];
 const PAIRS_HIGH = PAIRS_LOW.map((i) => i + 8);
+/** fround(1/127): bitsandbytes' int8 dequantization factor. */
+const INV127 = Math.fround(1 / 127);
 
 export interface NarrowFunctions {
   readonly decode: number;
@@ -80,6 +85,44 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
     c.set(o, V.iadd(o, V.and(t, V.constI32(0x00800000))));
     c.set(o, V.bitselect(V.sub(o, V.constI32(0x38800000)), o, t));
     return V.or(o, V.ishl(V.and(h, V.constI32(0x8000)), 16));
+  };
+
+  /** 16 int8 values → four i32x4 vectors of them, sign-extended (element order). */
+  const int8Lanes = (c: Code, bytes16: Expr, v: Local, tmp: readonly Local[]): Expr[] => {
+    c.set(v, bytes16);
+    c.set(tmp[0]!, V.i16FromI8Low(v));
+    c.set(tmp[1]!, V.i16FromI8High(v));
+    return [V.i32FromI16LowS(tmp[0]!), V.i32FromI16HighS(tmp[0]!), V.i32FromI16LowS(tmp[1]!), V.i32FromI16HighS(tmp[1]!)];
+  };
+
+  /** bfloat16 bits in i32 lanes → float32 lanes. */
+  const bf16Lanes = (raw: Expr): Expr => V.ishl(raw, 16);
+
+  /** `for (k = 0; k + step ≤ cols; k += step) body()`: the vector part of a row; k is left at the tail. */
+  const vectorSteps = (c: Code, k: Local, cols: Local, step: number, body: () => void) => {
+    c.set(k, 0);
+    c.block(() => {
+      c.loop(() => {
+        c.brIf(1, I.gtS(I.add(k, step), cols));
+        body();
+        c.set(k, I.add(k, step));
+        c.br(0);
+      });
+    });
+  };
+
+  /** Emits `body` for bfloat16 and for float16 (dispatched on fmt), with that format's widening of i32 lanes. */
+  const by16BitFormat = (c: Code, fmt: Local, lanes: readonly Local[], body: (widen: (raw: Expr) => Expr) => void) => {
+    const [h, o, e, t] = lanes;
+    c.if(
+      I.eq(fmt, NW_BF16),
+      () => body(bf16Lanes),
+      () =>
+        body((raw) => (cc: Code) => {
+          cc.set(h!, raw);
+          cc.push(f16Lanes(cc, h!, o!, e!, t!));
+        }),
+    );
   };
 
   /** 16 nibbles (one per byte lane, element order) → 4 float32 vectors of their codes, into `out`. */
@@ -192,59 +235,30 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
               // fround(fround(q · SCB) · fround(1/127)): bitsandbytes' int8_vectorwise_dequant.
               c.set(src, I.add(data, I.mul(r, cols)));
               c.set(scale, V.load32Splat(I.add(scales, I.shl(r, 2))));
-              c.set(k, 0);
-              c.block(() => {
-                c.loop(() => {
-                  c.brIf(1, I.gtS(I.add(k, 16), cols));
-                  c.set(v, V.load(I.add(src, k)));
-                  c.set(tmp[0]!, V.i16FromI8Low(v));
-                  c.set(tmp[1]!, V.i16FromI8High(v));
-                  const lanes = [
-                    V.i32FromI16LowS(tmp[0]!),
-                    V.i32FromI16HighS(tmp[0]!),
-                    V.i32FromI16LowS(tmp[1]!),
-                    V.i32FromI16HighS(tmp[1]!),
-                  ];
-                  for (let j = 0; j < 4; j++) {
-                    c.storeV(I.add(dst, I.shl(k, 2)), V.mul(V.mul(V.fromI32(lanes[j]!), scale), V.constF32(Math.fround(1 / 127))), j * 16);
-                  }
-                  c.set(k, I.add(k, 16));
-                  c.br(0);
-                });
+              vectorSteps(c, k, cols, 16, () => {
+                const lanes = int8Lanes(c, V.load(I.add(src, k)), v, tmp);
+                for (let j = 0; j < 4; j++) {
+                  c.storeV(I.add(dst, I.shl(k, 2)), V.mul(V.mul(V.fromI32(lanes[j]!), scale), V.constF32(INV127)), j * 16);
+                }
               });
               c.for(k, k, cols, 1, () => {
                 c.storeF32(
                   I.add(dst, I.shl(k, 2)),
-                  F32.mul(F32.mul(F32.fromI32(I.load8S(I.add(src, k))), V.lane(scale, 0)), F32.const(Math.fround(1 / 127))),
+                  F32.mul(F32.mul(F32.fromI32(I.load8S(I.add(src, k))), V.lane(scale, 0)), F32.const(INV127)),
                 );
               });
             },
             () => {
               // bfloat16 / float16: 4 at a time from 8 bytes, the tail one at a time through the same lanes.
               c.set(src, I.add(data, I.shl(I.mul(r, cols), 1)));
-              const rowOf = (widen: (raw: Expr) => Expr) => {
-                c.set(k, 0);
-                c.block(() => {
-                  c.loop(() => {
-                    c.brIf(1, I.gtS(I.add(k, 4), cols));
-                    c.storeV(I.add(dst, I.shl(k, 2)), widen(V.i32FromI16LowU(V.load64Zero(I.add(src, I.shl(k, 1))))));
-                    c.set(k, I.add(k, 4));
-                    c.br(0);
-                  });
+              by16BitFormat(c, fmt, [h, o, ex, t], (widen) => {
+                vectorSteps(c, k, cols, 4, () => {
+                  c.storeV(I.add(dst, I.shl(k, 2)), widen(V.i32FromI16LowU(V.load64Zero(I.add(src, I.shl(k, 1))))));
                 });
                 c.for(k, k, cols, 1, () =>
                   c.storeF32(I.add(dst, I.shl(k, 2)), V.lane(widen(V.isplat(I.load16U(I.add(src, I.shl(k, 1))))), 0)),
                 );
-              };
-              c.if(
-                I.eq(fmt, NW_BF16),
-                () => rowOf((raw) => V.ishl(raw, 16)),
-                () =>
-                  rowOf((raw) => (cc: Code) => {
-                    cc.set(h, raw);
-                    cc.push(f16Lanes(cc, h, o, ex, t));
-                  }),
-              );
+              });
             },
           );
         });
@@ -252,80 +266,94 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
     );
   });
 
-  // nw_gemv_task: y[r] = Σ_k x[k]·W[r, k] for rows [task·perTask, …).
+  // nw_gemv_task: y[r] = Σ_k x[k]·W[r, k] for rows [task·perTask, …) (perTask even for 4-bit). Several
+  // accumulators per row keep the adds off one dependency chain.
   const gemv = mb.func('nw_gemv_task', [i32, i32, i32], [], (c, [task, args]) => {
     const arg = (w: number): Expr => I.load(args, w * 4);
-    const [fmt, rows, cols, data, scales, shift, y, x, table, r, r1, k, kb, src, bs] = c.localsOf(i32, 15);
-    const [v, h, o, ex, t, acc0, acc1, bacc0, bacc1] = c.localsOf(v128, 9);
-    const planes = c.localsOf(v128, 4);
-    const bytes = c.localsOf(v128, 4);
+    const [fmt, rows, cols, data, scales, shift, y, x, r, r1, k, src, end, bend, sp, xq, quads, src2, sp2, rowBytes, rowScales] =
+      c.localsOf(i32, 21);
+    const [v, h, o, ex, t] = c.localsOf(v128, 5);
+    const acc = c.localsOf(v128, 4);
+    const bacc = c.localsOf(v128, 4);
     const tmp = c.localsOf(v128, 2);
-    const nib = c.localsOf(v128, 2);
-    const vals = c.localsOf(v128, 8);
     const tail = c.local(f32);
     c.set(fmt, arg(NwArg.format)).set(rows, arg(NwArg.rows)).set(cols, arg(NwArg.cols)).set(data, arg(NwArg.data));
     c.set(scales, arg(NwArg.scales))
       .set(shift, arg(NwArg.blockShift))
       .set(y, arg(NwArg.out))
       .set(x, arg(NwArg.x))
-      .set(table, arg(NwArg.table));
+      .set(quads, arg(NwArg.quads));
     c.set(r, I.mul(task, arg(NwArg.perTask)));
     c.set(r1, I.add(r, arg(NwArg.perTask)));
     c.set(r1, I.select(rows, r1, I.ltS(rows, r1)));
-    c.set(bs, I.shl(1, shift));
-    loadPlanes(c, table, planes);
-    c.for(r, r, r1, 1, () => {
-      c.set(acc0, V.zero).set(acc1, V.zero).set(tail, F32.const(0));
-      c.if(
-        I.eq(fmt, NW_Q4),
-        () => {
-          // cols % blocksize = 0: each block's Σ code·x in lanes, then one multiply-add by its absmax.
-          c.set(src, I.add(data, I.shrU(I.mul(r, cols), 1)));
-          // Step 0: the body advances kb by one block itself.
-          c.for(kb, 0, cols, 0, () => {
-            c.set(bacc0, V.zero).set(bacc1, V.zero);
-            c.set(k, kb);
+    c.if(I.geS(r, r1), () => c.ret());
+    const zeroAcc = (vs: readonly Local[]) => {
+      for (const a of vs) c.set(a, V.zero);
+    };
+    const sum4 = (vs: readonly Local[]): Expr => V.add(V.add(vs[0]!, vs[1]!), V.add(vs[2]!, vs[3]!));
+    c.if(
+      I.eq(fmt, NW_Q4),
+      () => {
+        // cols % blocksize = 0. Each u16 of packed data (4 elements) indexes a table of 65536 × 4 codes: one v128
+        // load per 4 elements, no shuffles (a byte-plane swizzle decode is bound by its 6 shuffles per 4 elements).
+        // Two rows per pass share the loads of x. Each block's Σ code·x is summed in lanes (two accumulators per
+        // row), then one multiply-add by its absmax. Small steps: unrolled further, TurboFan hoists the table loads
+        // and spills.
+        c.set(rowBytes, I.shrU(cols, 1));
+        c.set(rowScales, I.shl(I.shrU(cols, shift), 2));
+        c.block(() => {
+          c.loop(() => {
+            c.brIf(1, I.geS(r, r1));
+            // The second row of a pass; the last row of an odd count pairs with itself (its copy is not stored).
+            const pair = I.ltS(I.add(r, 1), r1);
+            c.set(src, I.add(data, I.mul(r, rowBytes)));
+            c.set(end, I.add(src, rowBytes));
+            c.set(src2, I.select(I.add(src, rowBytes), src, pair));
+            c.set(sp, I.add(scales, I.mul(r, rowScales)));
+            c.set(sp2, I.select(I.add(sp, rowScales), sp, pair));
+            c.set(xq, x);
+            c.set(acc[0]!, V.zero).set(acc[1]!, V.zero);
             c.doWhile(
               () => {
-                decode32(c, I.add(src, I.shrU(k, 1)), v, nib, planes, bytes, tmp, vals);
-                for (let j = 0; j < 8; j++) {
-                  const acc = j & 1 ? bacc1 : bacc0;
-                  c.set(acc, madd(vals[j]!, V.load(I.add(x, I.shl(k, 2)), j * 16), acc));
-                }
-                c.set(k, I.add(k, 32));
+                zeroAcc(bacc);
+                c.set(bend, I.add(src, I.shl(1, I.sub(shift, 1))));
+                c.doWhile(
+                  () => {
+                    for (let j = 0; j < 2; j++) {
+                      c.set(h, V.load(xq, j * 16));
+                      for (const [row, at] of [src, src2].entries()) {
+                        const a = bacc[2 * row + j]!;
+                        c.set(a, madd(V.load(I.add(quads, I.shl(I.load16U(at, 2 * j), 4))), h, a));
+                      }
+                    }
+                    c.set(src, I.add(src, 4)).set(src2, I.add(src2, 4)).set(xq, I.add(xq, 32));
+                  },
+                  I.ltU(src, bend),
+                );
+                c.set(acc[0]!, madd(V.add(bacc[0]!, bacc[1]!), V.load32Splat(sp), acc[0]!));
+                c.set(acc[1]!, madd(V.add(bacc[2]!, bacc[3]!), V.load32Splat(sp2), acc[1]!));
+                c.set(sp, I.add(sp, 4)).set(sp2, I.add(sp2, 4));
               },
-              I.ltS(k, I.add(kb, bs)),
+              I.ltU(src, end),
             );
-            c.set(acc0, madd(V.add(bacc0, bacc1), V.load32Splat(I.add(scales, I.shl(I.shrU(I.add(I.mul(r, cols), kb), shift), 2))), acc0));
-            c.set(kb, I.add(kb, bs));
+            c.storeF32(I.add(y, I.shl(r, 2)), hsum(acc[0]!));
+            c.if(pair, () => c.storeF32(I.add(y, I.shl(r, 2)), hsum(acc[1]!), 4));
+            c.set(r, I.add(r, 2));
+            c.br(0);
           });
-          c.storeF32(I.add(y, I.shl(r, 2)), hsum(acc0));
-        },
-        () =>
-          c.if(
-            I.eq(fmt, NW_INT8),
-            () => {
+        });
+      },
+      () =>
+        c.if(
+          I.eq(fmt, NW_INT8),
+          () =>
+            c.for(r, r, r1, 1, () => {
+              zeroAcc(acc);
+              c.set(tail, F32.const(0));
               c.set(src, I.add(data, I.mul(r, cols)));
-              c.set(k, 0);
-              c.block(() => {
-                c.loop(() => {
-                  c.brIf(1, I.gtS(I.add(k, 16), cols));
-                  c.set(v, V.load(I.add(src, k)));
-                  c.set(tmp[0]!, V.i16FromI8Low(v));
-                  c.set(tmp[1]!, V.i16FromI8High(v));
-                  const lanes = [
-                    V.i32FromI16LowS(tmp[0]!),
-                    V.i32FromI16HighS(tmp[0]!),
-                    V.i32FromI16LowS(tmp[1]!),
-                    V.i32FromI16HighS(tmp[1]!),
-                  ];
-                  for (let j = 0; j < 4; j++) {
-                    const acc = j & 1 ? acc1 : acc0;
-                    c.set(acc, madd(V.fromI32(lanes[j]!), V.load(I.add(x, I.shl(k, 2)), j * 16), acc));
-                  }
-                  c.set(k, I.add(k, 16));
-                  c.br(0);
-                });
+              vectorSteps(c, k, cols, 16, () => {
+                const lanes = int8Lanes(c, V.load(I.add(src, k)), v, tmp);
+                for (let j = 0; j < 4; j++) c.set(acc[j]!, madd(V.fromI32(lanes[j]!), V.load(I.add(x, I.shl(k, 2)), j * 16), acc[j]!));
               });
               c.for(k, k, cols, 1, () => {
                 c.set(tail, F32.add(tail, F32.mul(F32.fromI32(I.load8S(I.add(src, k))), F32.load(I.add(x, I.shl(k, 2))))));
@@ -333,25 +361,21 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
               // Σ q·x, then · SCB · (1/127) once per row.
               c.storeF32(
                 I.add(y, I.shl(r, 2)),
-                F32.mul(
-                  F32.mul(F32.add(hsum(V.add(acc0, acc1)), tail), F32.load(I.add(scales, I.shl(r, 2)))),
-                  F32.const(Math.fround(1 / 127)),
-                ),
+                F32.mul(F32.mul(F32.add(hsum(sum4(acc)), tail), F32.load(I.add(scales, I.shl(r, 2)))), F32.const(INV127)),
               );
-            },
-            () => {
-              c.set(src, I.add(data, I.shl(I.mul(r, cols), 1)));
-              const rowOf = (widen: (raw: Expr) => Expr) => {
-                c.set(k, 0);
-                c.block(() => {
-                  c.loop(() => {
-                    c.brIf(1, I.gtS(I.add(k, 8), cols));
-                    c.set(bacc0, V.load(I.add(src, I.shl(k, 1))));
-                    c.set(acc0, madd(widen(V.i32FromI16LowU(bacc0)), V.load(I.add(x, I.shl(k, 2))), acc0));
-                    c.set(acc1, madd(widen(V.i32FromI16HighU(bacc0)), V.load(I.add(x, I.shl(k, 2)), 16), acc1));
-                    c.set(k, I.add(k, 8));
-                    c.br(0);
-                  });
+            }),
+          () =>
+            by16BitFormat(c, fmt, [h, o, ex, t], (widen) =>
+              c.for(r, r, r1, 1, () => {
+                zeroAcc(acc);
+                c.set(tail, F32.const(0));
+                c.set(src, I.add(data, I.shl(I.mul(r, cols), 1)));
+                vectorSteps(c, k, cols, 16, () => {
+                  for (let j = 0; j < 2; j++) {
+                    c.set(v, V.load(I.add(src, I.shl(k, 1)), j * 16));
+                    c.set(acc[2 * j]!, madd(widen(V.i32FromI16LowU(v)), V.load(I.add(x, I.shl(k, 2)), j * 32), acc[2 * j]!));
+                    c.set(acc[2 * j + 1]!, madd(widen(V.i32FromI16HighU(v)), V.load(I.add(x, I.shl(k, 2)), j * 32 + 16), acc[2 * j + 1]!));
+                  }
                 });
                 c.for(k, k, cols, 1, () => {
                   c.set(
@@ -359,21 +383,11 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
                     F32.add(tail, F32.mul(V.lane(widen(V.isplat(I.load16U(I.add(src, I.shl(k, 1))))), 0), F32.load(I.add(x, I.shl(k, 2))))),
                   );
                 });
-              };
-              c.if(
-                I.eq(fmt, NW_BF16),
-                () => rowOf((raw) => V.ishl(raw, 16)),
-                () =>
-                  rowOf((raw) => (cc: Code) => {
-                    cc.set(h, raw);
-                    cc.push(f16Lanes(cc, h, o, ex, t));
-                  }),
-              );
-              c.storeF32(I.add(y, I.shl(r, 2)), F32.add(hsum(V.add(acc0, acc1)), tail));
-            },
-          ),
-      );
-    });
+                c.storeF32(I.add(y, I.shl(r, 2)), F32.add(hsum(sum4(acc)), tail));
+              }),
+            ),
+        ),
+    );
   });
   return { decode, gemv };
 }
