@@ -1,8 +1,11 @@
 /**
- * The model folder's own tokenizer (`tokenizer.json`, plus `tokenizer_config.json` when present) through
- * Hugging Face's pure-JS @huggingface/tokenizers: no network, same ids as the Python tokenizer.
+ * The model folder's own tokenizer (`tokenizer.json`, plus `tokenizer_config.json` when present), built by
+ * `@dorajs/models`' TextTokenizer — the one place dorajs turns those files into a tokenizer (Hugging Face's
+ * pure-JS @huggingface/tokenizers: no network, same ids as the Python tokenizer; BOS/EOS as transformers
+ * adds them). Training reads the files itself (through `#node-fs`, so this entry stays browser-safe) and
+ * keeps its own small interface: ids, the EOS id used for padding, and the files to copy beside an adapter.
  */
-import { Tokenizer } from '@huggingface/tokenizers';
+import { type JsonObject, TextTokenizer as ModelTokenizer, TokenizerError } from '@dorajs/models';
 import { ModelFolderError } from '../errors.js';
 import { join, readFile } from '#node-fs';
 
@@ -16,6 +19,8 @@ export interface TextTokenizer {
   readonly eosId: number | null;
   /** The folder's tokenizer files, to copy next to a saved adapter. */
   readonly files: readonly string[];
+  /** The models package's tokenizer behind it (decode, chat templates, vocabulary checks). */
+  readonly tokenizer?: ModelTokenizer;
 }
 
 async function readJson(file: string, folder: string, required: boolean): Promise<Record<string, unknown> | null> {
@@ -35,29 +40,26 @@ async function readJson(file: string, folder: string, required: boolean): Promis
   }
 }
 
-function tokenContent(value: unknown): string | null {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string')
-    return (value as { content: string }).content;
-  return null;
-}
-
+/**
+ * The tokenizer of `folder`; `eosTokenId` (config.json's eos_token_id) wins over tokenizer_config.json's
+ * eos_token. A tokenizer.json the models package cannot load is a ModelFolderError naming the folder.
+ */
 export async function loadTokenizer(folder: string, eosTokenId: number | null = null): Promise<TextTokenizer> {
   const tokenizerFile = join(folder, TOKENIZER_FILE);
   const configFile = join(folder, TOKENIZER_CONFIG_FILE);
   const json = await readJson(tokenizerFile, folder, true);
   const config = (await readJson(configFile, folder, false)) ?? {};
-  let tokenizer: Tokenizer;
+  let tokenizer: ModelTokenizer;
   try {
-    tokenizer = new Tokenizer(json!, config);
+    tokenizer = new ModelTokenizer({ tokenizer: json as JsonObject, config: config as JsonObject, source: tokenizerFile });
   } catch (e) {
-    throw new ModelFolderError(`${TOKENIZER_FILE} is not a tokenizer @huggingface/tokenizers can load: ${(e as Error).message}`, folder);
+    if (!(e instanceof TokenizerError)) throw e;
+    throw new ModelFolderError(`${TOKENIZER_FILE} is not a tokenizer @huggingface/tokenizers can load: ${e.message}`, folder);
   }
-  const eosToken = tokenContent(config['eos_token']);
-  const eosId = eosTokenId ?? (eosToken !== null ? (tokenizer.token_to_id(eosToken) ?? null) : null);
   return {
-    encode: (text) => tokenizer.encode(text).ids,
-    eosId,
+    encode: (text) => tokenizer.encode(text),
+    eosId: eosTokenId ?? tokenizer.eosTokenId,
     files: Object.keys(config).length ? [tokenizerFile, configFile] : [tokenizerFile],
+    tokenizer,
   };
 }
