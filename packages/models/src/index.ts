@@ -64,6 +64,14 @@ export {
 export { applyRepetitionPenalty, applyTopK, applyTopP, argMax, nextToken, softmax64 } from './generation/logits-processors.js';
 export { TextTokenizer, type ChatMessage, type TextTokenizerFiles } from './tokenizer/text-tokenizer.js';
 export { TextStreamer, type TextStreamerOptions } from './tokenizer/text-streamer.js';
-export { loadModel, type CheckpointInfo, type CheckpointTensor, type LoadedModel, type LoadModelOptions } from './io/load-model.js';
+export {
+  loadModel,
+  type CheckpointInfo,
+  type CheckpointTensor,
+  type LoadedModel,
+  type LoadModelOptions,
+  type QuantizeSpec,
+} from './io/load-model.js';
+export { QuantStateError } from './io/bnb.js';
 export { CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, type ModelConfigFile, type WeightsLayout } from './io/model-folder.js';
 export { type AdapterDescription, checkAdapterFits } from './adapter/check-adapter.js';

@@ -93,15 +93,13 @@ describe('named pipes are refused, never waited on', () => {
 });
 
 describe('unused and missing checkpoint tensors (as transformers)', () => {
-  it('warns once, naming them, about tensors the model does not use — not buffers, not quantization state', async () => {
+  it('warns once, naming them, about tensors the model does not use — not buffers', async () => {
     const dir = await folder();
     const f32 = (k: number) => ({ dtype: 'F32' as const, shape: [k], data: new Float32Array(k) });
     const mask = { dtype: 'U8' as const, shape: [1, 1, 4, 4], data: new Uint8Array(16) };
     await writeCheckpoint(dir, gpt2Config(), {
       extra: {
         'transformer.h.0.attn.bias': mask,
-        'transformer.h.0.attn.c_attn.weight.absmax': f32(2),
-        'transformer.h.0.attn.c_attn.weight.quant_state.bitsandbytes__nf4': f32(1),
         'transformer.h.9.mlp.c_fc.weight': f32(3),
         'score.weight': f32(2),
       },

@@ -29,6 +29,9 @@ import { MissingWeightError, WeightDTypeError, WeightShapeError } from '../error
 import type { CausalLM } from '../shared/causal-lm.js';
 import { findWeights, type ModelConfigFile, readModelConfig, WEIGHTS_INDEX_FILE, type WeightsLayout } from './model-folder.js';
 import { unloadedWeights } from './unloaded-weights.js';
+import { loadBnbModules, planBnb, type QuantizeSpec, quantizeStreamed, quantizeTargets } from './load-quantized.js';
+
+export type { QuantizeSpec } from './load-quantized.js';
 
 /** One tensor of the checkpoint as the file stores it. */
 export interface CheckpointTensor {
@@ -40,6 +43,11 @@ export interface CheckpointTensor {
   readonly shape: readonly number[];
   /** The model's state-dict name this tensor fills, or null (buffers and other non-parameters). */
   readonly parameter: string | null;
+  /**
+   * For a part of a bitsandbytes-quantized weight: the model path of the Linear it loads into, and the
+   * torch dtype the weight had before quantization (what its quant state records).
+   */
+  readonly quantized?: { readonly path: string; readonly dtype: string };
 }
 
 /** Everything needed to write a checkpoint with the same names, layout and dtypes. */
@@ -87,6 +95,13 @@ export interface LoadModelOptions extends SourceOptions {
    * backend's bounded memory (the CPU backend's wasm heap), checked before any tensor is read.
    */
   readonly reserveBytes?: number;
+  /**
+   * Quantize the Linear layers transformers' bitsandbytes integration would (every one but `lm_head` and
+   * layers tied to an embedding; never embeddings or norms) to 'nf4', 'fp4' or 'int8' while streaming:
+   * each weight is read, quantized on the host and uploaded packed, so the float model never exists.
+   * A checkpoint already in bitsandbytes' layout loads quantized without this option.
+   */
+  readonly quantize?: QuantizeSpec;
 }
 
 const defaultWarning = (message: string) => console.warn(`[@dorajs/models] ${message}`);
@@ -116,13 +131,22 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
       checkpoint: source.describe(layout.files[0]!),
     };
     model = arch.create(config.json, config.path, unloadedWeights(options.random, budget));
-    const plan = planLoad(model, arch, layout, files, source);
+    // bitsandbytes modules (headers and quant-state JSON only) and the layers to quantize: all checked first.
+    const bnb = await planBnb(model, arch, files, config.json);
+    const targets = quantizeTargets(model, options.quantize, bnb);
+    const plan = planLoad(model, arch, layout, files, source, bnb);
     const narrow = options.keepWidth ? narrowableWeights(model) : new Set<Parameter>();
     const keeps = (t: CheckpointTensor, p: Parameter) => narrow.has(p) && (t.dtype === 'BF16' || t.dtype === 'F16');
     const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
     checkFits(
       options.backend,
-      plan.loads.map(({ tensor, parameter }) => ({ name: tensor.key, bytes: numel(tensor.shape) * (keeps(tensor, parameter) ? 2 : 4) })),
+      [
+        ...plan.loads.map(({ tensor, parameter }) => ({
+          name: tensor.key,
+          bytes: targets.get(parameter)?.bytes ?? numel(tensor.shape) * (keeps(tensor, parameter) ? 2 : 4),
+        })),
+        ...bnb.modules.map((m) => ({ name: `${m.mod.prefix}.weight`, bytes: m.bytes })),
+      ],
       options.reserveBytes ?? 0,
       `the reserved ${options.reserveBytes ?? 0} bytes (reserveBytes)`,
     );
@@ -136,6 +160,15 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
     for (const { tensor: t, parameter } of plan.loads) {
       const reader = files.get(t.file)!;
       const host = await reader.read(t.key);
+      const target = targets.get(parameter);
+      if (target) {
+        // Quantized on the host, uploaded packed: the float weight never reaches the backend.
+        quantizeStreamed(model, target, host, options.backend, { file: reader.file, key: t.key });
+        progress.loadedBytes += bytesOf(t);
+        progress.loadedTensors += 1;
+        options.onProgress?.({ ...progress, file: reader.file });
+        continue;
+      }
       const value =
         keeps(t, parameter) && host.data instanceof Uint16Array
           ? tensor(host.data, host.shape, { backend: options.backend, dtype: host.dtype === 'BF16' ? 'bfloat16' : 'float16' })
@@ -146,6 +179,7 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
       progress.loadedTensors += 1;
       options.onProgress?.({ ...progress, file: reader.file });
     }
+    await loadBnbModules(model, bnb, files, options.backend);
     const fileMetadata = new Map([...files].map(([name, f]) => [name, f.metadata]));
     if (plan.unexpectedKeys.length > 0) (options.onWarning ?? defaultWarning)(unusedWarning(plan.unexpectedKeys, dir));
     return {
@@ -186,12 +220,6 @@ function unusedWarning(keys: readonly string[], dir: string): string {
   return `${dir}: ${keys.length} checkpoint tensor(s) are not used by the model: ${shown.join(', ')}${more} (kept, and written back when the model is saved)`;
 }
 
-/**
- * Keys a quantized checkpoint stores beside a weight (bitsandbytes' 4-bit and 8-bit states): part of the
- * weight, not unused tensors.
- */
-const QUANT_STATE = /\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_state\.[\w.]+|SCB|weight_format)$/;
-
 /** Weights only ever read through linear / embedding / Conv1D (which take narrow weights). */
 function narrowableWeights(model: CausalLM): Set<Parameter> {
   const out = new Set<Parameter>();
@@ -217,6 +245,7 @@ function planLoad(
   layout: WeightsLayout,
   files: ReadonlyMap<string, SafetensorsReader>,
   source: FileSource,
+  bnb: { readonly byKey: ReadonlyMap<string, { path: string; dtype: string }>; readonly weights: ReadonlySet<Parameter> },
 ): LoadPlan {
   const params = model.stateDict();
   const tensors: CheckpointTensor[] = [];
@@ -227,6 +256,12 @@ function planLoad(
       // With an index, it decides which shard owns a key (a stray copy elsewhere is not read).
       if (layout.kind === 'sharded' && layout.weightMap.get(key) !== file) continue;
       const entry = source.entry(key);
+      const packedInto = bnb.byKey.get(`${file}\0${key}`);
+      if (packedInto !== undefined) {
+        // A part of a bitsandbytes weight: loaded by load-quantized.ts, written back by save-model.ts.
+        tensors.push({ key, file, dtype: entry.dtype, shape: entry.shape, parameter: null, quantized: packedInto });
+        continue;
+      }
       const name = params.has(key) ? key : params.has(`${arch.basePrefix}.${key}`) ? `${arch.basePrefix}.${key}` : null;
       const tensor: CheckpointTensor = { key, file, dtype: entry.dtype, shape: entry.shape, parameter: name };
       tensors.push(tensor);
@@ -245,10 +280,11 @@ function planLoad(
     }
   }
   const weightsFile = source.describe(layout.kind === 'single' ? layout.files[0] : WEIGHTS_INDEX_FILE);
+  for (const p of bnb.weights) filled.add(p);
   for (const [name, parameter] of params) {
     if (!filled.has(parameter)) throw new MissingWeightError(name, weightsFile);
   }
   // Unknown keys are kept (a saver writes them back unchanged) and reported, as transformers warns.
-  const unexpectedKeys = tensors.filter((t) => t.parameter === null && !arch.isBuffer(t.key) && !QUANT_STATE.test(t.key)).map((t) => t.key);
+  const unexpectedKeys = tensors.filter((t) => t.parameter === null && !arch.isBuffer(t.key)).map((t) => t.key);
   return { tensors, loads, unexpectedKeys };
 }
