@@ -22,6 +22,46 @@ describe.each(['cpu', 'tfjs', 'webgpu'])('dora finetune --max-steps 2 (%s)', (ba
   });
 });
 
+describe('dora finetune --quantize', () => {
+  it.each(['nf4', 'int8'])(
+    '%s: QDoRA on a quantized base writes an ordinary PEFT adapter (same keys as on the float base)',
+    async (kind) => {
+      const dir = tempDir();
+      const model = tinyLlamaFolder(dir);
+      const data = join(dir, 'train.jsonl');
+      writeFileSync(data, '{"text": "a b c a"}\n{"text": "b c a b"}\n');
+      const keys: string[][] = [];
+      for (const quantize of [[], ['--quantize', kind]]) {
+        const out = join(dir, `out${keys.length}`);
+        const r = await dora(
+          'finetune',
+          '--model',
+          model,
+          '--data',
+          data,
+          '--output',
+          out,
+          '--backend',
+          'cpu',
+          '--max-steps',
+          '1',
+          '--eval-step',
+          '0',
+          ...quantize,
+        );
+        expect(r.code, r.stderr).toBe(0);
+        if (quantize.length) expect(r.stderr + r.stdout).toMatch(new RegExp(`quantized base: \\d+ Linear layers in ${kind}`));
+        expect(r.stdout).toMatch(/train_runtime/);
+        const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+        expect(config.use_dora).toBe(true);
+        keys.push([...readTensors(join(out, 'adapter_model.safetensors')).keys()].sort());
+      }
+      expect(keys[1]).toEqual(keys[0]);
+      expect(keys[1]!.some((k) => k.endsWith('.lora_magnitude_vector'))).toBe(true);
+    },
+  );
+});
+
 describe('dora finetune: bad input', () => {
   const oneLine = (r: { code: number; stderr: string }, re: RegExp) => {
     expect(r.code).toBe(1);
@@ -52,6 +92,11 @@ describe('dora finetune: bad input', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('--quantize takes nf4, fp4 or int8, and needs a model', async () => {
+    oneLine(await dora('finetune', '--quantize', 'int4'), /^dora: UsageError: --quantize: 'int4' is not one of nf4, fp4, int8$/);
+    oneLine(await dora('finetune', '--quantize', 'nf4'), /^dora: UsageError: --quantize needs --model and --data/);
+  });
+
   it('a model folder of an unsupported architecture is named', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'mamba' }));
@@ -60,6 +105,15 @@ describe('dora finetune: bad input', () => {
     oneLine(await dora('finetune', '--model', dir, '--data', data, '--backend', 'cpu'), /mamba/);
   });
 });
+
+/** The tiny Llama fixture with a word-level tokenizer, copied into `dir`. */
+function tinyLlamaFolder(dir: string): string {
+  const model = join(dir, 'model');
+  mkdirSync(model);
+  for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(model, f), readFileSync(join(FIXTURES, 'llama', 'base', f)));
+  writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tinyTokenizer()));
+  return model;
+}
 
 /** A word-level tokenizer.json over a few words (ids below the tiny Llama's vocabulary of 96). */
 function tinyTokenizer(): unknown {

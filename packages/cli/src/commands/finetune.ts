@@ -29,11 +29,17 @@ const spec: CommandSpec = {
     'eval-step': { type: 'string', description: 'evaluate every N steps (0: only before and after training)', placeholder: 'N' },
     lr: { type: 'string', description: 'learning rate', placeholder: 'LR' },
     seed: { type: 'string', description: 'random seed', placeholder: 'N' },
+    quantize: {
+      type: 'string',
+      description: "quantize the base model's Linear layers (QLoRA / QDoRA): nf4, fp4 or int8",
+      placeholder: 'TYPE',
+    },
   },
   examples: [
     'dora finetune',
     'dora finetune --max-steps 2 --output /tmp/adapter',
     'dora finetune --model ./tiny-llama --data train.jsonl --output ./out',
+    'dora finetune --model ./tiny-llama --data train.jsonl --quantize nf4 --output ./out',
   ],
 };
 
@@ -47,6 +53,12 @@ export const finetuneCommand: Command = {
     if (!builtin && (model === undefined || data === undefined)) {
       throw new UsageError('--model and --data go together (give both, or neither for the built-in MNIST job)');
     }
+    const quantize = flags.quantize as string | undefined;
+    if (quantize !== undefined && !QUANTIZE_TYPES.includes(quantize)) {
+      throw new UsageError(`--quantize: '${quantize}' is not one of ${QUANTIZE_TYPES.join(', ')}`);
+    }
+    if (quantize !== undefined && builtin)
+      throw new UsageError('--quantize needs --model and --data (the built-in MNIST CNN is not quantized)');
     const options = {
       useDora: !flags['no-dora'],
       loraR: numberFlag(flags, 'lora-r', { integer: true, min: 1 }),
@@ -69,11 +81,21 @@ export const finetuneCommand: Command = {
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     const summary = builtin
       ? await train.runMnistFinetune({ ...defined, data: await loadMnistDigits(), backend, onProgress, log: bar.line })
-      : await train.runTextFinetune({ ...defined, model: model!, data: data!, backend, onProgress, log: bar.line });
+      : await train.runTextFinetune({
+          ...defined,
+          model: model!,
+          data: data!,
+          backend,
+          onProgress,
+          log: bar.line,
+          ...(quantize ? { quantize: quantize as 'nf4' | 'fp4' | 'int8' } : {}),
+        });
     out(`${train.formatSummary(summary)}\n`);
     backend.dispose();
   },
 };
+
+const QUANTIZE_TYPES = ['nf4', 'fp4', 'int8'];
 
 function parseTargets(v: string): string[] | 'all-linear' {
   if (v === 'all-linear') return v;

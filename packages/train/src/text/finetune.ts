@@ -4,7 +4,7 @@
  * does (labels = input ids, pad = eos, AdamW with weight decay 0.01 and a linear schedule). The adapter
  * and the tokenizer files are written to `output`.
  */
-import { ConfigError, Random } from '@dorajs/core';
+import { ConfigError, QuantizedLinear, Random } from '@dorajs/core';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import {
   backendFor,
@@ -51,6 +51,12 @@ export interface TextFinetuneOptions extends FinetuneOptions {
   readonly valSetSize?: number;
   /** Linear warm-up steps. Default: 10% of maxSteps. */
   readonly warmupSteps?: number;
+  /**
+   * Quantize the base model's Linear layers while loading it (QLoRA with `useDora: false`, QDoRA by
+   * default): bitsandbytes' 'nf4', 'fp4' or 'int8', as transformers' BitsAndBytesConfig. `lm_head`,
+   * embeddings and norms stay float; the adapter is an ordinary PEFT adapter. Default: no quantization.
+   */
+  readonly quantize?: 'nf4' | 'fp4' | 'int8';
 }
 
 export interface TextFinetuneResult {
@@ -76,13 +82,20 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
   const h = resolveHyperParameters(options, TEXT_FINETUNE_DEFAULTS);
   const cutoffLen = options.cutoffLen ?? 512;
   if (!Number.isInteger(cutoffLen) || cutoffLen < 2) throw new ConfigError(`cutoffLen must be an integer ≥ 2, got ${cutoffLen}`);
+  if (options.quantize !== undefined && !['nf4', 'fp4', 'int8'].includes(options.quantize)) {
+    throw new ConfigError(`quantize must be 'nf4', 'fp4' or 'int8', got '${String(options.quantize)}'`);
+  }
   const { backend, reason } = await backendFor(options.backend);
 
   // Cheap checks first: the output path, the data file and the tokenizer fail before any weight is read.
   if (options.output) await checkOutputPath(options.output, { kind: 'folder', inputs: [options.model, options.data] });
   const records = await readJsonlTexts(options.data);
   const random = new Random(h.seed);
-  const { model, checkpoint } = await loadModel(options.model, { backend, random });
+  const { model, checkpoint } = await loadModel(options.model, {
+    backend,
+    random,
+    ...(options.quantize ? { quantize: options.quantize } : {}),
+  });
   let peft: Awaited<ReturnType<typeof getPeftModel>> | null = null;
   try {
     const eosConfig = checkpoint.config.json['eos_token_id'];
@@ -96,6 +109,11 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
     const targets = parseTargetModules(options.targetModules, DEFAULT_TEXT_TARGETS[checkpoint.modelType] ?? []);
 
     log(`model: ${checkpoint.modelType} from ${options.model}; backend: ${backend.name} (${reason})`);
+    const quantized = model.namedModules().filter(([, m]) => m instanceof QuantizedLinear);
+    if (quantized.length > 0) {
+      const format = (quantized[0]![1] as QuantizedLinear).format;
+      log(`quantized base: ${quantized.length} Linear layers in ${format} (lm_head, embeddings and norms stay float)`);
+    }
     log(
       `data: ${train.length} train / ${evalSet.length} eval examples from ${basename(options.data)}${skipped ? ` (${skipped} records with < 2 tokens skipped)` : ''}, cutoff ${cutoffLen} tokens`,
     );
