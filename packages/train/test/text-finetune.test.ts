@@ -106,6 +106,26 @@ describe('runTextFinetune', () => {
     expect(result.adapterDir).toBeNull();
   });
 
+  it('quantize: GPT-2 QLoRA on an nf4 base (Conv1D layers quantized transposed); unknown formats refused first', async () => {
+    const lines: string[] = [];
+    const result = await runTextFinetune({
+      model: gpt2,
+      data,
+      backend,
+      useDora: false,
+      quantize: 'nf4',
+      maxSteps: 2,
+      batchSize: 2,
+      gradAccum: 1,
+      log: (l) => lines.push(l),
+    });
+    expect(lines.some((l) => /^quantized base: \d+ Linear layers in nf4/.test(l))).toBe(true);
+    expect(result.metrics.train_loss).toBeGreaterThan(0);
+    await expect(runTextFinetune({ model: gpt2, data, backend, quantize: 'int4' as 'int8', log: () => {} })).rejects.toThrow(
+      "quantize must be 'nf4', 'fp4' or 'int8', got 'int4'",
+    );
+  });
+
   it('refuses an unsupported architecture, a folder without tokenizer.json and bad data with typed errors', async () => {
     const bert = join(root, 'bert');
     await writeTinyModelFolder(bert, 'llama', backend);
