@@ -3,7 +3,17 @@
  * adapter, run with the adapter on, off or merged into the weights; the next-token distribution for a prompt
  * and a short greedy continuation.
  */
-import { type Backend, type LoadProgress, noGrad, readSourceText, resolveSource, type SourceInput, tensor, tidy } from '@dorajs/core';
+import {
+  type Backend,
+  type DownloadCache,
+  type LoadProgress,
+  noGrad,
+  readSourceText,
+  resolveSource,
+  type SourceInput,
+  tensor,
+  tidy,
+} from '@dorajs/core';
 import { type CausalLM, generate, loadModel, TextTokenizer } from '@dorajs/models';
 import { PeftModel } from '@dorajs/peft';
 
@@ -44,9 +54,10 @@ export class LoadedPair {
     modelInput: SourceInput,
     adapterInput: SourceInput | null,
     onProgress: (what: string, p: LoadProgress) => void,
+    cache: DownloadCache | null = null,
   ): Promise<LoadedPair> {
     const t0 = performance.now();
-    const source = await resolveSource(modelInput);
+    const source = await resolveSource(modelInput, { cache });
     const { model } = await loadModel(source, { backend, onProgress: (p) => onProgress('model', p) });
     let tokenizer: TextTokenizer | null = null;
     try {
@@ -67,7 +78,7 @@ export class LoadedPair {
     let peft: PeftModel<CausalLM> | null = null;
     if (adapterInput !== null) {
       try {
-        peft = await PeftModel.fromPretrained(model, adapterInput);
+        peft = await PeftModel.fromPretrained(model, adapterInput, { cache });
       } catch (e) {
         model.dispose();
         throw e;

@@ -5,7 +5,7 @@
  */
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import type { LoadProgress, SourceInput } from '@dorajs/core';
+import { defaultCache, type LoadProgress, type SourceInput } from '@dorajs/core';
 import { type FinetuneMethod, MNIST_BASE_FILE } from '@dorajs/train';
 import uPlot from 'uplot';
 import { type AdapterMode, LoadedPair } from './apply.js';
@@ -278,10 +278,17 @@ $('#load').addEventListener('click', async () => {
     const b = await backend();
     loaded?.dispose();
     loaded = null;
-    loaded = await LoadedPair.load(b.backend, model, chosen('adapter'), (what: string, p: LoadProgress) => {
-      bar.value = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
-      status.textContent = `${what}: ${mb(p.loadedBytes)} of ${mb(p.totalBytes)}, ${p.loadedTensors}/${p.totalTensors} tensors`;
-    });
+    const cache = $<HTMLInputElement>('#cache').checked ? defaultCache() : null;
+    loaded = await LoadedPair.load(
+      b.backend,
+      model,
+      chosen('adapter'),
+      (what: string, p: LoadProgress) => {
+        bar.value = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
+        status.textContent = `${what}: ${mb(p.loadedBytes)} of ${mb(p.totalBytes)}, ${p.loadedTensors}/${p.totalTensors} tensors`;
+      },
+      cache,
+    );
     bar.value = 1;
     status.textContent = `${loaded.modelName}: model ${loaded.loadMs.model.toFixed(0)} ms${loaded.peft ? `, adapter ${loaded.loadMs.adapter.toFixed(0)} ms` : ''}${loaded.tokenizer ? '' : ' (no tokenizer.json: type token ids)'}`;
     $('#apply-stats').textContent = `${b.summary}; ${memoryLine(b)}`;

@@ -12,6 +12,15 @@ export * from './io/source/file-source.js';
 export * from './io/source/http-source.js';
 export * from './io/source/browser-sources.js';
 export * from './io/source/resolve-source.js';
+export {
+  type CacheEntryWriter,
+  cacheStorageCache,
+  cachingReader,
+  type DownloadCache,
+  defaultCache,
+  directoryCache,
+  opfsCache,
+} from './io/source/download-cache.js';
 export * from './tensor/shape.js';
 export { fromHostTensor, toHostTensor } from './tensor/host.js';
 export {

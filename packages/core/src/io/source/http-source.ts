@@ -6,6 +6,7 @@
  * FileError naming the URL — nothing truncated is ever handed to a loader.
  */
 import { FileError } from '../../errors.js';
+import { cachingReader, type DownloadCache, defaultCache } from './download-cache.js';
 import { type ByteReader, bytesReader, type FileSource } from './file-source.js';
 
 export interface HttpSourceOptions {
@@ -15,6 +16,11 @@ export interface HttpSourceOptions {
   readonly fetch?: typeof fetch;
   /** Bytes asked for by a file's first request: enough for most safetensors headers (default 256 KiB). */
   readonly probeBytes?: number;
+  /**
+   * Keep downloaded files and use them instead of downloading again: a DownloadCache (`cacheStorageCache()`,
+   * `opfsCache()`, `directoryCache(dir)`), or 'default' for `defaultCache()`. Default: no cache.
+   */
+  readonly cache?: DownloadCache | 'default' | null;
 }
 
 export interface HubSourceOptions extends Omit<HttpSourceOptions, 'headers'> {
@@ -36,16 +42,26 @@ export function httpSource(baseUrl: string | URL, options: HttpSourceOptions = {
   const describe = (file: string) => new URL(file, base).href;
   // Range readers hold no connection: a file checked for existence and then opened is probed once.
   const rangeReaders = new Map<string, ByteReader>();
+  const cache = options.cache === 'default' ? defaultCache() : (options.cache ?? null);
+  const openNetwork = async (file: string) => {
+    const known = rangeReaders.get(file);
+    if (known) return known;
+    const reader = await openHttpFile(describe(file), options);
+    if (reader && RANGE_READERS.has(reader)) rangeReaders.set(file, reader);
+    return reader;
+  };
   return {
     name: name ?? base.href,
     kind: 'http',
     describe,
     open: async (file) => {
-      const known = rangeReaders.get(file);
-      if (known) return known;
-      const reader = await openHttpFile(describe(file), options);
-      if (reader && RANGE_READERS.has(reader)) rangeReaders.set(file, reader);
-      return reader;
+      if (!cache) return openNetwork(file);
+      const url = describe(file);
+      // A cache that cannot be read is a miss, not a failed load.
+      const hit = await cache.get(url).catch(() => null);
+      if (hit) return hit;
+      const reader = await openNetwork(file);
+      return reader && cachingReader(reader, url, cache);
     },
   };
 }

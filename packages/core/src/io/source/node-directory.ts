@@ -3,12 +3,15 @@
  * node-directory.web.ts). Files are opened as regular files only (regular-file.ts) and read by positioned
  * reads on one handle.
  */
+import { createHash, randomUUID } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FileError } from '../../errors.js';
 import { errnoCode, ioReason } from '../file-system.js';
 import { openRegularFile } from '../regular-file.js';
+import type { CacheEntryWriter, DownloadCache } from './download-cache.js';
 import type { ByteReader, FileSource } from './file-source.js';
 
 /** Opens `path` for positioned reads; null when it does not exist. */
@@ -62,4 +65,67 @@ export function directorySource(dir: string): FileSource {
 export async function existingDirectory(path: string): Promise<FileSource | null> {
   const s = await stat(path).catch(() => null);
   return s?.isDirectory() ? directorySource(path) : null;
+}
+
+/** `$DORA_CACHE`, else `~/.cache/dorajs` (as transformers keeps `~/.cache/huggingface`). */
+export function defaultCacheDirectory(): string | null {
+  return process.env.DORA_CACHE || join(homedir(), '.cache', 'dorajs');
+}
+
+/**
+ * A download cache in the folder `dir`: one file per URL, named by the URL's SHA-256. An entry is written to a
+ * unique `.part` file and renamed into place on commit (atomic on one file system), so a reader never sees
+ * half a file and a killed process leaves at most a `.part` file behind.
+ */
+export function directoryCache(dir: string): DownloadCache {
+  const root = resolve(dir);
+  const pathOf = (url: string) => join(root, createHash('sha256').update(url).digest('hex'));
+  return {
+    name: root,
+    async get(url) {
+      const reader = await openFileReader(pathOf(url));
+      return reader && { ...reader, name: url };
+    },
+    async begin(url, size): Promise<CacheEntryWriter> {
+      const final = pathOf(url);
+      const part = `${final}.${randomUUID()}.part`;
+      await mkdir(root, { recursive: true });
+      let handle: FileHandle | null = await open(part, 'wx');
+      let written = 0;
+      const discard = async () => {
+        await handle?.close().catch(() => {});
+        handle = null;
+        await rm(part, { force: true });
+      };
+      return {
+        async write(offset, bytes) {
+          if (!handle) throw new FileError('cache entry already closed', part);
+          let done = 0;
+          while (done < bytes.byteLength) {
+            const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, offset + done);
+            done += bytesWritten;
+          }
+          written = Math.max(written, offset + bytes.byteLength);
+        },
+        async commit() {
+          if (!handle) throw new FileError('cache entry already closed', part);
+          try {
+            if (written !== size || (await handle.stat()).size !== size)
+              throw new FileError(`cache entry holds ${written} of ${size} bytes`, part);
+            await handle.sync();
+            await handle.close();
+            handle = null;
+            await rename(part, final);
+          } catch (e) {
+            await discard();
+            throw e;
+          }
+        },
+        abort: discard,
+      };
+    },
+    async delete(url) {
+      await rm(pathOf(url), { force: true });
+    },
+  };
 }
