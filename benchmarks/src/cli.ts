@@ -1,5 +1,5 @@
 /**
- * `node dist/cli.js [--suite <name>]... [--quick] [--list]`: runs benchmark suites and writes
+ * `node dist/cli.js [--suite <name>]... [--quick] [--size <name>] [--list]`: runs benchmark suites and writes
  * benchmarks/results/latest.json and docs/benchmarks.md at the repository root.
  */
 import { dirname, join } from 'node:path';
@@ -16,6 +16,8 @@ async function main(): Promise<number> {
     options: {
       suite: { type: 'string', multiple: true, default: [] },
       quick: { type: 'boolean', default: false },
+      // A model size for the suites that have several (llm: '1b', a Llama-3.2-1B shape with bfloat16 weights).
+      size: { type: 'string' },
       list: { type: 'boolean', default: false },
     },
   });
@@ -29,6 +31,7 @@ async function main(): Promise<number> {
     suites,
     only: values.suite.flatMap((s) => s.split(',')).filter((s) => s.length > 0),
     quick: values.quick,
+    ...(values.size ? { size: values.size } : {}),
     resultsPath: join(REPO_ROOT, 'benchmarks/results/latest.json'),
     markdownPath: join(REPO_ROOT, 'docs/benchmarks.md'),
     log: (line) => console.log(line),

@@ -23,7 +23,8 @@ export interface BenchResult {
 
 export interface BenchSuite {
   name: string;
-  run(opts: { quick: boolean }): Promise<BenchResult[]>;
+  /** `size`: `--size NAME`, for suites with several model sizes (llm: '1b'); others ignore it. */
+  run(opts: { quick: boolean; size?: string }): Promise<BenchResult[]>;
 }
 
 /** Thrown by a suite that cannot run here (no GPU adapter, say): reported as skipped, old rows kept. */

@@ -12,6 +12,8 @@ export interface RunOptions {
   /** Suite names to run; all when empty. */
   only: readonly string[];
   quick: boolean;
+  /** `--size NAME` (llm: '1b'), passed to every suite. */
+  size?: string;
   resultsPath: string;
   markdownPath: string;
   log: (line: string) => void;
@@ -35,7 +37,7 @@ export async function runBenchmarks(opts: RunOptions): Promise<RunSummary> {
     const startedAt = new Date().toISOString();
     const loadAverage = Math.round(loadavg()[0]! * 100) / 100;
     try {
-      const results = await suite.run({ quick: opts.quick });
+      const results = await suite.run({ quick: opts.quick, ...(opts.size ? { size: opts.size } : {}) });
       for (const r of results) {
         const extra = [r.gflops && `${r.gflops.toFixed(2)} GFLOP/s`, r.ratio && `${r.ratio.toFixed(2)}× vs ${r.ratioTo}`];
         opts.log(`${r.name} ${r.backend} ${r.shape} t=${r.threads}: ${r.medianMs.toFixed(3)} ms ${extra.filter(Boolean).join(', ')}`);

@@ -5,19 +5,32 @@
  * threads: the time a decode step would take if it only had to read every weight once). Then DoRA (with
  * DoraCaching) vs LoRA vs merged decode time on the same model. Machine, date and load average are in
  * the notes: numbers taken while other work shares the machine are marked by a high load average.
+ *
+ * `--size 1b`: the base rows on Llama-3.2-1B's shape (1.24B parameters, tied head) with bfloat16 weights as
+ * the checkpoint ships them — written to a temporary folder and loaded with `keepWidth`, 2.5 GB in the wasm
+ * heap (float32 would not fit its 4 GiB). Its floor streams min(weights, 1 GiB) of float32 and scales to the
+ * weight bytes. The adapter rows stay on the default size. Takes minutes and ~8 GB of memory: run it alone.
  */
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createCpuBackend } from '@dorajs/backend-cpu';
-import { type Backend, ops, Random, tensor, tidy } from '@dorajs/core';
+import { type Backend, BYTES_PER_ELEMENT, ops, Random, tensor, tidy } from '@dorajs/core';
 import { type CausalLM, createModel, generate } from '@dorajs/models';
+import { loadModel } from '@dorajs/models/node';
 import { DoraCaching, getPeftModel, LoraConfig } from '@dorajs/peft';
 import type { BenchResult, BenchSuite } from '../harness.js';
-import type { LlamaSize } from './model-load.js';
+import { type LlamaSize, writeCheckpoint } from './model-load.js';
 
 type Size = LlamaSize;
 
 const FULL: Size = { vocab: 32000, hidden: 768, intermediate: 2048, layers: 8, heads: 12, kvHeads: 4 };
 const QUICK: Size = { vocab: 4000, hidden: 256, intermediate: 704, layers: 4, heads: 8, kvHeads: 4 };
+/** Llama-3.2-1B (config.json of meta-llama/Llama-3.2-1B): bfloat16 weights, `--size 1b`. */
+export const LLAMA_1B: Size = { vocab: 128256, hidden: 2048, intermediate: 8192, layers: 16, heads: 32, kvHeads: 8, tied: true };
+const SIZES: Readonly<Record<string, Size>> = { '1b': LLAMA_1B };
+/** The floor's streaming pass reads at most this many bytes (and is scaled to the weight bytes). */
+const MAX_STREAM_BYTES = 2 ** 30;
 const PROMPT = 64;
 const NEW_TOKENS = 32;
 
@@ -37,11 +50,14 @@ function llama(size: Size, backend: Backend): CausalLM {
   ).eval() as CausalLM;
 }
 
-const weightBytes = (model: CausalLM): number => model.parameters().reduce((s, p) => s + p.size * 4, 0);
+/** Bytes of the weights as they are held (bfloat16 ones count 2). */
+const weightBytes = (model: CausalLM): number =>
+  [...new Set(model.parameters())].reduce((s, p) => s + p.size * BYTES_PER_ELEMENT[p.dtype], 0);
 
 /** Median ms of one streaming sum over `bytes` of float32 on `backend`: the read bandwidth floor. */
 async function streamMs(backend: Backend, bytes: number): Promise<number> {
-  const rows = Math.floor(bytes / 4 / 1024);
+  const streamed = Math.min(bytes, MAX_STREAM_BYTES);
+  const rows = Math.floor(streamed / 4 / 1024);
   const big = tensor(new Float32Array(rows * 1024).fill(1e-3), [rows, 1024], { backend });
   const times: number[] = [];
   for (let i = 0; i < 7; i++) {
@@ -52,7 +68,7 @@ async function streamMs(backend: Backend, bytes: number): Promise<number> {
     s.dispose();
   }
   big.dispose();
-  return median(times.slice(2));
+  return (median(times.slice(2)) * bytes) / (rows * 1024 * 4);
 }
 
 function median(values: readonly number[]): number {
@@ -77,98 +93,122 @@ async function speed(model: Parameters<typeof generate>[0], vocab: number, runs:
 
 const suite: BenchSuite = {
   name: 'llm',
-  async run({ quick }) {
-    const size = quick ? QUICK : FULL;
-    const results: BenchResult[] = [];
-    const shape = `llama h${size.hidden} i${size.intermediate} L${size.layers} v${size.vocab}, prompt ${PROMPT}, ${NEW_TOKENS} new`;
-    const runs = quick ? 1 : 3;
-    const machine = `${cpus()[0]?.model.trim() ?? 'cpu'}, ${availableParallelism()} cores, ${new Date().toISOString()}`;
-    for (const threads of [1, 2]) {
-      const backend = createCpuBackend({ threads });
-      const model = llama(size, backend);
-      const bytes = weightBytes(model);
-      const load0 = loadavg()[0]!;
-      const floorMs = await streamMs(backend, bytes);
-      const { prefillMs, decodeMs } = await speed(model, size.vocab, runs);
-      const notes = `${machine}; weights ${(bytes / 2 ** 20).toFixed(0)} MiB; load average ${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`;
-      results.push(
-        {
-          name: 'prefill tokens/s',
-          backend: 'cpu',
-          shape,
-          medianMs: prefillMs,
-          threads,
-          ratio: (PROMPT * 1000) / prefillMs,
-          ratioTo: 'tokens per second',
-          notes,
-        },
-        {
-          name: 'bandwidth floor',
-          backend: 'cpu',
-          shape,
-          medianMs: floorMs,
-          threads,
-          gbps: bytes / 1e6 / floorMs,
-          notes: `one streaming sum over the weight bytes; ${notes}`,
-        },
-        {
-          name: 'decode tokens/s',
-          backend: 'cpu',
-          shape,
-          medianMs: decodeMs,
-          threads,
-          ratio: floorMs / decodeMs,
-          ratioTo: 'bandwidth floor (1 = at the floor; goal ≥ 0.6)',
-          notes: `${(1000 / decodeMs).toFixed(1)} tokens/s; floor ${(1000 / floorMs).toFixed(1)} tokens/s; ${notes}`,
-        },
-      );
-      model.dispose();
-      backend.dispose();
+  async run({ quick, size: sizeName }) {
+    if (sizeName !== undefined && !SIZES[sizeName]) {
+      throw new Error(`llm: unknown --size '${sizeName}' (sizes: ${Object.keys(SIZES).join(', ')})`);
     }
-    // Adapters: the same model with r 16 on every linear layer; decode time per token.
-    const adapterSize = quick ? QUICK : { ...FULL, vocab: 8000 };
-    const backend = createCpuBackend({ threads: 2 });
-    const timings = new Map<string, number>();
-    for (const variant of ['base', 'lora', 'dora', 'merged'] as const) {
-      const model = llama(adapterSize, backend);
-      let target: Parameters<typeof generate>[0] = model;
-      if (variant !== 'base') {
-        const config = new LoraConfig({
-          r: 16,
-          loraAlpha: 32,
-          useDora: variant !== 'lora',
-          initLoraWeights: false,
-          targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-        });
-        const peft = await getPeftModel(model, config, 'default', { random: new Random(2) });
-        peft.eval();
-        target = variant === 'merged' ? await peft.mergeAndUnload() : peft;
-      }
-      const { decodeMs } = await DoraCaching.scope(() => speed(target, adapterSize.vocab, runs));
-      timings.set(variant, decodeMs);
-      model.dispose();
+    const size = sizeName ? SIZES[sizeName]! : quick ? QUICK : FULL;
+    // The 1B shape is loaded from a bfloat16 checkpoint written once, kept 2 bytes wide.
+    const folder = sizeName ? await mkdtemp(join(tmpdir(), 'dorajs-llm-bench-')) : null;
+    if (folder) await writeCheckpoint(folder, size, 'BF16');
+    const build = async (backend: Backend): Promise<CausalLM> =>
+      folder ? (await loadModel(folder, { backend, keepWidth: true })).model.eval() : llama(size, backend);
+    try {
+      return [...(await baseRows(size, quick, build)), ...(await adapterRows(quick))];
+    } finally {
+      if (folder) await rm(folder, { recursive: true, force: true });
     }
-    backend.dispose();
-    const adapterShape = `llama h${adapterSize.hidden} L${adapterSize.layers} v${adapterSize.vocab}, r 16 on every linear layer`;
-    const notes = `${machine}; load average ${loadavg()[0]!.toFixed(2)}`;
-    const row = (name: string, variant: string, to: string, goal: string): BenchResult => ({
-      name,
-      backend: 'cpu',
-      shape: adapterShape,
-      medianMs: timings.get(variant)!,
-      threads: 2,
-      ratio: timings.get(to)! / timings.get(variant)!,
-      ratioTo: `${to} (${goal})`,
-      notes,
-    });
-    results.push(
-      row('decode ms/token base', 'base', 'base', '1'),
-      row('decode ms/token lora', 'lora', 'base', 'LoRA overhead'),
-      row('decode ms/token dora (cached)', 'dora', 'lora', 'goal ≥ 0.95: DoRA ≤ +5% over LoRA'),
-      row('decode ms/token merged', 'merged', 'base', 'goal 1: merged = base'),
-    );
-    return results;
   },
 };
+
+const machineLine = (): string => `${cpus()[0]?.model.trim() ?? 'cpu'}, ${availableParallelism()} cores, ${new Date().toISOString()}`;
+
+/** Prefill and decode tokens/s against the bandwidth floor, on 1 and 2 threads. */
+async function baseRows(size: Size, quick: boolean, build: (backend: Backend) => Promise<CausalLM>): Promise<BenchResult[]> {
+  const results: BenchResult[] = [];
+  const shape = `llama h${size.hidden} i${size.intermediate} L${size.layers} v${size.vocab}${size === LLAMA_1B ? ' tied, bf16 weights' : ''}, prompt ${PROMPT}, ${NEW_TOKENS} new`;
+  const runs = quick ? 1 : 3;
+  const machine = machineLine();
+  for (const threads of [1, 2]) {
+    const backend = createCpuBackend({ threads });
+    const model = await build(backend);
+    const bytes = weightBytes(model);
+    const load0 = loadavg()[0]!;
+    const floorMs = await streamMs(backend, bytes);
+    const { prefillMs, decodeMs } = await speed(model, size.vocab, runs);
+    const notes = `${machine}; weights ${(bytes / 2 ** 20).toFixed(0)} MiB; load average ${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`;
+    results.push(
+      {
+        name: 'prefill tokens/s',
+        backend: 'cpu',
+        shape,
+        medianMs: prefillMs,
+        threads,
+        ratio: (PROMPT * 1000) / prefillMs,
+        ratioTo: 'tokens per second',
+        notes,
+      },
+      {
+        name: 'bandwidth floor',
+        backend: 'cpu',
+        shape,
+        medianMs: floorMs,
+        threads,
+        gbps: bytes / 1e6 / floorMs,
+        notes: `one streaming sum over the weight bytes; ${notes}`,
+      },
+      {
+        name: 'decode tokens/s',
+        backend: 'cpu',
+        shape,
+        medianMs: decodeMs,
+        threads,
+        ratio: floorMs / decodeMs,
+        ratioTo: 'bandwidth floor (1 = at the floor; goal ≥ 0.6)',
+        notes: `${(1000 / decodeMs).toFixed(1)} tokens/s; floor ${(1000 / floorMs).toFixed(1)} tokens/s; ${notes}`,
+      },
+    );
+    model.dispose();
+    backend.dispose();
+  }
+  return results;
+}
+
+/** DoRA (cached) vs LoRA vs merged decode time per token, r 16 on every linear layer. */
+async function adapterRows(quick: boolean): Promise<BenchResult[]> {
+  const runs = quick ? 1 : 3;
+  const machine = machineLine();
+  const adapterSize = quick ? QUICK : { ...FULL, vocab: 8000 };
+  const backend = createCpuBackend({ threads: 2 });
+  const timings = new Map<string, number>();
+  for (const variant of ['base', 'lora', 'dora', 'merged'] as const) {
+    const model = llama(adapterSize, backend);
+    let target: Parameters<typeof generate>[0] = model;
+    if (variant !== 'base') {
+      const config = new LoraConfig({
+        r: 16,
+        loraAlpha: 32,
+        useDora: variant !== 'lora',
+        initLoraWeights: false,
+        targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+      });
+      const peft = await getPeftModel(model, config, 'default', { random: new Random(2) });
+      peft.eval();
+      target = variant === 'merged' ? await peft.mergeAndUnload() : peft;
+    }
+    const { decodeMs } = await DoraCaching.scope(() => speed(target, adapterSize.vocab, runs));
+    timings.set(variant, decodeMs);
+    model.dispose();
+  }
+  backend.dispose();
+  const adapterShape = `llama h${adapterSize.hidden} L${adapterSize.layers} v${adapterSize.vocab}, r 16 on every linear layer`;
+  const notes = `${machine}; load average ${loadavg()[0]!.toFixed(2)}`;
+  const row = (name: string, variant: string, to: string, goal: string): BenchResult => ({
+    name,
+    backend: 'cpu',
+    shape: adapterShape,
+    medianMs: timings.get(variant)!,
+    threads: 2,
+    ratio: timings.get(to)! / timings.get(variant)!,
+    ratioTo: `${to} (${goal})`,
+    notes,
+  });
+  return [
+    row('decode ms/token base', 'base', 'base', '1'),
+    row('decode ms/token lora', 'lora', 'base', 'LoRA overhead'),
+    row('decode ms/token dora (cached)', 'dora', 'lora', 'goal ≥ 0.95: DoRA ≤ +5% over LoRA'),
+    row('decode ms/token merged', 'merged', 'base', 'goal 1: merged = base'),
+  ];
+}
 
 export default suite;

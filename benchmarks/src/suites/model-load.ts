@@ -22,12 +22,14 @@ export interface LlamaSize {
   layers: number;
   heads: number;
   kvHeads: number;
+  /** lm_head shares embed_tokens' weight (not written). */
+  tied?: boolean;
 }
 
 export const FULL: LlamaSize = { vocab: 32000, hidden: 768, intermediate: 2048, layers: 8, heads: 12, kvHeads: 4 };
 export const QUICK: LlamaSize = { vocab: 8000, hidden: 256, intermediate: 704, layers: 8, heads: 8, kvHeads: 4 };
 
-/** Names and shapes of a Llama checkpoint (untied head), as transformers writes them. */
+/** Names and shapes of a Llama checkpoint, as transformers writes them. */
 function llamaTensors(s: LlamaSize): [string, number[]][] {
   const d = s.hidden / s.heads;
   const out: [string, number[]][] = [['model.embed_tokens.weight', [s.vocab, s.hidden]]];
@@ -45,7 +47,8 @@ function llamaTensors(s: LlamaSize): [string, number[]][] {
       [`${p}post_attention_layernorm.weight`, [s.hidden]],
     );
   }
-  out.push(['model.norm.weight', [s.hidden]], ['lm_head.weight', [s.vocab, s.hidden]]);
+  out.push(['model.norm.weight', [s.hidden]]);
+  if (!s.tied) out.push(['lm_head.weight', [s.vocab, s.hidden]]);
   return out;
 }
 
@@ -82,7 +85,7 @@ export async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 
     num_attention_heads: s.heads,
     num_key_value_heads: s.kvHeads,
     rope_parameters: { rope_type: 'default', rope_theta: 10000 },
-    tie_word_embeddings: false,
+    tie_word_embeddings: s.tied ?? false,
   };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   return { params, bytes: params * (dtype === 'F32' ? 4 : 2) };
