@@ -147,6 +147,49 @@ describe('wasm narrow kernels', () => {
     }
   }
 
+  it('weight norms whose float32 squares underflow are redone in float64 (a zero output, a tiny one)', async () => {
+    const [out, inF, rank] = [16, 64, 2];
+    for (const be of [wasm, wasm2]) {
+      for (const fmt of ['bfloat16', 'nf4'] as const) {
+        for (const transposeW of [false, true]) {
+          const [rows, cols] = transposeW ? [inF, out] : [out, inF];
+          const src = seeded(rows * cols, 9).map((v) => v * 0.2);
+          // Output 3 all zero, output 5 of magnitude 1e-25 (its float32 squares underflow).
+          for (let i = 0; i < inF; i++) {
+            const at = (o: number) => (transposeW ? i * out + o : o * inF + i);
+            src[at(3)] = 0;
+            src[at(5)] = Math.fround(src[at(5)]! * 1e-24);
+          }
+          const bits = Uint16Array.from(src, f32ToBf16);
+          const w: Weight =
+            fmt === 'bfloat16'
+              ? tensor(bits, [rows, cols], { backend: be, dtype: 'bfloat16' })
+              : QuantizedWeight.quantize(src, [rows, cols], be, { format: 'nf4', name: 'w' });
+          const values =
+            w instanceof QuantizedWeight
+              ? dequantizeHost(await w.toHost())
+              : Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+          const a = seeded(rank * inF, 3);
+          const b = seeded(out * rank, 4);
+          b.fill(0, 3 * rank, 4 * rank);
+          b.fill(0, 5 * rank, 6 * rank);
+          const at = tensor(a, [rank, inF], { backend: be });
+          const bt = tensor(b, [out, rank], { backend: be });
+          const norms = ops.weightNorm(w, at, bt, 0.5, { transposeW });
+          const got = (await norms.data()) as Float32Array;
+          expect(got[3]).toBe(0);
+          let sum = 0;
+          for (let i = 0; i < inF; i++) sum += values[transposeW ? i * out + 5 : 5 * inF + i]! ** 2;
+          // (nf4 stored [in, out]: output 5 shares its blocks with larger values and quantizes to 0.)
+          if (!(fmt === 'nf4' && transposeW)) expect(sum).toBeGreaterThan(0);
+          expect(Math.abs(got[5]! - Math.sqrt(sum))).toBeLessThanOrEqual(1e-5 * Math.sqrt(sum));
+          for (const t of [at, bt, norms] as Tensor[]) t.dispose();
+          w.dispose();
+        }
+      }
+    }
+  });
+
   it('a gather index outside the table is a typed error naming it', () => {
     const { w } = weight(wasm, 'nf4', 4, 64, 1);
     const ids = tensor(Int32Array.from([0, 4]), [2], { backend: wasm, dtype: 'int32' });

@@ -19,8 +19,19 @@ import {
 } from './elementwise-wasm.js';
 import { GEMM_SCRATCH_BYTES, GEMM_SHAPE, GemmArg, GemvArg, KC, MC, NC } from './gemm-wasm.js';
 import { ConvArg } from './im2col-wasm.js';
-import { WN_ROWS, WN_THREAD_SCRATCH, WnArg } from './weight-norm-wasm.js';
+import { WN_ROWS, WN_THREAD_SCRATCH, WnArg, WnFormat } from './weight-norm-wasm.js';
 import type { KernelVariant, TaskName, WasmRuntime } from './runtime.js';
+
+/** A narrow W for the fused norm: `w` is then the address of its stored elements (weight-norm-wasm.ts WnFormat). */
+export interface WnNarrow {
+  readonly format: (typeof WnFormat)[keyof typeof WnFormat];
+  /** int8 SCB per stored row, or 4-bit absmax per block. */
+  readonly scales: number;
+  /** 4-bit: log2 of the block size. */
+  readonly shift: number;
+  /** 4-bit: the code table (narrow-host.ts quadTable). */
+  readonly quads: number;
+}
 
 /** The per-backend argument area: one 128-byte slot per kernel family, and a one-matrix batch table. */
 const GEMM_ARGS = 0;
@@ -380,8 +391,9 @@ export class WasmKernels {
 
   /**
    * norms[o] = ‖W + s·B·A‖ over row o of W [out, in], or over column o of W stored [in, out] (`transposeW`).
-   * A [r, in], B [out, r]; all byte addresses of float32 tensors in the heap. Rows whose float32 sum may have
-   * over- or underflowed come back in `suspects` for the caller to redo in float64.
+   * A [r, in], B [out, r]; all byte addresses of float32 tensors in the heap. With `narrow`, W is stored
+   * narrow at `w` and widened in registers. Rows whose float32 sum may have over- or underflowed come back in
+   * `suspects` for the caller to redo in float64.
    */
   weightNorm(
     w: number,
@@ -393,6 +405,7 @@ export class WasmKernels {
     scale: number,
     transposeW: boolean,
     norms: number,
+    narrow?: WnNarrow,
   ): number[] {
     const heap = this.runtime.heap;
     const threads = this.threads;
@@ -446,6 +459,10 @@ export class WasmKernels {
       w32[q + WnArg.partial] = cols;
       w32[q + WnArg.total] = cols + align64(out * 4);
       w32[q + WnArg.scratch] = scratch;
+      w32[q + WnArg.format] = narrow?.format ?? WnFormat.float32;
+      w32[q + WnArg.wScales] = narrow?.scales ?? 0;
+      w32[q + WnArg.wShift] = narrow?.shift ?? 0;
+      w32[q + WnArg.wQuads] = narrow?.quads ?? 0;
       this.run(transposeW ? 'wn_cols_task' : 'wn_rows_task', Math.ceil(out / perTask), this.args + WN_ARGS, work);
     } finally {
       heap.free(base, bytes);

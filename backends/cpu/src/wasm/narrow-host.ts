@@ -5,9 +5,10 @@
  */
 import { code4bit, type QuantFormat } from '@dorajs/core';
 import { weightNormOne } from '../kernels/fused.js';
-import { heapFull, type WasmKernels } from './kernels.js';
+import { heapFull, type WasmKernels, type WnNarrow } from './kernels.js';
 import type { WasmRuntime } from './runtime.js';
 import { codeTableBytes, NW_BF16, NW_F16, NW_INT8, NW_Q4, NW_TABLE_BYTES, NwArg } from './narrow-wasm.js';
+import { WnFormat } from './weight-norm-wasm.js';
 
 /** A narrow W in the heap: byte addresses of its stored elements and (4-bit, int8) its float32 scales. */
 export interface NarrowOperand {
@@ -162,9 +163,75 @@ export class NarrowKernels {
 
   /**
    * norms = ‖W + s·B·A‖ per output feature with a narrow W: W [out, in] (rows) or stored [in, out]
-   * (transposeW, norms per column). A [r, in], B [out, r] float32 in the heap at `a`, `b`; `sb` is s·B.
+   * (transposeW, norms per column). A [r, in], B [out, r] float32 in the heap at `a`, `b`. W is widened in
+   * registers by the fused kernel (weight-norm-wasm.ts); a 4-bit W whose rows are not whole vectors (cols % 8)
+   * goes one widened panel of rows at a time instead.
    */
   weightNorm(w: NarrowOperand, a: number, b: number, r: number, scale: number, transposeW: boolean, norms: number): void {
+    const q4 = w.format === 'nf4' || w.format === 'fp4';
+    if (q4 && w.cols % 8 !== 0) {
+      this.weightNormPanels(w, a, b, r, scale, transposeW, norms);
+      return;
+    }
+    const [out, inF] = transposeW ? [w.cols, w.rows] : [w.rows, w.cols];
+    const narrow: WnNarrow = {
+      format: q4 ? WnFormat.q4 : WnFormat[w.format as 'bfloat16' | 'float16' | 'int8'],
+      scales: w.scales,
+      shift: q4 ? Math.log2(w.blocksize) : 0,
+      quads: q4 ? quadTable(this.k.runtime, w.format as 'nf4' | 'fp4') : 0,
+    };
+    const suspects = this.k.weightNorm(w.data, a, b, out, inF, r, scale, transposeW, norms, narrow);
+    if (suspects.length > 0) this.redoInFloat64(w, a, b, r, scale, transposeW, norms, suspects);
+  }
+
+  /** Norms whose float32 squares may have over- or underflowed, redone in float64 from widened rows of W. */
+  private redoInFloat64(
+    w: NarrowOperand,
+    a: number,
+    b: number,
+    r: number,
+    scale: number,
+    transposeW: boolean,
+    norms: number,
+    suspects: readonly number[],
+  ): void {
+    const heap = () => new Float32Array(this.k.runtime.buffer);
+    const inF = transposeW ? w.rows : w.cols;
+    const av = () => heap().subarray(a >> 2, (a >> 2) + r * inF);
+    const bRow = (o: number) => heap().subarray((b >> 2) + o * r, (b >> 2) + (o + 1) * r);
+    if (!transposeW) {
+      const bytes = w.cols * 4;
+      const row = this.k.runtime.heap.alloc(bytes);
+      if (row === null) throw heapFull('weightNorm', bytes);
+      try {
+        for (const o of suspects) {
+          this.decodeRows(w, o, o + 1, row);
+          const rv = heap().subarray(row >> 2, (row >> 2) + w.cols);
+          heap()[(norms >> 2) + o] = weightNormOne(rv, av(), bRow(o), 1, inF, r, scale, false, 0);
+        }
+      } finally {
+        this.k.runtime.heap.free(row, bytes);
+      }
+      return;
+    }
+    // Stored [in, out]: the suspect columns, gathered from widened panels of rows.
+    const columns = suspects.map(() => new Float32Array(inF));
+    this.panels(w, (panel, i0, i1) => {
+      const pv = heap();
+      for (let i = i0; i < i1; i++) {
+        const at = (panel >> 2) + (i - i0) * w.cols;
+        suspects.forEach((o, s) => {
+          columns[s]![i] = pv[at + o]!;
+        });
+      }
+    });
+    suspects.forEach((o, s) => {
+      heap()[(norms >> 2) + o] = weightNormOne(columns[s]!, av(), bRow(o), 1, inF, r, scale, true, 0);
+    });
+  }
+
+  /** weightNorm one widened panel of rows at a time (a 4-bit W with blocks straddling rows). */
+  private weightNormPanels(w: NarrowOperand, a: number, b: number, r: number, scale: number, transposeW: boolean, norms: number): void {
     const heap = new Float32Array(this.k.runtime.buffer);
     if (!transposeW) {
       // One panel of rows at a time through the fused float32 kernel; suspects (float32 squares that may

@@ -64,7 +64,30 @@ const INTERLEAVE_HIGH = INTERLEAVE_LOW.map((i) => i + 8);
 const PAIRS_LOW = [0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23];
 const PAIRS_HIGH = PAIRS_LOW.map((i) => i + 8);
 /** fround(1/127): bitsandbytes' int8 dequantization factor. */
-const INV127 = Math.fround(1 / 127);
+export const INV127 = Math.fround(1 / 127);
+
+/** float16 bits in i32 lanes → float32 lanes (exact, subnormals and Inf/NaN included). */
+export const f16Lanes = (c: Code, h: Local, o: Local, e: Local, t: Local): Expr => {
+  c.set(o, V.ishl(V.and(h, V.constI32(0x7fff)), 13));
+  c.set(e, V.and(o, V.constI32(0x0f800000)));
+  c.set(o, V.iadd(o, V.constI32(0x38000000)));
+  c.set(o, V.iadd(o, V.and(V.ieq(e, V.constI32(0x0f800000)), V.constI32(0x38000000))));
+  c.set(t, V.ieq(e, V.zero));
+  c.set(o, V.iadd(o, V.and(t, V.constI32(0x00800000))));
+  c.set(o, V.bitselect(V.sub(o, V.constI32(0x38800000)), o, t));
+  return V.or(o, V.ishl(V.and(h, V.constI32(0x8000)), 16));
+};
+
+/** 16 int8 values → four i32x4 vectors of them, sign-extended (element order). */
+export const int8Lanes = (c: Code, bytes16: Expr, v: Local, tmp: readonly Local[]): Expr[] => {
+  c.set(v, bytes16);
+  c.set(tmp[0]!, V.i16FromI8Low(v));
+  c.set(tmp[1]!, V.i16FromI8High(v));
+  return [V.i32FromI16LowS(tmp[0]!), V.i32FromI16HighS(tmp[0]!), V.i32FromI16LowS(tmp[1]!), V.i32FromI16HighS(tmp[1]!)];
+};
+
+/** bfloat16 bits in i32 lanes → float32 lanes. */
+export const bf16Lanes = (raw: Expr): Expr => V.ishl(raw, 16);
 
 export interface NarrowFunctions {
   readonly decode: number;
@@ -74,29 +97,6 @@ export interface NarrowFunctions {
 export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions {
   const madd = (a: Expr, b: Expr, acc: Expr): Expr => (relaxed ? V.relaxedMadd(a, b, acc) : V.add(acc, V.mul(a, b)));
   const hsum = (v: Expr): Expr => F32.add(F32.add(V.lane(v, 0), V.lane(v, 1)), F32.add(V.lane(v, 2), V.lane(v, 3)));
-
-  /** float16 bits in i32 lanes → float32 lanes (exact, subnormals and Inf/NaN included). */
-  const f16Lanes = (c: Code, h: Local, o: Local, e: Local, t: Local): Expr => {
-    c.set(o, V.ishl(V.and(h, V.constI32(0x7fff)), 13));
-    c.set(e, V.and(o, V.constI32(0x0f800000)));
-    c.set(o, V.iadd(o, V.constI32(0x38000000)));
-    c.set(o, V.iadd(o, V.and(V.ieq(e, V.constI32(0x0f800000)), V.constI32(0x38000000))));
-    c.set(t, V.ieq(e, V.zero));
-    c.set(o, V.iadd(o, V.and(t, V.constI32(0x00800000))));
-    c.set(o, V.bitselect(V.sub(o, V.constI32(0x38800000)), o, t));
-    return V.or(o, V.ishl(V.and(h, V.constI32(0x8000)), 16));
-  };
-
-  /** 16 int8 values → four i32x4 vectors of them, sign-extended (element order). */
-  const int8Lanes = (c: Code, bytes16: Expr, v: Local, tmp: readonly Local[]): Expr[] => {
-    c.set(v, bytes16);
-    c.set(tmp[0]!, V.i16FromI8Low(v));
-    c.set(tmp[1]!, V.i16FromI8High(v));
-    return [V.i32FromI16LowS(tmp[0]!), V.i32FromI16HighS(tmp[0]!), V.i32FromI16LowS(tmp[1]!), V.i32FromI16HighS(tmp[1]!)];
-  };
-
-  /** bfloat16 bits in i32 lanes → float32 lanes. */
-  const bf16Lanes = (raw: Expr): Expr => V.ishl(raw, 16);
 
   /** `for (k = 0; k + step ≤ cols; k += step) body()`: the vector part of a row; k is left at the tail. */
   const vectorSteps = (c: Code, k: Local, cols: Local, step: number, body: () => void) => {

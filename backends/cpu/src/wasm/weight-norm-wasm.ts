@@ -18,6 +18,7 @@
  * exactly 0 and |W| ≈ 1e-25 does not flush to 0).
  */
 import { type Code, type Expr, f32, F32, f64, F64, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
+import { bf16Lanes, f16Lanes, INV127 } from './narrow-wasm.js';
 
 /** Rows of a tile (the U panel height). */
 export const WN_ROWS = 4;
@@ -50,8 +51,107 @@ export const WnArg = {
   total: 12,
   /** Per-thread scratch: thread t uses scratch + t·WN_THREAD_SCRATCH. */
   scratch: 13,
-  words: 14,
+  /** How W is stored (WnFormat); `w` is then the byte address of its elements. */
+  format: 14,
+  /** int8: SCB per row; 4-bit: absmax per block (float32). */
+  wScales: 15,
+  /** 4-bit: log2 of the block size. */
+  wShift: 16,
+  /** 4-bit: the 65536 × 4 code table (narrow-host.ts quadTable). */
+  wQuads: 17,
+  words: 18,
 } as const;
+
+/**
+ * W's storage in the fused norm, widened in registers: float32, bfloat16, float16, nf4/fp4 (the row length a
+ * multiple of 8, so 8 elements are 4 whole bytes of one block) or int8 (a float32 scale per stored row).
+ */
+export const WnFormat = { float32: 0, bfloat16: 1, float16: 2, q4: 3, int8: 4 } as const;
+type WnFormatId = (typeof WnFormat)[keyof typeof WnFormat];
+const FORMATS: readonly WnFormatId[] = [0, 1, 2, 3, 4];
+
+/** Reads W's elements as float32, exactly as they dequantize. */
+interface WReader {
+  /** W[row, j..j+8) into two vectors (j a multiple of 8). */
+  vec8(row: Expr, j: Expr): readonly [Local, Local];
+  /** W[row, j]. */
+  one(row: Expr, j: Expr): Expr;
+}
+
+/** A reader of W (`cols` elements per stored row) for one function's code. */
+function wReader(c: Code, fmt: WnFormatId, args: Local, cols: Local): WReader {
+  const arg = (w: number): Expr => I.load(args, w * 4);
+  const [w, scales, shift, quads, e] = c.localsOf(i32, 5);
+  const [lo, hi, raw, o, ex, t] = c.localsOf(v128, 6);
+  const sc = c.local(v128);
+  c.set(w, arg(WnArg.w));
+  if (fmt === WnFormat.q4 || fmt === WnFormat.int8) c.set(scales, arg(WnArg.wScales));
+  if (fmt === WnFormat.q4) c.set(shift, arg(WnArg.wShift)).set(quads, arg(WnArg.wQuads));
+  const index = (row: Expr, j: Expr) => c.set(e, I.add(I.mul(row, cols), j));
+  const f16 =
+    (lanes: Expr): Expr =>
+    (cc: Code) => {
+      cc.set(raw, lanes);
+      cc.push(f16Lanes(cc, raw, o, ex, t));
+    };
+  return {
+    vec8(row, j) {
+      index(row, j);
+      switch (fmt) {
+        case WnFormat.float32:
+          c.set(lo, V.load(I.add(w, I.shl(e, 2)))).set(hi, V.load(I.add(w, I.shl(e, 2)), 16));
+          break;
+        case WnFormat.bfloat16:
+        case WnFormat.float16: {
+          const widen = fmt === WnFormat.bfloat16 ? bf16Lanes : f16;
+          c.set(sc, V.load(I.add(w, I.shl(e, 1))));
+          c.set(lo, widen(V.i32FromI16LowU(sc))).set(hi, widen(V.i32FromI16HighU(sc)));
+          break;
+        }
+        case WnFormat.int8: {
+          // fround(fround(q · SCB[row]) · fround(1/127)), as bitsandbytes dequantizes.
+          c.set(raw, V.i16FromI8Low(V.load64Zero(I.add(w, e))));
+          c.set(sc, V.load32Splat(I.add(scales, I.shl(row, 2))));
+          const deq = (q: Expr) => V.mul(V.mul(V.fromI32(q), sc), V.constF32(INV127));
+          c.set(lo, deq(V.i32FromI16LowS(raw))).set(hi, deq(V.i32FromI16HighS(raw)));
+          break;
+        }
+        case WnFormat.q4: {
+          // fround(code · absmax[block]); e is a multiple of 8, so its 4 bytes are two u16 table entries.
+          c.set(sc, V.load32Splat(I.add(scales, I.shl(I.shrU(e, shift), 2))));
+          c.set(e, I.add(w, I.shrU(e, 1)));
+          c.set(lo, V.mul(V.load(I.add(quads, I.shl(I.load16U(e), 4))), sc));
+          c.set(hi, V.mul(V.load(I.add(quads, I.shl(I.load16U(e, 2), 4))), sc));
+          break;
+        }
+      }
+      return [lo, hi];
+    },
+    one(row, j) {
+      return (cc: Code) => {
+        index(row, j);
+        switch (fmt) {
+          case WnFormat.float32:
+            cc.push(F32.load(I.add(w, I.shl(e, 2))));
+            break;
+          case WnFormat.bfloat16:
+            cc.push(V.lane(bf16Lanes(V.isplat(I.load16U(I.add(w, I.shl(e, 1))))), 0));
+            break;
+          case WnFormat.float16:
+            cc.push(V.lane(f16(V.isplat(I.load16U(I.add(w, I.shl(e, 1))))), 0));
+            break;
+          case WnFormat.int8:
+            cc.push(F32.mul(F32.mul(F32.fromI32(I.load8S(I.add(w, e))), F32.load(I.add(scales, I.shl(row, 2)))), F32.const(INV127)));
+            break;
+          case WnFormat.q4:
+            // Never reached: a 4-bit W's rows are whole vectors (the host checks cols % 8 = 0).
+            cc.push(F32.const(0));
+            break;
+        }
+      };
+    },
+  };
+}
 
 export interface WeightNormFunctions {
   readonly rows: number;
@@ -59,6 +159,20 @@ export interface WeightNormFunctions {
 }
 
 const minS = (a: Expr, b: Expr): Expr => I.select(a, b, I.ltS(a, b));
+
+/** Emits `body(f)` for each storage format, dispatched on `fmt` (an if-chain). */
+function byFormat(c: Code, fmt: Expr, body: (f: WnFormatId) => void, from = 0): void {
+  const f = FORMATS[from]!;
+  if (from === FORMATS.length - 1) {
+    body(f);
+    return;
+  }
+  c.if(
+    I.eq(fmt, f),
+    () => body(f),
+    () => byFormat(c, fmt, body, from + 1),
+  );
+}
 
 export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormFunctions {
   const madd = (a: Expr, b: Expr, acc: Expr): Expr => (relaxed ? V.relaxedMadd(a, b, acc) : V.add(acc, V.mul(a, b)));
@@ -125,24 +239,24 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
   // whole large norm unoptimised.
 
   /** Rows layout, one tile of n rows starting at row i (i a multiple of R for n = R): norms[i..i+n). */
-  const rowsTile = (n: number) =>
+  const rowsTile = (n: number, fmt: WnFormatId) =>
     mb.func(
-      `wn_rows_tile${n}`,
+      `wn_rows_tile${n}_${fmt}`,
       [i32, i32, i32],
       [],
       (c, [i, args, sc]) => {
         const arg = (w: number): Expr => I.load(args, w * 4);
-        const [inF, r, vTail, vrsB, vcs, j, jc, jEnd, panels, vp, kk, wRow, inB, up, uPanel, lane] = c.localsOf(i32, 16);
+        const [inF, r, vTail, vrsB, vcs, j, jc, jEnd, panels, vp, kk, up, uPanel, lane] = c.localsOf(i32, 14);
         const t = newTile(c);
         const x = c.local(v128);
         const y = c.local(v128);
         const s = c.local(f32);
         const ve = c.local(f32);
         c.set(inF, arg(WnArg.inF)).set(r, arg(WnArg.r));
+        const wr = wReader(c, fmt, args, inF);
         c.set(vTail, arg(WnArg.vTail))
           .set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2))
           .set(vcs, arg(WnArg.vTailColStride));
-        c.set(inB, I.shl(inF, 2));
         c.set(uPanel, I.mul(r, R * 4));
         c.set(panels, I.and(inF, -8));
         // Square accumulators (float32x4 at sc + 16·t) and float64 totals (at sc + 64 + 8·t) live in scratch:
@@ -156,16 +270,15 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
           c.storeV(sqAt(k), V.zero);
           c.storeF64(totAt(k), F64.const(0));
         }
-        c.set(wRow, I.add(arg(WnArg.w), I.mul(i, inB)));
         c.set(vp, arg(WnArg.v));
         c.for(jc, 0, panels, ROW_CHUNK, () => {
           c.set(jEnd, minS(panels, I.add(jc, ROW_CHUNK)));
           c.for(j, jc, jEnd, 8, () => {
             tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
             for (let k = 0; k < n; k++) {
-              const wp = I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2));
-              c.set(x, V.add(V.load(wp), t.ba[k]![0]!));
-              c.set(y, V.add(V.load(wp, 16), t.ba[k]![1]!));
+              const [w0, w1] = wr.vec8(I.add(i, k), j);
+              c.set(x, V.add(w0, t.ba[k]![0]!));
+              c.set(y, V.add(w1, t.ba[k]![1]!));
               c.storeV(sqAt(k), madd(y, y, madd(x, x, V.load(sqAt(k)))));
             }
             c.set(vp, I.add(vp, I.shl(r, 5)));
@@ -179,7 +292,7 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
         c.for(j, panels, inF, 1, () => {
           for (let k = 0; k < n; k++) {
             scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
-            c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(inB, k)), I.shl(j, 2))), s));
+            c.set(ve, F32.add(wr.one(I.add(i, k), j), s));
             c.storeF64(totAt(k), F64.add(F64.load(totAt(k)), F64.mul(F64.promote(ve), F64.promote(ve))));
           }
         });
@@ -188,8 +301,7 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
       },
       false,
     );
-  const rowsTileR = rowsTile(R);
-  const rowsTile1 = rowsTile(1);
+  const rowsTiles = FORMATS.map((f) => [rowsTile(R, f), rowsTile(1, f)] as const);
 
   // Rows layout: each task takes `perTask` rows (a multiple of R); squares accumulate per row.
   const rows = mb.func('wn_rows_task', [i32, i32, i32], [], (c, [task, args, tid]) => {
@@ -197,26 +309,29 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
     c.set(sc, I.add(I.load(args, WnArg.scratch * 4), I.mul(tid, WN_THREAD_SCRATCH)));
     c.set(i, I.mul(task, I.load(args, WnArg.perTask * 4)));
     c.set(i1, minS(I.load(args, WnArg.out * 4), I.add(i, I.load(args, WnArg.perTask * 4))));
-    c.block(() => {
-      c.loop(() => {
-        c.brIf(1, I.gtS(I.add(i, R), i1));
-        c.call(rowsTileR, i, args, sc);
-        c.set(i, I.add(i, R));
-        c.br(0);
+    byFormat(c, I.load(args, WnArg.format * 4), (f) => {
+      const [tileR, tile1] = rowsTiles[f]!;
+      c.block(() => {
+        c.loop(() => {
+          c.brIf(1, I.gtS(I.add(i, R), i1));
+          c.call(tileR, i, args, sc);
+          c.set(i, I.add(i, R));
+          c.br(0);
+        });
       });
+      c.for(i, i, i1, 1, () => c.call(tile1, i, args, sc));
     });
-    c.for(i, i, i1, 1, () => c.call(rowsTile1, i, args, sc));
   });
 
   /** Column layout, one tile of n stored rows from row i over columns [j0, j1): partial sums of squares. */
-  const colsTile = (n: number) =>
+  const colsTile = (n: number, fmt: WnFormatId) =>
     mb.func(
-      `wn_cols_tile${n}`,
+      `wn_cols_tile${n}_${fmt}`,
       [i32, i32, i32, i32],
       [],
       (c, [i, j0, j1, args]) => {
         const arg = (w: number): Expr => I.load(args, w * 4);
-        const [out, r, vTail, vrsB, vcs, part, total, jv, j, vp, kk, wRow, outB, pp, up, uPanel, lane] = c.localsOf(i32, 17);
+        const [out, r, vTail, vrsB, vcs, part, total, jv, j, vp, kk, pp, up, uPanel, lane] = c.localsOf(i32, 15);
         const t = newTile(c);
         const x = c.local(v128);
         const y = c.local(v128);
@@ -224,16 +339,15 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
         const ve = c.local(f32);
         const t64 = c.local(f64);
         c.set(out, arg(WnArg.out)).set(r, arg(WnArg.r));
+        const wr = wReader(c, fmt, args, out);
         c.set(vTail, arg(WnArg.vTail))
           .set(vrsB, I.shl(arg(WnArg.vTailRowStride), 2))
           .set(vcs, arg(WnArg.vTailColStride));
         c.set(part, arg(WnArg.partial)).set(total, arg(WnArg.total));
-        c.set(outB, I.shl(out, 2));
         c.set(uPanel, I.mul(r, R * 4));
         c.set(jv, minS(j1, I.and(out, -8)));
         c.set(up, I.add(arg(WnArg.u), I.mul(I.shrU(i, 2), uPanel)));
         c.set(lane, n === R ? 0 : I.and(i, R - 1));
-        c.set(wRow, I.add(arg(WnArg.w), I.mul(i, outB)));
         c.set(vp, I.add(arg(WnArg.v), I.shl(I.mul(j0, r), 2)));
         c.for(j, j0, jv, 8, () => {
           tileBA(c, t, n, up, I.add(up, uPanel), vp, lane);
@@ -241,9 +355,9 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
           c.set(x, V.load(pp));
           c.set(y, V.load(pp, 16));
           for (let k = 0; k < n; k++) {
-            const wp = I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2));
-            c.set(t.ba[k]![0]!, V.add(V.load(wp), t.ba[k]![0]!));
-            c.set(t.ba[k]![1]!, V.add(V.load(wp, 16), t.ba[k]![1]!));
+            const [w0, w1] = wr.vec8(I.add(i, k), j);
+            c.set(t.ba[k]![0]!, V.add(w0, t.ba[k]![0]!));
+            c.set(t.ba[k]![1]!, V.add(w1, t.ba[k]![1]!));
             c.set(x, madd(t.ba[k]![0]!, t.ba[k]![0]!, x));
             c.set(y, madd(t.ba[k]![1]!, t.ba[k]![1]!, y));
           }
@@ -256,7 +370,7 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
           c.set(t64, F64.const(0));
           for (let k = 0; k < n; k++) {
             scalarBA(c, I.add(up, I.shl(I.add(lane, k), 2)), R * 4, I.add(vTail, I.shl(I.mul(j, vcs), 2)), vrsB, r, kk, s);
-            c.set(ve, F32.add(F32.load(I.add(I.add(wRow, I.mul(outB, k)), I.shl(j, 2))), s));
+            c.set(ve, F32.add(wr.one(I.add(i, k), j), s));
             c.set(t64, F64.add(t64, F64.mul(F64.promote(ve), F64.promote(ve))));
           }
           c.set(pp, I.add(total, I.shl(j, 3)));
@@ -265,8 +379,7 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
       },
       false,
     );
-  const colsTileR = colsTile(R);
-  const colsTile1 = colsTile(1);
+  const colsTiles = FORMATS.map((f) => [colsTile(R, f), colsTile(1, f)] as const);
 
   // Column layout: each task takes `perTask` columns (whole panels, and the tail for the last task); squares
   // accumulate per column across rows, in `partial` (float32) and `total` (float64).
@@ -283,15 +396,18 @@ export function emitWeightNorm(mb: ModuleBuilder, relaxed: boolean): WeightNormF
     c.for(ic, 0, inF, COL_CHUNK, () => {
       c.set(icEnd, minS(inF, I.add(ic, COL_CHUNK)));
       c.set(i, ic);
-      c.block(() => {
-        c.loop(() => {
-          c.brIf(1, I.gtS(I.add(i, R), icEnd));
-          c.call(colsTileR, i, j0, j1, args);
-          c.set(i, I.add(i, R));
-          c.br(0);
+      byFormat(c, I.load(args, WnArg.format * 4), (f) => {
+        const [tileR, tile1] = colsTiles[f]!;
+        c.block(() => {
+          c.loop(() => {
+            c.brIf(1, I.gtS(I.add(i, R), icEnd));
+            c.call(tileR, i, j0, j1, args);
+            c.set(i, I.add(i, R));
+            c.br(0);
+          });
         });
+        c.for(i, i, icEnd, 1, () => c.call(tile1, i, j0, j1, args));
       });
-      c.for(i, i, icEnd, 1, () => c.call(colsTile1, i, j0, j1, args));
       // Fold the float32 partials into the float64 totals.
       c.for(j, j0, j1, 1, () => {
         c.set(pp, I.add(total, I.shl(j, 3)));
