@@ -11,6 +11,7 @@ import {
   dequantizeHost,
   Layer,
   Linear,
+  ops,
   QuantizedLinear,
   type QuantizeOptions,
   quantizeHost,
@@ -255,5 +256,40 @@ describe('quantized bases: conversion, bf16 unload, saving', () => {
     const live = backend.liveBuffers();
     tidy(() => pq.forward(x)).dispose();
     expect(backend.liveBuffers()).toBe(live);
+  });
+});
+
+describe('bfloat16 bases (loadModel keepWidth)', () => {
+  it('merge computes in float32 and rounds once to bf16; unmerge in a disabled forward keeps bf16', async () => {
+    const backend = cpu();
+    const narrow = new Net(backend, 4);
+    const dense = new Net(backend, 4);
+    for (const path of ['q_proj', 'o_proj']) {
+      const w = (narrow.getSubmodule(path) as Linear).weight;
+      const bf = ops.cast(w, 'bfloat16');
+      w.assign(bf, { changeDtype: true });
+      w.requiresGrad = false;
+      const back = ops.cast(bf, 'float32');
+      (dense.getSubmodule(path) as Linear).weight.assign(back);
+      bf.dispose();
+      back.dispose();
+    }
+    const { pd, pq } = await adapt(true, narrow as unknown as Net, dense);
+    await pq.mergeAdapter();
+    await pd.mergeAdapter();
+    for (const path of ['q_proj', 'o_proj']) {
+      const w = pq.loraLayers().find((l) => l.path === path)!.weight;
+      expect(w.dtype).toBe('bfloat16');
+      const got = Float32Array.from((await w.data()) as Uint16Array, bf16ToF32);
+      const want = await pd
+        .loraLayers()
+        .find((l) => l.path === path)!
+        .weight.float32();
+      for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(Math.abs(want[i]!) * 2 ** -8);
+    }
+    const x = tensor(new Random(2).fillNormal(2 * 64, 0, 1), [2, 64], { backend });
+    pq.eval();
+    pq.disableAdapter(() => pq.forward(x)).dispose();
+    expect(pq.loraLayers().every((l) => !l.merged && l.weight.dtype === 'bfloat16')).toBe(true);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * `dora merge`: merges a PEFT adapter into a Hugging Face checkpoint and writes the merged model with the
  * base checkpoint's tensor names, layout (GPT-2 Conv1D stays [in, out]), dtypes and file split, plus
- * config.json and tokenizer files. Written to a temporary folder and renamed at the end.
+ * config.json and tokenizer files. Merged weights keep the base's dtype (PEFT's float32 merge rounded once
+ * to BF16/F16). Written to a temporary folder and renamed at the end.
  */
 import { checkOutputPath } from '@dorajs/core/node';
 import { loadModel, saveModel } from '@dorajs/models/node';
@@ -28,7 +29,8 @@ export const mergeCommand: Command = {
     // Before any work: the output may not be a file, be unwritable, or be, hold or lie inside an input.
     await checkOutputPath(flags.out as string, { kind: 'folder', inputs: [flags.model as string, flags.adapter as string] });
     const backend = await selectBackend(flags.backend, log);
-    const { model, checkpoint } = await loadModel(flags.model as string, { backend });
+    // BF16/F16 bases stay 2 bytes per weight; each merge runs in float32 and is rounded once to the base's dtype.
+    const { model, checkpoint } = await loadModel(flags.model as string, { backend, keepWidth: true });
     const peft = await PeftModel.fromPretrained(model, flags.adapter as string);
     const merged = await peft.mergeAndUnload({ safeMerge: !!flags['safe-merge'] });
     await saveModel(merged, flags.out as string, { like: checkpoint });

@@ -4,7 +4,7 @@
  * the dtype a checkpoint stored (BF16/F16 with round-to-nearest-even).
  */
 import type { Backend } from '../backend/backend.js';
-import { f32ToBf16, f32ToF16 } from '../dtype.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../dtype.js';
 import { DTypeError } from '../errors.js';
 import { type HostTensor, type TensorOrigin, toFloat32, toInt32 } from '../io/host-tensor.js';
 import type { SafetensorsDType } from '../io/safetensors-dtypes.js';
@@ -43,6 +43,12 @@ export async function toHostTensor(t: Tensor, dtype: SafetensorsDType = t.dtype 
       default:
         break;
     }
+  } else if (t.dtype === 'bfloat16' || t.dtype === 'float16') {
+    // A narrow weight (loadModel keepWidth): its own bits, or widened exactly to float32.
+    const bits = values as Uint16Array;
+    const own = t.dtype === 'bfloat16' ? 'BF16' : 'F16';
+    if (dtype === own) return { dtype: own, shape, data: bits };
+    if (dtype === 'F32') return { dtype, shape, data: Float32Array.from(bits, own === 'BF16' ? bf16ToF32 : f16ToF32) };
   }
   throw new DTypeError(`cannot write a ${t.dtype} tensor ${JSON.stringify(shape)} as ${dtype}`);
 }

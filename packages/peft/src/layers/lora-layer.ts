@@ -12,6 +12,8 @@ import {
   type LayerGeometry,
   loraScaling,
   ModuleDict,
+  noGrad,
+  ops,
   Parameter,
   type QuantizedLinear,
   QuantizedWeight,
@@ -118,17 +120,31 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
     return this.baseWeight;
   }
 
-  /** The base weight merges compute on: the Parameter, or a quantized base dequantized (a new tensor). */
+  /**
+   * The base weight merges compute on, float32: the Parameter itself, a bf16/f16 base widened exactly, or
+   * a quantized base dequantized (both new tensors).
+   */
   mergeWeight(): Tensor {
-    return this.weight;
+    const w = this.weight;
+    return w.dtype === 'float32' ? w : noGrad(() => ops.cast(w, 'float32'));
   }
 
   /**
-   * The weight a computed merge installs: the dense result itself, or for a quantized base the result
-   * requantized in the base's format (PEFT's dequantize → add → requantize). Takes ownership of `dense`.
+   * The weight a computed merge installs: the float32 result, rounded once to a bf16/f16 base's dtype,
+   * or for a quantized base requantized in its format (PEFT's dequantize → add → requantize). Takes
+   * ownership of `dense`.
    */
   async packMerged(dense: Tensor, _names: readonly string[]): Promise<Tensor | QuantizedWeight> {
-    return dense;
+    return this.narrowBack(dense);
+  }
+
+  /** `dense` in the dense base's own dtype (the same tensor when that is float32); takes ownership. */
+  protected narrowBack(dense: Tensor): Tensor {
+    const dtype = this.weight.dtype;
+    if (dense.dtype === dtype) return dense;
+    const narrow = noGrad(() => ops.cast(dense, dtype));
+    dense.dispose();
+    return narrow;
   }
 
   get bias(): Parameter | null {
@@ -346,12 +362,15 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
         this.mergedAdapters.join(','),
       );
     }
-    const w = unmergeAll(
+    const base = this.mergeWeight();
+    const dense = unmergeAll(
       this._path,
       this.mergeSpace(),
-      this.weight,
+      base,
       this._merged.map((m) => ({ input: this.mergeInput(m.name), record: m.record })),
     );
+    if (base !== this.weight) base.dispose();
+    const w = this.narrowBack(dense);
     this.commitUnmerge(w);
     w.dispose();
   }

@@ -68,7 +68,7 @@ export class LoraLinear extends LoraABLayer<Linear | Conv1D | QuantizedLinear> {
    */
   override async packMerged(dense: Tensor, names: readonly string[]): Promise<Tensor | QuantizedWeight> {
     const q = this.quantizedBase;
-    if (!q) return dense;
+    if (!q) return super.packMerged(dense, names);
     let values: Float32Array;
     try {
       values = (await dense.data()) as Float32Array;
