@@ -15,3 +15,4 @@ export { default as trainStep } from './train-step.js';
 export { default as trainWebgpu } from './train-webgpu.js';
 export { default as narrow } from './narrow.js';
 export { default as webLoad } from './web-load.js';
+export { default as qdora } from './qdora.js';
