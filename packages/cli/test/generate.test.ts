@@ -61,6 +61,7 @@ describe('dora generate', () => {
     r = await dora('generate', '--model', dir, '--prompt', 'hello world, again', '--backend', 'cpu');
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^dora: GenerationError: generate: a prompt of \d+ tokens is longer than the model's 4 positions/m);
+    expect(r.stderr).not.toContain('backend'); // refused from config.json, before a backend or the weights were touched
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', chat_template: '{% if %}' }));
     r = await dora('generate', '--model', dir, '--chat', '--backend', 'cpu');
     expect(r.code).toBe(1);

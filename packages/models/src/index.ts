@@ -46,8 +46,9 @@ export {
 } from './gemma2/gemma2.js';
 export { parseGPT2Config, type GPT2Config } from './gpt2/gpt2-config.js';
 export { GPT2Attention, GPT2Block, GPT2LMHeadModel, GPT2MLP, GPT2Model } from './gpt2/gpt2-model.js';
-export { architectureFor, createModel, modelTypeOf, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';
+export { architectureFor, createModel, maxPositionsOf, modelTypeOf, SUPPORTED_MODEL_TYPES, type Architecture } from './architectures.js';
 export {
+  checkPromptFits,
   generate,
   type AdapterModel,
   type FinishReason,

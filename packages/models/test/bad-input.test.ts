@@ -10,10 +10,20 @@ import { createCpuBackend } from '@dorajs/backend-cpu';
 import { type Backend, OutOfMemoryError, Random } from '@dorajs/core';
 import { PeftModel } from '@dorajs/peft';
 import { describe, expect, it } from 'vitest';
-import { AdapterMismatchError, type CausalLM, checkAdapterFits, createModel, generate } from '../src/index.js';
+import {
+  AdapterMismatchError,
+  type CausalLM,
+  checkAdapterFits,
+  checkPromptFits,
+  createModel,
+  GenerationError,
+  generate,
+  maxPositionsOf,
+  UnsupportedModelError,
+} from '../src/index.js';
 import { checkAdapter, describeAdapter, loadModel } from '../src/node.js';
 import { ARCHITECTURE_FIXTURES } from './architecture-fixtures.js';
-import { llamaConfig } from './checkpoints.js';
+import { gpt2Config, llamaConfig } from './checkpoints.js';
 import { cpu, FIXTURES, rejection } from './helpers.js';
 
 const modelDir = (name: string): string => join(ARCHITECTURE_FIXTURES, name, 'base');
@@ -121,5 +131,28 @@ describe('out of memory through the CPU backend memoryLimitBytes', () => {
       model.dispose();
       backend.dispose();
     }
+  });
+});
+
+describe('a prompt longer than the model, known from config.json before any weight is read', () => {
+  it('maxPositionsOf agrees with the built model for every family; checkPromptFits refuses one token more', () => {
+    const configs: [Record<string, unknown>, number][] = [
+      [llamaConfig({ max_position_embeddings: 48 }), 48],
+      [llamaConfig({ max_position_embeddings: 8, rope_parameters: { rope_type: 'dynamic', factor: 2, rope_theta: 10000 } }), Infinity],
+      [gpt2Config({ n_positions: 12 }), 12],
+      [{ ...llamaConfig({ max_position_embeddings: 40 }), model_type: 'qwen2' }, 40],
+    ];
+    for (const [config, want] of configs) {
+      expect(maxPositionsOf(config)).toBe(want);
+      const model = createModel(config, { backend: cpu() });
+      expect(model.maxPositions).toBe(want);
+      model.dispose();
+    }
+    expect(() => checkPromptFits(48, 48)).not.toThrow();
+    expect(() => checkPromptFits(49, 48)).toThrow(GenerationError);
+    expect(() => checkPromptFits(49, 48)).toThrow(
+      /^generate: a prompt of 49 tokens is longer than the model's 48 positions \(max_position_embeddings\)$/,
+    );
+    expect(() => maxPositionsOf({ model_type: 'bert' }, 'x/config.json')).toThrow(UnsupportedModelError);
   });
 });

@@ -6,7 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { generate, type GenerateOptions, type GenerationConfig, TextStreamer } from '@dorajs/models';
+import { checkPromptFits, generate, type GenerateOptions, type GenerationConfig, maxPositionsOf, TextStreamer } from '@dorajs/models';
 import { CONFIG_FILE, checkAdapter, loadGenerationConfig, loadModel, loadTokenizer } from '@dorajs/models/node';
 import { DoraCaching, PeftModel } from '@dorajs/peft';
 import type { CommandSpec } from '../args.js';
@@ -66,9 +66,15 @@ export const generateCommand: Command = {
     const generationConfig = await loadGenerationConfig(dir);
     // A chat template that cannot render, or a tokenizer for another vocabulary, fails here, before any weight is read.
     if (flags.chat) tokenizer.applyChatTemplate([{ role: 'user', content: 'hello' }]);
-    const configVocab = (JSON.parse(await readFile(join(dir, CONFIG_FILE), 'utf8').catch(() => '{}')) as { vocab_size?: unknown })
-      .vocab_size;
-    if (typeof configVocab === 'number') tokenizer.checkVocabulary(configVocab, join(dir, CONFIG_FILE));
+    const configPath = join(dir, CONFIG_FILE);
+    const configJson = JSON.parse(await readFile(configPath, 'utf8').catch(() => '{}')) as Record<string, unknown>;
+    const configVocab = configJson['vocab_size'];
+    if (typeof configVocab === 'number') tokenizer.checkVocabulary(configVocab, configPath);
+    // A prompt the model cannot hold, too (the config is checked again, with the weights, by loadModel).
+    const promptIds = typeof flags.prompt === 'string' ? tokenizer.encode(flags.prompt) : null;
+    if (promptIds && typeof configJson['model_type'] === 'string') {
+      checkPromptFits(promptIds.length, maxPositionsOf(configJson as Parameters<typeof maxPositionsOf>[0], configPath));
+    }
     const backend = await selectBackend(flags.backend, log);
     const { model: base } = await loadModel(dir, { backend });
     try {
@@ -106,8 +112,8 @@ export const generateCommand: Command = {
         );
         return text;
       };
-      if (typeof flags.prompt === 'string') {
-        await turn(tokenizer.encode(flags.prompt));
+      if (promptIds) {
+        await turn(promptIds);
         return;
       }
       const messages: { role: string; content: string }[] = [];

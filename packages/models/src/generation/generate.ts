@@ -213,6 +213,18 @@ function stopped(tokens: readonly number[], config: ResolvedGenerationConfig, to
   return config.stopStrings.some((s) => text.endsWith(s));
 }
 
+/**
+ * Refuses a prompt of `tokens` (padding included) that a model of `maxPositions` (`CausalLM.maxPositions`,
+ * or `maxPositionsOf(config.json)` before the weights are read) cannot hold.
+ */
+export function checkPromptFits(tokens: number, maxPositions: number): void {
+  if (tokens > maxPositions) {
+    throw new GenerationError(
+      `generate: a prompt of ${tokens} tokens is longer than the model's ${maxPositions} positions (max_position_embeddings)`,
+    );
+  }
+}
+
 interface PromptLayout {
   readonly batch: number;
   readonly width: number;
@@ -234,11 +246,7 @@ function layoutPrompts(
   if (batch === 0) throw new GenerationError('generate: no prompts');
   const width = Math.max(...inputIds.map((r) => r.length));
   if (width === 0) throw new GenerationError('generate: every prompt is empty');
-  if (width > lm.maxPositions) {
-    throw new GenerationError(
-      `generate: a prompt of ${width} tokens is longer than the model's ${lm.maxPositions} positions (max_position_embeddings)`,
-    );
-  }
+  checkPromptFits(width, lm.maxPositions);
   if (attentionMask && (attentionMask.length !== batch || attentionMask.some((m, b) => m.length !== inputIds[b]!.length))) {
     throw new GenerationError('generate: attentionMask must have the shape of inputIds');
   }

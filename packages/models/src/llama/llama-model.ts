@@ -219,6 +219,11 @@ export class LlamaModel extends Module {
   }
 }
 
+/** Positions a decoder can address; dynamic NTK RoPE exists to run past max_position_embeddings (transformers sets no limit then). */
+export function decoderMaxPositions(config: DecoderConfig): number {
+  return config.rope.ropeType === 'dynamic' ? Number.POSITIVE_INFINITY : config.maxPositionEmbeddings;
+}
+
 export class LlamaForCausalLM<C extends DecoderConfig = LlamaConfig> extends CausalLM<C> {
   model: LlamaModel;
   lm_head: Layer;
@@ -241,9 +246,8 @@ export class LlamaForCausalLM<C extends DecoderConfig = LlamaConfig> extends Cau
     return { numLayers: numHiddenLayers, numKeyValueHeads, headDim };
   }
 
-  /** Dynamic NTK RoPE exists to run past max_position_embeddings (transformers sets no limit then). */
   get maxPositions(): number {
-    return this.config.rope.ropeType === 'dynamic' ? Number.POSITIVE_INFINITY : this.config.maxPositionEmbeddings;
+    return decoderMaxPositions(this.config);
   }
 
   protected hiddenStates(ids: Tensor, layout: ForwardLayout): Tensor {
