@@ -1,8 +1,9 @@
 // @ts-check
 /**
  * `pnpm test:all`: every package's tests (one at a time), then typecheck (sources and tests), publint and attw
- * on every package and `biome ci` over the tree, with the output streamed as it comes. CI judges the closing line, so it is always a plain `N passed, M failed`:
- * vitest tests counted from each package's summary, one check per package typecheck and lint, one for biome, and one failure for any
+ * on every package, `biome ci` over the tree and the TypeDoc API reference (`pnpm docs`, warnings as errors),
+ * with the output streamed as it comes. CI judges the closing line, so it is always a plain `N passed, M failed`:
+ * vitest tests counted from each package's summary, one check per package typecheck and lint, one for biome, one for TypeDoc, and one failure for any
  * task that failed without a counted test failure (a build error, a crash before vitest's summary).
  * Both steps always run (--continue) so one failure does not hide the rest; the exit code is 1 on any failure.
  */
@@ -82,12 +83,14 @@ function stripAnsi(text) {
 }
 
 /**
- * `biome ci .`: formatting and lint over the whole tree, echoed as it runs; resolves to its exit code.
+ * A tool from node_modules/.bin over the whole tree (`biome ci .`, `typedoc`), echoed as it runs; resolves
+ * to its exit code.
+ * @param {string} bin @param {string[]} args
  * @returns {Promise<number>}
  */
-function runBiome() {
+function runTool(bin, args) {
   return new Promise((resolve) => {
-    const child = spawn(join(ROOT, 'node_modules/.bin/biome'), ['ci', '.', '--colors=off'], {
+    const child = spawn(join(ROOT, 'node_modules/.bin', bin), args, {
       cwd: ROOT,
       stdio: ['ignore', 'inherit', 'inherit'],
     });
@@ -102,7 +105,9 @@ const failedTask = (t) => t.execution?.exitCode !== undefined && t.execution.exi
 rmSync(SUMMARY_FILE, { force: true });
 const tests = await turbo(['test', '--concurrency=1']);
 const lint = await turbo(['typecheck', 'lint:pack']);
-const biome = await runBiome();
+const biome = await runTool('biome', ['ci', '.', '--colors=off']);
+// typedoc.json sets treatWarningsAsErrors: a warning fails the check.
+const typedoc = await runTool('typedoc', []);
 
 const report = [];
 let passed = 0;
@@ -121,6 +126,9 @@ for (const t of lint.tasks.filter((t) => t.task === 'lint:pack' || t.task === 't
 }
 report.push(`  biome ci: ${biome === 0 ? 'passed' : `FAILED (exit ${biome})`}`);
 if (biome === 0) passed += 1;
+else failed += 1;
+report.push(`  typedoc (docs/api, warnings as errors): ${typedoc === 0 ? 'passed' : `FAILED (exit ${typedoc})`}`);
+if (typedoc === 0) passed += 1;
 else failed += 1;
 // A build that fails runs (and fails) in both steps: count it once.
 const otherFailures = new Map([...tests.tasks, ...lint.tasks].filter(failedTask).map((t) => [t.taskId, t]));
@@ -144,4 +152,4 @@ const closing = `${passed} passed, ${failed} failed`;
 mkdirSync(dirname(SUMMARY_FILE), { recursive: true });
 writeFileSync(SUMMARY_FILE, `${closing}\n`);
 console.log(closing);
-process.exitCode = failed > 0 || tests.code !== 0 || lint.code !== 0 || biome !== 0 ? 1 : 0;
+process.exitCode = failed > 0 || tests.code !== 0 || lint.code !== 0 || biome !== 0 || typedoc !== 0 ? 1 : 0;

@@ -33,7 +33,7 @@ export class KVCache {
   readonly spec: KVCacheSpec;
   /** Cache positions filled, the same for every row. */
   length = 0;
-  /** [batch · capacity]: 1 where a position holds a real token, 0 for padding (and not yet written). */
+  /** `[batch · capacity]`: 1 where a position holds a real token, 0 for padding (and not yet written). */
   readonly keyMask: Uint8Array;
   private readonly _keys: Parameter[] = [];
   private readonly _values: Parameter[] = [];

@@ -6,7 +6,7 @@
 import { type Backend, ops, type Tensor, tensor } from '@dorajs/core';
 
 export interface RopeTables {
-  /** [rows, 1, seq, headDim]: broadcasts over the heads of [batch, heads, seq, headDim]. */
+  /** `[rows, 1, seq, headDim]`: broadcasts over the heads of `[batch, heads, seq, headDim]`. */
   readonly cos: Tensor;
   /** [rows, 1, seq, headDim] */
   readonly sin: Tensor;
