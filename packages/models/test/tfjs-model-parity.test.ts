@@ -2,7 +2,8 @@
  * Whole models on tfjs: base-model logits of the tiny Llama and GPT-2 fixtures (transformers' `out.base`),
  * through @dorajs/models, on tfjs-cpu and tfjs-wasm — attention, RoPE, RMSNorm/LayerNorm, gelu_new and
  * embeddings exercised together, with nothing left alive afterwards — and every Llama-like family of
- * fixtures/models (forward, teacher-forced decode, DoRA unmerged and merged) within 1e-4.
+ * fixtures/models (forward, teacher-forced decode, DoRA unmerged and merged) within 1e-4, and Phi-3's
+ * free-running batched generate() with its cache rebuild.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +15,15 @@ import { tokenIds } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { createTfjsBackend, type TfjsBackend } from '@dorajs/backend-tfjs';
 import { relativeError } from '@dorajs/backend-conformance';
-import { ARCHITECTURE_CASES, expectDecodeMatches, expectDoraMatches, expectForwardMatches, openFixture } from './architecture-fixtures.js';
+import {
+  ARCHITECTURE_CASES,
+  expectDecodeMatches,
+  expectDoraMatches,
+  expectForwardMatches,
+  expectGenerateMatches,
+  GENERATE_CASES,
+  openFixture,
+} from './architecture-fixtures.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../fixtures/peft/', import.meta.url));
 
@@ -56,4 +65,13 @@ describe.each(['cpu', 'wasm'] as const)('Llama-like architectures on tfjs-%s (fi
     await expectDoraMatches(await openFixture(name, be, 1e-4), false);
     expect(tf.memory().numTensors).toBe(tfBefore);
   });
+
+  it.each([...GENERATE_CASES])(
+    "%s: generate() on a left-padded batch past the LongRoPE switch (cache written by core's composite)",
+    async (name) => {
+      const tfBefore = tf.memory().numTensors;
+      await expectGenerateMatches(await openFixture(name, be, 1e-4));
+      expect(tf.memory().numTensors).toBe(tfBefore);
+    },
+  );
 });
