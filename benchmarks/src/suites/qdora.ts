@@ -7,19 +7,7 @@
  * dropout 0. The three contenders' steps alternate, so a load change on a shared machine hits each alike.
  */
 import { createCpuBackend } from '@dorajs/backend-cpu';
-import {
-  AdamW,
-  type Backend,
-  backward,
-  Embedding,
-  Linear,
-  noGrad,
-  ops,
-  quantizeLinears,
-  Random,
-  tensor,
-  tidy,
-} from '@dorajs/core';
+import { AdamW, type Backend, backward, Embedding, Linear, noGrad, ops, quantizeLinears, Random, tensor, tidy } from '@dorajs/core';
 import { createModel } from '@dorajs/models';
 import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import { type BenchResult, type BenchSuite, median, timeIt } from '../harness.js';
