@@ -134,12 +134,15 @@ const CONTENT_TYPES: Record<string, string> = {
  * A built site (Vite's dist/) on loopback with the cross-origin isolation headers `vite preview` sets,
  * plus extra folders under URL prefixes (`{ '/models/llama': dir }`) and files made by the test
  * (`{ '/models/llama/tokenizer.json': text }`). Only files under the roots are served; the rest is a 404.
+ * `isolation: false` leaves the headers out (a static host that cannot set them).
  */
 export async function serveStatic(
   root: string,
   extra: Readonly<Record<string, string>> = {},
   made: Readonly<Record<string, string | Uint8Array>> = {},
+  options: { readonly isolation?: boolean } = {},
 ) {
+  const ISOLATION = options.isolation === false ? {} : ISOLATION_HEADERS;
   const { readFile } = await import('node:fs/promises');
   const { extname, join, resolve, sep } = await import('node:path');
   return serve(async (req, res) => {
@@ -149,7 +152,7 @@ export async function serveStatic(
       const body = typeof text === 'string' ? Buffer.from(text) : text;
       return void res
         .writeHead(200, {
-          ...ISOLATION_HEADERS,
+          ...ISOLATION,
           'content-type': CONTENT_TYPES[extname(path)] ?? 'application/octet-stream',
           'content-length': body.byteLength,
         })
@@ -164,16 +167,16 @@ export async function serveStatic(
     }
     if (path.endsWith('/')) path += 'index.html';
     const file = join(resolve(dir), path);
-    if (!file.startsWith(resolve(dir) + sep)) return void res.writeHead(404, ISOLATION_HEADERS).end();
+    if (!file.startsWith(resolve(dir) + sep)) return void res.writeHead(404, ISOLATION).end();
     let body: Buffer;
     try {
       body = await readFile(file);
     } catch {
-      return void res.writeHead(404, ISOLATION_HEADERS).end();
+      return void res.writeHead(404, ISOLATION).end();
     }
     res
       .writeHead(200, {
-        ...ISOLATION_HEADERS,
+        ...ISOLATION,
         'content-type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
         'content-length': body.byteLength,
       })

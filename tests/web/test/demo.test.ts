@@ -220,6 +220,22 @@ describe.skipIf(!!skip)('the demo page in Chromium', () => {
     clean(o);
   });
 
+  it('without COOP/COEP headers: the CPU backend runs one thread and the page says so', async () => {
+    const plain = await serveStatic(DIST, {}, {}, { isolation: false });
+    try {
+      const o = await openPage(browser, `${plain.origin}/?backend=cpu`);
+      opened.push(o);
+      await o.page.waitForFunction(() => !document.querySelector('#backend')?.textContent?.includes('starting'), null, { timeout: 30_000 });
+      expect(await o.page.evaluate(() => crossOriginIsolated)).toBe(false);
+      expect(await o.page.locator('#backend').textContent()).toBe(
+        'backend: CPU (wasm) — one thread: this page is not cross-origin isolated (serve it with COOP/COEP headers for wasm threads)',
+      );
+      clean(o);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('applies a DoRA adapter to a Llama by URL: on = merged = Node, off differs', async () => {
     const ids = [1, 5, 9, 3];
     const { model } = await loadModel(join(LLAMA, 'base'), { backend });
