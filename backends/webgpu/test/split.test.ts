@@ -3,7 +3,7 @@
  * and each kernel that touches weights must give what it gives on one buffer (float64 references).
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { bf16ToF32, f32ToBf16, type DType, type TensorInfo } from '@dorajs/core';
+import { bf16ToF32, dequantizeHost, f32ToBf16, type DType, type QuantizedInfo, quantizeHost, type TensorInfo } from '@dorajs/core';
 import { SplitTensorError, type GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
 import { matmulRef, randn } from './helpers/reference.js';
@@ -163,6 +163,55 @@ describe.skipIf(!backend)(`webgpu split tensors${skipReason ? ` (${skipReason})`
     const got = await down(t, [N, 6, 4]);
     expect(got[(7 * 6 + 5) * 4 + 3]).toBe(w[(7 * 4 + 3) * 6 + 5]);
     expect(got[(99 * 6 + 2) * 4 + 1]).toBe(w[(99 * 4 + 1) * 6 + 2]);
+  });
+
+  /** A packed W uploaded as core uploads it (4-bit data [rows, cols/2], int8 [rows, cols]), and its float values. */
+  function packed(format: 'nf4' | 'int8', rows: number, cols: number, seed: number): { q: QuantizedInfo<GpuTensor>; values: Float32Array } {
+    const host = quantizeHost(randn(rows * cols, seed), [rows, cols], { format, name: 'w' });
+    const values = dequantizeHost(host);
+    if (host.format === 'int8') {
+      const data = up(host.data, [rows, cols], 'int8');
+      return { q: { format: 'int8', shape: [rows, cols], data, scales: up(host.scb, [rows]), blocksize: cols }, values };
+    }
+    const data = up(host.data as unknown as Int8Array, [rows, cols / 2], 'uint8');
+    const scales = up(host.absmax as Float32Array, [host.absmax.length]);
+    return { q: { format, shape: [rows, cols], data, scales, blocksize: host.blocksize }, values };
+  }
+
+  // Parts are whole rows (planned at 4 bytes per element): nf4 [256, 64] 8 parts of 32 rows; [128, 1024] 64 parts
+  // of 2 rows, its absmax split too; int8 [200, 24] 7 parts of 32 rows (the last 8).
+  it.each([
+    ['nf4', 256, 64],
+    ['nf4', 128, 1024],
+    ['int8', 200, 24],
+  ] as const)('packed %s W [%i, %i] split by rows: x·Wᵀ, dY·W, gather, norms, dequantize', async (format, rows, cols) => {
+    const { q, values } = packed(format, rows, cols, 21);
+    expect(be.buffersOf(q.data.data)).toBeGreaterThan(1);
+    if (cols === 1024) expect(be.buffersOf(q.scales.data)).toBeGreaterThan(1);
+    for (const T of 12 * cols <= 4096 ? [1, 3] : [1]) {
+      const x = randn(T * cols, 22);
+      const y = be.matmulNarrow(up(x, [T, cols]), q, true, [T, rows]);
+      expect(relativeError(await down(y, [T, rows]), matmulRef(x, [T, cols], values, [rows, cols], false, true).out)).toBeLessThan(1e-5);
+    }
+    const dy = randn(2 * rows, 23);
+    const g = be.matmulNarrow(up(dy, [2, rows]), q, false, [2, cols]);
+    expect(relativeError(await down(g, [2, cols]), matmulRef(dy, [2, rows], values, [rows, cols], false, false).out)).toBeLessThan(1e-5);
+    const ids = [0, rows - 1, 31, 32, -1, rows, 5];
+    const got = await down(be.gatherNarrow(q, up(Int32Array.from(ids), [ids.length], 'int32')), [ids.length, cols]);
+    const want = ids.flatMap((r) => (r >= 0 && r < rows ? Array.from(values.subarray(r * cols, (r + 1) * cols)) : new Array(cols).fill(0)));
+    expect(Array.from(got)).toEqual(want);
+    expect(Array.from(await down(be.dequantize(q), [rows, cols]))).toEqual(Array.from(values));
+    for (const transposeW of [false, true]) {
+      const r = cols > 512 ? 1 : 4; // A [r, in] must fit one buffer
+      const [out, inn] = transposeW ? [cols, rows] : [rows, cols];
+      const a = randn(r * inn, 24, 0.3);
+      const b = randn(out * r, 25, 0.3);
+      const n = be.weightNormNarrow(q, up(a, [r, inn]), up(b, [out, r]), 1.5, { transposeW });
+      const norms = await down(n, [out]);
+      expect(relativeError(norms, weightNormHost(values, a, b, out, inn, r, 1.5, transposeW)), `transposeW ${transposeW}`).toBeLessThan(
+        1e-5,
+      );
+    }
   });
 
   it('refuses split tensors in kernels that do not take them, naming the op, shape and buffers', () => {

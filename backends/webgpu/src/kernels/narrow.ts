@@ -15,16 +15,17 @@ import {
   type WeightInfo,
   type WeightNormOptions,
 } from '@dorajs/core';
+import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext } from '../context.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
-import { describeSplit, isSplit } from '../split.js';
+import { describeSplit, isSplit, rowParts, type SplitTensor } from '../split.js';
 import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, storageType } from '../wgsl/common.js';
 import { bindWeight, codecKey, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
 import type { TensorArg } from './elementwise.js';
-import { gather, gatherRow } from './layout.js';
+import { gather, gatherRow, slice } from './layout.js';
 import { matmul, matmulQuantized, type QuantizedB } from './matmul.js';
-import { gatherSplit, matmulSplit, weightNormSplit } from './split.js';
+import { gatherSplit, joinRows, matmulSplit, releaseAny, sliceSplit, weightNormSplit } from './split.js';
 import { weightNorm } from './weight-norm.js';
 
 /** A weight operand: its storage (logical shape [rows, cols]) and, when packed, its format and scales. */
@@ -33,6 +34,15 @@ export interface NarrowArg {
   readonly q: QuantizedB | null;
   /** Names the weight in errors. */
   readonly name: string;
+  /**
+   * A packed W whose data is split over buffers by rows (`split.ts`): `w.t` is then the SplitTensor, `data` its
+   * shape as stored ([rows, bytes per row]) and `part` the single-buffer argument of one part (its scales
+   * sliced to its rows or blocks; copies go to `temps`).
+   */
+  readonly split?: {
+    readonly data: TensorArg;
+    part(ctx: KernelContext, p: GpuTensor, start: number, rows: number, temps: GpuTensor[]): NarrowArg;
+  };
 }
 
 const DENSE_DTYPES = new Set(['float32', 'bfloat16', 'float16']);
@@ -79,14 +89,38 @@ export function narrowArg(w: WeightInfo<GpuTensor>, op: string): NarrowArg {
     expect('absmax', scales.size, Math.ceil(n / q.blocksize));
   }
   if (scales.dtype !== 'float32') fail(`scales must be float32, got ${scales.dtype}`);
-  for (const [what, t] of [
-    ['data', data],
-    ['scales', scales],
-  ] as const) {
-    if (isSplit(t)) fail(`packed ${what} ${describeSplit(t, [t.size])} is larger than one buffer; packed weights are not split yet`);
-  }
   const codec: WeightCodec = { format: q.format, blocksize: q.format === 'int8' ? 0 : q.blocksize };
-  return { w: { t: data, shape: q.shape }, q: { codec, scales: scales.buf }, name };
+  if (!isSplit(data)) {
+    if (isSplit(scales)) fail(`scales ${describeSplit(scales, [scales.size])} are split but the data is not`);
+    return { w: { t: data, shape: q.shape }, q: { codec, scales: scales.buf }, name };
+  }
+  // Split data: by rows of [rows, bytes per row] (core uploads 4-bit data of even rows that way).
+  const rowBytes = q.format === 'int8' ? cols : cols / 2;
+  if (!Number.isInteger(rowBytes) || data.size !== rows * rowBytes)
+    fail(`packed data ${describeSplit(data, [data.size])} is split but its rows are not whole bytes`);
+  const bs = codec.blocksize;
+  const part = (ctx: KernelContext, p: GpuTensor, start: number, n: number, temps: GpuTensor[]): NarrowArg => {
+    // The part's scales: SCB rows, or the blocks of its elements (which must begin and end on a block).
+    const [s0, s1] = q.format === 'int8' ? [start, start + n] : [(start * cols) / bs, Math.ceil(((start + n) * cols) / bs)];
+    if (bs > 0 && (!Number.isInteger(s0) || (start + n < rows && ((start + n) * cols) % bs !== 0))) {
+      fail(`a buffer of the split data begins or ends inside a block of ${bs} (rows ${start}..${start + n} of ${cols})`);
+    }
+    let sc: GpuTensor = scales;
+    if (isSplit(scales) || s0 > 0 || s1 < scales.size) {
+      const whole = { t: scales, shape: [scales.size] };
+      sc = isSplit(scales) ? sliceSplit(ctx, whole, [s0], [s1 - s0]) : slice(ctx, whole, [s0], [s1 - s0]);
+      if (isSplit(sc)) fail(`the scales of rows ${start}..${start + n} do not fit one buffer`);
+      temps.push(sc);
+    }
+    return { w: { t: p, shape: [n, cols] }, q: { codec, scales: sc.buf }, name };
+  };
+  // q.scales is never bound for split data: every kernel goes through `split.part`.
+  return {
+    w: { t: data, shape: q.shape },
+    q: { codec, scales: null as unknown as GpuBuffer },
+    name,
+    split: { data: { t: data, shape: [rows, rowBytes] }, part },
+  };
 }
 
 // ---- matmul
@@ -139,6 +173,20 @@ export function matmulNarrow(ctx: KernelContext, x: TensorArg, w: NarrowArg, tra
   if (x.shape.length !== 2 || x.shape[1] !== inner || x.t.dtype !== 'float32' || isSplit(x.t)) {
     throw new DTypeError(`${w.name}: x must be float32 [M, ${inner}], got ${x.t.dtype} [${x.shape.join(', ')}]`);
   }
+  if (w.split) {
+    // Per part of rows, as for dense split W: column blocks of x·Wᵀ, or partial sums of dY·W.
+    const split = w.split;
+    const temps: GpuTensor[] = [];
+    const partOf = new Map<GpuTensor, NarrowArg>();
+    for (const p of rowParts(split.data.t as SplitTensor, split.data.shape, 'matmulNarrow')) {
+      partOf.set(p.t, split.part(ctx, p.t, p.start, p.rows, temps));
+    }
+    const y = matmulSplit(ctx, x, split.data, options, outShape, (xa, wp, _o, shape) =>
+      matmulNarrow(ctx, xa, partOf.get(wp.t)!, transposeW, shape),
+    );
+    for (const t of temps) releaseAny(ctx, t);
+    return y;
+  }
   const fast = matmulQuantized(ctx, x, w.w, w.q, options, outShape);
   if (fast) return fast;
   const M = x.shape[0]!;
@@ -165,8 +213,11 @@ function gatherProgram(codec: WeightCodec, idxType: string): Program {
     uniforms: {
       scalars: [
         ['n', 'u32'],
+        ['start', 'u32'],
         ['rows', 'u32'],
         ['cols', 'u32'],
+        ['first', 'u32'],
+        ['total', 'u32'],
       ],
       dims: 0,
     },
@@ -180,8 +231,12 @@ ${linearMain(
   WG,
   `  if (index >= P.n) { return; }
 ${gatherRow(idxType as 'int32')}
-  if (r < 0 || u32(r) >= P.rows) { out[index] = 0.0; return; }
-  out[index] = W_at(u32(r) * P.cols + col);`,
+  // Rows of W's other buffers are left to their dispatch; the first zeroes rows out of range.
+  if (r < i32(P.start) || r >= i32(P.start + P.rows)) {
+    if (P.first == 1u && (r < 0 || u32(r) >= P.total)) { out[index] = 0.0; }
+    return;
+  }
+  out[index] = W_at((u32(r) - P.start) * P.cols + col);`,
 )}`,
   }));
 }
@@ -196,13 +251,24 @@ export function gatherNarrow(ctx: KernelContext, table: NarrowArg, indices: Tens
   const [rows, cols] = table.w.shape as [number, number];
   const n = indices.t.size * cols;
   const out = ctx.alloc('float32', n);
-  ctx.rt.dispatch({
-    program: gatherProgram(table.q.codec, indices.t.dtype),
-    outputs: [out.buf],
-    inputs: [indices.t.buf, table.w.t.buf, table.q.scales],
-    scalars: { n, rows, cols },
-    workgroups: grid(Math.ceil(n / WG), ctx.rt.limits.maxComputeWorkgroupsPerDimension),
+  // One dispatch per part of a split table, each writing the rows it holds (the first zeroes rows out of range).
+  const temps: GpuTensor[] = [];
+  const parts = table.split
+    ? rowParts(table.split.data.t as SplitTensor, table.split.data.shape, 'gatherNarrow').map((p) => ({
+        arg: table.split!.part(ctx, p.t, p.start, p.rows, temps),
+        start: p.start,
+      }))
+    : [{ arg: table, start: 0 }];
+  parts.forEach(({ arg, start }, i) => {
+    ctx.rt.dispatch({
+      program: gatherProgram(table.q!.codec, indices.t.dtype),
+      outputs: [out.buf],
+      inputs: [indices.t.buf, arg.w.t.buf, arg.q!.scales],
+      scalars: { n, start, rows: arg.w.shape[0]!, cols, first: i === 0 ? 1 : 0, total: rows },
+      workgroups: grid(Math.ceil(n / WG), ctx.rt.limits.maxComputeWorkgroupsPerDimension),
+    });
   });
+  for (const t of temps) releaseAny(ctx, t);
   return out;
 }
 
@@ -230,6 +296,18 @@ ${linearMain(WG, '  if (index >= P.n) { return; }\n  out[index] = W_at(index);')
 /** W widened to float32 [rows, cols] (bitsandbytes' dequantize_4bit / int8_vectorwise_dequant). */
 export function dequantize(ctx: KernelContext, w: NarrowArg): GpuTensor {
   if (!w.q) throw new DTypeError(`${w.name}: dequantize takes a packed weight`);
+  if (w.split) {
+    const split = w.split;
+    const temps: GpuTensor[] = [];
+    const cols = w.w.shape[1]!;
+    const pieces = rowParts(split.data.t as SplitTensor, split.data.shape, 'dequantize').map((p) => ({
+      t: dequantize(ctx, split.part(ctx, p.t, p.start, p.rows, temps)),
+      shape: [p.rows, cols],
+    }));
+    const y = joinRows(ctx, pieces, 'float32', w.w.shape);
+    for (const t of temps) releaseAny(ctx, t);
+    return y;
+  }
   const [rows, cols] = w.w.shape as [number, number];
   const n = rows * cols;
   const out = ctx.alloc('float32', n);
@@ -256,5 +334,28 @@ export function weightNormNarrow(
 ): GpuTensor {
   if (!w.q) return weightNormSplit(ctx, w.w, a, b, scale, options, (p, q, r, s, o) => weightNorm(ctx, p, q, r, s, o));
   for (const t of [a, b]) if (isSplit(t.t)) throw new DTypeError(`${w.name}: adapter ${describeSplit(t.t, t.shape)} in weightNorm`);
+  if (w.split) {
+    const split = w.split;
+    const temps: GpuTensor[] = [];
+    const partOf = new Map<GpuTensor, NarrowArg>();
+    for (const p of rowParts(split.data.t as SplitTensor, split.data.shape, 'weightNormNarrow')) {
+      partOf.set(p.t, split.part(ctx, p.t, p.start, p.rows, temps));
+    }
+    const n = weightNormSplit(
+      ctx,
+      { t: split.data.t, shape: w.w.shape },
+      a,
+      b,
+      scale,
+      options,
+      (wp, ap, bp, s, o) => {
+        const part = partOf.get(wp.t)!;
+        return weightNorm(ctx, part.w, ap, bp, s, o, part.q);
+      },
+      split.data.shape,
+    );
+    for (const t of temps) releaseAny(ctx, t);
+    return n;
+  }
   return weightNorm(ctx, w.w, a, b, scale, options, w.q);
 }

@@ -122,7 +122,7 @@ function sliceAxis(
 }
 
 /** Joins consecutive row blocks of `outShape`: one buffer when it fits, else a split tensor of the blocks. */
-function joinRows(ctx: KernelContext, pieces: readonly TensorArg[], dtype: DType, outShape: readonly number[]): GpuTensor {
+export function joinRows(ctx: KernelContext, pieces: readonly TensorArg[], dtype: DType, outShape: readonly number[]): GpuTensor {
   if (pieces.length === 1) return pieces[0]!.t;
   const size = sizeOf(outShape);
   if (!needsSplit(dtype, size, ctx.partBytes)) {
@@ -272,6 +272,8 @@ export function weightNormSplit(
   scale: number,
   options: WeightNormOptions,
   kernel: NormKernel,
+  /** W's shape as stored when it differs from its logical shape (packed 4-bit data: [rows, cols / 2]). */
+  stored: readonly number[] = w.shape,
 ): GpuTensor {
   for (const [name, x] of [
     ['A', a],
@@ -280,7 +282,7 @@ export function weightNormSplit(
     if (isSplit(x.t)) refuse('weightNorm', `adapter ${name}: ${describeSplit(x.t, x.shape)}`);
   }
   if (!isSplit(w.t)) return kernel(w, a, b, scale, options);
-  const parts = rowParts(w.t, w.shape, 'weightNorm');
+  const parts = rowParts(w.t, stored, 'weightNorm');
   const rest = w.shape.slice(1);
   const temps: GpuTensor[] = [];
   if (!options.transposeW) {

@@ -57,7 +57,8 @@ export class QuantizedWeight {
     // A backend without 8-bit storage (tfjs) holds one byte per int32: 4× the bytes, same values.
     const byteType = backend.capabilities.dtypes.includes('uint8') ? 'uint8' : 'int32';
     const int8Type = backend.capabilities.dtypes.includes('int8') ? 'int8' : 'int32';
-    const bytes = (a: Uint8Array) => tensor(byteType === 'uint8' ? a : Int32Array.from(a), [a.length], { backend, dtype: byteType });
+    const bytes = (a: Uint8Array, shape: readonly number[] = [a.length]) =>
+      tensor(byteType === 'uint8' ? a : Int32Array.from(a), shape, { backend, dtype: byteType });
     const made: Tensor[] = [];
     // The parts belong to the weight, not to an enclosing tidy.
     const keep = <T extends Tensor>(t: T) => (made.push(t), keepAlive(t));
@@ -68,7 +69,10 @@ export class QuantizedWeight {
         const scb = keep(tensor(host.scb, [shape[0]], { backend }));
         return new QuantizedWeight(name, 'int8', shape, shape[1], data, scb, null, quantizedBytes(host));
       }
-      const data = keep(bytes(host.data));
+      // Packed data of whole-byte rows is [rows, cols/2], so a backend that splits large tensors by rows keeps each
+      // row (and, rows permitting, each block) in one buffer; an odd row length packs across rows: [bytes].
+      const [rows, cols] = shape;
+      const data = keep(bytes(host.data, cols % 2 === 0 ? [rows, cols / 2] : [host.data.length]));
       const scales = keep(
         host.nested ? bytes(host.absmax as Uint8Array) : tensor(host.absmax as Float32Array, [host.absmax.length], { backend }),
       );
