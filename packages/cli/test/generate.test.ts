@@ -82,5 +82,6 @@ describe('dora generate', () => {
       /^dora: AdapterMismatchError: .*adapter_model\.safetensors: tensor '.*qkv_proj\.lora_A\.weight' adapts module 'model\.layers\.0\.self_attn\.qkv_proj', which this LlamaForCausalLM does not have; the adapter was made for a Phi3ForCausalLM$/m,
     );
     expect(r.stdout).toBe('');
+    expect(r.stderr).not.toContain('backend'); // refused from config.json and the adapter's header, before any weight was read
   });
 });

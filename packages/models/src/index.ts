@@ -75,4 +75,4 @@ export {
 } from './io/load-model.js';
 export { QuantStateError } from './io/bnb.js';
 export { CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, type ModelConfigFile, type WeightsLayout } from './io/model-folder.js';
-export { type AdapterDescription, checkAdapterFits } from './adapter/check-adapter.js';
+export { type AdapterDescription, checkAdapterFits, modelSkeleton } from './adapter/check-adapter.js';

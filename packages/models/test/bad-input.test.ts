@@ -19,6 +19,7 @@ import {
   GenerationError,
   generate,
   maxPositionsOf,
+  modelSkeleton,
   UnsupportedModelError,
 } from '../src/index.js';
 import { checkAdapter, describeAdapter, loadModel } from '../src/node.js';
@@ -88,6 +89,21 @@ describe('an adapter for another architecture', () => {
     );
     model.dispose();
     expect(backend.liveBuffers()).toBe(0);
+  });
+});
+
+describe('an adapter checked before any weight is read', () => {
+  it('modelSkeleton(config.json) has the module tree and shapes, and no storage: the check runs on it', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const json = JSON.parse(await readFile(join(modelDir('phi3'), 'config.json'), 'utf8'));
+    const skeleton = modelSkeleton(json);
+    expect(skeleton.typeName).toBe('Phi3ForCausalLM');
+    await checkAdapter(skeleton, adapterDir('phi3'));
+    expect(await mismatch(checkAdapter(skeleton, adapterDir('llama3_tied')))).toMatch(
+      /adapts module 'model\.layers\.0\.self_attn\.q_proj', which this Phi3ForCausalLM does not have; the adapter was made for a LlamaForCausalLM$/,
+    );
+    await expect(skeleton.parameters()[0]!.float32()).rejects.toThrow(/used before its weight was loaded/);
+    skeleton.dispose();
   });
 });
 

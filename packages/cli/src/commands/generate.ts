@@ -6,7 +6,17 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { checkPromptFits, generate, type GenerateOptions, type GenerationConfig, maxPositionsOf, TextStreamer } from '@dorajs/models';
+import { DoraError } from '@dorajs/core';
+import {
+  type CausalLM,
+  checkPromptFits,
+  generate,
+  type GenerateOptions,
+  type GenerationConfig,
+  maxPositionsOf,
+  modelSkeleton,
+  TextStreamer,
+} from '@dorajs/models';
 import { CONFIG_FILE, checkAdapter, loadGenerationConfig, loadModel, loadTokenizer } from '@dorajs/models/node';
 import { DoraCaching, PeftModel } from '@dorajs/peft';
 import type { CommandSpec } from '../args.js';
@@ -75,19 +85,40 @@ export const generateCommand: Command = {
     if (promptIds && typeof configJson['model_type'] === 'string') {
       checkPromptFits(promptIds.length, maxPositionsOf(configJson as Parameters<typeof maxPositionsOf>[0], configPath));
     }
+    // An adapter folder made for another architecture or size is refused before anything is loaded, against
+    // the module tree config.json describes (PEFT would attach the modules whose names match and only warn).
+    const adapterDir = typeof flags.adapter === 'string' ? flags.adapter : null;
+    const localAdapter =
+      adapterDir !== null &&
+      (await stat(adapterDir).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ));
+    let adapterChecked = false;
+    if (localAdapter && typeof configJson['model_type'] === 'string') {
+      let skeleton: CausalLM | null = null;
+      try {
+        skeleton = modelSkeleton(configJson as Parameters<typeof modelSkeleton>[0], configPath);
+      } catch (error) {
+        // Sizes no array can hold: loadModel refuses them against the checkpoint, with the right error.
+        if (error instanceof DoraError) throw error;
+      }
+      if (skeleton) {
+        try {
+          await checkAdapter(skeleton, adapterDir!);
+          adapterChecked = true;
+        } finally {
+          skeleton.dispose();
+        }
+      }
+    }
     const backend = await selectBackend(flags.backend, log);
     const { model: base } = await loadModel(dir, { backend });
     try {
       tokenizer.checkVocabulary(base.vocabSize, join(dir, CONFIG_FILE));
       let model: Parameters<typeof generate>[0] = base;
       if (typeof flags.adapter === 'string') {
-        // An adapter folder made for another architecture or size is refused before anything is attached
-        // (PEFT would attach the modules whose names match and only warn about the rest).
-        const local = await stat(flags.adapter).then(
-          (s) => s.isDirectory(),
-          () => false,
-        );
-        if (local) await checkAdapter(base, flags.adapter);
+        if (localAdapter && !adapterChecked) await checkAdapter(base, flags.adapter);
         const peft = await PeftModel.fromPretrained(base, flags.adapter);
         model = flags.merge ? await peft.mergeAndUnload() : peft;
       }

@@ -6,7 +6,11 @@
  * a typed one-line error naming the adapter file, the tensor and the module. Browser-safe.
  */
 import { Conv1D, Embedding, Linear, type Module } from '@dorajs/core';
+import { createModel } from '../architectures.js';
+import type { JsonObject } from '../config/config-fields.js';
 import { AdapterMismatchError } from '../errors.js';
+import { unloadedWeights } from '../io/unloaded-weights.js';
+import type { CausalLM } from '../shared/causal-lm.js';
 
 /** The parts of an adapter the check reads. */
 export interface AdapterDescription {
@@ -89,4 +93,13 @@ export function checkAdapterFits(model: Module, adapter: AdapterDescription, mod
       }
     }
   }
+}
+
+/**
+ * The module tree of the model config.json describes, with shapes but no weights (what the loader builds
+ * before it reads the checkpoint): for checking an adapter before any weight is read. Nothing is allocated
+ * on a backend; dispose it when done.
+ */
+export function modelSkeleton(json: JsonObject, file = 'config.json'): CausalLM {
+  return createModel(json, unloadedWeights(), file);
 }
