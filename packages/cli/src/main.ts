@@ -1,12 +1,20 @@
 /**
  * `dora <command> [options]`: dispatch, help, and the error contract (one stderr line, exit code 1).
  */
+import type { FileSystem } from '@dorajs/core/node';
 import { helpText, parseFlags, type CommandSpec, type ParsedFlags } from './args.js';
 import { reportError, UsageError } from './errors.js';
 import { version } from './version.js';
 
 export interface CommandContext {
   readonly flags: ParsedFlags;
+  /** The file system outputs are written with (tests inject faults and kills here); default Node's. */
+  readonly fs?: FileSystem;
+  /**
+   * Told, one line each, what the writers cleaned up or restored from killed runs' leftovers; the CLI prints
+   * each as one `dora: recovered: …` line on stderr.
+   */
+  readonly report: (message: string) => void;
   /** Progress and status lines (stderr). */
   readonly log: (text: string) => void;
   /** Results (stdout). */
@@ -21,6 +29,8 @@ export interface Command {
 export interface Io {
   readonly out: (text: string) => void;
   readonly err: (text: string) => void;
+  /** The file system outputs are written with (tests inject faults and kills here); default Node's. */
+  readonly fs?: FileSystem;
 }
 
 const defaultIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
@@ -72,7 +82,8 @@ export async function main(argv: readonly string[], io: Io = defaultIo): Promise
       io.out(helpText(command.spec));
       return 0;
     }
-    await command.run({ flags, log: io.err, out: io.out });
+    const report = (message: string) => io.err(`dora: recovered: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
+    await command.run({ flags, log: io.err, out: io.out, report, ...(io.fs ? { fs: io.fs } : {}) });
     return 0;
   } catch (e) {
     return reportError(e, debug, io.err);

@@ -3,6 +3,7 @@
  * PEFT's examples/dora_finetuning/dora_finetuning.py), plus the hooks a front end renders.
  */
 import { type Backend, type BackendSpec, ConfigError, resolveBackend } from '@dorajs/core';
+import type { FileSystem } from '#node-fs';
 import type { StepProgress } from './trainer.js';
 
 export type FinetuneMethod = 'dora' | 'lora';
@@ -31,6 +32,10 @@ export interface FinetuneOptions {
   readonly backend?: BackendSpec;
   /** Where the trained adapter (PEFT format) is written. */
   readonly output?: string;
+  /** Node: the file system the output is written with (tests inject faults and kills here). */
+  readonly fs?: FileSystem;
+  /** Node: told, one line each, what was cleaned up or restored from killed runs' leftovers beside the output. */
+  readonly report?: (message: string) => void;
   /** After every optimizer step: loss and throughput for a progress bar. */
   readonly onProgress?: (progress: FinetuneProgress) => void;
   /** Report lines (default console.log); pass () => {} for silence. */

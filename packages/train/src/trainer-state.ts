@@ -41,6 +41,12 @@ export interface TrainerState {
     readonly rngStates: readonly (readonly number[])[];
     /** Sum of the per-step training losses so far (train_loss = sum / global_step). */
     readonly trainLossSum: number;
+    /**
+     * The logging window open at the save: summed step losses and steps since the last log entry, so a
+     * resumed run logs the same averages as an uninterrupted one (absent in older checkpoints: 0).
+     */
+    readonly windowLoss?: number;
+    readonly windowSteps?: number;
     readonly optimizerStep: number;
     readonly parameterNames: readonly string[];
   };

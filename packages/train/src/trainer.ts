@@ -183,6 +183,9 @@ export class Trainer<E> {
   private readonly schedule: LrSchedule;
   private readonly dataOrder: DataOrder;
   private trainLossSum = 0;
+  /** Step losses and steps since the last log entry (saved in checkpoints, so resumed logs match). */
+  private windowLoss = 0;
+  private windowSteps = 0;
 
   constructor(options: TrainerOptions<E>) {
     const a = options.args;
@@ -244,8 +247,6 @@ export class Trainer<E> {
     const start = performance.now();
     const firstStep = this.globalStep;
     let samples = 0;
-    let windowLoss = 0;
-    let windowSteps = 0;
     this.model.train();
     while (this.globalStep < maxSteps) {
       const lr = this.args.lr * this.schedule(this.globalStep);
@@ -257,8 +258,8 @@ export class Trainer<E> {
       this.zeroGrad();
       this.globalStep++;
       this.trainLossSum += stepLoss;
-      windowLoss += stepLoss;
-      windowSteps++;
+      this.windowLoss += stepLoss;
+      this.windowSteps++;
 
       const elapsed = (performance.now() - start) / 1000;
       await this.callbacks.onStepEnd?.({
@@ -274,7 +275,7 @@ export class Trainer<E> {
       });
       if (this.globalStep % loggingSteps === 0 || this.globalStep === maxSteps) {
         const entry: LogEntry = {
-          loss: windowLoss / windowSteps,
+          loss: this.windowLoss / this.windowSteps,
           grad_norm: gradNorm,
           learning_rate: lr,
           epoch: this.dataOrder.progress,
@@ -282,8 +283,8 @@ export class Trainer<E> {
         };
         this.logHistory.push(entry);
         this.callbacks.onLog?.(entry);
-        windowLoss = 0;
-        windowSteps = 0;
+        this.windowLoss = 0;
+        this.windowSteps = 0;
       }
       if (evalStep > 0 && this.eval_ && this.globalStep % evalStep === 0) {
         await this.evaluate();
@@ -456,6 +457,8 @@ export class Trainer<E> {
         dataOrder: this.dataOrder.getState(),
         rngStates: collectGenerators(this.model).map((r) => r.getState()),
         trainLossSum: this.trainLossSum,
+        windowLoss: this.windowLoss,
+        windowSteps: this.windowSteps,
         optimizerStep: this.optimizers[0]!.state.step,
         parameterNames: this.parameters.map(([n]) => n),
       },
@@ -485,6 +488,10 @@ export class Trainer<E> {
     generators.forEach((g, i) => g.setState(state.dorajs.rngStates[i]!));
     this.globalStep = state.global_step;
     this.trainLossSum = state.dorajs.trainLossSum;
+    const { windowLoss, windowSteps } = state.dorajs;
+    const valid = Number.isFinite(windowLoss) && Number.isSafeInteger(windowSteps) && (windowSteps as number) >= 0;
+    this.windowLoss = valid ? (windowLoss as number) : 0;
+    this.windowSteps = valid ? (windowSteps as number) : 0;
     this.logHistory.length = 0;
     this.logHistory.push(...state.log_history);
   }

@@ -45,7 +45,7 @@ const spec: CommandSpec = {
 
 export const finetuneCommand: Command = {
   spec,
-  async run({ flags, log, out }) {
+  async run({ flags, log, out, fs, report }) {
     if (flags['use-dora'] && flags['no-dora']) throw new UsageError('--use-dora and --no-dora contradict each other');
     const model = flags.model as string | undefined;
     const data = flags.data as string | undefined;
@@ -72,6 +72,8 @@ export const finetuneCommand: Command = {
       lr: numberFlag(flags, 'lr', { min: 0 }),
       seed: numberFlag(flags, 'seed', { integer: true, min: 0 }),
       output: flags.output as string | undefined,
+      fs,
+      report,
     };
     const backend = await selectBackend(flags.backend, log);
     const train = await import('@dorajs/train');

@@ -25,15 +25,19 @@ const spec: CommandSpec = {
 
 export const mergeCommand: Command = {
   spec,
-  async run({ flags, log }) {
+  async run({ flags, log, fs, report }) {
     // Before any work: the output may not be a file, be unwritable, or be, hold or lie inside an input.
-    await checkOutputPath(flags.out as string, { kind: 'folder', inputs: [flags.model as string, flags.adapter as string] });
+    await checkOutputPath(flags.out as string, {
+      kind: 'folder',
+      inputs: [flags.model as string, flags.adapter as string],
+      ...(fs ? { fs } : {}),
+    });
     const backend = await selectBackend(flags.backend, log);
     // BF16/F16 bases stay 2 bytes per weight; each merge runs in float32 and is rounded once to the base's dtype.
     const { model, checkpoint } = await loadModel(flags.model as string, { backend, keepWidth: true });
     const peft = await PeftModel.fromPretrained(model, flags.adapter as string);
     const merged = await peft.mergeAndUnload({ safeMerge: !!flags['safe-merge'] });
-    await saveModel(merged, flags.out as string, { like: checkpoint });
+    await saveModel(merged, flags.out as string, { like: checkpoint, report, ...(fs ? { fs } : {}) });
     log(`dora: wrote merged model to ${String(flags.out)}\n`);
     merged.dispose();
     backend.dispose();

@@ -14,6 +14,12 @@ export interface FaultPlan {
   readonly failAt?: number;
   /** errno code to raise, e.g. 'ENOSPC', 'EIO', 'EACCES', 'EROFS'. */
   readonly code?: string;
+  /**
+   * Called at the fault point, before the call is made and before the error is thrown, with the call
+   * (`kind path`). A kill test's driver passes `() => process.kill(process.pid, 'SIGKILL')` here, so the
+   * process dies exactly before the N-th write, fsync, rename, mkdir or open.
+   */
+  readonly onFault?: (call: string) => void;
 }
 
 export interface FaultyFileSystem {
@@ -31,6 +37,7 @@ export function faultyFileSystem(plan: FaultPlan = {}, base: FileSystem = nodeFi
     calls.push(`${kind} ${path}`);
     if (calls.length === (plan.failAt ?? Number.POSITIVE_INFINITY)) {
       fired = true;
+      plan.onFault?.(`${kind} ${path}`);
       const code = plan.code ?? 'EIO';
       const error = new Error(`${code}: injected fault, ${kind} '${path}'`) as NodeJS.ErrnoException;
       error.code = code;

@@ -51,7 +51,12 @@ export interface AdapterFolderEntry {
  * leaves the previous folder whole — never new weights beside an old config. Other entries already in
  * `dir` (other adapters' subfolders, a README) are carried over. The path is checked before any work.
  */
-export async function writeAdapterFolder(dir: string, adapters: readonly AdapterFolderEntry[], fs?: FileSystem): Promise<void> {
+export async function writeAdapterFolder(
+  dir: string,
+  adapters: readonly AdapterFolderEntry[],
+  fs?: FileSystem,
+  report?: (message: string) => void,
+): Promise<void> {
   await checkOutputPath(dir, { kind: 'folder', fs });
   await replaceFolder(
     dir,
@@ -63,6 +68,6 @@ export async function writeAdapterFolder(dir: string, adapters: readonly Adapter
         await writeFileDurable(join(folder, ADAPTER_CONFIG_NAME), a.configText, fs);
       }
     },
-    { fs, keepOthers: true },
+    { fs, keepOthers: true, ...(report ? { report } : {}) },
   );
 }

@@ -13,7 +13,12 @@ export async function openAdapterDirectory(dir: string): Promise<AdapterReader> 
   throw new AdapterFileError(NODE_ONLY, `${dir}/${ADAPTER_CONFIG_NAME}`);
 }
 
-export async function writeAdapterFolder(dir: string, _adapters: readonly AdapterFolderEntry[], _fs?: unknown): Promise<void> {
+export async function writeAdapterFolder(
+  dir: string,
+  _adapters: readonly AdapterFolderEntry[],
+  _fs?: unknown,
+  _report?: unknown,
+): Promise<void> {
   throw new AdapterFileError(NODE_ONLY, dir);
 }
 

@@ -27,6 +27,8 @@ export interface SavePretrainedOptions {
   readonly saveEmbeddingLayers?: boolean | 'auto';
   /** Node: the file system to write with (tests inject faults). The folder is replaced as a whole. */
   readonly fs?: FileSystem;
+  /** Node: told, one line each, what was cleaned up or restored from killed runs' leftovers beside the folder. */
+  readonly report?: (message: string) => void;
 }
 
 /** The tensors PEFT writes for one adapter, by file key. */
@@ -111,7 +113,7 @@ export async function savePretrained(peft: PeftModel, target: SaveTarget, option
     const files = await adapterFiles(peft, name, options);
     adapters.push({ subfolder: name === 'default' ? null : name, configText: files.config, tensors: files.tensors });
   }
-  if (typeof target === 'string') await writeAdapterFolder(target, adapters, options.fs);
+  if (typeof target === 'string') await writeAdapterFolder(target, adapters, options.fs, options.report);
   else if (isDirectoryHandle(target)) {
     for (const a of adapters) {
       const dir = a.subfolder === null ? target : await target.getDirectoryHandle(a.subfolder, { create: true });

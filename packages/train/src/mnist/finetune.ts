@@ -106,7 +106,7 @@ export async function runMnistFinetune(options: MnistFinetuneOptions): Promise<M
   const h = resolveHyperParameters(options, MNIST_FINETUNE_DEFAULTS);
   const targets = parseTargetModules(options.targetModules, MNIST_TARGET_MODULES);
   // The output folder is checked before the run, not after it.
-  if (options.output) await checkOutputPath(options.output, { kind: 'folder' });
+  if (options.output) await checkOutputPath(options.output, { kind: 'folder', ...(options.fs ? { fs: options.fs } : {}) });
   const { backend, reason } = await backendFor(options.backend);
   const baseFile = options.baseWeights ?? MNIST_BASE_FILE;
   const split = mnistSplit(
@@ -229,7 +229,10 @@ async function trainOne(
     const forward = (x: Tensor) => peft.forward(x);
     const unmerged = await predict(forward, ctx.split.test, ctx.collate);
     const knownDigitsAccuracy = accuracyOf(await predict(forward, ctx.known.test, ctx.collate), ctx.known.test);
-    if (ctx.output) await peft.savePretrained(ctx.output);
+    if (ctx.output) {
+      const { fs, report } = ctx.options;
+      await peft.savePretrained(ctx.output, { ...(fs ? { fs } : {}), ...(report ? { report } : {}) });
+    }
     const merged = await peft.mergeAndUnload();
     released = true;
     merged.eval();

@@ -88,7 +88,13 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
   const { backend, reason } = await backendFor(options.backend);
 
   // Cheap checks first: the output path, the data file and the tokenizer fail before any weight is read.
-  if (options.output) await checkOutputPath(options.output, { kind: 'folder', inputs: [options.model, options.data] });
+  if (options.output) {
+    await checkOutputPath(options.output, {
+      kind: 'folder',
+      inputs: [options.model, options.data],
+      ...(options.fs ? { fs: options.fs } : {}),
+    });
+  }
   const records = await readJsonlTexts(options.data);
   const random = new Random(h.seed);
   const { model, checkpoint } = await loadModel(options.model, {
@@ -166,10 +172,15 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
       let adapterDir: string | null = null;
       if (options.output) {
         // Adapter and tokenizer files replace the output folder together: never new weights beside old files.
-        await replaceFolder(options.output, async (temp) => {
-          await pm.savePretrained(temp);
-          for (const f of tokenizer.files) await copyFile(f, join(temp, basename(f)));
-        });
+        const fs = options.fs;
+        await replaceFolder(
+          options.output,
+          async (temp) => {
+            await pm.savePretrained(temp, fs ? { fs } : {});
+            for (const f of tokenizer.files) await (fs ? fs.copyFile(f, join(temp, basename(f))) : copyFile(f, join(temp, basename(f))));
+          },
+          { ...(fs ? { fs } : {}), ...(options.report ? { report: options.report } : {}) },
+        );
         adapterDir = options.output;
         log(`adapter (PEFT format) and tokenizer written to ${adapterDir}`);
       }
