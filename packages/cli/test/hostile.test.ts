@@ -2,8 +2,8 @@
  * The CLI against hostile paths and files: outputs that are inputs, folders, or under files are refused
  * before any work with one typed line; ids files that are named pipes or nested deep are refused at once.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dora, FIXTURES, idsJson, tempDir } from './helpers.js';
@@ -69,5 +69,23 @@ describe('dora run: ids files from strangers', () => {
     expect(lastLine(r.stderr)).toBe(
       `dora: InputFileError: ${ids}: invalid ids JSON at byte 2: nested more than 2 levels deep (expected [[…], …])`,
     );
+  });
+});
+
+describe('leftovers of killed runs', () => {
+  it('dora run removes a dead writer’s temporary beside --out and says so on one stderr line', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'logits.safetensors');
+    // A pid that has exited: its temporaries are stale.
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    const stale = join(dir, `.logits.safetensors.tmp-${dead}-0123456789ab`);
+    writeFileSync(stale, 'half a file');
+    const r = await dora('run', '--model', base, '--ids', idsJson('gpt2', dir), '--out', out, '--backend', 'cpu');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('dora: recovered: '))).toEqual([
+      `dora: recovered: removed ${stale} (incomplete output of a killed run)`,
+    ]);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(out)).toBe(true);
   });
 });

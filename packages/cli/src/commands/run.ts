@@ -33,10 +33,10 @@ const spec: CommandSpec = {
 
 export const runCommand: Command = {
   spec,
-  async run({ flags, log }) {
+  async run({ flags, log, fs, report }) {
     // Before any work: the output may not be a folder, sit under a file, be unwritable, or be an input.
     const inputs = [flags.model as string, flags.ids as string, ...(typeof flags.adapter === 'string' ? [flags.adapter] : [])];
-    await checkOutputPath(flags.out as string, { kind: 'file', inputs });
+    await checkOutputPath(flags.out as string, { kind: 'file', inputs, ...(fs ? { fs } : {}) });
     const idsPath = flags.ids as string;
     const idsInput = await readIdsFile(idsPath);
     const backend = await selectBackend(flags.backend, log);
@@ -55,7 +55,10 @@ export const runCommand: Command = {
     }
     const ids = tokenIds(idsInput, { vocabSize: base.vocabSize, backend, source: idsPath });
     const logits = noGrad(() => tidy(() => forward(ids)));
-    await saveSafetensors(flags.out as string, new Map([['logits', await toHostTensor(logits, 'F32')]]));
+    await saveSafetensors(flags.out as string, new Map([['logits', await toHostTensor(logits, 'F32')]]), undefined, {
+      report,
+      ...(fs ? { fs } : {}),
+    });
     log(`dora: wrote logits [${logits.shape.join(', ')}] to ${String(flags.out)}\n`);
     logits.dispose();
     ids.dispose();
