@@ -21,9 +21,9 @@ import type { Program } from '../runtime.js';
 import { grid, MAX_RANK, padTo } from '../shapes.js';
 import { ELEMENTWISE_WORKGROUP as WG } from '../wgsl/common.js';
 import type { TensorArg } from './elementwise.js';
-import { GEMV_LANES, GEMV_ROWS, gemvProgram } from './matmul/gemv.js';
+import { GEMV_LANES, gemvProgram, gemvRows } from './matmul/gemv.js';
 import { resolveShape } from './matmul/operands.js';
-import { smallKProgram } from './matmul/small-k.js';
+import { smallKProgram, smallKRows } from './matmul/small-k.js';
 import { splitReduceProgram } from './matmul/split-reduce.js';
 import { type Epilogue, tiledProgram } from './matmul/tiled.js';
 import { chooseSplits, chooseTile, forcedRows, gemvRowsPerWorkgroup } from './matmul/tuning.js';
@@ -114,7 +114,8 @@ export function planMatmul(
     s.N % 4 === 0 &&
     (transA ? s.M : s.K) % 4 === 0 &&
     (transB ? s.K : s.N) % 4 === 0;
-  if (bq && !(variant === 'gemv' ? rowsOk : vec)) return null;
+  // The tiled program needs 256 invocations per workgroup; a packed B then takes narrow.ts's program.
+  if (bq && !(variant === 'gemv' ? rowsOk : vec && ctx.maxInvocations >= 256)) return null;
   const out = ctx.alloc('float32', s.batch * s.M * s.N);
   if (s.batch === 0 || s.M === 0 || s.N === 0) return out;
   const scalars = { M: s.M, N: s.N, K: s.K, batchRank: s.batchRank, kChunk: s.K, splits: 1, batch: s.batch, escale: 0 };
@@ -159,12 +160,14 @@ export function planMatmul(
         },
       };
     }
-    const program = gemvProgram(aType, bType, transB, ctx.options.subgroups);
-    const [x, y] = grid(Math.ceil(s.N / (transB ? GEMV_ROWS : GEMV_LANES)), maxPerDim);
+    const rows = gemvRows(ctx.maxInvocations);
+    const program = gemvProgram(aType, bType, transB, ctx.options.subgroups, rows);
+    const [x, y] = grid(Math.ceil(s.N / (transB ? rows : GEMV_LANES)), maxPerDim);
     return simple(program, [x, y, s.batch]);
   }
   if (variant === 'smallK') {
-    return simple(smallKProgram(aType, bType, transA, transB), [Math.ceil(s.N / 64), Math.ceil(s.M / 16), s.batch]);
+    const rows = smallKRows(ctx.maxInvocations);
+    return simple(smallKProgram(aType, bType, transA, transB, rows), [Math.ceil(s.N / 64), Math.ceil(s.M / rows), s.batch]);
   }
 
   const cfg = chooseTile(ctx, s.M, s.N, transA, transB);

@@ -26,6 +26,11 @@ import { matmulVariantFor } from './matmul/variant.js';
 import type { NarrowArg } from './narrow.js';
 import { ROWS_MAX_RANK, rowsProgram } from './rows.js';
 import { isSplit } from '../split.js';
+import { affine, binary, unary } from './elementwise.js';
+import { cast } from './layout.js';
+import { matmul } from './matmul.js';
+import { dequantize } from './narrow.js';
+import { reduce } from './reduce.js';
 
 /** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
 const TILE = 64;
@@ -229,6 +234,7 @@ export function weightNorm(
   const codec = q?.codec ?? DENSE(wType);
   const wInputs = q ? [w.t.buf, q.scales] : [w.t.buf];
   if (useRows(ctx, transposeW, inDim, r, a.t.dtype)) return rowsNorm(ctx, w, q, a, b, scale, outDim, inDim, r);
+  if (ctx.maxInvocations < 256) return composedNorm(ctx, { t: w.t, shape: [w0, w1] }, q, a, b, scale, transposeW, [outDim, inDim, r]);
   const fastDim = transposeW ? outDim : inDim;
   const slowDim = transposeW ? inDim : outDim;
   const vec = fastDim % 4 === 0;
@@ -257,6 +263,44 @@ export function weightNorm(
   });
   ctx.releaseScratch(partial);
   return out;
+}
+
+/**
+ * The norm from 128-thread programs, for devices below the `tiles` program's 256 invocations per workgroup (a
+ * compatibility-mode device with default limits): W widened (dequantized), + s·B·A by a matmul, squared,
+ * summed along the input dimension, square-rooted. It holds W in float32 for the duration.
+ */
+function composedNorm(
+  ctx: KernelContext,
+  w: TensorArg,
+  q: QuantizedB | null,
+  a: TensorArg,
+  b: TensorArg,
+  scale: number,
+  transposeW: boolean,
+  [outDim, inDim, r]: readonly [number, number, number],
+): GpuTensor {
+  const shape = w.shape;
+  const a2 = { t: a.t, shape: [r, inDim] };
+  const b2 = { t: b.t, shape: [outDim, r] };
+  const temps: GpuTensor[] = [];
+  const keep = (t: GpuTensor) => (temps.push(t), t);
+  const wide = q
+    ? keep(dequantize(ctx, { w, q, name: 'webgpu weightNorm' }))
+    : w.t.dtype === 'float32'
+      ? w.t
+      : keep(cast(ctx, w, 'float32'));
+  let v = wide;
+  if (r > 0) {
+    const ba = keep(transposeW ? matmul(ctx, a2, b2, { transposeA: true, transposeB: true }, shape) : matmul(ctx, b2, a2, {}, shape));
+    const sba = keep(affine(ctx, { t: ba, shape }, scale, 0));
+    v = keep(binary(ctx, 'add', { t: wide, shape }, { t: sba, shape }, shape));
+  }
+  const sq = keep(binary(ctx, 'mul', { t: v, shape }, { t: v, shape }, shape));
+  const sum = keep(reduce(ctx, 'sum', { t: sq, shape }, [transposeW ? 0 : 1], [outDim]));
+  const norm = unary(ctx, 'sqrt', { t: sum, shape: [outDim] });
+  for (const t of temps) ctx.release(t);
+  return norm;
 }
 
 /**

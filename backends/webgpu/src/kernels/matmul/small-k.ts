@@ -3,22 +3,26 @@ import type { DType } from '@dorajs/core';
 import { memoProgram, type Program } from '../../runtime.js';
 import { scalarAccessors, scalarOperands, UNIFORMS } from './operands.js';
 
-export function smallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean): Program {
-  return memoProgram(`matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, () =>
-    buildSmallKProgram(aType, bType, transA, transB),
-  );
+/** Rows of C per workgroup (16 threads each): 16, fewer where the device allows fewer than 256 invocations. */
+export function smallKRows(maxInvocations: number): number {
+  return Math.max(1, Math.min(16, Math.floor(maxInvocations / 16)));
 }
 
-function buildSmallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean): Program {
+export function smallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean, rows = 16): Program {
+  const key = `matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}${rows === 16 ? '' : `:${rows}`}`;
+  return memoProgram(key, () => buildSmallKProgram(key, aType, bType, transA, transB, rows));
+}
+
+function buildSmallKProgram(key: string, aType: DType, bType: DType, transA: boolean, transB: boolean, rows: number): Program {
   return {
-    key: `matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`,
+    key,
     name: 'matmul small-K',
     uniforms: UNIFORMS,
     outputs: 1,
     inputs: 2,
     source: () => `${scalarOperands(aType, bType)}
 ${scalarAccessors(aType, bType, transA, transB)}
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(16, ${rows})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = gid.x * 4u;
   let m = gid.y;
