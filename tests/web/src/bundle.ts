@@ -4,7 +4,7 @@
  * shims. Used by the bundle test (every default entry) and by the `bundle-size` bench suite.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { build as esbuild, type Plugin } from 'esbuild';
@@ -92,6 +92,103 @@ export async function viteBundle(packages: readonly string[]): Promise<Bundle> {
     const outputs = (Array.isArray(result) ? result : [result]) as { output: { type: string; code?: string }[] }[];
     const chunks = outputs.flatMap((o) => o.output).filter((o) => o.type === 'chunk');
     return sized(chunks.map((c) => c.code ?? '').join('\n'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** One output file of a code-split build. */
+export interface Chunk {
+  readonly file: string;
+  readonly code: string;
+  readonly entry: boolean;
+  /** Files it imports statically (loaded with it) and dynamically (loaded on first use). */
+  readonly imports: readonly string[];
+  readonly dynamicImports: readonly string[];
+}
+
+/**
+ * What a code-splitting app build downloads: `initial` is the entry and every chunk it imports statically
+ * (loaded with the page), `lazy` the chunks only a dynamic import reaches (e.g. the RE2 engine, fetched the
+ * first time an adapter config has a regular expression). Minified, and minified + gzip (level 9).
+ */
+export interface SplitSizes {
+  readonly initial: { readonly bytes: number; readonly gzipBytes: number };
+  readonly lazy: { readonly bytes: number; readonly gzipBytes: number; readonly chunks: number };
+}
+
+export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
+  const byFile = new Map(chunks.map((c) => [c.file, c]));
+  const initial = new Set<string>();
+  const visit = (file: string) => {
+    if (initial.has(file)) return;
+    initial.add(file);
+    for (const i of byFile.get(file)?.imports ?? []) visit(i);
+  };
+  for (const c of chunks) if (c.entry) visit(c.file);
+  const total = (cs: Chunk[]) =>
+    cs.reduce((t, c) => ({ bytes: t.bytes + sized(c.code).bytes, gzipBytes: t.gzipBytes + sized(c.code).gzipBytes }), {
+      bytes: 0,
+      gzipBytes: 0,
+    });
+  const lazy = chunks.filter((c) => !initial.has(c.file));
+  return { initial: total(chunks.filter((c) => initial.has(c.file))), lazy: { ...total(lazy), chunks: lazy.length } };
+}
+
+/** `esbuild entry.js --bundle --platform=browser --format=esm --minify --splitting`: an app build with lazy chunks. */
+export async function esbuildChunks(packages: readonly string[]): Promise<Chunk[]> {
+  const out = await esbuild({
+    stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    minify: true,
+    splitting: true,
+    absWorkingDir: RESOLVE_DIR,
+    outdir: join(RESOLVE_DIR, 'esbuild-chunks'),
+    metafile: true,
+    write: false,
+    logLevel: 'silent',
+  });
+  const outputs = out.metafile.outputs;
+  const code = new Map(out.outputFiles.map((f) => [relative(RESOLVE_DIR, f.path), f.text]));
+  return Object.entries(outputs)
+    .filter(([file]) => file.endsWith('.js'))
+    .map(([file, meta]) => ({
+      file,
+      code: code.get(file) ?? '',
+      entry: meta.entryPoint === 'entry.js',
+      imports: meta.imports.filter((i) => i.kind === 'import-statement').map((i) => i.path),
+      dynamicImports: meta.imports.filter((i) => i.kind === 'dynamic-import').map((i) => i.path),
+    }));
+}
+
+/** `vite build` of a library entry with Vite's default code splitting: dynamic imports become lazy chunks. */
+export async function viteChunks(packages: readonly string[]): Promise<Chunk[]> {
+  const { build } = await import('vite');
+  const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.vite-chunks-'));
+  try {
+    const entry = join(dir, 'entry.js');
+    await writeFile(entry, entryFor(packages));
+    const result = await build({
+      configFile: false,
+      logLevel: 'silent',
+      root: dir,
+      build: { write: false, minify: true, lib: { entry, formats: ['es'], fileName: 'bundle' } },
+    });
+    const outputs = (Array.isArray(result) ? result : [result]) as {
+      output: { type: string; fileName: string; code?: string; isEntry?: boolean; imports?: string[]; dynamicImports?: string[] }[];
+    }[];
+    return outputs
+      .flatMap((o) => o.output)
+      .filter((o) => o.type === 'chunk')
+      .map((c) => ({
+        file: c.fileName,
+        code: c.code ?? '',
+        entry: c.isEntry === true,
+        imports: c.imports ?? [],
+        dynamicImports: c.dynamicImports ?? [],
+      }));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
