@@ -17,7 +17,7 @@ import { doraCompose, recordCompose, weightNorm } from '../ops/fused.js';
 import { backendOf, wrap } from '../ops/util.js';
 import type { WeightNormOptions } from '../backend/backend.js';
 import { noGrad, tidy } from '../tensor/scope.js';
-import { isNarrow, narrowMatmul, type Weight } from '../ops/narrow.js';
+import { assertLive, isNarrow, narrowMatmul, recordNarrowMatmul, type Weight, weightInfo } from '../ops/narrow.js';
 import { QuantizedWeight } from '../quant/quantized-weight.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
@@ -231,16 +231,22 @@ export function doraLinear(
     const rows = x2.shape[0]!;
     const mm = { transposeB: !tw };
     const lora = matmul(matmul(x2, a, { transposeB: true }), b, { transposeB: true });
-    const f32 = !isNarrow(w) && [x2, a, b].every((t) => t.dtype === 'float32');
+    const narrow = isNarrow(w);
+    if (narrow) assertLive('doraLinear', w);
+    const floatArgs = [x2, a, b].every((t) => t.dtype === 'float32');
+    const f32 = !narrow && floatArgs;
     const wt = w as Tensor; // only read as a dense tensor where f32 holds
     let base: Tensor | null = null;
     let g: Tensor;
     if ('g' in magnitude) g = magnitude.g;
     else {
-      const shared = f32 && be.matmulWeightNorm ? be.matmulWeightNorm(x2.info, wt.info, a.info, b.info, scale, { transposeW: tw }) : null;
+      // matmulWeightNorm takes any weight (a narrow one widened in registers: one read of packed W for both).
+      const shared =
+        floatArgs && be.matmulWeightNorm ? be.matmulWeightNorm(x2.info, weightInfo(w), a.info, b.info, scale, { transposeW: tw }) : null;
       let norm: Tensor;
       if (shared) {
-        base = recordMatmul(wrap(be, shared.base, [rows, out], 'float32'), x2, wt, mm);
+        const raw = wrap(be, shared.base, [rows, out], 'float32');
+        base = narrow ? recordNarrowMatmul(raw, x2, w, !tw) : recordMatmul(raw, x2, wt, mm);
         norm = wrap(be, shared.norm, [out], 'float32');
       } else norm = weightNorm(w, a, b, scale, { transposeW: tw });
       g = magnitudeScale(magnitude.m, norm);
@@ -252,7 +258,7 @@ export function doraLinear(
       const fused = be.matmulCompose(x2.info, wt.info, lora.info, g1.info, scale, b1?.info ?? null, { transposeW: tw });
       base = recordMatmul(wrap(be, fused.base, [rows, out], 'float32'), x2, wt, mm);
       y = recordCompose(wrap(be, fused.y, [rows, out], 'float32'), base, lora, g, scale, bias);
-    } else y = doraCompose(base ?? (isNarrow(w) ? narrowMatmul(x2, w, !tw) : matmul(x2, wt, mm)), lora, g, scale, bias);
+    } else y = doraCompose(base ?? (narrow ? narrowMatmul(x2, w, !tw) : matmul(x2, wt, mm)), lora, g, scale, bias);
     return x.rank === 2 ? y : reshape(y, [...x.shape.slice(0, -1), out]);
   });
 }

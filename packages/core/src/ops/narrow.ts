@@ -143,6 +143,14 @@ export function narrowMatmul(x: Tensor, w: Weight, transposeW: boolean): Tensor 
   const y = be.matmulNarrow
     ? tidy(() => wrap(be, be.matmulNarrow!(x.info, weightInfo(w), transposeW, shape), shape, 'float32'))
     : noGrad(() => tidy(() => matmul(x, widen(w), { transposeB: transposeW })));
+  return recordNarrowMatmul(y, x, w, transposeW);
+}
+
+/**
+ * Attaches narrowMatmul's backward to `y` = x·Wᵀ (transposeW) or x·W computed by any kernel (a fused one
+ * too): dx through the narrow kernel, no gradient into W.
+ */
+export function recordNarrowMatmul(y: Tensor, x: Tensor, w: Weight, transposeW: boolean): Tensor {
   return record('matmulNarrow', y, [x], [], (g) => [narrowMatmul(g, w, !transposeW)]);
 }
 
