@@ -10,7 +10,8 @@ export function renderMarkdown(file: ResultsFile): string {
     '',
     'Run all suites with `pnpm bench`; one suite with `pnpm --filter @dorajs/benchmarks bench -- --suite <name> [--quick]`',
     '(after `pnpm build`). Times are medians of repeated runs; GFLOP/s counts 2·M·N·K for a matmul. `--suite llm --size 1b`',
-    'runs the llm base rows on the shape of Llama-3.2-1B with bfloat16 weights (minutes, ~8 GB of memory; run it alone).',
+    'runs the llm base rows on the shape of Llama-3.2-1B with bfloat16 weights (minutes, ~8 GB of memory; run it alone);',
+    '`--suite narrow --size 1b` adds the peak RSS of that model loaded and run once in a fresh process (~4 GB).',
     '',
     `Last updated ${day(file.date)} on ${machineLine(file.machine)}.`,
   ];
