@@ -45,6 +45,22 @@ describe('cast', () => {
   });
 });
 
+describe('gather', () => {
+  it.each([1, 2, 8, 9, 33])('copies rows of %i columns (narrow code-table rows element by element), float32 and int32', async (cols) => {
+    const rows = 7;
+    const idx = [6, 0, 3, 3, 1, 6, 2, 5];
+    for (const dtype of ['float32', 'int32'] as const) {
+      const table = Array.from({ length: rows * cols }, (_, i) => (dtype === 'int32' ? i * 3 - 50 : i * 0.37 - 5));
+      const want = idx.flatMap((r) => table.slice(r * cols, (r + 1) * cols));
+      const got = await down(b, b.gather(up(b, table, [rows, cols], dtype), up(b, idx, [idx.length], 'int32')), [idx.length, cols], dtype);
+      expect(got).toEqual(dtype === 'float32' ? Array.from(Float32Array.from(want)) : want);
+    }
+    expect(() => b.gather(up(b, new Array(rows * cols).fill(0), [rows, cols]), up(b, [0, rows], [2], 'int32'))).toThrow(
+      /index 7 at position 1/,
+    );
+  });
+});
+
 describe('argument checks name the op and shapes', () => {
   it('gather and scatterAdd refuse indices outside the table', () => {
     const table = up(b, [1, 2, 3, 4], [2, 2]);

@@ -14,6 +14,16 @@ export function checkIndex(op: string, index: number, position: number, rows: nu
 
 /** out[i, :] = table[indices[i], :]. */
 export function gatherInto(table: Numeric, rows: number, cols: number, indices: Int32Array, out: Numeric): void {
+  if (cols <= 8) {
+    // Narrow rows (a code-table lookup: core resolves double-quantized absmax and dequantizes through gathers of
+    // 1–2 columns): element copies, not a subarray + set per row (~60 ns each).
+    for (let i = 0; i < indices.length; i++) {
+      const row = indices[i]!;
+      checkIndex('gather', row, i, rows);
+      for (let j = 0; j < cols; j++) out[i * cols + j] = table[row * cols + j]!;
+    }
+    return;
+  }
   for (let i = 0; i < indices.length; i++) {
     const row = indices[i]!;
     checkIndex('gather', row, i, rows);
