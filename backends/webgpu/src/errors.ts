@@ -6,6 +6,7 @@ import { BackendError } from '@dorajs/core';
 
 /** No WebGPU adapter or device could be obtained; `attempts` lists what was tried and why it failed. */
 export class WebGpuUnavailableError extends BackendError {
+  static override readonly typeName: string = 'WebGpuUnavailableError';
   constructor(readonly attempts: readonly string[]) {
     super(`no WebGPU device available: ${attempts.join('; ')}`);
   }
@@ -13,6 +14,7 @@ export class WebGpuUnavailableError extends BackendError {
 
 /** The GPUDevice was lost (destroyed, driver reset, removed); the backend is unusable afterwards. */
 export class DeviceLostError extends BackendError {
+  static override readonly typeName: string = 'DeviceLostError';
   constructor(
     readonly reason: string,
     readonly detail: string,
@@ -23,6 +25,7 @@ export class DeviceLostError extends BackendError {
 
 /** A buffer could not be allocated: over the device's limits, or the device ran out of memory. */
 export class GpuOutOfMemoryError extends BackendError {
+  static override readonly typeName: string = 'GpuOutOfMemoryError';
   constructor(
     message: string,
     readonly requestedBytes: number,
@@ -32,13 +35,19 @@ export class GpuOutOfMemoryError extends BackendError {
 }
 
 /** The device rejected a shader or a command (a bug in this backend, reported with the program name). */
-export class GpuValidationError extends BackendError {}
+export class GpuValidationError extends BackendError {
+  static override readonly typeName: string = 'GpuValidationError';
+}
 
 /** The backend was used after `dispose()`. */
-export class BackendDisposedError extends BackendError {}
+export class BackendDisposedError extends BackendError {
+  static override readonly typeName: string = 'BackendDisposedError';
+}
 
 /**
  * A tensor stored over several buffers (larger than one buffer may be, see `split.ts`) reached a kernel
  * that does not take split tensors, or was split in a way the kernel cannot follow.
  */
-export class SplitTensorError extends BackendError {}
+export class SplitTensorError extends BackendError {
+  static override readonly typeName: string = 'SplitTensorError';
+}

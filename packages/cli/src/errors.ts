@@ -1,10 +1,14 @@
 import { DoraError } from '@dorajs/core';
 
 /** Bad command-line usage: unknown flag, missing required flag, malformed value. */
-export class UsageError extends DoraError {}
+export class UsageError extends DoraError {
+  static override readonly typeName: string = 'UsageError';
+}
 
 /** An input file (ids, data) is malformed; the message names the file. */
-export class InputFileError extends DoraError {}
+export class InputFileError extends DoraError {
+  static override readonly typeName: string = 'InputFileError';
+}
 
 /**
  * The CLI's error contract: one line `dora: <ErrorName>: <message>` on stderr and exit code 1; the stack

@@ -6,6 +6,7 @@ import { ConfigError, DoraError, quoted, ShapeError, StateDictError } from '@dor
 
 /** A `model_type` this package does not implement. */
 export class UnsupportedModelError extends ConfigError {
+  static override readonly typeName: string = 'UnsupportedModelError';
   constructor(
     readonly modelType: string,
     readonly file: string,
@@ -17,6 +18,7 @@ export class UnsupportedModelError extends ConfigError {
 
 /** A config.json field is missing, has the wrong type, or a value the model cannot honour. */
 export class ModelConfigError extends ConfigError {
+  static override readonly typeName: string = 'ModelConfigError';
   constructor(
     message: string,
     readonly file: string,
@@ -28,6 +30,7 @@ export class ModelConfigError extends ConfigError {
 
 /** The model folder has no `model.safetensors` and no `model.safetensors.index.json`. */
 export class NoWeightsError extends DoraError {
+  static override readonly typeName: string = 'NoWeightsError';
   constructor(
     readonly dir: string,
     detail = '',
@@ -38,6 +41,7 @@ export class NoWeightsError extends DoraError {
 
 /** The checkpoint lacks a tensor the model needs. */
 export class MissingWeightError extends StateDictError {
+  static override readonly typeName: string = 'MissingWeightError';
   constructor(
     readonly key: string,
     readonly file: string,
@@ -48,6 +52,7 @@ export class MissingWeightError extends StateDictError {
 
 /** A checkpoint tensor's shape differs from the parameter it corresponds to. */
 export class WeightShapeError extends StateDictError {
+  static override readonly typeName: string = 'WeightShapeError';
   constructor(
     readonly key: string,
     readonly file: string,
@@ -60,6 +65,7 @@ export class WeightShapeError extends StateDictError {
 
 /** A shard index (`model.safetensors.index.json`) is malformed or points at a missing file. */
 export class ShardIndexError extends DoraError {
+  static override readonly typeName: string = 'ShardIndexError';
   constructor(
     message: string,
     readonly file: string,
@@ -70,6 +76,7 @@ export class ShardIndexError extends DoraError {
 
 /** Token ids that cannot be fed to the model: out of vocabulary, not integers, not rectangular. */
 export class TokenIdsError extends ShapeError {
+  static override readonly typeName: string = 'TokenIdsError';
   constructor(
     message: string,
     readonly source: string,
@@ -80,6 +87,7 @@ export class TokenIdsError extends ShapeError {
 
 /** A model folder cannot be read (no config.json, invalid JSON) or written (file-system failure). */
 export class ModelFolderError extends DoraError {
+  static override readonly typeName: string = 'ModelFolderError';
   constructor(
     message: string,
     readonly path: string,
@@ -90,6 +98,7 @@ export class ModelFolderError extends DoraError {
 
 /** A checkpoint tensor that should fill a parameter is not a float type (F32, BF16, F16). */
 export class WeightDTypeError extends StateDictError {
+  static override readonly typeName: string = 'WeightDTypeError';
   constructor(
     readonly key: string,
     readonly file: string,
@@ -101,6 +110,7 @@ export class WeightDTypeError extends StateDictError {
 
 /** The output folder of `saveModel` already exists and is not empty. */
 export class OutputExistsError extends DoraError {
+  static override readonly typeName: string = 'OutputExistsError';
   constructor(readonly dir: string) {
     super(`${dir}: output folder exists and is not empty; refusing to overwrite it`);
   }
@@ -108,6 +118,7 @@ export class OutputExistsError extends DoraError {
 
 /** A RoPE variant (`rope_type`) other than the ones implemented. */
 export class UnsupportedRopeError extends ModelConfigError {
+  static override readonly typeName: string = 'UnsupportedRopeError';
   constructor(
     readonly ropeType: string,
     file: string,
@@ -120,6 +131,7 @@ export class UnsupportedRopeError extends ModelConfigError {
 
 /** An `activation_function` / `hidden_act` name without an implementation here. */
 export class UnsupportedActivationError extends ModelConfigError {
+  static override readonly typeName: string = 'UnsupportedActivationError';
   constructor(
     readonly activation: string,
     file: string,
@@ -132,6 +144,7 @@ export class UnsupportedActivationError extends ModelConfigError {
 
 /** config.json declares a model much larger than its checkpoint holds. */
 export class ModelSizeError extends ConfigError {
+  static override readonly typeName: string = 'ModelSizeError';
   constructor(
     readonly config: string,
     readonly checkpoint: string,
@@ -145,10 +158,13 @@ export class ModelSizeError extends ConfigError {
 }
 
 /** A forward or generation call that cannot run as asked (cache full, mask of the wrong size, bad options). */
-export class GenerationError extends ConfigError {}
+export class GenerationError extends ConfigError {
+  static override readonly typeName: string = 'GenerationError';
+}
 
 /** `generate` was aborted through its AbortSignal; `partial` holds what was generated until then. */
 export class GenerationAbortedError extends DoraError {
+  static override readonly typeName: string = 'GenerationAbortedError';
   constructor(readonly partial: import('./generation/generate.js').GenerateOutput) {
     super(`generation aborted after ${Math.max(0, ...partial.newTokens.map((t) => t.length))} new tokens`);
   }
@@ -156,6 +172,7 @@ export class GenerationAbortedError extends DoraError {
 
 /** A tokenizer that cannot be loaded, does not fit the model, or a chat template that fails. */
 export class TokenizerError extends ConfigError {
+  static override readonly typeName: string = 'TokenizerError';
   constructor(
     message: string,
     readonly file: string,
@@ -166,6 +183,7 @@ export class TokenizerError extends ConfigError {
 
 /** A PEFT adapter that does not fit the model (made for another architecture or size). */
 export class AdapterMismatchError extends ConfigError {
+  static override readonly typeName: string = 'AdapterMismatchError';
   constructor(
     message: string,
     readonly file: string,

@@ -6,10 +6,13 @@
 import { ConfigError, DoraError, ShapeError, StateDictError } from '@dorajs/core';
 
 /** A LoraConfig (or its adapter_config.json) is invalid or asks for something PEFT refuses too. */
-export class LoraConfigError extends ConfigError {}
+export class LoraConfigError extends ConfigError {
+  static override readonly typeName: string = 'LoraConfigError';
+}
 
 /** `targetModules` matched no module of the model. */
 export class TargetNotFoundError extends ConfigError {
+  static override readonly typeName: string = 'TargetNotFoundError';
   constructor(
     readonly targets: string,
     readonly candidates: readonly string[],
@@ -25,6 +28,7 @@ export class TargetNotFoundError extends ConfigError {
 
 /** An adapter directory is unreadable: a missing or invalid adapter_config.json or adapter_model.safetensors. */
 export class AdapterFileError extends DoraError {
+  static override readonly typeName: string = 'AdapterFileError';
   constructor(
     message: string,
     readonly file: string,
@@ -36,6 +40,7 @@ export class AdapterFileError extends DoraError {
 
 /** A tensor the adapter needs is missing from its file. */
 export class AdapterKeyError extends StateDictError {
+  static override readonly typeName: string = 'AdapterKeyError';
   constructor(
     readonly file: string,
     readonly key: string,
@@ -47,6 +52,7 @@ export class AdapterKeyError extends StateDictError {
 
 /** An adapter tensor does not fit the module it belongs to. */
 export class AdapterShapeError extends ShapeError {
+  static override readonly typeName: string = 'AdapterShapeError';
   constructor(
     readonly file: string,
     readonly key: string,
@@ -59,10 +65,13 @@ export class AdapterShapeError extends ShapeError {
 }
 
 /** An adapter name that does not exist (or already exists, for `addAdapter`). */
-export class AdapterNameError extends ConfigError {}
+export class AdapterNameError extends ConfigError {
+  static override readonly typeName: string = 'AdapterNameError';
+}
 
 /** A merge produced NaN or Inf (safe merge), or a merge that cannot be done (grouped conv). */
 export class MergeError extends DoraError {
+  static override readonly typeName: string = 'MergeError';
   constructor(
     message: string,
     readonly module: string,
@@ -73,4 +82,6 @@ export class MergeError extends DoraError {
 }
 
 /** An operation PEFT's LoRA offers that is impossible or unsound in this combination (e.g. weighted DoRA adapters). */
-export class UnsupportedAdapterOperationError extends DoraError {}
+export class UnsupportedAdapterOperationError extends DoraError {
+  static override readonly typeName: string = 'UnsupportedAdapterOperationError';
+}

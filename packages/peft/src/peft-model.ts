@@ -45,6 +45,7 @@ import { warn } from './warnings.js';
 
 /** PEFT's LoraModel: holds the wrapped model in `model`. */
 export class LoraModel<M extends Module = Module> extends Layer {
+  static override readonly typeName: string = 'LoraModel';
   constructor(public model: M) {
     super();
   }
@@ -100,6 +101,7 @@ export interface ForwardOptions {
 export const BASE_ADAPTER_NAME = '__base__';
 
 export class PeftModel<M extends Module = Module> extends Layer {
+  static override readonly typeName: string = 'PeftModel';
   base_model: LoraModel<M>;
   /** Each adapter's config by name (PEFT's `peft_config`). */
   readonly peftConfig = new Map<string, LoraConfig>();

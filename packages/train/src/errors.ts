@@ -6,6 +6,7 @@ import { DoraError } from '@dorajs/core';
 
 /** A dataset file or record is malformed: `file` and (when known) the 1-based `line` say where. */
 export class DatasetError extends DoraError {
+  static override readonly typeName: string = 'DatasetError';
   constructor(
     message: string,
     readonly file: string,
@@ -18,6 +19,7 @@ export class DatasetError extends DoraError {
 
 /** A class label outside [0, numClasses). */
 export class LabelOutOfRangeError extends DoraError {
+  static override readonly typeName: string = 'LabelOutOfRangeError';
   constructor(
     readonly label: number,
     readonly numClasses: number,
@@ -32,6 +34,7 @@ export class LabelOutOfRangeError extends DoraError {
  * expected model. (An unknown `model_type` is @dorajs/models' UnsupportedModelError.)
  */
 export class ModelFolderError extends DoraError {
+  static override readonly typeName: string = 'ModelFolderError';
   constructor(
     message: string,
     readonly folder: string,
@@ -42,6 +45,7 @@ export class ModelFolderError extends DoraError {
 
 /** A checkpoint that cannot be resumed from: missing files, or state that does not fit the run. */
 export class CheckpointError extends DoraError {
+  static override readonly typeName: string = 'CheckpointError';
   constructor(
     message: string,
     readonly folder: string,
@@ -53,6 +57,7 @@ export class CheckpointError extends DoraError {
 
 /** The loss became NaN or infinite: training cannot continue meaningfully. */
 export class NonFiniteLossError extends DoraError {
+  static override readonly typeName: string = 'NonFiniteLossError';
   constructor(
     readonly step: number,
     readonly loss: number,

@@ -32,6 +32,7 @@ export interface LayerOptions {
 
 /** A module with a single-tensor forward — everything PEFT can wrap. */
 export abstract class Layer extends Module {
+  static override readonly typeName: string = 'Layer';
   abstract forward(x: Tensor): Tensor;
 }
 
@@ -64,6 +65,7 @@ function constParam(shape: number[], value: number, o: LayerOptions): Parameter 
 
 /** y = x·Wᵀ + b; weight [out, in]; PyTorch's kaiming_uniform(a=√5) ⇒ U(±1/√in) for weight and bias. */
 export class Linear extends Layer {
+  static override readonly typeName: string = 'Linear';
   weight: Parameter;
   bias: Parameter | null;
 
@@ -85,6 +87,7 @@ export class Linear extends Layer {
 
 /** transformers' Conv1D (GPT-2): weight stored [in, out] (nx, nf); y = x·W + b. Init N(0, 0.02), bias 0. */
 export class Conv1D extends Layer {
+  static override readonly typeName: string = 'Conv1D';
   weight: Parameter;
   bias: Parameter;
 
@@ -115,6 +118,7 @@ export class Conv1D extends Layer {
 
 /** Lookup table; weight [num, dim] ~ N(0, 1) as PyTorch. Input: int32 ids. */
 export class Embedding extends Layer {
+  static override readonly typeName: string = 'Embedding';
   weight: Parameter;
 
   constructor(
@@ -133,6 +137,7 @@ export class Embedding extends Layer {
 
 /** NCHW convolution; weight [out, in/groups, kh, kw]; PyTorch's default init U(±1/√fan_in). */
 export class Conv2d extends Layer {
+  static override readonly typeName: string = 'Conv2d';
   weight: Parameter;
   bias: Parameter | null;
   readonly params: Conv2dParams;
@@ -166,6 +171,7 @@ export class Conv2d extends Layer {
 
 /** PyTorch's nn.Conv1d / nn.Conv3d: weight [out, in/groups, k…] (NCL / NCDHW), default init U(±1/√fan_in). */
 export abstract class ConvNd extends Layer {
+  static override readonly typeName: string = 'ConvNd';
   weight: Parameter;
   bias: Parameter | null;
   readonly params: ConvNdParams;
@@ -200,6 +206,7 @@ export abstract class ConvNd extends Layer {
 }
 
 export class Conv1d extends ConvNd {
+  static override readonly typeName: string = 'Conv1d';
   readonly dims = 1 as const;
   constructor(
     inChannels: number,
@@ -212,6 +219,7 @@ export class Conv1d extends ConvNd {
 }
 
 export class Conv3d extends ConvNd {
+  static override readonly typeName: string = 'Conv3d';
   readonly dims = 3 as const;
   constructor(
     inChannels: number,
@@ -224,6 +232,7 @@ export class Conv3d extends ConvNd {
 }
 
 export class LayerNorm extends Layer {
+  static override readonly typeName: string = 'LayerNorm';
   weight: Parameter;
   bias: Parameter;
 
@@ -243,6 +252,7 @@ export class LayerNorm extends Layer {
 }
 
 export class RMSNorm extends Layer {
+  static override readonly typeName: string = 'RMSNorm';
   weight: Parameter;
 
   constructor(
@@ -260,18 +270,21 @@ export class RMSNorm extends Layer {
 }
 
 export class ReLU extends Layer {
+  static override readonly typeName: string = 'ReLU';
   forward(x: Tensor): Tensor {
     return relu(x);
   }
 }
 
 export class SiLU extends Layer {
+  static override readonly typeName: string = 'SiLU';
   forward(x: Tensor): Tensor {
     return silu(x);
   }
 }
 
 export class Tanh extends Layer {
+  static override readonly typeName: string = 'Tanh';
   forward(x: Tensor): Tensor {
     return tanh(x);
   }
@@ -279,6 +292,7 @@ export class Tanh extends Layer {
 
 /** GELU; approximate 'tanh' is transformers' gelu_new / PyTorch's approximate='tanh'. */
 export class GELU extends Layer {
+  static override readonly typeName: string = 'GELU';
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();
   }
@@ -290,6 +304,7 @@ export class GELU extends Layer {
 
 /** Inverted dropout in train mode; identity in eval mode or with p = 0. */
 export class Dropout extends Layer {
+  static override readonly typeName: string = 'Dropout';
   /** Tests can inject the mask (already scaled by 1/(1−p)) that the next forward uses. */
   _nextMask: Tensor | null = null;
 
@@ -312,6 +327,7 @@ export class Dropout extends Layer {
 
 /** Runs children in order ('0', '1', … keys). */
 export class Sequential extends Layer {
+  static override readonly typeName: string = 'Sequential';
   private _n = 0;
 
   constructor(...layers: Layer[]) {

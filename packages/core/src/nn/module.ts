@@ -4,11 +4,13 @@
  * part of the tree. Replacing a property (e.g. PEFT wrapping a layer) replaces it in the tree.
  */
 import type { Backend } from '../backend/backend.js';
-import { StateDictError } from '../errors.js';
+import { ownTypeName, StateDictError } from '../errors.js';
 import { shapeStr } from '../tensor/shape.js';
 import { Parameter, type Tensor } from '../tensor/tensor.js';
 
 export abstract class Module {
+  /** The class's name as messages, summaries and saved configs spell it (see `ownTypeName`: minifiers rename classes). */
+  static readonly typeName: string = 'Module';
   /** Train mode (dropout active, DoRA caches off). Toggle with train()/eval(). */
   training = true;
 
@@ -139,14 +141,15 @@ export abstract class Module {
     for (const p of this.parameters()) p.dispose();
   }
 
-  /** Class name used in error messages and summaries. */
+  /** Class name used in error messages, summaries and saved configs: the class's own `static typeName`. */
   get typeName(): string {
-    return this.constructor.name;
+    return ownTypeName(this.constructor);
   }
 }
 
 /** Children named '0', '1', … (PyTorch's ModuleList / Sequential keys). */
 export class ModuleList<M extends Module = Module> extends Module {
+  static override readonly typeName: string = 'ModuleList';
   [index: number]: M;
   private _length = 0;
 
@@ -174,6 +177,7 @@ export class ModuleList<M extends Module = Module> extends Module {
 
 /** Children keyed by name (PEFT keeps one sub-module per adapter in these). */
 export class ModuleDict<M extends Module = Module> extends Module {
+  static override readonly typeName: string = 'ModuleDict';
   get(name: string): M | undefined {
     const v = (this as unknown as Record<string, unknown>)[name];
     return v instanceof Module ? (v as M) : undefined;
@@ -198,6 +202,7 @@ export class ModuleDict<M extends Module = Module> extends Module {
 
 /** Parameters keyed by name (PEFT's lora_embedding_A / _B). */
 export class ParameterDict extends Module {
+  static override readonly typeName: string = 'ParameterDict';
   get(name: string): Parameter | undefined {
     const v = (this as unknown as Record<string, unknown>)[name];
     return v instanceof Parameter ? v : undefined;

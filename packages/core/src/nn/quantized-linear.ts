@@ -19,6 +19,7 @@ import { Conv1D, Embedding, Layer, Linear } from './layers.js';
 import type { Module } from './module.js';
 
 export class QuantizedLinear extends Layer {
+  static override readonly typeName: string = 'QuantizedLinear';
   /** The packed weight [out, in]; replaced as a whole (`setWeight`), never written in place. */
   weight: QuantizedWeight;
   bias: Parameter | null;

@@ -62,6 +62,7 @@ export function parseGemma2Config(json: JsonObject, file = 'config.json'): Gemma
 
 /** Gemma's RMSNorm: x / rms(x) · (1 + weight), weight initialised to zeros. */
 export class Gemma2RMSNorm extends Layer {
+  static override readonly typeName: string = 'Gemma2RMSNorm';
   weight: Parameter;
 
   constructor(
@@ -81,6 +82,7 @@ export class Gemma2RMSNorm extends Layer {
 }
 
 export class Gemma2DecoderLayer extends DecoderLayer {
+  static override readonly typeName: string = 'Gemma2DecoderLayer';
   self_attn: DecoderAttention;
   mlp: DecoderMLP;
   input_layernorm: Layer;
@@ -116,6 +118,7 @@ export const GEMMA2_PARTS: DecoderParts = {
 };
 
 export class Gemma2ForCausalLM extends LlamaForCausalLM<Gemma2Config> {
+  static override readonly typeName: string = 'Gemma2ForCausalLM';
   constructor(config: Gemma2Config, options: ModelOptions = {}) {
     super(config, options, GEMMA2_PARTS);
   }

@@ -28,6 +28,7 @@ import type { GPT2Config } from './gpt2-config.js';
 const dropout = (p: number, options: LayerOptions): Dropout => new Dropout(p, options.random ?? defaultRandom);
 
 export class GPT2Attention extends Module {
+  static override readonly typeName: string = 'GPT2Attention';
   c_attn: Layer;
   c_proj: Layer;
   attn_dropout: Dropout;
@@ -74,6 +75,7 @@ export class GPT2Attention extends Module {
 }
 
 export class GPT2MLP extends Module {
+  static override readonly typeName: string = 'GPT2MLP';
   c_fc: Layer;
   c_proj: Layer;
   dropout: Dropout;
@@ -93,6 +95,7 @@ export class GPT2MLP extends Module {
 }
 
 export class GPT2Block extends Module {
+  static override readonly typeName: string = 'GPT2Block';
   ln_1: Layer;
   attn: GPT2Attention;
   ln_2: Layer;
@@ -114,6 +117,7 @@ export class GPT2Block extends Module {
 
 /** The backbone: ids → final normalised hidden states [batch, seq, n_embd]. */
 export class GPT2Model extends Module {
+  static override readonly typeName: string = 'GPT2Model';
   wte: Layer;
   wpe: Layer;
   drop: Dropout;
@@ -150,6 +154,7 @@ export class GPT2Model extends Module {
 }
 
 export class GPT2LMHeadModel extends CausalLM<GPT2Config> {
+  static override readonly typeName: string = 'GPT2LMHeadModel';
   transformer: GPT2Model;
   lm_head: Layer;
   readonly config: GPT2Config;

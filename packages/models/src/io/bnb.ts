@@ -23,6 +23,7 @@ import {
 
 /** A bitsandbytes checkpoint's quant state is missing, inconsistent or of a kind dorajs cannot read. */
 export class QuantStateError extends DoraError {
+  static override readonly typeName: string = 'QuantStateError';
   constructor(
     message: string,
     readonly file: string,

@@ -8,7 +8,9 @@
 import { type Backend, defaultRandom, DoraError, Random } from '@dorajs/core';
 import { ModelSizeError } from '../errors.js';
 
-class UnloadedWeightError extends DoraError {}
+class UnloadedWeightError extends DoraError {
+  static override readonly typeName: string = 'UnloadedWeightError';
+}
 
 function notLoaded(): never {
   throw new UnloadedWeightError('a parameter was used before its weight was loaded from the checkpoint');

@@ -50,6 +50,7 @@ export interface DecoderParts {
  * with the layer's window and soft-cap, project out.
  */
 export abstract class DecoderAttention extends Module {
+  static override readonly typeName: string = 'DecoderAttention';
   declare o_proj: Layer;
   protected readonly _config: DecoderConfig;
   private readonly _options: LayerOptions;
@@ -92,6 +93,7 @@ export abstract class DecoderAttention extends Module {
 }
 
 export class LlamaAttention extends DecoderAttention {
+  static override readonly typeName: string = 'LlamaAttention';
   q_proj: Layer;
   k_proj: Layer;
   v_proj: Layer;
@@ -126,6 +128,7 @@ export class LlamaAttention extends DecoderAttention {
 }
 
 export class LlamaMLP extends Module {
+  static override readonly typeName: string = 'LlamaMLP';
   gate_proj: Layer;
   up_proj: Layer;
   down_proj: Layer;
@@ -147,10 +150,12 @@ export class LlamaMLP extends Module {
 
 /** One block of the stack: attention then MLP, each around a residual. */
 export abstract class DecoderLayer extends Module {
+  static override readonly typeName: string = 'DecoderLayer';
   abstract forward(x: Tensor, context: DecoderContext): Tensor;
 }
 
 export class LlamaDecoderLayer extends DecoderLayer {
+  static override readonly typeName: string = 'LlamaDecoderLayer';
   self_attn: DecoderAttention;
   mlp: DecoderMLP;
   input_layernorm: Layer;
@@ -181,6 +186,7 @@ export const LLAMA_PARTS: DecoderParts = {
 
 /** The backbone: ids → final normalised hidden states [batch, seq, hidden]. */
 export class LlamaModel extends Module {
+  static override readonly typeName: string = 'LlamaModel';
   embed_tokens: Layer;
   layers: ModuleList<DecoderLayer>;
   norm: Layer;
@@ -225,6 +231,7 @@ export function decoderMaxPositions(config: DecoderConfig): number {
 }
 
 export class LlamaForCausalLM<C extends DecoderConfig = LlamaConfig> extends CausalLM<C> {
+  static override readonly typeName: string = 'LlamaForCausalLM';
   model: LlamaModel;
   lm_head: Layer;
   readonly config: C;

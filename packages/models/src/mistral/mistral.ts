@@ -27,6 +27,7 @@ export function parseMistralConfig(json: JsonObject, file = 'config.json'): Mist
 }
 
 export class MistralForCausalLM extends LlamaForCausalLM<MistralConfig> {
+  static override readonly typeName: string = 'MistralForCausalLM';
   constructor(config: MistralConfig, options: ModelOptions = {}) {
     super(config, options);
   }

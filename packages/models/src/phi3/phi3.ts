@@ -38,6 +38,7 @@ export function parsePhi3Config(json: JsonObject, file = 'config.json'): Phi3Con
 }
 
 export class Phi3Attention extends DecoderAttention {
+  static override readonly typeName: string = 'Phi3Attention';
   qkv_proj: Layer;
   override o_proj: Layer;
 
@@ -56,6 +57,7 @@ export class Phi3Attention extends DecoderAttention {
 }
 
 export class Phi3MLP extends Module {
+  static override readonly typeName: string = 'Phi3MLP';
   gate_up_proj: Layer;
   down_proj: Layer;
   private readonly _act: Activation;
@@ -84,6 +86,7 @@ export const PHI3_PARTS: DecoderParts = {
 };
 
 export class Phi3ForCausalLM extends LlamaForCausalLM<Phi3Config> {
+  static override readonly typeName: string = 'Phi3ForCausalLM';
   constructor(config: Phi3Config, options: ModelOptions = {}) {
     super(config, options, PHI3_PARTS);
   }

@@ -26,6 +26,7 @@ export function parseQwen2Config(json: JsonObject, file = 'config.json'): Qwen2C
 }
 
 export class Qwen2ForCausalLM extends LlamaForCausalLM<Qwen2Config> {
+  static override readonly typeName: string = 'Qwen2ForCausalLM';
   constructor(config: Qwen2Config, options: ModelOptions = {}) {
     super(config, options);
   }

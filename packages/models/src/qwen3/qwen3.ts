@@ -17,6 +17,7 @@ export function parseQwen3Config(json: JsonObject, file = 'config.json'): Qwen3C
 }
 
 export class Qwen3ForCausalLM extends LlamaForCausalLM<Qwen3Config> {
+  static override readonly typeName: string = 'Qwen3ForCausalLM';
   constructor(config: Qwen3Config, options: ModelOptions = {}) {
     super(config, options);
   }

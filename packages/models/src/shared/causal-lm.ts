@@ -23,6 +23,7 @@ export interface CausalLMConfig {
 }
 
 export abstract class CausalLM<C extends CausalLMConfig = CausalLMConfig> extends Layer {
+  static override readonly typeName: string = 'CausalLM';
   abstract readonly config: C;
   /** The output projection to the vocabulary (`lm_head`). */
   abstract readonly lm_head: Layer;

@@ -22,6 +22,7 @@ interface CacheEntry {
 }
 
 export class DoraMagnitude extends Module {
+  static override readonly typeName: string = 'DoraMagnitude';
   weight: Parameter;
   private _cache: CacheEntry | null = null;
 

@@ -7,6 +7,7 @@ import { LoraLayer } from './lora-layer.js';
 import { LoraWeight } from './lora-weight.js';
 
 export abstract class LoraABLayer<B extends Layer> extends LoraLayer<B> {
+  static override readonly typeName: string = 'LoraABLayer';
   lora_A = new ModuleDict<LoraWeight>();
   lora_B = new ModuleDict<LoraWeight>();
 

@@ -3,6 +3,7 @@ import { Conv1d, Conv3d, type Tensor } from '@dorajs/core';
 import { LoraConvLayer, withDenseWeight } from './lora-conv.js';
 
 export class LoraConv1d extends LoraConvLayer<Conv1d> {
+  static override readonly typeName: string = 'LoraConv1d';
   constructor(base: Conv1d, path: string) {
     super(base, path, 'conv1d');
   }
@@ -21,6 +22,7 @@ export class LoraConv1d extends LoraConvLayer<Conv1d> {
 }
 
 export class LoraConv3d extends LoraConvLayer<Conv3d> {
+  static override readonly typeName: string = 'LoraConv3d';
   constructor(base: Conv3d, path: string) {
     super(base, path, 'conv3d');
   }

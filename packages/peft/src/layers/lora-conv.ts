@@ -33,6 +33,7 @@ export type ConvLayer = Conv2d | ConvNd;
 const ones = (n: number): number[] => Array<number>(n).fill(1);
 
 export abstract class LoraConvLayer<B extends ConvLayer> extends LoraABLayer<B> {
+  static override readonly typeName: string = 'LoraConvLayer';
   override lora_magnitude_vector = new ModuleDict<DoraMagnitude>();
   readonly geometry: LayerGeometry;
   /** The grouped base while a merge has made base_layer dense; null otherwise. */

@@ -3,6 +3,7 @@ import { Conv2d, type Tensor } from '@dorajs/core';
 import { LoraConvLayer, withDenseWeight } from './lora-conv.js';
 
 export class LoraConv2d extends LoraConvLayer<Conv2d> {
+  static override readonly typeName: string = 'LoraConv2d';
   constructor(base: Conv2d, path: string) {
     super(base, path, 'conv2d');
   }

@@ -8,6 +8,7 @@ import type { DoraMagnitude } from './dora-magnitude.js';
 import { type AdapterShapes, LoraLayer } from './lora-layer.js';
 
 export class LoraEmbedding extends LoraLayer<Embedding> {
+  static override readonly typeName: string = 'LoraEmbedding';
   lora_embedding_A = new ParameterDict();
   lora_embedding_B = new ParameterDict();
   override lora_magnitude_vector = new ModuleDict<DoraMagnitude>();

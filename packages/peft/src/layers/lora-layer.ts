@@ -58,6 +58,7 @@ export interface LoraForwardOptions {
 }
 
 export abstract class LoraLayer<B extends Layer = Layer> extends Layer implements VariantHost {
+  static override readonly typeName: string = 'LoraLayer';
   base_layer: B;
   lora_dropout = new ModuleDict<Dropout>();
   declare lora_magnitude_vector: ModuleDict<DoraMagnitude>;

@@ -21,6 +21,7 @@ import { LoraABLayer } from './lora-ab-layer.js';
 import type { AdapterShapes } from './lora-layer.js';
 
 export class LoraLinear extends LoraABLayer<Linear | Conv1D | QuantizedLinear> {
+  static override readonly typeName: string = 'LoraLinear';
   override lora_magnitude_vector = new ModuleDict<DoraMagnitude>();
   readonly geometry: LayerGeometry;
 

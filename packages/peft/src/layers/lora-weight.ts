@@ -5,6 +5,7 @@ import { Module, type Parameter } from '@dorajs/core';
  * contribute to the state dict. The operator itself is core's `loraBranch`.
  */
 export class LoraWeight extends Module {
+  static override readonly typeName: string = 'LoraWeight';
   constructor(public weight: Parameter) {
     super();
   }

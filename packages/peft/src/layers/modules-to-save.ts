@@ -9,6 +9,7 @@ import { cloneModule } from './clone-module.js';
 import { perRowGroups } from './rows.js';
 
 export class ModulesToSaveWrapper extends Layer {
+  static override readonly typeName: string = 'ModulesToSaveWrapper';
   original_module: Layer;
   modules_to_save = new ModuleDict<Layer>();
   readonly _path: string;

@@ -16,6 +16,7 @@ export const MNIST_TARGET_MODULES = ['conv1', 'conv2', 'fc1'] as const;
 export const MNIST_HEAD = 'head';
 
 export class MnistCnn extends Layer {
+  static override readonly typeName: string = 'MnistCnn';
   conv1: Conv2d;
   conv2: Conv2d;
   fc1: Linear;
