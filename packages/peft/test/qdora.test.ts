@@ -235,6 +235,57 @@ describe.each(backends)('on $name', ({ name, backend: be, skipReason, tol }) => 
   );
 });
 
+describe('Module.to on a quantized model', () => {
+  // cpu → tfjs-cpu (bytes one per int32) → webgpu where present → cpu: the packed weights travel with the
+  // parameters, the outputs stay the dense twin's, and every backend left behind holds nothing of the model.
+  const route = backends.filter((b) => b.backend).map((b) => b);
+  it.each(FORMATS)(`QDoRA $format moves with its packed weights (${route.map((b) => b.name).join(' → ')} → cpu)`, async (options) => {
+    const home = backends[0]!.backend!;
+    const { quant, dense } = await twins(options, home);
+    const { pd, pq } = await adapt(true, quant, dense);
+    pq.eval();
+    pd.eval();
+    const xs = new Random(17).fillNormal(3 * 64, 0, 1);
+    const want = await tidy(() => pd.forward(tensor(xs, [3, 64], { backend: home }))).float32();
+    const qbase = (path: string) => pq.loraLayers().find((l) => l.path === path)!.quantizedBase!;
+    const packedBefore = await qbase('q_proj').weight.toHost();
+    let from = home;
+    for (const hop of [...route.slice(1), route[0]!]) {
+      const to = hop.backend!;
+      const liveBefore = from.liveBuffers();
+      const held = qbase('q_proj').weight;
+      expect(held.backend).toBe(from);
+      await pq.to(to);
+      expect(held.isDisposed, `${hop.name}: the packed weight left behind is released`).toBe(true);
+      for (const path of ['q_proj', 'o_proj']) {
+        const q = qbase(path);
+        expect(q.weight.backend, `${path} packed weight on ${hop.name}`).toBe(to);
+        expect(q.weight.data.backend).toBe(to);
+      }
+      expect(pq.parameters().every((p) => p.backend === to)).toBe(true);
+      // Everything the model held on `from` is gone (buffers the test made there stay).
+      expect(from.liveBuffers()).toBeLessThan(liveBefore);
+      const x = tensor(xs, [3, 64], { backend: to });
+      const err = relativeError(await tidy(() => pq.forward(x)).float32(), want);
+      expect(err, `QDoRA output on ${hop.name}: relative error ${err}`).toBeLessThanOrEqual(hop.tol);
+      x.dispose();
+      from = to;
+    }
+    // Back home: the packed bytes are the ones quantized there, bit for bit.
+    const packedAfter = await qbase('q_proj').weight.toHost();
+    expect(packedAfter).toEqual(packedBefore);
+  });
+
+  it('a disposed packed weight refuses to move, naming it', async () => {
+    const home = backends[0]!.backend!;
+    const other = backends[2]!.backend!;
+    const { quant } = await twins({ format: 'nf4' }, home);
+    const w = (quant.q_proj as QuantizedLinear).weight;
+    w.dispose();
+    await expect(w.to(other)).rejects.toThrow('q_proj.weight: moved after dispose()');
+  });
+});
+
 describe.each(FORMATS)('quantized base $format', (options) => {
   const close = closeTo;
 

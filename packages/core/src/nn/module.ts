@@ -130,11 +130,28 @@ export abstract class Module {
     (parent as unknown as Record<string, unknown>)[name] = module;
   }
 
-  /** Moves every parameter to `backend`. */
+  /**
+   * Moves every parameter to `backend`, and what modules hold besides parameters (a QuantizedLinear's packed
+   * weight): each module's `moveState`. Weights shared by several modules move once.
+   */
   async to(backend: Backend): Promise<this> {
     for (const p of this.parameters()) await p.moveTo(backend);
+    const moved = new Map<object, object>();
+    const seen = new Set<Module>();
+    for (const [, m] of this.namedModules()) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      await m.moveState(backend, moved);
+    }
     return this;
   }
+
+  /**
+   * Hook for modules holding backend state that is not a Parameter (packed quantized weights): move it to
+   * `backend`. `moved` maps each object already moved during this `to` call to its replacement, so state
+   * shared between modules moves once.
+   */
+  protected async moveState(_backend: Backend, _moved: Map<object, object>): Promise<void> {}
 
   /** Disposes every parameter's storage. */
   dispose(): void {

@@ -6,6 +6,7 @@
  * float32 Parameter. int8 computes with the dequantized weight W_int8·SCB/127 (no activation
  * quantization, docs/qdora.md).
  */
+import type { Backend } from '../backend/backend.js';
 import { QuantizationError } from '../errors.js';
 import { cast } from '../ops/elementwise.js';
 import { linear } from '../ops/matmul.js';
@@ -51,6 +52,20 @@ export class QuantizedLinear extends Layer {
 
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
+  }
+
+  /** `Module.to`: the packed weight moves too (its bytes re-uploaded as the target backend stores them). */
+  protected override async moveState(backend: Backend, moved: Map<object, object>): Promise<void> {
+    const w = this.weight;
+    if (w.backend === backend) return;
+    let next = moved.get(w) as QuantizedWeight | undefined;
+    if (!next) {
+      next = await w.to(backend);
+      moved.set(w, next);
+    }
+    this.weight = next;
+    // Released once every sharer has switched: after this call no module of the moved tree holds it.
+    if (!w.isDisposed) w.dispose();
   }
 
   /** Installs a new packed weight of the same shape and releases the old one. */

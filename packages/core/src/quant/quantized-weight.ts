@@ -5,6 +5,7 @@
  * `ops.dequantize` take it wherever a weight goes.
  */
 import type { Backend } from '../backend/backend.js';
+import { QuantizationError } from '../errors.js';
 import { keep as keepAlive } from '../tensor/scope.js';
 import { tensor, type Tensor } from '../tensor/tensor.js';
 import { type NestedAbsmaxHost, type QuantFormat, type QuantizedHost, quantizedBytes, validateQuantized } from './format.js';
@@ -87,6 +88,16 @@ export class QuantizedWeight {
   /** Quantizes host values (bitsandbytes' algorithm) and uploads only the packed form. */
   static quantize(values: Float32Array, shape: readonly [number, number], backend: Backend, options: QuantizeOptions): QuantizedWeight {
     return QuantizedWeight.fromHost(quantizeHost(values, shape, options), backend, options.name);
+  }
+
+  /**
+   * This weight on `backend` (itself when already there): the packed parts read back and uploaded as that
+   * backend stores them (uint8/int8, or one byte per int32). The caller disposes this one when done.
+   */
+  async to(backend: Backend): Promise<QuantizedWeight> {
+    if (this.disposed) throw new QuantizationError(`moved after dispose()`, this.name);
+    if (backend === this.backend) return this;
+    return QuantizedWeight.fromHost(await this.toHost(), backend, this.name);
   }
 
   /** Reads the packed parts back (to save a bitsandbytes checkpoint). */
