@@ -368,6 +368,11 @@ export const V = {
     (addr: Expr, offset = 0) =>
     (c: Code) =>
       void c.push(addr).simd(0x5d).memarg(3, offset),
+  /** Replaces 64-bit lane `lane` of `v` with 8 bytes loaded from `addr`. */
+  load64Lane:
+    (addr: Expr, v: Expr, lane: number, offset = 0) =>
+    (c: Code) =>
+      void c.push(addr).push(v).simd(0x57).memarg(3, offset).op(lane),
   zero: (c: Code) => void c.simd(0x0c).op(...new Array<number>(16).fill(0)),
   /** A constant vector of four f32 lanes. */
   constF32:

@@ -29,8 +29,8 @@ export interface WnNarrow {
   readonly scales: number;
   /** 4-bit: log2 of the block size. */
   readonly shift: number;
-  /** 4-bit: the code table (narrow-host.ts quadTable). */
-  readonly quads: number;
+  /** 4-bit: the code-pair table (narrow-host.ts pairTable). */
+  readonly pairs: number;
 }
 
 /** The per-backend argument area: one 128-byte slot per kernel family, and a one-matrix batch table. */
@@ -462,7 +462,7 @@ export class WasmKernels {
       w32[q + WnArg.format] = narrow?.format ?? WnFormat.float32;
       w32[q + WnArg.wScales] = narrow?.scales ?? 0;
       w32[q + WnArg.wShift] = narrow?.shift ?? 0;
-      w32[q + WnArg.wQuads] = narrow?.quads ?? 0;
+      w32[q + WnArg.wPairs] = narrow?.pairs ?? 0;
       this.run(transposeW ? 'wn_cols_task' : 'wn_rows_task', Math.ceil(out / perTask), this.args + WN_ARGS, work);
     } finally {
       heap.free(base, bytes);

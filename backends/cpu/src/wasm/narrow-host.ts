@@ -20,28 +20,22 @@ export interface NarrowOperand {
   readonly blocksize: number;
 }
 
-/** Per runtime (heap): the 4-bit GEMV's tables, made on first use and kept while the heap lives (1 MiB each). */
-const quadTables = new WeakMap<WasmRuntime, Map<'nf4' | 'fp4', number>>();
+/** Per runtime (heap): the 4-bit code-pair tables, made on first use and kept while the heap lives (2 KiB each). */
+const pairTables = new WeakMap<WasmRuntime, Map<'nf4' | 'fp4', number>>();
 
-/**
- * The 4-bit GEMV's table: for each little-endian u16 of packed data, the float32 codes of its 4 elements in
- * element order (byte 0's high nibble, its low nibble, then byte 1's).
- */
-export function quadTable(runtime: WasmRuntime, format: 'nf4' | 'fp4'): number {
-  let tables = quadTables.get(runtime);
-  if (!tables) quadTables.set(runtime, (tables = new Map()));
+/** 256 entries of 2 float32 (8 bytes): byte b's codes, high nibble first (bitsandbytes' element order). */
+export function pairTable(runtime: WasmRuntime, format: 'nf4' | 'fp4'): number {
+  let tables = pairTables.get(runtime);
+  if (!tables) pairTables.set(runtime, (tables = new Map()));
   let at = tables.get(format);
   if (at === undefined) {
-    const bytes = 65536 * 16;
-    const p = runtime.heap.alloc(bytes);
-    if (p === null) throw heapFull('narrow', bytes);
+    const p = runtime.heap.alloc(256 * 8);
+    if (p === null) throw heapFull('narrow', 256 * 8);
     const code = code4bit(format);
-    const t = new Float32Array(runtime.buffer, p, 65536 * 4);
-    for (let u = 0; u < 65536; u++) {
-      t[4 * u] = code[(u >> 4) & 15]!;
-      t[4 * u + 1] = code[u & 15]!;
-      t[4 * u + 2] = code[u >> 12]!;
-      t[4 * u + 3] = code[(u >> 8) & 15]!;
+    const t = new Float32Array(runtime.buffer, p, 512);
+    for (let b = 0; b < 256; b++) {
+      t[2 * b] = code[b >> 4]!;
+      t[2 * b + 1] = code[b & 15]!;
     }
     at = p;
     tables.set(format, at);
@@ -102,8 +96,8 @@ export class NarrowKernels {
     const tasks = Math.min(Math.ceil(w.rows / 4), this.k.taskCount(work));
     // Whole pairs of rows per task (the 4-bit kernel reads two rows per pass).
     const perTask = 2 * Math.ceil(w.rows / tasks / 2);
-    const quads = w.format === 'nf4' || w.format === 'fp4' ? quadTable(this.k.runtime, w.format) : 0;
-    this.setArgs(w, { out: y, x, perTask, quads });
+    const pairs = w.format === 'nf4' || w.format === 'fp4' ? pairTable(this.k.runtime, w.format) : 0;
+    this.setArgs(w, { out: y, x, perTask, pairs });
     this.k.runTasks('nw_gemv_task', Math.ceil(w.rows / perTask), this.args, work);
   }
 
@@ -178,7 +172,7 @@ export class NarrowKernels {
       format: q4 ? WnFormat.q4 : WnFormat[w.format as 'bfloat16' | 'float16' | 'int8'],
       scales: w.scales,
       shift: q4 ? Math.log2(w.blocksize) : 0,
-      quads: q4 ? quadTable(this.k.runtime, w.format as 'nf4' | 'fp4') : 0,
+      pairs: q4 ? pairTable(this.k.runtime, w.format as 'nf4' | 'fp4') : 0,
     };
     const suspects = this.k.weightNorm(w.data, a, b, out, inF, r, scale, transposeW, norms, narrow);
     if (suspects.length > 0) this.redoInFloat64(w, a, b, r, scale, transposeW, norms, suspects);

@@ -12,8 +12,8 @@
  * 4-bit decoding (decode): 16 bytes hold 32 codes; their nibbles are interleaved into element order (high
  * nibble first) and looked up with i8x16.swizzle in four 16-byte planes (byte k of each of the 16 float32 code
  * values), then the four byte vectors are interleaved into float32 lanes: 4 swizzles and 8 shuffles give 16
- * values. The GEMV instead reads its 4 codes per u16 of packed data from a 65536-entry table (quadTable in
- * narrow-host.ts): one load per 4 elements where the swizzle decode needs 6 shuffles. float16: the exponent is re-biased in integer lanes, subnormals renormalised by one float subtract,
+ * values. The GEMV and the weight norm instead read each byte's two codes from a 256-entry table (pairTable in
+ * narrow-host.ts, L1-resident): two loads per 4 elements where the swizzle decode needs 6 shuffles. float16: the exponent is re-biased in integer lanes, subnormals renormalised by one float subtract,
  * Inf/NaN kept. int8: sign-extended to i32 lanes and converted.
  */
 import { type Code, type Expr, f32, F32, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
@@ -42,8 +42,8 @@ export const NwArg = {
   x: 10,
   /** 4-bit decode: four 16-byte planes of the code table, then the 16 float32 codes. */
   table: 11,
-  /** 4-bit gemv: 65536 × 4 float32, the codes of the 4 elements in each little-endian u16 of packed data. */
-  quads: 12,
+  /** 4-bit gemv: 256 × 2 float32, the two codes of each byte value (narrow-host.ts pairTable). */
+  pairs: 12,
   words: 13,
 } as const;
 
@@ -88,6 +88,13 @@ export const int8Lanes = (c: Code, bytes16: Expr, v: Local, tmp: readonly Local[
 
 /** bfloat16 bits in i32 lanes → float32 lanes. */
 export const bf16Lanes = (raw: Expr): Expr => V.ishl(raw, 16);
+
+/**
+ * The codes of the 4 elements in bytes `at + off` and `at + off + 1` of packed 4-bit data, from the pair table at
+ * `pairs` (256 entries of 2 float32: a byte's high-nibble code, then its low one; narrow-host.ts pairTable).
+ */
+export const pairCodes = (pairs: Local, at: Expr, off: number): Expr =>
+  V.load64Lane(I.add(pairs, I.shl(I.load8U(at, off + 1), 3)), V.load64Zero(I.add(pairs, I.shl(I.load8U(at, off), 3))), 1);
 
 export interface NarrowFunctions {
   readonly decode: number;
@@ -270,7 +277,7 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
   // accumulators per row keep the adds off one dependency chain.
   const gemv = mb.func('nw_gemv_task', [i32, i32, i32], [], (c, [task, args]) => {
     const arg = (w: number): Expr => I.load(args, w * 4);
-    const [fmt, rows, cols, data, scales, shift, y, x, r, r1, k, src, end, bend, sp, xq, quads, src2, sp2, rowBytes, rowScales] =
+    const [fmt, rows, cols, data, scales, shift, y, x, r, r1, k, src, end, bend, sp, xq, pairs, src2, sp2, rowBytes, rowScales] =
       c.localsOf(i32, 21);
     const [v, h, o, ex, t] = c.localsOf(v128, 5);
     const acc = c.localsOf(v128, 4);
@@ -282,7 +289,7 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
       .set(shift, arg(NwArg.blockShift))
       .set(y, arg(NwArg.out))
       .set(x, arg(NwArg.x))
-      .set(quads, arg(NwArg.quads));
+      .set(pairs, arg(NwArg.pairs));
     c.set(r, I.mul(task, arg(NwArg.perTask)));
     c.set(r1, I.add(r, arg(NwArg.perTask)));
     c.set(r1, I.select(rows, r1, I.ltS(rows, r1)));
@@ -294,8 +301,9 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
     c.if(
       I.eq(fmt, NW_Q4),
       () => {
-        // cols % blocksize = 0. Each u16 of packed data (4 elements) indexes a table of 65536 × 4 codes: one v128
-        // load per 4 elements, no shuffles (a byte-plane swizzle decode is bound by its 6 shuffles per 4 elements).
+        // cols % blocksize = 0. Each byte of packed data (2 elements) indexes a 2 KiB table of code pairs: two 8-byte
+        // loads per 4 elements, no shuffles (a byte-plane swizzle decode is bound by its 6 shuffles per 4 elements;
+        // a 65536-entry table of 4 codes misses the L2 cache on real weights, whose codes are near uniform).
         // Two rows per pass share the loads of x. Each block's Σ code·x is summed in lanes (two accumulators per
         // row), then one multiply-add by its absmax. Small steps: unrolled further, TurboFan hoists the table loads
         // and spills.
@@ -323,7 +331,7 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
                       c.set(h, V.load(xq, j * 16));
                       for (const [row, at] of [src, src2].entries()) {
                         const a = bacc[2 * row + j]!;
-                        c.set(a, madd(V.load(I.add(quads, I.shl(I.load16U(at, 2 * j), 4))), h, a));
+                        c.set(a, madd(pairCodes(pairs, at, 2 * j), h, a));
                       }
                     }
                     c.set(src, I.add(src, 4)).set(src2, I.add(src2, 4)).set(xq, I.add(xq, 32));

@@ -18,7 +18,7 @@
  * exactly 0 and |W| ≈ 1e-25 does not flush to 0).
  */
 import { type Code, type Expr, f32, F32, f64, F64, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
-import { bf16Lanes, f16Lanes, INV127 } from './narrow-wasm.js';
+import { bf16Lanes, f16Lanes, INV127, pairCodes } from './narrow-wasm.js';
 
 /** Rows of a tile (the U panel height). */
 export const WN_ROWS = 4;
@@ -57,8 +57,8 @@ export const WnArg = {
   wScales: 15,
   /** 4-bit: log2 of the block size. */
   wShift: 16,
-  /** 4-bit: the 65536 × 4 code table (narrow-host.ts quadTable). */
-  wQuads: 17,
+  /** 4-bit: the code-pair table (narrow-host.ts pairTable). */
+  wPairs: 17,
   words: 18,
 } as const;
 
@@ -81,12 +81,12 @@ interface WReader {
 /** A reader of W (`cols` elements per stored row) for one function's code. */
 function wReader(c: Code, fmt: WnFormatId, args: Local, cols: Local): WReader {
   const arg = (w: number): Expr => I.load(args, w * 4);
-  const [w, scales, shift, quads, e] = c.localsOf(i32, 5);
+  const [w, scales, shift, pairs, e] = c.localsOf(i32, 5);
   const [lo, hi, raw, o, ex, t] = c.localsOf(v128, 6);
   const sc = c.local(v128);
   c.set(w, arg(WnArg.w));
   if (fmt === WnFormat.q4 || fmt === WnFormat.int8) c.set(scales, arg(WnArg.wScales));
-  if (fmt === WnFormat.q4) c.set(shift, arg(WnArg.wShift)).set(quads, arg(WnArg.wQuads));
+  if (fmt === WnFormat.q4) c.set(shift, arg(WnArg.wShift)).set(pairs, arg(WnArg.wPairs));
   const index = (row: Expr, j: Expr) => c.set(e, I.add(I.mul(row, cols), j));
   const f16 =
     (lanes: Expr): Expr =>
@@ -117,11 +117,11 @@ function wReader(c: Code, fmt: WnFormatId, args: Local, cols: Local): WReader {
           break;
         }
         case WnFormat.q4: {
-          // fround(code · absmax[block]); e is a multiple of 8, so its 4 bytes are two u16 table entries.
+          // fround(code · absmax[block]); e is a multiple of 8, so its elements are 4 whole bytes of one block.
           c.set(sc, V.load32Splat(I.add(scales, I.shl(I.shrU(e, shift), 2))));
           c.set(e, I.add(w, I.shrU(e, 1)));
-          c.set(lo, V.mul(V.load(I.add(quads, I.shl(I.load16U(e), 4))), sc));
-          c.set(hi, V.mul(V.load(I.add(quads, I.shl(I.load16U(e, 2), 4))), sc));
+          c.set(lo, V.mul(pairCodes(pairs, e, 0), sc));
+          c.set(hi, V.mul(pairCodes(pairs, e, 2), sc));
           break;
         }
       }
