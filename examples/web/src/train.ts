@@ -4,11 +4,12 @@
  * with the same hyper-parameters, each checked merged against unmerged, the DoRA adapter offered in PEFT's
  * format.
  */
-import { type Backend, noGrad, ops, Random, type Tensor, tidy } from '@dorajs/core';
+import { type Backend, noGrad, Random, type Tensor, tidy } from '@dorajs/core';
 import { adapterBlobs, getPeftModel, LoraConfig, type PeftModel } from '@dorajs/peft';
 import {
   collateDigits,
   type DigitExample,
+  digitAccuracy,
   FINETUNE_DIGITS,
   type FinetuneMethod,
   loadMnistBase,
@@ -17,6 +18,7 @@ import {
   MNIST_TARGET_MODULES,
   type MnistDigits,
   mnistSplit,
+  predictDigits,
   type StepProgress,
   Trainer,
 } from '@dorajs/train';
@@ -81,21 +83,8 @@ function evenlySpaced<T>(items: readonly T[], count: number): { items: T[]; indi
   return { items: indices.map((i) => items[i]!), indices };
 }
 
-async function predict(forward: (x: Tensor) => Tensor, examples: readonly DigitExample[], collate: ReturnType<typeof collateDigits>) {
-  const out = new Int32Array(examples.length);
-  for (let s = 0; s < examples.length; s += 256) {
-    const batch = collate(examples.slice(s, s + 256));
-    try {
-      const p = tidy(() => noGrad(() => ops.argMax(forward(batch.input))));
-      out.set((await p.data()) as Int32Array, s);
-      p.dispose();
-    } finally {
-      batch.input.dispose();
-    }
-    await yieldToPage();
-  }
-  return out;
-}
+const predict = (forward: (x: Tensor) => Tensor, examples: readonly DigitExample[], collate: ReturnType<typeof collateDigits>) =>
+  predictDigits(forward, examples, collate, { afterBatch: yieldToPage });
 
 async function logitsOf(peft: PeftModel, examples: readonly DigitExample[], collate: ReturnType<typeof collateDigits>): Promise<number[]> {
   const batch = collate(examples);
@@ -108,9 +97,6 @@ async function logitsOf(peft: PeftModel, examples: readonly DigitExample[], coll
     batch.input.dispose();
   }
 }
-
-const accuracyOf = (predicted: Int32Array, examples: readonly DigitExample[]) =>
-  examples.length ? examples.reduce((n, e, i) => n + (predicted[i] === e.label ? 1 : 0), 0) / examples.length : 0;
 
 export async function runTraining(
   backend: Backend,
@@ -128,7 +114,7 @@ export async function runTraining(
 
   const base = await loadMnistBase(backend, baseWeights);
   base.eval();
-  const before = accuracyOf(await predict((x) => base.forward(x), split.test, collate), split.test);
+  const before = digitAccuracy(await predict((x) => base.forward(x), split.test, collate), split.test);
   base.dispose();
   events.log(`the base CNN (pretrained on 0–4) gets ${(before * 100).toFixed(2)}% of held-out 5–9 right`);
 
@@ -192,8 +178,8 @@ export async function runTraining(
       const result: RunResult = {
         method,
         steps: out.globalStep,
-        accuracy: accuracyOf(unmerged, split.test),
-        mergedAccuracy: accuracyOf(mergedPredictions, split.test),
+        accuracy: digitAccuracy(unmerged, split.test),
+        mergedAccuracy: digitAccuracy(mergedPredictions, split.test),
         mergedAgreement: unmerged.length ? agree / unmerged.length : 1,
         trainSeconds: out.metrics.train_runtime ?? p?.elapsedSeconds ?? 0,
         stepsPerSecond: out.metrics.train_steps_per_second ?? p?.stepsPerSecond ?? 0,

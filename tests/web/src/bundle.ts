@@ -57,9 +57,9 @@ function sized(code: string): Bundle {
   return { code, bytes, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
 }
 
-/** `esbuild entry.js --bundle --platform=browser --format=esm --minify`. */
-export async function esbuildBundle(packages: readonly string[]): Promise<Bundle> {
-  const out = await esbuild({
+/** `esbuild entry.js --bundle --platform=browser --format=esm --minify`, in memory. */
+function esbuildOptions(packages: readonly string[]) {
+  return {
     stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
     bundle: true,
     platform: 'browser',
@@ -67,34 +67,18 @@ export async function esbuildBundle(packages: readonly string[]): Promise<Bundle
     minify: true,
     write: false,
     logLevel: 'silent',
-  });
+  } as const;
+}
+
+/** One ES module (dynamic imports inlined). */
+export async function esbuildBundle(packages: readonly string[]): Promise<Bundle> {
+  const out = await esbuild(esbuildOptions(packages));
   return sized(out.outputFiles[0]!.text);
 }
 
 /** `vite build` of a library entry (Vite's browser conditions), minified, one ES module with dynamic imports inlined. */
 export async function viteBundle(packages: readonly string[]): Promise<Bundle> {
-  const { build } = await import('vite');
-  const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.vite-bundle-'));
-  try {
-    const entry = join(dir, 'entry.js');
-    await writeFile(entry, entryFor(packages));
-    const result = await build({
-      configFile: false,
-      logLevel: 'silent',
-      root: dir,
-      build: {
-        write: false,
-        minify: true,
-        lib: { entry, formats: ['es'], fileName: 'bundle' },
-        rolldownOptions: { output: { codeSplitting: false } },
-      },
-    });
-    const outputs = (Array.isArray(result) ? result : [result]) as { output: { type: string; code?: string }[] }[];
-    const chunks = outputs.flatMap((o) => o.output).filter((o) => o.type === 'chunk');
-    return sized(chunks.map((c) => c.code ?? '').join('\n'));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return sized((await viteChunks(packages, { codeSplitting: false })).map((c) => c.code).join('\n'));
 }
 
 /** One output file of a code-split build. */
@@ -138,17 +122,11 @@ export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
 /** `esbuild entry.js --bundle --platform=browser --format=esm --minify --splitting`: an app build with lazy chunks. */
 export async function esbuildChunks(packages: readonly string[]): Promise<Chunk[]> {
   const out = await esbuild({
-    stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    minify: true,
+    ...esbuildOptions(packages),
     splitting: true,
     absWorkingDir: RESOLVE_DIR,
     outdir: join(RESOLVE_DIR, 'esbuild-chunks'),
     metafile: true,
-    write: false,
-    logLevel: 'silent',
   });
   const outputs = out.metafile.outputs;
   const code = new Map(out.outputFiles.map((f) => [relative(RESOLVE_DIR, f.path), f.text]));
@@ -163,10 +141,13 @@ export async function esbuildChunks(packages: readonly string[]): Promise<Chunk[
     }));
 }
 
-/** `vite build` of a library entry with Vite's default code splitting: dynamic imports become lazy chunks. */
-export async function viteChunks(packages: readonly string[]): Promise<Chunk[]> {
+/**
+ * `vite build` of a library entry, minified. With Vite's default code splitting dynamic imports become lazy
+ * chunks; `codeSplitting: false` inlines them into one module.
+ */
+export async function viteChunks(packages: readonly string[], options: { codeSplitting?: boolean } = {}): Promise<Chunk[]> {
   const { build } = await import('vite');
-  const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.vite-chunks-'));
+  const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.vite-bundle-'));
   try {
     const entry = join(dir, 'entry.js');
     await writeFile(entry, entryFor(packages));
@@ -174,7 +155,12 @@ export async function viteChunks(packages: readonly string[]): Promise<Chunk[]> 
       configFile: false,
       logLevel: 'silent',
       root: dir,
-      build: { write: false, minify: true, lib: { entry, formats: ['es'], fileName: 'bundle' } },
+      build: {
+        write: false,
+        minify: true,
+        lib: { entry, formats: ['es'], fileName: 'bundle' },
+        ...(options.codeSplitting === false ? { rolldownOptions: { output: { codeSplitting: false } } } : {}),
+      },
     });
     const outputs = (Array.isArray(result) ? result : [result]) as {
       output: { type: string; fileName: string; code?: string; isEntry?: boolean; imports?: string[]; dynamicImports?: string[] }[];

@@ -73,11 +73,15 @@ export interface MnistFinetuneResult {
   readonly adapterDir: string | null;
 }
 
-/** Predicted class per example (eval mode is the caller's business). */
-async function predict(
+/**
+ * Predicted class per example, 256 at a time (eval mode is the caller's business). `afterBatch` runs after
+ * each batch: a page yields there so it can paint.
+ */
+export async function predictDigits(
   forward: (x: Tensor) => Tensor,
   examples: readonly DigitExample[],
   collate: ReturnType<typeof collateDigits>,
+  options: { readonly afterBatch?: () => Promise<void> } = {},
 ): Promise<Int32Array> {
   const out = new Int32Array(examples.length);
   for (let s = 0; s < examples.length; s += 256) {
@@ -89,11 +93,13 @@ async function predict(
     } finally {
       batch.input.dispose();
     }
+    await options.afterBatch?.();
   }
   return out;
 }
 
-function accuracyOf(predicted: Int32Array, examples: readonly DigitExample[]): number {
+/** The share of `examples` whose label is the predicted class. */
+export function digitAccuracy(predicted: Int32Array, examples: readonly DigitExample[]): number {
   let correct = 0;
   for (let i = 0; i < examples.length; i++) if (predicted[i] === examples[i]!.label) correct++;
   return examples.length ? correct / examples.length : 0;
@@ -124,8 +130,8 @@ export async function runMnistFinetune(options: MnistFinetuneOptions): Promise<M
   const base = await loadMnistBase(backend, baseFile);
   base.eval();
   const before = {
-    accuracy: accuracyOf(await predict((x) => base.forward(x), split.test, collate), split.test),
-    knownDigitsAccuracy: accuracyOf(await predict((x) => base.forward(x), known.test, collate), known.test),
+    accuracy: digitAccuracy(await predictDigits((x) => base.forward(x), split.test, collate), split.test),
+    knownDigitsAccuracy: digitAccuracy(await predictDigits((x) => base.forward(x), known.test, collate), known.test),
   };
   base.dispose();
   log(`before: held-out accuracy on 5-9 ${pct(before.accuracy)}, on 0-4 ${pct(before.knownDigitsAccuracy)}`);
@@ -227,8 +233,8 @@ async function trainOne(
     ctx.log(formatMetrics(`${label} train`, out.metrics));
     peft.eval();
     const forward = (x: Tensor) => peft.forward(x);
-    const unmerged = await predict(forward, ctx.split.test, ctx.collate);
-    const knownDigitsAccuracy = accuracyOf(await predict(forward, ctx.known.test, ctx.collate), ctx.known.test);
+    const unmerged = await predictDigits(forward, ctx.split.test, ctx.collate);
+    const knownDigitsAccuracy = digitAccuracy(await predictDigits(forward, ctx.known.test, ctx.collate), ctx.known.test);
     if (ctx.output) {
       const { fs, report } = ctx.options;
       await peft.savePretrained(ctx.output, { ...(fs ? { fs } : {}), ...(report ? { report } : {}) });
@@ -236,14 +242,14 @@ async function trainOne(
     const merged = await peft.mergeAndUnload();
     released = true;
     merged.eval();
-    const mergedPredictions = await predict((x) => merged.forward(x), ctx.split.test, ctx.collate);
+    const mergedPredictions = await predictDigits((x) => merged.forward(x), ctx.split.test, ctx.collate);
     merged.dispose();
     let agree = 0;
     for (let i = 0; i < unmerged.length; i++) if (unmerged[i] === mergedPredictions[i]) agree++;
     return {
       method,
-      accuracy: accuracyOf(unmerged, ctx.split.test),
-      mergedAccuracy: accuracyOf(mergedPredictions, ctx.split.test),
+      accuracy: digitAccuracy(unmerged, ctx.split.test),
+      mergedAccuracy: digitAccuracy(mergedPredictions, ctx.split.test),
       mergedAgreement: unmerged.length ? agree / unmerged.length : 1,
       knownDigitsAccuracy,
       metrics: out.metrics,
