@@ -125,7 +125,7 @@ export class UnsupportedRopeError extends ModelConfigError {
     field: string,
     supported: readonly string[],
   ) {
-    super(`is rope_type '${ropeType}', which is not supported (supported: ${supported.join(', ')})`, file, field);
+    super(`is rope_type ${quoted(ropeType)}, which is not supported (supported: ${supported.join(', ')})`, file, field);
   }
 }
 
@@ -138,7 +138,7 @@ export class UnsupportedActivationError extends ModelConfigError {
     field: string,
     supported: readonly string[],
   ) {
-    super(`is '${activation}', which is not supported (supported: ${supported.join(', ')})`, file, field);
+    super(`is ${quoted(activation)}, which is not supported (supported: ${supported.join(', ')})`, file, field);
   }
 }
 

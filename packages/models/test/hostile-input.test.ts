@@ -9,7 +9,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsError } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
-import { ModelConfigError, ModelFolderError, ModelSizeError } from '../src/index.js';
+import { ModelConfigError, ModelFolderError, ModelSizeError, parseLlamaConfig, parseQwen2Config } from '../src/index.js';
 import { loadModel } from '../src/node.js';
 import { gpt2Config, llamaConfig, writeCheckpoint } from './checkpoints.js';
 import { cpu, rejection, useTempFolders } from './helpers.js';
@@ -41,6 +41,34 @@ describe('config.json values from strangers', () => {
     expect(error).toBeInstanceOf(ModelConfigError);
     expect(error.message.length).toBeLessThan(300);
     expect(error.message).toContain("'hidden_size' must be a positive integer, got [[");
+  });
+
+  it('found by the fuzzer: num_hidden_layers 2³¹−1 is refused while parsing, before any per-layer list', () => {
+    const t0 = performance.now();
+    expect(() => parseLlamaConfig({ ...llamaConfig(), num_hidden_layers: 2 ** 31 - 1 }, 'config.json')).toThrow(
+      "config.json: 'num_hidden_layers' is 2147483647, over the limit of 1000000 layers",
+    );
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('found by the fuzzer: an unknown activation, rope_type or a bad layer_types is named in a short message', () => {
+    const long = 'x'.repeat(10_000);
+    for (const [parse, config] of [
+      [parseLlamaConfig, { ...llamaConfig(), hidden_act: long }],
+      [parseLlamaConfig, { ...llamaConfig(), rope_scaling: { rope_type: long, factor: 2 } }],
+      [parseQwen2Config, { ...llamaConfig(), model_type: 'qwen2', layer_types: [long, 'full_attention'] }],
+    ] as const) {
+      const error = (() => {
+        try {
+          parse(config, 'config.json');
+        } catch (e) {
+          return e as Error;
+        }
+        return null;
+      })();
+      expect(error).toBeInstanceOf(ModelConfigError);
+      expect(error!.message.length).toBeLessThan(400);
+    }
   });
 
   it('vocab_size: 1e12 is over the size limit', async () => {

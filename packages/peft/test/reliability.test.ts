@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { FileError, OutputError, SafetensorsError } from '@dorajs/core';
 import { faultPoints, faultyFileSystem } from '@dorajs/core/node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AdapterFileError, getPeftModel, LoraConfig, PeftModel } from '../src/index.js';
+import { AdapterFileError, configFromJsonText, configToJsonText, getPeftModel, LoraConfig, PeftModel } from '../src/index.js';
 import { cpu } from './helpers/backend.js';
 import { perturb } from './helpers/behaviour.js';
 import { MLP } from './helpers/models.js';
@@ -37,6 +37,14 @@ async function files(folder: string): Promise<Record<string, string>> {
 }
 
 describe('reading adapters from strangers', () => {
+  it('found by the fuzzer: a kept key holding 1e400 is written so that dorajs (and Python) read it back', () => {
+    const text = '{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q"], "custom_limit": 1e400, "low": -1e400}';
+    const written = configToJsonText(configFromJsonText(text));
+    expect(written).toMatch(/"custom_limit": 1e999/);
+    expect(written).toMatch(/"low": -1e999/);
+    expect(configToJsonText(configFromJsonText(written))).toBe(written);
+  });
+
   it('adapter_config.json nested 100 000 deep is an AdapterFileError naming it (no stack overflow)', async () => {
     const folder = join(dir, 'deep');
     await (await trained(1)).savePretrained(folder);

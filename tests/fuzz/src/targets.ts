@@ -409,10 +409,21 @@ const modelConfig: Target = {
     } catch (error) {
       throw new Violation(`an accepted config.json, written again, is refused: ${(error as Error).message.slice(0, 300)}`);
     }
-    if (!isDeepStrictEqual(config, again)) throw new Violation('config.json parses differently once re-serialised');
+    // (JSON.stringify writes -0 as 0, so -0 and 0 count as equal here.)
+    if (!isDeepStrictEqual(unsignZero(config), unsignZero(again))) throw new Violation('config.json parses differently once re-serialised');
     return 'accepted';
   },
 };
+
+/** `value` with every -0 made 0 (configurations are small plain objects). */
+function unsignZero(value: unknown): unknown {
+  if (Object.is(value, -0)) return 0;
+  if (Array.isArray(value)) return value.map(unsignZero);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unsignZero(v)]));
+  }
+  return value;
+}
 
 // ---------------------------------------------------------------- ids files
 

@@ -3,6 +3,7 @@
  * shape for all of them, so one implementation (llama/llama-model.ts) runs every family and each family
  * only says how its config.json maps onto it — as transformers' modular files derive them from Llama.
  */
+import { preview } from '@dorajs/core';
 import type { ConfigFields } from '../config/config-fields.js';
 import { readActivation } from './activations.js';
 import { parseRope, type RopeConfig } from './rope-scaling.js';
@@ -85,12 +86,13 @@ export function parseDecoderConfig(f: ConfigFields, modelType: string, d: Decode
   const headDim = f.size('head_dim', d.headDim ?? hiddenSize / numAttentionHeads);
   if (headDim % 2 !== 0 && !d.partialRotary) f.reject('head_dim', `must be even for rotary embeddings, got ${headDim}`);
   const maxPositionEmbeddings = f.size('max_position_embeddings', d.maxPositionEmbeddings);
+  const numHiddenLayers = layerCount(f, 'num_hidden_layers', d.numHiddenLayers);
   return {
     modelType,
     vocabSize: f.size('vocab_size', d.vocabSize),
     hiddenSize,
     intermediateSize: f.size('intermediate_size', d.intermediateSize),
-    numHiddenLayers: f.size('num_hidden_layers', d.numHiddenLayers),
+    numHiddenLayers,
     numAttentionHeads,
     numKeyValueHeads,
     headDim,
@@ -110,13 +112,27 @@ export function parseDecoderConfig(f: ConfigFields, modelType: string, d: Decode
     oBias: false,
     mlpBias: false,
     qkNorm: false,
-    layerTypes: Array.from({ length: f.size('num_hidden_layers', d.numHiddenLayers) }, () => 'full_attention'),
+    layerTypes: Array.from({ length: numHiddenLayers }, () => 'full_attention'),
     slidingWindow: null,
     attentionScale: headDim ** -0.5,
     attnLogitSoftcapping: null,
     finalLogitSoftcapping: null,
     gemmaNorms: false,
   };
+}
+
+/**
+ * Most decoder layers a config.json may declare. Parsing builds per-layer lists (layer types), so a count
+ * of 2³¹−1 would exhaust memory before the loader could compare the model with its checkpoint; real models
+ * have at most a few hundred layers.
+ */
+export const MAX_LAYERS = 1_000_000;
+
+/** A layer count (`num_hidden_layers`), at most MAX_LAYERS. */
+function layerCount(f: ConfigFields, field: string, fallback: number | undefined): number {
+  const layers = f.size(field, fallback);
+  if (layers > MAX_LAYERS) f.reject(field, `is ${layers}, over the limit of ${MAX_LAYERS} layers`);
+  return layers;
 }
 
 /**
@@ -129,11 +145,12 @@ export function readLayerTypes(
   window: number | null,
   fallback: (layer: number) => LayerType,
 ): { layerTypes: LayerType[]; slidingWindow: number | null } {
+  if (layers > MAX_LAYERS) f.reject('num_hidden_layers', `is ${layers}, over the limit of ${MAX_LAYERS} layers`);
   let layerTypes: LayerType[];
   if (f.has('layer_types')) {
     const v = f.json['layer_types'];
     if (!Array.isArray(v) || v.length !== layers || !v.every((t) => (LAYER_TYPES as readonly unknown[]).includes(t))) {
-      f.reject('layer_types', `must list ${layers} of ${LAYER_TYPES.join(' / ')}, got ${JSON.stringify(v)}`);
+      f.reject('layer_types', `must list ${layers} of ${LAYER_TYPES.join(' / ')}, got ${preview(v)}`);
     }
     layerTypes = v as LayerType[];
   } else {

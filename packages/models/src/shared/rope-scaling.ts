@@ -7,6 +7,7 @@
  * `max(position) + 1`, and keys already in a KV cache keep the rotation they were given.
  */
 import type { ConfigFields } from '../config/config-fields.js';
+import { preview } from '@dorajs/core';
 import { UnsupportedRopeError } from '../errors.js';
 import { ropeInverseFrequencies } from './rope.js';
 
@@ -197,7 +198,7 @@ function atLeastOne(s: ConfigFields, key: string): number {
 function factorList(s: ConfigFields, key: string, length: number): number[] {
   const v = s.json[key];
   if (!Array.isArray(v) || v.length !== length || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) {
-    s.reject(key, `must be a list of ${length} positive numbers (one per rotated frequency), got ${JSON.stringify(v)}`);
+    s.reject(key, `must be a list of ${length} positive numbers (one per rotated frequency), got ${preview(v)}`);
   }
   return v as number[];
 }

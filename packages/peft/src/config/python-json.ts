@@ -18,9 +18,9 @@ export function pythonJsonDumps(value: PyJsonValue, indent = 2): string {
 function write(v: PyJsonValue, indent: number, depth: number): string {
   if (v === null) return 'null';
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : pythonFloatRepr(v);
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : jsonFloat(v);
   if (typeof v === 'string') return pythonString(v);
-  if (v instanceof PyFloat) return pythonFloatRepr(v.value);
+  if (v instanceof PyFloat) return jsonFloat(v.value);
   const pad = ' '.repeat(indent * (depth + 1));
   const close = ' '.repeat(indent * depth);
   if (Array.isArray(v)) {
@@ -32,6 +32,17 @@ function write(v: PyJsonValue, indent: number, depth: number): string {
   const keys = Object.keys(obj).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   if (keys.length === 0) return '{}';
   return `{\n${keys.map((k) => `${pad}${pythonString(k)}: ${write(obj[k]!, indent, depth + 1)}`).join(',\n')}\n${close}}`;
+}
+
+/**
+ * A float as JSON text: Python's repr, except that an infinity is written `1e999` / `-1e999` rather than
+ * Python's `Infinity`, which JSON.parse (and so dorajs) cannot read back. Python reads `1e999` as inf, so
+ * both sides still get the same value. (An infinity only arrives from a file that spelled it e.g. `1e400`.)
+ */
+function jsonFloat(x: number): string {
+  if (x === Number.POSITIVE_INFINITY) return '1e999';
+  if (x === Number.NEGATIVE_INFINITY) return '-1e999';
+  return pythonFloatRepr(x);
 }
 
 /** Python's float repr: shortest round-trip digits, fixed notation for 1e-4 ≤ |x| < 1e16, else `1e-05` style. */
