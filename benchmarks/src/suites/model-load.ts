@@ -30,7 +30,7 @@ export const FULL: LlamaSize = { vocab: 32000, hidden: 768, intermediate: 2048, 
 export const QUICK: LlamaSize = { vocab: 8000, hidden: 256, intermediate: 704, layers: 8, heads: 8, kvHeads: 4 };
 
 /** Names and shapes of a Llama checkpoint, as transformers writes them. */
-function llamaTensors(s: LlamaSize): [string, number[]][] {
+export function llamaTensors(s: LlamaSize): [string, number[]][] {
   const d = s.hidden / s.heads;
   const out: [string, number[]][] = [['model.embed_tokens.weight', [s.vocab, s.hidden]]];
   for (let l = 0; l < s.layers; l++) {
@@ -50,6 +50,22 @@ function llamaTensors(s: LlamaSize): [string, number[]][] {
   out.push(['model.norm.weight', [s.hidden]]);
   if (!s.tied) out.push(['lm_head.weight', [s.vocab, s.hidden]]);
   return out;
+}
+
+/** config.json of a Llama checkpoint of size `s`. */
+export function llamaConfig(s: LlamaSize): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: s.vocab,
+    hidden_size: s.hidden,
+    intermediate_size: s.intermediate,
+    num_hidden_layers: s.layers,
+    num_attention_heads: s.heads,
+    num_key_value_heads: s.kvHeads,
+    rope_parameters: { rope_type: 'default', rope_theta: 10000 },
+    tie_word_embeddings: s.tied ?? false,
+  };
 }
 
 /** Small uniform values from an LCG: the numbers do not matter, only the bytes moved. */
@@ -75,19 +91,7 @@ export async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 
     tensors.set(key, dtype === 'F32' ? { dtype, shape, data: values } : { dtype, shape, data: Uint16Array.from(values, f32ToBf16) });
   });
   await saveSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  const config = {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    vocab_size: s.vocab,
-    hidden_size: s.hidden,
-    intermediate_size: s.intermediate,
-    num_hidden_layers: s.layers,
-    num_attention_heads: s.heads,
-    num_key_value_heads: s.kvHeads,
-    rope_parameters: { rope_type: 'default', rope_theta: 10000 },
-    tie_word_embeddings: s.tied ?? false,
-  };
-  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  await writeFile(join(dir, 'config.json'), JSON.stringify(llamaConfig(s), null, 2));
   return { params, bytes: params * (dtype === 'F32' ? 4 : 2) };
 }
 
