@@ -80,7 +80,7 @@ export class WasmKernels {
     if (args === null) throw heapFull('backend', ARGS_BYTES);
     this.args = args;
     this.i32 = new Int32Array(runtime.buffer);
-    this.words().fill(0, args >> 2, (args + ARGS_BYTES) >> 2);
+    this.words().fill(0, args >>> 2, (args + ARGS_BYTES) >>> 2);
   }
 
   /** Int32 view of the whole heap (re-made when the memory has grown). */
@@ -174,9 +174,9 @@ export class WasmKernels {
       const bIndex = batchOffsets(batch, bBatch);
       const w = this.words();
       for (let i = 0; i < mats; i++) {
-        w[(table >> 2) + 3 * i] = aIndex[i]! * m * k * 4;
-        w[(table >> 2) + 3 * i + 1] = bIndex[i]! * k * n * 4;
-        w[(table >> 2) + 3 * i + 2] = i * m * n * 4;
+        w[(table >>> 2) + 3 * i] = aIndex[i]! * m * k * 4;
+        w[(table >>> 2) + 3 * i + 1] = bIndex[i]! * k * n * 4;
+        w[(table >>> 2) + 3 * i + 2] = i * m * n * 4;
       }
     }
     try {
@@ -202,7 +202,7 @@ export class WasmKernels {
   ): void {
     const work = mats * m * n * k;
     const w = this.words();
-    const p = (this.args + GEMM_ARGS) >> 2;
+    const p = (this.args + GEMM_ARGS) >>> 2;
     w[p + GemmArg.m] = m;
     w[p + GemmArg.n] = n;
     w[p + GemmArg.k] = k;
@@ -255,7 +255,7 @@ export class WasmKernels {
       const rowsPerTask = Math.min(MC, Math.max(SHARED_MIN_ROWS, roundUp(Math.ceil(m / target), GEMM_SHAPE.mr)));
       const rowTasks = Math.ceil(m / rowsPerTask);
       const w = this.words();
-      const p = (this.args + GEMM_ARGS) >> 2;
+      const p = (this.args + GEMM_ARGS) >>> 2;
       w[p + GemmArg.packed] = packed;
       w[p + GemmArg.rowsPerTask] = rowsPerTask;
       for (let jc = 0; jc < n; jc += blockCols) {
@@ -316,7 +316,7 @@ export class WasmKernels {
     out: number,
   ): void {
     const w = this.words();
-    const p = (this.args + GEMV_ARGS) >> 2;
+    const p = (this.args + GEMV_ARGS) >>> 2;
     let outputs: number;
     if (m === 1) {
       // x = a (1×k, contiguous either way); y[j] over B: rows along j (axpy) unless B is stored transposed.
@@ -369,7 +369,7 @@ export class WasmKernels {
 
   private convArgs(x: number, cols: number, g: ConvGeometry, perTask: number): void {
     const w = this.words();
-    const q = (this.args + CONV_ARGS) >> 2;
+    const q = (this.args + CONV_ARGS) >>> 2;
     const { p } = g;
     w[q + ConvArg.x] = x;
     w[q + ConvArg.cols] = cols;
@@ -425,20 +425,20 @@ export class WasmKernels {
       for (let i = 0, p = base; i < regions.length; p += align64(regions[i]!), i++) at.push(p);
       const [u, vp, tail, cols, scratch] = at as [number, number, number, number, number];
       const h = new Float32Array(this.runtime.buffer);
-      const a4 = a >> 2;
-      const b4 = b >> 2;
+      const a4 = a >>> 2;
+      const b4 = b >>> 2;
       // U element (row i, k) and V element (k, column j), as strides over the heap's float32 indices.
       if (transposeW) {
-        packPanels(h, a4, 1, inF, uRows, r, WN_ROWS, 1, u >> 2, Math.ceil(uRows / WN_ROWS));
-        packPanels(h, b4, r, 1, vCols, r, 8, scale, vp >> 2, Math.floor(vCols / 8));
+        packPanels(h, a4, 1, inF, uRows, r, WN_ROWS, 1, u >>> 2, Math.ceil(uRows / WN_ROWS));
+        packPanels(h, b4, r, 1, vCols, r, 8, scale, vp >>> 2, Math.floor(vCols / 8));
       } else {
-        packPanels(h, b4, r, 1, uRows, r, WN_ROWS, scale, u >> 2, Math.ceil(uRows / WN_ROWS));
-        packPanels(h, a4, 1, inF, vCols, r, 8, 1, vp >> 2, Math.floor(vCols / 8));
+        packPanels(h, b4, r, 1, uRows, r, WN_ROWS, scale, u >>> 2, Math.ceil(uRows / WN_ROWS));
+        packPanels(h, a4, 1, inF, vCols, r, 8, 1, vp >>> 2, Math.floor(vCols / 8));
       }
-      if (transposeW) for (let i = 0; i < out * r; i++) h[(tail >> 2) + i] = scale * h[b4 + i]!;
+      if (transposeW) for (let i = 0; i < out * r; i++) h[(tail >>> 2) + i] = scale * h[b4 + i]!;
 
       const w32 = this.words();
-      const q = (this.args + WN_ARGS) >> 2;
+      const q = (this.args + WN_ARGS) >>> 2;
       const work = out * inF * Math.max(r, 1);
       // Tasks share nothing but the small packed factors, so many small ones cost nothing and balance threads
       // that run at unequal speeds (a busy machine).
@@ -490,14 +490,14 @@ export class WasmKernels {
     if (tables === null) throw heapFull(`${op}`, rows * 8);
     try {
       const w = this.words();
-      const ta = tables >> 2;
+      const ta = tables >>> 2;
       const tb = ta + rows;
       for (let r = 0; r < rows; r++) {
         w[ta + r] = chunked ? r * n * sa : plan.rowOffsets[0]![r]!;
         w[tb + r] = chunked ? r * n * sb : plan.rowOffsets[1]![r]!;
       }
       const tasks = Math.min(rows, this.tasksFor(total));
-      const q = (this.args + EW_ARGS) >> 2;
+      const q = (this.args + EW_ARGS) >>> 2;
       w[q + EwArg.rows] = rows;
       w[q + EwArg.n] = n;
       w[q + EwArg.a] = a;
@@ -530,7 +530,7 @@ export class WasmKernels {
   /** y = bias + g ⊙ (base + scale·lora) with g and bias of length `cols` (bias 0: none). */
   doraCompose(base: number, lora: number, g: number, bias: number, scale: number, out: number, n: number, cols: number): void {
     const w = this.words();
-    const q = (this.args + MAP_ARGS) >> 2;
+    const q = (this.args + MAP_ARGS) >>> 2;
     w[q + MapArg.lora] = lora;
     w[q + MapArg.g] = g;
     w[q + MapArg.bias] = bias;
@@ -546,7 +546,7 @@ export class WasmKernels {
     const tasks = Math.min(units, this.tasksFor(n));
     const perTask = Math.ceil(units / tasks) * unit;
     const w = this.words();
-    const q = (this.args + MAP_ARGS) >> 2;
+    const q = (this.args + MAP_ARGS) >>> 2;
     w[q + MapArg.n] = n;
     w[q + MapArg.x] = x;
     w[q + MapArg.out] = out;
@@ -562,7 +562,7 @@ export class WasmKernels {
     if (outer === 0 || inner === 0) return;
     const total = outer * len * inner;
     const w = this.words();
-    const q = (this.args + RED_ARGS) >> 2;
+    const q = (this.args + RED_ARGS) >>> 2;
     w[q + RedArg.outer] = outer;
     w[q + RedArg.len] = len;
     w[q + RedArg.inner] = inner;
@@ -594,7 +594,7 @@ export class WasmKernels {
   softmax(x: number, out: number, rows: number, n: number, log = false): void {
     if (rows === 0) return;
     const w = this.words();
-    const q = (this.args + RED_ARGS) >> 2;
+    const q = (this.args + RED_ARGS) >>> 2;
     w[q + RedArg.outer] = rows;
     w[q + RedArg.len] = n;
     w[q + RedArg.x] = x;
@@ -653,7 +653,7 @@ function align64(x: number): number {
 /** Swaps the A and B offsets of every entry of a batch table. */
 function swapTableColumns(w: Int32Array, table: number, mats: number): void {
   for (let i = 0; i < mats; i++) {
-    const e = (table >> 2) + 3 * i;
+    const e = (table >>> 2) + 3 * i;
     const t = w[e]!;
     w[e] = w[e + 1]!;
     w[e + 1] = t;

@@ -191,8 +191,8 @@ export class NarrowKernels {
   ): void {
     const heap = () => new Float32Array(this.k.runtime.buffer);
     const inF = transposeW ? w.rows : w.cols;
-    const av = () => heap().subarray(a >> 2, (a >> 2) + r * inF);
-    const bRow = (o: number) => heap().subarray((b >> 2) + o * r, (b >> 2) + (o + 1) * r);
+    const av = () => heap().subarray(a >>> 2, (a >>> 2) + r * inF);
+    const bRow = (o: number) => heap().subarray((b >>> 2) + o * r, (b >>> 2) + (o + 1) * r);
     if (!transposeW) {
       const bytes = w.cols * 4;
       const row = this.k.runtime.heap.alloc(bytes);
@@ -200,8 +200,8 @@ export class NarrowKernels {
       try {
         for (const o of suspects) {
           this.decodeRows(w, o, o + 1, row);
-          const rv = heap().subarray(row >> 2, (row >> 2) + w.cols);
-          heap()[(norms >> 2) + o] = weightNormOne(rv, av(), bRow(o), 1, inF, r, scale, false, 0);
+          const rv = heap().subarray(row >>> 2, (row >>> 2) + w.cols);
+          heap()[(norms >>> 2) + o] = weightNormOne(rv, av(), bRow(o), 1, inF, r, scale, false, 0);
         }
       } finally {
         this.k.runtime.heap.free(row, bytes);
@@ -213,14 +213,14 @@ export class NarrowKernels {
     this.panels(w, (panel, i0, i1) => {
       const pv = heap();
       for (let i = i0; i < i1; i++) {
-        const at = (panel >> 2) + (i - i0) * w.cols;
+        const at = (panel >>> 2) + (i - i0) * w.cols;
         suspects.forEach((o, s) => {
           columns[s]![i] = pv[at + o]!;
         });
       }
     });
     suspects.forEach((o, s) => {
-      heap()[(norms >> 2) + o] = weightNormOne(columns[s]!, av(), bRow(o), 1, inF, r, scale, true, 0);
+      heap()[(norms >>> 2) + o] = weightNormOne(columns[s]!, av(), bRow(o), 1, inF, r, scale, true, 0);
     });
   }
 
@@ -235,10 +235,10 @@ export class NarrowKernels {
         const n = r1 - r0;
         const suspects = this.k.weightNorm(panel, a, b + r0 * r * 4, n, inF, r, scale, false, norms + r0 * 4);
         if (suspects.length === 0) return;
-        const pv = heap.subarray(panel >> 2, (panel >> 2) + n * inF);
-        const av = heap.subarray(a >> 2, (a >> 2) + r * inF);
-        const bv = heap.subarray((b >> 2) + r0 * r, (b >> 2) + r1 * r);
-        for (const o of suspects) heap[(norms >> 2) + r0 + o] = weightNormOne(pv, av, bv, n, inF, r, scale, false, o);
+        const pv = heap.subarray(panel >>> 2, (panel >>> 2) + n * inF);
+        const av = heap.subarray(a >>> 2, (a >>> 2) + r * inF);
+        const bv = heap.subarray((b >>> 2) + r0 * r, (b >>> 2) + r1 * r);
+        for (const o of suspects) heap[(norms >>> 2) + r0 + o] = weightNormOne(pv, av, bv, n, inF, r, scale, false, o);
       });
       return;
     }
@@ -250,13 +250,13 @@ export class NarrowKernels {
     const sb = this.k.runtime.heap.alloc(Math.max(4, sbBytes));
     if (sb === null) throw heapFull('weightNorm', sbBytes);
     try {
-      for (let i = 0; i < out * r; i++) heap[(sb >> 2) + i] = Math.fround(scale * heap[(b >> 2) + i]!);
+      for (let i = 0; i < out * r; i++) heap[(sb >>> 2) + i] = Math.fround(scale * heap[(b >>> 2) + i]!);
       const inF = w.rows;
       this.panels(w, (panel, i0, i1) => {
         const n = i1 - i0;
         // panel[i, j] += Σ_k A[k, i0 + i] · sB[j, k]
         if (r > 0) this.k.gemmStrided(n, out, r, a + i0 * 4, 1, inF, sb, 1, r, panel, out, true);
-        const p = panel >> 2;
+        const p = panel >>> 2;
         for (let i = 0; i < n; i++) {
           for (let j = 0; j < out; j++) {
             const v = heap[p + i * out + j]!;
@@ -264,7 +264,7 @@ export class NarrowKernels {
           }
         }
       });
-      for (let j = 0; j < out; j++) heap[(norms >> 2) + j] = Math.sqrt(totals[j]!);
+      for (let j = 0; j < out; j++) heap[(norms >>> 2) + j] = Math.sqrt(totals[j]!);
     } finally {
       this.k.runtime.heap.free(sb, Math.max(4, sbBytes));
     }
