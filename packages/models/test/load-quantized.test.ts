@@ -208,6 +208,21 @@ describe('bad bitsandbytes checkpoints: typed errors naming file and key, nothin
       (t) => state(t, 'fp4', (j) => (j['shape'] = [96, 64])),
       "says shape [96, 64] but the model's weight is [64, 96]",
     ],
+    [
+      'a huge quant_type value (previewed, not printed whole)',
+      'fp4',
+      (t) => state(t, 'fp4', (j) => (j['quant_type'] = 'x'.repeat(3000))),
+      "field 'quant_type' is \"xxxx",
+    ],
+    [
+      'a quant state nested 2000 deep',
+      'nf4',
+      (t) => {
+        const bytes = new TextEncoder().encode(`${'['.repeat(2000)}${']'.repeat(2000)}`);
+        t.set(`${LAYER}.quant_state.bitsandbytes__nf4`, { dtype: 'U8', shape: [bytes.length], data: bytes });
+      },
+      'is not valid JSON (pack_dict_to_tensor): JSON nested more than',
+    ],
     ['an unknown original dtype', 'fp4', (t) => state(t, 'fp4', (j) => (j['dtype'] = 'int4')), `field 'dtype' is "int4"`],
     ['nested stats without their tensors', 'nf4', (t) => t.delete(`${LAYER}.nested_absmax`), `'${LAYER}.nested_absmax' is missing`],
     [
@@ -261,6 +276,9 @@ describe('bad bitsandbytes checkpoints: typed errors naming file and key, nothin
     expect(err).toBeInstanceOf(QuantStateError);
     expect(err.message).toContain(join(dir, 'model.safetensors'));
     expect(err.message).toContain(message);
+    // One line, bounded: values from the file are previewed, never printed whole.
+    expect(err.message).not.toContain('\n');
+    expect(err.message.length).toBeLessThan(1000);
     expect(backend.liveBuffers()).toBe(0);
   });
 });

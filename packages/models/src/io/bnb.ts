@@ -16,6 +16,8 @@ import {
   DOUBLE_QUANT_BLOCKSIZE,
   DoraError,
   type HostTensor,
+  parseJsonBounded,
+  preview,
   type QuantFormat,
   type QuantizedHost,
   SUPPORTED_BLOCKSIZES,
@@ -121,37 +123,39 @@ export function findBnbModules(
 
 /** Parses and checks a `quant_state.bitsandbytes__*` tensor's JSON. */
 export function parseQuantState(bytes: Uint8Array, file: string, key: string, format: 'nf4' | 'fp4'): QuantStateJson {
-  let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw new QuantStateError('is not UTF-8 JSON (pack_dict_to_tensor)', file, key);
+    throw new QuantStateError('is not UTF-8 (pack_dict_to_tensor)', file, key);
   }
+  // From a stranger's checkpoint: nesting is bounded before parsing, values are previewed in messages.
+  const json = parseJsonBounded(text, (reason) => new QuantStateError(`is not valid JSON (pack_dict_to_tensor): ${reason}`, file, key));
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new QuantStateError('is not a JSON object', file, key);
   const j = json as Record<string, unknown>;
   const bad = (field: string, what: string): never => {
     throw new QuantStateError(`field '${field}' ${what}`, file, key);
   };
-  if (j['quant_type'] !== format) bad('quant_type', `is ${JSON.stringify(j['quant_type'])} but the key says '${format}'`);
+  if (j['quant_type'] !== format) bad('quant_type', `is ${preview(j['quant_type'])} but the key says '${format}'`);
   const bs = j['blocksize'];
   if (typeof bs !== 'number' || !SUPPORTED_BLOCKSIZES.includes(bs)) {
-    bad('blocksize', `is ${JSON.stringify(bs)} (one of ${SUPPORTED_BLOCKSIZES.join(', ')})`);
+    bad('blocksize', `is ${preview(bs)} (one of ${SUPPORTED_BLOCKSIZES.join(', ')})`);
   }
   if (typeof j['dtype'] !== 'string' || !TORCH_FLOATS.includes(j['dtype']))
-    bad('dtype', `is ${JSON.stringify(j['dtype'])} (${TORCH_FLOATS.join(', ')})`);
+    bad('dtype', `is ${preview(j['dtype'])} (${TORCH_FLOATS.join(', ')})`);
   const shape = j['shape'];
   if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
-    bad('shape', `is ${JSON.stringify(shape)}, not a 2-D weight shape`);
+    bad('shape', `is ${preview(shape)}, not a 2-D weight shape`);
   }
   const nestedFields = ['nested_blocksize', 'nested_dtype', 'nested_offset'].filter((f) => f in j);
   if (nestedFields.length !== 0 && nestedFields.length !== 3) bad(nestedFields[0]!, 'is given without the other nested_* fields');
   if (nestedFields.length === 3) {
     if (j['nested_blocksize'] !== DOUBLE_QUANT_BLOCKSIZE && !SUPPORTED_BLOCKSIZES.includes(j['nested_blocksize'] as number)) {
-      bad('nested_blocksize', `is ${JSON.stringify(j['nested_blocksize'])}`);
+      bad('nested_blocksize', `is ${preview(j['nested_blocksize'])}`);
     }
-    if (j['nested_dtype'] !== 'float32') bad('nested_dtype', `is ${JSON.stringify(j['nested_dtype'])} (float32)`);
+    if (j['nested_dtype'] !== 'float32') bad('nested_dtype', `is ${preview(j['nested_dtype'])} (float32)`);
     if (typeof j['nested_offset'] !== 'number' || !Number.isFinite(j['nested_offset'])) {
-      bad('nested_offset', `is ${JSON.stringify(j['nested_offset'])}, not a finite number`);
+      bad('nested_offset', `is ${preview(j['nested_offset'])}, not a finite number`);
     }
   }
   return j as unknown as QuantStateJson;
