@@ -19,7 +19,7 @@ import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext } from '../context.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
-import { describeSplit, isSplit, rowParts, type SplitTensor } from '../split.js';
+import { describeSplit, isSplit, type RowPart, rowParts, type SplitTensor } from '../split.js';
 import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, storageType } from '../wgsl/common.js';
 import { bindWeight, codecKey, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
 import type { TensorArg } from './elementwise.js';
@@ -123,6 +123,12 @@ export function narrowArg(w: WeightInfo<GpuTensor>, op: string): NarrowArg {
   };
 }
 
+/** The parts of a split packed W as rows of it, each with its single-buffer argument (copies go to `temps`). */
+function packedParts(ctx: KernelContext, w: NarrowArg, op: string, temps: GpuTensor[]): { p: RowPart; arg: NarrowArg }[] {
+  const split = w.split!;
+  return rowParts(split.data.t as SplitTensor, split.data.shape, op).map((p) => ({ p, arg: split.part(ctx, p.t, p.start, p.rows, temps) }));
+}
+
 // ---- matmul
 
 /** y = x·Wᵀ (transposeW; W [N, K]) or dY·W (W [N, K]); one thread per output (shapes the fast programs skip). */
@@ -177,10 +183,7 @@ export function matmulNarrow(ctx: KernelContext, x: TensorArg, w: NarrowArg, tra
     // Per part of rows, as for dense split W: column blocks of x·Wᵀ, or partial sums of dY·W.
     const split = w.split;
     const temps: GpuTensor[] = [];
-    const partOf = new Map<GpuTensor, NarrowArg>();
-    for (const p of rowParts(split.data.t as SplitTensor, split.data.shape, 'matmulNarrow')) {
-      partOf.set(p.t, split.part(ctx, p.t, p.start, p.rows, temps));
-    }
+    const partOf = new Map(packedParts(ctx, w, 'matmulNarrow', temps).map(({ p, arg }) => [p.t, arg]));
     const y = matmulSplit(ctx, x, split.data, options, outShape, (xa, wp, _o, shape) =>
       matmulNarrow(ctx, xa, partOf.get(wp.t)!, transposeW, shape),
     );
@@ -254,10 +257,7 @@ export function gatherNarrow(ctx: KernelContext, table: NarrowArg, indices: Tens
   // One dispatch per part of a split table, each writing the rows it holds (the first zeroes rows out of range).
   const temps: GpuTensor[] = [];
   const parts = table.split
-    ? rowParts(table.split.data.t as SplitTensor, table.split.data.shape, 'gatherNarrow').map((p) => ({
-        arg: table.split!.part(ctx, p.t, p.start, p.rows, temps),
-        start: p.start,
-      }))
+    ? packedParts(ctx, table, 'gatherNarrow', temps).map(({ p, arg }) => ({ arg, start: p.start }))
     : [{ arg: table, start: 0 }];
   parts.forEach(({ arg, start }, i) => {
     ctx.rt.dispatch({
@@ -297,13 +297,9 @@ ${linearMain(WG, '  if (index >= P.n) { return; }\n  out[index] = W_at(index);')
 export function dequantize(ctx: KernelContext, w: NarrowArg): GpuTensor {
   if (!w.q) throw new DTypeError(`${w.name}: dequantize takes a packed weight`);
   if (w.split) {
-    const split = w.split;
     const temps: GpuTensor[] = [];
     const cols = w.w.shape[1]!;
-    const pieces = rowParts(split.data.t as SplitTensor, split.data.shape, 'dequantize').map((p) => ({
-      t: dequantize(ctx, split.part(ctx, p.t, p.start, p.rows, temps)),
-      shape: [p.rows, cols],
-    }));
+    const pieces = packedParts(ctx, w, 'dequantize', temps).map(({ p, arg }) => ({ t: dequantize(ctx, arg), shape: [p.rows, cols] }));
     const y = joinRows(ctx, pieces, 'float32', w.w.shape);
     for (const t of temps) releaseAny(ctx, t);
     return y;
@@ -337,10 +333,7 @@ export function weightNormNarrow(
   if (w.split) {
     const split = w.split;
     const temps: GpuTensor[] = [];
-    const partOf = new Map<GpuTensor, NarrowArg>();
-    for (const p of rowParts(split.data.t as SplitTensor, split.data.shape, 'weightNormNarrow')) {
-      partOf.set(p.t, split.part(ctx, p.t, p.start, p.rows, temps));
-    }
+    const partOf = new Map(packedParts(ctx, w, 'weightNormNarrow', temps).map(({ p, arg }) => [p.t, arg]));
     const n = weightNormSplit(
       ctx,
       { t: split.data.t, shape: w.w.shape },
