@@ -12,6 +12,7 @@ import { noGrad, setDefaultBackend, tensor, tidy } from '@dorajs/core';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { loadModel } from '@dorajs/models';
 import { PeftModel } from '@dorajs/peft';
+import { relativeError } from '@dorajs/backend-conformance';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,17 +22,6 @@ const FIXTURE = fileURLToPath(new URL('../../../fixtures/peft/llama/', import.me
 const FOLDERS: Record<string, string> = { llama: join(FIXTURE, 'base'), 'llama-adapter': join(FIXTURE, 'adapter') };
 const skip = chromiumSkipReason();
 if (skip) console.warn(skip);
-
-function relError(a: readonly number[], b: readonly number[]): number {
-  if (a.length !== b.length) return Infinity;
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
 
 describe.skipIf(!!skip)('loaders in Chromium', () => {
   let browser: Browser;
@@ -88,18 +78,18 @@ describe.skipIf(!!skip)('loaders in Chromium', () => {
   const run = <T>(call: string): Promise<T> => opened.page.evaluate(call) as Promise<T>;
 
   it('from URLs (Range or not, the server decides)', async () => {
-    expect(relError(await run<number[]>(`dora.url(${JSON.stringify(site.origin)})`), expected)).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(await run<number[]>(`dora.url(${JSON.stringify(site.origin)})`), expected)).toBeLessThanOrEqual(1e-5);
   });
 
   it('from folders given to webkitdirectory inputs', async () => {
     await opened.page.setInputFiles('#model', FOLDERS.llama!);
     await opened.page.setInputFiles('#adapter', FOLDERS['llama-adapter']!);
-    expect(relError(await run<number[]>('dora.dropped()'), expected)).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(await run<number[]>('dora.dropped()'), expected)).toBeLessThanOrEqual(1e-5);
   });
 
   it('from OPFS directory handles, and savePretrained into OPFS', async () => {
     const { values, again } = await run<{ values: number[]; again: number[] }>(`dora.opfs(${JSON.stringify(site.origin)})`);
-    expect(relError(values, expected)).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(values, expected)).toBeLessThanOrEqual(1e-5);
     expect(again).toEqual(values);
   });
 
