@@ -5,12 +5,11 @@
  * streamed load should peak near one copy of the float32 weights plus one tensor in flight.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCpuBackend } from '@dorajs/backend-cpu';
-import { f32ToBf16, type HostTensor } from '@dorajs/core';
-import { saveSafetensors } from '@dorajs/core/node';
+import { f32ToBf16 } from '@dorajs/core';
 import { loadModel } from '@dorajs/models/node';
 import { gbpsOf, timeIt, type BenchResult, type BenchSuite } from '../harness.js';
 
@@ -68,31 +67,55 @@ export function llamaConfig(s: LlamaSize): Record<string, unknown> {
   };
 }
 
-/** Small uniform values from an LCG: the numbers do not matter, only the bytes moved. */
-function randomValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let state = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    out[i] = (state / 2 ** 32 - 0.5) * 0.04;
-  }
-  return out;
-}
-
+/**
+ * A random Llama checkpoint of size `s` (model.safetensors + config.json), written tensor by tensor a million
+ * values at a time, so a 1B-shaped one (2.5 GB in bf16) never sits in memory whole. Values: small uniform
+ * ones from an LCG seeded per tensor — the numbers do not matter, only the bytes moved.
+ */
 export async function writeCheckpoint(dir: string, s: LlamaSize, dtype: 'F32' | 'BF16'): Promise<{ params: number; bytes: number }> {
-  const tensors = new Map<string, HostTensor>();
+  const tensors = llamaTensors(s);
+  const width = dtype === 'F32' ? 4 : 2;
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let offset = 0;
   let params = 0;
-  llamaTensors(s).forEach(([key, shape], i) => {
-    const values = randomValues(
-      shape.reduce((a, b) => a * b, 1),
-      i + 1,
-    );
-    params += values.length;
-    tensors.set(key, dtype === 'F32' ? { dtype, shape, data: values } : { dtype, shape, data: Uint16Array.from(values, f32ToBf16) });
-  });
-  await saveSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  for (const [key, shape] of tensors) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    header[key] = { dtype, shape, data_offsets: [offset, offset + n * width] };
+    offset += n * width;
+    params += n;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const file = await open(join(dir, 'model.safetensors'), 'w');
+  try {
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(json.length));
+    await file.write(prefix);
+    await file.write(json);
+    const CHUNK = 1 << 20;
+    const values = new Float32Array(CHUNK);
+    const bits = new Uint16Array(CHUNK);
+    for (const [i, [, shape]] of tensors.entries()) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      let state = (i + 1) >>> 0;
+      for (let at = 0; at < n; at += CHUNK) {
+        const m = Math.min(CHUNK, n - at);
+        for (let j = 0; j < m; j++) {
+          state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+          values[j] = (state / 2 ** 32 - 0.5) * 0.04;
+        }
+        if (dtype === 'F32') await file.write(new Uint8Array(values.buffer, 0, 4 * m));
+        else {
+          for (let j = 0; j < m; j++) bits[j] = f32ToBf16(values[j]!);
+          await file.write(new Uint8Array(bits.buffer, 0, 2 * m));
+        }
+      }
+    }
+  } finally {
+    await file.close();
+  }
   await writeFile(join(dir, 'config.json'), JSON.stringify(llamaConfig(s), null, 2));
-  return { params, bytes: params * (dtype === 'F32' ? 4 : 2) };
+  return { params, bytes: params * width };
 }
 
 interface Memory {

@@ -6,7 +6,7 @@
  * `--size 1b` adds the peak RSS of a Llama-3.2-1B-shaped bf16 model loaded and run in a fresh process (rss1b).
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ import { f32ToBf16, ops, QuantizedWeight, type Tensor, tensor, tidy, type Weight
 import { type BenchResult, type BenchSuite, gbpsOf, timeIt } from '../harness.js';
 import { LLAMA_1B } from './llm.js';
 import { randomMatrix } from './matmul-reference.js';
-import { type LlamaSize, llamaConfig, llamaTensors } from './model-load.js';
+import { writeCheckpoint } from './model-load.js';
 
 const run = promisify(execFile);
 
@@ -37,47 +37,6 @@ function bytesOf(format: Format, d: number): number {
 }
 
 /**
- * A bfloat16 Llama checkpoint written tensor by tensor, a million values at a time (model-load's writeCheckpoint holds
- * every tensor at once: 2.5 GB here, past what it can serialise). Values: small uniform ones from an LCG.
- */
-async function writeBf16Streaming(dir: string, s: LlamaSize): Promise<void> {
-  const tensors = llamaTensors(s);
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  for (const [key, shape] of tensors) {
-    const bytes = 2 * shape.reduce((a, b) => a * b, 1);
-    header[key] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const file = await open(join(dir, 'model.safetensors'), 'w');
-  try {
-    const prefix = Buffer.alloc(8);
-    prefix.writeBigUInt64LE(BigInt(json.length));
-    await file.write(prefix);
-    await file.write(json);
-    const CHUNK = 1 << 20;
-    const bits = new Uint16Array(CHUNK);
-    let state = 1;
-    for (const [, shape] of tensors) {
-      const n = shape.reduce((a, b) => a * b, 1);
-      for (let i = 0; i < n; i += CHUNK) {
-        const m = Math.min(CHUNK, n - i);
-        for (let j = 0; j < m; j++) {
-          state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-          bits[j] = f32ToBf16((state / 2 ** 32 - 0.5) * 0.04);
-        }
-        await file.write(new Uint8Array(bits.buffer, 0, 2 * m));
-      }
-    }
-  } finally {
-    await file.close();
-  }
-  await writeFile(join(dir, 'config.json'), JSON.stringify(llamaConfig(s), null, 2));
-}
-
-/**
  * `--size 1b`: a Llama-3.2-1B-shaped model (1.24B parameters, tied head) with random bfloat16 weights, written to a
  * temporary folder, loaded in a fresh child process on the CPU backend with `keepWidth` (2.5 GB in the wasm heap)
  * and run one forward pass; the row is the child's peak RSS against the bf16 weight bytes (goal ≤ 1.15×).
@@ -86,7 +45,7 @@ async function writeBf16Streaming(dir: string, s: LlamaSize): Promise<void> {
 async function rss1b(): Promise<BenchResult[]> {
   const folder = await mkdtemp(join(tmpdir(), 'dorajs-narrow-rss-'));
   try {
-    await writeBf16Streaming(folder, LLAMA_1B);
+    await writeCheckpoint(folder, LLAMA_1B, 'BF16');
     const load0 = loadavg()[0]!;
     const child = fileURLToPath(new URL('./narrow-rss-child.js', import.meta.url));
     const { stdout } = await run(process.execPath, [child, folder], { maxBuffer: 1 << 20 });
