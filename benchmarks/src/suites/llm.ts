@@ -164,15 +164,26 @@ async function baseRows(size: Size, quick: boolean, build: (backend: Backend) =>
   return results;
 }
 
-/** DoRA (cached) vs LoRA vs merged decode time per token, r 16 on every linear layer. */
+/** Measured rounds of the adapter rows (each variant once per round, after one warm-up generation each). */
+const ADAPTER_ROUNDS = 5;
+
+/**
+ * DoRA (cached) vs LoRA vs merged decode time per token, r 16 on every linear layer. All four models are
+ * built and warmed up first, then measured in interleaved rounds (order rotated each round) and the median
+ * taken: measured one after another, the variant whose code ran least so far pays the JIT warm-up and
+ * whatever load the machine had at that moment (a quick run once put DoRA at 1.38× LoRA that way).
+ */
 async function adapterRows(quick: boolean): Promise<BenchResult[]> {
-  const runs = quick ? 1 : 3;
+  const rounds = ADAPTER_ROUNDS;
   const machine = machineLine();
   const adapterSize = quick ? QUICK : { ...FULL, vocab: 8000 };
   const backend = createCpuBackend({ threads: 2 });
-  const timings = new Map<string, number>();
-  for (const variant of ['base', 'lora', 'dora', 'merged'] as const) {
+  const variants = ['base', 'lora', 'dora', 'merged'] as const;
+  const models: CausalLM[] = [];
+  const targets = new Map<string, Parameters<typeof generate>[0]>();
+  for (const variant of variants) {
     const model = llama(adapterSize, backend);
+    models.push(model);
     let target: Parameters<typeof generate>[0] = model;
     if (variant !== 'base') {
       const config = new LoraConfig({
@@ -186,13 +197,23 @@ async function adapterRows(quick: boolean): Promise<BenchResult[]> {
       peft.eval();
       target = variant === 'merged' ? await peft.mergeAndUnload() : peft;
     }
-    const { decodeMs } = await DoraCaching.scope(() => speed(target, adapterSize.vocab, runs));
-    timings.set(variant, decodeMs);
-    model.dispose();
+    targets.set(variant, target);
   }
+  const samples = new Map<string, number[]>(variants.map((v) => [v, []]));
+  await DoraCaching.scope(async () => {
+    for (let round = -1; round < rounds; round++) {
+      const shift = Math.max(round, 0) % variants.length;
+      for (const variant of [...variants.slice(shift), ...variants.slice(0, shift)]) {
+        const out = await generate(targets.get(variant)!, [prompt(adapterSize.vocab)], { maxNewTokens: NEW_TOKENS });
+        if (round >= 0) samples.get(variant)!.push(out.decodeMs / out.decodeSteps);
+      }
+    }
+  });
+  const timings = new Map<string, number>(variants.map((v) => [v, median(samples.get(v)!)]));
+  for (const model of models) model.dispose();
   backend.dispose();
   const adapterShape = `llama h${adapterSize.hidden} L${adapterSize.layers} v${adapterSize.vocab}, r 16 on every linear layer`;
-  const notes = `${machine}; load average ${loadavg()[0]!.toFixed(2)}`;
+  const notes = `${machine}; median of ${rounds} interleaved rounds; load average ${loadavg()[0]!.toFixed(2)}`;
   const row = (name: string, variant: string, to: string, goal: string): BenchResult => ({
     name,
     backend: 'cpu',

@@ -62,6 +62,23 @@ describe('DoRA caching', () => {
     expect(mag.hasCache).toBe(false);
   });
 
+  it("a cached one-token forward is LoRA's kernels with one fused compose: no norm, no second pass over W, no read-back", async () => {
+    // Decode (T = 1, eval, caching on) must not pay for DoRA beyond the compose: LoRA's three matmuls
+    // (base, x·Aᵀ, ·Bᵀ) and one doraCompose, where LoRA has its scale, add and bias kernels.
+    const { c, peft, layer } = await model();
+    const x1 = tensor(new Random(5).fillNormal(IN), [1, IN], { backend: c.backend });
+    DoraCaching.enable(true);
+    const reference = noGrad(() => peft.forward(x1)); // fills the cache
+    c.reset();
+    const y = noGrad(() => peft.forward(x1));
+    const kernels = c.every.filter((op) => op !== 'release');
+    expect(kernels.sort()).toEqual(['doraCompose', 'matmul', 'matmul', 'matmul']);
+    // The base matmul is the only call that reads W: one [1, OUT] output from W, the branch's are [1, r], [1, OUT].
+    expect(c.calls.filter((k) => k.op === 'matmul').map((k) => k.elements)).toEqual([4, OUT, OUT]);
+    expect(layer.lora_magnitude_vector.get('default')!.hasCache).toBe(true);
+    expect(relativeError(await y.float32(), await reference.float32())).toBe(0);
+  });
+
   it('never caches in train mode; train() clears the cache', async () => {
     const { peft, x, layer } = await model();
     const mag = layer.lora_magnitude_vector.get('default')!;

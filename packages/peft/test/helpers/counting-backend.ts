@@ -44,6 +44,8 @@ const OUTPUT: Record<string, (args: unknown[]) => number> = {
 export interface CountingBackend {
   readonly backend: Backend;
   readonly calls: KernelCall[];
+  /** The name of every backend method called (releases, reads and fused kernels too), in order. */
+  readonly every: string[];
   reset(): void;
   /** Calls whose op is one of `ops`. */
   count(...ops: string[]): number;
@@ -52,6 +54,7 @@ export interface CountingBackend {
 
 export function counting(inner: Backend, options: { hideFused?: boolean; name?: string } = {}): CountingBackend {
   const calls: KernelCall[] = [];
+  const every: string[] = [];
   const proxy = new Proxy(inner, {
     get(target, prop, receiver) {
       if (options.hideFused && (prop === 'weightNorm' || prop === 'doraCompose')) return undefined;
@@ -60,6 +63,7 @@ export function counting(inner: Backend, options: { hideFused?: boolean; name?: 
       if (typeof value !== 'function' || typeof prop !== 'string') return value;
       const outputs = OUTPUT[prop];
       return (...args: unknown[]) => {
+        every.push(prop);
         if (outputs) calls.push({ op: prop, elements: outputs(args) });
         return (value as (...a: unknown[]) => unknown).apply(target, args);
       };
@@ -68,7 +72,11 @@ export function counting(inner: Backend, options: { hideFused?: boolean; name?: 
   return {
     backend: proxy,
     calls,
-    reset: () => void calls.splice(0),
+    every,
+    reset: () => {
+      calls.splice(0);
+      every.splice(0);
+    },
     count: (...ops) => calls.filter((c) => ops.includes(c.op)).length,
     largest: () => calls.reduce((m, c) => Math.max(m, c.elements), 0),
   };
