@@ -164,17 +164,21 @@ async function baseRows(size: Size, quick: boolean, build: (backend: Backend) =>
   return results;
 }
 
-/** Measured rounds of the adapter rows (each variant once per round, after one warm-up generation each). */
-const ADAPTER_ROUNDS = 5;
+/** Measured rounds of the adapter rows (each variant once per round, after ADAPTER_WARMUP rounds). */
+const ADAPTER_ROUNDS = { quick: 15, full: 5 };
+/** Unmeasured rounds first: DoRA's first generation after one warm-up still ran ~1.6x its steady time. */
+const ADAPTER_WARMUP = 2;
 
 /**
  * DoRA (cached) vs LoRA vs merged decode time per token, r 16 on every linear layer. All four models are
- * built and warmed up first, then measured in interleaved rounds (order rotated each round) and the median
- * taken: measured one after another, the variant whose code ran least so far pays the JIT warm-up and
- * whatever load the machine had at that moment (a quick run once put DoRA at 1.38× LoRA that way).
+ * built and warmed up (two generations each) first, then measured in interleaved rounds (order rotated
+ * each round) and the median taken: measured one after another, the variant whose code ran least so far
+ * pays the JIT warm-up and whatever load the machine had at that moment (a quick run once put DoRA at
+ * 1.38× LoRA that way). A row's ratio is the median of its per-round ratios (both variants timed in the
+ * same round, so load drift between rounds cancels).
  */
 async function adapterRows(quick: boolean): Promise<BenchResult[]> {
-  const rounds = ADAPTER_ROUNDS;
+  const rounds = quick ? ADAPTER_ROUNDS.quick : ADAPTER_ROUNDS.full;
   const machine = machineLine();
   const adapterSize = quick ? QUICK : { ...FULL, vocab: 8000 };
   const backend = createCpuBackend({ threads: 2 });
@@ -201,7 +205,7 @@ async function adapterRows(quick: boolean): Promise<BenchResult[]> {
   }
   const samples = new Map<string, number[]>(variants.map((v) => [v, []]));
   await DoraCaching.scope(async () => {
-    for (let round = -1; round < rounds; round++) {
+    for (let round = -ADAPTER_WARMUP; round < rounds; round++) {
       const shift = Math.max(round, 0) % variants.length;
       for (const variant of [...variants.slice(shift), ...variants.slice(0, shift)]) {
         const out = await generate(targets.get(variant)!, [prompt(adapterSize.vocab)], { maxNewTokens: NEW_TOKENS });
@@ -213,14 +217,14 @@ async function adapterRows(quick: boolean): Promise<BenchResult[]> {
   for (const model of models) model.dispose();
   backend.dispose();
   const adapterShape = `llama h${adapterSize.hidden} L${adapterSize.layers} v${adapterSize.vocab}, r 16 on every linear layer`;
-  const notes = `${machine}; median of ${rounds} interleaved rounds; load average ${loadavg()[0]!.toFixed(2)}`;
+  const notes = `${machine}; median of ${rounds} interleaved rounds (ratio: median per-round ratio); load average ${loadavg()[0]!.toFixed(2)}`;
   const row = (name: string, variant: string, to: string, goal: string): BenchResult => ({
     name,
     backend: 'cpu',
     shape: adapterShape,
     medianMs: timings.get(variant)!,
     threads: 2,
-    ratio: timings.get(to)! / timings.get(variant)!,
+    ratio: median(samples.get(to)!.map((t, i) => t / samples.get(variant)![i]!)),
     ratioTo: `${to} (${goal})`,
     notes,
   });
