@@ -3,7 +3,6 @@
  * shared code with any backend), so that a wrong backend cannot agree with them by construction.
  * Accumulating references also return a per-element magnitude (the sum of |terms|) for `assertClose`.
  */
-import type { Conv2dParams } from '@dorajs/core';
 
 export interface HostResult {
   readonly value: Float64Array;
@@ -90,44 +89,71 @@ export function matmulHost(
   return { value, magnitude, shape: [...batch, m, n] };
 }
 
-export function convOutputShape(xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): number[] {
-  const [n, , h, w] = xShape as [number, number, number, number];
-  const [o, , kh, kw] = wShape as [number, number, number, number];
-  const oh = Math.floor((h + 2 * p.padding[0] - p.dilation[0] * (kh - 1) - 1) / p.stride[0]) + 1;
-  const ow = Math.floor((w + 2 * p.padding[1] - p.dilation[1] * (kw - 1) - 1) / p.stride[1]) + 1;
-  return [n, o, oh, ow];
+/** A convolution's per-axis hyper-parameters: Conv2dParams, Conv3dParams (one entry per spatial axis). */
+export interface ConvHostParams {
+  readonly stride: readonly number[];
+  readonly padding: readonly number[];
+  readonly dilation: readonly number[];
+  readonly groups: number;
+}
+
+/** [N, O, ...spatial out] of an N-d convolution (NC... input, OI... weight). */
+export function convOutputShape(xShape: readonly number[], wShape: readonly number[], p: ConvHostParams): number[] {
+  const out = xShape
+    .slice(2)
+    .map((n, i) => Math.floor((n + 2 * p.padding[i]! - p.dilation[i]! * (wShape[2 + i]! - 1) - 1) / p.stride[i]!) + 1);
+  return [xShape[0]!, wShape[0]!, ...out];
 }
 
 /**
- * Visits every (output element, weight element, input element) triple of a conv2d by its definition:
- * y[n, o, oy, ox] = Σ_{c, i, j} x[n, g·Cg + c, oy·sh − ph + i·dh, ox·sw − pw + j·dw] · w[o, c, i, j].
+ * Visits every (output element, weight element, input element) triple of an N-d convolution by its definition:
+ * y[n, o, q…] = Σ_{c, k…} x[n, g·Cg + c, q·s − p + k·d …] · w[o, c, k…], one spatial index per axis.
  */
 function forEachConvTerm(
   xShape: readonly number[],
   wShape: readonly number[],
-  p: Conv2dParams,
+  p: ConvHostParams,
   visit: (yIndex: number, xIndex: number, wIndex: number) => void,
 ): void {
-  const [n, c, h, w] = xShape as [number, number, number, number];
-  const [o, cg, kh, kw] = wShape as [number, number, number, number];
-  const [, , oh, ow] = convOutputShape(xShape, wShape, p);
+  const [n, c] = xShape as [number, number];
+  const [o, cg] = wShape as [number, number];
+  const spatial = xShape.slice(2);
+  const kernel = wShape.slice(2);
+  const outSpatial = convOutputShape(xShape, wShape, p).slice(2);
+  const dims = spatial.length;
   const og = o / p.groups;
+  const outSize = sizeOf(outSpatial);
+  const kSize = sizeOf(kernel);
+  const inSize = sizeOf(spatial);
+  const q = new Array<number>(dims);
+  const k = new Array<number>(dims);
   for (let b = 0; b < n; b++) {
     for (let oc = 0; oc < o; oc++) {
       const g = Math.floor(oc / og);
-      for (let oy = 0; oy < oh!; oy++) {
-        for (let ox = 0; ox < ow!; ox++) {
-          const yIndex = ((b * o + oc) * oh! + oy) * ow! + ox;
-          for (let ci = 0; ci < cg; ci++) {
-            for (let i = 0; i < kh; i++) {
-              const y = oy * p.stride[0] - p.padding[0] + i * p.dilation[0];
-              if (y < 0 || y >= h) continue;
-              for (let j = 0; j < kw; j++) {
-                const x = ox * p.stride[1] - p.padding[1] + j * p.dilation[1];
-                if (x < 0 || x >= w) continue;
-                visit(yIndex, ((b * c + g * cg + ci) * h + y) * w + x, ((oc * cg + ci) * kh + i) * kw + j);
-              }
+      for (let qi = 0; qi < outSize; qi++) {
+        for (let a = dims - 1, r = qi; a >= 0; a--) {
+          q[a] = r % outSpatial[a]!;
+          r = Math.floor(r / outSpatial[a]!);
+        }
+        const yIndex = (b * o + oc) * outSize + qi;
+        for (let ci = 0; ci < cg; ci++) {
+          for (let ki = 0; ki < kSize; ki++) {
+            for (let a = dims - 1, r = ki; a >= 0; a--) {
+              k[a] = r % kernel[a]!;
+              r = Math.floor(r / kernel[a]!);
             }
+            let xi = 0;
+            let inside = true;
+            for (let a = 0; a < dims; a++) {
+              const pos = q[a]! * p.stride[a]! - p.padding[a]! + k[a]! * p.dilation[a]!;
+              if (pos < 0 || pos >= spatial[a]!) {
+                inside = false;
+                break;
+              }
+              xi = xi * spatial[a]! + pos;
+            }
+            if (!inside) continue;
+            visit(yIndex, (b * c + g * cg + ci) * inSize + xi, (oc * cg + ci) * kSize + ki);
           }
         }
       }
@@ -135,12 +161,13 @@ function forEachConvTerm(
   }
 }
 
-export function conv2dHost(
+/** An N-d convolution (conv2d, conv3d) in float64. */
+export function convHost(
   x: ArrayLike<number>,
   xShape: readonly number[],
   w: ArrayLike<number>,
   wShape: readonly number[],
-  p: Conv2dParams,
+  p: ConvHostParams,
 ): HostResult {
   const size = sizeOf(convOutputShape(xShape, wShape, p));
   const value = new Float64Array(size);
@@ -153,12 +180,12 @@ export function conv2dHost(
 }
 
 /** dL/dx = the adjoint of the forward map applied to dy. */
-export function conv2dInputGradHost(
+export function convInputGradHost(
   dy: ArrayLike<number>,
   w: ArrayLike<number>,
   wShape: readonly number[],
   xShape: readonly number[],
-  p: Conv2dParams,
+  p: ConvHostParams,
 ): HostResult {
   const value = new Float64Array(sizeOf(xShape));
   const magnitude = new Float64Array(sizeOf(xShape));
@@ -169,12 +196,12 @@ export function conv2dInputGradHost(
   return { value, magnitude };
 }
 
-export function conv2dFilterGradHost(
+export function convFilterGradHost(
   x: ArrayLike<number>,
   xShape: readonly number[],
   dy: ArrayLike<number>,
   wShape: readonly number[],
-  p: Conv2dParams,
+  p: ConvHostParams,
 ): HostResult {
   const value = new Float64Array(sizeOf(wShape));
   const magnitude = new Float64Array(sizeOf(wShape));

@@ -2,9 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   broadcastIndices,
-  conv2dFilterGradHost,
-  conv2dHost,
-  conv2dInputGradHost,
+  convFilterGradHost,
+  convHost,
+  convInputGradHost,
   erfHost,
   geluHost,
   matmulHost,
@@ -28,11 +28,11 @@ describe('host references', () => {
   it('conv2d by definition: a 2×2 kernel over a 3×3 image, with stride, padding and groups', () => {
     const x = [1, 2, 3, 4, 5, 6, 7, 8, 9];
     const w = [1, 0, 0, -1];
-    expect(Array.from(conv2dHost(x, [1, 1, 3, 3], w, [1, 1, 2, 2], P).value)).toEqual([-4, -4, -4, -4]);
-    const strided = conv2dHost(x, [1, 1, 3, 3], w, [1, 1, 2, 2], { ...P, stride: [2, 2], padding: [1, 1] });
+    expect(Array.from(convHost(x, [1, 1, 3, 3], w, [1, 1, 2, 2], P).value)).toEqual([-4, -4, -4, -4]);
+    const strided = convHost(x, [1, 1, 3, 3], w, [1, 1, 2, 2], { ...P, stride: [2, 2], padding: [1, 1] });
     expect(Array.from(strided.value)).toEqual([-1, -3, -7, -4]);
     // two groups of one channel: each output channel sees only its own input channel
-    const g = conv2dHost([1, 2, 3, 4, 10, 20, 30, 40], [1, 2, 2, 2], [1, 1, 1, 1, 2, 0, 0, 0], [2, 1, 2, 2], { ...P, groups: 2 });
+    const g = convHost([1, 2, 3, 4, 10, 20, 30, 40], [1, 2, 2, 2], [1, 1, 1, 1, 2, 0, 0, 0], [2, 1, 2, 2], { ...P, groups: 2 });
     expect(Array.from(g.value)).toEqual([10, 20]);
   });
 
@@ -40,10 +40,10 @@ describe('host references', () => {
     const p = { stride: [2, 1], padding: [1, 0], dilation: [1, 2], groups: 1 } as const;
     const x = Array.from({ length: 2 * 4 * 5 }, (_, i) => Math.sin(i));
     const w = Array.from({ length: 3 * 2 * 2 * 2 }, (_, i) => Math.cos(i));
-    const y = conv2dHost(x, [1, 2, 4, 5], w, [3, 2, 2, 2], p).value;
+    const y = convHost(x, [1, 2, 4, 5], w, [3, 2, 2, 2], p).value;
     const dy = Array.from(y, (_, i) => Math.sin(3 * i + 1));
-    const dx = conv2dInputGradHost(dy, w, [3, 2, 2, 2], [1, 2, 4, 5], p).value;
-    const dw = conv2dFilterGradHost(x, [1, 2, 4, 5], dy, [3, 2, 2, 2], p).value;
+    const dx = convInputGradHost(dy, w, [3, 2, 2, 2], [1, 2, 4, 5], p).value;
+    const dw = convFilterGradHost(x, [1, 2, 4, 5], dy, [3, 2, 2, 2], p).value;
     const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((s, v, i) => s + v * b[i]!, 0);
     expect(dot(x, dx)).toBeCloseTo(dot(y, dy), 12);
     expect(dot(w, dw)).toBeCloseTo(dot(y, dy), 12);

@@ -8,8 +8,9 @@
  * tiny-magnitude case (|W| ≈ 1e-25, squares underflow float32) is passed only by accumulating in wider
  * precision or scaling; a float32 backend may skip it with that reason.
  */
-import type { Backend, TensorInfo } from '@dorajs/core';
+import type { Backend, Conv3dParams, TensorInfo } from '@dorajs/core';
 import { assertClose } from '../compare.js';
+import { convFilterGradHost, convHost, convInputGradHost, convOutputShape, sizeOf } from '../host-math.js';
 import type { SeededRandom } from '../prng.js';
 import type { CaseContext, ConformanceCase, ConformanceTier } from '../types.js';
 
@@ -492,6 +493,79 @@ function matmulWeightNormCase(dc: DoraLinearCase): ConformanceCase {
   };
 }
 
+// ---------------------------------------------------------------- conv3d
+
+interface Conv3dCase {
+  readonly id: string;
+  readonly x: readonly number[];
+  readonly w: readonly number[];
+  readonly p: Conv3dParams;
+  readonly seed: number;
+}
+
+const CONV3D_CASES: readonly Conv3dCase[] = [
+  {
+    id: 'strided',
+    x: [2, 4, 5, 6, 5],
+    w: [6, 2, 3, 2, 3],
+    p: { stride: [2, 1, 2], padding: [1, 0, 1], dilation: [1, 2, 1], groups: 2 },
+    seed: 940,
+  },
+  {
+    id: 'plain',
+    x: [1, 3, 4, 4, 4],
+    w: [5, 3, 2, 2, 2],
+    p: { stride: [1, 1, 1], padding: [0, 0, 0], dilation: [1, 1, 1], groups: 1 },
+    seed: 941,
+  },
+];
+
+/** The optional conv3d kernels (all three or none) against float64; core's composite runs where they are absent. */
+function conv3dCases(cc: Conv3dCase): ConformanceCase[] {
+  const shapes = `x ${JSON.stringify(cc.x)}, w ${JSON.stringify(cc.w)}`;
+  const inputs = (ctx: CaseContext) => {
+    const b = ctx.backend;
+    if (!b.conv3d || !b.conv3dBackpropInput || !b.conv3dBackpropFilter) {
+      return ctx.skip('the backend has no conv3d kernels (core builds conv3d from conv2d kernels)');
+    }
+    const r = ctx.random(cc.seed);
+    const yShape = convOutputShape(cc.x, cc.w, cc.p);
+    return { b, x: r.float32(sizeOf(cc.x)), w: r.float32(sizeOf(cc.w)), dy: r.float32(sizeOf(yShape)), yShape };
+  };
+  return [
+    {
+      id: `${T}/conv3d.${cc.id}.forward`,
+      title: `conv3d ${cc.id}: ${shapes}`,
+      async run(ctx) {
+        const { b, x, w, yShape } = inputs(ctx);
+        const host = convHost(x, cc.x, w, cc.w, cc.p);
+        const y = b.conv3d!(ctx.tensor(x, cc.x), ctx.tensor(w, cc.w), cc.p, yShape);
+        await ctx.expectClose('conv3d', ctx.own(y, yShape, 'float32'), host.value, { magnitude: host.magnitude });
+      },
+    },
+    {
+      id: `${T}/conv3d.${cc.id}.input-grad`,
+      title: `conv3dBackpropInput ${cc.id}: ${shapes}`,
+      async run(ctx) {
+        const { b, w, dy, yShape } = inputs(ctx);
+        const host = convInputGradHost(dy, w, cc.w, cc.x, cc.p);
+        const dx = b.conv3dBackpropInput!(ctx.tensor(dy, yShape), ctx.tensor(w, cc.w), cc.p, cc.x);
+        await ctx.expectClose('dx', ctx.own(dx, cc.x, 'float32'), host.value, { magnitude: host.magnitude });
+      },
+    },
+    {
+      id: `${T}/conv3d.${cc.id}.filter-grad`,
+      title: `conv3dBackpropFilter ${cc.id}: ${shapes}`,
+      async run(ctx) {
+        const { b, x, dy, yShape } = inputs(ctx);
+        const host = convFilterGradHost(x, cc.x, dy, cc.w, cc.p);
+        const dw = b.conv3dBackpropFilter!(ctx.tensor(x, cc.x), ctx.tensor(dy, yShape), cc.p, cc.w);
+        await ctx.expectClose('dw', ctx.own(dw, cc.w, 'float32'), host.value, { magnitude: host.magnitude });
+      },
+    },
+  ];
+}
+
 export const fusedTier: ConformanceTier = {
   id: T,
   title: 'fused kernels against their composites and float64',
@@ -501,5 +575,6 @@ export const fusedTier: ConformanceTier = {
     ...WRITE_SLICE_CASES.map(writeSliceCase),
     ...DORA_LINEAR_CASES.map(matmulComposeCase),
     ...DORA_LINEAR_CASES.map(matmulWeightNormCase),
+    ...CONV3D_CASES.flatMap(conv3dCases),
   ],
 };

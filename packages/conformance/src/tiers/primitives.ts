@@ -8,9 +8,9 @@ import { assertClose } from '../compare.js';
 import {
   broadcastIndices,
   broadcastShape,
-  conv2dFilterGradHost,
-  conv2dHost,
-  conv2dInputGradHost,
+  convFilterGradHost,
+  convHost,
+  convInputGradHost,
   convOutputShape,
   matmulHost,
   reduceHost,
@@ -524,19 +524,19 @@ function conv2dCases(cc: Conv2dCase): ConformanceCase[] {
   return [
     c(`conv2d.${cc.id}.forward`, `conv2d ${cc.title}: ${shapes}`, async (ctx) => {
       const { x, w, yShape } = convInputs(ctx, cc);
-      const host = conv2dHost(x, cc.x, w, cc.w, cc.p);
+      const host = convHost(x, cc.x, w, cc.w, cc.p);
       const y = ctx.backend.conv2d(ctx.tensor(x, cc.x), ctx.tensor(w, cc.w), cc.p, yShape);
       await ctx.expectClose('conv2d', ctx.own(y, yShape, 'float32'), host.value, { magnitude: host.magnitude });
     }),
     c(`conv2d.${cc.id}.input-grad`, `conv2dBackpropInput ${cc.title}: ${shapes}`, async (ctx) => {
       const { w, dy, yShape } = convInputs(ctx, cc);
-      const host = conv2dInputGradHost(dy, w, cc.w, cc.x, cc.p);
+      const host = convInputGradHost(dy, w, cc.w, cc.x, cc.p);
       const dx = ctx.backend.conv2dBackpropInput(ctx.tensor(dy, yShape), ctx.tensor(w, cc.w), cc.p, cc.x);
       await ctx.expectClose('dx', ctx.own(dx, cc.x, 'float32'), host.value, { magnitude: host.magnitude });
     }),
     c(`conv2d.${cc.id}.filter-grad`, `conv2dBackpropFilter ${cc.title}: ${shapes}`, async (ctx) => {
       const { x, dy, yShape } = convInputs(ctx, cc);
-      const host = conv2dFilterGradHost(x, cc.x, dy, cc.w, cc.p);
+      const host = convFilterGradHost(x, cc.x, dy, cc.w, cc.p);
       const dw = ctx.backend.conv2dBackpropFilter(ctx.tensor(x, cc.x), ctx.tensor(dy, yShape), cc.p, cc.w);
       await ctx.expectClose('dw', ctx.own(dw, cc.w, 'float32'), host.value, { magnitude: host.magnitude });
     }),

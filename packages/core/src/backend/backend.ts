@@ -59,6 +59,14 @@ export interface Conv2dParams {
   readonly groups: number;
 }
 
+/** A 3-D convolution's hyper-parameters, per axis (depth, height, width). */
+export interface Conv3dParams {
+  readonly stride: readonly [number, number, number];
+  readonly padding: readonly [number, number, number];
+  readonly dilation: readonly [number, number, number];
+  readonly groups: number;
+}
+
 export interface WeightNormOptions {
   /**
    * W is stored [in, out] (transformers Conv1D, or Embedding's [vocab, dim] seen as [dim, vocab]ᵀ):
@@ -155,6 +163,13 @@ export interface BackendKernels<H = unknown> {
  * only to be faster, and the conformance suite checks it against the composite.
  */
 export interface FusedKernels<H = unknown> {
+  /**
+   * 3-D convolution (NCDHW input, OIDHW weight) and its two gradients — all three or none. Without them core
+   * builds conv3d from conv2d kernels, one per depth tap (ops/conv-nd.ts).
+   */
+  conv3d?(x: TensorInfo<H>, w: TensorInfo<H>, p: Conv3dParams, outShape: readonly number[]): H;
+  conv3dBackpropInput?(dy: TensorInfo<H>, w: TensorInfo<H>, p: Conv3dParams, xShape: readonly number[]): H;
+  conv3dBackpropFilter?(x: TensorInfo<H>, dy: TensorInfo<H>, p: Conv3dParams, wShape: readonly number[]): H;
   /**
    * ‖W + scale·B·A‖ per output feature, float32 accumulation, without materialising B·A.
    * W [out, in] (or [in, out] with transposeW), A [r, in], B [out, r] → [out].

@@ -2,15 +2,19 @@
  * 1-D and 3-D convolutions (PyTorch's F.conv1d / F.conv3d: NCL / NCDHW inputs, OIL / OIDHW weights) built
  * on the conv2d kernels, so every backend runs them without new kernels and autograd comes from the ops
  * they are made of. Conv1d is a conv2d of height 1. Conv3d is a sum over the kernel's depth taps of conv2ds
- * whose batch holds every output depth's input slice.
+ * whose batch holds every output depth's input slice — the composite default; a backend may provide its own
+ * conv3d kernels (Backend's optional `conv3d`, `conv3dBackpropInput`, `conv3dBackpropFilter`).
  */
+import type { Conv3dParams } from '../backend/backend.js';
 import { ShapeError } from '../errors.js';
+import { record } from '../tensor/autograd.js';
 import { tidy } from '../tensor/scope.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
 import { add } from './elementwise.js';
 import { concat, narrow, reshape, transpose } from './layout.js';
 import { conv2d } from './nn.js';
+import { backendOf, requireFloat, wrap } from './util.js';
 
 export type ConvDims = 1 | 2 | 3;
 
@@ -79,11 +83,31 @@ export function conv1d(x: Tensor, w: Tensor, bias: Tensor | null = null, options
   });
 }
 
-/** 3-D convolution: x [N, C, D, H, W], weight [O, C/groups, KD, KH, KW], bias [O] optional. */
+/**
+ * 3-D convolution: x [N, C, D, H, W], weight [O, C/groups, KD, KH, KW], bias [O] optional. A backend with the
+ * optional conv3d kernels (all three) runs them; otherwise the composite below.
+ */
 export function conv3d(x: Tensor, w: Tensor, bias: Tensor | null = null, options: ConvNdOptions = {}): Tensor {
   return tidy(() => {
     const p = convNdParams(3, options);
-    const [n, o, od, oh, ow] = checkShapes(3, x, w, p) as [number, number, number, number, number];
+    const outShape = checkShapes(3, x, w, p);
+    const be = backendOf('conv3d', x, w);
+    if (be.conv3d && be.conv3dBackpropInput && be.conv3dBackpropFilter) {
+      requireFloat('conv3d', x);
+      const p3: Conv3dParams = {
+        stride: p.stride as [number, number, number],
+        padding: p.padding as [number, number, number],
+        dilation: p.dilation as [number, number, number],
+        groups: p.groups,
+      };
+      const y = wrap(be, be.conv3d(x.info, w.info, p3, outShape), outShape, 'float32');
+      const out = record('conv3d', y, [x, w], [x, w], (g, [sx, sw]) => [
+        x.requiresGrad ? wrap(g.backend, g.backend.conv3dBackpropInput!(g.info, sw!.info, p3, x.shape), x.shape, 'float32') : null,
+        w.requiresGrad ? wrap(g.backend, g.backend.conv3dBackpropFilter!(sx!.info, g.info, p3, w.shape), w.shape, 'float32') : null,
+      ]);
+      return bias ? add(out, biasView(bias, 3)) : out;
+    }
+    const [n, o, od, oh, ow] = outShape as [number, number, number, number, number];
     const [, c, , h, wd] = x.shape as [number, number, number, number, number];
     const [, cg, kd, kh, kw] = w.shape as [number, number, number, number, number];
     const [sd, pd, dd] = [p.stride[0]!, p.padding[0]!, p.dilation[0]!];
