@@ -29,6 +29,7 @@ import {
   type TypedArrayFor,
   type QuantizedInfo,
   type UnaryOp,
+  type UploadSink,
   type WeightInfo,
   type WeightNormOptions,
 } from '@dorajs/core';
@@ -186,6 +187,40 @@ export class CpuBackend implements Backend<CpuStorage> {
     }
     if (values.length !== sizeOf(shape)) throw new ShapeError(`cpu upload: ${values.length} values do not fill shape ${shapeStr(shape)}`);
     return this.copyOf(values, shape);
+  }
+
+  /**
+   * Storage taken now (refused up front when the heap cannot hold it), filled piece by piece: each write
+   * copies straight into the wasm heap through a view made at that moment from the heap's current buffer
+   * (a grow between writes never leaves a stale view), so the tensor never exists whole on the host.
+   */
+  beginUpload(shape: readonly number[], dtype: DType): UploadSink<CpuStorage> {
+    this.checkShape('beginUpload', shape);
+    const s = this.allocate(dtype, sizeOf(shape), false);
+    const home = this.home;
+    let at = 0;
+    return {
+      write: (bytes) => {
+        this.checkAlive('beginUpload');
+        if (at + bytes.byteLength > s.values.byteLength) {
+          throw new ShapeError(`cpu beginUpload: ${bytes.byteLength} more bytes after ${at} overflow ${dtype} ${shapeStr(shape)}`);
+        }
+        const target =
+          s.ptr !== 0 && home
+            ? new Uint8Array(home.runtime.buffer, s.ptr + at, bytes.byteLength)
+            : new Uint8Array(s.values.buffer, s.values.byteOffset + at, bytes.byteLength);
+        target.set(bytes);
+        at += bytes.byteLength;
+      },
+      finish: () => {
+        if (at !== s.values.byteLength) {
+          s.markReleased();
+          throw new ShapeError(`cpu beginUpload: ${at} of ${s.values.byteLength} bytes of ${dtype} ${shapeStr(shape)} were written`);
+        }
+        return s;
+      },
+      abort: () => s.markReleased(),
+    };
   }
 
   download(t: CpuInfo): Promise<TypedArrayFor<DType>> {

@@ -7,7 +7,7 @@ export * from './backend/registry.js';
 export { checkFits, type PlannedTensor } from './backend/memory.js';
 export * from './io/host-tensor.js';
 export * from './io/safetensors.js';
-export { SafetensorsReader } from './io/safetensors-reader.js';
+export { DEFAULT_CHUNK_BYTES, SafetensorsReader } from './io/safetensors-reader.js';
 export * from './io/source/file-source.js';
 export * from './io/source/http-source.js';
 export * from './io/source/browser-sources.js';
@@ -23,6 +23,7 @@ export {
 } from './io/source/download-cache.js';
 export * from './tensor/shape.js';
 export { fromHostTensor, toHostTensor } from './tensor/host.js';
+export { type TensorWriter, tensorWriter } from './tensor/writer.js';
 export {
   Tensor,
   Parameter,

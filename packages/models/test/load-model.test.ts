@@ -103,6 +103,12 @@ describe('checkpoint layouts and dtypes', () => {
         uploaded += v.length;
         return backend.upload(v, shape, dtype);
       },
+      // The streamed path (each weight written piece by piece into its storage) counts as one upload.
+      beginUpload: (shape: readonly number[], dtype: 'float32') => {
+        uploads++;
+        uploaded += shape.reduce((a, b) => a * b, 1);
+        return backend.beginUpload!(shape, dtype);
+      },
     });
     const { model } = await loadModel(dir, { backend: counting });
     const total = [...values.values()].reduce((s, v) => s + v.length, 0);
@@ -122,6 +128,10 @@ describe('checkpoint layouts and dtypes', () => {
       upload: (v: Float32Array, shape: readonly number[], dtype: 'float32') => {
         if (++uploads === 6) throw new Error('device out of memory');
         return backend.upload(v, shape, dtype);
+      },
+      beginUpload: (shape: readonly number[], dtype: 'float32') => {
+        if (++uploads === 6) throw new Error('device out of memory');
+        return backend.beginUpload!(shape, dtype);
       },
     });
     expect((await rejection(loadModel(dir, { backend: failing }))).message).toBe('device out of memory');

@@ -187,6 +187,14 @@ export interface FusedKernels<H = unknown> {
    */
   writeSlice?(dst: TensorInfo<H>, src: TensorInfo<H>, axis: number, offset: number): void;
   /**
+   * Storage for a tensor whose bytes arrive in pieces (a loader streaming a checkpoint tensor by bounded
+   * chunks), so the whole tensor never exists on the host: the sink's `write` copies the next bytes
+   * (little-endian values of `dtype`, in order) straight into the storage. Core validates shape, dtype and
+   * every write's length before calling the sink, and calls `finish` only after exactly the tensor's bytes
+   * were written. Without it, core assembles the values on the host and calls `upload` (`tensorWriter`).
+   */
+  beginUpload?(shape: readonly number[], dtype: DType): UploadSink<H>;
+  /**
    * A DoRA Linear's base matmul with the compose in its epilogue: base = x·Wᵀ (x·W with transposeW) and
    * y = bias + g ⊙ (base + scale·lora). x [rows, in], W [out, in] (or [in, out]), lora [rows, out],
    * g [out], bias [out] or absent → both [rows, out] (backward needs base).
@@ -229,6 +237,16 @@ export interface FusedKernels<H = unknown> {
   weightNormNarrow?(w: WeightInfo<H>, a: TensorInfo<H>, b: TensorInfo<H>, scale: number, options: WeightNormOptions): H;
   /** W widened to float32 [rows, cols] (bitsandbytes' dequantize_4bit / int8_vectorwise_dequant). */
   dequantize?(w: QuantizedInfo<H>): H;
+}
+
+/** Where `beginUpload` writes: called by core only, in order, with whole elements. */
+export interface UploadSink<H = unknown> {
+  /** Copies `bytes` to the storage right after the bytes written so far. */
+  write(bytes: Uint8Array): void;
+  /** The filled handle (every byte written); the sink is done. */
+  finish(): H;
+  /** Frees the storage of an unfinished upload (a read failed); the sink is done. */
+  abort(): void;
 }
 
 export interface BackendCapabilities {

@@ -6,8 +6,12 @@
 import { FileError, SafetensorsError } from '../errors.js';
 import { toFloat32, toInt32, type HostTensor } from './host-tensor.js';
 import { decodeTensor } from './safetensors-decode.js';
+import { bytesPerElement, isReadableDType } from './safetensors-dtypes.js';
 import { HEADER_LENGTH_BYTES, parseHeader, readHeaderLength, type SafetensorsHeader, type TensorEntry } from './safetensors-header.js';
 import type { ByteReader } from './source/file-source.js';
+
+/** Bytes per piece of `readChunks` by default: one HTTP Range request's body or file read. */
+export const DEFAULT_CHUNK_BYTES = 8 * 2 ** 20;
 
 /** An open safetensors file whose tensors are read on demand. Call `close()` when done. */
 export class SafetensorsReader {
@@ -59,6 +63,31 @@ export class SafetensorsReader {
       throw asSafetensorsError(e, this.file, key);
     });
     return decodeTensor(entry, bytes, this.file);
+  }
+
+  /**
+   * `key` in consecutive pieces of at most `maxBytes` (rounded down to whole elements, at least one): each a
+   * host tensor of shape [elements] in the file's dtype, read as its own range (an HTTP Range request, a
+   * file read), so a loader streaming it into backend storage holds one piece at a time.
+   */
+  async *readChunks(key: string, maxBytes: number = DEFAULT_CHUNK_BYTES): AsyncGenerator<HostTensor> {
+    const entry = this.entry(key);
+    if (!isReadableDType(entry.dtype)) {
+      throw new SafetensorsError(`dtype ${entry.dtype} is not supported (readable: F32, F16, BF16, I64, I32, I8, U8)`, this.file, key);
+    }
+    if (!(Number.isSafeInteger(maxBytes) && maxBytes > 0))
+      throw new RangeError(`readChunks: maxBytes must be a positive integer, got ${maxBytes}`);
+    const width = bytesPerElement(entry.dtype);
+    const step = Math.max(width, maxBytes - (maxBytes % width));
+    const begin = this.#header.dataStart + entry.begin;
+    const total = entry.end - entry.begin;
+    for (let done = 0; done < total; done += step) {
+      const length = Math.min(step, total - done);
+      const bytes = await this.#reader.read(begin + done, length).catch((e: unknown) => {
+        throw asSafetensorsError(e, this.file, key);
+      });
+      yield decodeTensor({ ...entry, shape: [length / width] }, bytes, this.file);
+    }
   }
 
   /** `key` as float32 (F32, F16 or BF16 in the file). */

@@ -11,7 +11,7 @@ import {
   Embedding,
   FileError,
   type FileSource,
-  fromHostTensor,
+  DEFAULT_CHUNK_BYTES,
   Linear,
   type Parameter,
   type ProgressCallback,
@@ -22,7 +22,9 @@ import {
   type SourceInput,
   type SourceOptions,
   sameShape,
-  tensor,
+  type Tensor,
+  tensorWriter,
+  toFloat32,
 } from '@dorajs/core';
 import { architectureFor, type Architecture, modelTypeOf } from '../architectures.js';
 import { MissingWeightError, WeightDTypeError, WeightShapeError } from '../errors.js';
@@ -102,6 +104,13 @@ export interface LoadModelOptions extends SourceOptions {
    * A checkpoint already in bitsandbytes' layout loads quantized without this option.
    */
   readonly quantize?: QuantizeSpec;
+  /**
+   * Most bytes read at once (one HTTP Range request, one file read; default 8 MiB, core's
+   * DEFAULT_CHUNK_BYTES): each tensor is read in pieces of this size and written straight into its backend
+   * storage (the backend's `beginUpload`), so neither the host nor the browser's network stack holds a
+   * whole tensor. Quantized layers are still read whole (they are quantized on the host).
+   */
+  readonly chunkBytes?: number;
 }
 
 const defaultWarning = (message: string) => console.warn(`[@dorajs/models] ${message}`);
@@ -115,6 +124,10 @@ const BUDGET_SLACK_VALUES = 2 ** 20;
  * Files, a directory handle (OPFS) or any FileSource — core's resolveSource says how a string is read.
  */
 export async function loadModel(folder: SourceInput, options: LoadModelOptions): Promise<LoadedModel> {
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  if (!(Number.isSafeInteger(chunkBytes) && chunkBytes > 0)) {
+    throw new RangeError(`loadModel: chunkBytes must be a positive integer, got ${options.chunkBytes}`);
+  }
   const source = await resolveSource(folder, options);
   const dir = source.name;
   const config = await readModelConfig(source);
@@ -159,9 +172,9 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
     for (const l of plan.loads) progress.totalBytes += bytesOf(l.tensor);
     for (const { tensor: t, parameter } of plan.loads) {
       const reader = files.get(t.file)!;
-      const host = await reader.read(t.key);
       const target = targets.get(parameter);
       if (target) {
+        const host = await reader.read(t.key);
         // Quantized on the host, uploaded packed: the float weight never reaches the backend.
         quantizeStreamed(model, target, host, options.backend, { file: reader.file, key: t.key });
         progress.loadedBytes += bytesOf(t);
@@ -169,10 +182,7 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
         options.onProgress?.({ ...progress, file: reader.file });
         continue;
       }
-      const value =
-        keeps(t, parameter) && host.data instanceof Uint16Array
-          ? tensor(host.data, host.shape, { backend: options.backend, dtype: host.dtype === 'BF16' ? 'bfloat16' : 'float16' })
-          : fromHostTensor(host, options.backend, { file: reader.file, key: t.key });
+      const value = await streamTensor(reader, t.key, options.backend, keeps(t, parameter), chunkBytes);
       parameter.assign(value, { changeDtype: keeps(t, parameter) });
       value.dispose();
       progress.loadedBytes += bytesOf(t);
@@ -196,6 +206,29 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
     throw error;
   } finally {
     for (const f of files.values()) await f.close().catch(() => {});
+  }
+}
+
+/**
+ * One float tensor of the file into backend storage, piece by piece: kept 2 bytes wide (`keep`, BF16/F16 in
+ * the file), else widened to float32 piece by piece. The storage is freed if a read fails.
+ */
+async function streamTensor(reader: SafetensorsReader, key: string, backend: Backend, keep: boolean, chunkBytes: number): Promise<Tensor> {
+  const entry = reader.entry(key);
+  const dtype = keep ? (entry.dtype === 'BF16' ? 'bfloat16' : 'float16') : 'float32';
+  const writer = tensorWriter(backend, entry.shape, dtype);
+  try {
+    for await (const piece of reader.readChunks(
+      key,
+      keep || entry.dtype === 'F32' ? chunkBytes : Math.max(1, Math.floor(chunkBytes / 2)),
+    )) {
+      const values = keep || piece.dtype === 'F32' ? piece.data : toFloat32(piece, { file: reader.file, key });
+      writer.write(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+    }
+    return writer.finish();
+  } catch (error) {
+    writer.abort();
+    throw error;
   }
 }
 
