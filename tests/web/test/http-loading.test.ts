@@ -178,6 +178,20 @@ describe('loadModel from an http(s) URL', () => {
     expect(weights.length).toBeLessThanOrEqual(3);
   });
 
+  it('tensors larger than chunkBytes: bounded Range requests, the same weights exactly', async () => {
+    served.log = [];
+    expect(await weightsOf(`${site.origin}/range/llama`, { probeBytes: 4096, chunkBytes: 256 })).toEqual(reference);
+    const ranged = served.log.filter((r) => r.path.endsWith('model.safetensors') && r.bytes !== 4096);
+    // Several tensors are many times 256 bytes, so they took several requests each, none over 256 bytes.
+    expect(Math.max(...[...reference.values()].map((v) => v.byteLength))).toBeGreaterThan(4 * 256);
+    expect(ranged.every((r) => r.status === 206 && r.bytes <= 256)).toBe(true);
+    expect(ranged.length).toBeGreaterThan(2 * reference.size);
+    // Without Range the body is still streamed once, whatever the piece size.
+    served.log = [];
+    expect(await weightsOf(`${site.origin}/norange/llama`, { chunkBytes: 256 })).toEqual(reference);
+    expect(served.log.filter((r) => r.path.endsWith('model.safetensors')).length).toBeLessThanOrEqual(3);
+  });
+
   it('a sharded checkpoint through its index', async () => {
     expect(await weightsOf(`${site.origin}/range/sharded`)).toEqual(reference);
     expect(await weightsOf(`${site.origin}/norange/sharded`)).toEqual(reference);

@@ -387,6 +387,47 @@ function writeSliceCase(wc: WriteSliceCase): ConformanceCase {
   };
 }
 
+const UPLOAD_DTYPES = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'] as const;
+
+/**
+ * beginUpload: a [7, 9] tensor written in uneven pieces (one element, three, the rest in two), each piece a
+ * view at an odd byte offset of a larger buffer, equals an upload of the same values bit for bit; an aborted
+ * upload frees its storage.
+ */
+function beginUploadCase(dtype: (typeof UPLOAD_DTYPES)[number]): ConformanceCase {
+  return {
+    id: `${T}/beginUpload.${dtype}`,
+    title: `beginUpload: ${dtype} [7, 9] in uneven pieces, then an aborted upload`,
+    async run(ctx) {
+      const begin = ctx.backend.beginUpload?.bind(ctx.backend);
+      if (!begin) return ctx.skip('the backend has no beginUpload (core assembles on the host and uploads)');
+      if (!ctx.supports(dtype)) return ctx.skip(`the backend has no ${dtype}`);
+      const shape = [7, 9];
+      const values = drawValues(ctx.random(980), dtype, 63);
+      const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+      const width = values.BYTES_PER_ELEMENT;
+      const sink = begin(shape, dtype);
+      let at = 0;
+      for (const elements of [1, 3, 30, 29]) {
+        const n = elements * width;
+        const odd = new Uint8Array(n + 3);
+        odd.set(bytes.subarray(at, at + n), 1);
+        sink.write(odd.subarray(1, 1 + n));
+        at += n;
+      }
+      const t = ctx.own(sink.finish(), shape, dtype);
+      await ctx.expectEqual(`beginUpload.${dtype}`, t, values);
+      const live = ctx.backend.liveBuffers();
+      const aborted = begin(shape, dtype);
+      aborted.write(bytes.subarray(0, 5 * width));
+      aborted.abort();
+      if (ctx.backend.liveBuffers() !== live) {
+        throw new Error(`beginUpload.${dtype}: abort left ${ctx.backend.liveBuffers() - live} storage buffer(s) alive`);
+      }
+    },
+  };
+}
+
 export interface DoraLinearCase {
   readonly id: string;
   readonly title: string;
@@ -573,6 +614,7 @@ export const fusedTier: ConformanceTier = {
     ...WEIGHT_NORM_CASES.map(weightNormCase),
     ...DORA_COMPOSE_CASES.map(doraComposeCase),
     ...WRITE_SLICE_CASES.map(writeSliceCase),
+    ...UPLOAD_DTYPES.map(beginUploadCase),
     ...DORA_LINEAR_CASES.map(matmulComposeCase),
     ...DORA_LINEAR_CASES.map(matmulWeightNormCase),
     ...CONV3D_CASES.flatMap(conv3dCases),
