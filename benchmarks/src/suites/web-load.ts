@@ -8,14 +8,19 @@
  *   - the high-water RSS of the renderer and GPU processes (their pids from `SystemInfo.getProcessInfo`, peaks
  *     reset through /proc/<pid>/clear_refs, read from VmHWM): everything, SwiftShader's GPU buffers included.
  * Goal: the RSS peak ≤ 1.2× the weights' bytes.
+ *
+ * The page is a target Playwright does not attach to, driven through a CDP session of our own without the
+ * Network domain: with it enabled (Playwright enables it on every page it drives), the renderer's DevTools
+ * agent keeps a copy of every response body below ~20 MB, up to ~200 MB in all — a copy a user's page never
+ * makes, and a whole 190 MiB checkpoint read in 8 MiB ranges (benchmarks/probe in the loadmem notes).
  */
-import { open, readFile, rm, mkdtemp } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromiumSkipReason, ISOLATION_HEADERS, launchChromium, openPage, serve } from '@dorajs/web-tests/chromium';
+import { chromiumSkipReason, ISOLATION_HEADERS, launchChromium, serve } from '@dorajs/web-tests/chromium';
 import { build } from 'esbuild';
-import type { Browser, CDPSession } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { type BenchResult, type BenchSuite, SuiteSkipped } from '../harness.js';
 import { FULL, QUICK, writeCheckpoint } from './model-load.js';
 
@@ -34,7 +39,7 @@ async function pageScript(): Promise<string> {
  * Serves `/` (the page), `/page.js` and the files of `dir` under `/model/`, honouring single Range requests;
  * cross-origin isolated, so the CPU backend gets its wasm heap as in a real deployment.
  */
-async function site(dir: string, script: string) {
+async function site(dir: string, script: string, problems: string[]) {
   const html = '<!doctype html><meta charset="utf-8"><title>web-load</title><script type="module" src="/page.js"></script>';
   return serve(async (req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -43,7 +48,11 @@ async function site(dir: string, script: string) {
     if (path === '/page.js') return void res.writeHead(200, { 'content-type': 'text/javascript' }).end(script);
     const file = /^\/model\/([\w.-]+)$/.exec(path)?.[1];
     const handle = file ? await open(join(dir, file)).catch(() => null) : null;
-    if (!handle) return void res.writeHead(404).end();
+    if (!handle) {
+      // The loader probes for optional files (the shard index): a 404 under /model/ is expected.
+      if (!path.startsWith('/model/')) problems.push(`${path}: HTTP 404`);
+      return void res.writeHead(404).end();
+    }
     try {
       const size = (await handle.stat()).size;
       const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
@@ -73,8 +82,69 @@ async function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> 
   return kb ? Number(kb) * 1024 : 0;
 }
 
-async function heapBytes(cdp: CDPSession): Promise<number> {
-  const h = (await cdp.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
+/** A page in its own target, driven through a session of ours (no Network domain): see the file's comment. */
+interface RawPage {
+  send(method: string, params?: Record<string, unknown>): Promise<Record<string, unknown>>;
+  evaluate<T>(expression: string): Promise<T>;
+  readonly errors: string[];
+  close(): Promise<void>;
+}
+
+async function rawPage(browser: Browser, url: string): Promise<RawPage> {
+  const session = await browser.newBrowserCDPSession();
+  const { targetId } = (await session.send('Target.createTarget', { url: 'about:blank' })) as { targetId: string };
+  // Not flattened: Playwright's browser session forwards the target's messages as events.
+  const { sessionId } = (await session.send('Target.attachToTarget', { targetId, flatten: false })) as { sessionId: string };
+  const waiting = new Map<number, (m: { result?: Record<string, unknown>; error?: unknown }) => void>();
+  const errors: string[] = [];
+  let id = 0;
+  session.on('Target.receivedMessageFromTarget', (e: { message: string }) => {
+    const m = JSON.parse(e.message) as {
+      id?: number;
+      method?: string;
+      params?: Record<string, unknown>;
+      result?: Record<string, unknown>;
+      error?: unknown;
+    };
+    if (m.id !== undefined) {
+      waiting.get(m.id)?.(m);
+      waiting.delete(m.id);
+    } else if (m.method === 'Runtime.exceptionThrown') {
+      errors.push(`pageerror: ${JSON.stringify(m.params).slice(0, 500)}`);
+    } else if (m.method === 'Runtime.consoleAPICalled' && (m.params as { type: string }).type === 'error') {
+      errors.push(`console.error: ${JSON.stringify((m.params as { args: unknown }).args).slice(0, 500)}`);
+    }
+  });
+  const send = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const i = ++id;
+      waiting.set(i, (m) => (m.error ? reject(new Error(`${method}: ${JSON.stringify(m.error)}`)) : resolve(m.result ?? {})));
+      session.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id: i, method, params }) }).catch(reject);
+    });
+  const evaluate = async <T>(expression: string): Promise<T> => {
+    const r = (await send('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true })) as {
+      result: { value: T };
+      exceptionDetails?: unknown;
+    };
+    if (r.exceptionDetails) throw new Error(`web-load page: ${JSON.stringify(r.exceptionDetails).slice(0, 500)}`);
+    return r.result.value;
+  };
+  await send('Runtime.enable');
+  await send('Page.enable');
+  await send('Page.navigate', { url });
+  return {
+    send,
+    evaluate,
+    errors,
+    close: async () => {
+      await session.send('Target.closeTarget', { targetId }).catch(() => {});
+      await session.detach().catch(() => {});
+    },
+  };
+}
+
+async function heapBytes(page: RawPage): Promise<number> {
+  const h = (await page.send('Runtime.getHeapUsage')) as { usedSize: number; backingStorageSize?: number };
   return h.usedSize + (h.backingStorageSize ?? 0);
 }
 
@@ -88,39 +158,43 @@ interface LoadResult {
   hasBackingStore: boolean;
 }
 
-async function measure(browser: Browser, origin: string, backend: 'cpu' | 'webgpu'): Promise<LoadResult> {
-  const opened = await openPage(browser, `${origin}/`);
+async function measure(browser: Browser, origin: string, backend: 'cpu' | 'webgpu', served: string[]): Promise<LoadResult> {
+  const page = await rawPage(browser, `${origin}/`);
   try {
-    await opened.page.waitForFunction(() => (globalThis as { __ready?: boolean }).__ready === true, null, { timeout: 60_000 });
-    await opened.page.evaluate((which) => (globalThis as unknown as { __init: (b: string) => Promise<string> }).__init(which), backend);
-    const cdp = await opened.context.newCDPSession(opened.page);
-    await cdp.send('HeapProfiler.collectGarbage');
-    const usage = (await cdp.send('Runtime.getHeapUsage')) as { backingStorageSize?: number };
+    const deadline = Date.now() + 60_000;
+    while (!(await page.evaluate<boolean>('globalThis.__ready === true').catch(() => false))) {
+      if (Date.now() > deadline) throw new Error(`web-load page on ${backend}: the page did not start`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await page.evaluate(`globalThis.__init(${JSON.stringify(backend)})`);
+    await page.send('HeapProfiler.collectGarbage');
+    const usage = (await page.send('Runtime.getHeapUsage')) as { backingStorageSize?: number };
     const pids = await processIds(browser);
-    for (const pid of pids) await import('node:fs/promises').then((fs) => fs.writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => {}));
+    for (const pid of pids) await writeFile(`/proc/${pid}/clear_refs`, '5').catch(() => {});
     const rssBefore = await Promise.all(pids.map((pid) => statusKb(pid, 'VmRSS')));
-    const heapBefore = await heapBytes(cdp);
+    const heapBefore = await heapBytes(page);
     let peakHeap = heapBefore;
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        peakHeap = Math.max(peakHeap, await heapBytes(cdp).catch(() => 0));
+        peakHeap = Math.max(peakHeap, await heapBytes(page).catch(() => 0));
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    const report = (await opened.page.evaluate(
-      (url) => (globalThis as unknown as { __load: (u: string) => Promise<unknown> }).__load(url),
-      `${origin}/model`,
-    )) as Omit<LoadResult, 'peakHeap' | 'peakRss' | 'hasBackingStore'>;
-    sampling = false;
-    await sampler;
+    let report: Omit<LoadResult, 'peakHeap' | 'peakRss' | 'hasBackingStore'>;
+    try {
+      report = await page.evaluate(`globalThis.__load(${JSON.stringify(`${origin}/model`)})`);
+    } finally {
+      sampling = false;
+      await sampler;
+    }
     const hwm = await Promise.all(pids.map((pid) => statusKb(pid, 'VmHWM')));
     const peakRss = hwm.reduce((sum, h, i) => sum + Math.max(0, h - rssBefore[i]!), 0);
-    const problems = [...opened.errors, ...opened.failedRequests.filter((r) => !r.includes('/model/') || !r.includes('404'))];
+    const problems = [...page.errors, ...served];
     if (problems.length > 0) throw new Error(`web-load page on ${backend}: ${problems.join('; ')}`);
     return { ...report, peakHeap: peakHeap - heapBefore, peakRss, hasBackingStore: usage.backingStorageSize !== undefined };
   } finally {
-    await opened.close();
+    await page.close();
   }
 }
 
@@ -134,12 +208,13 @@ const suite: BenchSuite = {
     const rows: BenchResult[] = [];
     try {
       const { params, bytes } = await writeCheckpoint(dir, size, 'BF16');
-      const server = await site(dir, await pageScript());
+      const served: string[] = [];
+      const server = await site(dir, await pageScript(), served);
       try {
         for (const backend of ['cpu', 'webgpu'] as const) {
           const browser = await launchChromium({ webgpu: backend === 'webgpu' });
           try {
-            const r = await measure(browser, server.origin, backend);
+            const r = await measure(browser, server.origin, backend, served);
             if (!r.finite) throw new Error(`web-load on ${backend}: the forward after loading gave non-finite logits`);
             const ratio = r.peakRss / bytes;
             rows.push({
