@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dora, FIXTURES, readTensors, tempDir } from './helpers.js';
+import { dora, FIXTURES, readTensors, tempDir, tinyLlamaFolder } from './helpers.js';
 
 describe.each(['cpu', 'tfjs', 'webgpu'])('dora finetune --max-steps 2 (%s)', (backend) => {
   it('trains the built-in MNIST job briefly and writes a PEFT-format DoRA adapter', async () => {
@@ -78,10 +78,7 @@ describe('dora finetune: bad input', () => {
 
   it('a JSONL line that is not JSON names the file and the line', async () => {
     const dir = tempDir();
-    const model = join(dir, 'model');
-    mkdirSync(model);
-    for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(model, f), readFileSync(join(FIXTURES, 'llama', 'base', f)));
-    writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tinyTokenizer()));
+    const model = tinyLlamaFolder(dir);
     const data = join(dir, 'train.jsonl');
     writeFileSync(data, '{"text": "a b"}\n{not json}\n');
     const out = join(dir, 'out');
@@ -105,28 +102,3 @@ describe('dora finetune: bad input', () => {
     oneLine(await dora('finetune', '--model', dir, '--data', data, '--backend', 'cpu'), /mamba/);
   });
 });
-
-/** The tiny Llama fixture with a word-level tokenizer, copied into `dir`. */
-function tinyLlamaFolder(dir: string): string {
-  const model = join(dir, 'model');
-  mkdirSync(model);
-  for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(model, f), readFileSync(join(FIXTURES, 'llama', 'base', f)));
-  writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tinyTokenizer()));
-  return model;
-}
-
-/** A word-level tokenizer.json over a few words (ids below the tiny Llama's vocabulary of 96). */
-function tinyTokenizer(): unknown {
-  const vocab: Record<string, number> = { '[UNK]': 0, a: 1, b: 2, c: 3 };
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [{ id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
-    normalizer: null,
-    pre_tokenizer: { type: 'Whitespace' },
-    post_processor: null,
-    decoder: null,
-    model: { type: 'WordLevel', vocab, unk_token: '[UNK]' },
-  };
-}

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type HostTensor, parseSafetensors, toFloat32 } from '@dorajs/core';
@@ -43,4 +43,29 @@ export function idsJson(caseName: string, dir: string): string {
   const path = join(dir, 'ids.json');
   writeFileSync(path, JSON.stringify(rows));
   return path;
+}
+
+/** The tiny Llama fixture with a word-level tokenizer, copied into `dir`. */
+export function tinyLlamaFolder(dir: string): string {
+  const model = join(dir, 'model');
+  mkdirSync(model);
+  for (const f of ['config.json', 'model.safetensors']) writeFileSync(join(model, f), readFileSync(join(FIXTURES, 'llama', 'base', f)));
+  writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tinyTokenizer()));
+  return model;
+}
+
+/** A word-level tokenizer.json over a few words (ids below the tiny Llama's vocabulary of 96). */
+function tinyTokenizer(): unknown {
+  const vocab: Record<string, number> = { '[UNK]': 0, a: 1, b: 2, c: 3 };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: [{ id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: 'Whitespace' },
+    post_processor: null,
+    decoder: null,
+    model: { type: 'WordLevel', vocab, unk_token: '[UNK]' },
+  };
 }

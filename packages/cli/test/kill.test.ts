@@ -7,12 +7,12 @@
  * any point and resumed from its last checkpoint ends bit-identical to a run never killed.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { faultPoints, recoverOutput } from '@dorajs/core/node';
 import { describe, expect, it } from 'vitest';
-import { FIXTURES, tempDir } from './helpers.js';
+import { FIXTURES, tempDir, tinyLlamaFolder } from './helpers.js';
 
 const DRIVER = fileURLToPath(new URL('./kill/driver.mjs', import.meta.url));
 const TIMEOUT = 900_000;
@@ -136,10 +136,7 @@ describe('kill -9 during dora merge', () => {
 describe('kill -9 during dora finetune --output', () => {
   it('the output folder is the old adapter or the new one, never a mix', { timeout: TIMEOUT }, async () => {
     const dir = tempDir();
-    const model = join(dir, 'model');
-    mkdirSync(model);
-    for (const f of ['config.json', 'model.safetensors']) cpSync(join(FIXTURES, 'llama', 'base', f), join(model, f));
-    writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(wordTokenizer()));
+    const model = tinyLlamaFolder(dir);
     const data = join(dir, 'train.jsonl');
     writeFileSync(data, ['a b c a', 'b c a b', 'c a b c'].map((text) => JSON.stringify({ text })).join('\n'));
     const finetune = (out: string, seed: number) => [
@@ -201,18 +198,3 @@ describe('kill -9 during trainer checkpoints', () => {
     }
   });
 });
-
-/** A word-level tokenizer.json over a few words (ids below the tiny Llama's vocabulary of 96). */
-function wordTokenizer(): unknown {
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [{ id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
-    normalizer: null,
-    pre_tokenizer: { type: 'Whitespace' },
-    post_processor: null,
-    decoder: null,
-    model: { type: 'WordLevel', vocab: { '[UNK]': 0, a: 1, b: 2, c: 3 }, unk_token: '[UNK]' },
-  };
-}

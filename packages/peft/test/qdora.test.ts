@@ -203,19 +203,8 @@ describe.each(backends)('on $name', ({ name, backend: be, skipReason, tol }) => 
     `bfloat16 base (keepWidth), one token: the DoRA forward and input gradient equal the float32 twin${skipReason ? ` (${skipReason})` : ''}`,
     async () => {
       const backend = be!;
-      const narrow = new Net(backend, 4);
-      const dense = new Net(backend, 4);
-      for (const path of ['q_proj', 'o_proj']) {
-        const w = (narrow.getSubmodule(path) as Linear).weight;
-        const bf = ops.cast(w, 'bfloat16');
-        w.assign(bf, { changeDtype: true });
-        w.requiresGrad = false;
-        const back = ops.cast(bf, 'float32');
-        (dense.getSubmodule(path) as Linear).weight.assign(back);
-        bf.dispose();
-        back.dispose();
-      }
-      const { pd, pq } = await adapt(true, narrow as unknown as Net, dense);
+      const { narrow, dense } = bf16Twins(backend);
+      const { pd, pq } = await adapt(true, narrow, dense);
       const x = tensor(new Random(15).fillNormal(64, 0, 1), [1, 64], { backend });
       pq.eval();
       pd.eval();
@@ -397,19 +386,8 @@ describe('quantized bases: conversion, bf16 unload, saving', () => {
 describe('bfloat16 bases (loadModel keepWidth)', () => {
   it('merge computes in float32 and rounds once to bf16; unmerge in a disabled forward keeps bf16', async () => {
     const backend = cpu();
-    const narrow = new Net(backend, 4);
-    const dense = new Net(backend, 4);
-    for (const path of ['q_proj', 'o_proj']) {
-      const w = (narrow.getSubmodule(path) as Linear).weight;
-      const bf = ops.cast(w, 'bfloat16');
-      w.assign(bf, { changeDtype: true });
-      w.requiresGrad = false;
-      const back = ops.cast(bf, 'float32');
-      (dense.getSubmodule(path) as Linear).weight.assign(back);
-      bf.dispose();
-      back.dispose();
-    }
-    const { pd, pq } = await adapt(true, narrow as unknown as Net, dense);
+    const { narrow, dense } = bf16Twins(backend);
+    const { pd, pq } = await adapt(true, narrow, dense);
     await pq.mergeAdapter();
     await pd.mergeAdapter();
     for (const path of ['q_proj', 'o_proj']) {
@@ -428,3 +406,20 @@ describe('bfloat16 bases (loadModel keepWidth)', () => {
     expect(pq.loraLayers().every((l) => !l.merged && l.weight.dtype === 'bfloat16')).toBe(true);
   });
 });
+
+/** Two equal nets: `narrow` with q_proj/o_proj weights kept bfloat16 (as loadModel keepWidth holds them), `dense` with those values widened to float32. */
+function bf16Twins(backend: Backend): { narrow: Net; dense: Net } {
+  const narrow = new Net(backend, 4);
+  const dense = new Net(backend, 4);
+  for (const path of ['q_proj', 'o_proj']) {
+    const w = (narrow.getSubmodule(path) as Linear).weight;
+    const bf = ops.cast(w, 'bfloat16');
+    w.assign(bf, { changeDtype: true });
+    w.requiresGrad = false;
+    const back = ops.cast(bf, 'float32');
+    (dense.getSubmodule(path) as Linear).weight.assign(back);
+    bf.dispose();
+    back.dispose();
+  }
+  return { narrow, dense };
+}

@@ -84,6 +84,15 @@ function structuredOrMutant(
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The text of `bytes`, or null where they are not valid UTF-8. */
+function utf8OrNull(bytes: Uint8Array): string | null {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
 const lossy = new TextDecoder('utf-8');
 const encoder = new TextEncoder();
 
@@ -93,12 +102,7 @@ const encoder = new TextEncoder();
  */
 function mutateText(rng: Rng, seed: Uint8Array): Uint8Array {
   const bytes = mutateBytes(rng, seed);
-  try {
-    utf8.decode(bytes);
-    return bytes;
-  } catch {
-    return encoder.encode(lossy.decode(bytes));
-  }
+  return utf8OrNull(bytes) === null ? encoder.encode(lossy.decode(bytes)) : bytes;
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -295,12 +299,8 @@ const adapterConfig: Target = {
   seeds: () => fixtureFiles((name) => name === 'adapter_config.json'),
   generate: (rng, seeds) => structuredOrMutant(rng, seeds, adapterConfigArbitrary, mutateText),
   check(input) {
-    let text: string;
-    try {
-      text = utf8.decode(input);
-    } catch {
-      return 'not-utf8';
-    }
+    const text = utf8OrNull(input);
+    if (text === null) return 'not-utf8';
     let written: string;
     try {
       written = configToJsonText(configFromJsonText(text, FILE));
@@ -388,12 +388,8 @@ const modelConfig: Target = {
   seeds: () => fixtureFiles((name) => name === 'config.json'),
   generate: (rng, seeds) => structuredOrMutant(rng, seeds, modelConfigArbitrary, mutateText),
   check(input) {
-    let text: string;
-    try {
-      text = utf8.decode(input);
-    } catch {
-      return 'not-utf8';
-    }
+    const text = utf8OrNull(input);
+    if (text === null) return 'not-utf8';
     let config: unknown;
     try {
       config = parseModelConfig(text, FILE);
