@@ -81,13 +81,14 @@ export interface CpuBackendOptions {
    * Threads the wasm kernels may use, the calling thread included (default 1; 'auto' = every core the
    * runtime reports). More than one needs the wasm kernels, a shared WebAssembly memory and worker threads
    * (Node's worker_threads, or Web Workers on a cross-origin-isolated page); where any is missing the
-   * kernels run on the calling thread and `backend.threads` says 1.
+   * kernels run on the calling thread and `backend.threads` says 1 (`backend.description` says why).
    */
   readonly threads?: number | 'auto';
   /**
-   * 'wasm': WebAssembly SIMD kernels (ConfigError where the engine has no SIMD or cannot share a wasm memory,
-   * as on a browser page that is not cross-origin isolated); 'js': the typed-array reference kernels;
-   * 'auto' (default): wasm where available.
+   * 'wasm': WebAssembly SIMD kernels — on a shared wasm memory, or, where the engine cannot share one (a
+   * browser page that is not cross-origin isolated), on one thread over a non-shared memory with a
+   * resizable buffer (ConfigError where the engine has no SIMD or neither kind of memory); 'js': the
+   * typed-array reference kernels; 'auto' (default): wasm where available.
    */
   readonly kernels?: 'auto' | 'wasm' | 'js';
   /**
@@ -126,6 +127,11 @@ export class CpuBackend implements Backend<CpuStorage> {
   readonly maxThreads: number;
   /** `CpuBackendOptions.memoryLimitBytes` (+∞ without one). */
   readonly memoryLimitBytes: number;
+  /**
+   * One line for people: the kernels and threads in use, and why fewer threads than asked for, e.g.
+   * `wasm SIMD + FMA, 2 threads` or `wasm SIMD + FMA, 1 thread: page is not cross-origin isolated`.
+   */
+  readonly description: string;
   private readonly live = new LiveCounter();
   private readonly home: HeapHome | null = null;
   private readonly wasm: WasmKernels | null = null;
@@ -146,10 +152,11 @@ export class CpuBackend implements Backend<CpuStorage> {
     const split = options.splitThreshold ?? DEFAULT_SPLIT;
     if (!(split >= 0)) throw new ConfigError(`cpu backend: splitThreshold must be a non-negative number, got ${split}`);
     const runtime = choice === 'js' ? null : WasmRuntime.get();
+    const { simd } = wasmFeatures();
+    const noWasm = simd ? 'SIMD but neither a shared nor a resizable WebAssembly.Memory' : 'no WebAssembly SIMD';
     if (choice === 'wasm' && !runtime) {
-      const { simd } = wasmFeatures();
       throw new ConfigError(
-        `cpu backend: kernels: 'wasm' needs WebAssembly SIMD128 and a shared WebAssembly.Memory; this engine has ${simd ? 'SIMD but no shared memory (a browser page must be cross-origin isolated)' : 'no WebAssembly SIMD'}`,
+        `cpu backend: kernels: 'wasm' needs WebAssembly SIMD128 and a shared or resizable WebAssembly.Memory; this engine has ${noWasm}`,
       );
     }
     this.kernels = runtime ? 'wasm' : 'js';
@@ -160,7 +167,8 @@ export class CpuBackend implements Backend<CpuStorage> {
       const variant = runtime.variant(this.fma);
       this.wasm = new WasmKernels(runtime, variant, split);
       this.narrow = new NarrowKernels(this.wasm);
-      const host = threads > 1 ? threadHost() : null;
+      // Worker threads need the shared memory (a page that is not cross-origin isolated has none).
+      const host = threads > 1 && runtime.shared ? threadHost() : null;
       if (host) {
         this.pool = new WorkerPool(host, runtime, variant, threads, host.canBlock);
         this.wasm.runner = this.pool;
@@ -168,6 +176,10 @@ export class CpuBackend implements Backend<CpuStorage> {
       }
     }
     this.threads = used;
+    const count = `${used} thread${used === 1 ? '' : 's'}`;
+    this.description = !runtime
+      ? `typed-array kernels, 1 thread${choice === 'js' ? '' : ` (this engine has ${noWasm})`}`
+      : `wasm SIMD${this.fma ? ' + FMA' : ''}, ${runtime.shared ? count : `${count}: page is not cross-origin isolated`}`;
   }
 
   /**

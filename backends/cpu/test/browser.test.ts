@@ -1,7 +1,8 @@
 /**
  * The backend in a real page: esbuild bundles test/browser/page.ts, a loopback HTTP server serves it twice —
  * under /coi/ with COOP/COEP (cross-origin isolated: shared wasm memory, kernels on Web Workers started from
- * a Blob URL) and under /plain/ without (no shared memory: the typed-array fallback) — and Debian's headless
+ * a Blob URL) and under /plain/ without (no shared memory: the wasm kernels on one thread over a resizable
+ * non-shared memory, which must match the isolated page's two threads bit for bit) — and Debian's headless
  * Chromium runs it. The page's float32 outputs come back bit-exact and are checked here: two threads against
  * one (bit-identical), against the typed-array kernels in the page and in Node (close).
  * Without Chromium the test is skipped locally and fails in CI.
@@ -42,6 +43,9 @@ function firstDifference(a: Float32Array, b: Float32Array): number {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return i;
   return -1;
 }
+
+/** The isolated page's main-thread report (the /plain/ page must match its threaded outputs bit for bit). */
+let threadedOutputs: ThreadedReport | undefined;
 
 /** The typed-array kernels in Node, on the inputs the page used. */
 const nodeReference = new Map<string, Float32Array>();
@@ -202,6 +206,7 @@ describe.skipIf(!haveChromium)(`cpu backend in headless Chromium${skipReason ? `
       `browser /coi/ main thread: fma ${m.threaded.fma}, ${m.dispatched - m.callingThreadTasks} of ${m.dispatched} tasks on the Web Worker in ${m.rounds} round(s), ${m.ms} ms`,
     );
     checkThreaded(m, 'page main thread');
+    threadedOutputs = m;
     const w = result.worker;
     if (w && !('error' in w))
       console.log(
@@ -210,28 +215,46 @@ describe.skipIf(!haveChromium)(`cpu backend in headless Chromium${skipReason ? `
     checkThreaded(w, 'dedicated Worker of the page');
   });
 
-  it('not isolated: the default backend falls back to the typed-array kernels, threads are declined, kernels: wasm is a ConfigError', async () => {
+  it('not isolated: the wasm kernels run on one thread over a resizable non-shared memory, bit-identical to the threaded build', async () => {
     const { result, errors } = await load<{ plain?: PlainReport }>('/plain/');
     expect(result.error, 'page ran').toBeUndefined();
     expect(errors, 'page and console errors').toEqual([]);
     const p = result.plain!;
     expect(p.crossOriginIsolated).toBe(false);
     expect(p.sharedArrayBufferGlobal).toBe(false);
-    expect(p.features.sharedMemory).toBe(false);
-    expect(p.auto).toEqual({ kernels: 'js', threads: 1, fma: false });
-    // Threads need shared memory: declined (backend.threads says 1), not an error, and ready() resolves.
-    expect(p.asked).toEqual({ kernels: 'js', threads: 1, maxThreads: 2 });
-    expect(p.autoThreads).toEqual({ kernels: 'js', threads: 1 });
-    for (const refused of p.wasmRefused) {
-      expect(refused).toMatchObject({ threw: true, configError: true });
-      expect(refused.message).toMatch(/cross-origin isolated/);
-    }
+    expect(p.features).toMatchObject({ simd: true, sharedMemory: false, resizableMemory: true });
+    const coi = threadedOutputs ?? (await load<{ main?: ThreadedReport }>('/coi/')).result.main!;
+    expect(p.auto).toEqual({
+      kernels: 'wasm',
+      threads: 1,
+      fma: coi.threaded.fma,
+      description: `wasm SIMD${coi.threaded.fma ? ' + FMA' : ''}, 1 thread: page is not cross-origin isolated`,
+    });
+    // Threads need shared memory: declined (backend.threads says 1, the description says why), not an error.
+    expect(p.asked).toEqual({ kernels: 'wasm', threads: 1, maxThreads: 2, description: p.auto.description });
+    expect(p.autoThreads).toEqual({ kernels: 'wasm', threads: 1 });
+    expect(p.wasmAsked).toEqual([
+      { kernels: 'wasm', threads: 1 },
+      { kernels: 'wasm', threads: 1 },
+    ]);
     for (const c of CASES) {
       const o = p.outputs[c.name]!;
-      const ref = nodeReference.get(c.name)!;
-      expect(relativeError(floats(o.auto), ref), `${c.name}: default backend vs Node's typed-array kernels`).toBeLessThanOrEqual(1e-5);
-      expect(relativeError(floats(o.asked), ref), `${c.name}: threads: 2 backend vs Node's typed-array kernels`).toBeLessThanOrEqual(1e-5);
+      const threaded = floats(coi.outputs[c.name]!.threaded);
+      expect(
+        firstDifference(floats(o.auto), threaded),
+        `${c.name}: 1 thread here vs 2 threads on the isolated page (first differing index)`,
+      ).toBe(-1);
+      expect(firstDifference(floats(o.asked), threaded), `${c.name}: threads: 2 (declined) vs 2 threads on the isolated page`).toBe(-1);
+      expect(
+        relativeError(floats(o.js), nodeReference.get(c.name)!),
+        `${c.name}: the page's typed-array kernels vs Node's`,
+      ).toBeLessThanOrEqual(1e-5);
     }
-    expect(p.live).toEqual({ auto: 0, asked: 0 });
+    // Growing a non-shared memory detaches its buffer unless it is resizable: tensors made before must survive.
+    expect(p.growth.before, 'the heap before the 64 MiB tensor').toBeLessThan(64 * 2 ** 20);
+    expect(p.growth.after, 'the heap grew for the 64 MiB tensor').toBeGreaterThan(p.growth.before);
+    expect(p.growth).toMatchObject({ sameBuffer: true, intact: true });
+    expect(p.growth.matmulAfter, 'a matmul on a tensor made before the growth').toBe(p.growth.matmul);
+    expect(p.live).toEqual({ auto: 0, asked: 0, js: 0 });
   });
 });

@@ -43,6 +43,15 @@ describe('wasm kernels on worker threads', () => {
     await two.ready();
   });
 
+  it('describe the kernels and threads in one line', () => {
+    const fma = two.fma ? ' + FMA' : '';
+    expect(two.description).toBe(`wasm SIMD${fma}, 2 threads`);
+    expect(one.description).toBe(`wasm SIMD${fma}, 1 thread`);
+    const js = createCpuBackend({ kernels: 'js', threads: 2 });
+    expect(js.description).toBe('typed-array kernels, 1 thread');
+    js.dispose();
+  });
+
   // Sizes above the default split threshold, so the split of a real run is what gets tested.
   const cases: [string, number[], Kernel][] = [
     [

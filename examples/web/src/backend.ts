@@ -1,6 +1,7 @@
 /**
  * The backend the page uses: WebGPU when the browser has a real GPU adapter, else the CPU backend (wasm
- * SIMD, with worker threads when the page is cross-origin isolated). `?backend=cpu|webgpu` forces one.
+ * SIMD, with worker threads when the page is cross-origin isolated, one thread when it is not).
+ * `?backend=cpu|webgpu` forces one.
  */
 import { type Backend, setDefaultBackend } from '@dorajs/core';
 import { createCpuBackend } from '@dorajs/backend-cpu';
@@ -47,8 +48,7 @@ async function findBackend(choice: BackendChoice): Promise<PickedBackend> {
   const backend = createCpuBackend({ threads: 'auto' });
   await backend.ready();
   const threads = backend.threads;
-  const how = crossOriginIsolated
-    ? `${threads} wasm thread${threads === 1 ? '' : 's'}`
-    : 'one thread: this page is not cross-origin isolated (serve it with COOP/COEP headers for wasm threads)';
-  return { backend, kind: 'cpu', summary: `CPU (wasm) — ${how}${why ? `; ${why}` : ''}`, threads };
+  // e.g. "wasm SIMD + FMA, 2 threads", or "…, 1 thread: page is not cross-origin isolated" on a static host.
+  const hint = crossOriginIsolated ? '' : ' (serve it with COOP/COEP headers for wasm threads)';
+  return { backend, kind: 'cpu', summary: `CPU — ${backend.description}${hint}${why ? `; ${why}` : ''}`, threads };
 }

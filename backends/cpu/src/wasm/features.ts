@@ -14,6 +14,12 @@ export interface WasmFeatures {
   readonly relaxedSimd: boolean;
   /** A shared WebAssembly.Memory can be created (Node; browsers only when cross-origin isolated). */
   readonly sharedMemory: boolean;
+  /**
+   * A non-shared WebAssembly.Memory can hand out a resizable buffer that growing never detaches
+   * (`toResizableBuffer`: current Chromium, also on pages that are not cross-origin isolated). The kernels
+   * then run on it single-threaded.
+   */
+  readonly resizableMemory: boolean;
 }
 
 const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -53,6 +59,13 @@ export function wasmFeatures(): WasmFeatures {
   } catch {
     sharedMemory = false;
   }
-  detected = { simd, relaxedSimd, sharedMemory };
+  let resizableMemory = false;
+  try {
+    const memory = wasmApi ? new wasmApi.Memory({ initial: 0, maximum: 1 }) : undefined;
+    resizableMemory = (memory?.toResizableBuffer?.() as { resizable?: boolean } | undefined)?.resizable === true;
+  } catch {
+    resizableMemory = false;
+  }
+  detected = { simd, relaxedSimd, sharedMemory, resizableMemory };
   return detected;
 }

@@ -3,11 +3,13 @@
  * allocator of that memory, and the kernel module compiled in its two variants (with relaxed-SIMD FMA and
  * without). Tensors of all those backends live in this one heap; each backend keeps its own live-handle count.
  *
- * The memory is a shared WebAssembly.Memory, for two reasons: worker threads compute on it, and growing it
- * never detaches its buffer, so the typed-array views that tensors are stay valid while the heap grows
- * (a non-shared memory would invalidate every view — including inputs a kernel holds — at each growth).
- * Where the engine cannot create one (a browser page that is not cross-origin isolated), there is no
- * runtime and the backend uses its typed-array kernels.
+ * The memory is a shared WebAssembly.Memory where the engine allows one, for two reasons: worker threads
+ * compute on it, and growing it never detaches its buffer, so the typed-array views that tensors are stay
+ * valid while the heap grows (a plain non-shared memory would invalidate every view — including inputs a
+ * kernel holds — at each growth). A browser page that is not cross-origin isolated cannot share memory;
+ * there the memory is non-shared but its buffer is made resizable (`toResizableBuffer`), which growing
+ * resizes in place, so views stay valid just the same, and the kernels run on the calling thread only.
+ * Where the engine has neither (or no SIMD), there is no runtime and the backend uses its typed-array kernels.
  */
 import { ModuleBuilder } from './encoder.js';
 import { wasmFeatures } from './features.js';
@@ -69,25 +71,32 @@ export class WasmRuntime {
   readonly heap: HeapAllocator;
   private readonly variants = new Map<boolean, KernelVariant>();
 
-  private constructor() {
-    this.memory = new wasmApi!.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });
+  private constructor(
+    /** Whether the memory is shared (worker threads can compute on it); else its buffer is resizable. */
+    readonly shared: boolean,
+  ) {
+    this.memory = new wasmApi!.Memory({ initial: 16, maximum: MAX_PAGES, shared });
+    if (!shared) this.memory.toResizableBuffer!();
     this.heap = new HeapAllocator(this.memory, RESERVED, MAX_PAGES * PAGE);
   }
 
   private static instance: WasmRuntime | null = null;
 
-  /** The runtime of this thread, or null where the engine has no WebAssembly SIMD or no shared memory. */
+  /**
+   * The runtime of this thread, or null where the engine has no WebAssembly SIMD, or neither a shared
+   * memory nor a resizable one.
+   */
   static get(): WasmRuntime | null {
     const features = wasmFeatures();
-    if (!features.simd || !features.sharedMemory) return null;
-    return (WasmRuntime.instance ??= new WasmRuntime());
+    if (!features.simd || !(features.sharedMemory || features.resizableMemory)) return null;
+    return (WasmRuntime.instance ??= new WasmRuntime(features.sharedMemory));
   }
 
   /** The kernels compiled with FMA (only where the engine has relaxed SIMD) or without. */
   variant(fma: boolean): KernelVariant {
     let v = this.variants.get(fma);
     if (!v) {
-      const module = new wasmApi!.Module(kernelModuleBytes(fma, true));
+      const module = new wasmApi!.Module(kernelModuleBytes(fma, this.shared));
       const { exports } = new wasmApi!.Instance(module, { env: { memory: this.memory } }) as WasmInstance;
       const tasks = new Map(TASK_EXPORTS.map((name) => [name, exports[name] as TaskFn]));
       const task = (name: TaskName): TaskFn => {

@@ -7,6 +7,11 @@
 export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(pages: number): number;
+  /**
+   * Turns `buffer` into a resizable ArrayBuffer that `grow` resizes in place instead of detaching (the
+   * WebAssembly JS API's resizable-buffer integration: current Chromium; not Node 20).
+   */
+  toResizableBuffer?(): ArrayBuffer;
 }
 
 export type WasmModule = object;

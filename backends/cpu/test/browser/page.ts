@@ -4,12 +4,14 @@
  *   started from a Blob URL; the page's main thread may not block, so the pool spins), one thread and the
  *   typed-array kernels, on the same inputs; then the same again inside a dedicated module Worker of the
  *   page (where the calling thread may block in Atomics.wait).
- * - /plain/ (no COOP/COEP): no shared memory, so the backend falls back to the typed-array kernels.
+ * - /plain/ (no COOP/COEP): no shared memory, so the wasm kernels run on one thread over a non-shared memory
+ *   whose buffer is resizable (growing it keeps every tensor's view valid); and the typed-array kernels.
  * Results go to `globalThis.__result` with float32 outputs as base64 (bit-exact), compared in Node.
  */
 import { ConfigError } from '@dorajs/core';
 import { createCpuBackend, type CpuBackend } from '../../src/index.js';
 import { wasmFeatures, type WasmFeatures } from '../../src/wasm/features.js';
+import { WasmRuntime } from '../../src/wasm/runtime.js';
 import { CASES, runCase } from './cases.js';
 
 type Context = 'main' | 'worker';
@@ -189,15 +191,24 @@ export interface PlainReport {
   crossOriginIsolated: boolean;
   sharedArrayBufferGlobal: boolean;
   features: WasmFeatures;
-  auto: { kernels: string; threads: number; fma: boolean };
-  asked: { kernels: string; threads: number; maxThreads: number; readyError?: string };
+  auto: { kernels: string; threads: number; fma: boolean; description: string };
+  asked: { kernels: string; threads: number; maxThreads: number; description: string; readyError?: string };
   autoThreads: { kernels: string; threads: number };
-  /** createCpuBackend({ kernels: 'wasm' }) and ({ kernels: 'wasm', threads: 2 }): what they threw. */
-  wasmRefused: { threw: boolean; configError: boolean; message: string }[];
-  outputs: Record<string, { auto: string; asked: string }>;
-  live: { auto: number; asked: number };
+  /** createCpuBackend({ kernels: 'wasm' }) and ({ kernels: 'wasm', threads: 2 }): what they made or threw. */
+  wasmAsked: { kernels?: string; threads?: number; error?: string }[];
+  outputs: Record<string, { auto: string; asked: string; js: string }>;
+  /** A tensor uploaded before the heap grew by 64 MiB: its values read back after, and used by a matmul. */
+  growth: { before: number; after: number; sameBuffer: boolean; intact: boolean; matmul: string; matmulAfter: string };
+  live: { auto: number; asked: number; js: number };
 }
 
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
+/** Not cross-origin isolated: no shared memory, so the wasm kernels run on one thread over a resizable buffer. */
 async function plainSuite(): Promise<PlainReport> {
   step('default backend');
   const auto = createCpuBackend();
@@ -210,38 +221,73 @@ async function plainSuite(): Promise<PlainReport> {
     readyError = message(e);
   }
   const autoThreads = createCpuBackend({ threads: 'auto' });
-  const wasmRefused = [{ kernels: 'wasm' as const }, { kernels: 'wasm' as const, threads: 2 }].map((options) => {
+  const js = createCpuBackend({ kernels: 'js' });
+  const wasmAsked = [{ kernels: 'wasm' as const }, { kernels: 'wasm' as const, threads: 2 }].map((options) => {
     try {
-      createCpuBackend(options).dispose();
-      return { threw: false, configError: false, message: '' };
+      const be = createCpuBackend(options);
+      be.dispose();
+      return { kernels: be.kernels, threads: be.threads };
     } catch (e) {
-      return { threw: true, configError: e instanceof ConfigError, message: message(e) };
+      return { error: `${e instanceof ConfigError ? '' : '(not a ConfigError) '}${message(e)}` };
     }
   });
   const outputs: PlainReport['outputs'] = {};
   for (const c of CASES) {
     step(c.name);
-    outputs[c.name] = { auto: b64(await runCase(auto, c)), asked: b64(await runCase(asked, c)) };
+    outputs[c.name] = { auto: b64(await runCase(auto, c)), asked: b64(await runCase(asked, c)), js: b64(await runCase(js, c)) };
   }
+  step('heap growth');
+  const runtime = WasmRuntime.get();
+  const buffer = runtime?.buffer;
+  const before = buffer?.byteLength ?? 0;
+  const values = Float32Array.from({ length: 4096 }, (_, i) => Math.sin(i));
+  const kept = auto.upload(values, [64, 64], 'float32');
+  const matmul = (): string => {
+    const h = auto.matmul(
+      { data: kept, shape: [64, 64], dtype: 'float32' },
+      { data: kept, shape: [64, 64], dtype: 'float32' },
+      {},
+      [64, 64],
+    );
+    const out = b64(new Float32Array(h.values as Float32Array));
+    auto.release(h);
+    return out;
+  };
+  const first = matmul();
+  const big = auto.upload(new Float32Array(16 * 2 ** 20), [16, 2 ** 20], 'float32');
+  const after = runtime?.buffer.byteLength ?? 0;
+  const growth = {
+    before,
+    after,
+    sameBuffer: runtime !== null && runtime.buffer === buffer,
+    intact: sameBits(kept.values as Float32Array, values),
+    matmul: first,
+    matmulAfter: matmul(),
+  };
+  auto.release(big);
+  auto.release(kept);
   const report: PlainReport = {
     crossOriginIsolated: g.crossOriginIsolated === true,
     sharedArrayBufferGlobal: typeof g.SharedArrayBuffer === 'function',
     features: wasmFeatures(),
-    auto: { kernels: auto.kernels, threads: auto.threads, fma: auto.fma },
+    auto: { kernels: auto.kernels, threads: auto.threads, fma: auto.fma, description: auto.description },
     asked: {
       kernels: asked.kernels,
       threads: asked.threads,
       maxThreads: asked.maxThreads,
+      description: asked.description,
       ...(readyError === undefined ? {} : { readyError }),
     },
     autoThreads: { kernels: autoThreads.kernels, threads: autoThreads.threads },
-    wasmRefused,
+    wasmAsked,
     outputs,
-    live: { auto: auto.liveBuffers(), asked: asked.liveBuffers() },
+    growth,
+    live: { auto: auto.liveBuffers(), asked: asked.liveBuffers(), js: js.liveBuffers() },
   };
   auto.dispose();
   asked.dispose();
   autoThreads.dispose();
+  js.dispose();
   return report;
 }
 
