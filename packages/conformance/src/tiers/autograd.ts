@@ -136,7 +136,29 @@ const CASES: Case[] = [
     fn: ([x, w]) => ops.conv3d(x!, w!, null, { stride: [2, 1, 1], padding: [1, 1, 0], dilation: [1, 1, 2] }),
   },
   { id: 'dora-compose', shapes: [[3, 4], [3, 4], [4], [4]], fn: ([b, l, g, bias]) => ops.doraCompose(b!, l!, g!, 0.5, bias!) },
+  // One operand a constant (no gradient): the op saves only what the other's gradient reads.
+  { id: 'mul-const-right', shapes: [[3, 4]], fn: ([a]) => ops.mul(a!, constant(a!, [1, 4])) },
+  { id: 'mul-const-left', shapes: [[3, 4]], fn: ([b]) => ops.mul(constant(b!, [3, 1]), b!) },
+  { id: 'div-const-denominator', shapes: [[3, 4]], fn: ([a]) => ops.div(a!, constant(a!, [3, 4], true)), positive: true },
+  { id: 'div-const-numerator', shapes: [[3, 4]], fn: ([b]) => ops.div(constant(b!, [3, 4]), b!), positive: true },
+  { id: 'matmul-const-b', shapes: [[3, 5]], fn: ([a]) => ops.matmul(a!, constant(a!, [4, 5]), { transposeB: true }) },
+  { id: 'matmul-const-a', shapes: [[5, 4]], fn: ([b]) => ops.matmul(constant(b!, [5, 3]), b!, { transposeA: true }) },
+  {
+    id: 'dora-compose-const-g',
+    shapes: [
+      [3, 4],
+      [3, 4],
+    ],
+    fn: ([b, l]) => ops.doraCompose(b!, l!, constant(b!, [4]), 0.5, null),
+  },
 ];
+
+/** A fixed tensor (no gradient) on `like`'s backend, values in [0.5, 1.5] (positive) or [-1.5, 1.5]. */
+function constant(like: Tensor, shape: number[], positive = false): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const rng = new Random(n * 31 + shape.length);
+  return tensor(positive ? rng.fillUniform(n, 0.5, 1.5) : rng.fillUniform(n, -1.5, 1.5), shape, { backend: like.backend });
+}
 
 /** float32 central differences with h = 1e-2 land near 1e-5 of the largest gradient; this allows 2e-3. */
 const FD_TOLERANCE = 2e-3;
@@ -160,6 +182,42 @@ export const autogradTier: ConformanceTier = {
         },
       }),
     ),
+    {
+      id: 'autograd/saves-only-what-backward-reads',
+      title: 'a scope frees intermediates no gradient reads: x·c keeps c, sigmoid keeps y, doraCompose keeps g and base + s·lora',
+      async run(ctx) {
+        const backend = ctx.backend;
+        const rng = new Random(17);
+        const param = (shape: number[]) =>
+          tensor(rng.fillUniform(shape[0]! * (shape[1] ?? 1), -1, 1), shape, { backend, requiresGrad: true });
+        const [p, q, g] = [param([3, 4]), param([3, 4]), param([4])];
+        const c = tensor(rng.fillUniform(4, -1, 1), [4], { backend });
+        // Each forward makes one intermediate (p·2 or q·2) inside the scope; `extra` buffers outlive it.
+        const cases: [string, () => Tensor, number][] = [
+          ['mul by a constant keeps the constant, not x', () => ops.mul(ops.mulScalar(p, 2), c), 1],
+          ['sigmoid keeps its output, not its input', () => ops.sigmoid(ops.mulScalar(p, 2)), 1],
+          ['matmul by a constant keeps the constant', () => ops.matmul(ops.mulScalar(p, 2), ops.reshape(c, [4, 1])), 1],
+          [
+            'doraCompose keeps base + s·lora, not base and lora',
+            () => ops.doraCompose(ops.mulScalar(p, 2), ops.mulScalar(q, 2), g, 0.5, null),
+            2,
+          ],
+        ];
+        for (const [what, forward, extra] of cases) {
+          const start = backend.liveBuffers();
+          const y = tidy(forward);
+          const live = backend.liveBuffers() - start;
+          tidy(() => backward(ops.sum(y)));
+          y.dispose();
+          if (live !== extra)
+            throw new Error(`autograd/saves-only-what-backward-reads: ${what}: ${live} buffers outlive the scope, want ${extra}`);
+        }
+        for (const t of [p, q, g, c]) {
+          t.grad?.dispose();
+          t.dispose();
+        }
+      },
+    },
     {
       id: 'autograd/no-leak',
       title: 'forward/backward loops (and forwards never differentiated) leave no live buffers',

@@ -6,7 +6,7 @@ import { record, setGradAdd } from '../tensor/autograd.js';
 import { broadcastedAxes, broadcastShapes, type Shape, sameShape } from '../tensor/shape.js';
 import { full, Tensor } from '../tensor/tensor.js';
 import { reshape } from './layout.js';
-import { backendOf, wrap } from './util.js';
+import { backendOf, savePair, wrap } from './util.js';
 
 function rawBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const be = backendOf(op, a, b);
@@ -37,18 +37,28 @@ export function sub(a: Tensor, b: Tensor): Tensor {
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
-  return record('mul', rawBinary('mul', a, b), [a, b], [a, b], (g, [sa, sb]) => [
-    a.requiresGrad ? sumTo(rawBinary('mul', g, sb!), a.shape) : null,
-    b.requiresGrad ? sumTo(rawBinary('mul', g, sa!), b.shape) : null,
-  ]);
+  // da = g·b needs b, db = g·a needs a.
+  const [saved, read] = savePair(a, b, b.requiresGrad, a.requiresGrad);
+  return record('mul', rawBinary('mul', a, b), [a, b], saved, (g, s) => {
+    const [sa, sb] = read(s);
+    return [
+      a.requiresGrad ? sumTo(rawBinary('mul', g, sb!), a.shape) : null,
+      b.requiresGrad ? sumTo(rawBinary('mul', g, sa!), b.shape) : null,
+    ];
+  });
 }
 
 export function div(a: Tensor, b: Tensor): Tensor {
-  return record('div', rawBinary('div', a, b), [a, b], [a, b], (g, [sa, sb]) => [
-    a.requiresGrad ? sumTo(rawBinary('div', g, sb!), a.shape) : null,
-    // d(a/b)/db = -a/b²
-    b.requiresGrad ? sumTo(neg(rawBinary('div', rawBinary('mul', g, sa!), rawBinary('mul', sb!, sb!))), b.shape) : null,
-  ]);
+  // da = g/b needs b; db = -g·a/b² needs both.
+  const [saved, read] = savePair(a, b, b.requiresGrad, a.requiresGrad || b.requiresGrad);
+  return record('div', rawBinary('div', a, b), [a, b], saved, (g, s) => {
+    const [sa, sb] = read(s);
+    return [
+      a.requiresGrad ? sumTo(rawBinary('div', g, sb!), a.shape) : null,
+      // d(a/b)/db = -a/b²
+      b.requiresGrad ? sumTo(neg(rawBinary('div', rawBinary('mul', g, sa!), rawBinary('mul', sb!, sb!))), b.shape) : null,
+    ];
+  });
 }
 
 /** Elementwise max/min/pow/comparisons: not differentiable here (used on constants and masks). */
@@ -136,11 +146,17 @@ const unaryGrads: Partial<Record<UnaryOp, UnaryGrad>> = {
   },
 };
 
+/** Unary ops whose gradient is written in terms of the output y only (the rest read x only). */
+const GRAD_FROM_Y = new Set<UnaryOp>(['exp', 'sqrt', 'rsqrt', 'reciprocal', 'sigmoid', 'tanh']);
+
 function unary(op: UnaryOp, x: Tensor): Tensor {
   const y = rawUnary(op, x);
   const grad = unaryGrads[op];
   if (!grad) return noGradOp(op, y, [x]);
-  return record(op, y, [x], [x, y], (g, [sx, sy]) => [grad(g, sx!, sy!)]);
+  // Each gradient reads x or y, never both (neg neither): keep only that one, as PyTorch does.
+  if (op === 'neg') return record(op, y, [x], [], (g) => [grad(g, x, y)]);
+  const fromY = GRAD_FROM_Y.has(op);
+  return record(op, y, [x], [fromY ? y : x], (g, [s]) => [fromY ? grad(g, x, s!) : grad(g, s!, y)]);
 }
 
 export const neg = (x: Tensor) => unary('neg', x);

@@ -5,9 +5,9 @@
 import type { WeightNormOptions } from '../backend/backend.js';
 import { ShapeError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
-import { noGrad, tidy } from '../tensor/scope.js';
+import { isGradEnabled, noGrad, tidy } from '../tensor/scope.js';
 import { shapeStr } from '../tensor/shape.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { full, type Tensor } from '../tensor/tensor.js';
 import { add, mul, mulScalar, sqrt, sumTo } from './elementwise.js';
 import { reshape, transpose } from './layout.js';
 import { matmul } from './matmul.js';
@@ -73,14 +73,23 @@ export function doraCompose(base: Tensor, lora: Tensor, g: Tensor, scale: number
   });
 }
 
-/** Attaches doraCompose's backward to `y` = bias + g ⊙ (base + scale·lora) computed by any kernel. */
+/**
+ * Attaches doraCompose's backward to `y` = bias + g ⊙ (base + scale·lora) computed by any kernel. The
+ * gradients of base, lora and bias need only g; g's needs Σ dy ⊙ (base + scale·lora) over the rows, so
+ * the node keeps that one sum c (activation-sized) instead of base and lora — PEFT keeps both — and
+ * nothing activation-sized when g takes no gradient (cached or frozen magnitude).
+ */
 export function recordCompose(y: Tensor, base: Tensor, lora: Tensor, g: Tensor, scale: number, bias: Tensor | null): Tensor {
   return tidy(() => {
     const out = base.shape[base.rank - 1]!;
     const g1 = reshape(g, [out]);
+    const inputs = [base, lora, g, bias];
+    if (!isGradEnabled() || !inputs.some((t) => t?.requiresGrad)) return y;
+    const needC = g.requiresGrad;
+    const c = needC ? noGrad(() => composeSum(base, lora, scale)) : null;
     // Backward allocates at most one activation-sized temporary at a time (each inner tidy frees its
     // product before the next), so DoRA's step peaks barely above LoRA's.
-    return record('doraCompose', y, [base, lora, g, bias], [base, lora, g1], (dy, [sb, sl, sg]) => [
+    return record('doraCompose', y, inputs, c ? [g1, c] : [g1], (dy, [sg, sc]) => [
       base.requiresGrad ? mul(dy, sg!) : null,
       lora.requiresGrad
         ? mul(
@@ -88,15 +97,20 @@ export function recordCompose(y: Tensor, base: Tensor, lora: Tensor, g: Tensor, 
             tidy(() => mulScalar(sg!, scale)),
           )
         : null,
-      g.requiresGrad
-        ? tidy(() => {
-            const dBase = tidy(() => sumTo(mul(dy, sb!), [out]));
-            const dLora = tidy(() => sumTo(mul(dy, sl!), [out]));
-            return reshape(add(dBase, mulScalar(dLora, scale)), g.shape);
-          })
-        : null,
+      g.requiresGrad ? reshape(sumTo(mul(dy, sc!), [out]), g.shape) : null,
       bias?.requiresGrad ? reshape(sumTo(dy, [out]), bias.shape) : null,
     ]);
+  });
+}
+
+/** base + scale·lora in float32: the backend's compose kernel with g = 1 (one pass) when it has one. */
+function composeSum(base: Tensor, lora: Tensor, scale: number): Tensor {
+  return tidy(() => {
+    const be = base.backend;
+    if (!be.doraCompose || !sameShapes(base, lora)) return add(base, mulScalar(lora, scale));
+    const out = base.shape[base.rank - 1]!;
+    const one = full([out], 1, { backend: be });
+    return wrap(be, be.doraCompose(base.info, lora.info, one.info, scale, null), base.shape, 'float32');
   });
 }
 

@@ -7,7 +7,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { add, sumTo } from './elementwise.js';
 import { reshape } from './layout.js';
 import { isNarrow, narrowLinear, narrowMatmul, type Weight } from './narrow.js';
-import { backendOf, requireFloat, wrap } from './util.js';
+import { backendOf, requireFloat, savePair, wrap } from './util.js';
 
 /**
  * Batched matrix product over the last two axes (leading axes broadcast), with optional transposes.
@@ -36,10 +36,19 @@ export function matmul(a: Tensor, b: Tensor, options: MatMulOptions = {}): Tenso
 export function recordMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatMulOptions = {}): Tensor {
   const ta = !!options.transposeA;
   const tb = !!options.transposeB;
-  return record('matmul', out, [a, b], [a, b], (g, [sa, sb]) => [
-    a.requiresGrad ? sumTo(ta ? matmul(sb!, g, { transposeA: tb, transposeB: true }) : matmul(g, sb!, { transposeB: !tb }), a.shape) : null,
-    b.requiresGrad ? sumTo(tb ? matmul(g, sa!, { transposeA: true, transposeB: ta }) : matmul(sa!, g, { transposeA: !ta }), b.shape) : null,
-  ]);
+  // da needs b, db needs a: a frozen weight's input is not kept for a gradient nobody asks for.
+  const [saved, read] = savePair(a, b, b.requiresGrad, a.requiresGrad);
+  return record('matmul', out, [a, b], saved, (g, s) => {
+    const [sa, sb] = read(s);
+    return [
+      a.requiresGrad
+        ? sumTo(ta ? matmul(sb!, g, { transposeA: tb, transposeB: true }) : matmul(g, sb!, { transposeB: !tb }), a.shape)
+        : null,
+      b.requiresGrad
+        ? sumTo(tb ? matmul(g, sa!, { transposeA: true, transposeB: ta }) : matmul(sa!, g, { transposeA: !ta }), b.shape)
+        : null,
+    ];
+  });
 }
 
 /** x·Wᵀ (+ bias) for x [..., in] and W [out, in] — PyTorch's F.linear. A narrow W (bf16, f16, packed) uses the narrow kernels. */

@@ -23,3 +23,20 @@ export function requireFloat(op: string, t: Tensor): void {
 export function wrap(backend: Backend, handle: unknown, shape: Shape, dtype: DType): Tensor {
   return fromHandle(backend, handle, shape, dtype);
 }
+
+/**
+ * What a two-input op's backward saves, as PyTorch does: `a` only where some gradient needs it (`needA`),
+ * `b` likewise — a frozen operand's partner is not kept (x·cos in RoPE keeps cos, not x). Returns the
+ * saved list and how to read a and b back from it.
+ */
+export function savePair(
+  a: Tensor,
+  b: Tensor,
+  needA: boolean,
+  needB: boolean,
+): [Tensor[], (s: readonly Tensor[]) => [Tensor | undefined, Tensor | undefined]] {
+  if (needA && needB) return [[a, b], (s) => [s[0], s[1]]];
+  if (needA) return [[a], (s) => [s[0], undefined]];
+  if (needB) return [[b], (s) => [undefined, s[0]]];
+  return [[], () => [undefined, undefined]];
+}

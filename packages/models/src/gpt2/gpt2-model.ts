@@ -16,6 +16,7 @@ import {
   ModuleList,
   ops,
   type Tensor,
+  tidy,
 } from '@dorajs/core';
 import { TokenIdsError } from '../errors.js';
 import { activationByName, type Activation } from '../shared/activations.js';
@@ -145,7 +146,11 @@ export class GPT2Model extends Module {
         throw new TokenIdsError(`sequence of ${length} tokens is longer than n_positions (${this._nPositions})`, 'GPT2Model.forward');
       }
       let x = this.drop.forward(ops.add(this.wte.forward(ids), this.wpe.forward(own.positions())));
-      for (const block of this.h) x = block.forward(x, own);
+      // One scope per block: only what backward saved outlives it (PyTorch frees the rest as it goes).
+      for (const block of this.h) {
+        const input = x;
+        x = tidy(() => block.forward(input, own));
+      }
       return this.ln_f.forward(x);
     } finally {
       if (!layout) own.dispose();

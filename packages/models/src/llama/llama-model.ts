@@ -16,6 +16,7 @@ import {
   ops,
   RMSNorm,
   type Tensor,
+  tidy,
 } from '@dorajs/core';
 import { activationByName, type Activation } from '../shared/activations.js';
 import { causalSelfAttention, splitHeads } from '../shared/attention.js';
@@ -214,7 +215,11 @@ export class LlamaModel extends Module {
       let h = this.embed_tokens.forward(ids);
       // Gemma: × √hidden_size, rounded to the activations' dtype as transformers' normalizer is.
       if (this._config.gemmaNorms) h = ops.mulScalar(h, Math.fround(Math.sqrt(this._config.hiddenSize)));
-      for (const layer of this.layers) h = layer.forward(h, { rope, layout: own });
+      // One scope per layer, as PyTorch frees a layer's temporaries: only what backward saved outlives it.
+      for (const layer of this.layers) {
+        const x = h;
+        h = tidy(() => layer.forward(x, { rope, layout: own }));
+      }
       return this.norm.forward(h);
     } finally {
       // Constants of this call; freed here so a forward outside tidy leaks nothing of its own.

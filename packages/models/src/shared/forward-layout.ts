@@ -7,7 +7,7 @@
  * Positions follow transformers' generate: `cumsum(attention_mask) − 1`, with padding positions set to 1,
  * so a left-padded prompt gets the same positions — and, masked, the same logits — as the prompt alone.
  */
-import { type Backend, ops, type Tensor, tensor } from '@dorajs/core';
+import { type Backend, keep, ops, type Tensor, tensor } from '@dorajs/core';
 import { GenerationError } from '../errors.js';
 import type { KVCache } from './kv-cache.js';
 
@@ -105,7 +105,8 @@ export class ForwardLayout {
 
   /** Position ids as int32 [positionRows, seq] on the backend (owned by the layout). */
   positions(): Tensor {
-    this._positions ??= tensor(this.positionIds, [this.positionRows, this.seq], { backend: this.backend, dtype: 'int32' });
+    // Owned by the layout (freed by dispose), so a caller's tidy — one per decoder layer — leaves it alone.
+    this._positions ??= keep(tensor(this.positionIds, [this.positionRows, this.seq], { backend: this.backend, dtype: 'int32' }));
     return this._positions;
   }
 
@@ -131,7 +132,7 @@ export class ForwardLayout {
         }
       }
     }
-    mask = tensor(values, this._keyMask ? [rows, 1, 1, seq, keys] : [seq, keys], { backend: this.backend });
+    mask = keep(tensor(values, this._keyMask ? [rows, 1, 1, seq, keys] : [seq, keys], { backend: this.backend }));
     this._masks.set(window, mask);
     return mask;
   }
