@@ -37,7 +37,7 @@ import { planBroadcast } from './kernels/broadcast.js';
 import { castInto, encodeScalar } from './kernels/cast.js';
 import { type ConvEnv, conv2dFilterGrad, conv2dForward, conv2dInputGrad, convGeometry } from './kernels/conv2d.js';
 import { affineInto, binaryInto, INT_UNARY, unaryInto, whereInto } from './kernels/elementwise.js';
-import { doraComposeInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
+import { doraComposeInto, rmsNormInto, rotaryInto, weightNormColumns, weightNormOne, weightNormRows } from './kernels/fused.js';
 import { checkIndex, gatherInto, scatterAddInto } from './kernels/indexing.js';
 import { decodeRow, matmulNarrowInto, type NarrowW, narrowOperand, weightNormNarrowInto } from './kernels/narrow.js';
 import { concatInto, sliceInto, transposeInto } from './kernels/layout.js';
@@ -516,6 +516,42 @@ export class CpuBackend implements Backend<CpuStorage> {
       },
       false,
     );
+  }
+
+  rmsNorm(x: CpuInfo, weight: CpuInfo | null, eps: number): CpuStorage {
+    const xv = this.readFloat('rmsNorm', x);
+    const wv = weight ? this.readFloat('rmsNorm', weight) : null;
+    const n = x.shape[x.shape.length - 1];
+    if (n === undefined || (weight && (weight.shape.length !== 1 || weight.shape[0] !== n))) {
+      throw new ShapeError(
+        `cpu rmsNorm: x ${shapeStr(x.shape)} and weight ${weight ? shapeStr(weight.shape) : 'none'} do not fit [..., n] and [n]`,
+      );
+    }
+    return this.output('float32', xv.length, (out) => rmsNormInto(xv, wv, n, eps, out as Float32Array), false);
+  }
+
+  rotary(x: CpuInfo, cos: CpuInfo, sin: CpuInfo): CpuStorage {
+    const xv = this.readFloat('rotary', x);
+    const cv = this.readFloat('rotary', cos);
+    const sv = this.readFloat('rotary', sin);
+    const [batch, , seq, d] = x.shape;
+    const rows = cos.shape[0];
+    if (
+      x.shape.length !== 4 ||
+      d === undefined ||
+      d % 2 !== 0 ||
+      !sameShape(cos.shape, sin.shape) ||
+      cos.shape.length !== 4 ||
+      (rows !== 1 && rows !== batch) ||
+      cos.shape[1] !== 1 ||
+      cos.shape[2] !== seq ||
+      cos.shape[3] !== d
+    ) {
+      throw new ShapeError(
+        `cpu rotary: x ${shapeStr(x.shape)}, cos ${shapeStr(cos.shape)}, sin ${shapeStr(sin.shape)} do not fit [batch, heads, seq, d] and [1 or batch, 1, seq, d] (d even)`,
+      );
+    }
+    return this.output('float32', xv.length, (out) => rotaryInto(xv, cv, sv, x.shape, rows!, out as Float32Array), false);
   }
 
   writeSlice(dst: CpuInfo, src: CpuInfo, axis: number, offset: number): void {

@@ -27,10 +27,14 @@ export {
   WEIGHT_NORM_CASES,
   DORA_COMPOSE_CASES,
   WRITE_SLICE_CASES,
+  RMS_NORM_CASES,
+  ROTARY_CASES,
   weightNormHost,
   type WeightNormCase,
   type DoraComposeCase,
   type WriteSliceCase,
+  type RmsNormCase,
+  type RotaryCase,
 } from './tiers/fused.js';
 export { MATMUL_CASES, MATMUL_REFERENCE_CASES, type MatmulCase } from './tables/matmul.js';
 export { CONV2D_CASES, type Conv2dCase } from './tables/conv2d.js';

@@ -140,3 +140,54 @@ export function doraComposeInto(
     else for (let o = 0; o < out; o++) y[o0 + o] = g[o]! * (base[o0 + o]! + scale * lora[o0 + o]!);
   }
 }
+
+/**
+ * RMSNorm of each row of n: x · rsqrt(mean(x²) + eps) (· weight). The same roundings as the JavaScript
+ * composite (squares rounded to float32 and summed in float64, mean, + eps and rsqrt each rounded to
+ * float32, then the two products), in one pass over the row for the sum and one for the output.
+ */
+export function rmsNormInto(x: Float32Array, weight: Float32Array | null, n: number, eps: number, out: Float32Array): void {
+  const rows = n === 0 ? 0 : x.length / n;
+  const inv = 1 / n;
+  for (let r = 0; r < rows; r++) {
+    const base = r * n;
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      const v = x[base + i]!;
+      s += Math.fround(v * v);
+    }
+    const variance = Math.fround(Math.fround(s * inv) + eps);
+    const scale = Math.fround(1 / Math.sqrt(variance));
+    if (weight) for (let i = 0; i < n; i++) out[base + i] = weight[i]! * Math.fround(x[base + i]! * scale);
+    else for (let i = 0; i < n; i++) out[base + i] = x[base + i]! * scale;
+  }
+}
+
+/**
+ * Rotary embedding x·cos + cat(−x₂, x₁)·sin for x [batch, heads, seq, d] and tables [rows, 1, seq, d]
+ * (rows 1 or batch), each product and the sum rounded to float32 as the composite's mul, mul, add.
+ */
+export function rotaryInto(
+  x: Float32Array,
+  cos: Float32Array,
+  sin: Float32Array,
+  shape: readonly number[],
+  rows: number,
+  out: Float32Array,
+): void {
+  const [batch, heads, seq, d] = shape as [number, number, number, number];
+  const half = d / 2;
+  for (let b = 0; b < batch; b++) {
+    const table = (rows === 1 ? 0 : b) * seq * d;
+    for (let h = 0; h < heads; h++) {
+      for (let s = 0; s < seq; s++) {
+        const at = ((b * heads + h) * seq + s) * d;
+        const t = table + s * d;
+        for (let j = 0; j < half; j++) {
+          out[at + j] = Math.fround(x[at + j]! * cos[t + j]!) + Math.fround(-x[at + half + j]! * sin[t + j]!);
+          out[at + half + j] = Math.fround(x[at + half + j]! * cos[t + half + j]!) + Math.fround(x[at + j]! * sin[t + half + j]!);
+        }
+      }
+    }
+  }
+}

@@ -387,6 +387,106 @@ function writeSliceCase(wc: WriteSliceCase): ConformanceCase {
   };
 }
 
+export interface RmsNormCase {
+  readonly id: string;
+  readonly title: string;
+  readonly shape: readonly number[];
+  readonly weight: boolean;
+  /** Scales x (tiny or huge rows). */
+  readonly magnitude: number;
+  readonly seed: number;
+}
+
+export const RMS_NORM_CASES: readonly RmsNormCase[] = [
+  { id: 'rows-weight', title: 'x [2,3,40], weight [40]', shape: [2, 3, 40], weight: true, magnitude: 1, seed: 970 },
+  { id: 'one-row', title: 'x [1,1,2048] (a decode step), weight [2048]', shape: [1, 1, 2048], weight: true, magnitude: 3, seed: 971 },
+  { id: 'no-weight-odd', title: 'x [5,7], no weight', shape: [5, 7], weight: false, magnitude: 1e-3, seed: 972 },
+];
+
+/** rmsNorm against float64 and against the composite of primitive kernels (square, mean, + eps, rsqrt, two muls). */
+function rmsNormCase(rc: RmsNormCase): ConformanceCase {
+  return {
+    id: `${T}/rmsNorm.${rc.id}`,
+    title: `rmsNorm: ${rc.title}`,
+    async run(ctx) {
+      const fused = ctx.backend.rmsNorm?.bind(ctx.backend);
+      if (!fused) return ctx.skip('the backend has no fused rmsNorm (core uses its composite)');
+      const k = ctx.backend;
+      const eps = 1e-5;
+      const n = rc.shape[rc.shape.length - 1]!;
+      const size = rc.shape.reduce((p, d) => p * d, 1);
+      const r = ctx.random(rc.seed);
+      const x = r.float32(size, (q) => q.normal() * rc.magnitude);
+      x.fill(0, 0, n); // a zero row: 0 · rsqrt(eps) = 0
+      const w = rc.weight ? r.float32(n, (q) => q.uniform(-2, 2)) : null;
+      const [xt, wt] = [ctx.tensor(x, rc.shape), w ? ctx.tensor(w, [n]) : null];
+      const got = ctx.own(fused(xt, wt, eps), rc.shape, 'float32');
+      const host = new Float64Array(size);
+      for (let row = 0; row < size / n; row++) {
+        let s = 0;
+        for (let i = 0; i < n; i++) s += x[row * n + i]! ** 2;
+        const scale = 1 / Math.sqrt(s / n + eps);
+        for (let i = 0; i < n; i++) host[row * n + i] = x[row * n + i]! * scale * (w ? w[i]! : 1);
+      }
+      await ctx.expectClose(`rmsNorm.${rc.id} vs float64`, got, host);
+      const kept = [...rc.shape.slice(0, -1), 1];
+      const sq = ctx.own(k.binary('mul', xt, xt, rc.shape), rc.shape, 'float32');
+      const mean = ctx.own(k.reduce('mean', sq, [rc.shape.length - 1], kept), kept, 'float32');
+      const inv = ctx.own(k.unary('rsqrt', ctx.own(k.affine(mean, 1, eps), kept, 'float32')), kept, 'float32');
+      const y = ctx.own(k.binary('mul', xt, inv, rc.shape), rc.shape, 'float32');
+      const composite = wt ? ctx.own(k.binary('mul', wt, y, rc.shape), rc.shape, 'float32') : y;
+      await ctx.expectClose(`rmsNorm.${rc.id} vs the composite`, got, await ctx.read(composite));
+    },
+  };
+}
+
+export interface RotaryCase {
+  readonly id: string;
+  readonly title: string;
+  /** x [batch, heads, seq, d] */
+  readonly x: readonly [number, number, number, number];
+  /** Rows of the cos/sin tables: 1 or batch. */
+  readonly rows: number;
+  readonly seed: number;
+}
+
+export const ROTARY_CASES: readonly RotaryCase[] = [
+  { id: 'decode', title: 'x [1,4,1,8] (one token), tables [1,1,1,8]', x: [1, 4, 1, 8], rows: 1, seed: 980 },
+  { id: 'per-row', title: 'x [2,3,5,6], tables [2,1,5,6] (left padding: positions per row)', x: [2, 3, 5, 6], rows: 2, seed: 981 },
+];
+
+/** rotary against the composite x·cos + cat(−x₂, x₁)·sin from primitive kernels: equal bit for bit. */
+function rotaryCase(rc: RotaryCase): ConformanceCase {
+  return {
+    id: `${T}/rotary.${rc.id}`,
+    title: `rotary: ${rc.title}`,
+    async run(ctx) {
+      const fused = ctx.backend.rotary?.bind(ctx.backend);
+      if (!fused) return ctx.skip('the backend has no fused rotary (core uses its composite)');
+      const k = ctx.backend;
+      const [batch, heads, seq, d] = rc.x;
+      const half = d / 2;
+      const size = batch * heads * seq * d;
+      const tableShape = [rc.rows, 1, seq, d];
+      const r = ctx.random(rc.seed);
+      const x = r.float32(size);
+      const angles = r.float32(rc.rows * seq * half, (q) => q.uniform(-3, 3));
+      const table = (f: (a: number) => number) =>
+        Float32Array.from({ length: rc.rows * seq * d }, (_, i) => f(angles[Math.floor(i / d) * half + ((i % d) % half)]!));
+      const [cos, sin] = [table(Math.cos), table(Math.sin)];
+      const [xt, ct, st] = [ctx.tensor(x, rc.x), ctx.tensor(cos, tableShape), ctx.tensor(sin, tableShape)];
+      const got = ctx.own(fused(xt, ct, st), rc.x, 'float32');
+      const x1 = ctx.own(k.slice(xt, [0, 0, 0, 0], [batch, heads, seq, half]), [batch, heads, seq, half], 'float32');
+      const x2 = ctx.own(k.slice(xt, [0, 0, 0, half], [batch, heads, seq, half]), [batch, heads, seq, half], 'float32');
+      const neg = ctx.own(k.unary('neg', x2), [batch, heads, seq, half], 'float32');
+      const rotated = ctx.own(k.concat([neg, x1], 3, rc.x), rc.x, 'float32');
+      const a = ctx.own(k.binary('mul', xt, ct, rc.x), rc.x, 'float32');
+      const b = ctx.own(k.binary('mul', rotated, st, rc.x), rc.x, 'float32');
+      await ctx.expectEqual(`rotary.${rc.id} vs the composite`, got, await ctx.read(ctx.own(k.binary('add', a, b, rc.x), rc.x, 'float32')));
+    },
+  };
+}
+
 const UPLOAD_DTYPES = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'] as const;
 
 /**
@@ -614,6 +714,8 @@ export const fusedTier: ConformanceTier = {
     ...WEIGHT_NORM_CASES.map(weightNormCase),
     ...DORA_COMPOSE_CASES.map(doraComposeCase),
     ...WRITE_SLICE_CASES.map(writeSliceCase),
+    ...RMS_NORM_CASES.map(rmsNormCase),
+    ...ROTARY_CASES.map(rotaryCase),
     ...UPLOAD_DTYPES.map(beginUploadCase),
     ...DORA_LINEAR_CASES.map(matmulComposeCase),
     ...DORA_LINEAR_CASES.map(matmulWeightNormCase),

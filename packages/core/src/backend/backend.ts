@@ -187,6 +187,19 @@ export interface FusedKernels<H = unknown> {
    */
   writeSlice?(dst: TensorInfo<H>, src: TensorInfo<H>, axis: number, offset: number): void;
   /**
+   * RMSNorm over the last axis: x · rsqrt(mean(x²) + eps), times weight [last] when given. float32 x
+   * [..., n] → float32 of x's shape, each row on its own (a row's result never depends on the other rows).
+   * Core calls it where no gradient is recorded (inference); training runs the composite.
+   */
+  rmsNorm?(x: TensorInfo<H>, weight: TensorInfo<H> | null, eps: number): H;
+  /**
+   * Rotary embedding with rotate_half: x·cos + cat(−x₂, x₁)·sin over the last axis (x₁, x₂ its halves),
+   * each product and the sum rounded to float32 as the composite's mul, mul, add. float32 x
+   * [batch, heads, seq, d], cos and sin [rows, 1, seq, d] with rows 1 (every batch row alike) or batch;
+   * d even. Core calls it where no gradient is recorded.
+   */
+  rotary?(x: TensorInfo<H>, cos: TensorInfo<H>, sin: TensorInfo<H>): H;
+  /**
    * Storage for a tensor whose bytes arrive in pieces (a loader streaming a checkpoint tensor by bounded
    * chunks), so the whole tensor never exists on the host: the sink's `write` copies the next bytes
    * (little-endian values of `dtype`, in order) straight into the storage. Core validates shape, dtype and

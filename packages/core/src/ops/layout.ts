@@ -38,10 +38,23 @@ export function transpose(x: Tensor, perm?: readonly number[]): Tensor {
   }
   const b = backendOf('transpose', x);
   const shape = p.map((i) => x.shape[i]!);
+  // Moving only axes of size 1 keeps every value where it is (e.g. splitting heads at one token): a view.
+  if (keepsOrder(x.shape, p)) return reshape(x, shape);
   const out = wrap(b, b.transpose(x.info, p), shape, x.dtype);
   const inverse = new Array<number>(p.length);
   p.forEach((v, i) => (inverse[v] = i));
   return record('transpose', out, [x], [], (g) => [transpose(g, inverse)]);
+}
+
+/** Whether permuting `shape` by `perm` leaves the axes longer than 1 in their order (row-major data unchanged). */
+function keepsOrder(shape: readonly number[], perm: readonly number[]): boolean {
+  let last = -1;
+  for (const axis of perm) {
+    if (shape[axis] === 1) continue;
+    if (axis < last) return false;
+    last = axis;
+  }
+  return true;
 }
 
 /** Swaps the last two axes. */

@@ -1,11 +1,11 @@
-import { tidy } from '../tensor/scope.js';
+import { isGradEnabled, tidy } from '../tensor/scope.js';
 import type { Conv2dParams } from '../backend/backend.js';
 import { DTypeError, ShapeError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
 import { shapeStr, sizeOf } from '../tensor/shape.js';
 import { tensor, type Tensor } from '../tensor/tensor.js';
 import { add, exp, mul, mulScalar, neg, rsqrt, sub, addScalar } from './elementwise.js';
-import { reshape } from './layout.js';
+import { concat, reshape, split } from './layout.js';
 import { mean, sum } from './reduce.js';
 import { isNarrow, narrowGather, type Weight } from './narrow.js';
 import { backendOf, requireFloat, wrap } from './util.js';
@@ -117,8 +117,30 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   });
 }
 
-/** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (Llama's order). */
+/** Whether an op on `inputs` records a gradient (then core runs the composite, not a forward-only kernel). */
+const recordsGrad = (...inputs: readonly (Tensor | null)[]): boolean => isGradEnabled() && inputs.some((t) => t?.requiresGrad);
+
+/**
+ * RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (Llama's order). Where no gradient is
+ * recorded and the backend has the fused `rmsNorm` kernel, one kernel; otherwise the composite below.
+ */
 export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
+  const be = backendOf('rmsNorm', x, ...(weight ? [weight] : []));
+  const n = x.shape[x.rank - 1];
+  if (
+    be.rmsNorm &&
+    n !== undefined &&
+    x.dtype === 'float32' &&
+    (!weight || (weight.dtype === 'float32' && weight.rank === 1 && weight.size === n)) &&
+    !recordsGrad(x, weight)
+  ) {
+    return wrap(be, be.rmsNorm(x.info, weight?.info ?? null, eps), x.shape, 'float32');
+  }
+  return rmsNormComposite(x, weight, eps);
+}
+
+/** rmsNorm from primitive kernels (differentiable). */
+export function rmsNormComposite(x: Tensor, weight: Tensor | null, eps: number): Tensor {
   return tidy(() => {
     const y = mul(x, rsqrt(addScalar(mean(mul(x, x), -1, true), eps)));
     return weight ? mul(weight, y) : y;
@@ -153,3 +175,38 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = 
     return mulScalar(neg(sum(weighted)), counted ? 1 / counted : 0);
   });
 }
+
+/**
+ * Rotary position embedding with rotate_half (transformers' `apply_rotary_pos_emb`): x·cos + cat(−x₂, x₁)·sin
+ * over the last axis, x₁ and x₂ its two halves. x [batch, heads, seq, d]; cos and sin [rows, 1, seq, d],
+ * rows 1 or batch (they broadcast over the heads). Where no gradient is recorded and the backend has the
+ * fused `rotary` kernel, one kernel (the same float32 roundings); otherwise the composite.
+ */
+export function rotaryEmbedding(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const be = backendOf('rotaryEmbedding', x, cos, sin);
+  const d = x.shape[x.rank - 1]!;
+  if (x.rank !== 4 || cos.rank !== 4 || d % 2 !== 0 || !sameShapeAs(cos, sin) || cos.shape[3] !== d || cos.shape[2] !== x.shape[2]) {
+    throw new ShapeError(
+      `rotaryEmbedding: x ${shapeStr(x.shape)}, cos ${shapeStr(cos.shape)}, sin ${shapeStr(sin.shape)} do not fit [batch, heads, seq, d] and [rows, 1, seq, d] (d even)`,
+    );
+  }
+  const rows = cos.shape[0]!;
+  if (
+    be.rotary &&
+    cos.shape[1] === 1 &&
+    (rows === 1 || rows === x.shape[0]) &&
+    x.dtype === 'float32' &&
+    cos.dtype === 'float32' &&
+    sin.dtype === 'float32' &&
+    !recordsGrad(x, cos, sin)
+  ) {
+    return wrap(be, be.rotary(x.info, cos.info, sin.info), x.shape, 'float32');
+  }
+  return tidy(() => {
+    const [x1, x2] = split(x, [d / 2, d / 2], -1) as [Tensor, Tensor];
+    const rotated = concat([neg(x2), x1], -1);
+    return add(mul(x, cos), mul(rotated, sin));
+  });
+}
+
+const sameShapeAs = (a: Tensor, b: Tensor): boolean => a.rank === b.rank && a.shape.every((v, i) => v === b.shape[i]);

@@ -66,6 +66,8 @@ export function applyRope(x: Tensor, tables: RopeTables): Tensor {
     const [rot, pass] = ops.split(x, [dim, head - dim], -1) as [Tensor, Tensor];
     return ops.concat([applyRope(rot, tables), pass], -1);
   }
+  // [batch, heads, seq, d] with [rows, 1, seq, d] tables: core's rotary op (one fused kernel where the backend has it).
+  if (x.rank === 4 && tables.cos.rank === 4) return ops.rotaryEmbedding(x, tables.cos, tables.sin);
   const [x1, x2] = ops.split(x, [dim / 2, dim / 2], -1) as [Tensor, Tensor];
   const rotated = ops.concat([ops.neg(x2), x1], -1);
   return ops.add(ops.mul(x, tables.cos), ops.mul(rotated, tables.sin));
