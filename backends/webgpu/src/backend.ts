@@ -16,6 +16,7 @@ import {
   type TensorInfo,
   type TypedArrayFor,
   type UnaryOp,
+  type UploadSink,
   type WeightNormOptions,
   type WeightInfo,
   type QuantizedInfo,
@@ -51,6 +52,7 @@ import { debugOverrides } from './debug-env.js';
 import { sizeOf } from './shapes.js';
 import { describeSplit, isSplit, needsSplit, partCapacity } from './split.js';
 import { assertKnownDType } from './storage.js';
+import { allocStorage, DEFAULT_UPLOAD_WINDOW_BYTES, uploadSink, type UploadWindow } from './upload.js';
 import { SplitTensorError } from './errors.js';
 
 export interface WebGpuBackendOptions extends DeviceRequest {
@@ -82,10 +84,18 @@ export interface WebGpuBackendOptions extends DeviceRequest {
    * Small in tests, to exercise splitting.
    */
   readonly maxBufferBytes?: number;
+  /**
+   * Bytes `beginUpload` writes (a streaming loader) before waiting for the queue to execute them (default
+   * 16 MiB; Infinity: never wait). Until the queue runs a `writeBuffer`, the implementation holds a copy of
+   * its bytes (Dawn's staging; in a browser also the GPU process's), so this bounds that second copy.
+   */
+  readonly uploadWindowBytes?: number;
 }
 
 export interface WebGpuStats extends RuntimeStats, PoolStats {
   readonly liveTensors: number;
+  /** Times a `beginUpload` write waited for the queue to drain (see `uploadWindowBytes`). */
+  readonly uploadWaits: number;
 }
 
 const ALL_DTYPES: readonly DType[] = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'];
@@ -97,6 +107,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   private readonly ctx: KernelContext;
   /** The tuning `setTuning({})` restores: the options', over the debugging overrides (debug-env.ts). */
   private readonly baseTuning: MatmulTuning;
+  private readonly uploads: UploadWindow;
 
   constructor(
     readonly device: GPUDevice,
@@ -114,6 +125,9 @@ export class WebGpuBackend implements Backend<GpuTensor> {
       dumpShaders: options.dumpShaders ?? debug.dumpShaders ?? false,
     });
     this.baseTuning = { ...debug.tuning, ...options.tuning };
+    const windowBytes = options.uploadWindowBytes ?? DEFAULT_UPLOAD_WINDOW_BYTES;
+    if (!(windowBytes > 0)) throw new RangeError(`webgpu: uploadWindowBytes must be positive, got ${windowBytes}`);
+    this.uploads = { windowBytes, inFlight: 0, waits: 0 };
     const limits = this.rt.limits;
     this.ctx = new KernelContext(
       this.rt,
@@ -140,7 +154,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
 
   /** Counters for tests and benchmarks: dispatches, submits, readbacks, pipelines, buffer allocations. */
   stats(): WebGpuStats {
-    return { ...this.rt.stats, ...this.rt.pool.stats, liveTensors: this.ctx.live };
+    return { ...this.rt.stats, ...this.rt.pool.stats, liveTensors: this.ctx.live, uploadWaits: this.uploads.waits };
   }
 
   /** Restarts the "largest buffer requested" watermark (see `stats().largestRequest`). */
@@ -213,6 +227,21 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     const t = this.ctx.alloc(dtype, size);
     this.rt.write(t.buf, values);
     return t;
+  }
+
+  /**
+   * Storage for a tensor that arrives in pieces (`upload.ts`): taken now (split over several buffers when
+   * larger than one), each piece written with `queue.writeBuffer` at its offset, with a wait for the queue
+   * every `uploadWindowBytes`.
+   */
+  beginUpload(shape: readonly number[], dtype: DType): UploadSink<GpuTensor> {
+    assertKnownDType(dtype, 'beginUpload');
+    const label = `${dtype} [${shape.join(', ')}]`;
+    if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0) || !Number.isSafeInteger(sizeOf(shape))) {
+      throw new ShapeError(`webgpu beginUpload: invalid shape [${shape.join(', ')}]`);
+    }
+    this.rt.check();
+    return uploadSink(this.ctx, allocStorage(this.ctx, shape, dtype), this.uploads, label);
   }
 
   async download(t: TensorInfo<GpuTensor>): Promise<TypedArrayFor<DType>> {

@@ -251,6 +251,32 @@ export class GpuRuntime {
     }
   }
 
+  /**
+   * Writes `size` bytes (a multiple of 4) of `data` from byte `dataOffset` at byte `offset` (a multiple of 4)
+   * of `target`, ordered before any later submit. The bytes are copied before this returns.
+   */
+  writeAt(target: GpuBuffer, offset: number, data: Uint8Array, dataOffset: number, size: number): void {
+    this.check();
+    this.device.queue.writeBuffer(target.buffer, offset, data.buffer, data.byteOffset + dataOffset, size);
+  }
+
+  /**
+   * Submits what is recorded and waits until the queue has executed everything, including earlier
+   * `writeBuffer`s (whose copies the implementation holds until then). `submit([])` hands writes that are
+   * not yet in a submit to the queue (Dawn keeps them pending otherwise).
+   */
+  async drain(): Promise<void> {
+    this.check();
+    this.flush();
+    this.device.queue.submit([]);
+    try {
+      await this.device.queue.onSubmittedWorkDone();
+    } catch (e) {
+      throw await this.explainFailure(e as Error, 'upload');
+    }
+    this.check();
+  }
+
   /** Copies `bytes` from the start of `src` to the host: one submit, one mapAsync. */
   async read(src: GpuBuffer, bytes: number): Promise<ArrayBuffer> {
     this.check();

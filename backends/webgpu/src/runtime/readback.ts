@@ -1,6 +1,13 @@
 /** Staging buffers for readback, reused across reads of similar sizes. */
 import { BufferUsage, MapModeRead } from '../gpu-constants.js';
 
+/**
+ * Largest staging buffer kept for reuse. A larger one (a whole weight read back) is destroyed as soon as
+ * its bytes are copied out: a mappable buffer is host memory (in a browser, shared memory mapped into the
+ * page and the GPU process), which garbage collection may not reclaim for a long time.
+ */
+const KEEP_BYTES = 4 * 2 ** 20;
+
 export class StagingBuffers {
   private readonly free: GPUBuffer[] = [];
 
@@ -15,7 +22,7 @@ export class StagingBuffers {
 
   /**
    * Maps `staging` (after the copy into it was submitted) and returns its first `bytes`; the buffer goes
-   * back to the free list, or is destroyed when mapping fails (the error is rethrown as is).
+   * back to the free list (destroyed when larger than KEEP_BYTES), or is destroyed when mapping fails (the error is rethrown as is).
    */
   async download(staging: GPUBuffer, size: number, bytes: number): Promise<ArrayBuffer> {
     try {
@@ -26,7 +33,8 @@ export class StagingBuffers {
     }
     const out = staging.getMappedRange(0, size).slice(0, bytes);
     staging.unmap();
-    this.free.push(staging);
+    if (staging.size <= KEEP_BYTES) this.free.push(staging);
+    else staging.destroy();
     return out;
   }
 

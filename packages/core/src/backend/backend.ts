@@ -254,8 +254,13 @@ export interface FusedKernels<H = unknown> {
 
 /** Where `beginUpload` writes: called by core only, in order, with whole elements. */
 export interface UploadSink<H = unknown> {
-  /** Copies `bytes` to the storage right after the bytes written so far. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Copies `bytes` to the storage right after the bytes written so far; `bytes` may be reused by the caller
+   * once it returns. A backend that queues copies (a GPU queue) may return a promise to bound what is in
+   * flight: the caller awaits it before reading the next piece. The write itself is already ordered, so a
+   * caller that does not await loses only the bound, never data.
+   */
+  write(bytes: Uint8Array): void | Promise<void>;
   /** The filled handle (every byte written); the sink is done. */
   finish(): H;
   /** Frees the storage of an unfinished upload (a read failed); the sink is done. */

@@ -15,8 +15,11 @@ export interface TensorWriter {
   readonly byteLength: number;
   /** Bytes written so far. */
   readonly written: number;
-  /** Appends `bytes` (little-endian values of the dtype, whole elements) after those written so far. */
-  write(bytes: Uint8Array): void;
+  /**
+   * Appends `bytes` (little-endian values of the dtype, whole elements) after those written so far. May
+   * return a promise (the backend's back-pressure, see `UploadSink.write`): await it before the next piece.
+   */
+  write(bytes: Uint8Array): void | Promise<void>;
   /** The tensor, once every byte was written. */
   finish(): Tensor;
   /** Frees the storage of an unfinished tensor; safe to call after `finish` or twice (does nothing then). */
@@ -61,8 +64,9 @@ export function tensorWriter(backend: Backend, shape: readonly number[], dtype: 
         throw new ShapeError(`tensorWriter: ${bytes.byteLength} more bytes after ${written} do not fit ${what} (${byteLength} bytes)`);
       }
       if (bytes.byteLength === 0) return;
-      sink.write(bytes);
+      const pending = sink.write(bytes);
       written += bytes.byteLength;
+      return pending;
     },
     finish() {
       if (done) throw new ShapeError(`tensorWriter: ${what} was already finished or aborted`);

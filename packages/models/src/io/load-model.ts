@@ -223,7 +223,7 @@ async function streamTensor(reader: SafetensorsReader, key: string, backend: Bac
       keep || entry.dtype === 'F32' ? chunkBytes : Math.max(1, Math.floor(chunkBytes / 2)),
     )) {
       const values = keep || piece.dtype === 'F32' ? piece.data : toFloat32(piece, { file: reader.file, key });
-      writer.write(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      await writer.write(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
     }
     return writer.finish();
   } catch (error) {
