@@ -4,7 +4,18 @@
  * straddle rows, decode ranges not on a 32-element boundary, bf16/f16/int8 tails, float16 specials
  * (subnormals, ±0, ±Inf, NaN), and the work split across two threads.
  */
-import { dequantizeHost, f16ToF32, f32ToBf16, ops, QuantizedWeight, type Tensor, tensor, type Weight } from '@dorajs/core';
+import {
+  bf16ToF32,
+  dequantizeHost,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  ops,
+  QuantizedWeight,
+  type Tensor,
+  tensor,
+  type Weight,
+} from '@dorajs/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type CpuBackend, createCpuBackend } from '../src/index.js';
 import { seeded } from './helpers.js';
@@ -189,6 +200,36 @@ describe('wasm narrow kernels', () => {
       }
     }
   });
+
+  // The 16-bit GEMV reads 32 elements per step, then 8, then one at a time (x split by parity per 8).
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    it(`${dtype} GEMV through every step size (cols 8 … 75), one and two threads, vs float64`, async () => {
+      for (const be of [wasm, wasm2]) {
+        for (const cols of [8, 24, 32, 40, 56, 64, 75, 101]) {
+          const rows = 7;
+          const src = seeded(rows * cols, cols).map((v) => v * 0.5);
+          // float16: finite values only (Inf/NaN products are not comparable).
+          const bits = Uint16Array.from(src, (v) => (dtype === 'bfloat16' ? f32ToBf16(v) : f32ToF16(v)));
+          const values = Float32Array.from(bits, dtype === 'bfloat16' ? bf16ToF32 : f16ToF32);
+          const w = tensor(bits, [rows, cols], { backend: be, dtype });
+          const xs = seeded(cols, 3 + cols);
+          const x = tensor(xs, [1, cols], { backend: be });
+          const y = ops.narrowMatmul(x, w, true);
+          const got = (await y.data()) as Float32Array;
+          for (let r = 0; r < rows; r++) {
+            let s = 0;
+            let mag = 0;
+            for (let k = 0; k < cols; k++) {
+              s += xs[k]! * values[r * cols + k]!;
+              mag += Math.abs(xs[k]! * values[r * cols + k]!);
+            }
+            expect(Math.abs(got[r]! - s) / mag, `row ${r} of [${rows}, ${cols}]`).toBeLessThan(1e-6);
+          }
+          for (const t of [w, x, y] as Tensor[]) t.dispose();
+        }
+      }
+    });
+  }
 
   it('a gather index outside the table is a typed error naming it', () => {
     const { w } = weight(wasm, 'nf4', 4, 64, 1);

@@ -96,9 +96,19 @@ export class NarrowKernels {
     const tasks = Math.min(Math.ceil(w.rows / 4), this.k.taskCount(work));
     // Whole pairs of rows per task (the 4-bit kernel reads two rows per pass).
     const perTask = 2 * Math.ceil(w.rows / tasks / 2);
-    const pairs = w.format === 'nf4' || w.format === 'fp4' ? pairTable(this.k.runtime, w.format) : 0;
-    this.setArgs(w, { out: y, x, perTask, pairs });
-    this.k.runTasks('nw_gemv_task', Math.ceil(w.rows / perTask), this.args, work);
+    const q4 = w.format === 'nf4' || w.format === 'fp4';
+    const pairs = q4 ? pairTable(this.k.runtime, w.format as 'nf4' | 'fp4') : 0;
+    // 16-bit W: x split by parity per group of 8 first (nw_xsplit_task, on this thread).
+    const splitBytes = w.format === 'bfloat16' || w.format === 'float16' ? Math.max(4, (w.cols >>> 3) * 32) : 0;
+    const xsplit = splitBytes > 0 ? this.k.runtime.heap.alloc(splitBytes) : 0;
+    if (xsplit === null) throw heapFull('narrow', splitBytes);
+    try {
+      this.setArgs(w, { out: y, x, perTask, pairs, xsplit });
+      if (splitBytes > 0) this.k.runTasks('nw_xsplit_task', 1, this.args, 0);
+      this.k.runTasks('nw_gemv_task', Math.ceil(w.rows / perTask), this.args, work);
+    } finally {
+      if (splitBytes > 0) this.k.runtime.heap.free(xsplit, splitBytes);
+    }
   }
 
   /** Rows per widened panel. */

@@ -4,7 +4,9 @@
  *
  * - `nw_gemv_task`: y[r] = Σ_k x[k]·W[r, k] for one chunk of rows (a Linear's forward at one token), reading
  *   W once and never storing it widened. 4-bit blocks must not straddle rows here (cols % blocksize = 0, the
- *   host checks): each block's dot with x is summed in lanes, then scaled once by its absmax.
+ *   host checks): each block's dot with x is summed in lanes, then scaled once by its absmax. bfloat16 /
+ *   float16 read x split by parity per group of 8 (`nw_xsplit_task`, once per call), so the two elements in
+ *   each i32 lane of W are widened in place (bfloat16: `v << 16` and `v & 0xffff0000`, one op each).
  * - `nw_decode_task`: rows of W widened into a float32 buffer (exactly bitsandbytes' dequantized values):
  *   the embedding gather writes the rows it picks straight into its output, and the GEMM / input-gradient /
  *   weight-norm paths widen one panel of rows at a time into a small scratch that the float32 kernels read.
@@ -44,7 +46,9 @@ export const NwArg = {
   table: 11,
   /** 4-bit gemv: 256 × 2 float32, the two codes of each byte value (narrow-host.ts pairTable). */
   pairs: 12,
-  words: 13,
+  /** 16-bit gemv: x split by parity per group of 8 (`nw_xsplit_task`), float32 [8·⌊cols/8⌋]. */
+  xsplit: 13,
+  words: 14,
 } as const;
 
 /** Bytes of a 4-bit code table as the kernels read it (see `codeTableBytes`). */
@@ -99,7 +103,12 @@ export const pairCodes = (pairs: Local, at: Expr, off: number): Expr =>
 export interface NarrowFunctions {
   readonly decode: number;
   readonly gemv: number;
+  readonly xsplit: number;
 }
+
+/** f32 lanes 0, 2 of a then of b (the even elements of 8), and 1, 3 of each (the odd ones). */
+const EVEN_LANES = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+const ODD_LANES = EVEN_LANES.map((i) => i + 4);
 
 export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions {
   const madd = (a: Expr, b: Expr, acc: Expr): Expr => (relaxed ? V.relaxedMadd(a, b, acc) : V.add(acc, V.mul(a, b)));
@@ -118,17 +127,37 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
     });
   };
 
-  /** Emits `body` for bfloat16 and for float16 (dispatched on fmt), with that format's widening of i32 lanes. */
-  const by16BitFormat = (c: Code, fmt: Local, lanes: readonly Local[], body: (widen: (raw: Expr) => Expr) => void) => {
+  /**
+   * Emits `body` for bfloat16 and for float16 (dispatched on fmt), with that format's widening of i32 lanes
+   * holding one element each (`widen`), and of i32 lanes holding two (`even`: the low halves, `odd`: the high
+   * ones). bfloat16 needs one op for each: `v << 16` is the even element, `v & 0xffff0000` the odd one.
+   */
+  const by16BitFormat = (
+    c: Code,
+    fmt: Local,
+    lanes: readonly Local[],
+    body: (widen: (raw: Expr) => Expr, even: (v: Expr) => Expr, odd: (v: Expr) => Expr) => void,
+  ) => {
     const [h, o, e, t] = lanes;
     c.if(
       I.eq(fmt, NW_BF16),
-      () => body(bf16Lanes),
       () =>
-        body((raw) => (cc: Code) => {
+        body(
+          bf16Lanes,
+          (v) => V.ishl(v, 16),
+          (v) => V.and(v, V.constI32(-0x10000)),
+        ),
+      () => {
+        const widen = (raw: Expr) => (cc: Code) => {
           cc.set(h!, raw);
           cc.push(f16Lanes(cc, h!, o!, e!, t!));
-        }),
+        };
+        body(
+          widen,
+          (v) => widen(V.and(v, V.constI32(0xffff))),
+          (v) => widen(V.ishrU(v, 16)),
+        );
+      },
     );
   };
 
@@ -279,6 +308,7 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
     const arg = (w: number): Expr => I.load(args, w * 4);
     const [fmt, rows, cols, data, scales, shift, y, x, r, r1, k, src, end, bend, sp, xq, pairs, src2, sp2, rowBytes, rowScales] =
       c.localsOf(i32, 21);
+    const [xs, groupEnd] = c.localsOf(i32, 2);
     const [v, h, o, ex, t] = c.localsOf(v128, 5);
     const acc = c.localsOf(v128, 4);
     const bacc = c.localsOf(v128, 4);
@@ -289,7 +319,8 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
       .set(shift, arg(NwArg.blockShift))
       .set(y, arg(NwArg.out))
       .set(x, arg(NwArg.x))
-      .set(pairs, arg(NwArg.pairs));
+      .set(pairs, arg(NwArg.pairs))
+      .set(xs, arg(NwArg.xsplit));
     c.set(r, I.mul(task, arg(NwArg.perTask)));
     c.set(r1, I.add(r, arg(NwArg.perTask)));
     c.set(r1, I.select(rows, r1, I.ltS(rows, r1)));
@@ -373,29 +404,64 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
               );
             }),
           () =>
-            by16BitFormat(c, fmt, [h, o, ex, t], (widen) =>
+            by16BitFormat(c, fmt, [h, o, ex, t], (widen, even, odd) => {
+              // x is split by parity per group of 8 (xsplit): a 16-byte load of W holds 8 elements, two per i32
+              // lane, widened to the even and the odd ones by one op each. One row at a time, 32 elements per
+              // step (four accumulators): W is read as one sequential stream (several rows in lockstep, sharing
+              // the loads of x, ran at 0.6× on the 2048-wide rows of an LM head out of DRAM). e·x_even + o·x_odd
+              // is summed before it meets its accumulator: fewer live registers, and TurboFan spills past 15
+              // (a spilled accumulator puts a store-to-load round trip on the loop's critical path).
+              const step = (u: number) => {
+                c.set(v, V.load(I.add(src, k), 16 * u));
+                c.set(acc[u]!, V.add(acc[u]!, madd(odd(v), V.load(xq, 32 * u + 16), V.mul(even(v), V.load(xq, 32 * u)))));
+              };
+              c.set(groupEnd, I.shl(I.shrU(cols, 3), 4));
               c.for(r, r, r1, 1, () => {
-                zeroAcc(acc);
-                c.set(tail, F32.const(0));
                 c.set(src, I.add(data, I.shl(I.mul(r, cols), 1)));
-                vectorSteps(c, k, cols, 16, () => {
-                  for (let j = 0; j < 2; j++) {
-                    c.set(v, V.load(I.add(src, I.shl(k, 1)), j * 16));
-                    c.set(acc[2 * j]!, madd(widen(V.i32FromI16LowU(v)), V.load(I.add(x, I.shl(k, 2)), j * 32), acc[2 * j]!));
-                    c.set(acc[2 * j + 1]!, madd(widen(V.i32FromI16HighU(v)), V.load(I.add(x, I.shl(k, 2)), j * 32 + 16), acc[2 * j + 1]!));
-                  }
+                zeroAcc(acc);
+                c.set(k, 0).set(xq, xs);
+                c.block(() => {
+                  c.loop(() => {
+                    c.brIf(1, I.gtU(I.add(k, 64), groupEnd));
+                    for (let u = 0; u < 4; u++) step(u);
+                    c.set(k, I.add(k, 64)).set(xq, I.add(xq, 128));
+                    c.br(0);
+                  });
                 });
-                c.for(k, k, cols, 1, () => {
-                  c.set(
-                    tail,
-                    F32.add(tail, F32.mul(V.lane(widen(V.isplat(I.load16U(I.add(src, I.shl(k, 1))))), 0), F32.load(I.add(x, I.shl(k, 2))))),
-                  );
+                c.block(() => {
+                  c.loop(() => {
+                    c.brIf(1, I.geU(k, groupEnd));
+                    step(0);
+                    c.set(k, I.add(k, 16)).set(xq, I.add(xq, 32));
+                    c.br(0);
+                  });
+                });
+                // The last cols % 8 elements, one at a time.
+                c.set(tail, F32.const(0));
+                c.for(k, I.shrU(groupEnd, 1), cols, 1, () => {
+                  const wv = V.lane(widen(V.isplat(I.load16U(I.add(src, I.shl(k, 1))))), 0);
+                  c.set(tail, F32.add(tail, F32.mul(wv, F32.load(I.add(x, I.shl(k, 2))))));
                 });
                 c.storeF32(I.add(y, I.shl(r, 2)), F32.add(hsum(sum4(acc)), tail));
-              }),
-            ),
+              });
+            }),
         ),
     );
   });
-  return { decode, gemv };
+
+  // nw_xsplit_task (one task): x [cols] → xsplit, per group of 8 elements its 4 even ones then its 4 odd ones.
+  const xsplit = mb.func('nw_xsplit_task', [i32, i32, i32], [], (c, [, args]) => {
+    const arg = (w: number): Expr => I.load(args, w * 4);
+    const [src, dst, end] = c.localsOf(i32, 3);
+    const [a, b] = c.localsOf(v128, 2);
+    c.set(src, arg(NwArg.x)).set(dst, arg(NwArg.xsplit));
+    c.set(end, I.add(src, I.shl(I.shrU(arg(NwArg.cols), 3), 5)));
+    c.forU(src, src, end, 32, () => {
+      c.set(a, V.load(src)).set(b, V.load(src, 16));
+      c.storeV(dst, V.shuffle(a, b, EVEN_LANES));
+      c.storeV(dst, V.shuffle(a, b, ODD_LANES), 16);
+      c.set(dst, I.add(dst, 32));
+    });
+  });
+  return { decode, gemv, xsplit };
 }

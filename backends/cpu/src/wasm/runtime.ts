@@ -42,6 +42,7 @@ export const TASK_EXPORTS: readonly string[] = [
   'wn_cols_task',
   'nw_decode_task',
   'nw_gemv_task',
+  'nw_xsplit_task',
   ...elementwiseTaskNames(),
 ];
 export type TaskName = string;
