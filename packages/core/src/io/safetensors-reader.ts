@@ -19,6 +19,8 @@ export class SafetensorsReader {
   readonly #reader: ByteReader;
   readonly #header: SafetensorsHeader;
   readonly #entries: ReadonlyMap<string, TensorEntry>;
+  /** readChunks' piece buffer for readers with `readInto`, reused from tensor to tensor (null while in use). */
+  #staging: Uint8Array | null = null;
 
   protected constructor(reader: ByteReader, header: SafetensorsHeader) {
     this.file = reader.name;
@@ -69,6 +71,10 @@ export class SafetensorsReader {
    * `key` in consecutive pieces of at most `maxBytes` (rounded down to whole elements, at least one): each a
    * host tensor of shape [elements] in the file's dtype, read as its own range (an HTTP Range request, a
    * file read), so a loader streaming it into backend storage holds one piece at a time.
+   *
+   * Where the reader has `readInto` (the HTTP readers), every piece is read into one buffer that the next
+   * piece — of this tensor or of the next one read — overwrites: use (or copy) a piece before asking for the
+   * next. A page loading a checkpoint then allocates one piece buffer, not one per Range request.
    */
   async *readChunks(key: string, maxBytes: number = DEFAULT_CHUNK_BYTES): AsyncGenerator<HostTensor> {
     const entry = this.entry(key);
@@ -81,12 +87,31 @@ export class SafetensorsReader {
     const step = Math.max(width, maxBytes - (maxBytes % width));
     const begin = this.#header.dataStart + entry.begin;
     const total = entry.end - entry.begin;
-    for (let done = 0; done < total; done += step) {
-      const length = Math.min(step, total - done);
-      const bytes = await this.#reader.read(begin + done, length).catch((e: unknown) => {
-        throw asSafetensorsError(e, this.file, key);
-      });
-      yield decodeTensor({ ...entry, shape: [length / width] }, bytes, this.file);
+    const reader = this.#reader;
+    let staging: Uint8Array | null = null;
+    if (reader.readInto && total > 0) {
+      // Take the shared buffer (a second generator running at the same time gets its own).
+      staging =
+        this.#staging !== null && this.#staging.byteLength >= Math.min(step, total) ? this.#staging : new Uint8Array(Math.min(step, total));
+      this.#staging = null;
+    }
+    // (The size is kept apart: a buffer taken over by the reader reads as 0 bytes long.)
+    const stagingBytes = staging?.byteLength ?? 0;
+    try {
+      for (let done = 0; done < total; done += step) {
+        const length = Math.min(step, total - done);
+        const at = begin + done;
+        const bytes = await (staging ? reader.readInto!(at, staging.subarray(0, length)) : reader.read(at, length)).catch((e: unknown) => {
+          throw asSafetensorsError(e, this.file, key);
+        });
+        // The reader may have taken the buffer over (a BYOB read): go on with the one it gave back.
+        if (staging) staging = new Uint8Array(bytes.buffer, bytes.byteOffset, stagingBytes);
+        yield decodeTensor({ ...entry, shape: [length / width] }, bytes, this.file);
+      }
+    } finally {
+      // A buffer lost to a failed read (detached) is not kept.
+      if (staging && staging.buffer.byteLength > 0 && (this.#staging === null || this.#staging.byteLength < staging.byteLength))
+        this.#staging = staging;
     }
   }
 
@@ -101,6 +126,7 @@ export class SafetensorsReader {
   }
 
   async close(): Promise<void> {
+    this.#staging = null;
     await this.#reader.close();
   }
 }

@@ -13,6 +13,15 @@ export interface ByteReader {
   readonly size: number;
   /** Exactly `length` bytes at `offset`, or a FileError (core's) naming the file. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Optional: the `target.byteLength` bytes at `offset` written into `target`'s memory as they arrive, with
+   * `read`'s errors — so a loader can read every piece of a checkpoint into one reused buffer instead of a
+   * new one per read (the HTTP readers have it: the body is read straight into the buffer, and a page keeps
+   * no dead response buffers waiting for GC). Returns the filled bytes, which may be a view of a new
+   * ArrayBuffer over the same memory: the reader may take `target`'s buffer over (a BYOB stream read
+   * transfers it, detaching `target`), so use the result, not `target`.
+   */
+  readInto?(offset: number, target: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 

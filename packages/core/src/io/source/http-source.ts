@@ -110,6 +110,65 @@ async function wholeBody(url: string, res: Response, expected?: number): Promise
   return bytes;
 }
 
+/**
+ * The body written into `target`'s memory as it arrives (no whole-body buffer), checked to be exactly
+ * `target.byteLength` bytes long as wholeBody checks Content-Length. A byte stream (fetch bodies in browsers
+ * and Node) is read with a BYOB reader straight into that memory, which transfers `target`'s buffer: the
+ * result is a view of the buffer that comes back. Otherwise each chunk is copied into `target`.
+ */
+async function bodyInto(url: string, res: Response, target: Uint8Array): Promise<Uint8Array> {
+  const length = target.byteLength;
+  if (!res.body) {
+    target.set(await wholeBody(url, res, length));
+    return target;
+  }
+  const failed = (e: unknown) => new FileError(`the download failed (${(e as Error).message})`, url, { cause: e });
+  let byob: ReadableStreamBYOBReader | null = null;
+  try {
+    byob = res.body.getReader({ mode: 'byob' });
+  } catch {
+    byob = null;
+  }
+  let filled = 0;
+  let out = target;
+  const plain = byob ? null : res.body.getReader();
+  type Chunk = { done: boolean; value?: Uint8Array };
+  try {
+    while (filled < length) {
+      let r: Chunk;
+      try {
+        r = byob ? await byob.read(new Uint8Array(out.buffer, out.byteOffset + filled, length - filled)) : await plain!.read();
+      } catch (e) {
+        throw failed(e);
+      }
+      if (byob && r.value) out = new Uint8Array(r.value.buffer, r.value.byteOffset - filled, length);
+      if (r.done || !r.value) break;
+      if (!byob) {
+        if (filled + r.value.byteLength > length) throw new FileError(`the body is longer than the ${length} bytes asked for`, url);
+        out.set(r.value, filled);
+      }
+      filled += r.value.byteLength;
+    }
+    if (filled === length) {
+      // Nothing may follow (a byte more is as wrong as a byte less).
+      let extra: Chunk;
+      try {
+        extra = byob ? await byob.read(new Uint8Array(1)) : await plain!.read();
+      } catch (e) {
+        throw failed(e);
+      }
+      if (!extra.done) {
+        await (byob ?? plain)!.cancel().catch(() => {});
+        throw new FileError(`the body is longer than the ${length} bytes asked for`, url);
+      }
+    }
+  } finally {
+    if (filled < length) await (byob ?? plain)!.cancel().catch(() => {});
+  }
+  if (filled !== length) throw new FileError(`truncated download: ${filled} of ${length} bytes`, url);
+  return out;
+}
+
 function contentLength(res: Response): number | undefined {
   const v = res.headers.get('content-length');
   return v !== null && /^\d+$/.test(v) ? Number(v) : undefined;
@@ -154,6 +213,14 @@ const RANGE_READERS = new WeakSet<ByteReader>();
 
 /** Range requests per read; the first request's bytes serve reads inside them (the header). */
 function rangeReader(url: string, options: HttpSourceOptions, size: number, head: Uint8Array): ByteReader {
+  const rangeRequest = async (offset: number, length: number): Promise<Response> => {
+    const res = await request(url, options, [offset, offset + length - 1]);
+    if (res.status !== 206) {
+      await res.body?.cancel();
+      throw res.ok ? new FileError(`the server stopped honouring Range requests (HTTP ${res.status})`, url) : statusError(url, res);
+    }
+    return res;
+  };
   const reader: ByteReader = {
     name: url,
     size,
@@ -161,12 +228,14 @@ function rangeReader(url: string, options: HttpSourceOptions, size: number, head
       checkRange(url, size, offset, length);
       if (offset + length <= head.byteLength) return head.slice(offset, offset + length);
       if (length === 0) return new Uint8Array(0);
-      const res = await request(url, options, [offset, offset + length - 1]);
-      if (res.status !== 206) {
-        await res.body?.cancel();
-        throw res.ok ? new FileError(`the server stopped honouring Range requests (HTTP ${res.status})`, url) : statusError(url, res);
-      }
-      return wholeBody(url, res, length);
+      return wholeBody(url, await rangeRequest(offset, length), length);
+    },
+    async readInto(offset, target) {
+      const length = target.byteLength;
+      checkRange(url, size, offset, length);
+      if (offset + length <= head.byteLength) target.set(head.subarray(offset, offset + length));
+      else if (length > 0) return bodyInto(url, await rangeRequest(offset, length), target);
+      return target;
     },
     close: async () => {},
   };
@@ -200,31 +269,38 @@ function streamReader(url: string, options: HttpSourceOptions, size: number, fir
     if (r.done || !r.value) throw new FileError(`truncated download: the body ended after ${position} of ${size} bytes`, url);
     return r.value;
   };
+  const readInto = async (offset: number, out: Uint8Array): Promise<Uint8Array> => {
+    const length = out.byteLength;
+    checkRange(url, size, offset, length);
+    if (offset < position) await restart();
+    // Skip to offset, keeping nothing of what lies before it.
+    while (position + pending.byteLength <= offset) {
+      position += pending.byteLength;
+      pending = await nextChunk();
+    }
+    pending = pending.subarray(offset - position);
+    position = offset;
+    let filled = 0;
+    while (filled < length) {
+      if (pending.byteLength === 0) pending = await nextChunk();
+      const n = Math.min(length - filled, pending.byteLength);
+      out.set(pending.subarray(0, n), filled);
+      pending = pending.subarray(n);
+      filled += n;
+      position += n;
+    }
+    return out;
+  };
   return {
     name: url,
     size,
     async read(offset, length) {
       checkRange(url, size, offset, length);
-      if (offset < position) await restart();
-      // Skip to offset, keeping nothing of what lies before it.
-      while (position + pending.byteLength <= offset) {
-        position += pending.byteLength;
-        pending = await nextChunk();
-      }
-      pending = pending.subarray(offset - position);
-      position = offset;
       const out = new Uint8Array(length);
-      let filled = 0;
-      while (filled < length) {
-        if (pending.byteLength === 0) pending = await nextChunk();
-        const n = Math.min(length - filled, pending.byteLength);
-        out.set(pending.subarray(0, n), filled);
-        pending = pending.subarray(n);
-        filled += n;
-        position += n;
-      }
+      await readInto(offset, out);
       return out;
     },
+    readInto,
     async close() {
       await body?.cancel().catch(() => {});
       body = null;
