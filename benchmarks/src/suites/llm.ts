@@ -54,7 +54,11 @@ function llama(size: Size, backend: Backend): CausalLM {
 const weightBytes = (model: CausalLM): number =>
   [...new Set(model.parameters())].reduce((s, p) => s + p.size * BYTES_PER_ELEMENT[p.dtype], 0);
 
-/** Median ms of one streaming sum over `bytes` of float32 on `backend`: the read bandwidth floor. */
+/**
+ * Median ms of one streaming sum over `bytes` of float32 on `backend`: the read bandwidth floor. Each
+ * 4 KiB row is summed on its own (then the row sums, 1/1024 of the bytes), so the backend spreads the rows
+ * over all its threads — a sum over every axis at once is one row, which the CPU backend runs on one thread.
+ */
 async function streamMs(backend: Backend, bytes: number): Promise<number> {
   const streamed = Math.min(bytes, MAX_STREAM_BYTES);
   const rows = Math.floor(streamed / 4 / 1024);
@@ -62,7 +66,7 @@ async function streamMs(backend: Backend, bytes: number): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < 7; i++) {
     const t0 = performance.now();
-    const s = tidy(() => ops.sum(big));
+    const s = tidy(() => ops.sum(ops.sum(big, -1)));
     await s.data();
     times.push(performance.now() - t0);
     s.dispose();
