@@ -5,7 +5,7 @@
  */
 import { type Backend, noGrad, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
 import { DoraCaching, getPeftModel, LoraConfig, type PeftModel } from '@dorajs/peft';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   applyTopK,
   applyTopP,
@@ -130,6 +130,15 @@ describe('stopping', () => {
     // Already aborted: nothing runs.
     await expect(generate(model, PROMPTS, { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(GenerationAbortedError);
     expect(backend.liveBuffers()).toBe(live);
+    // Between steps the loop yields without a timer (setTimeout(0) costs ≥ 1 ms per token in Node, 4 ms in a page).
+    const timers = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      const out = await generate(model, PROMPTS, { maxNewTokens: 6, signal: new AbortController().signal });
+      expect(out.decodeSteps).toBe(5);
+      expect(timers).not.toHaveBeenCalled();
+    } finally {
+      timers.mockRestore();
+    }
     model.dispose();
   });
 });
