@@ -135,6 +135,7 @@ export class WebGpuBackend implements Backend<GpuTensor> {
         matmulVariant: options.matmulVariant ?? debug.matmulVariant ?? 'auto',
         weightNormVariant: options.weightNormVariant ?? debug.weightNormVariant ?? 'auto',
         subgroups: (options.subgroups ?? true) && device.features.has('subgroups'),
+        shaderF16: (options.shaderF16 ?? true) && device.features.has('shader-f16'),
         fuse: options.fuse ?? debug.fuse ?? true,
         tuning: { ...this.baseTuning },
       },
@@ -155,6 +156,14 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   /** Counters for tests and benchmarks: dispatches, submits, readbacks, pipelines, buffer allocations. */
   stats(): WebGpuStats {
     return { ...this.rt.stats, ...this.rt.pool.stats, liveTensors: this.ctx.live, uploadWaits: this.uploads.waits };
+  }
+
+  /**
+   * Keys of the programs compiled so far, in compile order (tests, debugging): which program served a
+   * kernel, e.g. `matmul-tiled:8x8x8/8:…` for the tiled matmul on 8 rows of threads.
+   */
+  programKeys(): string[] {
+    return this.rt.programKeys();
   }
 
   /** Restarts the "largest buffer requested" watermark (see `stats().largestRequest`). */
@@ -188,6 +197,14 @@ export class WebGpuBackend implements Backend<GpuTensor> {
   /** Whether subgroup operations are in use (the device has `subgroups` and they were not turned off). */
   get usesSubgroups(): boolean {
     return this.ctx.options.subgroups;
+  }
+
+  /**
+   * Whether float16 weights are bound as `array<f16>` (the device has `shader-f16` and it was not turned
+   * off); otherwise as packed u32 words. Both give the same bits.
+   */
+  get usesShaderF16(): boolean {
+    return this.ctx.options.shaderF16;
   }
 
   /** Submits recorded work without waiting for it. */

@@ -3,6 +3,7 @@ import type { DType } from '@dorajs/core';
 import { sizeClass, type GpuBuffer } from './buffer-pool.js';
 import type { GpuRuntime } from './runtime.js';
 import { storageBytes } from './storage.js';
+import type { BoundType } from './wgsl/common.js';
 
 /**
  * The backend's storage handle: one pooled buffer holding `size` elements of `dtype`, or, for a tensor
@@ -27,6 +28,8 @@ export interface KernelOptions {
   weightNormVariant: WeightNormVariant;
   /** Use subgroup operations where the device has them. */
   subgroups: boolean;
+  /** Bind float16 weights as `array<f16>` (the device has `shader-f16`); else as packed u32 words. */
+  shaderF16: boolean;
   /** Defer matmuls so that a following doraCompose / weightNorm can fold into them. */
   fuse: boolean;
   /** Tuning overrides (tests, benchmarks, tuning runs), see `setTuning`. */
@@ -54,6 +57,11 @@ export class KernelContext {
     /** Bytes one part of a split tensor may hold (see `split.ts`): the device's limits or `maxBufferBytes`. */
     readonly partBytes: number,
   ) {}
+
+  /** How programs bind a tensor of `dtype`: float16 as 'f16' where `shaderF16` is on (see `BoundType`). */
+  bound(dtype: DType): BoundType {
+    return dtype === 'float16' && this.options.shaderF16 ? 'f16' : dtype;
+  }
 
   get maxInvocations(): number {
     return this.rt.limits.maxComputeInvocationsPerWorkgroup;

@@ -11,6 +11,17 @@ export interface DeviceRequest {
   readonly powerPreference?: GPUPowerPreference;
   /** Ask for the `subgroups` feature when the adapter has it (default true). */
   readonly subgroups?: boolean;
+  /**
+   * Ask for the `shader-f16` feature when the adapter has it (default true): float16 weights are then bound
+   * as `array<f16>` and widened in registers (same results as the packed-u32 path without it).
+   */
+  readonly shaderF16?: boolean;
+}
+
+/** The optional features a device is asked for (each when the adapter has it). */
+export interface FeatureWishes {
+  readonly subgroups: boolean;
+  readonly shaderF16: boolean;
 }
 
 export interface AcquiredDevice {
@@ -52,9 +63,10 @@ function adapterLimits(adapter: GPUAdapter): Record<string, number> {
   return limits;
 }
 
-export async function deviceFromAdapter(adapter: GPUAdapter, description: string, wantSubgroups: boolean): Promise<AcquiredDevice> {
+export async function deviceFromAdapter(adapter: GPUAdapter, description: string, wants: FeatureWishes): Promise<AcquiredDevice> {
   const requiredFeatures: GPUFeatureName[] = [];
-  if (wantSubgroups && adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
+  if (wants.subgroups && adapter.features.has('subgroups')) requiredFeatures.push('subgroups' as GPUFeatureName);
+  if (wants.shaderF16 && adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
   const device = await adapter.requestDevice({ requiredLimits: adapterLimits(adapter), requiredFeatures });
   return {
     device,
@@ -69,7 +81,7 @@ async function tryAdapter(
   options: GPURequestAdapterOptions,
   description: string,
   attempts: string[],
-  wantSubgroups: boolean,
+  wants: FeatureWishes,
 ): Promise<AcquiredDevice | null> {
   try {
     const adapter = await gpu.requestAdapter(options);
@@ -77,7 +89,7 @@ async function tryAdapter(
       attempts.push(`${description}: no adapter`);
       return null;
     }
-    return await deviceFromAdapter(adapter, description, wantSubgroups);
+    return await deviceFromAdapter(adapter, description, wants);
   } catch (e) {
     attempts.push(`${description}: ${(e as Error).message}`);
     return null;
@@ -91,14 +103,14 @@ async function tryAdapter(
  */
 export async function acquireDevice(request: DeviceRequest = {}): Promise<AcquiredDevice> {
   const attempts: string[] = [];
-  const wantSubgroups = request.subgroups ?? true;
+  const wants: FeatureWishes = { subgroups: request.subgroups ?? true, shaderF16: request.shaderF16 ?? true };
   const base: GPURequestAdapterOptions = request.powerPreference ? { powerPreference: request.powerPreference } : {};
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const explicit = request.gpu ?? nav?.gpu;
   if (explicit) {
     const found =
-      (await tryAdapter(explicit, base, 'navigator.gpu', attempts, wantSubgroups)) ??
-      (await tryAdapter(explicit, { ...base, featureLevel: 'compatibility' }, 'navigator.gpu compatibility', attempts, wantSubgroups));
+      (await tryAdapter(explicit, base, 'navigator.gpu', attempts, wants)) ??
+      (await tryAdapter(explicit, { ...base, featureLevel: 'compatibility' }, 'navigator.gpu compatibility', attempts, wants));
     if (found) return found;
     throw new WebGpuUnavailableError(attempts);
   }
@@ -119,14 +131,14 @@ export async function acquireDevice(request: DeviceRequest = {}): Promise<Acquir
     );
     throw new WebGpuUnavailableError(attempts);
   }
-  const native = await tryAdapter(dawnInstance(dawn, []), base, 'dawn default', attempts, wantSubgroups);
+  const native = await tryAdapter(dawnInstance(dawn, []), base, 'dawn default', attempts, wants);
   if (native) return native;
   const gles = await tryAdapter(
     dawnInstance(dawn, ['backend=opengles']),
     { ...base, featureLevel: 'compatibility' },
     'dawn opengles compatibility',
     attempts,
-    wantSubgroups,
+    wants,
   );
   if (gles) return gles;
   if (!hostEnv('EGL_PLATFORM'))

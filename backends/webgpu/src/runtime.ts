@@ -164,6 +164,11 @@ export class GpuRuntime {
     return this.pipelines.has(key);
   }
 
+  /** Keys of the programs compiled so far, in compile order. */
+  programKeys(): string[] {
+    return this.pipelines.keys();
+  }
+
   // ---- recording
 
   private ensurePass(): GPUComputePassEncoder {

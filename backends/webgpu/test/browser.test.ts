@@ -115,6 +115,8 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
         fused?: number;
         subgroups?: boolean;
         adapterSubgroups?: boolean;
+        shaderF16?: boolean;
+        adapterShaderF16?: boolean;
         error?: string;
         gpuErrors: string[];
       };
@@ -135,6 +137,12 @@ describe.skipIf(!haveChromium)(`webgpu in headless Chromium${skipReason ? ` (${s
           `subgroup operations in use where the adapter has them (${result.subgroups})`,
           result.subgroups === result.adapterSubgroups,
         ]);
+        checks.push([
+          `float16 W bound as f16 where the adapter has shader-f16 (${result.shaderF16})`,
+          result.shaderF16 === result.adapterShaderF16,
+        ]);
+        // SwiftShader has no shader-f16 (docs/narrow-weights.md): float16 W is read as packed u32 words here.
+        if (/swiftshader/i.test(result.adapter ?? '')) checks.push(['SwiftShader lists no shader-f16', result.adapterShaderF16 === false]);
       }
       for (const [name, ok] of checks) {
         if (ok) passed++;

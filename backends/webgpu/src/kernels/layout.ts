@@ -18,6 +18,7 @@ import {
   loadF32,
   loadI32,
   storageType,
+  type BoundType,
 } from '../wgsl/common.js';
 import { fill, type TensorArg } from './elementwise.js';
 
@@ -275,6 +276,21 @@ export function gatherRow(idxType: DType): string {
   let r = ${loadI32('idx', idxType, 'i')};`;
 }
 
+/**
+ * A gather table's binding type: u32 words, or f16 for a float16 table where the device has shader-f16
+ * (`KernelContext.bound`; widened exactly either way).
+ */
+export function gatherTableType(bound: BoundType): 'u32' | 'f16' {
+  return bound === 'f16' ? 'f16' : 'u32';
+}
+
+/** Output word of a gather (int32 and float32 bits copied, narrow floats widened) from `table[row * P.cols + col]`. */
+export function gatherValue(bound: BoundType): string {
+  return bound === 'int32' || bound === 'float32'
+    ? loadBits('table', bound, 'row * P.cols + col')
+    : `bitcast<u32>(${loadF32('table', bound, 'row * P.cols + col')})`;
+}
+
 /** out[i, :] = table[indices[i], :]; rows out of range read as zeros (a GPU cannot throw). */
 export function gather(ctx: KernelContext, table: TensorArg, indices: TensorArg): GpuTensor {
   if (table.shape.length !== 2) throw new ShapeError(`webgpu gather: table must be 2-D, got [${table.shape.join(', ')}]`);
@@ -282,12 +298,9 @@ export function gather(ctx: KernelContext, table: TensorArg, indices: TensorArg)
   const count = indices.t.size;
   const dtype = table.t.dtype;
   const outDType: DType = dtype === 'int32' ? 'int32' : 'float32';
-  const value =
-    dtype === 'int32' || dtype === 'float32'
-      ? loadBits('table', dtype, 'row * P.cols + col')
-      : `bitcast<u32>(${loadF32('table', dtype, 'row * P.cols + col')})`;
+  const bound = ctx.bound(dtype);
   const program: Program = {
-    key: `gather:${dtype}:${indices.t.dtype}`,
+    key: `gather:${bound}:${indices.t.dtype}`,
     name: 'gather',
     uniforms: {
       scalars: [
@@ -300,7 +313,7 @@ export function gather(ctx: KernelContext, table: TensorArg, indices: TensorArg)
     outputs: 1,
     inputs: 2,
     source: () => `${bindOutput(1, 'out', 'u32')}
-${bindInput(2, 'table', 'u32')}
+${bindInput(2, 'table', gatherTableType(bound))}
 ${bindInput(3, 'idx', storageType(indices.t.dtype))}
 ${linearMain(
   WG,
@@ -308,7 +321,7 @@ ${linearMain(
 ${gatherRow(indices.t.dtype)}
   if (r < 0 || u32(r) >= P.rows) { out[index] = 0u; return; }
   let row = u32(r);
-  out[index] = ${value};`,
+  out[index] = ${gatherValue(bound)};`,
 )}`,
   };
   const n = count * cols;

@@ -25,11 +25,11 @@ import { GEMV_LANES, gemvProgram, gemvRows } from './matmul/gemv.js';
 import { resolveShape } from './matmul/operands.js';
 import { smallKProgram, smallKRows } from './matmul/small-k.js';
 import { splitReduceProgram } from './matmul/split-reduce.js';
-import { type Epilogue, tiledProgram } from './matmul/tiled.js';
+import { type Epilogue, tiledProgram, tileShape } from './matmul/tiled.js';
 import { chooseSplits, chooseTile, forcedRows, gemvRowsPerWorkgroup } from './matmul/tuning.js';
 import { matmulVariantFor } from './matmul/variant.js';
 import { doraCompose } from './dora-compose.js';
-import { rowsProgram } from './rows.js';
+import { rowsProgram, rowsWorkgroup } from './rows.js';
 import { DENSE, type WeightCodec } from '../wgsl/weights.js';
 
 export { chooseMatmulVariant } from './matmul/variant.js';
@@ -101,21 +101,31 @@ export function planMatmul(
   if (s.batch > ctx.rt.limits.maxComputeWorkgroupsPerDimension) {
     throw new ShapeError(`webgpu matmul: batch of ${s.batch} exceeds the device's workgroup grid`);
   }
-  const codec = bq?.codec ?? DENSE(bType);
+  // How the programs bind B: float16 as f16 where the device has shader-f16 (widened in registers either way).
+  const bBound = ctx.bound(bType);
+  const codec = bq?.codec ?? DENSE(bBound);
   const bInputs = bq ? [b.t.buf, bq.scales] : [b.t.buf];
   let variant = matmulVariantFor(ctx, s.M, s.K);
   // A packed B has the row-streaming GEMV (at any M: one pass over W per row of x) and the vec4 tiled program.
   if (bq && variant === 'smallK') variant = s.M <= ROWS_MAX_M ? 'gemv' : 'tiled';
   if (bq && variant === 'tiled' && s.M <= ROWS_MAX_M && transB) variant = 'gemv';
-  const rowsOk = transB && s.K % 4 === 0 && aType === 'float32' && (bq !== null || DENSE_ROWS.has(bType)) && ctx.maxInvocations >= 256;
+  const rowsOk =
+    transB &&
+    s.K % 4 === 0 &&
+    aType === 'float32' &&
+    (bq !== null || DENSE_ROWS.has(bType)) &&
+    rowsWorkgroup(ctx.rt.limits, { rows: 16, gemv: true, norm: false, subgroups: ctx.options.subgroups }) > 0;
   const vec =
     aType === 'float32' &&
     (bq !== null || DENSE_ROWS.has(bType)) &&
     s.N % 4 === 0 &&
     (transA ? s.M : s.K) % 4 === 0 &&
     (transB ? s.K : s.N) % 4 === 0;
-  // The tiled program needs 256 invocations per workgroup; a packed B then takes narrow.ts's program.
-  if (bq && !(variant === 'gemv' ? rowsOk : vec && ctx.maxInvocations >= 256)) return null;
+  // The tiled program's blocking for this device. Where none fits its workgroup memory: small-K, and for a
+  // packed B narrow.ts's program (as for the shapes the vec4 program cannot read).
+  const cfg = variant === 'tiled' ? chooseTile(ctx, s.M, s.N, transA, transB) : null;
+  if (variant === 'tiled' && !cfg) variant = 'smallK';
+  if (bq && !(variant === 'gemv' ? rowsOk : variant === 'tiled' && vec)) return null;
   const out = ctx.alloc('float32', s.batch * s.M * s.N);
   if (s.batch === 0 || s.M === 0 || s.N === 0) return out;
   const scalars = { M: s.M, N: s.N, K: s.K, batchRank: s.batchRank, kChunk: s.K, splits: 1, batch: s.batch, escale: 0 };
@@ -141,6 +151,7 @@ export function planMatmul(
         emit: (c) => {
           const program = rowsProgram({
             rows: R,
+            workgroup: rowsWorkgroup(ctx.rt.limits, { rows: R, gemv: true, norm: false, subgroups: ctx.options.subgroups }),
             gemv: true,
             rank: 0,
             w: codec,
@@ -161,22 +172,20 @@ export function planMatmul(
       };
     }
     const rows = gemvRows(ctx.maxInvocations);
-    const program = gemvProgram(aType, bType, transB, ctx.options.subgroups, rows);
+    const program = gemvProgram(aType, bBound, transB, ctx.options.subgroups, rows);
     const [x, y] = grid(Math.ceil(s.N / (transB ? rows : GEMV_LANES)), maxPerDim);
     return simple(program, [x, y, s.batch]);
   }
   if (variant === 'smallK') {
     const rows = smallKRows(ctx.maxInvocations);
-    return simple(smallKProgram(aType, bType, transA, transB, rows), [Math.ceil(s.N / 64), Math.ceil(s.M / rows), s.batch]);
+    return simple(smallKProgram(aType, bBound, transA, transB, rows), [Math.ceil(s.N / 64), Math.ceil(s.M / rows), s.batch]);
   }
 
-  const cfg = chooseTile(ctx, s.M, s.N, transA, transB);
-  const BM = 16 * cfg.TM;
-  const BN = 16 * cfg.TN;
+  const { BM, BN } = tileShape(cfg!);
   const tiles = Math.ceil(s.M / BM) * Math.ceil(s.N / BN) * s.batch;
-  const { splits, kChunk } = chooseSplits(ctx, tiles, s.K, cfg.BK, s.batch);
+  const { splits, kChunk } = chooseSplits(ctx, tiles, s.K, cfg!.BK, s.batch);
   const workgroups: [number, number, number] = [Math.ceil(s.N / BN), Math.ceil(s.M / BM), s.batch * (splits > 1 ? splits : 1)];
-  const key = { cfg, aType, bType, b: codec, transA, transB, vec };
+  const key = { cfg: cfg!, aType, bType: bBound, b: codec, transA, transB, vec };
   if (splits <= 1) {
     return {
       out,

@@ -6,7 +6,8 @@
  *   thread (r ≤ 16 at once) and B's rows in workgroup memory: no buffer of rows·cols values, no second pass;
  * - both at once (`y` and the norm from one read of W: DoRA's uncached decode step).
  *
- * A workgroup owns ROWS consecutive rows and all columns; thread t reads columns [4t, 4t+4) of every 1024.
+ * A workgroup owns ROWS consecutive rows and all columns; thread t reads columns [4t, 4t+4) of every 4·WG
+ * (WG = 256 threads, or 128 on a compatibility-mode device).
  * That keeps A's slice in registers across the ROWS rows (A is read once per workgroup, from cache) and
  * makes every row's reduction a single workgroup reduction at the end, with subgroup operations where the
  * device has them. Requires cols % 4 == 0, x and A float32; W in any storage format (`wgsl/weights.ts`), widened in registers.
@@ -19,7 +20,38 @@ import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageTy
 import { MAX_RANK } from '../shapes.js';
 import { bindWeight, codecKey, isQuantized, weightDecoder, type WeightCodec } from '../wgsl/weights.js';
 
+/** Threads per workgroup where the device allows it. */
 export const ROWS_WORKGROUP = 256;
+
+/** What sizes a row-streaming program's workgroup memory besides its workgroup size. */
+export interface RowsShape {
+  readonly rows: number;
+  readonly gemv: boolean;
+  readonly norm: boolean;
+  readonly subgroups: boolean;
+}
+
+/** Bytes of workgroup memory a row-streaming program of WG threads takes (B's rows, the reduction). */
+function rowsStorageBytes({ rows, gemv, norm, subgroups }: RowsShape, WG: number): number {
+  const nred = (gemv ? rows : 0) + (norm ? rows : 0);
+  const bs = norm ? rows * ROWS_MAX_RANK * 4 : 0;
+  return bs + (subgroups ? nred * (WG / 4) * 4 : Math.min(nred, RED_CHUNK) * WG * 4 + nred * 4);
+}
+
+/**
+ * The workgroup size of a row-streaming program on a device: ROWS_WORKGROUP, or the largest power of two
+ * (≥ 32) within its invocation and workgroup-memory limits (128 threads on a compatibility-mode device with
+ * default limits; 128 for the norm of 16 rows, whose 256-thread form takes 16.1 KiB, on any device with the
+ * default 16 KiB); 0 if none fits.
+ */
+export function rowsWorkgroup(limits: GPUSupportedLimits, shape: RowsShape): number {
+  const most = Math.min(ROWS_WORKGROUP, limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+  for (let WG = 2 ** Math.floor(Math.log2(most)); WG >= 32; WG /= 2) {
+    if (rowsStorageBytes(shape, WG) <= limits.maxComputeWorkgroupStorageSize) return WG;
+  }
+  return 0;
+}
+
 /** Largest rank the norm variant keeps B's rows for in workgroup memory. */
 export const ROWS_MAX_RANK = 128;
 /** A's rows held in registers at once. */
@@ -51,6 +83,8 @@ function sharedReduce(values: readonly string[], WG: number): string {
 export interface RowsConfig {
   /** Rows per workgroup (compile-time). */
   readonly rows: number;
+  /** Threads per workgroup (`rowsWorkgroup`), at least 32. */
+  readonly workgroup: number;
   readonly gemv: boolean;
   /** The norm variant's rank r (compile-time: sizes the register chunk of A), 0 without the norm. */
   readonly rank: number;
@@ -77,7 +111,7 @@ export const ROWS_UNIFORMS = {
 function rowsKey(cfg: RowsConfig): string {
   const norm = cfg.rank > 0 ? `+norm${cfg.rank <= KC_MAX ? cfg.rank : 'k'}:${cfg.bType}` : '';
   const compose = cfg.compose ? (cfg.composeBias ? ':compose+bias' : ':compose') : '';
-  return `rows:${cfg.rows}:${cfg.gemv ? 'gemv' : ''}${norm}:${codecKey(cfg.w)}${compose}${cfg.subgroups ? ':sg' : ''}`;
+  return `rows:${cfg.rows}${cfg.workgroup === ROWS_WORKGROUP ? '' : `/${cfg.workgroup}`}:${cfg.gemv ? 'gemv' : ''}${norm}:${codecKey(cfg.w)}${compose}${cfg.subgroups ? ':sg' : ''}`;
 }
 
 export function rowsProgram(cfg: RowsConfig): Program {
@@ -90,7 +124,7 @@ function buildRowsProgram(cfg: RowsConfig, key: string): Program {
   const norm = rank > 0;
   const KC = Math.min(rank, KC_MAX);
   const exact = rank <= KC_MAX;
-  const WG = ROWS_WORKGROUP;
+  const WG = cfg.workgroup;
   const nred = (gemv ? R : 0) + (norm ? R : 0);
   const wLoad = (idx: string) => `W_at4(${idx})`;
 

@@ -19,9 +19,9 @@ import { SplitTensorError } from '../errors.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid, sizeOf } from '../shapes.js';
 import { describeSplit, isSplit, needsSplit, planParts, rowElements, rowParts, SplitTensor, type RowPart } from '../split.js';
-import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, loadBits, loadF32, storageType } from '../wgsl/common.js';
+import { bindInput, bindOutput, type BoundType, ELEMENTWISE_WORKGROUP as WG, linearMain, storageType } from '../wgsl/common.js';
 import { binary, fill, unary, type TensorArg } from './elementwise.js';
-import { concat, gatherRow, slice, transpose } from './layout.js';
+import { concat, gatherRow, gatherTableType, gatherValue, slice, transpose } from './layout.js';
 
 /** Frees a tensor the composite made (all its parts when split). */
 export function releaseAny(ctx: KernelContext, t: GpuTensor): void {
@@ -314,12 +314,8 @@ export function weightNormSplit(
 
 // ---- gather
 
-function gatherPartProgram(dtype: DType, idxType: DType): Program {
-  const key = `gather-part:${dtype}:${idxType}`;
-  const value =
-    dtype === 'int32' || dtype === 'float32'
-      ? loadBits('table', dtype, 'row * P.cols + col')
-      : `bitcast<u32>(${loadF32('table', dtype, 'row * P.cols + col')})`;
+function gatherPartProgram(bound: BoundType, idxType: DType): Program {
+  const key = `gather-part:${bound}:${idxType}`;
   return memoProgram(key, () => ({
     key,
     name: 'gather (one part of a split table)',
@@ -337,7 +333,7 @@ function gatherPartProgram(dtype: DType, idxType: DType): Program {
     outputs: 1,
     inputs: 2,
     source: () => `${bindOutput(1, 'out', 'u32')}
-${bindInput(2, 'table', 'u32')}
+${bindInput(2, 'table', gatherTableType(bound))}
 ${bindInput(3, 'idx', storageType(idxType))}
 ${linearMain(
   WG,
@@ -349,7 +345,7 @@ ${gatherRow(idxType)}
     return;
   }
   let row = u32(r) - P.start;
-  out[index] = ${value};`,
+  out[index] = ${gatherValue(bound)};`,
 )}`,
   }));
 }
@@ -363,7 +359,7 @@ export function gatherSplit(ctx: KernelContext, table: TensorArg, indices: Tenso
   const outDType: DType = t.dtype === 'int32' ? 'int32' : 'float32';
   const n = indices.t.size * cols;
   const out = ctx.alloc(outDType, n);
-  const program = gatherPartProgram(t.dtype, indices.t.dtype);
+  const program = gatherPartProgram(ctx.bound(t.dtype), indices.t.dtype);
   rowParts(t, table.shape, 'gather').forEach((p, i) => {
     ctx.rt.dispatch({
       program,

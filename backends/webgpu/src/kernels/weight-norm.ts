@@ -12,9 +12,11 @@
  *
  * Layouts: Linear and Conv2d ([out, in·kh·kw]) read W row-major with the input dimension contiguous;
  * `transposeW` (Conv1D, Embedding) reads W as [in, out] with the output dimension contiguous. In both,
- * each thread handles 4 contiguous W elements (one vec4, or two u32 of packed bf16) in each of 4 rows.
+ * a workgroup of 16×TY threads covers a 64×64 tile of W: each thread 4 contiguous W elements (one vec4, or
+ * two u32 of packed bf16) in each of 64/TY rows (4 rows with 256 invocations; 8 on a compatibility-mode
+ * device's 128).
  */
-import { DTypeError, ShapeError, type DType, type WeightNormOptions } from '@dorajs/core';
+import { DoraError, DTypeError, ShapeError, type DType, type WeightNormOptions } from '@dorajs/core';
 import type { GpuTensor, KernelContext } from '../context.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
@@ -24,13 +26,12 @@ import type { TensorArg } from './elementwise.js';
 import { forcedRows, type MatmulPlan, planMatmul, type QuantizedB } from './matmul.js';
 import { matmulVariantFor } from './matmul/variant.js';
 import type { NarrowArg } from './narrow.js';
-import { ROWS_MAX_RANK, rowsProgram } from './rows.js';
+import { ROWS_MAX_RANK, rowsProgram, rowsWorkgroup } from './rows.js';
 import { isSplit } from '../split.js';
-import { affine, binary, unary } from './elementwise.js';
-import { cast } from './layout.js';
-import { matmul } from './matmul.js';
-import { dequantize } from './narrow.js';
-import { reduce } from './reduce.js';
+import { threadRows } from './matmul/tuning.js';
+
+/** Dense W dtypes the programs widen in registers. */
+const DENSE_W: ReadonlySet<DType> = new Set(['float32', 'bfloat16', 'float16']);
 
 /** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
 const TILE = 64;
@@ -38,20 +39,27 @@ const RK = 16;
 /** Workgroups to aim for: enough to fill a large GPU several times over. */
 const TARGET_WORKGROUPS = 1024;
 
-function normProgram(w: WeightCodec, aType: DType, bType: DType, transposeW: boolean, vec: boolean, oneChunk: boolean): Program {
-  const key = `weight-norm:${codecKey(w)}:${aType}:${bType}:${transposeW ? 'T' : 'N'}:${vec ? 'vec' : 'scalar'}:${oneChunk ? 'r1' : 'rk'}`;
-  return memoProgram(key, () => buildNormProgram(key, w, aType, bType, transposeW, vec, oneChunk));
+interface NormKey {
+  readonly w: WeightCodec;
+  readonly aType: DType;
+  readonly bType: DType;
+  readonly transposeW: boolean;
+  readonly vec: boolean;
+  /** r ≤ RK: the fixed operand's tile is loaded once. */
+  readonly oneChunk: boolean;
+  /** Rows of 16 threads (`threadRows`): 16, or 8 on a device with 128 invocations per workgroup. */
+  readonly TY: number;
 }
 
-function buildNormProgram(
-  key: string,
-  w: WeightCodec,
-  aType: DType,
-  bType: DType,
-  transposeW: boolean,
-  vec: boolean,
-  oneChunk: boolean,
-): Program {
+function normProgram(k: NormKey): Program {
+  const key = `weight-norm:${codecKey(k.w)}:${k.aType}:${k.bType}:${k.transposeW ? 'T' : 'N'}:${k.vec ? 'vec' : 'scalar'}:${k.oneChunk ? 'r1' : 'rk'}${k.TY === 16 ? '' : `:${k.TY}`}`;
+  return memoProgram(key, () => buildNormProgram(key, k));
+}
+
+function buildNormProgram(key: string, { w, aType, bType, transposeW, vec, oneChunk, TY }: NormKey): Program {
+  // 16 × TY threads: thread (tx, ty) owns 4 fast columns (tx·4…) and S slow rows (ty·S…) of the 64×64 tile.
+  const THREADS = 16 * TY;
+  const S = TILE / TY;
   // "slow" indexes W's rows, "fast" its contiguous columns. Normal: slow = o, fast = i. Transposed: swapped.
   // W is read through `wgsl/weights.ts` (any storage format, widened in registers); its row length is fastDim.
   const [wBindings, wCount] = bindWeight(w, 2, vec);
@@ -61,8 +69,8 @@ function buildNormProgram(
         for (var c = 0u; c < 4u; c++) { if (fast + c < P.fastDim) { w4[c] = W_at(slow * P.fastDim + fast + c); } }`;
   // B is [out, r] (contiguous along k); A is [r, in] (contiguous along i).
   const loadB = (dst: string, p0: string) => `
-    for (var q = 0u; q < ${(TILE * RK) / 256}u; q++) {
-      let idx = lid + q * 256u;
+    for (var q = 0u; q < ${(TILE * RK) / THREADS}u; q++) {
+      let idx = lid + q * ${THREADS}u;
       let p = idx / ${RK}u;
       let k = idx % ${RK}u;
       var v = 0.0;
@@ -70,8 +78,8 @@ function buildNormProgram(
       ${dst}[k * ${TILE / 4}u + p / 4u][p % 4u] = v;
     }`;
   const loadA = (dst: string, p0: string) => `
-    for (var q = 0u; q < ${(TILE * RK) / 256}u; q++) {
-      let idx = lid + q * 256u;
+    for (var q = 0u; q < ${(TILE * RK) / THREADS}u; q++) {
+      let idx = lid + q * ${THREADS}u;
       let k = idx / ${TILE}u;
       let p = idx % ${TILE}u;
       var v = 0.0;
@@ -116,7 +124,7 @@ ${weightDecoder(w, vec, 'P.fastDim')}
 var<workgroup> Ss: array<vec4<f32>, ${(RK * TILE) / 4}>;
 var<workgroup> Fs: array<vec4<f32>, ${(RK * TILE) / 4}>;
 var<workgroup> red: array<f32, ${TILE * 16}>;
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(16, ${TY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid3.x;
   let ty = lid3.y;
@@ -124,28 +132,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let split = wid.y;
   let begin = split * P.chunk;
   let end = min(begin + P.chunk, P.inDim);
-  var sq = vec4<f32>(0.0);
+  var sq: array<f32, ${S}>;
   var sq4 = vec4<f32>(0.0);
   ${oneChunk ? `let k0 = 0u;\n${loadFixed}` : ''}
   for (var step0 = begin; step0 < end; step0 += ${TILE}u) {
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, ${S}>;
     for (var k0 = 0u; k0 < P.r; k0 += ${RK}u) {
       ${oneChunk ? '' : loadFixed}
       ${loadStep}
       workgroupBarrier();
       for (var k = 0u; k < ${RK}u; k++) {
-        let s4 = ${slowShared}[k * ${TILE / 4}u + ty];
         let f4 = ${fastShared}[k * ${TILE / 4}u + tx];
-        acc[0] = fma(vec4<f32>(s4.x), f4, acc[0]);
-        acc[1] = fma(vec4<f32>(s4.y), f4, acc[1]);
-        acc[2] = fma(vec4<f32>(s4.z), f4, acc[2]);
-        acc[3] = fma(vec4<f32>(s4.w), f4, acc[3]);
+${Array.from({ length: S / 4 }, (_, h) => {
+  const lines = [`        let s${h} = ${slowShared}[k * ${TILE / 4}u + ty * ${S / 4}u + ${h}u];`];
+  for (let c = 0; c < 4; c++) lines.push(`        acc[${h * 4 + c}] = fma(vec4<f32>(s${h}[${c}]), f4, acc[${h * 4 + c}]);`);
+  return lines.join('\n');
+}).join('\n')}
       }
       workgroupBarrier();
     }
     let fast = ${fastBase} + tx * 4u;
-    for (var j = 0u; j < 4u; j++) {
-      let slow = ${slowBase} + ty * 4u + j;
+    for (var j = 0u; j < ${S}u; j++) {
+      let slow = ${slowBase} + ty * ${S}u + j;
       if (slow < P.slowDim && fast < P.fastDim${transposeW ? ' && slow < end' : ''}) {
         ${wLoad}
 ${epilogue}
@@ -157,18 +165,18 @@ ${
   transposeW
     ? `  for (var c = 0u; c < 4u; c++) { red[ty * ${TILE}u + tx * 4u + c] = sq4[c]; }
   workgroupBarrier();
-  if (lid < ${TILE}u) {
+  for (var f = lid; f < ${TILE}u; f += ${THREADS}u) {
     var t = 0.0;
-    for (var y = 0u; y < 16u; y++) { t += red[y * ${TILE}u + lid]; }
-    let o = tile0 + lid;
+    for (var y = 0u; y < ${TY}u; y++) { t += red[y * ${TILE}u + f]; }
+    let o = tile0 + f;
     if (o < P.outDim) { partial[split * P.outDim + o] = t; }
   }`
-    : `  for (var j = 0u; j < 4u; j++) { red[(ty * 4u + j) * 16u + tx] = sq[j]; }
+    : `  for (var j = 0u; j < ${S}u; j++) { red[(ty * ${S}u + j) * 16u + tx] = sq[j]; }
   workgroupBarrier();
-  if (lid < ${TILE}u) {
+  for (var f = lid; f < ${TILE}u; f += ${THREADS}u) {
     var t = 0.0;
-    for (var x = 0u; x < 16u; x++) { t += red[lid * 16u + x]; }
-    let o = tile0 + lid;
+    for (var x = 0u; x < 16u; x++) { t += red[f * 16u + x]; }
+    let o = tile0 + f;
     if (o < P.outDim) { partial[split * P.outDim + o] = t; }
   }`
 }
@@ -228,13 +236,15 @@ export function weightNorm(
     );
   }
   const wType = w.t.dtype;
-  if (!q && wType !== 'float32' && wType !== 'bfloat16' && wType !== 'float16') {
+  if (!q && !DENSE_W.has(wType)) {
     throw new DTypeError(`webgpu weightNorm: W must be float32, bfloat16, float16 or packed, got ${wType}`);
   }
-  const codec = q?.codec ?? DENSE(wType);
+  const codec = q?.codec ?? DENSE(ctx.bound(wType));
   const wInputs = q ? [w.t.buf, q.scales] : [w.t.buf];
   if (useRows(ctx, transposeW, inDim, r, a.t.dtype)) return rowsNorm(ctx, w, q, a, b, scale, outDim, inDim, r);
-  if (ctx.maxInvocations < 256) return composedNorm(ctx, { t: w.t, shape: [w0, w1] }, q, a, b, scale, transposeW, [outDim, inDim, r]);
+  const TY = threadRows(ctx.rt.limits);
+  if (TY === 0)
+    throw new DoraError(`webgpu weightNorm: the device allows ${ctx.maxInvocations} invocations per workgroup (WebGPU guarantees 128)`);
   const fastDim = transposeW ? outDim : inDim;
   const slowDim = transposeW ? inDim : outDim;
   const vec = fastDim % 4 === 0;
@@ -245,7 +255,7 @@ export function weightNorm(
   const chunk = Math.ceil(steps / splits) * TILE;
   const usedSplits = Math.ceil(inDim / chunk) || 1;
   const partial = ctx.scratch(usedSplits * outDim * 4);
-  const program = normProgram(codec, a.t.dtype, b.t.dtype, transposeW, vec, r <= RK);
+  const program = normProgram({ w: codec, aType: a.t.dtype, bType: b.t.dtype, transposeW, vec, oneChunk: r <= RK, TY });
   ctx.rt.dispatch({
     program,
     outputs: [partial],
@@ -266,51 +276,19 @@ export function weightNorm(
 }
 
 /**
- * The norm from 128-thread programs, for devices below the `tiles` program's 256 invocations per workgroup (a
- * compatibility-mode device with default limits): W widened (dequantized), + s·B·A by a matmul, squared,
- * summed along the input dimension, square-rooted. It holds W in float32 for the duration.
- */
-function composedNorm(
-  ctx: KernelContext,
-  w: TensorArg,
-  q: QuantizedB | null,
-  a: TensorArg,
-  b: TensorArg,
-  scale: number,
-  transposeW: boolean,
-  [outDim, inDim, r]: readonly [number, number, number],
-): GpuTensor {
-  const shape = w.shape;
-  const a2 = { t: a.t, shape: [r, inDim] };
-  const b2 = { t: b.t, shape: [outDim, r] };
-  const temps: GpuTensor[] = [];
-  const keep = (t: GpuTensor) => (temps.push(t), t);
-  const wide = q
-    ? keep(dequantize(ctx, { w, q, name: 'webgpu weightNorm' }))
-    : w.t.dtype === 'float32'
-      ? w.t
-      : keep(cast(ctx, w, 'float32'));
-  let v = wide;
-  if (r > 0) {
-    const ba = keep(transposeW ? matmul(ctx, a2, b2, { transposeA: true, transposeB: true }, shape) : matmul(ctx, b2, a2, {}, shape));
-    const sba = keep(affine(ctx, { t: ba, shape }, scale, 0));
-    v = keep(binary(ctx, 'add', { t: wide, shape }, { t: sba, shape }, shape));
-  }
-  const sq = keep(binary(ctx, 'mul', { t: v, shape }, { t: v, shape }, shape));
-  const sum = keep(reduce(ctx, 'sum', { t: sq, shape }, [transposeW ? 0 : 1], [outDim]));
-  const norm = unary(ctx, 'sqrt', { t: sum, shape: [outDim] });
-  for (const t of temps) ctx.release(t);
-  return norm;
-}
-
-/**
  * `rows` unless forced to `tiles` or not applicable. On the H200 (2026-11-28, second run) rows with 16 rows
  * per workgroup measured best everywhere: fp32 4096² 0.031 ms (1.9× the read-once floor) vs 0.058 tiles and
  * 0.051 with 4 rows; fp32 14336×4096 0.090 ms (1.6×) vs 0.145 / 0.132; bf16 4096² 0.031 ms vs 0.166 tiles.
  */
 function useRows(ctx: KernelContext, transposeW: boolean, inDim: number, r: number, aType: DType): boolean {
   const forced = ctx.options.weightNormVariant;
-  const possible = !transposeW && inDim % 4 === 0 && aType === 'float32' && r >= 1 && r <= ROWS_MAX_RANK && ctx.maxInvocations >= 256;
+  const possible =
+    !transposeW &&
+    inDim % 4 === 0 &&
+    aType === 'float32' &&
+    r >= 1 &&
+    r <= ROWS_MAX_RANK &&
+    rowsWorkgroup(ctx.rt.limits, { rows: forcedRows(ctx) ?? NORM_ROWS, gemv: true, norm: true, subgroups: ctx.options.subgroups }) > 0;
   return possible && forced !== 'tiles';
 }
 
@@ -335,9 +313,10 @@ function rowsNorm(
   const R = forcedRows(ctx) ?? NORM_ROWS;
   const program = rowsProgram({
     rows: R,
+    workgroup: rowsWorkgroup(ctx.rt.limits, { rows: R, gemv: rows !== null, norm: true, subgroups: ctx.options.subgroups }),
     gemv: rows !== null,
     rank: r,
-    w: q?.codec ?? DENSE(w.t.dtype),
+    w: q?.codec ?? DENSE(ctx.bound(w.t.dtype)),
     bType: b.t.dtype,
     compose: false,
     composeBias: false,
@@ -372,7 +351,7 @@ export function matmulWeightNorm(
   const [outDim, inDim] = w.w.shape as [number, number];
   const r = a.shape[0]!;
   if (!ctx.options.fuse || transposeW || x.shape.length !== 2 || x.shape[0] !== 1 || x.t.dtype !== 'float32') return null;
-  if (isSplit(x.t) || isSplit(w.w.t) || (!w.q && w.w.t.dtype !== 'float32' && w.w.t.dtype !== 'bfloat16')) return null;
+  if (isSplit(x.t) || isSplit(w.w.t) || (!w.q && !DENSE_W.has(w.w.t.dtype))) return null;
   if (matmulVariantFor(ctx, 1, inDim) !== 'gemv' || !useRows(ctx, false, inDim, r, a.t.dtype)) return null;
   // A packed W in a shape only narrow.ts's program covers: nothing to share.
   const plan = planMatmul(ctx, x, w.w, { transposeB: true }, [1, outDim], w.q);

@@ -48,8 +48,8 @@ export class PipelineCache {
     const { key: layoutKey, layout } = this.bindGroupLayout(program.outputs, program.inputs);
     // `enable` directives must precede every declaration, the uniform struct included.
     const body = program.source();
-    const enables = body.match(/^enable [^;]+;$/gm) ?? [];
-    const code = `${enables.join('\n')}\n${uniformStructWgsl(program.uniforms)}\n${body.replace(/^enable [^;]+;$/gm, '')}`;
+    const enables = new Set(body.match(/^enable [^;]+;$/gm) ?? []);
+    const code = `${[...enables].join('\n')}\n${uniformStructWgsl(program.uniforms)}\n${body.replace(/^enable [^;]+;$/gm, '')}`;
     if (dumpShaders) console.error(`// ---- ${program.name} (${program.key})\n${code}`);
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ label: program.name, code });
@@ -73,6 +73,11 @@ export class PipelineCache {
 
   has(key: string): boolean {
     return this.pipelines.has(key);
+  }
+
+  /** Program keys in the order they were compiled. */
+  keys(): string[] {
+    return [...this.pipelines.keys()];
   }
 
   clear(): void {

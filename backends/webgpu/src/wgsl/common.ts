@@ -8,18 +8,28 @@ import { MAX_RANK } from '../shapes.js';
 /** Threads per workgroup for one-thread-per-element kernels: 128 fits even compatibility-mode default limits. */
 export const ELEMENTWISE_WORKGROUP = 128;
 
+/**
+ * How a program binds a tensor: its dtype, or 'f16' for float16 bound as `array<f16>` (`enable f16;`) on a
+ * device with `shader-f16` (see `KernelContext.bound`). Without it float16 is bound as packed u32 words and
+ * widened with `unpack2x16float`; both widen exactly, so both give the same bits.
+ */
+export type BoundType = DType | 'f16';
+
 /** WGSL array element type a dtype is bound as. */
-export function storageType(dtype: DType): 'f32' | 'i32' | 'u32' {
+export function storageType(dtype: BoundType): 'f32' | 'i32' | 'u32' | 'f16' {
   if (dtype === 'float32') return 'f32';
   if (dtype === 'int32') return 'i32';
+  if (dtype === 'f16') return 'f16';
   return 'u32';
 }
 
 /** Expression reading element `idx` (a u32 expression) of buffer `v` as f32. */
-export function loadF32(v: string, dtype: DType, idx: string): string {
+export function loadF32(v: string, dtype: BoundType, idx: string): string {
   switch (dtype) {
     case 'float32':
       return `${v}[${idx}]`;
+    case 'f16':
+      return `f32(${v}[${idx}])`;
     case 'int32':
       return `f32(${v}[${idx}])`;
     case 'bfloat16':
@@ -34,7 +44,7 @@ export function loadF32(v: string, dtype: DType, idx: string): string {
 }
 
 /** Expression reading element `idx` of buffer `v` as i32 (exact for int32, truncating for floats). */
-export function loadI32(v: string, dtype: DType, idx: string): string {
+export function loadI32(v: string, dtype: BoundType, idx: string): string {
   switch (dtype) {
     case 'int32':
       return `${v}[${idx}]`;
@@ -62,12 +72,17 @@ export function loadBits(v: string, dtype: DType, idx: string): string {
   }
 }
 
+/** `enable f16;` for a binding of f16 values (hoisted above every declaration by `runtime/pipelines.ts`). */
+function enables(type: string): string {
+  return /\bf16\b/.test(type) ? 'enable f16;\n' : '';
+}
+
 export function bindInput(binding: number, name: string, type: string): string {
-  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type}>;`;
+  return `${enables(type)}@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type}>;`;
 }
 
 export function bindOutput(binding: number, name: string, type: string): string {
-  return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<${type}>;`;
+  return `${enables(type)}@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<${type}>;`;
 }
 
 /**

@@ -6,13 +6,15 @@
  * registers and never stored as float32. Each value is the product bitsandbytes rounds once to float32
  * (WGSL's f32 multiply is correctly rounded), so widening is exact.
  *
- * Packed formats are bound as u32 words (four bytes, little-endian, as uploaded); float16 is unpacked with
- * `unpack2x16float`, which needs no `shader-f16` feature and reads the same bytes.
+ * Packed formats are bound as u32 words (four bytes, little-endian, as uploaded). float16 is bound as
+ * `array<f16>` (format 'f16', `enable f16;`) on a device with `shader-f16`, else as u32 words unpacked with
+ * `unpack2x16float`; both read the same bytes and widen them exactly, so both give the same bits.
  */
-import { code4bit, type DType, type QuantFormat } from '@dorajs/core';
-import { bindInput } from './common.js';
+import { code4bit, type QuantFormat } from '@dorajs/core';
+import { bindInput, type BoundType } from './common.js';
 
-export type WeightFormat = 'float32' | 'bfloat16' | 'float16' | QuantFormat;
+/** How W is stored; 'f16' is float16 bound as `array<f16>` (see `BoundType`). */
+export type WeightFormat = 'float32' | 'bfloat16' | 'float16' | 'f16' | QuantFormat;
 
 /** How W is stored: its format and, for nf4/fp4, the elements per absmax block. */
 export interface WeightCodec {
@@ -21,7 +23,7 @@ export interface WeightCodec {
   readonly blocksize: number;
 }
 
-export const DENSE = (dtype: DType): WeightCodec => ({ format: dtype as WeightFormat, blocksize: 0 });
+export const DENSE = (dtype: BoundType): WeightCodec => ({ format: dtype as WeightFormat, blocksize: 0 });
 
 export function isQuantized(c: WeightCodec): boolean {
   return c.format === 'nf4' || c.format === 'fp4' || c.format === 'int8';
@@ -32,14 +34,27 @@ export function codecKey(c: WeightCodec): string {
   return c.blocksize ? `${c.format}/${c.blocksize}` : c.format;
 }
 
+/** The WGSL element type W is bound as: four elements per element when `vec`. */
+function weightType(format: WeightFormat, vec: boolean): string {
+  switch (format) {
+    case 'float32':
+      return vec ? 'vec4<f32>' : 'f32';
+    case 'f16':
+      return vec ? 'vec4<f16>' : 'f16';
+    case 'bfloat16':
+    case 'float16':
+      return vec ? 'vec2<u32>' : 'u32';
+    default:
+      return 'u32';
+  }
+}
+
 /**
  * Bindings `name` (and `${name}S`, the float32 scales, for packed formats) from `binding`; returns the
  * WGSL and the number of bindings.
  */
 export function bindWeight(c: WeightCodec, binding: number, vec: boolean, name = 'W'): [string, number] {
-  const type =
-    c.format === 'float32' ? (vec ? 'vec4<f32>' : 'f32') : (c.format === 'bfloat16' || c.format === 'float16') && vec ? 'vec2<u32>' : 'u32';
-  const lines = [bindInput(binding, name, type)];
+  const lines = [bindInput(binding, name, weightType(c.format, vec))];
   if (isQuantized(c)) lines.push(bindInput(binding + 1, `${name}S`, 'f32'));
   return [lines.join('\n'), lines.length];
 }
@@ -75,6 +90,8 @@ export function weightDecoder(c: WeightCodec, vec: boolean, cols: string, name =
     switch (f) {
       case 'float32':
         return `fn ${W}_at4(e: u32) -> vec4<f32> { return ${W}[e >> 2u]; }`;
+      case 'f16':
+        return `fn ${W}_at4(e: u32) -> vec4<f32> { return vec4<f32>(${W}[e >> 2u]); }`;
       case 'bfloat16':
         return `fn ${W}_at4(e: u32) -> vec4<f32> {
   let w = ${W}[e >> 2u];
@@ -105,6 +122,8 @@ fn ${W}_at4(e: u32) -> vec4<f32> {
   switch (f) {
     case 'float32':
       return `fn ${W}_at(e: u32) -> f32 { return ${W}[e]; }`;
+    case 'f16':
+      return `fn ${W}_at(e: u32) -> f32 { return f32(${W}[e]); }`;
     case 'bfloat16':
       return `fn ${W}_at(e: u32) -> f32 { return bitcast<f32>(((${W}[e >> 1u] >> ((e & 1u) * 16u)) & 0xffffu) << 16u); }`;
     case 'float16':

@@ -22,6 +22,8 @@ interface PageResult {
   readonly fused?: number;
   readonly subgroups?: boolean;
   readonly adapterSubgroups?: boolean;
+  readonly shaderF16?: boolean;
+  readonly adapterShaderF16?: boolean;
   readonly error?: string;
   readonly gpuErrors: string[];
 }
@@ -54,6 +56,8 @@ async function main(): Promise<PageResult> {
     fused: be.stats().fused - fused0,
     subgroups: be.usesSubgroups,
     adapterSubgroups: be.device.features.has('subgroups'),
+    shaderF16: be.usesShaderF16,
+    adapterShaderF16: be.device.features.has('shader-f16'),
     gpuErrors,
   };
   be.dispose();

@@ -4,7 +4,7 @@
  */
 import type { DType } from '@dorajs/core';
 import { memoProgram, type Program } from '../../runtime.js';
-import { loadF32 } from '../../wgsl/common.js';
+import { loadF32, type BoundType } from '../../wgsl/common.js';
 import { scalarOperands, UNIFORMS } from './operands.js';
 
 export const GEMV_ROWS = 4;
@@ -15,12 +15,12 @@ export function gemvRows(maxInvocations: number): number {
   return Math.max(1, Math.min(GEMV_ROWS, Math.floor(maxInvocations / GEMV_LANES)));
 }
 
-export function gemvProgram(aType: DType, bType: DType, transB: boolean, subgroups: boolean, rows = GEMV_ROWS): Program {
+export function gemvProgram(aType: DType, bType: BoundType, transB: boolean, subgroups: boolean, rows = GEMV_ROWS): Program {
   const key = `matmul-gemv:${aType}:${bType}:${transB ? 'T' : 'N'}${subgroups && transB ? ':sg' : ''}${rows === GEMV_ROWS ? '' : `:${rows}`}`;
   return memoProgram(key, () => buildGemvProgram(key, aType, bType, transB, subgroups, rows));
 }
 
-function buildGemvProgram(key: string, aType: DType, bType: DType, transB: boolean, subgroups: boolean, ROWS: number): Program {
+function buildGemvProgram(key: string, aType: DType, bType: BoundType, transB: boolean, subgroups: boolean, ROWS: number): Program {
   // transB (B is [N, K], the Linear weight layout): each output is a contiguous dot product reduced by
   // GEMV_LANES threads. Otherwise (B is [K, N]) each thread owns an output column, so reads of a row of B
   // are coalesced, and the workgroup's GEMV_ROWS rows split K.

@@ -1,7 +1,7 @@
 /** A matmul's shape (batch axes broadcast), its uniforms, and the WGSL operand bindings the scalar programs share. */
 import { type DType, type MatMulOptions, ShapeError } from '@dorajs/core';
 import { broadcastStrides, MAX_RANK, padTo, sizeOf } from '../../shapes.js';
-import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType } from '../../wgsl/common.js';
+import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, loadF32, storageType, type BoundType } from '../../wgsl/common.js';
 import type { TensorArg } from '../elementwise.js';
 
 export interface MatmulShape {
@@ -60,7 +60,7 @@ export const UNIFORMS = {
 } as const;
 
 /** WGSL bindings of the scalar programs (C = A·B, operands in their storage types) and their batch offsets. */
-export function scalarOperands(aType: DType, bType: DType): string {
+export function scalarOperands(aType: DType, bType: BoundType): string {
   return `${DIMS_ACCESSOR}
 ${BATCH_OFFSETS}
 ${bindOutput(1, 'C', 'f32')}
@@ -69,7 +69,7 @@ ${bindInput(3, 'B', storageType(bType))}`;
 }
 
 /** Scalar element accessors honouring transposition and dtype, for the bounds-checked and simple programs. */
-export function scalarAccessors(aType: DType, bType: DType, transA: boolean, transB: boolean): string {
+export function scalarAccessors(aType: DType, bType: BoundType, transA: boolean, transB: boolean): string {
   const ai = transA ? 'aBase + k * P.M + m' : 'aBase + m * P.K + k';
   const bi = transB ? 'bBase + n * P.K + k' : 'bBase + k * P.N + n';
   return `fn A_at(aBase: u32, m: u32, k: u32) -> f32 { return ${loadF32('A', aType, ai)}; }

@@ -1,5 +1,6 @@
 /** K ≤ 32 (LoRA's B·(A·x)): one thread per 4 outputs, operands read straight from global memory. */
 import type { DType } from '@dorajs/core';
+import type { BoundType } from '../../wgsl/common.js';
 import { memoProgram, type Program } from '../../runtime.js';
 import { scalarAccessors, scalarOperands, UNIFORMS } from './operands.js';
 
@@ -8,12 +9,12 @@ export function smallKRows(maxInvocations: number): number {
   return Math.max(1, Math.min(16, Math.floor(maxInvocations / 16)));
 }
 
-export function smallKProgram(aType: DType, bType: DType, transA: boolean, transB: boolean, rows = 16): Program {
+export function smallKProgram(aType: DType, bType: BoundType, transA: boolean, transB: boolean, rows = 16): Program {
   const key = `matmul-smallk:${aType}:${bType}:${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}${rows === 16 ? '' : `:${rows}`}`;
   return memoProgram(key, () => buildSmallKProgram(key, aType, bType, transA, transB, rows));
 }
 
-function buildSmallKProgram(key: string, aType: DType, bType: DType, transA: boolean, transB: boolean, rows: number): Program {
+function buildSmallKProgram(key: string, aType: DType, bType: BoundType, transA: boolean, transB: boolean, rows: number): Program {
   return {
     key,
     name: 'matmul small-K',

@@ -1,19 +1,42 @@
 /**
- * The tiled matmul: 16×16 threads, each owning a TM×TN register block of a (16·TM)×(16·TN) output tile;
+ * The tiled matmul: 16×TY threads (TY = 16, or 8 on a device with 128 invocations per workgroup), each
+ * owning a TM×TN register block of a (TY·TM)×(16·TN) output tile;
  * double-buffered operand tiles in workgroup memory; vec4 loads and stores when the contiguous dimensions
  * are multiples of 4 (a scalar, bounds-checked program otherwise); K optionally split across workgroups
  * (the slices are added by `split-reduce.ts`).
  */
 import type { DType } from '@dorajs/core';
 import { memoProgram, type Program } from '../../runtime.js';
-import { BATCH_OFFSETS, bindInput, bindOutput, DIMS_ACCESSOR, storageType } from '../../wgsl/common.js';
+import { BATCH_OFFSETS, bindInput, bindOutput, type BoundType, DIMS_ACCESSOR, storageType } from '../../wgsl/common.js';
 import { bindWeight, codecKey, isQuantized, type WeightCodec, weightDecoder } from '../../wgsl/weights.js';
 import { scalarAccessors, UNIFORMS } from './operands.js';
 
-export interface TileConfig {
+/** A blocking of the tiled program: TM×TN outputs per thread, K tiles of BK. */
+export interface TileBlocking {
   readonly TM: number;
   readonly TN: number;
   readonly BK: number;
+}
+
+export interface TileConfig extends TileBlocking {
+  /** Rows of 16 threads (a power of two ≤ 16): 16 × TY invocations per workgroup, chosen from the device's limits. */
+  readonly TY: number;
+}
+
+/** Columns of threads: every row of the workgroup is 16 threads wide. */
+const TX = 16;
+
+/** Output rows and columns of one workgroup's tile. */
+export function tileShape(cfg: TileConfig): { readonly BM: number; readonly BN: number } {
+  return { BM: cfg.TY * cfg.TM, BN: TX * cfg.TN };
+}
+
+/** Whether every thread loads a whole number (≥ 1) of vec4s of both operand tiles per K tile. */
+export function tileLoadsEvenly(cfg: TileConfig): boolean {
+  const { BM, BN } = tileShape(cfg);
+  const threads = TX * cfg.TY;
+  const per = (d: number) => (d * cfg.BK) / 4 / threads;
+  return Number.isInteger(per(BM)) && per(BM) >= 1 && Number.isInteger(per(BN)) && per(BN) >= 1;
 }
 
 export type Epilogue = 'none' | 'compose' | 'composeBias';
@@ -21,7 +44,8 @@ export type Epilogue = 'none' | 'compose' | 'composeBias';
 export interface TiledKey {
   readonly cfg: TileConfig;
   readonly aType: DType;
-  readonly bType: DType;
+  /** B's dtype as bound (`BoundType`: float16 as f16 where the device has shader-f16). */
+  readonly bType: BoundType;
   /** How B is stored when `vec` (dense float32/bf16/f16, or packed nf4/fp4/int8 with scales), widened by `B_at4`. */
   readonly b: WeightCodec;
   readonly transA: boolean;
@@ -35,14 +59,13 @@ export interface TiledKey {
 
 export /** Bytes of workgroup memory the tiled program needs (both buffers of both operand tiles). */
 function tiledStorageBytes(cfg: TileConfig, transA: boolean, transB: boolean): number {
-  const BM = 16 * cfg.TM;
-  const BN = 16 * cfg.TN;
+  const { BM, BN } = tileShape(cfg);
   return 2 * cfg.BK * (BM + (transA ? 0 : 4) + BN + (transB ? 4 : 0)) * 4;
 }
 
 /**
- * 16×16 threads, each computing a TM×TN block of a (16·TM)×(16·TN) tile as strided 4×4 sub-blocks (rows
- * ty·4 + 64·i, columns tx·4 + 64·j), so every workgroup-memory read is a conflict-free vec4. Operand tiles
+ * 16×TY threads, each computing a TM×TN block of a (TY·TM)×(16·TN) tile as strided 4×4 sub-blocks (rows
+ * ty·4 + 4·TY·i, columns tx·4 + 64·j), so every workgroup-memory read is a conflict-free vec4. Operand tiles
  * are double-buffered in workgroup memory: the next K tile is loaded into registers while the current one
  * is multiplied, then stored into the other buffer, with one barrier per K tile. Operands contiguous along
  * K (A, and Bᵀ) are transposed while being stored, into rows padded by 4 floats so the scalar stores do
@@ -50,21 +73,21 @@ function tiledStorageBytes(cfg: TileConfig, transA: boolean, transB: boolean): n
  * edge workgroups check bounds (one program, a workgroup-uniform branch).
  */
 export function tiledProgram(t: TiledKey): Program {
-  const key = `matmul-tiled:${t.cfg.TM}x${t.cfg.TN}x${t.cfg.BK}:${t.aType}:${t.vec ? codecKey(t.b) : t.bType}:${t.transA ? 'T' : 'N'}${t.transB ? 'T' : 'N'}:${t.vec ? 'vec4' : 'scalar'}${t.split ? ':split' : ''}:${t.epilogue}`;
+  const key = `matmul-tiled:${t.cfg.TM}x${t.cfg.TN}x${t.cfg.BK}${t.cfg.TY === 16 ? '' : `/${t.cfg.TY}`}:${t.aType}:${t.vec ? codecKey(t.b) : t.bType}:${t.transA ? 'T' : 'N'}${t.transB ? 'T' : 'N'}:${t.vec ? 'vec4' : 'scalar'}${t.split ? ':split' : ''}:${t.epilogue}`;
   return memoProgram(key, () => buildTiledProgram(t, key));
 }
 
 function buildTiledProgram(t: TiledKey, key: string): Program {
   const { cfg, aType, bType, transA, transB, vec, split, epilogue } = t;
-  const { TM, TN, BK } = cfg;
-  const BM = 16 * TM;
-  const BN = 16 * TN;
+  const { TM, TN, BK, TY } = cfg;
+  const { BM, BN } = tileShape(cfg);
+  const THREADS = TX * TY;
   const aContigK = !transA;
   const bContigK = transB;
   const APAD = BM + (aContigK ? 4 : 0);
   const BPAD = BN + (bContigK ? 4 : 0);
-  const perA = (BM * BK) / 4 / 256;
-  const perB = (BN * BK) / 4 / 256;
+  const perA = (BM * BK) / 4 / THREADS;
+  const perB = (BN * BK) / 4 / THREADS;
   const compose = epilogue !== 'none';
 
   // A thread's vec4 slot `idx` of an operand tile as (d, k): along K for K-contiguous operands, else along d.
@@ -85,7 +108,7 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
     for (let p = 0; p < per; p++) {
       const reg = `r${op}${p}`;
       lines.push(`      {
-        let idx = lid + ${p * 256}u;`);
+        let idx = lid + ${p * THREADS}u;`);
       lines.push(slotCoords(contigK, BD, '        '));
       const g = contigK ? `${base} + (${d0} + d) * P.K + k0 + k` : `${base} + (k0 + k) * ${outer} + ${d0} + d`;
       if (vec) {
@@ -120,7 +143,7 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
     for (let p = 0; p < per; p++) {
       const reg = `r${op}${p}`;
       lines.push(`    {
-      let idx = lid + ${p * 256}u;`);
+      let idx = lid + ${p * THREADS}u;`);
       lines.push(slotCoords(contigK, BD, '      '));
       if (contigK) {
         for (let j = 0; j < 4; j++) lines.push(`      ${arr}[(k + ${j}u) * ${PAD / 4}u + d / 4u][d % 4u] = ${reg}[${j}];`);
@@ -135,8 +158,8 @@ function buildTiledProgram(t: TiledKey, key: string): Program {
   const compute = (buf: number): string => {
     const lines: string[] = [];
     for (let k = 0; k < BK; k++) {
-      for (let c = 0; c < TM / 4; c++) lines.push(`    let a${k}_${c} = As${buf}[${k * (APAD / 4) + c * 16}u + ty];`);
-      for (let c = 0; c < TN / 4; c++) lines.push(`    let b${k}_${c} = Bs${buf}[${k * (BPAD / 4) + c * 16}u + tx];`);
+      for (let c = 0; c < TM / 4; c++) lines.push(`    let a${k}_${c} = As${buf}[${k * (APAD / 4) + c * TY}u + ty];`);
+      for (let c = 0; c < TN / 4; c++) lines.push(`    let b${k}_${c} = Bs${buf}[${k * (BPAD / 4) + c * TX}u + tx];`);
       for (let i = 0; i < TM; i++) {
         for (let c = 0; c < TN / 4; c++) {
           const a = `acc[${i * (TN / 4) + c}]`;
@@ -172,9 +195,9 @@ ${stores('B', 1 - buf)}
   const storeLines = (checked: boolean): string => {
     const lines: string[] = [];
     for (let i = 0; i < TM; i++) {
-      const m = `m0 + ${Math.floor(i / 4) * 64 + (i % 4)}u + ty * 4u`;
+      const m = `m0 + ${Math.floor(i / 4) * 4 * TY + (i % 4)}u + ty * 4u`;
       for (let c = 0; c < TN / 4; c++) {
-        const n = `n0 + ${c * 64}u + tx * 4u`;
+        const n = `n0 + ${c * 4 * TX}u + tx * 4u`;
         const v = `acc[${i * (TN / 4) + c}]`;
         if (vec) {
           const at = `(cBase + (${m}) * P.N + ${n}) / 4u`;
@@ -242,7 +265,7 @@ var<workgroup> As0: array<vec4<f32>, ${(BK * APAD) / 4}>;
 var<workgroup> As1: array<vec4<f32>, ${(BK * APAD) / 4}>;
 var<workgroup> Bs0: array<vec4<f32>, ${(BK * BPAD) / 4}>;
 var<workgroup> Bs1: array<vec4<f32>, ${(BK * BPAD) / 4}>;
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(${TX}, ${TY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let tx = lid3.x;
   let ty = lid3.y;

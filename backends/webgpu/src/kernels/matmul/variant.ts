@@ -1,4 +1,5 @@
 import type { KernelContext, MatmulVariant } from '../../context.js';
+import { threadRows } from './tuning.js';
 
 /** The program family for a shape: small K (LoRA's B·(A·x)), GEMV for one row, tiled otherwise. */
 export function chooseMatmulVariant(M: number, K: number): Exclude<MatmulVariant, 'auto'> {
@@ -12,6 +13,6 @@ export function matmulVariantFor(ctx: KernelContext, M: number, K: number): Excl
   let variant: MatmulVariant = ctx.options.matmulVariant;
   if (variant === 'auto') variant = chooseMatmulVariant(M, K);
   if (variant === 'gemv' && M !== 1) variant = 'smallK';
-  if (variant === 'tiled' && ctx.maxInvocations < 256) variant = 'smallK';
+  if (variant === 'tiled' && threadRows(ctx.rt.limits) === 0) variant = 'smallK';
   return variant;
 }
