@@ -25,7 +25,7 @@ import { getPeftModel, LoraConfig } from '@dorajs/peft';
 import { runTextFinetune } from '@dorajs/train';
 import { type BenchResult, type BenchSuite, median, timeIt } from '../harness.js';
 import { type LlamaSize, writeCheckpoint } from './model-load.js';
-import { cpuMs, MiB, trackMemory } from './train-memory.js';
+import { cpuMs, MiB } from './train-memory.js';
 
 interface Shape {
   hidden: number;
@@ -34,7 +34,10 @@ interface Shape {
   heads: number;
   kv: number;
   vocab: number;
-  seq: number;
+  /** Sequence lengths measured on the same three models (batch 1). */
+  seqs: number[];
+  /** Row-name prefix: '' for the suite's original shape. */
+  tag: string;
 }
 
 type Kind = 'bf16-dora' | 'nf4-dora' | 'nf4-lora';
@@ -50,8 +53,99 @@ function toBf16(model: ReturnType<typeof createModel>): void {
   }
 }
 
+/** Bytes of live tensors by what they hold, at a step's high-water mark. */
+interface Breakdown {
+  /** The base model: quantized or bf16 projections, embeddings, lm_head, norms. */
+  weights: number;
+  /** LoRA A/B and DoRA magnitudes, their gradients, AdamW's two moments. */
+  adapterState: number;
+  /** Everything else the step holds: saved activations, backward temporaries, logits and loss. */
+  activations: number;
+}
+
+/**
+ * trackMemory plus what each live handle is: handles made before `markWeights()` are the base weights;
+ * at the high-water mark of an armed step the live set is classified (adapter state by the handles the
+ * parameters, their gradients and the optimizer's moments hold at that instant).
+ */
+function trackLive(inner: Backend) {
+  const live = new Map<object, { bytes: number; weight: boolean }>();
+  let current = 0;
+  let peak = 0;
+  let weightsPhase = true;
+  let armed: { target: number; classify: () => Set<unknown> } | null = null;
+  let breakdown: Breakdown | null = null;
+  const snapshot = (adapter: Set<unknown>) => {
+    const b: Breakdown = { weights: 0, adapterState: 0, activations: 0 };
+    for (const [h, e] of live) {
+      if (e.weight) b.weights += e.bytes;
+      else if (adapter.has(h)) b.adapterState += e.bytes;
+      else b.activations += e.bytes;
+    }
+    return b;
+  };
+  const backend = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function') return value;
+      if (prop === 'release') {
+        return (handle: object) => {
+          const e = live.get(handle);
+          if (e) {
+            current -= e.bytes;
+            live.delete(handle);
+          }
+          return (value as (h: object) => void).call(target, handle);
+        };
+      }
+      if (NOT_HANDLES.has(String(prop))) return (value as (...a: unknown[]) => unknown).bind(target);
+      return (...args: unknown[]) => {
+        const out = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (out !== null && typeof out === 'object' && !live.has(out)) {
+          const bytes = bytesOf(out);
+          if (bytes > 0) {
+            live.set(out, { bytes, weight: weightsPhase });
+            current += bytes;
+            if (current > peak) peak = current;
+            if (armed && current >= armed.target) {
+              breakdown = snapshot(armed.classify());
+              armed = null;
+            }
+          }
+        }
+        return out;
+      };
+    },
+  });
+  return {
+    backend,
+    peak: () => peak,
+    current: () => current,
+    resetPeak: () => {
+      peak = current;
+    },
+    markWeights: () => {
+      weightsPhase = false;
+    },
+    /** Classifies the live set the first time `current` reaches `target` (call `breakdown()` after). */
+    arm: (target: number, classify: () => Set<unknown>) => {
+      armed = { target, classify };
+      breakdown = null;
+    },
+    breakdown: () => breakdown,
+  };
+}
+
+const NOT_HANDLES = new Set(['download', 'release', 'liveBuffers', 'sync', 'dispose']);
+
+/** backend-cpu handles hold their typed array (`values`). */
+function bytesOf(handle: unknown): number {
+  const h = handle as { values?: unknown } | null;
+  return h?.values && ArrayBuffer.isView(h.values) ? h.values.byteLength : 0;
+}
+
 async function contender(kind: Kind, s: Shape) {
-  const tracked = trackMemory(createCpuBackend());
+  const tracked = trackLive(createCpuBackend());
   const backend: Backend = tracked.backend;
   const config = {
     model_type: 'llama',
@@ -61,28 +155,45 @@ async function contender(kind: Kind, s: Shape) {
     num_hidden_layers: s.layers,
     num_attention_heads: s.heads,
     num_key_value_heads: s.kv,
-    max_position_embeddings: s.seq,
+    max_position_embeddings: Math.max(...s.seqs),
     tie_word_embeddings: false,
   };
   const model = createModel(config, { backend, random: new Random(1) });
   if (kind !== 'bf16-dora') await quantizeLinears(model, { format: 'nf4', doubleQuant: true });
   toBf16(model);
+  tracked.markWeights();
   const targets = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   const useDora = kind !== 'nf4-lora';
   const peft = await getPeftModel(model, new LoraConfig({ r: 16, loraAlpha: 32, targetModules: targets, useDora }), 'default', {
     random: new Random(2),
   });
   peft.train();
-  const rng = new Random(3);
-  const ids = Int32Array.from({ length: s.seq }, () => rng.nextU32() % s.vocab);
-  const input = tensor(ids, [1, s.seq], { backend });
-  const labels = new Int32Array(s.seq).fill(-100);
-  labels.set(ids.subarray(1));
-  const optimizer = new AdamW(
-    peft.parameters().filter((p) => p.requiresGrad),
-    { lr: 1e-4 },
+  const trainable = peft.parameters().filter((p) => p.requiresGrad);
+  const optimizer = new AdamW(trainable, { lr: 1e-4 });
+  /** Handles of the adapter parameters, their gradients and AdamW's moments, now. */
+  const adapterHandles = () => {
+    const set = new Set<unknown>();
+    for (const p of trainable) {
+      set.add(p.info.data);
+      if (p.grad) set.add(p.grad.info.data);
+    }
+    for (const st of optimizer.state.moments.values()) {
+      set.add(st.m.info.data);
+      set.add(st.v.info.data);
+    }
+    return set;
+  };
+  const inputs = new Map(
+    s.seqs.map((seq) => {
+      const rng = new Random(3);
+      const ids = Int32Array.from({ length: seq }, () => rng.nextU32() % s.vocab);
+      const labels = new Int32Array(seq).fill(-100);
+      labels.set(ids.subarray(1));
+      return [seq, { input: tensor(ids, [1, seq], { backend }), labels }] as const;
+    }),
   );
-  const step = async () => {
+  const step = async (seq: number) => {
+    const { input, labels } = inputs.get(seq)!;
     const loss = tidy(() => {
       const l = ops.crossEntropy(ops.reshape(peft.forward(input), [-1, s.vocab]), labels);
       backward(l);
@@ -93,23 +204,32 @@ async function contender(kind: Kind, s: Shape) {
     optimizer.step();
     optimizer.zeroGrad();
   };
-  await step(); // AdamW makes its moments on the first step
-  tracked.resetPeak();
-  const samples: number[] = [];
-  const cpuSamples: number[] = [];
+  await step(s.seqs[0]!); // AdamW makes its moments on the first step
+  const samples = new Map<number, { ms: number[]; cpu: number[]; peak: number }>(s.seqs.map((q) => [q, { ms: [], cpu: [], peak: 0 }]));
   return {
     kind,
     tracked,
-    samples,
-    cpuSamples,
-    async run() {
+    async run(seq: number) {
+      const r = samples.get(seq)!;
+      tracked.resetPeak();
       const c0 = cpuMs();
-      samples.push((await timeIt(step, { warmup: 0, iters: 1 })).medianMs);
-      cpuSamples.push(cpuMs() - c0);
+      r.ms.push((await timeIt(() => step(seq), { warmup: 0, iters: 1 })).medianMs);
+      r.cpu.push(cpuMs() - c0);
+      r.peak = Math.max(r.peak, tracked.peak());
+    },
+    /** One more step, classifying the live tensors when it reaches the timed steps' peak. */
+    async breakdown(seq: number): Promise<Breakdown | null> {
+      tracked.arm(samples.get(seq)!.peak, adapterHandles);
+      await step(seq);
+      return tracked.breakdown();
+    },
+    result(seq: number) {
+      const r = samples.get(seq)!;
+      return { ms: median(r.ms), cpuMs: median(r.cpu), peakMiB: r.peak / MiB };
     },
     dispose() {
       optimizer.dispose();
-      input.dispose();
+      for (const { input } of inputs.values()) input.dispose();
       peft.dispose();
       backend.dispose();
     },
@@ -120,45 +240,61 @@ const suite: BenchSuite = {
   name: 'qdora',
   async run({ quick }) {
     // The step rows first (their contenders disposed), then the finetune table.
-    const steps = await stepRows(quick);
+    const original: Shape = quick
+      ? { hidden: 512, inter: 1376, layers: 2, heads: 8, kv: 4, vocab: 1024, seqs: [32], tag: '' }
+      : { hidden: 1024, inter: 2752, layers: 4, heads: 16, kv: 4, vocab: 2048, seqs: [128], tag: '' };
+    // TinyLlama-1.1B's decoder layer (h2048 i5632, 32 heads, 4 KV heads) × 4 layers, short sequences: the
+    // regime where weights dominate, as in real QDoRA use. Vocabulary as small as the original row's.
+    const billion: Shape = quick
+      ? { hidden: 1024, inter: 2752, layers: 2, heads: 16, kv: 4, vocab: 1024, seqs: [32], tag: '1b-' }
+      : { hidden: 2048, inter: 5632, layers: 4, heads: 32, kv: 4, vocab: 2048, seqs: [64, 32], tag: '1b-' };
+    const steps = [...(await stepRows(original, quick)), ...(await stepRows(billion, quick))];
     return [...steps, ...(await finetuneRows(quick))];
   },
 };
 
-async function stepRows(quick: boolean): Promise<BenchResult[]> {
-  const s: Shape = quick
-    ? { hidden: 512, inter: 1376, layers: 2, heads: 8, kv: 4, vocab: 1024, seq: 32 }
-    : { hidden: 1024, inter: 2752, layers: 4, heads: 16, kv: 4, vocab: 2048, seq: 128 };
-  const shape = `llama h${s.hidden} i${s.inter} L${s.layers} v${s.vocab} x 1x${s.seq} r16`;
+const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+
+function breakdownText(b: Breakdown | null): string {
+  if (!b) return 'breakdown n/a (the extra step did not reach the timed peak)';
+  return `at the peak: weights ${mib(b.weights)} + adapters/grads/AdamW ${mib(b.adapterState)} + activations/temporaries ${mib(b.activations)} MiB`;
+}
+
+async function stepRows(s: Shape, quick: boolean): Promise<BenchResult[]> {
   const all = [await contender('bf16-dora', s), await contender('nf4-dora', s), await contender('nf4-lora', s)];
+  const rows: BenchResult[] = [];
   try {
-    for (let i = 0; i < (quick ? 3 : 5); i++) for (const c of all) await c.run();
-    const [bf16, qdora, qlora] = all.map((c) => ({
-      ms: median(c.samples),
-      cpuMs: median(c.cpuSamples),
-      peakMiB: c.tracked.peak() / MiB,
-    })) as [PairLike, PairLike, PairLike];
-    const memRatio = qdora.peakMiB / bf16.peakMiB;
-    const timeDelta = (qdora.cpuMs / qlora.cpuMs - 1) * 100;
-    const row = (name: string, r: PairLike, extra: Partial<BenchResult>, notes: string): BenchResult => ({
-      name,
-      backend: 'cpu',
-      shape,
-      medianMs: r.cpuMs,
-      threads: 1,
-      ...extra,
-      notes: `${notes}; median CPU ms per step (wall ${r.ms.toFixed(0)} ms); peak ${r.peakMiB.toFixed(1)} MiB of live tensors`,
-    });
-    return [
-      row('step-bf16-dora', bf16, {}, 'DoRA on the bf16 base'),
-      row(
-        'step-nf4-dora',
-        qdora,
-        { ratio: bf16.peakMiB / qdora.peakMiB, ratioTo: 'bf16 peak memory' },
-        `QDoRA (nf4 + double quant); peak memory ${memRatio.toFixed(2)}× the bf16 base's (goal ≤ 0.4×); vs QLoRA ${timeDelta >= 0 ? '+' : ''}${timeDelta.toFixed(1)}% CPU time (goal ≤ +15%)`,
-      ),
-      row('step-nf4-lora', qlora, { ratio: qdora.cpuMs / qlora.cpuMs, ratioTo: 'QDoRA time' }, 'QLoRA on the same nf4 base'),
-    ];
+    for (const seq of s.seqs) {
+      const shape = `llama h${s.hidden} i${s.inter} L${s.layers} v${s.vocab} x 1x${seq} r16`;
+      for (let i = 0; i < (quick ? 3 : 5); i++) for (const c of all) await c.run(seq);
+      const [bf16, qdora, qlora] = all.map((c) => c.result(seq)) as [PairLike, PairLike, PairLike];
+      const breakdowns: (Breakdown | null)[] = [];
+      for (const c of all) breakdowns.push(await c.breakdown(seq));
+      const memRatio = qdora.peakMiB / bf16.peakMiB;
+      const timeDelta = (qdora.cpuMs / qlora.cpuMs - 1) * 100;
+      const row = (kind: Kind, r: PairLike, b: Breakdown | null, extra: Partial<BenchResult>, notes: string): BenchResult => ({
+        name: `step-${s.tag}${s.seqs.length > 1 ? `s${seq}-` : ''}${kind}`,
+        backend: 'cpu',
+        shape,
+        medianMs: r.cpuMs,
+        threads: 1,
+        ...extra,
+        notes: `${notes}; median CPU ms per step (wall ${r.ms.toFixed(0)} ms); peak ${r.peakMiB.toFixed(1)} MiB of live tensors, ${breakdownText(b)}`,
+      });
+      const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
+      rows.push(
+        row('bf16-dora', bf16, breakdowns[0]!, {}, 'DoRA on the bf16 base'),
+        row(
+          'nf4-dora',
+          qdora,
+          breakdowns[1]!,
+          { ratio: bf16.peakMiB / qdora.peakMiB, ratioTo: 'bf16 peak memory' },
+          `QDoRA (nf4 + double quant); peak memory ${memRatio.toFixed(2)}× the bf16 base's (goal ≤ 0.4×: ${met(memRatio <= 0.4)}); vs QLoRA ${timeDelta >= 0 ? '+' : ''}${timeDelta.toFixed(1)}% CPU time (goal ≤ +15%: ${met(timeDelta <= 15)})`,
+        ),
+        row('nf4-lora', qlora, breakdowns[2]!, { ratio: qdora.cpuMs / qlora.cpuMs, ratioTo: 'QDoRA time' }, 'QLoRA on the same nf4 base'),
+      );
+    }
+    return rows;
   } finally {
     for (const c of all) c.dispose();
   }
