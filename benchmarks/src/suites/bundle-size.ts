@@ -1,7 +1,8 @@
 /**
  * What a web app downloads: `@dorajs/peft` with one backend (and core through them), bundled from the built
- * packages with esbuild (--platform=browser, minified) and with Vite, sized minified and minified + gzip
- * (level 9). An app build splits code: the page loads the entry and its static imports (`initial`); the RE2
+ * packages with esbuild (--platform=browser, minified) and with Vite (an app build of the entry module, not
+ * library mode, whose ES output keeps whitespace for the app's own bundler: see tests/web/src/bundle.ts),
+ * sized minified and minified + gzip (level 9). An app build splits code: the page loads the entry and its static imports (`initial`); the RE2
  * engine that runs regular expressions from adapter configs is a lazy chunk, fetched only the first time a
  * config has one. Goal: ≤ 80 KB gzipped initial download for peft + backend-webgpu and for peft + backend-cpu.
  * The single-file rows (every dynamic import inlined, as a library bundle without code splitting does) show

@@ -111,59 +111,40 @@ async function wholeBody(url: string, res: Response, expected?: number): Promise
 }
 
 /**
- * The body written into `target`'s memory as it arrives (no whole-body buffer), checked to be exactly
- * `target.byteLength` bytes long as wholeBody checks Content-Length. A byte stream (fetch bodies in browsers
- * and Node) is read with a BYOB reader straight into that memory, which transfers `target`'s buffer: the
- * result is a view of the buffer that comes back. Otherwise each chunk is copied into `target`.
+ * The body written into `target`'s memory as it arrives, checked to be exactly `target.byteLength` bytes
+ * long as wholeBody checks Content-Length. A byte stream (fetch bodies in browsers and Node) is read with a
+ * BYOB reader straight into that memory, which transfers `target`'s buffer: the result is a view of the
+ * buffer that comes back. Any other body is read whole and copied.
  */
 async function bodyInto(url: string, res: Response, target: Uint8Array): Promise<Uint8Array> {
   const length = target.byteLength;
-  if (!res.body) {
+  let reader: ReadableStreamBYOBReader | null = null;
+  try {
+    reader = res.body?.getReader({ mode: 'byob' }) ?? null;
+  } catch {
+    reader = null;
+  }
+  if (!reader) {
     target.set(await wholeBody(url, res, length));
     return target;
   }
-  const failed = (e: unknown) => new FileError(`the download failed (${(e as Error).message})`, url, { cause: e });
-  let byob: ReadableStreamBYOBReader | null = null;
-  try {
-    byob = res.body.getReader({ mode: 'byob' });
-  } catch {
-    byob = null;
-  }
   let filled = 0;
   let out = target;
-  const plain = byob ? null : res.body.getReader();
-  type Chunk = { done: boolean; value?: Uint8Array };
   try {
-    while (filled < length) {
-      let r: Chunk;
-      try {
-        r = byob ? await byob.read(new Uint8Array(out.buffer, out.byteOffset + filled, length - filled)) : await plain!.read();
-      } catch (e) {
-        throw failed(e);
+    // Up to `length` bytes into the memory, then one more read that must find the end.
+    for (let r: { done: boolean; value?: Uint8Array }; ; ) {
+      r = await reader.read(filled < length ? new Uint8Array(out.buffer, out.byteOffset + filled, length - filled) : new Uint8Array(1));
+      if (r.done || !r.value) {
+        if (r.value && filled < length) out = new Uint8Array(r.value.buffer, r.value.byteOffset - filled, length);
+        break;
       }
-      if (byob && r.value) out = new Uint8Array(r.value.buffer, r.value.byteOffset - filled, length);
-      if (r.done || !r.value) break;
-      if (!byob) {
-        if (filled + r.value.byteLength > length) throw new FileError(`the body is longer than the ${length} bytes asked for`, url);
-        out.set(r.value, filled);
-      }
+      if (filled === length) throw new FileError(`truncated download: more than the ${length} bytes asked for`, url);
+      out = new Uint8Array(r.value.buffer, r.value.byteOffset - filled, length);
       filled += r.value.byteLength;
     }
-    if (filled === length) {
-      // Nothing may follow (a byte more is as wrong as a byte less).
-      let extra: Chunk;
-      try {
-        extra = byob ? await byob.read(new Uint8Array(1)) : await plain!.read();
-      } catch (e) {
-        throw failed(e);
-      }
-      if (!extra.done) {
-        await (byob ?? plain)!.cancel().catch(() => {});
-        throw new FileError(`the body is longer than the ${length} bytes asked for`, url);
-      }
-    }
-  } finally {
-    if (filled < length) await (byob ?? plain)!.cancel().catch(() => {});
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e instanceof FileError ? e : new FileError(`the download failed (${(e as Error).message})`, url, { cause: e });
   }
   if (filled !== length) throw new FileError(`truncated download: ${filled} of ${length} bytes`, url);
   return out;
