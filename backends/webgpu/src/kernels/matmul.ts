@@ -14,7 +14,7 @@
  * for it explicitly through `matmulCompose` (a DoRA Linear's base matmul and compose in one dispatch); a
  * GEMV joins the DoRA weight norm through `matmulWeightNorm` (`weight-norm.ts`).
  */
-import { type DType, DTypeError, type MatMulOptions, ShapeError } from '@dorajs/core';
+import { DTypeError, type MatMulOptions, ShapeError } from '@dorajs/core';
 import type { GpuBuffer } from '../buffer-pool.js';
 import type { GpuTensor, KernelContext } from '../context.js';
 import type { Program } from '../runtime.js';
@@ -30,7 +30,7 @@ import { chooseSplits, chooseTile, forcedRows, gemvRowsPerWorkgroup } from './ma
 import { matmulVariantFor } from './matmul/variant.js';
 import { doraCompose } from './dora-compose.js';
 import { rowsProgram, rowsWorkgroup } from './rows.js';
-import { DENSE, type WeightCodec } from '../wgsl/weights.js';
+import { DENSE, DENSE_WEIGHT_DTYPES, type WeightCodec } from '../wgsl/weights.js';
 
 export { chooseMatmulVariant } from './matmul/variant.js';
 export { forcedRows } from './matmul/tuning.js';
@@ -76,8 +76,6 @@ export interface QuantizedB {
   readonly scales: GpuBuffer;
 }
 
-const DENSE_ROWS: ReadonlySet<DType> = new Set(['float32', 'bfloat16', 'float16']);
-
 /** The plan, or null for a quantized B in a shape only `narrow.ts`'s program covers. */
 export function planMatmul(
   ctx: KernelContext,
@@ -113,11 +111,11 @@ export function planMatmul(
     transB &&
     s.K % 4 === 0 &&
     aType === 'float32' &&
-    (bq !== null || DENSE_ROWS.has(bType)) &&
+    (bq !== null || DENSE_WEIGHT_DTYPES.has(bType)) &&
     rowsWorkgroup(ctx.rt.limits, { rows: 16, gemv: true, norm: false, subgroups: ctx.options.subgroups }) > 0;
   const vec =
     aType === 'float32' &&
-    (bq !== null || DENSE_ROWS.has(bType)) &&
+    (bq !== null || DENSE_WEIGHT_DTYPES.has(bType)) &&
     s.N % 4 === 0 &&
     (transA ? s.M : s.K) % 4 === 0 &&
     (transB ? s.K : s.N) % 4 === 0;

@@ -21,7 +21,7 @@ import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { describeSplit, isSplit, type RowPart, rowParts, type SplitTensor } from '../split.js';
 import { bindInput, bindOutput, ELEMENTWISE_WORKGROUP as WG, linearMain, storageType } from '../wgsl/common.js';
-import { bindWeight, codecKey, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
+import { bindWeight, codecKey, DENSE_WEIGHT_DTYPES, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
 import type { TensorArg } from './elementwise.js';
 import { gather, gatherRow, slice } from './layout.js';
 import { matmul, matmulQuantized, type QuantizedB } from './matmul.js';
@@ -45,8 +45,6 @@ export interface NarrowArg {
   };
 }
 
-const DENSE_DTYPES = new Set(['float32', 'bfloat16', 'float16']);
-
 /**
  * Checks a weight operand and resolves it. A packed weight of the wrong length, block size or quant type
  * is refused with a `QuantizationError` naming it (core validates on the host too; this guards the GPU
@@ -55,7 +53,7 @@ const DENSE_DTYPES = new Set(['float32', 'bfloat16', 'float16']);
 export function narrowArg(w: WeightInfo<GpuTensor>, op: string): NarrowArg {
   if (!('format' in w)) {
     const name = `webgpu ${op}: W [${w.shape.join(', ')}] ${w.dtype}`;
-    if (!DENSE_DTYPES.has(w.dtype)) throw new DTypeError(`${name}: a weight must be float32, bfloat16, float16 or packed`);
+    if (!DENSE_WEIGHT_DTYPES.has(w.dtype)) throw new DTypeError(`${name}: a weight must be float32, bfloat16, float16 or packed`);
     if (w.data.released) throw new DTypeError(`${name}: used after release`);
     return { w: { t: w.data, shape: w.shape }, q: null, name };
   }

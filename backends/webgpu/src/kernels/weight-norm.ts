@@ -21,7 +21,7 @@ import type { GpuTensor, KernelContext } from '../context.js';
 import { memoProgram, type Program } from '../runtime.js';
 import { grid } from '../shapes.js';
 import { bindInput, bindOutput, loadF32, storageType } from '../wgsl/common.js';
-import { bindWeight, codecKey, DENSE, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
+import { bindWeight, codecKey, DENSE, DENSE_WEIGHT_DTYPES, type WeightCodec, weightDecoder } from '../wgsl/weights.js';
 import type { TensorArg } from './elementwise.js';
 import { forcedRows, type MatmulPlan, planMatmul, type QuantizedB } from './matmul.js';
 import { matmulVariantFor } from './matmul/variant.js';
@@ -29,9 +29,6 @@ import type { NarrowArg } from './narrow.js';
 import { ROWS_MAX_RANK, rowsProgram, rowsWorkgroup } from './rows.js';
 import { isSplit } from '../split.js';
 import { threadRows } from './matmul/tuning.js';
-
-/** Dense W dtypes the programs widen in registers. */
-const DENSE_W: ReadonlySet<DType> = new Set(['float32', 'bfloat16', 'float16']);
 
 /** Width of a tile along both W dimensions, and the rank chunk held in workgroup memory. */
 const TILE = 64;
@@ -236,7 +233,7 @@ export function weightNorm(
     );
   }
   const wType = w.t.dtype;
-  if (!q && !DENSE_W.has(wType)) {
+  if (!q && !DENSE_WEIGHT_DTYPES.has(wType)) {
     throw new DTypeError(`webgpu weightNorm: W must be float32, bfloat16, float16 or packed, got ${wType}`);
   }
   const codec = q?.codec ?? DENSE(ctx.bound(wType));
@@ -351,7 +348,7 @@ export function matmulWeightNorm(
   const [outDim, inDim] = w.w.shape as [number, number];
   const r = a.shape[0]!;
   if (!ctx.options.fuse || transposeW || x.shape.length !== 2 || x.shape[0] !== 1 || x.t.dtype !== 'float32') return null;
-  if (isSplit(x.t) || isSplit(w.w.t) || (!w.q && !DENSE_W.has(w.w.t.dtype))) return null;
+  if (isSplit(x.t) || isSplit(w.w.t) || (!w.q && !DENSE_WEIGHT_DTYPES.has(w.w.t.dtype))) return null;
   if (matmulVariantFor(ctx, 1, inDim) !== 'gemv' || !useRows(ctx, false, inDim, r, a.t.dtype)) return null;
   // A packed W in a shape only narrow.ts's program covers: nothing to share.
   const plan = planMatmul(ctx, x, w.w, { transposeB: true }, [1, outDim], w.q);

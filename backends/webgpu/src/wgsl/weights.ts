@@ -10,7 +10,7 @@
  * `array<f16>` (format 'f16', `enable f16;`) on a device with `shader-f16`, else as u32 words unpacked with
  * `unpack2x16float`; both read the same bytes and widen them exactly, so both give the same bits.
  */
-import { code4bit, type QuantFormat } from '@dorajs/core';
+import { code4bit, type DType, type QuantFormat } from '@dorajs/core';
 import { bindInput, type BoundType } from './common.js';
 
 /** How W is stored; 'f16' is float16 bound as `array<f16>` (see `BoundType`). */
@@ -24,6 +24,9 @@ export interface WeightCodec {
 }
 
 export const DENSE = (dtype: BoundType): WeightCodec => ({ format: dtype as WeightFormat, blocksize: 0 });
+
+/** The dense dtypes a weight may have (widened in registers by every program that reads W). */
+export const DENSE_WEIGHT_DTYPES: ReadonlySet<DType> = new Set(['float32', 'bfloat16', 'float16']);
 
 export function isQuantized(c: WeightCodec): boolean {
   return c.format === 'nf4' || c.format === 'fp4' || c.format === 'int8';
