@@ -231,6 +231,30 @@ describe('wasm narrow kernels', () => {
     });
   }
 
+  it('bf16/f16 GEMV widens every 16-bit pattern exactly, in every lane position (x of ones, one pattern per row)', async () => {
+    // Row p holds pattern p at column p % 45 (45 = one 32-element step, one 8-element step, a tail of 5), zeros
+    // elsewhere, so y[p] is pattern p's value: subnormals, ±Inf and NaN included (−0 sums to +0).
+    const [rows, cols] = [65536, 45];
+    const bits = new Uint16Array(rows * cols);
+    for (let p = 0; p < rows; p++) bits[p * cols + (p % cols)] = p;
+    for (const be of [wasm, wasm2]) {
+      for (const dtype of ['bfloat16', 'float16'] as const) {
+        const w = tensor(bits, [rows, cols], { backend: be, dtype });
+        const x = tensor(new Float32Array(cols).fill(1), [1, cols], { backend: be });
+        const y = ops.narrowMatmul(x, w, true);
+        const got = (await y.data()) as Float32Array;
+        const bad: string[] = [];
+        for (let p = 0; p < rows; p++) {
+          const want = dtype === 'bfloat16' ? bf16ToF32(p) : f16ToF32(p);
+          const ok = Number.isNaN(want) ? Number.isNaN(got[p]) : got[p] === want;
+          if (!ok && bad.length < 4) bad.push(`0x${p.toString(16)}: ${got[p]} (want ${want})`);
+        }
+        expect(bad, dtype).toEqual([]);
+        for (const t of [w, x, y] as Tensor[]) t.dispose();
+      }
+    }
+  });
+
   it('a gather index outside the table is a typed error naming it', () => {
     const { w } = weight(wasm, 'nf4', 4, 64, 1);
     const ids = tensor(Int32Array.from([0, 4]), [2], { backend: wasm, dtype: 'int32' });

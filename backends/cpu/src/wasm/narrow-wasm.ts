@@ -152,10 +152,23 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
           cc.set(h!, raw);
           cc.push(f16Lanes(cc, h!, o!, e!, t!));
         };
+        // Two float16 per lane: sign and magnitude moved into float32's fields as they stand (the magnitude 3
+        // bits right), times 2^112 (exact: re-biases the exponent, renormalises subnormals); exponent 31 (Inf,
+        // NaN) then lands in [2^16, 2^17) and gets float32's all-ones exponent, its mantissa kept.
+        const rebias = (u: Expr) => (cc: Code) => {
+          cc.set(o!, u);
+          cc.push(
+            V.or(
+              V.mul(o!, V.constF32(2 ** 112)),
+              V.and(V.ieq(V.and(o!, V.constI32(0x0f800000)), V.constI32(0x0f800000)), V.constI32(0x7f800000)),
+            ),
+          );
+        };
+        const fields = V.constI32(0x8fffe000 | 0);
         body(
           widen,
-          (v) => widen(V.and(v, V.constI32(0xffff))),
-          (v) => widen(V.ishrU(v, 16)),
+          (v) => rebias(V.and(V.ishrS(V.ishl(v, 16), 3), fields)),
+          (v) => rebias(V.and(V.ishrS(v, 3), fields)),
         );
       },
     );
