@@ -2,6 +2,15 @@
  * Reuses GPU buffers by size class. A released buffer may still be read by dispatches that are encoded
  * but not yet submitted, and `queue.writeBuffer` into it would land *before* them; so releases are parked
  * until the next submit and only then become reusable.
+ *
+ * Loaded weights (`acquireUpload`) are not pooled: they live long, so they get what they need and no more.
+ * Dawn places a buffer of at most 4 MiB in a shared heap at a power-of-two size (its buddy allocator: a 3 MiB
+ * weight takes 4 MiB, a 1.1 MiB one 2 MiB), and that whole heap is memory from the start (on SwiftShader, RAM
+ * of the GPU process). So a weight of at most 4 MiB is a range of a slab, a 16 MiB buffer of ours filled
+ * first-fit at 256-byte offsets (bound with offset and size), and a larger one gets a buffer of its own size
+ * (Dawn allocates those as they are). Ranges are read-only inputs of kernels (never outputs, which could not
+ * share a buffer with an input of the same dispatch); a slab is destroyed once its last range is released, a
+ * freed range is not reused.
  */
 import { BufferUsage } from './gpu-constants.js';
 
@@ -11,7 +20,28 @@ export interface GpuBuffer {
   readonly size: number;
   /** Stable identity for bind-group cache keys. */
   readonly id: number;
+  /** Where this storage starts in `buffer` (a range of a slab); absent: the whole buffer. */
+  readonly offset?: number;
+  /** Not pooled (`acquireUpload`): the slab it is a range of, or 'own' for a buffer of its own. */
+  readonly unpooled?: Slab | 'own';
 }
+
+/** A buffer holding several loaded weights as ranges (see the file comment). */
+export interface Slab {
+  readonly buffer: GPUBuffer;
+  readonly size: number;
+  /** Bytes handed out from the start (ranges are never reused). */
+  used: number;
+  /** Ranges not yet released. */
+  live: number;
+}
+
+/** Largest weight placed in a slab: Dawn gives larger buffers an allocation of their own size. */
+export const SLAB_RANGE_MAX = 4 * 2 ** 20;
+/** Bytes of one slab: above SLAB_RANGE_MAX, so Dawn allocates it as it is. */
+export const SLAB_BYTES = 16 * 2 ** 20;
+/** Offsets and sizes of ranges: minStorageBufferOffsetAlignment is at most 256 on every device. */
+const RANGE_ALIGN = 256;
 
 const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
 
@@ -39,6 +69,8 @@ export class BufferPool {
   /** Bytes of released buffers waiting for the next submit. */
   parkedBytes = 0;
   private nextId = 1;
+  /** Slabs with room left, in creation order (first fit). */
+  private open: Slab[] = [];
   readonly stats: PoolStats = { created: 0, ownedBytes: 0, largestRequest: 0 };
 
   constructor(
@@ -63,6 +95,33 @@ export class BufferPool {
     return { buffer, size, id: this.nextId++ };
   }
 
+  /**
+   * Storage for a loaded weight of `bytes` (see the file comment): a range of a slab, or a buffer of its own;
+   * bound by offset and size, and freed on release instead of pooled.
+   */
+  acquireUpload(bytes: number): GpuBuffer {
+    if (bytes > this.stats.largestRequest) this.stats.largestRequest = bytes;
+    const size = Math.max(RANGE_ALIGN, Math.ceil(bytes / RANGE_ALIGN) * RANGE_ALIGN);
+    if (size > SLAB_RANGE_MAX) {
+      const buffer = this.create(size, STORAGE_USAGE);
+      this.stats.created++;
+      this.stats.ownedBytes += size;
+      return { buffer, size, id: this.nextId++, offset: 0, unpooled: 'own' };
+    }
+    let slab = this.open.find((s) => s.used + size <= s.size);
+    if (!slab) {
+      slab = { buffer: this.create(SLAB_BYTES, STORAGE_USAGE), size: SLAB_BYTES, used: 0, live: 0 };
+      this.stats.created++;
+      this.stats.ownedBytes += SLAB_BYTES;
+      this.open.push(slab);
+    }
+    const offset = slab.used;
+    slab.used += size;
+    slab.live++;
+    if (slab.size - slab.used < RANGE_ALIGN) this.open = this.open.filter((s) => s !== slab);
+    return { buffer: slab.buffer, size, id: this.nextId++, offset, unpooled: slab };
+  }
+
   /** The buffer becomes reusable after the next submit (see the file comment). */
   release(buf: GpuBuffer): void {
     this.parked.push(buf);
@@ -79,6 +138,10 @@ export class BufferPool {
         keep.push(buf);
         continue;
       }
+      if (buf.unpooled) {
+        if (this.freeUnpooled(buf.unpooled, buf)) destroyed = true;
+        continue;
+      }
       if (this.freeBytes + buf.size > this.maxFreeBytes) {
         buf.buffer.destroy();
         this.stats.ownedBytes -= buf.size;
@@ -93,6 +156,20 @@ export class BufferPool {
     this.parked = keep;
     this.parkedBytes = keep.reduce((n, b) => n + b.size, 0);
     if (destroyed) this.onDestroy();
+  }
+
+  /** Frees an unpooled buffer: its own buffer, or its slab once no range of it is alive. True if destroyed. */
+  private freeUnpooled(owner: Slab | 'own', buf: GpuBuffer): boolean {
+    if (owner === 'own') {
+      buf.buffer.destroy();
+      this.stats.ownedBytes -= buf.size;
+      return true;
+    }
+    if (--owner.live > 0) return false;
+    owner.buffer.destroy();
+    this.stats.ownedBytes -= owner.size;
+    this.open = this.open.filter((s) => s !== owner);
+    return true;
   }
 
   /** Destroys every buffer the pool holds that is not in use. */

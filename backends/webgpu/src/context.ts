@@ -77,6 +77,13 @@ export class KernelContext {
     return { buf, dtype, size };
   }
 
+  /** Storage for a loaded weight (`beginUpload`): not pooled, packed tightly (see `buffer-pool.ts`). */
+  allocUpload(dtype: DType, size: number): GpuTensor {
+    const buf = this.rt.pool.acquireUpload(storageBytes(dtype, size));
+    this.live++;
+    return { buf, dtype, size };
+  }
+
   /**
    * A scratch buffer that is not a tensor (released with `releaseScratch`). Scratch is only ever written
    * and read by dispatches, never by the host, and dispatches run in order, so a released scratch buffer

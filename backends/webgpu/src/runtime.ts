@@ -248,11 +248,11 @@ export class GpuRuntime {
     const len = bytes.byteLength;
     if (len === 0) return;
     if (len % 4 === 0) {
-      this.device.queue.writeBuffer(target.buffer, 0, bytes.buffer, bytes.byteOffset, len);
+      this.device.queue.writeBuffer(target.buffer, target.offset ?? 0, bytes.buffer, bytes.byteOffset, len);
     } else {
       const padded = new Uint8Array(Math.ceil(len / 4) * 4);
       padded.set(new Uint8Array(bytes.buffer, bytes.byteOffset, len));
-      this.device.queue.writeBuffer(target.buffer, 0, padded);
+      this.device.queue.writeBuffer(target.buffer, target.offset ?? 0, padded);
     }
   }
 
@@ -262,7 +262,7 @@ export class GpuRuntime {
    */
   writeAt(target: GpuBuffer, offset: number, data: Uint8Array, dataOffset: number, size: number): void {
     this.check();
-    this.device.queue.writeBuffer(target.buffer, offset, data.buffer, data.byteOffset + dataOffset, size);
+    this.device.queue.writeBuffer(target.buffer, (target.offset ?? 0) + offset, data.buffer, data.byteOffset + dataOffset, size);
   }
 
   /**
@@ -289,7 +289,7 @@ export class GpuRuntime {
     const staging = this.staging.take(size);
     this.ensurePass();
     this.endPass();
-    this.encoder!.copyBufferToBuffer(src.buffer, 0, staging, 0, size);
+    this.encoder!.copyBufferToBuffer(src.buffer, src.offset ?? 0, staging, 0, size);
     this.flush();
     this.stats.readbacks++;
     let out: ArrayBuffer;

@@ -1,7 +1,8 @@
 /**
  * `beginUpload`: a tensor whose bytes arrive in pieces (a loader streaming a checkpoint) written straight
  * into its final storage with `queue.writeBuffer` at increasing offsets, so the tensor never exists whole on
- * the host and no staging buffer of ours is made. The bytes stay as they arrive (a bf16 weight stays 2 bytes
+ * the host and no staging buffer of ours is made. The storage is not pooled but packed tightly (a range of a
+ * shared slab, or a buffer of its own size: `buffer-pool.ts`), as loaded weights live long. The bytes stay as they arrive (a bf16 weight stays 2 bytes
  * wide). `writeBuffer` needs 4-byte offsets and lengths: up to 3 bytes of a piece are carried into the next
  * one, and the last word is padded with zeros (storage is whole words, `storage.ts`). A split tensor
  * (`split.ts`) takes each piece in the part, or parts, its bytes fall in; part boundaries are multiples of
@@ -146,11 +147,11 @@ export function uploadSink(ctx: KernelContext, t: GpuTensor, window: UploadWindo
 /** Storage for a tensor of `shape`: one buffer, or parts (`split.ts`) when larger than one buffer may be. */
 export function allocStorage(ctx: KernelContext, shape: readonly number[], dtype: DType): GpuTensor {
   const size = shape.reduce((a, b) => a * b, 1);
-  if (!needsSplit(dtype, size, ctx.partBytes)) return ctx.alloc(dtype, size);
+  if (!needsSplit(dtype, size, ctx.partBytes)) return ctx.allocUpload(dtype, size);
   const sizes = planParts(shape, ctx.partBytes, `webgpu beginUpload [${shape.join(', ')}] ${dtype}`);
   const parts: GpuTensor[] = [];
   try {
-    for (const n of sizes) parts.push(ctx.alloc(dtype, n));
+    for (const n of sizes) parts.push(ctx.allocUpload(dtype, n));
   } catch (error) {
     for (const p of parts) ctx.release(p);
     throw error;

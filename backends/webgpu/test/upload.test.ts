@@ -4,10 +4,12 @@
  * makes writes wait for the queue often. Every tensor must read back bit for bit, whatever the pieces
  * (single elements, odd byte counts that leave 1–3 bytes carried to the next piece, views at odd offsets of
  * reused buffers, pieces that straddle part boundaries); an aborted upload and every refused write leave no
- * buffer alive.
+ * buffer alive. Uploaded tensors of at most 4 MiB are ranges of shared 16 MiB slabs (`buffer-pool.ts`): kernels
+ * reading them (several ranges of one slab in one dispatch) must give exactly what they give on uploaded
+ * tensors, and a slab must go once its last range is released.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { BYTES_PER_ELEMENT, DTypeError, type DType, ShapeError, tensorWriter } from '@dorajs/core';
+import { BYTES_PER_ELEMENT, DTypeError, type DType, f32ToBf16, ShapeError, type TensorInfo, tensorWriter } from '@dorajs/core';
 import type { GpuTensor } from '../src/index.js';
 import { setupGpu } from './helpers/gpu.js';
 
@@ -143,6 +145,61 @@ describe.skipIf(!backend)(`webgpu beginUpload${skipReason ? ` (${skipReason})` :
     expect(() => sink.write(new Uint8Array(2))).toThrow(/write on float16 \[2, 3\] after it was finished/);
     expect(Array.from(new Uint16Array((await bytesOf(t, [2, 3], 'float16')).slice().buffer))).toEqual([0, 0, 0, 0, 0, 0]);
     be.release(t);
+    expect(be.liveBuffers()).toBe(live);
+  });
+
+  it('kernels read slab ranges exactly as uploaded buffers, and a slab goes with its last range', async () => {
+    await be.sync();
+    const owned = be.stats().ownedBytes;
+    const created = be.stats().created;
+    const live = be.liveBuffers();
+    const streamed = async (
+      values: Float32Array | Uint16Array | Int32Array,
+      shape: number[],
+      dtype: DType,
+    ): Promise<TensorInfo<GpuTensor>> => {
+      const sink = be.beginUpload(shape, dtype);
+      await writeInPieces(sink, new Uint8Array(values.buffer), values.BYTES_PER_ELEMENT, [7, 100]);
+      return { data: sink.finish(), shape, dtype };
+    };
+    const rand = (n: number, seed: number) => Float32Array.from(pattern(n, seed), (b) => (b - 128) / 64);
+    // x [3, 24] and W [20, 24] float32, a bf16 W [20, 24] and a bf16 table [30, 24]: ranges of one slab.
+    const x = rand(72, 1);
+    const w = rand(480, 2);
+    const wb = Uint16Array.from(rand(480, 3), f32ToBf16);
+    const table = Uint16Array.from(rand(720, 4), f32ToBf16);
+    const ids = new Int32Array([29, 0, 7]);
+    const sx = await streamed(x, [3, 24], 'float32');
+    const sw = await streamed(w, [20, 24], 'float32');
+    const swb = await streamed(wb, [20, 24], 'bfloat16');
+    const stable = await streamed(table, [30, 24], 'bfloat16');
+    const sids = await streamed(ids, [3], 'int32');
+    expect(be.stats().created - created).toBe(1);
+    const ux = { data: be.upload(x, [3, 24], 'float32'), shape: [3, 24], dtype: 'float32' } as const;
+    const uw = { data: be.upload(w, [20, 24], 'float32'), shape: [20, 24], dtype: 'float32' } as const;
+    const uwb = { data: be.upload(wb, [20, 24], 'bfloat16'), shape: [20, 24], dtype: 'bfloat16' } as const;
+    const utable = { data: be.upload(table, [30, 24], 'bfloat16'), shape: [30, 24], dtype: 'bfloat16' } as const;
+    const uids = { data: be.upload(ids, [3], 'int32'), shape: [3], dtype: 'int32' } as const;
+    const out: GpuTensor[] = [];
+    const read = async (data: GpuTensor, shape: number[]) => {
+      out.push(data);
+      return Array.from((await be.download({ data, shape, dtype: 'float32' })) as Float32Array);
+    };
+    const opts = { transposeA: false, transposeB: true };
+    expect(await read(be.matmul(sx, sw, opts, [3, 20]), [3, 20])).toEqual(await read(be.matmul(ux, uw, opts, [3, 20]), [3, 20]));
+    expect(await read(be.matmulNarrow(sx, swb, true, [3, 20]), [3, 20])).toEqual(
+      await read(be.matmulNarrow(ux, uwb, true, [3, 20]), [3, 20]),
+    );
+    expect(await read(be.gatherNarrow(stable, sids), [3, 24])).toEqual(await read(be.gatherNarrow(utable, uids), [3, 24]));
+    // x and W of one slab as both operands, and the same range twice.
+    expect(await read(be.matmul(sx, sx, opts, [3, 3]), [3, 3])).toEqual(await read(be.matmul(ux, ux, opts, [3, 3]), [3, 3]));
+    for (const t of [...out, ux.data, uw.data, uwb.data, utable.data, uids.data]) be.release(t);
+    for (const t of [sx, sw, swb, stable]) be.release(t.data);
+    await be.sync();
+    expect(be.stats().ownedBytes - owned).toBeGreaterThanOrEqual(16 * 2 ** 20);
+    be.release(sids.data);
+    await be.sync();
+    expect(be.stats().ownedBytes - owned).toBeLessThan(16 * 2 ** 20);
     expect(be.liveBuffers()).toBe(live);
   });
 });

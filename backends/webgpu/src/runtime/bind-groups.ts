@@ -32,8 +32,7 @@ export class BindGroupCache {
       { binding: 0, resource: { buffer: slot.arena.buffer, offset: slot.offset, size: compiled.uniformSize } },
     ];
     let binding = 1;
-    for (const b of outputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
-    for (const b of inputs) entries.push({ binding: binding++, resource: { buffer: b.buffer } });
+    for (const b of [...outputs, ...inputs]) entries.push({ binding: binding++, resource: resource(b) });
     const group = this.device.createBindGroup({ layout: compiled.layout, entries });
     if (this.count >= MAX_BIND_GROUPS_CACHED) {
       // Dropping the cache keeps only the group being returned.
@@ -51,6 +50,11 @@ export class BindGroupCache {
     this.roots = new Map();
     this.count = 0;
   }
+}
+
+/** A whole buffer, or a range of a slab (`buffer-pool.ts`). */
+function resource(b: GpuBuffer): GPUBufferBinding {
+  return b.offset === undefined ? { buffer: b.buffer } : { buffer: b.buffer, offset: b.offset, size: b.size };
 }
 
 function child(node: BindGroupNode, id: number): BindGroupNode {
