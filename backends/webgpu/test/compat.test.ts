@@ -13,6 +13,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from '../src/index.js';
 import type { KernelContext } from '../src/context.js';
 import { chooseTile, threadRows } from '../src/kernels/matmul/tuning.js';
+import { rowsWorkgroup } from '../src/kernels/rows.js';
 import { matmulRef, randn, size } from './helpers/reference.js';
 
 /** Dawn's instance must outlive its devices (collected early, it takes the GL context with it). */
@@ -125,6 +126,22 @@ describe.skipIf(!backends)(`webgpu on a compatibility-mode device with default l
     expect(chooseTile(ctx(128, 16384, '4x8x8'), 100, 100, false, false)).toEqual({ TM: 4, TN: 4, BK: 16, TY: 8 });
     expect(chooseTile(ctx(128, 16384, '8x4x8'), 100, 100, false, false)).toEqual({ TM: 8, TN: 4, BK: 8, TY: 8 });
     expect(chooseTile(ctx(128, 1024), 100, 100, false, false)).toBeNull();
+  });
+
+  it('sizes the row-streaming programs to the invocations and workgroup memory of any device', () => {
+    const limits = (invocations: number, storage: number) =>
+      ({
+        maxComputeInvocationsPerWorkgroup: invocations,
+        maxComputeWorkgroupSizeX: 1024,
+        maxComputeWorkgroupStorageSize: storage,
+      }) as GPUSupportedLimits;
+    const norm16 = { rows: 16, gemv: true, norm: true, subgroups: false };
+    expect(rowsWorkgroup(limits(1024, 32768), norm16)).toBe(256);
+    // B's 16 rows (8 KiB) and a 256-thread reduction (8 KiB) overflow the core default of 16 KiB: 128 threads.
+    expect(rowsWorkgroup(limits(256, 16384), norm16)).toBe(128);
+    expect(rowsWorkgroup(limits(256, 16384), { ...norm16, norm: false })).toBe(256);
+    expect(rowsWorkgroup(limits(128, 16384), { ...norm16, rows: 4, norm: false })).toBe(128);
+    expect(rowsWorkgroup(limits(256, 8192), norm16)).toBe(0);
   });
 
   it.each([
