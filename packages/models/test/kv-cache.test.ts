@@ -6,6 +6,7 @@
 import { type Backend, noGrad, ops, Parameter, Random, type Tensor, tensor, tidy, zeros } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import { type CausalLM, createModel, GenerationError, KVCache } from '../src/index.js';
+import { attendedKeys, KEY_BLOCK } from '../src/shared/forward-layout.js';
 import { gpt2Config, llamaConfig } from './checkpoints.js';
 import { relativeError } from '@dorajs/backend-conformance';
 import { cpu } from './helpers.js';
@@ -44,8 +45,9 @@ const SEQS = [
   [19, 1, 4, 4, 15, 2, 11, 6, 0, 13],
 ];
 
+// 10 positions fill a cache of 600 to less than half: attention then scores a prefix of KEY_BLOCK keys.
 describe.each(MODELS)('%s', (_name, config) => {
-  it('prefill + decode with a KV cache equals the full forward at every step', async () => {
+  it.each([10, 600])('prefill + decode with a KV cache (capacity %i) equals the full forward at every step', async (capacity) => {
     const backend = cpu();
     const model = build(config, backend);
     const start = backend.liveBuffers();
@@ -54,7 +56,7 @@ describe.each(MODELS)('%s', (_name, config) => {
     const shape = [2, 10, model.vocabSize];
     all.dispose();
 
-    const cache = model.createCache(2, 10);
+    const cache = model.createCache(2, capacity);
     const prompt = ids(
       SEQS.map((s) => s.slice(0, 4)),
       backend,
@@ -97,56 +99,70 @@ describe.each(MODELS)('%s', (_name, config) => {
     expect(backend.liveBuffers()).toBe(0);
   });
 
-  it('a left-padded batch gives each prompt its own logits, in prefill and in every decode step', async () => {
-    const backend = cpu();
-    const model = build(config, backend);
-    const prompts = [SEQS[0]!.slice(0, 3), SEQS[1]!.slice(0, 6)];
-    const continuations = [
-      [7, 2, 14, 0],
-      [1, 1, 9, 3],
-    ];
-    // Each prompt alone, with its continuation, in one full forward.
-    const alone = await Promise.all(
-      prompts.map(async (p, b) => {
-        const t = ids([[...p, ...continuations[b]!]], backend);
-        const out = await logitsOf(model, t);
-        t.dispose();
-        return out;
-      }),
-    );
-    const width = 6;
-    const padded = prompts.map((p) => [...Array<number>(width - p.length).fill(0), ...p]);
-    const mask = prompts.flatMap((p) => [...Array<number>(width - p.length).fill(0), ...Array<number>(p.length).fill(1)]);
-    const vocab = model.vocabSize;
-
-    // Without a cache: the padded batch with its mask.
-    const batch = ids(padded, backend);
-    const uncached = await logitsOf(model, batch, { attentionMask: mask });
-    // With a cache: prefill, then the continuations one token at a time.
-    const cache = model.createCache(2, width + 4);
-    const prefill = await logitsOf(model, batch, { cache, attentionMask: mask, logitsToKeep: 1 });
-    batch.dispose();
-    prompts.forEach((p, b) => {
-      const own = rows(alone[b]!, [1, p.length + 4, vocab], 0, 0, p.length);
-      expect(relativeError(rows(uncached, [2, width, vocab], b, width - p.length, width), own)).toBeLessThan(1e-5);
-      const lastAlone = rows(alone[b]!, [1, p.length + 4, vocab], 0, p.length - 1, p.length);
-      expect(relativeError(rows(prefill, [2, 1, vocab], b, 0, 1), lastAlone)).toBeLessThan(1e-5);
-    });
-    for (let t = 0; t < 4; t++) {
-      const step = ids(
-        continuations.map((c) => [c[t]!]),
-        backend,
+  it.each([0, 600])(
+    'a left-padded batch gives each prompt its own logits, in prefill and in every decode step (capacity %i)',
+    async (capacity) => {
+      const backend = cpu();
+      const model = build(config, backend);
+      const prompts = [SEQS[0]!.slice(0, 3), SEQS[1]!.slice(0, 6)];
+      const continuations = [
+        [7, 2, 14, 0],
+        [1, 1, 9, 3],
+      ];
+      // Each prompt alone, with its continuation, in one full forward.
+      const alone = await Promise.all(
+        prompts.map(async (p, b) => {
+          const t = ids([[...p, ...continuations[b]!]], backend);
+          const out = await logitsOf(model, t);
+          t.dispose();
+          return out;
+        }),
       );
-      const got = await logitsOf(model, step, { cache });
-      step.dispose();
+      const width = 6;
+      const padded = prompts.map((p) => [...Array<number>(width - p.length).fill(0), ...p]);
+      const mask = prompts.flatMap((p) => [...Array<number>(width - p.length).fill(0), ...Array<number>(p.length).fill(1)]);
+      const vocab = model.vocabSize;
+
+      // Without a cache: the padded batch with its mask.
+      const batch = ids(padded, backend);
+      const uncached = await logitsOf(model, batch, { attentionMask: mask });
+      // With a cache: prefill, then the continuations one token at a time.
+      const cache = model.createCache(2, capacity || width + 4);
+      const prefill = await logitsOf(model, batch, { cache, attentionMask: mask, logitsToKeep: 1 });
+      batch.dispose();
       prompts.forEach((p, b) => {
-        const want = rows(alone[b]!, [1, p.length + 4, vocab], 0, p.length + t, p.length + t + 1);
-        expect(relativeError(rows(got, [2, 1, vocab], b, 0, 1), want)).toBeLessThan(1e-5);
+        const own = rows(alone[b]!, [1, p.length + 4, vocab], 0, 0, p.length);
+        expect(relativeError(rows(uncached, [2, width, vocab], b, width - p.length, width), own)).toBeLessThan(1e-5);
+        const lastAlone = rows(alone[b]!, [1, p.length + 4, vocab], 0, p.length - 1, p.length);
+        expect(relativeError(rows(prefill, [2, 1, vocab], b, 0, 1), lastAlone)).toBeLessThan(1e-5);
       });
-    }
-    cache.dispose();
-    model.dispose();
-    expect(backend.liveBuffers()).toBe(0);
+      for (let t = 0; t < 4; t++) {
+        const step = ids(
+          continuations.map((c) => [c[t]!]),
+          backend,
+        );
+        const got = await logitsOf(model, step, { cache });
+        step.dispose();
+        prompts.forEach((p, b) => {
+          const want = rows(alone[b]!, [1, p.length + 4, vocab], 0, p.length + t, p.length + t + 1);
+          expect(relativeError(rows(got, [2, 1, vocab], b, 0, 1), want)).toBeLessThan(1e-5);
+        });
+      }
+      cache.dispose();
+      model.dispose();
+      expect(backend.liveBuffers()).toBe(0);
+    },
+  );
+});
+
+describe('the attended prefix of a cache', () => {
+  it('is whole KEY_BLOCKs while they fill at most half the capacity, else the capacity', () => {
+    expect(KEY_BLOCK).toBe(256);
+    expect(attendedKeys(10, 600)).toBe(256);
+    expect(attendedKeys(256, 512)).toBe(256);
+    expect(attendedKeys(257, 1024)).toBe(512);
+    expect(attendedKeys(300, 600)).toBe(600);
+    expect(attendedKeys(10, 96)).toBe(96);
   });
 });
 

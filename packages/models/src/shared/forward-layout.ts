@@ -32,6 +32,19 @@ export interface MaskOptions {
   readonly slidingWindow?: number;
 }
 
+/** Granularity of the attended prefix of a cache (see `ForwardLayout.keys`). */
+export const KEY_BLOCK = 256;
+
+/**
+ * Keys to score with `filled` cache positions (this call's included): a multiple of KEY_BLOCK while that is
+ * at most half the capacity (copying that prefix costs less than scoring the rest), else the capacity.
+ * Positions past `filled` are masked for every query, so leaving them out changes no probability.
+ */
+export function attendedKeys(filled: number, capacity: number): number {
+  const prefix = Math.ceil(filled / KEY_BLOCK) * KEY_BLOCK;
+  return 2 * prefix <= capacity ? prefix : capacity;
+}
+
 export class ForwardLayout {
   /** Rows of `positionIds`: 1 when every row has the same positions (no padding), else batch. */
   readonly positionRows: number;
@@ -39,8 +52,14 @@ export class ForwardLayout {
   readonly positionIds: Int32Array;
   /** Cache position of this call's first token (0 without a cache). */
   readonly start: number;
-  /** Keys each query is scored against: the cache's capacity, or this call's length. */
+  /**
+   * Keys each query is scored against: this call's length without a cache; with one, the cache's capacity
+   * — or, while the filled positions take at most half of it, those positions rounded up to a multiple of
+   * KEY_BLOCK (a long generation's early steps score ~100 keys, not every preallocated one).
+   */
   readonly keys: number;
+  /** Row length of the key mask (the cache's capacity, or this call's length). */
+  private readonly _stride: number;
   private readonly _keyMask: Uint8Array | null;
   private readonly _masks = new Map<number, Tensor>();
   private _positions: Tensor | null = null;
@@ -53,7 +72,8 @@ export class ForwardLayout {
     readonly backend: Backend,
   ) {
     this.start = cache?.length ?? 0;
-    this.keys = cache ? cache.capacity : seq;
+    this._stride = cache ? cache.capacity : seq;
+    this.keys = cache ? attendedKeys(this.start + seq, cache.capacity) : seq;
     if (!cache && attentionMask === undefined) {
       this.positionRows = 1;
       this.positionIds = Int32Array.from({ length: seq }, (_, i) => i);
@@ -65,10 +85,10 @@ export class ForwardLayout {
     const keyMask = cache ? cache.keyMask : new Uint8Array(batch * seq);
     for (let b = 0; b < batch; b++) {
       let real = 0;
-      for (let j = 0; j < this.start; j++) real += keyMask[b * this.keys + j]!;
+      for (let j = 0; j < this.start; j++) real += keyMask[b * this._stride + j]!;
       for (let i = 0; i < seq; i++) {
         const token = attentionMask === undefined ? 1 : attentionMask[b * seq + i]!;
-        keyMask[b * this.keys + this.start + i] = token;
+        keyMask[b * this._stride + this.start + i] = token;
         this.positionIds[b * seq + i] = token ? real++ : 1;
       }
     }
@@ -127,7 +147,7 @@ export class ForwardLayout {
         const q = start + i;
         const row = (b * seq + i) * keys;
         for (let j = 0; j < keys; j++) {
-          const visible = j <= q && (window <= 0 || q - j < window) && (!this._keyMask || this._keyMask[b * keys + j] === 1);
+          const visible = j <= q && (window <= 0 || q - j < window) && (!this._keyMask || this._keyMask[b * this._stride + j] === 1);
           if (!visible) values[row + j] = MASKED;
         }
       }
@@ -139,14 +159,18 @@ export class ForwardLayout {
 
   /**
    * The keys and values layer `layer` attends to: this call's `k`/`v` [batch, kvHeads, seq, headDim], or,
-   * with a cache, the cache's buffers [batch, kvHeads, capacity, headDim] after writing them in.
+   * with a cache, the cache's buffers [batch, kvHeads, capacity, headDim] after writing them in (their first
+   * `keys` positions, copied, when that is fewer).
    */
   keysAndValues(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
     if (!this.cache) return { k, v };
     const { key, value } = this.cache.layer(layer);
     ops.writeSlice(key, k, 2, this.start);
     ops.writeSlice(value, v, 2, this.start);
-    return { k: key, v: value };
+    if (this.keys === this.cache.capacity) return { k: key, v: value };
+    const [batch, kvHeads, , headDim] = key.shape as [number, number, number, number];
+    const size = [batch, kvHeads, this.keys, headDim];
+    return { k: ops.slice(key, [0, 0, 0, 0], size), v: ops.slice(value, [0, 0, 0, 0], size) };
   }
 
   /** Marks this call's positions as filled in the cache; call once every layer has written. */
