@@ -142,6 +142,9 @@ describe.skipIf(!backends)(`webgpu on a compatibility-mode device with default l
     expect(rowsWorkgroup(limits(256, 16384), { ...norm16, norm: false })).toBe(256);
     expect(rowsWorkgroup(limits(128, 16384), { ...norm16, rows: 4, norm: false })).toBe(128);
     expect(rowsWorkgroup(limits(256, 8192), norm16)).toBe(0);
+    // Subgroups may be 128 wide: no fewer threads than that with subgroup reductions.
+    expect(rowsWorkgroup(limits(64, 32768), { ...norm16, norm: false })).toBe(64);
+    expect(rowsWorkgroup(limits(64, 32768), { ...norm16, norm: false, subgroups: true })).toBe(0);
   });
 
   it.each([

@@ -40,13 +40,13 @@ function rowsStorageBytes({ rows, gemv, norm, subgroups }: RowsShape, WG: number
 
 /**
  * The workgroup size of a row-streaming program on a device: ROWS_WORKGROUP, or the largest power of two
- * (≥ 32) within its invocation and workgroup-memory limits (128 threads on a compatibility-mode device with
+ * (≥ 32; ≥ 128 with subgroups, which may be 128 wide) within its invocation and workgroup-memory limits (128 threads on a compatibility-mode device with
  * default limits; 128 for the norm of 16 rows, whose 256-thread form takes 16.1 KiB, on any device with the
  * default 16 KiB); 0 if none fits.
  */
 export function rowsWorkgroup(limits: GPUSupportedLimits, shape: RowsShape): number {
   const most = Math.min(ROWS_WORKGROUP, limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
-  for (let WG = 2 ** Math.floor(Math.log2(most)); WG >= 32; WG /= 2) {
+  for (let WG = 2 ** Math.floor(Math.log2(most)); WG >= (shape.subgroups ? 128 : 32); WG /= 2) {
     if (rowsStorageBytes(shape, WG) <= limits.maxComputeWorkgroupStorageSize) return WG;
   }
   return 0;
