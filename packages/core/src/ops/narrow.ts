@@ -61,8 +61,12 @@ const asIndices = (t: Tensor) => (t.dtype === 'int32' ? t : cast(t, 'int32'));
 function scalesOf(w: QuantizedWeight): Tensor {
   if (!w.nested) return w.scales;
   const n = w.nested;
-  const values = reshape(gather(reshape(n.code, [256, 1]), asIndices(w.scales)), [w.scales.size]);
-  return mulScalarAdd(mulBlocks(values, n.absmax, n.blocksize), n.offset);
+  // Own scopes: only the float32 absmax outlives this (not the int32 codes, the looked-up values and the
+  // product), so the kernel that reads it runs with one [blocks] temporary beside it, not four.
+  return tidy(() => {
+    const values = tidy(() => reshape(gather(reshape(n.code, [256, 1]), asIndices(w.scales)), [w.scales.size]));
+    return mulScalarAdd(mulBlocks(values, n.absmax, n.blocksize), n.offset);
+  });
 }
 
 const mulScalarAdd = (t: Tensor, offset: number) => (offset === 0 ? t : add(t, tensor([offset], [], { backend: t.backend })));
