@@ -14,7 +14,7 @@ export interface UniformSlot {
 
 interface Arena {
   readonly buffer: GPUBuffer;
-  readonly words: Uint32Array;
+  readonly words: Uint32Array<ArrayBuffer>;
   used: number;
   dirtyFrom: number;
   dirtyTo: number;
