@@ -231,6 +231,39 @@ describe('wasm narrow kernels', () => {
     });
   }
 
+  // 4-bit GEMV where blocks straddle rows: pieces cut at block boundaries, odd heads (odd cols), 4-element steps, tails.
+  it('nf4/fp4 GEMV with blocks straddling rows (odd and even cols, blocksize 64 and 128), one and two threads, vs float64', async () => {
+    for (const be of [wasm, wasm2]) {
+      for (const format of ['nf4', 'fp4'] as const) {
+        for (const [rows, cols, blocksize] of [
+          [7, 131, 64],
+          [4, 200, 64],
+          [5, 77, 128],
+          [3, 1, 64],
+        ] as const) {
+          const src = seeded(rows * cols, cols + rows).map((v) => v * 0.3);
+          const w = QuantizedWeight.quantize(src, [rows, cols], be, { format, blocksize, name: 'w' });
+          const values = dequantizeHost(await w.toHost());
+          const xs = seeded(cols, 2 * cols);
+          const x = tensor(xs, [1, cols], { backend: be });
+          const y = ops.narrowMatmul(x, w, true);
+          const got = (await y.data()) as Float32Array;
+          for (let r = 0; r < rows; r++) {
+            let sum = 0;
+            let mag = 0;
+            for (let k = 0; k < cols; k++) {
+              sum += xs[k]! * values[r * cols + k]!;
+              mag += Math.abs(xs[k]! * values[r * cols + k]!);
+            }
+            expect(Math.abs(got[r]! - sum) / (mag || 1), `${format} row ${r} of [${rows}, ${cols}] block ${blocksize}`).toBeLessThan(1e-6);
+          }
+          for (const t of [x, y] as Tensor[]) t.dispose();
+          w.dispose();
+        }
+      }
+    }
+  });
+
   it('bf16/f16 GEMV widens every 16-bit pattern exactly, in every lane position (x of ones, one pattern per row)', async () => {
     // Row p holds pattern p at column p % 45 (45 = one 32-element step, one 8-element step, a tail of 5), zeros
     // elsewhere, so y[p] is pattern p's value: subnormals, ±Inf and NaN included (−0 sums to +0).

@@ -85,9 +85,9 @@ export class NarrowKernels {
     this.k.runTasks('nw_decode_task', Math.ceil(n / perTask), this.args, work);
   }
 
-  /** Whether the fused GEMV reads this W in place (4-bit blocks must not straddle rows). */
-  gemvApplies(w: NarrowOperand): boolean {
-    return w.format === 'bfloat16' || w.format === 'float16' || w.format === 'int8' || w.cols % w.blocksize === 0;
+  /** Whether the fused GEMV reads this W in place (every format and shape: 4-bit blocks may straddle rows). */
+  gemvApplies(_w: NarrowOperand): boolean {
+    return true;
   }
 
   /** y [rows] = W · x for one x [cols] (x·Wᵀ at one token). */

@@ -3,8 +3,8 @@
  * in bitsandbytes' nf4 / fp4 / int8 layouts, widened to float32 in registers.
  *
  * - `nw_gemv_task`: y[r] = Σ_k x[k]·W[r, k] for one chunk of rows (a Linear's forward at one token), reading
- *   W once and never storing it widened. 4-bit blocks must not straddle rows here (cols % blocksize = 0, the
- *   host checks): each block's dot with x is summed in lanes, then scaled once by its absmax. bfloat16 /
+ *   W once and never storing it widened. 4-bit: each block's dot with x is summed in lanes, then scaled once by
+ *   its absmax (where blocks straddle rows, each row is cut at block boundaries first). bfloat16 /
  *   float16 read x split by parity per group of 8 (`nw_xsplit_task`, once per call), so the two elements in
  *   each i32 lane of W are widened in place (bfloat16: `v << 16` and `v & 0xffff0000`, one op each).
  * - `nw_decode_task`: rows of W widened into a float32 buffer (exactly bitsandbytes' dequantized values):
@@ -42,7 +42,7 @@ export const NwArg = {
   perTask: 9,
   /** gemv: x, float32 [cols]. */
   x: 10,
-  /** 4-bit decode: four 16-byte planes of the code table, then the 16 float32 codes. */
+  /** 4-bit: four 16-byte planes of the code table, then the 16 float32 codes (decode; the gemv reads the codes). */
   table: 11,
   /** 4-bit gemv: 256 × 2 float32, the two codes of each byte value (narrow-host.ts pairTable). */
   pairs: 12,
@@ -321,7 +321,7 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
     const arg = (w: number): Expr => I.load(args, w * 4);
     const [fmt, rows, cols, data, scales, shift, y, x, r, r1, k, src, end, bend, sp, xq, pairs, src2, sp2, rowBytes, rowScales] =
       c.localsOf(i32, 21);
-    const [xs, groupEnd] = c.localsOf(i32, 2);
+    const [xs, groupEnd, table] = c.localsOf(i32, 3);
     const [v, h, o, ex, t] = c.localsOf(v128, 5);
     const acc = c.localsOf(v128, 4);
     const bacc = c.localsOf(v128, 4);
@@ -333,7 +333,8 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
       .set(y, arg(NwArg.out))
       .set(x, arg(NwArg.x))
       .set(pairs, arg(NwArg.pairs))
-      .set(xs, arg(NwArg.xsplit));
+      .set(xs, arg(NwArg.xsplit))
+      .set(table, arg(NwArg.table));
     c.set(r, I.mul(task, arg(NwArg.perTask)));
     c.set(r1, I.add(r, arg(NwArg.perTask)));
     c.set(r1, I.select(rows, r1, I.ltS(rows, r1)));
@@ -342,6 +343,56 @@ export function emitNarrow(mb: ModuleBuilder, relaxed: boolean): NarrowFunctions
       for (const a of vs) c.set(a, V.zero);
     };
     const sum4 = (vs: readonly Local[]): Expr => V.add(V.add(vs[0]!, vs[1]!), V.add(vs[2]!, vs[3]!));
+    // 4-bit, blocks straddling rows (cols % blocksize ≠ 0): each row is cut at block boundaries of the flat element
+    // index; per piece an odd head element, 4 elements per pair-table step, a tail, then one multiply by the absmax.
+    c.if(I.and(I.eq(fmt, NW_Q4), I.ne(I.and(cols, I.sub(I.shl(1, shift), 1)), 0)), () => {
+      const [e, eEnd, pEnd, nib] = c.localsOf(i32, 4);
+      const [total, part] = c.localsOf(f32, 2);
+      const code =
+        (el: Expr): Expr =>
+        (cc: Code) => {
+          cc.set(nib, I.load8U(I.add(data, I.shrU(el, 1))));
+          cc.set(nib, I.select(I.and(nib, 15), I.shrU(nib, 4), I.and(el, 1)));
+          cc.push(F32.load(I.add(table, I.add(64, I.shl(nib, 2)))));
+        };
+      const scalarStep = () => {
+        c.set(part, F32.add(part, F32.mul(code(e), F32.load(xq))));
+        c.set(e, I.add(e, 1)).set(xq, I.add(xq, 4));
+      };
+      c.for(r, r, r1, 1, () => {
+        c.set(e, I.mul(r, cols)).set(eEnd, I.add(e, cols)).set(xq, x);
+        c.set(total, F32.const(0));
+        c.block(() => {
+          c.loop(() => {
+            c.brIf(1, I.geU(e, eEnd));
+            c.set(pEnd, I.shl(I.add(I.shrU(e, shift), 1), shift));
+            c.set(pEnd, I.select(eEnd, pEnd, I.ltU(eEnd, pEnd)));
+            c.set(sp, I.add(scales, I.shl(I.shrU(e, shift), 2)));
+            c.set(part, F32.const(0)).set(acc[0]!, V.zero);
+            c.if(I.and(e, 1), scalarStep);
+            c.block(() => {
+              c.loop(() => {
+                c.brIf(1, I.gtU(I.add(e, 4), pEnd));
+                c.set(acc[0]!, madd(pairCodes(pairs, I.add(data, I.shrU(e, 1)), 0), V.load(xq), acc[0]!));
+                c.set(e, I.add(e, 4)).set(xq, I.add(xq, 16));
+                c.br(0);
+              });
+            });
+            c.block(() => {
+              c.loop(() => {
+                c.brIf(1, I.geU(e, pEnd));
+                scalarStep();
+                c.br(0);
+              });
+            });
+            c.set(total, F32.add(total, F32.mul(F32.add(hsum(acc[0]!), part), F32.load(sp))));
+            c.br(0);
+          });
+        });
+        c.storeF32(I.add(y, I.shl(r, 2)), total);
+      });
+      c.ret();
+    });
     c.if(
       I.eq(fmt, NW_Q4),
       () => {
