@@ -93,8 +93,9 @@ async function processes(browser: Browser): Promise<Proc[]> {
   await session.detach();
   const out: Proc[] = [];
   for (const p of processInfo.filter((p) => p.type === 'renderer' || p.type === 'GPU')) {
-    const args = (await readFile(`/proc/${p.id}/cmdline`, 'utf8').catch(() => '')).split('\0');
-    out.push({ id: p.id, type: p.type, ui: p.type === 'renderer' && args.includes('--top-chrome-webui') });
+    // Chromium rewrites its renderers' process titles: the arguments may be one space-separated string.
+    const cmdline = await readFile(`/proc/${p.id}/cmdline`, 'utf8').catch(() => '');
+    out.push({ id: p.id, type: p.type, ui: p.type === 'renderer' && /(^|[\s\0])--top-chrome-webui([\s\0]|$)/.test(cmdline) });
   }
   return out;
 }
