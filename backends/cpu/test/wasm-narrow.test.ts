@@ -203,9 +203,9 @@ describe('wasm narrow kernels', () => {
 
   // The 16-bit GEMV reads 32 elements per step, then 8, then one at a time (x split by parity per 8).
   for (const dtype of ['bfloat16', 'float16'] as const) {
-    it(`${dtype} GEMV through every step size (cols 8 … 75), one and two threads, vs float64`, async () => {
+    it(`${dtype} GEMV through every step size (cols 8 … 8200: one row at a time, four from 8192), one and two threads, vs float64`, async () => {
       for (const be of [wasm, wasm2]) {
-        for (const cols of [8, 24, 32, 40, 56, 64, 75, 101]) {
+        for (const cols of [8, 24, 32, 40, 56, 64, 75, 101, 8192, 8195, 8200]) {
           const rows = 7;
           const src = seeded(rows * cols, cols).map((v) => v * 0.5);
           // float16: finite values only (Inf/NaN products are not comparable).
