@@ -6,7 +6,7 @@
  * Loaded weights (`acquireUpload`) are not pooled: they live long, so they get what they need and no more.
  * Dawn places a buffer of at most 4 MiB in a shared heap at a power-of-two size (its buddy allocator: a 3 MiB
  * weight takes 4 MiB, a 1.1 MiB one 2 MiB), and that whole heap is memory from the start (on SwiftShader, RAM
- * of the GPU process). So a weight of at most 4 MiB is a range of a slab, a 16 MiB buffer of ours filled
+ * of the GPU process). So a weight of at most 4 MiB is a range of a slab, an 8 MiB buffer of ours filled
  * first-fit at 256-byte offsets (bound with offset and size), and a larger one gets a buffer of its own size
  * (Dawn allocates those as they are). Ranges are read-only inputs of kernels (never outputs, which could not
  * share a buffer with an input of the same dispatch); a slab is destroyed once its last range is released, a
@@ -38,8 +38,11 @@ export interface Slab {
 
 /** Largest weight placed in a slab: Dawn gives larger buffers an allocation of their own size. */
 export const SLAB_RANGE_MAX = 4 * 2 ** 20;
-/** Bytes of one slab: above SLAB_RANGE_MAX, so Dawn allocates it as it is. */
-export const SLAB_BYTES = 16 * 2 ** 20;
+/**
+ * Bytes of one slab: above SLAB_RANGE_MAX, so Dawn allocates it as it is, and small, as the last slab's free
+ * tail is memory too (16 MiB slabs left 16 MiB unused after the web-load model, 8 MiB ones 8 MiB).
+ */
+export const SLAB_BYTES = 8 * 2 ** 20;
 /** Offsets and sizes of ranges: minStorageBufferOffsetAlignment is at most 256 on every device. */
 const RANGE_ALIGN = 256;
 

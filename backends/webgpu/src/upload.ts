@@ -32,6 +32,13 @@ export interface UploadWindow {
 /** Default bytes in flight: small beside any model worth streaming, large beside one IPC round trip. */
 export const DEFAULT_UPLOAD_WINDOW_BYTES = 16 * 2 ** 20;
 
+/**
+ * Most bytes one `writeBuffer` carries. Chromium copies each write into shared memory for the GPU process
+ * (mapped in both processes), which grows with the largest write: whole-tensor writes (49 MB) kept ~51 MiB of
+ * it in each process, 8 MiB writes ~12 MiB, 1 MiB writes ~9 MiB (smaller ones no less: Chromium's own floor).
+ */
+const WRITE_BYTES = 1 << 20;
+
 interface Span {
   readonly t: GpuTensor;
   /** First byte of the tensor this buffer holds. */
@@ -78,7 +85,8 @@ export function uploadSink(ctx: KernelContext, t: GpuTensor, window: UploadWindo
       const len = Math.min(n, s.end - dst);
       // Whole words: every span begins on a word, so only the tensor's last piece ends short (padded by `finish`).
       const words = Math.ceil(len / 4) * 4;
-      ctx.rt.writeAt(s.t.buf, dst - s.begin, data, offset, words);
+      for (let o = 0; o < words; o += WRITE_BYTES)
+        ctx.rt.writeAt(s.t.buf, dst - s.begin + o, data, offset + o, Math.min(WRITE_BYTES, words - o));
       dst += len;
       offset += len;
       n -= len;

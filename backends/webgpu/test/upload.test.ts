@@ -4,13 +4,14 @@
  * makes writes wait for the queue often. Every tensor must read back bit for bit, whatever the pieces
  * (single elements, odd byte counts that leave 1–3 bytes carried to the next piece, views at odd offsets of
  * reused buffers, pieces that straddle part boundaries); an aborted upload and every refused write leave no
- * buffer alive. Uploaded tensors of at most 4 MiB are ranges of shared 16 MiB slabs (`buffer-pool.ts`): kernels
+ * buffer alive. Uploaded tensors of at most 4 MiB are ranges of shared 8 MiB slabs (`buffer-pool.ts`): kernels
  * reading them (several ranges of one slab in one dispatch) must give exactly what they give on uploaded
  * tensors, and a slab must go once its last range is released.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { BYTES_PER_ELEMENT, DTypeError, type DType, f32ToBf16, ShapeError, type TensorInfo, tensorWriter } from '@dorajs/core';
 import type { GpuTensor } from '../src/index.js';
+import { SLAB_BYTES } from '../src/buffer-pool.js';
 import { setupGpu } from './helpers/gpu.js';
 
 const { backend, skipReason } = await setupGpu({ maxBufferBytes: 4096, uploadWindowBytes: 1000 });
@@ -196,10 +197,10 @@ describe.skipIf(!backend)(`webgpu beginUpload${skipReason ? ` (${skipReason})` :
     for (const t of [...out, ux.data, uw.data, uwb.data, utable.data, uids.data]) be.release(t);
     for (const t of [sx, sw, swb, stable]) be.release(t.data);
     await be.sync();
-    expect(be.stats().ownedBytes - owned).toBeGreaterThanOrEqual(16 * 2 ** 20);
+    expect(be.stats().ownedBytes - owned).toBeGreaterThanOrEqual(SLAB_BYTES);
     be.release(sids.data);
     await be.sync();
-    expect(be.stats().ownedBytes - owned).toBeLessThan(16 * 2 ** 20);
+    expect(be.stats().ownedBytes - owned).toBeLessThan(SLAB_BYTES);
     expect(be.liveBuffers()).toBe(live);
   });
 });
