@@ -46,12 +46,14 @@ import { argMaxInto, reduceInto, softmaxInto } from './kernels/reduce.js';
 import { checkMemoryLimit, parseMemoryLimit } from './memory-limit.js';
 import { CpuStorage, HeapHome, LiveCounter } from './storage.js';
 import { wasmFeatures } from './wasm/features.js';
-import { hostCores, threadHost } from './wasm/host.js';
-import { isWasmBinary, isWasmUnary, type WasmBinaryOp, type WasmUnaryOp } from './wasm/elementwise-wasm.js';
-import { WasmKernels } from './wasm/kernels.js';
+import { hostCores } from './wasm/host.js';
+import { isWasmBinary, isWasmUnary, type WasmBinaryOp, type WasmUnaryOp } from './wasm/elementwise-ops.js';
+// Types only: the wasm kernels arrive through the WasmEngineFactory handed to the constructor (see engine.ts).
+import type { WasmEngineFactory } from './wasm/engine.js';
+import type { WasmKernels } from './wasm/kernels.js';
 import { wasmConvEnv } from './wasm/conv-env.js';
-import { NarrowKernels, type NarrowOperand } from './wasm/narrow-host.js';
-import { WorkerPool } from './wasm/pool.js';
+import type { NarrowKernels, NarrowOperand } from './wasm/narrow-host.js';
+import type { WorkerPool } from './wasm/pool.js';
 import { WasmRuntime } from './wasm/runtime.js';
 import {
   arrayTypeOf,
@@ -112,6 +114,9 @@ export interface CpuBackendOptions {
 /** Below this many multiply-adds a matmul, GEMV or norm is not worth waking other threads for. */
 const DEFAULT_SPLIT = 1 << 18;
 
+/** The last engine a backend was given: lets `new CpuBackend()` (no engine) reuse it. */
+let lastEngine: WasmEngineFactory | undefined;
+
 const ALL_DTYPES = ['float32', 'int32', 'bfloat16', 'float16', 'int8', 'uint8'] as const satisfies readonly DType[];
 
 export class CpuBackend implements Backend<CpuStorage> {
@@ -139,7 +144,12 @@ export class CpuBackend implements Backend<CpuStorage> {
   private readonly pool: WorkerPool | null = null;
   private disposed = false;
 
-  constructor(options: CpuBackendOptions = {}) {
+  /**
+   * Prefer `createCpuBackend(options)` (synchronous) or `await loadCpuBackend(options)` (pages: the wasm kernel
+   * emitter arrives as a lazy chunk), which hand in `engine`. Without one, the wasm kernels need an engine that
+   * an earlier backend of this thread was given; with none yet, only `kernels: 'js'` can be built here.
+   */
+  constructor(options: CpuBackendOptions = {}, engine?: WasmEngineFactory) {
     const asked = options.threads ?? 1;
     const threads = asked === 'auto' ? hostCores() : asked;
     if (!Number.isInteger(threads) || threads < 1)
@@ -159,19 +169,23 @@ export class CpuBackend implements Backend<CpuStorage> {
         `cpu backend: kernels: 'wasm' needs WebAssembly SIMD128 and a shared or resizable WebAssembly.Memory; this engine has ${noWasm}`,
       );
     }
+    if (engine) lastEngine = engine;
+    const build = engine ?? lastEngine;
+    if (runtime && !build) {
+      throw new ConfigError(
+        "cpu backend: the wasm kernels are not loaded; create the backend with createCpuBackend() or await loadCpuBackend() (or pass kernels: 'js')",
+      );
+    }
     this.kernels = runtime ? 'wasm' : 'js';
     this.fma = runtime !== null && (options.fma ?? true) && wasmFeatures().relaxedSimd;
     let used = 1;
     if (runtime) {
       this.home = new HeapHome(runtime);
-      const variant = runtime.variant(this.fma);
-      this.wasm = new WasmKernels(runtime, variant, split);
-      this.narrow = new NarrowKernels(this.wasm);
-      // Worker threads need the shared memory (a page that is not cross-origin isolated has none).
-      const host = threads > 1 && runtime.shared ? threadHost() : null;
-      if (host) {
-        this.pool = new WorkerPool(host, runtime, variant, threads, host.canBlock);
-        this.wasm.runner = this.pool;
+      const { wasm, narrow, pool } = build!(runtime, this.fma, split, threads);
+      this.wasm = wasm;
+      this.narrow = narrow;
+      if (pool) {
+        this.pool = pool;
         used = threads;
       }
     }
@@ -775,8 +789,4 @@ export class CpuBackend implements Backend<CpuStorage> {
   private readInt(op: string, t: CpuInfo): Int32Array {
     return asInt(op, t, this.read(op, t));
   }
-}
-
-export function createCpuBackend(options: CpuBackendOptions = {}): CpuBackend {
-  return new CpuBackend(options);
 }

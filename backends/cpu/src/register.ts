@@ -1,5 +1,6 @@
 /** Side-effect entry: `import '@dorajs/backend-cpu/register'` makes 'cpu' (and 'auto' without a GPU) resolvable. */
 import { registerBackend } from '@dorajs/core';
-import { createCpuBackend } from './cpu-backend.js';
+import { loadCpuBackend } from './load.js';
 
-registerBackend('cpu', () => createCpuBackend(), { priority: 0 });
+// The backend is created when resolved (asynchronously), so the kernel emitter is a lazy chunk here too.
+registerBackend('cpu', () => loadCpuBackend(), { priority: 0 });

@@ -5,7 +5,7 @@
 import { broadcastShapes } from '@dorajs/core';
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend } from '../src/index.js';
-import { kernelModuleBytes } from '../src/wasm/runtime.js';
+import { kernelModuleBytes } from '../src/wasm/kernel-module.js';
 import { wasmApi } from '../src/wasm/wasm-api.js';
 import { seeded } from './helpers.js';
 

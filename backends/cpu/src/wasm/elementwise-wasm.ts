@@ -10,38 +10,18 @@
  */
 import { type Code, type Expr, f32 as f32Type, F32, f64, F64, I, i32, type Local, type ModuleBuilder, V, v128 } from './encoder.js';
 import { ERF_T, vErf, vErfcTail, vExp, vLog, vPoly, vTanh } from './cephes.js';
+import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, type WasmBinaryOp, type WasmReduceOp, type WasmUnaryOp } from './elementwise-ops.js';
 
-export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'greater', 'equal'] as const;
-export type WasmBinaryOp = (typeof BINARY_OPS)[number];
-export const UNARY_OPS = [
-  'neg',
-  'abs',
-  'sqrt',
-  'rsqrt',
-  'reciprocal',
-  'square',
-  'relu',
-  'step',
-  'sign',
-  'isFinite',
-  'exp',
-  'sigmoid',
-  'silu',
-  'tanh',
-  'geluTanh',
-  'log',
-  'erf',
-  'gelu',
-] as const;
-export type WasmUnaryOp = (typeof UNARY_OPS)[number];
-export function isWasmBinary(op: string): op is WasmBinaryOp {
-  return (BINARY_OPS as readonly string[]).includes(op);
-}
-export function isWasmUnary(op: string): op is WasmUnaryOp {
-  return (UNARY_OPS as readonly string[]).includes(op);
-}
-export const REDUCE_OPS = ['sum', 'max', 'min'] as const;
-export type WasmReduceOp = (typeof REDUCE_OPS)[number];
+export {
+  BINARY_OPS,
+  isWasmBinary,
+  isWasmUnary,
+  REDUCE_OPS,
+  UNARY_OPS,
+  type WasmBinaryOp,
+  type WasmReduceOp,
+  type WasmUnaryOp,
+} from './elementwise-ops.js';
 
 /**
  * Binary/where argument block. Row r of the output (n elements, at out + r·n) combines a from

@@ -17,7 +17,8 @@
 import { BackendError } from '@dorajs/core';
 import type { HostWorker, ThreadHost } from './host.js';
 import type { TaskRunner } from './kernels.js';
-import { type KernelVariant, TASK_EXPORTS, type TaskFn, type TaskName, type WasmRuntime } from './runtime.js';
+import { TASK_EXPORTS } from './kernel-module.js';
+import type { KernelVariant, TaskFn, TaskName, WasmRuntime } from './runtime.js';
 import { WORKER_SOURCE } from './worker-source.js';
 
 /** Control word indices (Int32Array over the control buffer). */

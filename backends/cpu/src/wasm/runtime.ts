@@ -11,18 +11,12 @@
  * resizes in place, so views stay valid just the same, and the kernels run on the calling thread only.
  * Where the engine has neither (or no SIMD), there is no runtime and the backend uses its typed-array kernels.
  */
-import { ModuleBuilder } from './encoder.js';
 import { wasmFeatures } from './features.js';
-import { elementwiseTaskNames, emitElementwise } from './elementwise-wasm.js';
-import { emitGemm } from './gemm-wasm.js';
-import { emitIm2col } from './im2col-wasm.js';
 import { HeapAllocator } from './heap.js';
-import { emitNarrow } from './narrow-wasm.js';
-import { emitWeightNorm } from './weight-norm-wasm.js';
 import { wasmApi, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** wasm32 addresses 4 GiB; V8 reserves the address space of a shared memory's maximum up front. */
-const MAX_PAGES = 65536;
+export const MAX_PAGES = 65536;
 const PAGE = 65536;
 /** Low addresses are never handed out, so 0 can mean "no pointer". */
 const RESERVED = 1024;
@@ -30,21 +24,6 @@ const RESERVED = 1024;
 /** A kernel entry point: task index, byte address of its argument block, thread id (0 = calling thread). */
 export type TaskFn = (task: number, args: number, tid: number) => void;
 
-/** Exports of the kernel module that the host calls (or hands to worker threads by name). */
-export const TASK_EXPORTS: readonly string[] = [
-  'gemm_task',
-  'gemm_pack_task',
-  'gemm_block_task',
-  'gemv_task',
-  'im2col_task',
-  'col2im_task',
-  'wn_rows_task',
-  'wn_cols_task',
-  'nw_decode_task',
-  'nw_gemv_task',
-  'nw_xsplit_task',
-  ...elementwiseTaskNames(),
-];
 export type TaskName = string;
 
 export interface KernelVariant {
@@ -56,15 +35,16 @@ export interface KernelVariant {
   readonly exports: Readonly<Record<string, unknown>>;
 }
 
-/** The kernel module's bytes (exported for tests that validate every variant). */
-export function kernelModuleBytes(fma: boolean, shared: boolean): Uint8Array {
-  const mb = new ModuleBuilder({ initialPages: 1, maximumPages: MAX_PAGES, shared });
-  emitGemm(mb, fma);
-  emitWeightNorm(mb, fma);
-  emitNarrow(mb, fma);
-  emitIm2col(mb);
-  emitElementwise(mb);
-  return mb.bytes();
+/**
+ * Where a runtime gets its kernel module: the emitter (kernel-module.ts), handed in by whoever creates the
+ * backend — `createCpuBackend` imports it, `loadCpuBackend` fetches it as a lazy chunk — so that this file,
+ * and the backend class, never load it themselves.
+ */
+export interface KernelModuleSource {
+  /** The module's bytes for FMA or not, on a shared memory or not. */
+  bytes(fma: boolean, shared: boolean): Uint8Array;
+  /** Exports the host calls (or hands to worker threads by name). */
+  readonly tasks: readonly TaskName[];
 }
 
 export class WasmRuntime {
@@ -94,12 +74,12 @@ export class WasmRuntime {
   }
 
   /** The kernels compiled with FMA (only where the engine has relaxed SIMD) or without. */
-  variant(fma: boolean): KernelVariant {
+  variant(fma: boolean, source: KernelModuleSource): KernelVariant {
     let v = this.variants.get(fma);
     if (!v) {
-      const module = new wasmApi!.Module(kernelModuleBytes(fma, this.shared));
+      const module = new wasmApi!.Module(source.bytes(fma, this.shared));
       const { exports } = new wasmApi!.Instance(module, { env: { memory: this.memory } }) as WasmInstance;
-      const tasks = new Map(TASK_EXPORTS.map((name) => [name, exports[name] as TaskFn]));
+      const tasks = new Map(source.tasks.map((name) => [name, exports[name] as TaskFn]));
       const task = (name: TaskName): TaskFn => {
         const fn = tasks.get(name);
         if (typeof fn !== 'function') throw new Error(`wasm kernel module has no task '${name}'`);
