@@ -39,9 +39,17 @@ export const NODE_GLOBALS = [
 /** This package's folder: its node_modules holds every dorajs package, so bundles resolve from here. */
 export const RESOLVE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** An entry module re-exporting `packages` (what an app importing them pulls in; any specifier resolvable from RESOLVE_DIR). */
-export function entryFor(packages: readonly string[]): string {
-  return packages.map((p, i) => `export * as m${i} from '${p}';`).join('\n');
+/**
+ * What an entry imports: a whole module (any specifier resolvable from RESOLVE_DIR), or some of its exports —
+ * what an app that uses only those pulls in, e.g. `{ from: '@dorajs/backend-cpu', names: ['loadCpuBackend'] }`.
+ */
+export type EntryPart = string | { readonly from: string; readonly names: readonly string[] };
+
+/** An entry module re-exporting `packages` (each whole module as `m<i>`; named exports under their names). */
+export function entryFor(packages: readonly EntryPart[]): string {
+  return packages
+    .map((p, i) => (typeof p === 'string' ? `export * as m${i} from '${p}';` : `export { ${p.names.join(', ')} } from '${p.from}';`))
+    .join('\n');
 }
 
 export interface Bundle {
@@ -58,7 +66,7 @@ function sized(code: string): Bundle {
 }
 
 /** `esbuild entry.js --bundle --platform=browser --format=esm --minify`, in memory. */
-function esbuildOptions(packages: readonly string[]) {
+function esbuildOptions(packages: readonly EntryPart[]) {
   return {
     stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
     bundle: true,
@@ -71,13 +79,13 @@ function esbuildOptions(packages: readonly string[]) {
 }
 
 /** One ES module (dynamic imports inlined). */
-export async function esbuildBundle(packages: readonly string[]): Promise<Bundle> {
+export async function esbuildBundle(packages: readonly EntryPart[]): Promise<Bundle> {
   const out = await esbuild(esbuildOptions(packages));
   return sized(out.outputFiles[0]!.text);
 }
 
 /** `vite build` of an app entry (Vite's browser conditions), minified, one ES module with dynamic imports inlined. */
-export async function viteBundle(packages: readonly string[]): Promise<Bundle> {
+export async function viteBundle(packages: readonly EntryPart[]): Promise<Bundle> {
   return sized((await viteChunks(packages, { codeSplitting: false })).map((c) => c.code).join('\n'));
 }
 
@@ -101,7 +109,8 @@ export interface SplitSizes {
   readonly lazy: { readonly bytes: number; readonly gzipBytes: number; readonly chunks: number };
 }
 
-export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
+/** The files a page loads with the entry: the entry chunks and everything they import statically. */
+export function initialFiles(chunks: readonly Chunk[]): Set<string> {
   const byFile = new Map(chunks.map((c) => [c.file, c]));
   const initial = new Set<string>();
   const visit = (file: string) => {
@@ -110,6 +119,11 @@ export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
     for (const i of byFile.get(file)?.imports ?? []) visit(i);
   };
   for (const c of chunks) if (c.entry) visit(c.file);
+  return initial;
+}
+
+export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
+  const initial = initialFiles(chunks);
   const total = (cs: Chunk[]) =>
     cs.reduce((t, c) => ({ bytes: t.bytes + sized(c.code).bytes, gzipBytes: t.gzipBytes + sized(c.code).gzipBytes }), {
       bytes: 0,
@@ -120,7 +134,7 @@ export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
 }
 
 /** `esbuild entry.js --bundle --platform=browser --format=esm --minify --splitting`: an app build with lazy chunks. */
-export async function esbuildChunks(packages: readonly string[]): Promise<Chunk[]> {
+export async function esbuildChunks(packages: readonly EntryPart[]): Promise<Chunk[]> {
   const out = await esbuild({
     ...esbuildOptions(packages),
     splitting: true,
@@ -152,7 +166,7 @@ export async function esbuildChunks(packages: readonly string[]): Promise<Chunk[
  * Measured in library mode, the same code came out 7–8 KB gzip larger (whitespace and per-module path
  * comments) than the app build of it.
  */
-export async function viteChunks(packages: readonly string[], options: { codeSplitting?: boolean } = {}): Promise<Chunk[]> {
+export async function viteChunks(packages: readonly EntryPart[], options: { codeSplitting?: boolean } = {}): Promise<Chunk[]> {
   const { build } = await import('vite');
   const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.vite-bundle-'));
   try {
