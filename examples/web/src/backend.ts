@@ -4,7 +4,7 @@
  * `?backend=cpu|webgpu` forces one.
  */
 import { type Backend, setDefaultBackend } from '@dorajs/core';
-import { createCpuBackend } from '@dorajs/backend-cpu';
+import { loadCpuBackend } from '@dorajs/backend-cpu';
 
 export interface PickedBackend {
   readonly backend: Backend;
@@ -45,7 +45,8 @@ async function findBackend(choice: BackendChoice): Promise<PickedBackend> {
     }
     if (choice === 'webgpu') throw new Error(`WebGPU was asked for but ${why}`);
   }
-  const backend = createCpuBackend({ threads: 'auto' });
+  // The wasm kernel emitter is a lazy chunk of the page, fetched here.
+  const backend = await loadCpuBackend({ threads: 'auto' });
   await backend.ready();
   const threads = backend.threads;
   // e.g. "wasm SIMD + FMA, 2 threads", or "…, 1 thread: page is not cross-origin isolated" on a static host.
