@@ -2,6 +2,20 @@
  * Seeded random numbers (xoshiro128**), so initialisation and dropout are reproducible across backends
  * and runs. Values are produced on the host and uploaded.
  */
+type RandomWatcher = (r: Random) => void;
+let watcher: RandomWatcher | null = null;
+
+/**
+ * @internal Calls `w` before every draw of any generator (gradient checkpointing records the state a
+ * generator had before its first draw inside a checkpointed function, to replay dropout masks). Returns
+ * the previous watcher.
+ */
+export function watchRandom(w: RandomWatcher | null): RandomWatcher | null {
+  const prev = watcher;
+  watcher = w;
+  return prev;
+}
+
 export class Random {
   private s = new Uint32Array(4);
   private spare: number | null = null;
@@ -25,6 +39,7 @@ export class Random {
 
   /** Uniform uint32. */
   nextU32(): number {
+    if (watcher) watcher(this);
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1]!, 5) >>> 0, 7), 9) >>> 0;
     const t = (s[1]! << 9) >>> 0;
@@ -48,6 +63,7 @@ export class Random {
 
   /** Standard normal (Box–Muller). */
   normal(): number {
+    if (watcher) watcher(this);
     if (this.spare !== null) {
       const v = this.spare;
       this.spare = null;

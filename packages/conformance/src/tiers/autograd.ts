@@ -4,6 +4,7 @@
  */
 import { backward, Linear, ops, Random, type Tensor, tensor, tidy } from '@dorajs/core';
 import type { ConformanceCase, ConformanceTier } from '../types.js';
+import { checkpointCases } from './checkpoint.js';
 import { gradCheck } from './grad-check.js';
 
 type Case = { id: string; shapes: number[][]; fn: (t: Tensor[]) => Tensor; positive?: boolean };
@@ -242,5 +243,6 @@ export const autogradTier: ConformanceTier = {
         if (end !== start) throw new Error(`autograd/no-leak: ${end - start} buffers leaked over 5 steps`);
       },
     },
+    ...checkpointCases,
   ],
 };

@@ -17,6 +17,7 @@ import { doraCompose, recordCompose, weightNorm } from '../ops/fused.js';
 import { backendOf, wrap } from '../ops/util.js';
 import type { WeightNormOptions } from '../backend/backend.js';
 import { noGrad, tidy } from '../tensor/scope.js';
+import { reusedInRecompute, saveForRecompute } from '../tensor/checkpoint.js';
 import { assertLive, isNarrow, narrowMatmul, recordNarrowMatmul, type Weight, weightInfo } from '../ops/narrow.js';
 import { QuantizedWeight } from '../quant/quantized-weight.js';
 import { shapeStr } from '../tensor/shape.js';
@@ -34,12 +35,18 @@ export function loraScaling(alpha: number, r: number, useRslora = false): number
  * narrow W (bf16, f16, a QuantizedWeight on a Linear) is normed as dequantized, through the fused kernel.
  */
 export function doraWeightNorm(geo: LayerGeometry, w: Weight, a: Tensor, b: Tensor, scale: number): Tensor {
-  return tidy(() => {
+  // Detached, so a checkpointed layer's recompute takes the forward's norm instead of a second pass over W.
+  const deps = ['doraWeightNorm', geo.kind, !!geo.fanInFanOut, w, a, b, scale];
+  const reused = reusedInRecompute(deps);
+  if (reused) return reused;
+  const norm = tidy(() => {
     return noGrad(() => {
       const v = matrixView(geo, w, a, b);
       return weightNorm(v.w, v.a, v.b, scale, { transposeW: v.transposeW });
     });
   });
+  saveForRecompute(deps, norm);
+  return norm;
 }
 
 /**
@@ -238,7 +245,11 @@ export function doraLinear(
     const wt = w as Tensor; // only read as a dense tensor where f32 holds
     let base: Tensor | null = null;
     let g: Tensor;
+    // Inside a checkpointed layer's recompute, the forward's (detached) norm is reused, not recomputed.
+    const normDeps = ['doraLinear', tw, w, a, b, scale];
+    const reused = 'g' in magnitude ? null : reusedInRecompute(normDeps);
     if ('g' in magnitude) g = magnitude.g;
+    else if (reused) g = magnitudeScale(magnitude.m, reused);
     else {
       // matmulWeightNorm takes any weight (a narrow one widened in registers: one read of packed W for both).
       const shared =
@@ -249,6 +260,7 @@ export function doraLinear(
         base = narrow ? recordNarrowMatmul(raw, x2, w, !tw) : recordMatmul(raw, x2, wt, mm);
         norm = wrap(be, shared.norm, [out], 'float32');
       } else norm = weightNorm(w, a, b, scale, { transposeW: tw });
+      saveForRecompute(normDeps, norm);
       g = magnitudeScale(magnitude.m, norm);
     }
     let y: Tensor;

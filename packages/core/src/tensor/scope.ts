@@ -79,3 +79,14 @@ export function noGrad<T>(fn: () => T): T {
     gradEnabled = prev;
   }
 }
+
+/** @internal Runs fn with autograd recording on (checkpoint's recompute runs inside backward's noGrad). */
+export function withGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
