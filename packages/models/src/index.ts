@@ -4,7 +4,7 @@ export { ACTIVATION_NAMES, activationByName, type Activation } from './shared/ac
 export { causalSelfAttention, splitHeads, type AttentionInputs } from './shared/attention.js';
 export { ForwardLayout, MASKED, type CausalLMForwardOptions, type MaskOptions } from './shared/forward-layout.js';
 export { KVCache, type KVCacheOptions, type KVCacheSpec } from './shared/kv-cache.js';
-export { CausalLM, type CausalLMConfig, type ModelOptions } from './shared/causal-lm.js';
+export { CausalLM, type CausalLMConfig, type GradientCheckpointing, type ModelOptions } from './shared/causal-lm.js';
 export { applyRope, ropeInverseFrequencies, ropeTables, type RopeTables } from './shared/rope.js';
 export { checkIdsTensor, tokenIds, validateTokenIds, type TokenIdsInput, type TokenIdsOptions } from './shared/token-ids.js';
 export { parseLlamaConfig, type LlamaConfig } from './llama/llama-config.js';

@@ -4,6 +4,8 @@
  * says otherwise. Module tree and parameter names match PyTorch so PEFT adapters apply unchanged.
  */
 import {
+  checkpoint,
+  isGradEnabled,
   Conv1D,
   defaultRandom,
   Dropout,
@@ -119,6 +121,8 @@ export class GPT2Block extends Module {
 /** The backbone: ids → final normalised hidden states [batch, seq, n_embd]. */
 export class GPT2Model extends Module {
   static override readonly typeName: string = 'GPT2Model';
+  /** Run each block under `checkpoint` while training (see `CausalLM.gradientCheckpointingEnable`). */
+  gradientCheckpointing = false;
   wte: Layer;
   wpe: Layer;
   drop: Dropout;
@@ -147,9 +151,11 @@ export class GPT2Model extends Module {
       }
       let x = this.drop.forward(ops.add(this.wte.forward(ids), this.wpe.forward(own.positions())));
       // One scope per block: only what backward saved outlives it (PyTorch frees the rest as it goes).
+      // Gradient checkpointing: each block keeps its input for a recompute in backward.
+      const ckpt = this.gradientCheckpointing && isGradEnabled() && !own.cache;
       for (const block of this.h) {
         const input = x;
-        x = tidy(() => block.forward(input, own));
+        x = ckpt ? checkpoint((xi) => block.forward(xi, own), [input]) : tidy(() => block.forward(input, own));
       }
       return this.ln_f.forward(x);
     } finally {

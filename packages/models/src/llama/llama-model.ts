@@ -6,6 +6,8 @@
  * whose names differ (Phi-3's fused projections, Gemma 2's four norms per layer).
  */
 import {
+  checkpoint,
+  isGradEnabled,
   defaultRandom,
   Embedding,
   type Layer,
@@ -188,6 +190,8 @@ export const LLAMA_PARTS: DecoderParts = {
 /** The backbone: ids → final normalised hidden states [batch, seq, hidden]. */
 export class LlamaModel extends Module {
   static override readonly typeName: string = 'LlamaModel';
+  /** Run each decoder layer under `checkpoint` while training (see `CausalLM.gradientCheckpointingEnable`). */
+  gradientCheckpointing = false;
   embed_tokens: Layer;
   layers: ModuleList<DecoderLayer>;
   norm: Layer;
@@ -216,9 +220,13 @@ export class LlamaModel extends Module {
       // Gemma: × √hidden_size, rounded to the activations' dtype as transformers' normalizer is.
       if (this._config.gemmaNorms) h = ops.mulScalar(h, Math.fround(Math.sqrt(this._config.hiddenSize)));
       // One scope per layer, as PyTorch frees a layer's temporaries: only what backward saved outlives it.
+      // Gradient checkpointing: each layer keeps its input (and the rope tables) for a recompute in backward.
+      const ckpt = this.gradientCheckpointing && isGradEnabled() && !own.cache;
       for (const layer of this.layers) {
         const x = h;
-        h = tidy(() => layer.forward(x, { rope, layout: own }));
+        h = ckpt
+          ? checkpoint((xi, cos, sin) => layer.forward(xi, { rope: { cos, sin }, layout: own }), [x, rope.cos, rope.sin])
+          : tidy(() => layer.forward(x, { rope, layout: own }));
       }
       return this.norm.forward(h);
     } finally {

@@ -22,8 +22,42 @@ export interface CausalLMConfig {
   readonly vocabSize: number;
 }
 
+/** A backbone whose decoder layers can run under gradient checkpointing (see `CausalLM.gradientCheckpointingEnable`). */
+export interface GradientCheckpointing {
+  gradientCheckpointing: boolean;
+}
+
+const checkpointable = (m: unknown): m is GradientCheckpointing =>
+  typeof (m as Partial<GradientCheckpointing>).gradientCheckpointing === 'boolean';
+
 export abstract class CausalLM<C extends CausalLMConfig = CausalLMConfig> extends Layer {
   static override readonly typeName: string = 'CausalLM';
+
+  /**
+   * Gradient checkpointing (transformers' `gradient_checkpointing_enable()`, which PEFT's
+   * `prepare_model_for_kbit_training` turns on for QLoRA/QDoRA): while autograd records and no KV cache is
+   * written, each decoder layer keeps only its input for backward and runs again there — activation memory
+   * of one layer instead of all of them, for one more forward per step. Results and gradients are
+   * bit-identical to the plain step. Returns this.
+   */
+  gradientCheckpointingEnable(): this {
+    return this.setGradientCheckpointing(true);
+  }
+
+  /** Turns gradient checkpointing off again. Returns this. */
+  gradientCheckpointingDisable(): this {
+    return this.setGradientCheckpointing(false);
+  }
+
+  /** Whether gradient checkpointing is on (transformers' `is_gradient_checkpointing`). */
+  get isGradientCheckpointing(): boolean {
+    return this.namedModules().some(([, m]) => checkpointable(m) && m.gradientCheckpointing);
+  }
+
+  private setGradientCheckpointing(flag: boolean): this {
+    for (const [, m] of this.namedModules()) if (checkpointable(m)) m.gradientCheckpointing = flag;
+    return this;
+  }
   abstract readonly config: C;
   /** The output projection to the vocabulary (`lm_head`). */
   abstract readonly lm_head: Layer;

@@ -7,7 +7,7 @@
  * Positions follow transformers' generate: `cumsum(attention_mask) − 1`, with padding positions set to 1,
  * so a left-padded prompt gets the same positions — and, masked, the same logits — as the prompt alone.
  */
-import { type Backend, keep, ops, type Tensor, tensor } from '@dorajs/core';
+import { type Backend, keep, ops, reusedInRecompute, saveForRecompute, type Tensor, tensor } from '@dorajs/core';
 import { GenerationError } from '../errors.js';
 import type { KVCache } from './kv-cache.js';
 
@@ -137,8 +137,16 @@ export class ForwardLayout {
    */
   mask(options: MaskOptions = {}): Tensor {
     const window = options.slidingWindow ?? 0;
+    // A checkpointed layer's recompute runs in backward, after this call disposed its masks: the forward
+    // hands the mask it used to the recompute.
+    const deps = ['ForwardLayout.mask', this, window];
+    const reused = reusedInRecompute(deps);
+    if (reused) return reused;
     let mask = this._masks.get(window);
-    if (mask) return mask;
+    if (mask) {
+      saveForRecompute(deps, mask);
+      return mask;
+    }
     const { seq, keys, start } = this;
     const rows = this._keyMask ? this.batch : 1;
     const values = new Float32Array(rows * seq * keys);
@@ -154,6 +162,7 @@ export class ForwardLayout {
     }
     mask = keep(tensor(values, this._keyMask ? [rows, 1, 1, seq, keys] : [seq, keys], { backend: this.backend }));
     this._masks.set(window, mask);
+    saveForRecompute(deps, mask);
     return mask;
   }
 
