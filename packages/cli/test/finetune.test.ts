@@ -31,7 +31,7 @@ describe('dora finetune --quantize', () => {
       const data = join(dir, 'train.jsonl');
       writeFileSync(data, '{"text": "a b c a"}\n{"text": "b c a b"}\n');
       const keys: string[][] = [];
-      for (const quantize of [[], ['--quantize', kind]]) {
+      for (const quantize of [[], ['--quantize', kind], ['--quantize', kind, '--gradient-checkpointing']]) {
         const out = join(dir, `out${keys.length}`);
         const r = await dora(
           'finetune',
@@ -52,11 +52,15 @@ describe('dora finetune --quantize', () => {
         expect(r.code, r.stderr).toBe(0);
         if (quantize.length) expect(r.stderr + r.stdout).toMatch(new RegExp(`quantized base: \\d+ Linear layers in ${kind}`));
         expect(r.stdout).toMatch(/train_runtime/);
+        expect((r.stderr + r.stdout).includes('gradient checkpointing: each decoder layer runs again in backward')).toBe(
+          quantize.includes('--gradient-checkpointing'),
+        );
         const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
         expect(config.use_dora).toBe(true);
         keys.push([...readTensors(join(out, 'adapter_model.safetensors')).keys()].sort());
       }
       expect(keys[1]).toEqual(keys[0]);
+      expect(keys[2]).toEqual(keys[0]);
       expect(keys[1]!.some((k) => k.endsWith('.lora_magnitude_vector'))).toBe(true);
     },
   );
@@ -92,6 +96,7 @@ describe('dora finetune: bad input', () => {
   it('--quantize takes nf4, fp4 or int8, and needs a model', async () => {
     oneLine(await dora('finetune', '--quantize', 'int4'), /^dora: UsageError: --quantize: 'int4' is not one of nf4, fp4, int8$/);
     oneLine(await dora('finetune', '--quantize', 'nf4'), /^dora: UsageError: --quantize needs --model and --data/);
+    oneLine(await dora('finetune', '--gradient-checkpointing'), /^dora: UsageError: --gradient-checkpointing needs --model and --data/);
   });
 
   it('a model folder of an unsupported architecture is named', async () => {

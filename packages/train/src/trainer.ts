@@ -82,6 +82,13 @@ export interface TrainingArguments {
   readonly seed?: number;
   /** Shuffle the training data each epoch. Default true. */
   readonly shuffle?: boolean;
+  /**
+   * Gradient checkpointing (transformers' `gradient_checkpointing`): the model's decoder layers keep only
+   * their inputs and run again in backward — less activation memory for one more forward per step; losses
+   * and gradients are unchanged, bit for bit. The model (or a module in it, e.g. the base model a PEFT
+   * model wraps) must have `gradientCheckpointingEnable()`. Default false.
+   */
+  readonly gradientCheckpointing?: boolean;
 }
 
 export interface StepProgress {
@@ -141,6 +148,22 @@ export interface TrainCallOptions {
 }
 
 const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
+
+type Checkpointable = Module & { gradientCheckpointingEnable(): unknown };
+
+/** Turns gradient checkpointing on in `model` or the outermost module in it that has it (a PEFT model's base). */
+function enableGradientCheckpointing(model: Module): void {
+  const all: Module[] = [model, ...model.namedModules().map(([, m]) => m)];
+  const target = all.find(
+    (m): m is Checkpointable => typeof (m as { gradientCheckpointingEnable?: unknown }).gradientCheckpointingEnable === 'function',
+  );
+  if (!target) {
+    throw new ConfigError(
+      `training argument gradientCheckpointing: ${model.typeName} has no gradientCheckpointingEnable() (no decoder layers to checkpoint)`,
+    );
+  }
+  target.gradientCheckpointingEnable();
+}
 
 function asDataset<E>(source: DataSource<E>): Dataset<E> {
   if (Array.isArray(source)) {
@@ -209,10 +232,12 @@ export class Trainer<E> {
       outputDir: a.outputDir,
       seed: a.seed ?? 42,
       shuffle: a.shuffle ?? true,
+      gradientCheckpointing: a.gradientCheckpointing ?? false,
     };
     if (!(this.args.lr >= 0)) throw new ConfigError(`training argument lr must be ≥ 0, got ${this.args.lr}`);
     if (this.args.saveStep > 0 && !this.args.outputDir) throw new ConfigError('training argument saveStep needs outputDir');
     this.model = options.model;
+    if (this.args.gradientCheckpointing) enableGradientCheckpointing(options.model);
     const own = (options.model as unknown as { forward?: (x: Tensor) => Tensor }).forward;
     if (!options.forward && typeof own !== 'function')
       throw new ConfigError(`${options.model.typeName} has no forward(input); pass { forward }`);

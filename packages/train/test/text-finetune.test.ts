@@ -126,6 +126,34 @@ describe('runTextFinetune', () => {
     );
   });
 
+  it('gradientCheckpointing: QDoRA (llama, nf4) and GPT-2 LoRA (dropout) train to the same losses, bit for bit', async () => {
+    for (const extra of [
+      { model: llama, quantize: 'nf4' as const, loraDropout: 0 },
+      { model: gpt2, useDora: false, loraDropout: 0.1 },
+    ]) {
+      const run = async (gradientCheckpointing: boolean) => {
+        const lines: string[] = [];
+        const r = await runTextFinetune({
+          data,
+          backend,
+          maxSteps: 2,
+          batchSize: 2,
+          gradAccum: 1,
+          gradientCheckpointing,
+          log: (l) => lines.push(l),
+          ...extra,
+        });
+        return { r, lines };
+      };
+      const plain = await run(false);
+      const ckpt = await run(true);
+      expect(ckpt.lines).toContain('gradient checkpointing: each decoder layer runs again in backward');
+      expect(plain.lines).not.toContain('gradient checkpointing: each decoder layer runs again in backward');
+      expect(ckpt.r.metrics.train_loss).toBe(plain.r.metrics.train_loss);
+      expect(ckpt.r.evalMetrics?.eval_loss).toBe(plain.r.evalMetrics?.eval_loss);
+    }
+  });
+
   it('refuses an unsupported architecture, a folder without tokenizer.json and bad data with typed errors', async () => {
     const bert = join(root, 'bert');
     await writeTinyModelFolder(bert, 'llama', backend);

@@ -193,6 +193,12 @@ describe('Trainer', () => {
     t.dispose();
   });
 
+  it('gradientCheckpointing on a model without decoder layers to checkpoint is refused, naming the argument', () => {
+    expect(() => makeTrainer({ maxSteps: 1, gradientCheckpointing: true })).toThrow(
+      /^training argument gradientCheckpointing: \w+ has no gradientCheckpointingEnable\(\) \(no decoder layers to checkpoint\)$/,
+    );
+  });
+
   it('gradient accumulation matches one large batch', async () => {
     const run = async (batchSize: number, gradAccum: number) => {
       const model = new Mlp(backend, FEATURES, 16, CLASSES, 3, 0);

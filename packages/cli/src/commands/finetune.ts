@@ -31,15 +31,20 @@ const spec: CommandSpec = {
     seed: { type: 'string', description: 'random seed', placeholder: 'N' },
     quantize: {
       type: 'string',
-      description: "quantize the base model's Linear layers (QLoRA / QDoRA): nf4, fp4 or int8",
+      description:
+        "quantize the base model's Linear layers (QLoRA / QDoRA): nf4, fp4 or int8; add --gradient-checkpointing as PEFT's prepare_model_for_kbit_training does",
       placeholder: 'TYPE',
+    },
+    'gradient-checkpointing': {
+      type: 'boolean',
+      description: 'recompute each decoder layer in backward: activation memory of one layer instead of all, one more forward per step',
     },
   },
   examples: [
     'dora finetune',
     'dora finetune --max-steps 2 --output /tmp/adapter',
     'dora finetune --model ./tiny-llama --data train.jsonl --output ./out',
-    'dora finetune --model ./tiny-llama --data train.jsonl --quantize nf4 --output ./out',
+    'dora finetune --model ./tiny-llama --data train.jsonl --quantize nf4 --gradient-checkpointing --output ./out',
   ],
 };
 
@@ -59,6 +64,9 @@ export const finetuneCommand: Command = {
     }
     if (quantize !== undefined && builtin)
       throw new UsageError('--quantize needs --model and --data (the built-in MNIST CNN is not quantized)');
+    const gradientCheckpointing = flags['gradient-checkpointing'] === true;
+    if (gradientCheckpointing && builtin)
+      throw new UsageError('--gradient-checkpointing needs --model and --data (the built-in MNIST CNN has no decoder layers)');
     const options = {
       useDora: !flags['no-dora'],
       loraR: numberFlag(flags, 'lora-r', { integer: true, min: 1 }),
@@ -91,6 +99,7 @@ export const finetuneCommand: Command = {
           onProgress,
           log: bar.line,
           ...(quantize ? { quantize: quantize as 'nf4' | 'fp4' | 'int8' } : {}),
+          ...(gradientCheckpointing ? { gradientCheckpointing } : {}),
         });
     out(`${train.formatSummary(summary)}\n`);
     backend.dispose();

@@ -57,6 +57,12 @@ export interface TextFinetuneOptions extends FinetuneOptions {
    * embeddings and norms stay float; the adapter is an ordinary PEFT adapter. Default: no quantization.
    */
   readonly quantize?: 'nf4' | 'fp4' | 'int8';
+  /**
+   * Gradient checkpointing (transformers' `gradient_checkpointing`; PEFT's `prepare_model_for_kbit_training`
+   * turns it on for QLoRA/QDoRA): each decoder layer keeps only its input and runs again in backward —
+   * activation memory of one layer instead of all, for one more forward per step. Default false.
+   */
+  readonly gradientCheckpointing?: boolean;
 }
 
 export interface TextFinetuneResult {
@@ -138,6 +144,7 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
       `${h.useDora ? 'DoRA' : 'LoRA'}: r=${h.loraR} alpha=${h.loraAlpha} dropout=${h.loraDropout} on ${describeTargets(targets)}; ${peft.printTrainableParameters(() => {})}`,
     );
 
+    if (options.gradientCheckpointing) log('gradient checkpointing: each decoder layer runs again in backward');
     const pm = peft;
     const trainer = new Trainer<TokenizedExample>({
       model: pm,
@@ -155,6 +162,7 @@ export async function runTextFinetune(options: TextFinetuneOptions): Promise<Tex
         seed: h.seed,
         weightDecay: 0.01,
         warmupSteps: options.warmupSteps ?? Math.floor(h.maxSteps / 10),
+        gradientCheckpointing: options.gradientCheckpointing ?? false,
       },
       callbacks: {
         onStepEnd: (p) => options.onProgress?.({ ...p, method: h.useDora ? 'dora' : 'lora' }),
