@@ -5,6 +5,10 @@
  * and against QLoRA (LoRA on the same NF4 base) in CPU time (goal ≤ +15%). Embeddings and lm_head are
  * bf16 in every contender (transformers never quantizes them). Adapters r 16 on q/k/v/o/gate/up/down,
  * dropout 0. The three contenders' steps alternate, so a load change on a shared machine hits each alike.
+ * Each shape is measured twice: as is, and with gradient checkpointing on in all three contenders
+ * (`gc-` rows: `gradientCheckpointingEnable()`, what PEFT's prepare_model_for_kbit_training turns on for
+ * QLoRA/QDoRA) — each decoder layer keeps only its input and runs again in backward; DoRA's norm is not
+ * recomputed there (the forward's is reused). The goals are checked within each treatment.
  *
  * Then the seed's table: `dora finetune --quantize nf4` with and without DoRA (runTextFinetune, the CLI's
  * code path) on a Llama-shaped bf16 checkpoint written to a temporary folder with the byte-level BPE tokenizer
@@ -144,7 +148,7 @@ function bytesOf(handle: unknown): number {
   return h?.values && ArrayBuffer.isView(h.values) ? h.values.byteLength : 0;
 }
 
-async function contender(kind: Kind, s: Shape) {
+async function contender(kind: Kind, s: Shape, checkpointing = false) {
   const tracked = trackLive(createCpuBackend());
   const backend: Backend = tracked.backend;
   const config = {
@@ -159,6 +163,7 @@ async function contender(kind: Kind, s: Shape) {
     tie_word_embeddings: false,
   };
   const model = createModel(config, { backend, random: new Random(1) });
+  if (checkpointing) model.gradientCheckpointingEnable();
   if (kind !== 'bf16-dora') await quantizeLinears(model, { format: 'nf4', doubleQuant: true });
   toBf16(model);
   tracked.markWeights();
@@ -208,6 +213,7 @@ async function contender(kind: Kind, s: Shape) {
   const samples = new Map<number, { ms: number[]; cpu: number[]; peak: number }>(s.seqs.map((q) => [q, { ms: [], cpu: [], peak: 0 }]));
   return {
     kind,
+    checkpointing,
     tracked,
     async run(seq: number) {
       const r = samples.get(seq)!;
@@ -261,38 +267,55 @@ function breakdownText(b: Breakdown | null): string {
 }
 
 async function stepRows(s: Shape, quick: boolean): Promise<BenchResult[]> {
-  const all = [await contender('bf16-dora', s), await contender('nf4-dora', s), await contender('nf4-lora', s)];
+  // The three contenders as they were, then the same three with gradient checkpointing (transformers'
+  // gradient_checkpointing_enable(), which PEFT's prepare_model_for_kbit_training turns on for QLoRA/QDoRA).
+  const kinds: Kind[] = ['bf16-dora', 'nf4-dora', 'nf4-lora'];
+  const all = [];
+  for (const gc of [false, true]) for (const k of kinds) all.push(await contender(k, s, gc));
   const rows: BenchResult[] = [];
   try {
     for (const seq of s.seqs) {
       const shape = `llama h${s.hidden} i${s.inter} L${s.layers} v${s.vocab} x 1x${seq} r16`;
       for (let i = 0; i < (quick ? 3 : 5); i++) for (const c of all) await c.run(seq);
-      const [bf16, qdora, qlora] = all.map((c) => c.result(seq)) as [PairLike, PairLike, PairLike];
+      const results = all.map((c) => c.result(seq));
       const breakdowns: (Breakdown | null)[] = [];
       for (const c of all) breakdowns.push(await c.breakdown(seq));
-      const memRatio = qdora.peakMiB / bf16.peakMiB;
-      const timeDelta = (qdora.cpuMs / qlora.cpuMs - 1) * 100;
-      const row = (kind: Kind, r: PairLike, b: Breakdown | null, extra: Partial<BenchResult>, notes: string): BenchResult => ({
-        name: `step-${s.tag}${s.seqs.length > 1 ? `s${seq}-` : ''}${kind}`,
-        backend: 'cpu',
-        shape,
-        medianMs: r.cpuMs,
-        threads: 1,
-        ...extra,
-        notes: `${notes}; median CPU ms per step (wall ${r.ms.toFixed(0)} ms); peak ${r.peakMiB.toFixed(1)} MiB of live tensors, ${breakdownText(b)}`,
-      });
       const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
-      rows.push(
-        row('bf16-dora', bf16, breakdowns[0]!, {}, 'DoRA on the bf16 base'),
-        row(
-          'nf4-dora',
-          qdora,
-          breakdowns[1]!,
-          { ratio: bf16.peakMiB / qdora.peakMiB, ratioTo: 'bf16 peak memory' },
-          `QDoRA (nf4 + double quant); peak memory ${memRatio.toFixed(2)}× the bf16 base's (goal ≤ 0.4×: ${met(memRatio <= 0.4)}); vs QLoRA ${timeDelta >= 0 ? '+' : ''}${timeDelta.toFixed(1)}% CPU time (goal ≤ +15%: ${met(timeDelta <= 15)})`,
-        ),
-        row('nf4-lora', qlora, breakdowns[2]!, { ratio: qdora.cpuMs / qlora.cpuMs, ratioTo: 'QDoRA time' }, 'QLoRA on the same nf4 base'),
-      );
+      for (const gc of [false, true]) {
+        const at = gc ? 3 : 0;
+        const [bf16, qdora, qlora] = results.slice(at, at + 3) as [PairLike, PairLike, PairLike];
+        const memRatio = qdora.peakMiB / bf16.peakMiB;
+        const timeDelta = (qdora.cpuMs / qlora.cpuMs - 1) * 100;
+        const plainBf16 = results[0]!;
+        const row = (kind: Kind, i: number, extra: Partial<BenchResult>, notes: string): BenchResult => {
+          const r = results[at + i]!;
+          return {
+            name: `step-${s.tag}${s.seqs.length > 1 ? `s${seq}-` : ''}${gc ? 'gc-' : ''}${kind}`,
+            backend: 'cpu',
+            shape,
+            medianMs: r.cpuMs,
+            threads: 1,
+            ...extra,
+            notes: `${notes}; median CPU ms per step (wall ${r.ms.toFixed(0)} ms); peak ${r.peakMiB.toFixed(1)} MiB of live tensors, ${breakdownText(breakdowns[at + i]!)}`,
+          };
+        };
+        const ckpt = gc ? ', gradient checkpointing' : '';
+        rows.push(
+          row(
+            'bf16-dora',
+            0,
+            {},
+            `DoRA on the bf16 base${ckpt}${gc ? `; ${((bf16.cpuMs / plainBf16.cpuMs - 1) * 100).toFixed(1)}% CPU time and ${(bf16.peakMiB / plainBf16.peakMiB).toFixed(2)}× the peak of the same step without it` : ''}`,
+          ),
+          row(
+            'nf4-dora',
+            1,
+            { ratio: bf16.peakMiB / qdora.peakMiB, ratioTo: `bf16${gc ? ' (checkpointed)' : ''} peak memory` },
+            `QDoRA (nf4 + double quant${ckpt}); peak memory ${memRatio.toFixed(2)}× the bf16 base's${gc ? ' (both checkpointed)' : ''} (goal ≤ 0.4×: ${met(memRatio <= 0.4)})${gc ? `, ${(qdora.peakMiB / plainBf16.peakMiB).toFixed(2)}× the plain bf16 step's` : ''}; vs QLoRA${ckpt} ${timeDelta >= 0 ? '+' : ''}${timeDelta.toFixed(1)}% CPU time (goal ≤ +15%: ${met(timeDelta <= 15)})`,
+          ),
+          row('nf4-lora', 2, { ratio: qdora.cpuMs / qlora.cpuMs, ratioTo: 'QDoRA time' }, `QLoRA on the same nf4 base${ckpt}`),
+        );
+      }
     }
     return rows;
   } finally {

@@ -146,7 +146,8 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly
       try {
         return withGrad(() => {
           const leaves = saved.slice(0, n).map((t, i) => detached(t, wants[i]!));
-          const y = runIn(replay, () => fn(...leaves));
+          // The recompute's own scope frees what the graph does not save, as the forward's layer scope did.
+          const y = tidy(() => runIn(replay, () => fn(...leaves)));
           if (!(y instanceof Tensor) || !sameShape(y.shape, outShape) || !y.requiresGrad) {
             throw new DoraError(
               `checkpoint(): the recomputed function returned ${y instanceof Tensor ? `${shapeStr(y.shape)}${y.requiresGrad ? '' : ' without a gradient'}` : 'no Tensor'}, the forward ${shapeStr(outShape)} (fn must be deterministic)`,
