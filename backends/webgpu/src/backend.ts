@@ -52,7 +52,7 @@ import { debugOverrides } from './debug-env.js';
 import { sizeOf } from './shapes.js';
 import { describeSplit, isSplit, needsSplit, partCapacity } from './split.js';
 import { assertKnownDType } from './storage.js';
-import { allocStorage, DEFAULT_UPLOAD_WINDOW_BYTES, uploadSink, type UploadWindow } from './upload.js';
+import { allocStorage, DEFAULT_UPLOAD_WINDOW_BYTES, plannedBuffers, uploadSink, type UploadWindow } from './upload.js';
 import { SplitTensorError } from './errors.js';
 
 export interface WebGpuBackendOptions extends DeviceRequest {
@@ -259,6 +259,11 @@ export class WebGpuBackend implements Backend<GpuTensor> {
     }
     this.rt.check();
     return uploadSink(this.ctx, allocStorage(this.ctx, shape, dtype), this.uploads, label);
+  }
+
+  /** The coming uploads, in order: their slabs are cut to measure (`buffer-pool.ts`). */
+  planUploads(tensors: readonly { readonly shape: readonly number[]; readonly dtype: DType }[]): void {
+    this.rt.pool.planSlabs(tensors.flatMap((t) => plannedBuffers(this.ctx, t.shape, t.dtype)));
   }
 
   async download(t: TensorInfo<GpuTensor>): Promise<TypedArrayFor<DType>> {

@@ -11,6 +11,14 @@
  * (Dawn allocates those as they are). Ranges are read-only inputs of kernels (never outputs, which could not
  * share a buffer with an input of the same dispatch); a slab is destroyed once its last range is released, a
  * freed range is not reused.
+ *
+ * Fixed 8 MiB slabs filled first-fit leave holes (3 MiB MLP weights leave 2 MiB that the next 3 MiB one
+ * skips) and an unused tail in the last slab: 104 MiB of slabs for the web-load model's 96 MiB of ranges. A
+ * loader that knows what comes (`planSlabs`, from `planUploads`: every tensor's size is in the checkpoint's
+ * header) gets slabs cut to measure instead: the planned ranges, in order, go into consecutive slabs, each as
+ * large as the ranges that fit in SLAB_BYTES from where it starts (so above SLAB_RANGE_MAX, Dawn allocating it
+ * as it is; a rest of at most SLAB_RANGE_MAX joins the slab before it), and full. A request that is not the
+ * next planned one drops the plan.
  */
 import { BufferUsage } from './gpu-constants.js';
 
@@ -74,6 +82,10 @@ export class BufferPool {
   private nextId = 1;
   /** Slabs with room left, in creation order (first fit). */
   private open: Slab[] = [];
+  /** Range sizes announced by `planSlabs` (`slabBytes`, in order), the next one's index, and its slab. */
+  private plan: number[] = [];
+  private planAt = 0;
+  private planSlab: Slab | null = null;
   readonly stats: PoolStats = { created: 0, ownedBytes: 0, largestRequest: 0 };
 
   constructor(
@@ -111,18 +123,57 @@ export class BufferPool {
       this.stats.ownedBytes += size;
       return { buffer, size, id: this.nextId++, offset: 0, unpooled: 'own' };
     }
-    let slab = this.open.find((s) => s.used + size <= s.size);
-    if (!slab) {
-      slab = { buffer: this.create(SLAB_BYTES, STORAGE_USAGE), size: SLAB_BYTES, used: 0, live: 0 };
-      this.stats.created++;
-      this.stats.ownedBytes += SLAB_BYTES;
-      this.open.push(slab);
+    let slab: Slab | undefined;
+    if (this.planAt < this.plan.length && this.plan[this.planAt] === size) {
+      this.planAt++;
+      slab = this.planSlab ?? undefined;
+      if (!slab || slab.used + size > slab.size) {
+        // This range and the planned ones after it that fit in one slab; and the rest of the plan too when
+        // that is at most SLAB_RANGE_MAX, which would be a slab Dawn rounds up to a power of two.
+        let total = size;
+        let i = this.planAt;
+        for (; i < this.plan.length && total + this.plan[i]! <= SLAB_BYTES; i++) total += this.plan[i]!;
+        let rest = 0;
+        for (let j = i; j < this.plan.length && rest <= SLAB_RANGE_MAX; j++) rest += this.plan[j]!;
+        if (rest <= SLAB_RANGE_MAX) total += rest;
+        slab = this.planSlab = this.newSlab(total);
+      }
+    } else {
+      if (this.plan.length > 0) this.planSlabs([]);
+      slab = this.open.find((s) => s.used + size <= s.size) ?? this.newSlab(SLAB_BYTES);
     }
     const offset = slab.used;
     slab.used += size;
     slab.live++;
     if (slab.size - slab.used < RANGE_ALIGN) this.open = this.open.filter((s) => s !== slab);
     return { buffer: slab.buffer, size, id: this.nextId++, offset, unpooled: slab };
+  }
+
+  /**
+   * Bytes a loaded weight of `bytes` takes in a slab (`acquireUpload`): its 256-aligned size, or 0 when it
+   * gets a buffer of its own.
+   */
+  static slabBytes(bytes: number): number {
+    const size = Math.max(RANGE_ALIGN, Math.ceil(bytes / RANGE_ALIGN) * RANGE_ALIGN);
+    return size > SLAB_RANGE_MAX ? 0 : size;
+  }
+
+  /**
+   * A loader's hint (see the file comment): `acquireUpload` will be asked next for weights of these byte
+   * counts, in order (those that get a buffer of their own may be left in or out). Replaces an earlier plan.
+   */
+  planSlabs(bytes: readonly number[]): void {
+    this.plan = bytes.map(BufferPool.slabBytes).filter((n) => n > 0);
+    this.planAt = 0;
+    this.planSlab = null;
+  }
+
+  private newSlab(bytes: number): Slab {
+    const slab: Slab = { buffer: this.create(bytes, STORAGE_USAGE), size: bytes, used: 0, live: 0 };
+    this.stats.created++;
+    this.stats.ownedBytes += bytes;
+    this.open.push(slab);
+    return slab;
   }
 
   /** The buffer becomes reusable after the next submit (see the file comment). */
@@ -169,6 +220,7 @@ export class BufferPool {
       return true;
     }
     if (--owner.live > 0) return false;
+    if (this.planSlab === owner) this.planSlab = null;
     owner.buffer.destroy();
     this.stats.ownedBytes -= owner.size;
     this.open = this.open.filter((s) => s !== owner);

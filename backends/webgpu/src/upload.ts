@@ -19,6 +19,7 @@ import { BYTES_PER_ELEMENT, type DType, ShapeError, type UploadSink } from '@dor
 import type { GpuTensor, KernelContext } from './context.js';
 import { releaseAny } from './kernels/split.js';
 import { isSplit, needsSplit, planParts, SplitTensor } from './split.js';
+import { storageBytes } from './storage.js';
 
 /** Bytes written through upload sinks since the queue last drained: shared by every sink of a backend. */
 export interface UploadWindow {
@@ -165,4 +166,19 @@ export function allocStorage(ctx: KernelContext, shape: readonly number[], dtype
     throw error;
   }
   return new SplitTensor(dtype, size, parts);
+}
+
+/**
+ * The buffer sizes `allocStorage` will ask for a tensor of `shape` (one, or one per part): what `planUploads`
+ * announces. A shape `allocStorage` would refuse gives none (that upload throws, and drops the plan).
+ */
+export function plannedBuffers(ctx: KernelContext, shape: readonly number[], dtype: DType): number[] {
+  if (!(dtype in BYTES_PER_ELEMENT) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return [];
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (!needsSplit(dtype, size, ctx.partBytes)) return [storageBytes(dtype, size)];
+  try {
+    return planParts(shape, ctx.partBytes, '').map((n) => storageBytes(dtype, n));
+  } catch {
+    return [];
+  }
 }

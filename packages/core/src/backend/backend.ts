@@ -208,6 +208,12 @@ export interface FusedKernels<H = unknown> {
    */
   beginUpload?(shape: readonly number[], dtype: DType): UploadSink<H>;
   /**
+   * A hint before a loader's `beginUpload` calls: the tensors it will ask for next, in order (a checkpoint's
+   * header gives every size up front). A backend that packs loaded weights may size its allocations to what
+   * is coming (the WebGPU backend's last slab). Only a hint: calls that differ from it still work.
+   */
+  planUploads?(tensors: readonly { readonly shape: readonly number[]; readonly dtype: DType }[]): void;
+  /**
    * A DoRA Linear's base matmul with the compose in its epilogue: base = x·Wᵀ (x·W with transposeW) and
    * y = bias + g ⊙ (base + scale·lora). x [rows, in], W [out, in] (or [in, out]), lora [rows, out],
    * g [out], bias [out] or absent → both [rows, out] (backward needs base).

@@ -170,6 +170,15 @@ export async function loadModel(folder: SourceInput, options: LoadModelOptions):
     };
     const progress = { loadedBytes: 0, totalBytes: 0, loadedTensors: 0, totalTensors: plan.loads.length };
     for (const l of plan.loads) progress.totalBytes += bytesOf(l.tensor);
+    // Every streamed tensor's storage, in load order: lets a backend size what it allocates (a hint).
+    options.backend.planUploads?.(
+      plan.loads
+        .filter(({ parameter }) => !targets.has(parameter))
+        .map(({ tensor: t, parameter }) => ({
+          shape: t.shape,
+          dtype: keeps(t, parameter) ? (t.dtype === 'BF16' ? 'bfloat16' : 'float16') : 'float32',
+        })),
+    );
     for (const { tensor: t, parameter } of plan.loads) {
       const reader = files.get(t.file)!;
       const target = targets.get(parameter);
