@@ -260,6 +260,7 @@ const suite: BenchSuite = {
 };
 
 const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
 
 function breakdownText(b: Breakdown | null): string {
   if (!b) return 'breakdown n/a (the extra step did not reach the timed peak)';
@@ -305,7 +306,7 @@ async function stepRows(s: Shape, quick: boolean): Promise<BenchResult[]> {
             'bf16-dora',
             0,
             {},
-            `DoRA on the bf16 base${ckpt}${gc ? `; ${((bf16.cpuMs / plainBf16.cpuMs - 1) * 100).toFixed(1)}% CPU time and ${(bf16.peakMiB / plainBf16.peakMiB).toFixed(2)}× the peak of the same step without it` : ''}`,
+            `DoRA on the bf16 base${ckpt}${gc ? `; vs the same step without it: ${signed((bf16.cpuMs / plainBf16.cpuMs - 1) * 100)}% CPU time, ${(bf16.peakMiB / plainBf16.peakMiB).toFixed(2)}× the peak` : ''}`,
           ),
           row(
             'nf4-dora',
