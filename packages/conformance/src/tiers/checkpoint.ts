@@ -144,6 +144,59 @@ export const checkpointCases: ConformanceCase[] = [
     },
   },
   {
+    id: 'autograd/checkpoint-nested',
+    title: "checkpoint(fn) nests (gradients as without it), and a recompute's temporaries are freed before its backward runs",
+    async run(ctx) {
+      const backend = ctx.backend;
+      const rng = new Random(4);
+      const param = (n: number) => {
+        const v = tensor(rng.fillUniform(n, -1, 1), [n], { backend });
+        const p = new Parameter(v);
+        v.dispose();
+        return p;
+      };
+      const [p, q] = [param(5), param(5)];
+      const x = tensor(rng.fillUniform(5, -1, 1), [5], { backend });
+      const temporaries: Tensor[] = [];
+      let outerTemporaryFreed: boolean | null = null;
+      const inner = (t: Tensor): Tensor => {
+        // The last call is the inner recompute, inside the outer recompute's backward: by then the outer
+        // recompute's scope (which made temporaries[1]) is closed.
+        if (temporaries.length === 2) outerTemporaryFreed = temporaries[1]!.isDisposed;
+        return ops.mul(ops.sigmoid(t), q);
+      };
+      const outer = (t: Tensor): Tensor => {
+        const tmp = ops.mulScalar(ops.mul(t, p), 3);
+        temporaries.push(tmp);
+        return ops.add(t, checkpoint(inner, [tmp]));
+      };
+      const grads = async (f: (t: Tensor) => Tensor) => {
+        tidy(() => {
+          const y = f(x);
+          backward(ops.sum(ops.mul(y, y)));
+        });
+        const out = [await p.grad!.float32(), await q.grad!.float32()];
+        for (const t of [p, q]) {
+          t.grad!.dispose();
+          t.grad = null;
+        }
+        return out;
+      };
+      const plain = await grads((t) => ops.add(t, inner(ops.mulScalar(ops.mul(t, p), 3))));
+      temporaries.length = 0;
+      const nested = await grads((t) => checkpoint(outer, [t]));
+      for (let i = 0; i < 2; i++) {
+        const at = firstDiff(plain[i]!, nested[i]!);
+        if (at >= 0) throw new Error(`autograd/checkpoint-nested: gradient ${i} differs at ${at}: ${nested[i]![at]} vs ${plain[i]![at]}`);
+      }
+      if (outerTemporaryFreed !== true)
+        throw new Error(
+          `autograd/checkpoint-nested: the outer recompute's temporary was ${outerTemporaryFreed === null ? 'never observed' : 'still alive'} during its backward`,
+        );
+      for (const t of [p, q, x]) t.dispose();
+    },
+  },
+  {
     id: 'autograd/checkpoint-reuses-detached',
     title: "checkpoint(fn): DoRA's detached norm is computed once per step (forward), reused by the recompute unless its weights changed",
     async run(ctx) {
