@@ -22,6 +22,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { watchHandles } from '@dorajs/backend-conformance';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { AdamW, type Backend, backward, Embedding, Linear, noGrad, ops, quantizeLinears, Random, tensor, tidy } from '@dorajs/core';
 import { createModel } from '@dorajs/models';
@@ -88,37 +89,22 @@ function trackLive(inner: Backend) {
     }
     return b;
   };
-  const backend = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      if (prop === 'release') {
-        return (handle: object) => {
-          const e = live.get(handle);
-          if (e) {
-            current -= e.bytes;
-            live.delete(handle);
-          }
-          return (value as (h: object) => void).call(target, handle);
-        };
+  const backend = watchHandles(inner, {
+    created(handle, bytes) {
+      live.set(handle, { bytes, weight: weightsPhase });
+      current += bytes;
+      if (current > peak) peak = current;
+      if (armed && current >= armed.target) {
+        breakdown = snapshot(armed.classify());
+        armed = null;
       }
-      if (NOT_HANDLES.has(String(prop))) return (value as (...a: unknown[]) => unknown).bind(target);
-      return (...args: unknown[]) => {
-        const out = (value as (...a: unknown[]) => unknown).apply(target, args);
-        if (out !== null && typeof out === 'object' && !live.has(out)) {
-          const bytes = bytesOf(out);
-          if (bytes > 0) {
-            live.set(out, { bytes, weight: weightsPhase });
-            current += bytes;
-            if (current > peak) peak = current;
-            if (armed && current >= armed.target) {
-              breakdown = snapshot(armed.classify());
-              armed = null;
-            }
-          }
-        }
-        return out;
-      };
+    },
+    released(handle) {
+      const e = live.get(handle);
+      if (e) {
+        current -= e.bytes;
+        live.delete(handle);
+      }
     },
   });
   return {
@@ -138,14 +124,6 @@ function trackLive(inner: Backend) {
     },
     breakdown: () => breakdown,
   };
-}
-
-const NOT_HANDLES = new Set(['download', 'release', 'liveBuffers', 'sync', 'dispose']);
-
-/** backend-cpu handles hold their typed array (`values`). */
-function bytesOf(handle: unknown): number {
-  const h = handle as { values?: unknown } | null;
-  return h?.values && ArrayBuffer.isView(h.values) ? h.values.byteLength : 0;
 }
 
 async function contender(kind: Kind, s: Shape, checkpointing = false) {

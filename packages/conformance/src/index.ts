@@ -51,3 +51,4 @@ export {
 export { modelTiers, autogradTier, doraInvariantsTier, peftParityTier, DEFAULT_FIXTURES_DIR } from './tiers/models.js';
 export { gradCheck } from './tiers/grad-check.js';
 export { relativeError } from './tiers/relative-error.js';
+export { handleBytes, watchHandles, type HandleWatcher } from './watch-handles.js';

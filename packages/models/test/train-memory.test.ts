@@ -4,6 +4,7 @@
  * attention scores, the softmax output alone — and a double-quantized absmax is resolved into one float32
  * temporary, not four, while the narrow kernel reads it.
  */
+import { watchHandles } from '@dorajs/backend-conformance';
 import { createCpuBackend } from '@dorajs/backend-cpu';
 import { type Backend, ops, QuantizedWeight, quantizeHost, Random, tensor, tidy } from '@dorajs/core';
 import { createModel } from '@dorajs/models';
@@ -14,25 +15,10 @@ function tracked(): { backend: Backend; live: Map<object, number>; onCall: (fn: 
   const inner = createCpuBackend();
   const live = new Map<object, number>();
   let hook: ((op: string, args: unknown[]) => void) | null = null;
-  const backend = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value !== 'function') return value;
-      if (prop === 'release') {
-        return (h: object) => {
-          live.delete(h);
-          return (value as (h: object) => void).call(target, h);
-        };
-      }
-      if (['download', 'liveBuffers', 'sync', 'dispose'].includes(String(prop))) return (value as () => unknown).bind(target);
-      return (...args: unknown[]) => {
-        hook?.(String(prop), args);
-        const out = (value as (...a: unknown[]) => unknown).apply(target, args);
-        const values = (out as { values?: unknown } | null)?.values;
-        if (out && typeof out === 'object' && ArrayBuffer.isView(values)) live.set(out, values.byteLength);
-        return out;
-      };
-    },
+  const backend = watchHandles(inner, {
+    call: (op, args) => hook?.(op, [...args]),
+    created: (handle, bytes) => live.set(handle, bytes),
+    released: (handle) => live.delete(handle),
   });
   return { backend, live, onCall: (fn) => (hook = fn) };
 }
