@@ -39,6 +39,7 @@ export {
 export type { CreateOptions } from './tensor/tensor.js';
 export { tidy, keep, noGrad, isGradEnabled } from './tensor/scope.js';
 export { backward, type BackwardOptions } from './tensor/autograd.js';
+export { NormMemo } from './dora/norm-memo.js';
 export { checkpoint, saveForRecompute, reusedInRecompute, type RecomputeDeps } from './tensor/checkpoint.js';
 export * as ops from './ops/index.js';
 export * from './nn/module.js';

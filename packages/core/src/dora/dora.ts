@@ -23,6 +23,7 @@ import { QuantizedWeight } from '../quant/quantized-weight.js';
 import { shapeStr } from '../tensor/shape.js';
 import { full, type Tensor } from '../tensor/tensor.js';
 import { convDims, type LayerGeometry, matrixView } from './geometry.js';
+import type { NormMemo } from './norm-memo.js';
 
 /** LoRA's scale: alpha / r, or alpha / √r with rsLoRA. */
 export function loraScaling(alpha: number, r: number, useRslora = false): number {
@@ -34,11 +35,15 @@ export function loraScaling(alpha: number, r: number, useRslora = false): number
  * ‖W + s·B·A‖ per output feature, detached: [out] (PEFT shapes it per layer kind; see magnitudeShape). A
  * narrow W (bf16, f16, a QuantizedWeight on a Linear) is normed as dequantized, through the fused kernel.
  */
-export function doraWeightNorm(geo: LayerGeometry, w: Weight, a: Tensor, b: Tensor, scale: number): Tensor {
-  // Detached, so a checkpointed layer's recompute takes the forward's norm instead of a second pass over W.
+export function doraWeightNorm(geo: LayerGeometry, w: Weight, a: Tensor, b: Tensor, scale: number, memo: NormMemo | null = null): Tensor {
+  // Detached, so a checkpointed layer's recompute (and, with a memo, the next forward on the same
+  // W, A, B versions) takes this norm instead of a second pass over W.
   const deps = ['doraWeightNorm', geo.kind, !!geo.fanInFanOut, w, a, b, scale];
-  const reused = reusedInRecompute(deps);
-  if (reused) return reused;
+  const reused = reusedInRecompute(deps) ?? memo?.get(deps) ?? null;
+  if (reused) {
+    saveForRecompute(deps, reused);
+    return reused;
+  }
   const norm = tidy(() => {
     return noGrad(() => {
       const v = matrixView(geo, w, a, b);
@@ -46,6 +51,7 @@ export function doraWeightNorm(geo: LayerGeometry, w: Weight, a: Tensor, b: Tens
     });
   });
   saveForRecompute(deps, norm);
+  memo?.set(deps, norm);
   return norm;
 }
 
@@ -214,6 +220,7 @@ export function doraLinear(
   bias: Tensor | null,
   magnitude: { readonly m: Tensor } | { readonly g: Tensor },
   options: WeightNormOptions = {},
+  memo: NormMemo | null = null,
 ): Tensor {
   return tidy(() => {
     const be = backendOf('doraLinear', x, w instanceof QuantizedWeight ? w.data : w, a, b);
@@ -247,10 +254,15 @@ export function doraLinear(
     let g: Tensor;
     // Inside a checkpointed layer's recompute, the forward's (detached) norm is reused, not recomputed.
     const normDeps = ['doraLinear', tw, w, a, b, scale];
-    const reused = 'g' in magnitude ? null : reusedInRecompute(normDeps);
+    // A memo (the layer's previous forward on the same W, A, B versions) is not read where the backend
+    // fuses the norm into the base matmul's pass over W: there the base would come from another kernel.
+    const fusesNorm = floatArgs && !!be.matmulWeightNorm;
+    const reused = 'g' in magnitude ? null : (reusedInRecompute(normDeps) ?? (fusesNorm ? null : (memo?.get(normDeps) ?? null)));
     if ('g' in magnitude) g = magnitude.g;
-    else if (reused) g = magnitudeScale(magnitude.m, reused);
-    else {
+    else if (reused) {
+      saveForRecompute(normDeps, reused);
+      g = magnitudeScale(magnitude.m, reused);
+    } else {
       // matmulWeightNorm takes any weight (a narrow one widened in registers: one read of packed W for both).
       const shared =
         floatArgs && be.matmulWeightNorm ? be.matmulWeightNorm(x2.info, weightInfo(w), a.info, b.info, scale, { transposeW: tw }) : null;
@@ -261,6 +273,7 @@ export function doraLinear(
         norm = wrap(be, shared.norm, [out], 'float32');
       } else norm = weightNorm(w, a, b, scale, { transposeW: tw });
       saveForRecompute(normDeps, norm);
+      memo?.set(normDeps, norm);
       g = magnitudeScale(magnitude.m, norm);
     }
     let y: Tensor;

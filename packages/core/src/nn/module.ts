@@ -153,10 +153,14 @@ export abstract class Module {
    */
   protected async moveState(_backend: Backend, _moved: Map<object, object>): Promise<void> {}
 
-  /** Disposes every parameter's storage. */
+  /** Disposes every parameter's storage, and what each module keeps beside them (`releaseState`). */
   dispose(): void {
+    for (const [, m] of this.namedModules()) m.releaseState();
     for (const p of this.parameters()) p.dispose();
   }
+
+  /** Hook for modules keeping tensors that are not Parameters (caches): release them. Called by dispose(). */
+  protected releaseState(): void {}
 
   /** Class name used in error messages, summaries and saved configs: the class's own `static typeName`. */
   get typeName(): string {

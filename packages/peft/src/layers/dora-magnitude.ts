@@ -3,7 +3,7 @@
  * so the in-memory key is `…lora_magnitude_vector.<adapter>.weight` (the file drops `.weight`). It also
  * holds that adapter's DoRA cache, which is private state, never part of the state dict.
  */
-import { keep, Module, type Parameter, type Tensor } from '@dorajs/core';
+import { keep, Module, NormMemo, type Parameter, type Tensor } from '@dorajs/core';
 
 /** What a cache entry depends on: a Parameter, or a packed base weight (never changed in place, version 0). */
 export interface CacheSource {
@@ -25,6 +25,11 @@ export class DoraMagnitude extends Module {
   static override readonly typeName: string = 'DoraMagnitude';
   weight: Parameter;
   private _cache: CacheEntry | null = null;
+  /**
+   * The detached norm of this adapter's last training forward, reused by the next one while W, A, B and
+   * the scale are unchanged (the micro-batches of a gradient-accumulation step): one [out] vector.
+   */
+  readonly normMemo = new NormMemo();
 
   constructor(weight: Parameter) {
     super();
@@ -64,5 +69,11 @@ export class DoraMagnitude extends Module {
 
   protected override onTrainModeChange(mode: boolean): void {
     if (mode) this.clearCache();
+    else this.normMemo.clear();
+  }
+
+  protected override releaseState(): void {
+    this.clearCache();
+    this.normMemo.clear();
   }
 }

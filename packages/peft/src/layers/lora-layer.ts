@@ -226,6 +226,7 @@ export abstract class LoraLayer<B extends Layer = Layer> extends Layer implement
     const mag = this.lora_magnitude_vector.get(name);
     if (mag) {
       mag.clearCache();
+      mag.normMemo.clear();
       mag.weight.dispose();
       this.lora_magnitude_vector.delete(name);
     }

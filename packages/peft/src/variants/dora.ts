@@ -60,8 +60,9 @@ function doraScale(host: VariantHost, name: string): Tensor {
   const cached = cachedScale(host, name);
   if (cached) return cached;
   const { a, b } = host.adapterWeights(name)!;
-  const m = host.lora_magnitude_vector.get(name)!.weight;
-  return magnitudeScale(m, doraWeightNorm(host.geometry, host.denseWeight(), a, b, host.settingsOf(name).scaling));
+  const mag = host.lora_magnitude_vector.get(name)!;
+  const memo = host.training ? mag.normMemo : null;
+  return magnitudeScale(mag.weight, doraWeightNorm(host.geometry, host.denseWeight(), a, b, host.settingsOf(name).scaling, memo));
 }
 
 export const doraVariant: AdapterVariant = {
@@ -79,8 +80,11 @@ export const doraVariant: AdapterVariant = {
       // The first adapter on a Linear/Conv1D: one fused DoRA linear (base matmul, branch, norm, compose).
       const { a, b } = host.adapterWeights(name)!;
       const g = cachedScale(host, name);
-      const mag = g ? { g } : { m: host.lora_magnitude_vector.get(name)!.weight };
-      const y = doraLinear(x, host.denseWeight(), a, b, s.scaling, bias, mag, { transposeW: !!host.geometry.fanInFanOut });
+      const magnitude = host.lora_magnitude_vector.get(name)!;
+      const mag = g ? { g } : { m: magnitude.weight };
+      // A training forward reuses the previous one's norm while W, A, B and the scale are unchanged.
+      const memo = host.training ? magnitude.normMemo : null;
+      const y = doraLinear(x, host.denseWeight(), a, b, s.scaling, bias, mag, { transposeW: !!host.geometry.fanInFanOut }, memo);
       return { y, biasAdded: bias !== null };
     }
     const acc = accIn ?? host.baseOut(x);
@@ -109,6 +113,8 @@ export const doraVariant: AdapterVariant = {
   },
 
   clearCache(host, name) {
-    host.lora_magnitude_vector.get(name)?.clearCache();
+    const mag = host.lora_magnitude_vector.get(name);
+    mag?.clearCache();
+    mag?.normMemo.clear();
   },
 };
