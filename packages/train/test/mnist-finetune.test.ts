@@ -99,8 +99,15 @@ describe('DoRA training of the MNIST CNN through PEFT', () => {
     await trainer.train();
     const trainable = trainer.parameters.length;
     expect(live[9]).toBe(live[1]);
-    // Two moments per trainable parameter and nothing else (no dense B·A, no cached norms).
-    expect(live[9]! - before).toBe(2 * trainable);
+    // Two moments per trainable parameter, plus each DoRA layer's reused norm (one [out] vector, kept from
+    // one training forward to the next), and nothing else (no dense B·A).
+    const memos = peft
+      .namedModules()
+      .map(([, m]) => (m as { normMemo?: { size: number } }).normMemo)
+      .filter((m) => m !== undefined);
+    expect(memos.length).toBe(3); // conv1, conv2, fc1
+    expect(memos.every((m) => m.size > 0)).toBe(true);
+    expect(live[9]! - before).toBe(2 * trainable + memos.length);
     trainer.dispose();
     peft.dispose();
   });
