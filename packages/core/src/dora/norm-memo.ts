@@ -5,37 +5,23 @@
  * dtype or device move bumps a version (or replaces the object), so the next forward recomputes. The norm
  * carries no gradient, so a reused norm gives bit-identical results and gradients. Holds one [out] vector.
  */
+import { type DepsKey, depsKey, sameDeps } from '../tensor/deps-key.js';
 import { Tensor } from '../tensor/tensor.js';
 
-const versionOf = (d: unknown): number | undefined =>
-  d !== null && typeof d === 'object' && typeof (d as { version?: unknown }).version === 'number'
-    ? (d as { version: number }).version
-    : undefined;
-
-const disposed = (d: unknown): boolean => d !== null && typeof d === 'object' && (d as { isDisposed?: unknown }).isDisposed === true;
-
 export class NormMemo {
-  private deps: readonly unknown[] | null = null;
-  private versions: readonly (number | undefined)[] = [];
+  private key: DepsKey | null = null;
   private value: Tensor | null = null;
 
   /** The kept norm for exactly these deps (same objects, same versions) as a new handle, else null. */
   get(deps: readonly unknown[]): Tensor | null {
     const v = this.value;
-    const own = this.deps;
-    if (!v || !own || own.length !== deps.length) return null;
-    for (let i = 0; i < deps.length; i++) {
-      const d = deps[i];
-      if (d !== own[i] || versionOf(d) !== this.versions[i] || disposed(d)) return null;
-    }
-    return new Tensor(v.storage.retain(), v.shape);
+    return v && this.key && sameDeps(this.key, deps) ? new Tensor(v.storage.retain(), v.shape) : null;
   }
 
   /** Keeps `norm` for `deps`, releasing what was kept before. The caller keeps ownership of `norm`. */
   set(deps: readonly unknown[], norm: Tensor): void {
     this.clear();
-    this.deps = [...deps];
-    this.versions = deps.map(versionOf);
+    this.key = depsKey(deps);
     this.value = new Tensor(norm.storage.retain(), norm.shape, false);
   }
 
@@ -43,8 +29,7 @@ export class NormMemo {
   clear(): void {
     this.value?.dispose();
     this.value = null;
-    this.deps = null;
-    this.versions = [];
+    this.key = null;
   }
 
   /** Elements held: out when filled, 0 when empty. */

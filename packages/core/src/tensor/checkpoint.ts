@@ -19,6 +19,7 @@
 import { DoraError, ShapeError } from '../errors.js';
 import { type Random, watchRandom } from '../random.js';
 import { backward, GradNode } from './autograd.js';
+import { type DepsKey, depsKey, sameDeps } from './deps-key.js';
 import { isGradEnabled, tidy, withGrad } from './scope.js';
 import { shapeStr, sameShape } from './shape.js';
 import { Tensor } from './tensor.js';
@@ -26,9 +27,7 @@ import { Tensor } from './tensor.js';
 /** What a remembered value was computed from: objects by identity (and `version` when they have one), numbers, strings. */
 export type RecomputeDeps = readonly unknown[];
 
-interface Memo {
-  readonly deps: RecomputeDeps;
-  readonly versions: readonly (number | undefined)[];
+interface Memo extends DepsKey {
   value: Tensor;
 }
 
@@ -39,14 +38,6 @@ interface Context {
 
 const contexts: Context[] = [];
 
-const versionOf = (d: unknown): number | undefined =>
-  d !== null && typeof d === 'object' && typeof (d as { version?: unknown }).version === 'number'
-    ? (d as { version: number }).version
-    : undefined;
-
-const matches = (m: Memo, deps: RecomputeDeps): boolean =>
-  m.deps.length === deps.length && deps.every((d, i) => d === m.deps[i] && versionOf(d) === m.versions[i]);
-
 /**
  * While a checkpointed function runs its forward: remembers `value` (a constant of the computation, no
  * gradient) for the recompute in backward. A no-op anywhere else. The caller keeps ownership of `value`.
@@ -54,8 +45,8 @@ const matches = (m: Memo, deps: RecomputeDeps): boolean =>
 export function saveForRecompute(deps: RecomputeDeps, value: Tensor): void {
   const ctx = contexts[contexts.length - 1];
   if (!ctx || ctx.recompute) return;
-  if (ctx.memos.some((m) => matches(m, deps))) return;
-  ctx.memos.push({ deps: [...deps], versions: deps.map(versionOf), value: new Tensor(value.storage.retain(), value.shape, false) });
+  if (ctx.memos.some((m) => sameDeps(m, deps))) return;
+  ctx.memos.push({ ...depsKey(deps), value: new Tensor(value.storage.retain(), value.shape, false) });
 }
 
 /**
@@ -65,7 +56,7 @@ export function saveForRecompute(deps: RecomputeDeps, value: Tensor): void {
 export function reusedInRecompute(deps: RecomputeDeps): Tensor | null {
   const ctx = contexts[contexts.length - 1];
   if (!ctx?.recompute) return null;
-  const hit = ctx.memos.find((m) => matches(m, deps));
+  const hit = ctx.memos.find((m) => sameDeps(m, deps));
   return hit ? new Tensor(hit.value.storage.retain(), hit.value.shape) : null;
 }
 
