@@ -65,10 +65,10 @@ function sized(code: string): Bundle {
   return { code, bytes, gzipBytes: gzipSync(code, { level: 9 }).byteLength };
 }
 
-/** `esbuild entry.js --bundle --platform=browser --format=esm --minify`, in memory. */
-function esbuildOptions(packages: readonly EntryPart[]) {
+/** `esbuild entry.js --bundle --platform=browser --format=esm --minify`, in memory, for entry source `contents`. */
+function esbuildOptions(contents: string) {
   return {
-    stdin: { contents: entryFor(packages), resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
+    stdin: { contents, resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
     bundle: true,
     platform: 'browser',
     format: 'esm',
@@ -80,7 +80,12 @@ function esbuildOptions(packages: readonly EntryPart[]) {
 
 /** One ES module (dynamic imports inlined). */
 export async function esbuildBundle(packages: readonly EntryPart[]): Promise<Bundle> {
-  const out = await esbuild(esbuildOptions(packages));
+  return esbuildSource(entryFor(packages));
+}
+
+/** One ES module (dynamic imports inlined) of an entry module given as source. */
+export async function esbuildSource(contents: string): Promise<Bundle> {
+  const out = await esbuild(esbuildOptions(contents));
   return sized(out.outputFiles[0]!.text);
 }
 
@@ -136,7 +141,7 @@ export function splitSizes(chunks: readonly Chunk[]): SplitSizes {
 /** `esbuild entry.js --bundle --platform=browser --format=esm --minify --splitting`: an app build with lazy chunks. */
 export async function esbuildChunks(packages: readonly EntryPart[]): Promise<Chunk[]> {
   const out = await esbuild({
-    ...esbuildOptions(packages),
+    ...esbuildOptions(entryFor(packages)),
     splitting: true,
     absWorkingDir: RESOLVE_DIR,
     outdir: join(RESOLVE_DIR, 'esbuild-chunks'),

@@ -8,9 +8,8 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
 import { expect, it } from 'vitest';
-import { RESOLVE_DIR } from '../src/bundle.js';
+import { esbuildSource, RESOLVE_DIR } from '../src/bundle.js';
 
 const ENTRY = `
 import * as core from '@dorajs/core';
@@ -38,17 +37,8 @@ export const samples = {
 it('error and module names survive minification', async () => {
   const dir = await mkdtemp(join(RESOLVE_DIR, 'node_modules', '.minified-names-'));
   try {
-    const out = await build({
-      stdin: { contents: ENTRY, resolveDir: RESOLVE_DIR, sourcefile: 'entry.js' },
-      bundle: true,
-      platform: 'browser',
-      format: 'esm',
-      minify: true,
-      write: false,
-      logLevel: 'silent',
-    });
     const file = join(dir, 'bundle.mjs');
-    await writeFile(file, out.outputFiles[0]!.text);
+    await writeFile(file, (await esbuildSource(ENTRY)).code);
     const { checked, samples } = (await import(pathToFileURL(file).href)) as {
       checked: { pkg: string; key: string; typeName: string; className: string }[];
       samples: Record<string, string>;
